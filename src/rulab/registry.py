@@ -1,0 +1,145 @@
+"""One small registry class, used for every kind of pluggable thing in rulab.
+
+A registry maps a name to a factory (a class or a function). Registration is a decorator, lookup is
+``create(name, **kwargs)``; an unknown name raises :class:`UnknownNameError` that lists the valid
+choices. There is deliberately no other name→object mechanism in the library (no dicts, no if-ladders).
+
+Example:
+    >>> from rulab.registry import MODELS
+    >>> @MODELS.register("tiny")
+    ... def tiny(num_classes: int = 10): ...
+    >>> model = MODELS.create("tiny", num_classes=3)
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+__all__ = [
+    "Registry",
+    "UnknownNameError",
+    "MODELS",
+    "DATASETS",
+    "OOD_SETS",
+    "CORRUPTIONS",
+    "DETECTORS",
+    "METHODS",
+    "PRESETS",
+    "STUDIES",
+    "AUGMENTATIONS",
+    "PROTOCOLS",
+    "BENCHMARKS",
+]
+
+
+class UnknownNameError(KeyError, ValueError):
+    """Raised when a name is not registered. Its message names the registry and the valid choices."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it a plain sentence
+        return str(self.args[0]) if self.args else ""
+
+
+class Registry(Generic[T]):
+    """A named collection of factories.
+
+    Args:
+        kind: what the registry holds, used in error messages ("model", "detector", ...).
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str | None = None, *, overwrite: bool = False) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator that registers a class or function under ``name`` (default: its ``__name__``).
+
+        Registering a second object under a taken name is an error unless ``overwrite=True`` (useful
+        in notebooks and tests). The decorated object is returned unchanged, with ``registry_name`` set.
+        """
+
+        def decorator(obj: Callable[..., T]) -> Callable[..., T]:
+            key = name or obj.__name__
+            if key in self._entries and not overwrite and self._entries[key] is not obj:
+                raise ValueError(f"a {self.kind} named '{key}' is already registered; pick another name or pass overwrite=True")
+            self._entries[key] = obj
+            try:
+                obj.registry_name = key  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> Callable[..., T]:
+        """Return the registered factory for ``name`` or raise :class:`UnknownNameError`."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        """One sentence naming the unknown ``name``, the closest match and all valid choices."""
+        close = difflib.get_close_matches(str(name), self._entries, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown {self.kind} '{name}'{hint}; valid choices: {', '.join(self.list()) or '(none registered)'}"
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        """Call the factory registered under ``name`` with ``kwargs``.
+
+        Keyword arguments the factory does not accept raise a ``TypeError`` naming them and the valid ones.
+        """
+        factory = self.get(name)
+        bad = self.unknown_kwargs(name, kwargs)
+        if bad:
+            valid = ", ".join(self.parameters(name)) or "(none)"
+            raise TypeError(f"{self.kind} '{name}' has no parameter {', '.join(repr(b) for b in bad)}; valid parameters: {valid}")
+        return factory(**kwargs)
+
+    def parameters(self, name: str) -> dict[str, inspect.Parameter]:
+        """The keyword parameters the factory of ``name`` accepts (for a class: its ``__init__``)."""
+        factory = self.get(name)
+        sig = inspect.signature(factory)
+        return {k: p for k, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    def unknown_kwargs(self, name: str, kwargs: dict[str, Any]) -> list[str]:
+        """Names in ``kwargs`` that the factory of ``name`` does not accept (none if it takes ``**kwargs``)."""
+        sig = inspect.signature(self.get(name))
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return []
+        params = self.parameters(name)
+        return [k for k in kwargs if k not in params]
+
+    def list(self, pattern: str | None = None) -> list[str]:
+        """Sorted registered names, optionally filtered by a substring ``pattern``."""
+        names = sorted(self._entries)
+        return [n for n in names if pattern is None or pattern in n]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self)} entries)"
+
+
+MODELS: Registry[Any] = Registry("model")
+DATASETS: Registry[Any] = Registry("dataset")
+OOD_SETS: Registry[Any] = Registry("OOD set")
+CORRUPTIONS: Registry[Any] = Registry("corruption")
+DETECTORS: Registry[Any] = Registry("detector")
+METHODS: Registry[Any] = Registry("method")
+PRESETS: Registry[Any] = Registry("preset")
+STUDIES: Registry[Any] = Registry("study")
+AUGMENTATIONS: Registry[Any] = Registry("augmentation")
+PROTOCOLS: Registry[Any] = Registry("protocol")
+BENCHMARKS: Registry[Any] = Registry("benchmark")

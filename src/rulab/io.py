@@ -1,0 +1,95 @@
+"""Safe file writes: every file rulab writes goes through a temp file in the same directory and ``os.replace``.
+
+A reader therefore sees either the old file or the new one, never half of one, and a killed process leaves no
+partial file under the final name. A full disk or a read-only directory raises :class:`rulab.errors.RulabError`
+with a sentence that says which path and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from rulab.errors import RulabError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_path", "ensure_writable_dir"]
+
+
+def _explain(err: OSError, path: Path) -> RulabError:
+    if err.errno == errno.ENOSPC:
+        return RulabError(f"no space left on the device while writing {path}; free some disk space or choose another output directory")
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return RulabError(f"cannot write {path} (read-only or no permission); choose a writable output directory")
+    return RulabError(f"cannot write {path}: {err.strerror or err}; check the path and try again")
+
+
+def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and parents) if needed and check that files can be created in it."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p, prefix=".rulab-write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise _explain(err, p) from None
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on error removed.
+
+    Use it for writers that insist on a filename (``safetensors.torch.save_file``, ``torch.save``,
+    ``matplotlib.savefig``).
+    """
+    final = Path(path)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as err:
+        raise _explain(err, final) from None
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _explain(err, final) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[Any]], None], mode: str) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            writer(fh)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return _atomic_write(path, lambda fh: fh.write(data), "wb")
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return _atomic_write(path, lambda fh: fh.write(text), "w")
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

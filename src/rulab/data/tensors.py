@@ -1,0 +1,63 @@
+"""The in-memory dataset type every rulab dataset, OOD set and corrupted set is: uint8 images and int64 labels.
+
+Design: DESIGN.md Conventions 1; style-anchors.md §8 (airbench's device-resident uint8 tensors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from rulab.errors import InputError
+
+__all__ = ["TensorDataset"]
+
+
+@dataclass
+class TensorDataset:
+    """Images and labels held as tensors.
+
+    Attributes:
+        x: images, ``uint8 [N, C, H, W]`` (pixel values 0..255).
+        y: labels, ``int64 [N]``; ``-1`` marks out-of-distribution examples.
+        classes: class names, ``len(classes) == K`` (empty for OOD sets).
+        name: registry name of the dataset (``"fashion_mnist"``, ``"uniform"``, ...).
+        source: where the data came from (a path, ``"debian:dataset-fashion-mnist"``, ``"generated"``).
+        meta: free-form provenance (checksums, split, seed, generator parameters).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str] = field(default_factory=list)
+    name: str = ""
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.uint8 or self.x.ndim != 4:
+            raise InputError(f"dataset '{self.name}' images must be uint8 [N, C, H, W], got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.y.ndim != 1 or len(self.y) != len(self.x):
+            raise InputError(f"dataset '{self.name}' needs one label per image, got {len(self.y)} labels for {len(self.x)} images")
+        if self.y.dtype != torch.int64:
+            self.y = self.y.to(torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Image shape ``(C, H, W)``."""
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, index: torch.Tensor | slice, name: str | None = None) -> TensorDataset:
+        """A new dataset with the selected rows (a copy for index tensors, a view for slices)."""
+        return TensorDataset(self.x[index], self.y[index], list(self.classes), name or self.name, self.source, dict(self.meta))
+
+    def float(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """All images as ``float32 [N, C, H, W]`` in [0, 1] (on ``device``)."""
+        return self.x.to(device).float().div_(255)

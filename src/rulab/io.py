@@ -18,10 +18,11 @@ from typing import IO, Any
 
 from rulab.errors import RulabError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_path", "ensure_writable_dir"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_path", "ensure_writable_dir", "explain_os_error"]
 
 
-def _explain(err: OSError, path: Path) -> RulabError:
+def explain_os_error(err: OSError, path: Path) -> RulabError:
+    """Turn an ``OSError`` met while writing ``path`` into a one-sentence :class:`RulabError`."""
     if err.errno == errno.ENOSPC:
         return RulabError(f"no space left on the device while writing {path}; free some disk space or choose another output directory")
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -38,7 +39,7 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
         os.close(fd)
         os.unlink(tmp)
     except OSError as err:
-        raise _explain(err, p) from None
+        raise explain_os_error(err, p) from None
     return p
 
 
@@ -46,8 +47,7 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on error removed.
 
-    Use it for writers that insist on a filename (``safetensors.torch.save_file``, ``torch.save``,
-    ``matplotlib.savefig``).
+    Use it for writers that insist on a filename (``safetensors.torch.save_file``, ``matplotlib.savefig``).
     """
     final = Path(path)
     try:
@@ -55,7 +55,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
         os.close(fd)
     except OSError as err:
-        raise _explain(err, final) from None
+        raise explain_os_error(err, final) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -66,7 +66,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise _explain(err, final) from None
+        raise explain_os_error(err, final) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -51,9 +51,25 @@ class Registry(Generic[T]):
         kind: what the registry holds, used in error messages ("model", "detector", ...).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self._entries: dict[str, Callable[..., T]] = {}
+        self._modules = modules
+        self._loaded = not modules
+
+    def _load_builtins(self) -> None:
+        """Import the modules that register rulab's own entries, once, on the first lookup.
+
+        Registration happens at import time (as in timm); doing it lazily keeps ``import rulab`` cheap and
+        keeps the import graph one-directional (the registry never imports its users at module level).
+        """
+        if self._loaded:
+            return
+        self._loaded = True
+        import importlib
+
+        for module in self._modules:
+            importlib.import_module(module)
 
     def register(self, name: str | None = None, *, overwrite: bool = False) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator that registers a class or function under ``name`` (default: its ``__name__``).
@@ -77,6 +93,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         """Return the registered factory for ``name`` or raise :class:`UnknownNameError`."""
+        self._load_builtins()
         try:
             return self._entries[name]
         except KeyError:
@@ -116,30 +133,33 @@ class Registry(Generic[T]):
 
     def list(self, pattern: str | None = None) -> list[str]:
         """Sorted registered names, optionally filtered by a substring ``pattern``."""
+        self._load_builtins()
         names = sorted(self._entries)
         return [n for n in names if pattern is None or pattern in n]
 
     def __contains__(self, name: object) -> bool:
+        self._load_builtins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.list())
 
     def __len__(self) -> int:
+        self._load_builtins()
         return len(self._entries)
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self)} entries)"
 
 
-MODELS: Registry[Any] = Registry("model")
-DATASETS: Registry[Any] = Registry("dataset")
-OOD_SETS: Registry[Any] = Registry("OOD set")
-CORRUPTIONS: Registry[Any] = Registry("corruption")
-DETECTORS: Registry[Any] = Registry("detector")
-METHODS: Registry[Any] = Registry("method")
-PRESETS: Registry[Any] = Registry("preset")
-STUDIES: Registry[Any] = Registry("study")
-AUGMENTATIONS: Registry[Any] = Registry("augmentation")
-PROTOCOLS: Registry[Any] = Registry("protocol")
-BENCHMARKS: Registry[Any] = Registry("benchmark")
+MODELS: Registry[Any] = Registry("model", ("rulab.models",))
+DATASETS: Registry[Any] = Registry("dataset", ("rulab.data.datasets",))
+OOD_SETS: Registry[Any] = Registry("OOD set", ("rulab.data.ood", "rulab.data.noise"))
+CORRUPTIONS: Registry[Any] = Registry("corruption", ("rulab.data.corruptions",))
+DETECTORS: Registry[Any] = Registry("detector", ("rulab.detectors",))
+METHODS: Registry[Any] = Registry("method", ("rulab.methods",))
+PRESETS: Registry[Any] = Registry("preset", ("rulab.presets",))
+STUDIES: Registry[Any] = Registry("study", ("rulab.presets",))
+AUGMENTATIONS: Registry[Any] = Registry("augmentation", ("rulab.data.augment",))
+PROTOCOLS: Registry[Any] = Registry("protocol", ("rulab.eval.protocols",))
+BENCHMARKS: Registry[Any] = Registry("benchmark", ("rulab.eval.benchmarks",))

@@ -1,0 +1,561 @@
+"""Typed, frozen run configuration: presets by name, YAML files and dotted ``--a.b=value`` overrides.
+
+Everything is validated before anything runs (DESIGN.md Convention 9; style-anchors.md §12): an unknown key, a
+wrong type or an impossible value raises :class:`rulab.errors.ConfigError` with one line that names the key and
+the valid choices. Model and method keyword arguments are checked against the registered factory's signature.
+
+Resolution order: preset (``PRESETS``) → YAML file (may name its own ``preset:``) → CLI overrides.
+
+Example:
+    >>> cfg = load_config("fmnist-plain", overrides=["optim.lr=0.05", "train.epochs=2"])
+    >>> cfg.optim.lr
+    0.05
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rulab.errors import ConfigError
+
+__all__ = [
+    "AugmentCfg",
+    "DataCfg",
+    "ModelCfg",
+    "OptimCfg",
+    "MethodCfg",
+    "TrainCfg",
+    "EvalCfg",
+    "RunCfg",
+    "load_config",
+    "apply_overrides",
+    "from_dict",
+    "to_dict",
+    "config_hash",
+    "validate",
+    "dump_yaml",
+]
+
+
+@dataclass(frozen=True)
+class AugmentCfg:
+    """Batched, seeded training augmentation (rulab.data.augment). Probabilities in [0, 1]; pixels as units."""
+
+    hflip: float = 0.5  # probability of a horizontal flip
+    vflip: float = 0.0  # probability of a vertical flip (W2 "basic": 0.4)
+    crop_padding: int = 0  # random crop with this zero padding in pixels (CIFAR: 4)
+    rotate_deg: float = 0.0  # maximum rotation angle in degrees (W2: 20)
+    rotate_p: float = 0.0  # probability of applying a rotation (W2: 0.4)
+
+
+@dataclass(frozen=True)
+class DataCfg:
+    """Which data a run trains on."""
+
+    dataset: str = "fashion_mnist"
+    classes: tuple[int, ...] = ()  # keep only these original classes, relabelled 0..k-1 in this order
+    exclude_classes: tuple[int, ...] = ()  # drop these original classes (W1 pre-training class exclusion)
+    train_subset: int = 0  # use only this many labelled training examples (0 = all), stratified, seeded
+    val_size: int = 5000  # examples held out of the training split for validation and temperature scaling
+    val_split: str = "random"  # "random" (seeded) or "tail" (contiguous last examples, W1 §1.2)
+    augment: AugmentCfg = field(default_factory=AugmentCfg)
+    root: str = ""  # data directory; "" = $RULAB_DATA or ~/.cache/rulab
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """A registered model and its keyword arguments (checked against the entrypoint's signature)."""
+
+    name: str = "fastcnn"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimCfg:
+    """Optimizer and learning-rate schedule (rulab.train.optim). Step counts are optimizer steps."""
+
+    name: str = "sgd"  # "sgd" or "adamw"
+    lr: float = 0.1  # peak learning rate (for batch_size as given; no implicit scaling)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # coupled L2 for SGD, decoupled for AdamW
+    betas: tuple[float, ...] = (0.9, 0.999)
+    schedule: str = "cosine"  # "cosine" (W1 §1.3, per iteration to lr_floor), "step" (W3 §3.4), "onecycle", "constant"
+    lr_floor: float = 1e-6  # absolute final learning rate of "cosine" (W1: 1e-6)
+    warmup_frac: float = 0.0  # fraction of steps of linear warm-up ("onecycle": where the peak is)
+    milestones: tuple[float, ...] = (0.5, 0.75, 0.9)  # "step": fractions of all steps where lr is multiplied by gamma
+    gamma: float = 0.1
+    backbone_lr_mult: float = 1.0  # learning-rate multiplier for everything but the head (fine-tuning)
+    no_decay_norm: bool = False  # exclude normalisation-layer parameters from weight decay (W3 §3.4)
+    grad_clip: float = 0.0  # max gradient norm, 0 = off
+
+
+@dataclass(frozen=True)
+class MethodCfg:
+    """A registered training objective and its keyword arguments (checked against its signature)."""
+
+    name: str = "erm"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    """The training loop (rulab.train.loop)."""
+
+    epochs: int = 5
+    batch_size: int = 256
+    max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs); for smoke tests
+    eval_every: int = 1  # evaluate on the validation split every this many epochs (0 = never)
+    checkpoint_every: int = 0  # also checkpoint every this many steps (0 = only at epoch ends)
+    init_from: str = ""  # checkpoint (run directory or .safetensors) to initialise the weights from
+    reset_head: bool = False  # replace the head by a fresh Linear for the new classes (fine-tuning)
+    freeze_bn: bool = False  # keep BatchNorm layers in eval mode with frozen affine parameters
+    amp: str = "none"  # "none", "bf16" or "fp16" mixed precision
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # SyncBatchNorm under torch.distributed
+    deterministic: bool = True  # torch.use_deterministic_algorithms where supported
+
+
+@dataclass(frozen=True)
+class EvalCfg:
+    """What ``rulab eval`` measures on a checkpoint (rulab.eval)."""
+
+    benchmark: str = "fmnist"  # BENCHMARKS entry: ID test set, validation-OOD set(s), test OOD sets, protocol
+    detectors: tuple[str, ...] = ("msp", "maxlogit", "energy", "entropy", "odin", "mahalanobis", "knn", "react", "gen", "vim", "klm")
+    protocol: str = ""  # override the benchmark's protocol ("hendrycks", "odin", "hein", "full")
+    shift: str = "fmnist-default"  # shift suite ("" = none)
+    farconf: bool = True  # alpha-scaling, adversarial noise and adversarial samples
+    temperature: bool = True  # also report calibration after temperature scaling fitted on the validation split
+    n_ood: int = 0  # cap on OOD examples per set (0 = protocol default)
+    batch_size: int = 1000
+    alpha_trials: int = 200  # alpha-scaling trials (Hein: 10,000)
+    adv_eps: float = 0.3  # adversarial noise / samples: L-inf radius in pixels
+    adv_steps: int = 40
+    adv_n: int = 500  # examples attacked per set
+
+
+@dataclass(frozen=True)
+class RunCfg:
+    """Everything that defines one training-and-evaluation run."""
+
+    name: str = "run"
+    preset: str = ""
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    out_dir: str = "runs"
+    parity: bool = False  # reproduce the originals' quirks (seed-methods.md §5 C11) instead of the fixed defaults
+    data: DataCfg = field(default_factory=DataCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    method: MethodCfg = field(default_factory=MethodCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+
+
+# --------------------------------------------------------------------------------------------- conversion
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(tp) or (Any,)
+        return f"list of {_type_name(inner)}"
+    if origin in (Mapping, dict) or tp is dict:
+        return "mapping"
+    if is_dataclass(tp):
+        return "section"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0] if errors else ConfigError(f"config key '{key}' has an invalid value {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                value = [value]
+            else:
+                raise ConfigError(f"config key '{key}' must be a list of {_type_name(inner)}, got {value!r}")
+        return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}' must be a mapping of names to values, got {value!r}")
+        return dict(value)
+    if is_dataclass(tp):
+        if is_dataclass(value):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}' is a section; give it a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unknown_key(key: str, valid: Sequence[str]) -> ConfigError:
+    name = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    where = f" under '{parent}'" if parent else ""
+    return ConfigError(f"unknown config key '{key}'{hint}; valid keys{where}: {', '.join(valid)}")
+
+
+def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build the dataclass ``cls`` from a (nested) mapping, checking every key and type."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section '{prefix or 'root'}' must be a mapping, got {data!r}")
+    hints = _hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in hints:
+            raise _unknown_key(full, names)
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain nested dicts/lists (JSON- and YAML-serialisable)."""
+
+    def conv(v: Any) -> Any:
+        if is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, Mapping):
+            return {str(k): conv(x) for k, x in v.items()}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(cfg)
+
+
+def config_hash(cfg: RunCfg) -> str:
+    """A short stable hash of everything that changes what a run computes (not its name or output dir)."""
+    d = to_dict(cfg)
+    for k in ("name", "out_dir", "device"):
+        d.pop(k, None)
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def dump_yaml(cfg: RunCfg) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------- overrides
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _set_path(cfg: Any, path: list[str], value: Any, full: str) -> Any:
+    """Return a copy of dataclass ``cfg`` with the dotted ``path`` set to ``value`` (type-checked)."""
+    head, rest = path[0], path[1:]
+    hints = _hints(type(cfg))
+    if head not in hints:
+        raise _unknown_key(".".join(full.split(".")[: len(full.split(".")) - len(rest)]), [f.name for f in fields(cfg)])
+    tp = hints[head]
+    current = getattr(cfg, head)
+    if rest:
+        if is_dataclass(current):
+            return replace(cfg, **{head: _set_path(current, rest, value, full)})
+        if isinstance(current, Mapping):  # free-form kwargs: model.kwargs.dropout=0.3
+            new = dict(current)
+            node = new
+            for p in rest[:-1]:
+                node[p] = dict(node.get(p, {})) if isinstance(node.get(p), Mapping) else {}
+                node = node[p]
+            node[rest[-1]] = value
+            return replace(cfg, **{head: new})
+        raise ConfigError(f"config key '{full}' goes below '{head}', which is a {_type_name(tp)}, not a section")
+    if is_dataclass(current) and isinstance(value, Mapping):
+        merged = to_dict(current)
+        _deep_update(merged, value)
+        return replace(cfg, **{head: from_dict(type(current), merged, prefix=full)})
+    return replace(cfg, **{head: _coerce(value, tp, full)})
+
+
+def _deep_update(base: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+
+
+def apply_overrides(cfg: RunCfg, overrides: Sequence[str] | Mapping[str, Any]) -> RunCfg:
+    """Apply ``["a.b=value", ...]`` (values parsed as YAML scalars/lists) or a nested mapping to ``cfg``."""
+    if isinstance(overrides, Mapping):
+        for key, value in _flatten(overrides):
+            cfg = _set_path(cfg, key.split("."), value, key)
+        return cfg
+    for item in overrides:
+        text = item[2:] if item.startswith("--") else item
+        if "=" not in text:
+            raise ConfigError(f"override '{item}' must look like key=value, e.g. optim.lr=0.05")
+        key, raw = text.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override '{item}' has an empty key; write it as key=value, e.g. train.epochs=3")
+        cfg = _set_path(cfg, key.split("."), _parse_value(raw), key)
+    return cfg
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        # kwargs mappings are set as a whole one level down so their keys stay free-form
+        if isinstance(v, Mapping) and not key.endswith("kwargs"):
+            out.extend(_flatten(v, key))
+        else:
+            out.append((key, v))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist; check the path")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {p} is not valid YAML{where}; fix the syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text; give a YAML file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of keys to values at the top level")
+    return data
+
+
+def preset_config(name: str) -> RunCfg:
+    """The :class:`RunCfg` of a registered preset."""
+    from rulab.registry import PRESETS, UnknownNameError
+
+    try:
+        factory = PRESETS.get(name)
+    except UnknownNameError as err:
+        raise ConfigError(str(err)) from None
+    cfg = factory()
+    return replace(cfg, preset=name, name=cfg.name if cfg.name != "run" else name)
+
+
+def load_config(
+    preset: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    check: bool = True,
+) -> RunCfg:
+    """Resolve a run configuration: preset → YAML file → overrides, then :func:`validate` it.
+
+    Args:
+        preset: a registered preset name (``rulab list presets``); the YAML file may name one instead.
+        path: a YAML file with any subset of the config keys, nested or dotted.
+        overrides: ``["section.key=value", ...]``.
+        check: run :func:`validate` (registry names, value ranges).
+    """
+    data = _read_yaml(path) if path is not None else {}
+    file_preset = data.pop("preset", None)
+    if preset and file_preset and preset != file_preset:
+        raise ConfigError(f"the preset '{preset}' given on the command line differs from '{file_preset}' in {path}; keep one")
+    name = preset or file_preset
+    cfg = preset_config(name) if name else RunCfg()
+    if data:
+        cfg = apply_overrides(cfg, data)
+    cfg = apply_overrides(cfg, overrides)
+    if check:
+        validate(cfg)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def _positive(key: str, value: float, strict: bool = True) -> None:
+    if value != value or (value <= 0 if strict else value < 0):
+        bound = "> 0" if strict else ">= 0"
+        raise ConfigError(f"config key '{key}' must be {bound}, got {value}")
+
+
+def _prob(key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"config key '{key}' is a probability and must lie in [0, 1], got {value}")
+
+
+def _choice(key: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"config key '{key}' has unknown value '{value}'{hint}; valid choices: {', '.join(choices)}")
+
+
+def _registered(key: str, value: str, registry: Any) -> None:
+    _choice(key, value, registry.list())
+
+
+def _kwargs_ok(key: str, registry: Any, name: str, kwargs: Mapping[str, Any]) -> None:
+    bad = registry.unknown_kwargs(name, dict(kwargs))
+    if bad:
+        valid = ", ".join(registry.parameters(name)) or "(none)"
+        raise ConfigError(f"config key '{key}.{bad[0]}' is not a parameter of {registry.kind} '{name}'; valid parameters: {valid}")
+    params = registry.parameters(name)
+    try:
+        hints = typing.get_type_hints(registry.get(name).__init__ if isinstance(registry.get(name), type) else registry.get(name))
+    except Exception:  # noqa: BLE001 - unresolved annotations: skip type checks, names were checked
+        hints = {}
+    for k, v in kwargs.items():
+        if k in hints and k in params:
+            _coerce(v, hints[k], f"{key}.{k}")
+
+
+def validate(cfg: RunCfg) -> RunCfg:
+    """Check every value that a dataclass type cannot: ranges, choices and registry names.
+
+    Raises:
+        ConfigError: naming the first bad key and its valid values.
+    """
+    from rulab.registry import BENCHMARKS, DATASETS, DETECTORS, METHODS, MODELS, PROTOCOLS
+
+    o, t, d, e = cfg.optim, cfg.train, cfg.data, cfg.eval
+    _registered("data.dataset", d.dataset, DATASETS)
+    _registered("model.name", cfg.model.name, MODELS)
+    _kwargs_ok("model.kwargs", MODELS, cfg.model.name, cfg.model.kwargs)
+    _registered("method.name", cfg.method.name, METHODS)
+    _kwargs_ok("method.kwargs", METHODS, cfg.method.name, cfg.method.kwargs)
+    _choice("optim.name", o.name, ["sgd", "adamw"])
+    _choice("optim.schedule", o.schedule, ["cosine", "step", "onecycle", "constant"])
+    _positive("optim.lr", o.lr)
+    _positive("optim.lr_floor", o.lr_floor, strict=False)
+    if o.schedule == "cosine" and o.lr_floor > o.lr:
+        raise ConfigError(f"config key 'optim.lr_floor' ({o.lr_floor}) must not exceed optim.lr ({o.lr})")
+    _positive("optim.weight_decay", o.weight_decay, strict=False)
+    _prob("optim.momentum", o.momentum)
+    _prob("optim.warmup_frac", o.warmup_frac)
+    _positive("optim.gamma", o.gamma)
+    _positive("optim.backbone_lr_mult", o.backbone_lr_mult, strict=False)
+    _positive("optim.grad_clip", o.grad_clip, strict=False)
+    if any(not 0.0 < m < 1.0 for m in o.milestones) or list(o.milestones) != sorted(o.milestones):
+        raise ConfigError(f"config key 'optim.milestones' must be increasing fractions in (0, 1), got {list(o.milestones)}")
+    if len(o.betas) != 2 or any(not 0.0 <= b < 1.0 for b in o.betas):
+        raise ConfigError(f"config key 'optim.betas' must be two numbers in [0, 1), got {list(o.betas)}")
+    if o.nesterov and o.name == "sgd" and o.momentum <= 0:
+        raise ConfigError("config key 'optim.nesterov' needs optim.momentum > 0; set optim.nesterov=false or a momentum")
+    if t.batch_size < 1:
+        raise ConfigError(f"config key 'train.batch_size' must be at least 1, got {t.batch_size}")
+    for k in ("epochs", "max_steps", "eval_every", "checkpoint_every"):
+        if getattr(t, k) < 0:
+            raise ConfigError(f"config key 'train.{k}' must be >= 0, got {getattr(t, k)}")
+    if t.epochs == 0 and t.max_steps == 0:
+        raise ConfigError("config keys 'train.epochs' and 'train.max_steps' are both 0; set at least one of them")
+    _choice("train.amp", t.amp, ["none", "bf16", "fp16"])
+    if t.reset_head and not t.init_from:
+        raise ConfigError("config key 'train.reset_head' needs train.init_from (the checkpoint to fine-tune)")
+    if t.init_from and not Path(t.init_from).exists():
+        raise ConfigError(f"config key 'train.init_from' points to {t.init_from}, which does not exist; give a run directory or a .safetensors file")
+    _choice("data.val_split", d.val_split, ["random", "tail"])
+    for k in ("val_size", "train_subset"):
+        if getattr(d, k) < 0:
+            raise ConfigError(f"config key 'data.{k}' must be >= 0, got {getattr(d, k)}")
+    if set(d.classes) & set(d.exclude_classes):
+        raise ConfigError("config keys 'data.classes' and 'data.exclude_classes' overlap; a class cannot be kept and dropped")
+    if len(set(d.classes)) != len(d.classes) or any(c < 0 for c in d.classes + d.exclude_classes):
+        raise ConfigError(f"config key 'data.classes' must hold distinct class indices >= 0, got {list(d.classes)}")
+    a = d.augment
+    for k in ("hflip", "vflip", "rotate_p"):
+        _prob(f"data.augment.{k}", getattr(a, k))
+    _positive("data.augment.crop_padding", a.crop_padding, strict=False)
+    _positive("data.augment.rotate_deg", a.rotate_deg, strict=False)
+    _choice("device", cfg.device.split(":")[0], ["auto", "cpu", "cuda", "mps"])
+    _registered("eval.benchmark", e.benchmark, BENCHMARKS)
+    for i, det in enumerate(e.detectors):
+        _registered(f"eval.detectors[{i}]", det, DETECTORS)
+    if e.protocol:
+        _registered("eval.protocol", e.protocol, PROTOCOLS)
+    if e.shift:
+        from rulab.data.corruptions import shift_suite_names
+
+        _choice("eval.shift", e.shift, shift_suite_names())
+    for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n"):
+        if getattr(e, k) < 0:
+            raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")
+    _positive("eval.batch_size", e.batch_size)
+    _positive("eval.adv_eps", e.adv_eps, strict=False)
+    return cfg
+
+
+def fields_of(cls: type) -> list[str]:
+    """Dotted names of every leaf key of a config dataclass (for help texts and error messages)."""
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        if is_dataclass(tp):
+            out.extend(f"{f.name}.{sub}" for sub in fields_of(tp))
+        else:
+            out.append(f.name)
+    return out

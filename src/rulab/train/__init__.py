@@ -1,0 +1,1 @@
+"""Training: one readable loop (``fit``), optimizers and schedules, checkpoints."""

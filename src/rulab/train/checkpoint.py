@@ -1,0 +1,268 @@
+"""Self-describing, safe checkpoints (DESIGN.md Convention 11; style-anchors.md §14).
+
+A model checkpoint is one ``.safetensors`` file whose metadata holds everything needed to rebuild the model
+(registry name and kwargs, classes, normalisation, resolved config, method, parent checkpoint, library version,
+git commit); a ``meta.json`` beside it repeats the metadata for people and tools. Nothing is ever unpickled:
+training state (optimizer moments, step, loss scaler) is stored as safetensors tensors plus a JSON skeleton.
+All writes are atomic (temp file or temp directory + rename); a run's resumable state is the directory that
+``checkpoints/LATEST`` names.
+
+Layout of a run directory::
+
+    runs/<name>/model.safetensors   final weights + metadata        (what `rulab eval` reads)
+    runs/<name>/meta.json           the same metadata, readable
+    runs/<name>/checkpoints/LATEST  name of the newest complete training-state directory
+    runs/<name>/checkpoints/step-00001234/{model,state}.safetensors, state.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from rulab.errors import CheckpointError
+from rulab.io import atomic_path, atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
+
+__all__ = [
+    "save_model",
+    "read_meta",
+    "load_model",
+    "load_weights_into",
+    "init_from_checkpoint",
+    "save_train_state",
+    "load_train_state",
+    "resolve_checkpoint",
+    "checkpoint_hash",
+]
+
+_META_KEY = "rulab"
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The ``.safetensors`` file of a run directory or file path, with a clear error when absent."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    if not p.exists():
+        raise CheckpointError(f"no checkpoint at {path}; give a run directory made by `rulab train` or a .safetensors file")
+    return p
+
+
+def _read_header(p: Path) -> dict[str, Any]:
+    """Parse the safetensors header without loading tensors; refuse anything else (e.g. a pickle)."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{p} is truncated (shorter than a safetensors header); re-create it or restore it from a copy")
+            n = int.from_bytes(head, "little")
+            if n <= 0 or n > 100_000_000 or n > p.stat().st_size - 8:
+                raise CheckpointError(f"{p} is not a safetensors file (a pickled .pt/.pth file? rulab never unpickles weights); convert it with `rulab convert {p.name}`")
+            header = json.loads(fh.read(n))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{p} is not a safetensors file (a pickled .pt/.pth file? rulab never unpickles weights); convert it with `rulab convert {p.name}`") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{p} has a malformed safetensors header; re-create the checkpoint")
+    return header
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of a checkpoint (run directory or ``.safetensors`` file)."""
+    p = resolve_checkpoint(path)
+    header = _read_header(p)
+    raw = (header.get("__metadata__") or {}).get(_META_KEY)
+    if raw is None:
+        raise CheckpointError(f"{p} holds weights but no rulab metadata (model name, classes); load it with rulab.evaluate(model=...) or re-save it with rulab.train.checkpoint.save_model")
+    return json.loads(raw)
+
+
+def checkpoint_hash(path: str | os.PathLike[str]) -> str:
+    """A short content hash of a checkpoint file (keys the extraction cache)."""
+    import hashlib
+
+    p = resolve_checkpoint(path)
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _state_for_save(model: nn.Module) -> dict[str, torch.Tensor]:
+    model = getattr(model, "module", model)  # DDP
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
+def save_model(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write ``model``'s weights and ``meta`` atomically to ``path`` (a ``.safetensors`` file) and ``meta.json``.
+
+    Args:
+        meta: JSON-serialisable; must contain ``model`` (registry name) and ``model_kwargs``.
+    """
+    p = Path(path)
+    for key in ("model", "model_kwargs"):
+        if key not in meta:
+            raise ValueError(f"checkpoint metadata needs '{key}'")
+    blob = json.dumps(meta, sort_keys=True, default=str)
+    with atomic_path(p) as tmp:
+        save_file(_state_for_save(model), str(tmp), metadata={_META_KEY: blob})
+    atomic_write_json(p.with_name("meta.json") if p.name == "model.safetensors" else p.with_suffix(".json"), meta)
+    return p
+
+
+def _load_tensors(p: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    _read_header(p)
+    try:
+        return load_file(str(p), device=str(device))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{p} is corrupt or truncated ({err}); re-create it or restore it from a copy") from None
+
+
+def load_weights_into(model: nn.Module, path: str | os.PathLike[str], strict: bool = True, skip_prefixes: tuple[str, ...] = ()) -> None:
+    """Load a checkpoint's weights into an existing model, with clear errors on a mismatch."""
+    p = resolve_checkpoint(path)
+    state = {k: v for k, v in _load_tensors(p).items() if not k.startswith(skip_prefixes)}
+    target = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
+    own = target.state_dict()
+    shape_bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state and not k.startswith(skip_prefixes)]
+    unexpected = [k for k in state if k not in own]
+    if shape_bad or (strict and (missing or unexpected)):
+        what = f"shape of '{shape_bad[0]}' {tuple(state[shape_bad[0]].shape)} vs {tuple(own[shape_bad[0]].shape)}" if shape_bad else (
+            f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"
+        )
+        raise CheckpointError(f"checkpoint {p} does not fit this model ({what}); it was made for another architecture or class count")
+    target.load_state_dict(state, strict=False)
+
+
+def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from its checkpoint alone, in eval mode on ``device``.
+
+    Returns:
+        ``(model, meta)``.
+    """
+    from rulab.registry import MODELS, UnknownNameError
+
+    meta = read_meta(path)
+    try:
+        model = MODELS.create(meta["model"], **meta.get("model_kwargs", {}))
+    except UnknownNameError as err:
+        raise CheckpointError(f"checkpoint {path} needs {err}") from None
+    load_weights_into(model, path)
+    return model.to(device).eval(), meta
+
+
+def init_from_checkpoint(model: nn.Module, path: str | os.PathLike[str], model_name: str, reset_head: bool) -> dict[str, Any]:
+    """Initialise ``model`` (registry name ``model_name``) from a parent checkpoint for fine-tuning.
+
+    With ``reset_head`` the parent's head is skipped and the model keeps its own fresh head (new class count).
+
+    Raises:
+        CheckpointError: the parent is another architecture, or has another class count without ``reset_head``.
+    """
+    meta = read_meta(path)
+    if meta.get("model") != model_name:
+        raise CheckpointError(f"cannot fine-tune from {path}: it holds a '{meta.get('model')}' model but this run builds '{model_name}'; use the same model.name")
+    parent_k = meta.get("model_kwargs", {}).get("num_classes")
+    own_k = getattr(model, "num_classes", None)
+    if not reset_head and parent_k is not None and own_k is not None and parent_k != own_k:
+        raise CheckpointError(f"cannot fine-tune from {path}: it has {parent_k} classes and this run has {own_k}; set train.reset_head=true to train a new head")
+    load_weights_into(model, path, strict=not reset_head, skip_prefixes=("fc.",) if reset_head else ())
+    return meta
+
+
+# ------------------------------------------------------------------------------------ training state
+
+
+def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().to("cpu").contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_flatten(k, prefix, tensors), _flatten(v, prefix, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__" if isinstance(obj, list) else "__tuple__": [_flatten(v, prefix, tensors) for v in obj]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a training-state checkpoint")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__dict__" in obj:
+            return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in obj["__dict__"]}
+        if "__list__" in obj:
+            return [_unflatten(v, tensors) for v in obj["__list__"]]
+        if "__tuple__" in obj:
+            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
+    return obj
+
+
+def save_train_state(run_dir: str | os.PathLike[str], step: int, model: nn.Module, state: dict[str, Any], keep: int = 2) -> Path:
+    """Atomically write a resumable training state and point ``checkpoints/LATEST`` at it.
+
+    Args:
+        step: the number of optimizer steps taken.
+        model: its weights go to ``model.safetensors`` of the state directory.
+        state: nested dicts/lists of tensors and scalars (optimizer, scaler, method modules, counters).
+        keep: how many state directories to keep (older ones are deleted after the pointer moved).
+    """
+    root = Path(run_dir) / "checkpoints"
+    name = f"step-{step:08d}"
+    final = root / name
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    ensure_writable_dir(tmp)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(state, "", tensors)
+    try:
+        save_file(_state_for_save(model), str(tmp / "model.safetensors"))
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "state": skeleton}), encoding="utf-8")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise explain_os_error(err, final) from None
+    atomic_write_text(root / "LATEST", name + "\n")
+    states = sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("step-"))
+    for old in states[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_train_state(run_dir: str | os.PathLike[str], model: nn.Module) -> tuple[int, dict[str, Any]] | None:
+    """Load the newest complete training state of ``run_dir`` into ``model``; ``None`` if there is none.
+
+    Returns:
+        ``(step, state)`` with ``state`` as given to :func:`save_train_state`.
+    """
+    root = Path(run_dir) / "checkpoints"
+    latest = root / "LATEST"
+    if not latest.exists():
+        return None
+    d = root / latest.read_text(encoding="utf-8").strip()
+    if not (d / "state.json").exists():
+        raise CheckpointError(f"the resume pointer {latest} names {d.name}, which is incomplete; delete {latest} to start over")
+    load_weights_into(model, d / "model.safetensors")
+    try:
+        info = json.loads((d / "state.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{d / 'state.json'} is corrupt; delete {latest} to start the run over") from None
+    tensors = _load_tensors(d / "state.safetensors")
+    return int(info["step"]), _unflatten(info["state"], tensors)

@@ -124,19 +124,28 @@ class TensorLoader:
             xf = xf.contiguous(memory_format=torch.channels_last)
         return xf
 
+    def batch(self, epoch: int, i: int) -> dict[str, torch.Tensor]:
+        """Batch ``i`` of epoch ``epoch`` (a pure function of seed, epoch and i)."""
+        if getattr(self, "_order_epoch", None) != epoch:
+            self._order_cache, self._order_epoch = self._order(epoch), epoch
+        idx = self._order_cache[i * self.batch_size : (i + 1) * self.batch_size]
+        if self.world_size > 1 and len(idx) % self.world_size:
+            idx = idx[: len(idx) - len(idx) % self.world_size]
+        xb, yb = self.x[idx], self.y[idx]
+        out = {"x": self._prepare(xb, epoch, i, 0), "y": yb}
+        if self.world_size > 1:
+            per = len(yb) // self.world_size
+            out["y"] = yb[self.rank * per : (self.rank + 1) * per]
+        if self.two_views:
+            out["x2"] = self._prepare(xb, epoch, i, 1)
+        return out
+
+    def batch_at(self, n: int) -> dict[str, torch.Tensor]:
+        """The ``n``-th batch of an endless stream of epochs (for an outlier pool cycled alongside training)."""
+        return self.batch(*divmod(n, len(self)))
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         epoch, start = self.epoch, self._start
-        order = self._order(epoch)
         for i in range(start, len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            if self.world_size > 1 and len(idx) % self.world_size:
-                idx = idx[: len(idx) - len(idx) % self.world_size]
-            xb, yb = self.x[idx], self.y[idx]
-            batch = {"x": self._prepare(xb, epoch, i, 0), "y": yb}
-            if self.world_size > 1:
-                per = len(yb) // self.world_size
-                batch["y"] = yb[self.rank * per : (self.rank + 1) * per]
-            if self.two_views:
-                batch["x2"] = self._prepare(xb, epoch, i, 1)
-            yield batch
+            yield self.batch(epoch, i)
         self.epoch, self._start = epoch + 1, 0

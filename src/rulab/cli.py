@@ -1,0 +1,191 @@
+"""The command line: a thin layer over library calls (style-anchors.md §13).
+
+    rulab train [PRESET] [--config FILE] [--resume] [--a.b=value ...]
+    rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--a.b=value ...]
+    rulab study NAME            rulab results         rulab report
+    rulab data fetch NAME       rulab data list
+    rulab list [WHAT]           rulab --version
+
+Every command is one Python call (``rulab.train``, ``rulab.evaluate_checkpoint``, ...). A user mistake prints one
+line ``error: ...`` and exits with status 2; Ctrl-C exits with 130 and says how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import rulab
+from rulab.errors import RulabError
+
+__all__ = ["main", "build_parser"]
+
+_LISTABLE = {
+    "models": "MODELS",
+    "datasets": "DATASETS",
+    "ood": "OOD_SETS",
+    "corruptions": "CORRUPTIONS",
+    "detectors": "DETECTORS",
+    "methods": "METHODS",
+    "presets": "PRESETS",
+    "studies": "STUDIES",
+    "benchmarks": "BENCHMARKS",
+    "protocols": "PROTOCOLS",
+    "augmentations": "AUGMENTATIONS",
+}
+
+
+def _split_overrides(extra: Sequence[str]) -> list[str]:
+    """Accept ``--a.b=value`` / ``a.b=value`` leftovers as config overrides; anything else is an error."""
+    out = []
+    for item in extra:
+        text = item[2:] if item.startswith("--") else item
+        if "=" in text and "." in text.split("=", 1)[0] or (item.startswith("--") and "=" in text):
+            out.append(text)
+        else:
+            raise RulabError(f"unrecognised argument '{item}'; config overrides look like --section.key=value (see `rulab train --help`)")
+    return out
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("preset", nargs="?", help="a registered preset (`rulab list presets`)")
+    p.add_argument("--config", help="a YAML file with config keys (may name a preset)")
+    p.add_argument("--name", help="run name (default: the preset name, plus -s<seed>)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--out", dest="out_dir", help="output directory for runs (default: runs)")
+
+
+def _resolve(args: argparse.Namespace, overrides: list[str]) -> Any:
+    from rulab.config import load_config
+
+    extra = list(overrides)
+    for key, field in (("seed", "seed"), ("device", "device"), ("out_dir", "out_dir"), ("name", "name")):
+        value = getattr(args, key, None)
+        if value is not None:
+            extra.append(f"{field}={value}")
+    if args.preset is None and args.config is None:
+        args.preset = "fmnist-plain"
+    cfg = load_config(args.preset, args.config, extra)
+    if args.name is None and args.seed is not None:
+        from rulab.train.loop import with_seed
+
+        cfg = with_seed(cfg, cfg.seed)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rulab.api import train
+
+    cfg = _resolve(args, overrides)
+    t0 = time.time()
+    run_dir = train(cfg, resume=args.resume)
+    print(f"trained {cfg.name} in {time.time() - t0:.1f} s -> {run_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rulab.api import evaluate_checkpoint
+
+    t0 = time.time()
+    kw: dict[str, Any] = {"overrides": overrides}
+    for key in ("benchmark", "shift", "detectors", "db", "protocol"):
+        if getattr(args, key, None) is not None:
+            kw[key] = getattr(args, key)
+    if args.farconf:
+        kw["farconf"] = True
+    if args.no_farconf:
+        kw["farconf"] = False
+    result = evaluate_checkpoint(args.checkpoint, **kw)
+    print(result.summary())
+    print(f"evaluated in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rulab import registry
+
+    whats = [args.what] if args.what else list(_LISTABLE)
+    for what in whats:
+        if what not in _LISTABLE:
+            raise RulabError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
+        reg = getattr(registry, _LISTABLE[what])
+        print(f"{what}: {', '.join(reg.list())}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rulab.data import fetch as fetch_mod
+
+    if args.action == "list":
+        rows = fetch_mod.list_data()
+        width = max(len(r["name"]) for r in rows) if rows else 4
+        for r in rows:
+            status = "present" if r.get("present") else "missing"
+            print(f"{r['name']:<{width}}  {status:<8} {r.get('source') or ''}")
+        print(f"data directory: {fetch_mod.dataset_root()}")
+        return 0
+    if not args.names:
+        raise RulabError("say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)")
+    for name in args.names:
+        info = fetch_mod.fetch(name)
+        print(f"{name}: ok ({info.get('source', '')})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rulab`` command."""
+    parser = argparse.ArgumentParser(prog="rulab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"rulab {rulab.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model (a preset, a YAML file, overrides)")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: OOD detection, calibration, shift, far-away confidence")
+    p.add_argument("checkpoint", help="a run directory or .safetensors file")
+    p.add_argument("--benchmark", help="benchmark (`rulab list benchmarks`)")
+    p.add_argument("--protocol", help="OOD protocol (`rulab list protocols`)")
+    p.add_argument("--shift", help="shift suite, or '' for none")
+    p.add_argument("--detectors", help="comma-separated detectors (`rulab list detectors`)")
+    p.add_argument("--farconf", action="store_true", help="run the far-away / worst-case tests")
+    p.add_argument("--no-farconf", action="store_true", help="skip the far-away / worst-case tests")
+    p.add_argument("--db", help="results database (default runs/results.db)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("list", help="list registered names")
+    p.add_argument("what", nargs="?", help=", ".join(_LISTABLE))
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("data", help="fetch datasets or list what is present")
+    p.add_argument("action", choices=["fetch", "list"])
+    p.add_argument("names", nargs="*")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rulab`` command; returns the exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        overrides = _split_overrides(extra)
+        return int(args.func(args, overrides) or 0)
+    except RulabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command with --resume to continue where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""The one training loop: ``fit(cfg) -> run directory`` (style-anchors.md §11, read it top to bottom like nanoGPT).
+
+Every method is an objective (rulab.methods) run by this loop. What makes a run reproducible and resumable:
+
+* the learning rate is a pure function of the step (:func:`rulab.train.optim.lr_at`);
+* the batch order and augmentation are pure functions of (seed, epoch, batch) (:class:`TensorLoader`);
+* the global RNG (dropout) and the method's generator are re-seeded from (seed, step) before every step;
+* the training state (weights, optimizer moments, loss scaler, method modules, running sums) is saved atomically
+  every ``checkpoint_every`` steps and at epoch ends; ``resume=True`` continues from the newest one and ends with
+  bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import rulab
+from rulab.config import RunCfg, config_hash, dump_yaml, to_dict, validate
+from rulab.data.loader import TensorLoader, derive_seed, make_generator
+from rulab.data.splits import Splits, load_splits
+from rulab.errors import ConfigError, RulabError
+from rulab.eval.predict import predict
+from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from rulab.registry import METHODS, MODELS, OOD_SETS
+from rulab.train.checkpoint import init_from_checkpoint, load_train_state, save_model, save_train_state
+from rulab.train.distributed import DistInfo, barrier, gather_rows, init_distributed, resolve_device, shard_range
+from rulab.train.optim import build_optimizer, lr_at
+
+__all__ = ["fit", "build_model", "run_dir_of", "provenance", "git_commit"]
+
+
+def run_dir_of(cfg: RunCfg) -> Path:
+    """``<out_dir>/<name>``: where a run keeps its checkpoints, config and logs."""
+    return Path(cfg.out_dir) / cfg.name
+
+
+def git_commit() -> str:
+    """The git commit of the rulab source tree (``+dirty`` if modified), or ``""`` outside a checkout."""
+    src = Path(rulab.__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def provenance(device: torch.device | str) -> dict[str, Any]:
+    """What made a result: library and torch versions, git commit, device, host."""
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+    return {
+        "rulab_version": rulab.__version__,
+        "torch_version": torch.__version__,
+        "git_commit": git_commit(),
+        "device": f"{dev.type}:{name}",
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def build_model(cfg: RunCfg, num_classes: int, input_shape: tuple[int, int, int]) -> tuple[nn.Module, dict[str, Any]]:
+    """Create the configured model for ``num_classes`` and ``input_shape`` = (C, H, W).
+
+    The loop supplies ``num_classes``, ``in_channels`` and ``input_size`` where the entrypoint accepts them;
+    ``model.kwargs`` from the config override nothing the data decides.
+
+    Returns:
+        ``(model, kwargs)`` with the full keyword arguments (stored in the checkpoint).
+    """
+    params = MODELS.parameters(cfg.model.name)
+    kwargs: dict[str, Any] = dict(cfg.model.kwargs)
+    auto = {"num_classes": num_classes, "in_channels": input_shape[0], "input_size": input_shape[1]}
+    for k, v in auto.items():
+        if k in params:
+            kwargs[k] = v
+    return MODELS.create(cfg.model.name, **kwargs), kwargs
+
+
+def _freeze_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def _evaluate(model: nn.Module, ds: Any, info: DistInfo, batch_size: int, channels_last: bool) -> dict[str, float]:
+    """Accuracy, NLL and ECE (15 uniform bins) of ``model`` on ``ds``, sharded over ranks and gathered."""
+    lo, hi = shard_range(len(ds), info)
+    out = predict(model, ds.x[lo:hi], batch_size=batch_size, channels_last=channels_last)
+    dev = next(model.parameters()).device
+    logits = gather_rows(out["logits"].to(dev)).cpu()
+    labels = ds.y
+    from rulab.metrics.calibration import calibration_error
+
+    conf, pred = logits.softmax(1).max(1)
+    correct = (pred == labels).double()
+    return {
+        "acc": correct.mean().item(),
+        "nll": F.cross_entropy(logits.double(), labels).item(),
+        "ece": float(calibration_error(conf, correct, norm="l1", binning="uniform", n_bins=15)),
+    }
+
+
+def _outlier_loader(method: Any, splits: Splits, cfg: RunCfg, info: DistInfo, device: torch.device) -> TensorLoader | None:
+    if method.batch_spec != "id+outliers":
+        return None
+    if not method.outliers:
+        raise ConfigError(f"method '{cfg.method.name}' needs outliers; set method.kwargs.outliers to an OOD set ({', '.join(OOD_SETS.list())})")
+    pool = OOD_SETS.create(method.outliers, shape=splits.train.shape, n=method.outlier_pool, seed=derive_seed(cfg.seed, 0x0E))
+    bs = max(info.world_size, int(round(cfg.train.batch_size * method.outlier_batch_ratio)) // info.world_size * info.world_size)
+    return TensorLoader(
+        pool.x, pool.y, bs, shuffle=True, drop_last=True, augment=cfg.data.augment, seed=derive_seed(cfg.seed, 0x0E1),
+        device=device, rank=info.rank, world_size=info.world_size, channels_last=cfg.train.channels_last,
+    )
+
+
+def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits | None = None, loggers: list[Any] | None = None) -> Path:
+    """Train the model of ``cfg`` with its method; return the run directory.
+
+    Args:
+        cfg: a validated run configuration.
+        resume: continue from the newest training state in the run directory; a finished run is left as is.
+        progress: show a progress bar with ETA (rank 0 only).
+        splits: pre-loaded data (tests, studies); default loads ``cfg.data``.
+        loggers: objects with ``log_metrics(step: int, metrics: dict)`` (TensorBoard, MLflow, ...).
+
+    Raises:
+        RulabError: bad config, missing data, incompatible ``init_from`` checkpoint, unwritable output.
+    """
+    validate(cfg)
+    info = init_distributed(cfg.device.split(":")[0] if cfg.device != "auto" else None)
+    device = resolve_device(cfg.device, info)
+    run_dir = run_dir_of(cfg)
+    final = run_dir / "model.safetensors"
+    if final.exists():
+        if resume:
+            return run_dir
+        raise RulabError(f"run directory {run_dir} already holds a finished run; pass --resume to keep it, or choose another --name / out_dir")
+    if (run_dir / "checkpoints" / "LATEST").exists() and not resume:
+        raise RulabError(f"run directory {run_dir} holds an interrupted run; pass --resume to continue it, or delete the directory to start over")
+    if info.main:
+        ensure_writable_dir(run_dir)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(derive_seed(cfg.seed, 0x1417))
+
+    # ---- data, model, method, optimizer
+    splits = splits or load_splits(cfg.data, cfg.seed)
+    k, shape = len(splits.classes), splits.train.shape
+    model, model_kwargs = build_model(cfg, k, shape)
+    parent = ""
+    if cfg.train.init_from:
+        init_from_checkpoint(model, cfg.train.init_from, cfg.model.name, cfg.train.reset_head)
+        parent = str(cfg.train.init_from)
+    model = model.to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method = METHODS.create(cfg.method.name, **dict(cfg.method.kwargs))
+    method.setup(model, k, shape)
+    extra = nn.ModuleDict(method.modules()).to(device)
+    if cfg.train.freeze_bn:
+        _freeze_bn(model)
+    if info.enabled and cfg.train.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = build_optimizer(model, cfg.optim, list(extra.parameters()))
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        net = torch.compile(net)
+    loader = TensorLoader(
+        splits.train.x, splits.train.y, cfg.train.batch_size, shuffle=True, drop_last=True, augment=cfg.data.augment,
+        seed=cfg.seed, device=device, rank=info.rank, world_size=info.world_size,
+        channels_last=cfg.train.channels_last, two_views=method.batch_spec == "two_views",
+    )
+    outliers = _outlier_loader(method, splits, cfg, info, device)
+    steps_per_epoch = len(loader)
+    total = cfg.train.epochs * steps_per_epoch
+    if cfg.train.max_steps:
+        total = min(total, cfg.train.max_steps) if cfg.train.epochs else cfg.train.max_steps
+    epochs = math.ceil(total / steps_per_epoch)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
+
+    # ---- resume
+    step, sums = 0, {"loss": 0.0, "correct": 0.0, "n": 0.0, "batches": 0.0}
+    history: list[dict[str, Any]] = []
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume:
+        loaded = load_train_state(run_dir, model)
+        if loaded is not None:
+            step, state = loaded
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
+            extra.load_state_dict(state["extra"])
+            sums = dict(state["sums"])
+            history = list(state["history"])
+    meta_base = {
+        "model": cfg.model.name, "model_kwargs": model_kwargs, "classes": splits.classes, "input_shape": list(shape),
+        "mean": getattr(model, "mean", None), "std": getattr(model, "std", None), "method": cfg.method.name,
+        "config": to_dict(cfg), "config_hash": config_hash(cfg), "parent_checkpoint": parent, "seed": cfg.seed,
+        "dataset": cfg.data.dataset, **provenance(device),
+    }
+    if info.main:
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        atomic_write_json(run_dir / "env.json", {k: meta_base[k] for k in ("rulab_version", "torch_version", "git_commit", "device", "python", "threads")})
+        atomic_write_text(metrics_path, "".join(json.dumps(h) + "\n" for h in history))
+
+    def checkpoint() -> None:
+        if info.main:
+            state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                     "extra": extra.state_dict(), "sums": dict(sums), "history": history}
+            save_train_state(run_dir, step, model, state)
+        barrier()
+
+    bar = None
+    if progress and info.main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, leave=False)
+    net.train()
+    if cfg.train.freeze_bn:
+        _freeze_bn(model)
+    t_start = time.time()
+    # ---- the loop
+    while step < total:
+        epoch, first = divmod(step, steps_per_epoch)
+        loader.set_position(epoch, first)
+        for batch in loader:
+            torch.manual_seed(derive_seed(cfg.seed, 0x57E9, step))
+            batch["generator"] = make_generator(cfg.seed, 0x9E7, step, device=device)
+            batch["step"] = step
+            if outliers is not None:
+                batch["x_out"] = outliers.batch_at(step)["x"]
+            lr = lr_at(step, total, cfg.optim, parity=cfg.parity)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_mult", 1.0)
+            with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+                out = method(net, batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise RulabError(f"the training loss became {loss.item()} at step {step}; lower optim.lr or check the data (run it again with --resume after fixing)")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.optim.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(list(model.parameters()) + list(extra.parameters()), cfg.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            sums["loss"] += loss.item()
+            sums["batches"] += 1
+            if method.supervised and "logits" in out:
+                y = batch["y"]
+                sums["correct"] += (out["logits"][: len(y)].argmax(1) == y).sum().item()
+                sums["n"] += len(y)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums['loss'] / sums['batches']:.3f}", lr=f"{lr:.2e}", refresh=False)
+            epoch_done = step % steps_per_epoch == 0 or step == total
+            if epoch_done:
+                rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": sums["loss"] / max(sums["batches"], 1),
+                                       "time": round(time.time() - t_start, 3)}
+                if sums["n"]:
+                    rec["train_acc"] = sums["correct"] / sums["n"]
+                ev = cfg.train.eval_every
+                if splits.val is not None and method.supervised and ev and ((epoch + 1) % ev == 0 or step == total):
+                    rec.update({f"val_{k}": v for k, v in _evaluate(model, splits.val, info, 1000, cfg.train.channels_last).items()})
+                    net.train()
+                    if cfg.train.freeze_bn:
+                        _freeze_bn(model)
+                history.append(rec)
+                sums = {"loss": 0.0, "correct": 0.0, "n": 0.0, "batches": 0.0}
+                if info.main:
+                    with open(metrics_path, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+                    for lg in loggers or []:
+                        lg.log_metrics(step, rec)
+                checkpoint()
+            elif cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+                checkpoint()
+            if step >= total:
+                break
+    if bar is not None:
+        bar.close()
+    if info.main:
+        meta = {**meta_base, "epochs": epochs, "steps": step, "history": history, "train_seconds": round(time.time() - t_start, 3)}
+        save_model(final, model, meta)
+    barrier()
+    return run_dir
+
+
+def describe(cfg: RunCfg) -> str:
+    """A one-line summary of a config (for logs)."""
+    return f"{cfg.name}: {cfg.model.name} on {cfg.data.dataset} with {cfg.method.name}, {cfg.train.epochs} epochs, seed {cfg.seed}"
+
+
+def with_seed(cfg: RunCfg, seed: int) -> RunCfg:
+    """A copy of ``cfg`` for another seed, named ``<name>-s<seed>``."""
+    base = cfg.name.rsplit("-s", 1)[0] if cfg.name.rsplit("-s", 1)[-1].isdigit() else cfg.name
+    return replace(cfg, seed=seed, name=f"{base}-s{seed}")

@@ -328,7 +328,7 @@ def test_resnet_cifar_stem_and_zero_init(tmp_path) -> None:
 
     model = create_model("resnet18", stem="cifar", in_channels=1, zero_init_residual=True)
     assert model.conv1.weight.shape == (64, 1, 3, 3) and isinstance(model.maxpool, nn.Identity)
-    assert all(float(b.bn2.weight.abs().sum()) == 0.0 for layer in (model.layer1, model.layer4) for b in layer)
+    assert all(float(b.bn2.weight.detach().abs().sum()) == 0.0 for layer in (model.layer1, model.layer4) for b in layer)
     assert model.layer4(model.layer3(model.layer2(model.layer1(torch.rand(1, 64, 32, 32))))).shape[-1] == 4
     save_file(create_model("resnet18").state_dict(), str(tmp_path / "r18.safetensors"))
     with pytest.warns(UserWarning, match="stem"):

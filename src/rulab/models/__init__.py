@@ -1,0 +1,54 @@
+"""Classifiers that follow the contract of :mod:`rulab.models.base`, registered in :data:`rulab.registry.MODELS`.
+
+Importing this package imports every architecture module, which registers its entrypoints:
+
+=====================  ======================================================  ======================
+name                   what                                                    default input
+=====================  ======================================================  ======================
+``fastcnn``            the default fast CPU CNN (Fashion-MNIST)                1×28×28
+``lenet``              Hein et al.'s MNIST LeNet (W3, §3.4)                    1×28×28
+``preact_resnet_hein`` Hein et al.'s ``resnet_small`` (W3, §3.4)               3×32×32
+``wrn`` / ``wrn40_2``  wide ResNets of W1 (§1.1) and ODIN (§4.3)               3×32×32
+``wrn28_10``
+``densenet_bc100``     ODIN's DenseNet-BC-100 (§4.3)                           3×32×32
+``resnet18/50``        torchvision ResNets (W2, §2.1, §2.4)                    3×28×28 / 3×32×32
+``mlp``                two-moons MLP (W3 toy, §3.7)                            2-d vectors
+=====================  ======================================================  ======================
+
+Example:
+    >>> import torch
+    >>> from rulab.models import create_model
+    >>> model = create_model("wrn40_2", num_classes=10)
+    >>> model.features(torch.rand(2, 3, 32, 32)).shape
+    torch.Size([2, 128])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rulab.models import cnn, densenet, heads, lenet, mlp, preact_resnet, resnet_tv, wrn  # noqa: F401  (registration)
+from rulab.models.base import Classifier, Normalize
+from rulab.models.heads import BarlowTwinsProjector
+from rulab.models.spec import count_parameters, default_input_shape
+from rulab.registry import MODELS
+
+__all__ = [
+    "Classifier",
+    "Normalize",
+    "BarlowTwinsProjector",
+    "create_model",
+    "list_models",
+    "count_parameters",
+    "default_input_shape",
+]
+
+
+def create_model(name: str, **kwargs: Any) -> Classifier:
+    """Build the model registered as ``name`` (``MODELS.create``); unknown names or keywords give a clear error."""
+    return MODELS.create(name, **kwargs)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of the registered models, optionally those containing ``pattern``."""
+    return MODELS.list(pattern)

@@ -507,8 +507,9 @@ def tiny_imagenet(split: str = "train", root: PathLike | None = None) -> TensorD
 
     def parse(directory: Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         base = directory / "tiny-imagenet-200"
-        files, labels, wnids, skipped = find_images(base / "train")
+        files, labels, wnids, skipped = find_images(base / "train")  # skipped: the *_boxes.txt files
         if split == "test":
+            skipped = 0
             index = {w: i for i, w in enumerate(wnids)}
             ann = base / "val" / "val_annotations.txt"
             if not ann.is_file():

@@ -218,7 +218,8 @@ def _random_crops(
 
     Each crop picks an image uniformly, a crop side from :data:`_CROP_FRACTIONS` of the image's short side
     (aspect ``H:W``) and a uniform position. Resizing happens once per (image, scale) with antialiased bilinear
-    interpolation; crops are then ``H × W`` windows of the resized image, which equals cropping then resizing.
+    interpolation and crops are ``H × W`` windows of the resized image: the same as cropping then resizing up to
+    resampling round-off, and ~100× faster than resizing every crop.
     """
     c, h, w = _check_shape(shape)
     g = torch.Generator().manual_seed(seed)

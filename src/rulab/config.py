@@ -538,9 +538,9 @@ def validate(cfg: RunCfg) -> RunCfg:
     if e.protocol:
         _registered("eval.protocol", e.protocol, PROTOCOLS)
     if e.shift:
-        from rulab.data.corruptions import shift_suite_names
+        from rulab.data.corruptions import SHIFT_SUITES
 
-        _choice("eval.shift", e.shift, shift_suite_names())
+        _choice("eval.shift", e.shift, [suite.name for suite in SHIFT_SUITES])
     for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n"):
         if getattr(e, k) < 0:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")

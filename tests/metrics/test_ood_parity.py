@@ -133,6 +133,15 @@ def test_odin_grid_equals_literal_calmetric(seed, variant):
     assert got == ref  # bit for bit
 
 
+@pytest.mark.slow
+def test_odin_grid_equals_literal_calmetric_at_full_scale():
+    # 100,000 thresholds on 9,000 / 9,000 scores, as in the paper (~15 s for the literal loops)
+    s_in, s_out = gaussian_scores(0)
+    got = ood.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)
+    assert got == calmetric_port(s_in, s_out, 0.1, 1, 100000, odin_branch=True)
+    assert all(type(v) is float for v in got.values())
+
+
 def test_odin_branches_differ_only_in_auroc_on_grid_ties():
     start, end, n = 0.4, 0.95, 6000
     s_in, s_out = grid_tied_case(0, start, end, n)

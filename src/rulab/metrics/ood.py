@@ -440,7 +440,7 @@ def odin_grid_metrics(
         precision = tp / (tp + fp)
         recall = tp
         recall_prev = np.concatenate([[1.0], recall[:-1]])
-        return _sequential_sum((recall_prev - recall) * precision) + recall[-1] * precision[-1]
+        return float(_sequential_sum((recall_prev - recall) * precision) + recall[-1] * precision[-1])
 
     keep = (tpr + fpr_ge) != 0
     pr_in = accumulate(tpr[keep], fpr_ge[keep], "AUPR-In")

@@ -219,7 +219,9 @@ def aupr_in(s_id: ArrayLike, s_ood: ArrayLike) -> float:
     """Average precision with ID as positive and score ``s`` (seed-methods.md §5 C4).
 
     ``sum_k (R_k - R_{k-1}) P_k`` over distinct thresholds (scikit-learn's ``average_precision_score``). Depends
-    on the OOD:ID ratio; record :func:`ood_metrics`' ``ood_ratio`` beside it.
+    on the OOD:ID ratio; record :func:`ood_metrics`' ``ood_ratio`` beside it. (OpenOOD v1.5 instead integrates
+    the precision-recall curve with the trapezoid rule, ``sklearn.metrics.auc``, which interpolates and gives
+    slightly different numbers.)
 
     Args:
         s_id: ``[N_id]`` ID confidence scores.

@@ -1,0 +1,1 @@
+"""OOD detectors (confidence scores, higher = more in-distribution) and logit post-processors."""

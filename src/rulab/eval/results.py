@@ -69,11 +69,32 @@ class ResultTable:
     Adding a row whose key (kind, dataset, shift, severity, detector, metric) already exists replaces it.
     """
 
-    def __init__(self, rows: Iterable[Row] = (), meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, rows: Iterable[Row] = (), meta: dict[str, Any] | None = None, arrays: dict[str, Any] | None = None) -> None:
         self._rows: dict[tuple[str, ...], Row] = {}
         self.meta: dict[str, Any] = dict(meta or {})
+        #: raw arrays behind the numbers (scores per detector and set, logits, curves), keyed like
+        #: ``"scores/<detector>/<set>"``; saved with :meth:`save_arrays` for plots and re-analysis.
+        self.arrays: dict[str, Any] = dict(arrays or {})
         for r in rows:
             self._rows[r.key] = r
+
+    def save_arrays(self, path: str | os.PathLike[str]) -> None:
+        """Write :attr:`arrays` (tensors) atomically as one safetensors file."""
+        import torch
+        from safetensors.torch import save_file
+
+        from rulab.io import atomic_path
+
+        tensors = {k: torch.as_tensor(v).detach().cpu().contiguous() for k, v in self.arrays.items()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp))
+
+    @staticmethod
+    def load_arrays(path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Read arrays written by :meth:`save_arrays`."""
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(path)))
 
     def add(
         self, kind: str, metric: str, value: float, dataset: str = "", shift: str = "", severity: Any = "",
@@ -94,8 +115,11 @@ class ResultTable:
                 self.add(kind, metric, value, n=n, **keys)
 
     def extend(self, other: ResultTable | Iterable[Row]) -> ResultTable:
+        """Add the rows (and, for a ResultTable, the arrays) of ``other``."""
         for r in other:
             self._rows[r.key] = r
+        if isinstance(other, ResultTable):
+            self.arrays.update(other.arrays)
         return self
 
     def __iter__(self) -> Iterator[Row]:
@@ -117,7 +141,7 @@ class ResultTable:
                     return False
             return True
 
-        return ResultTable((r for r in self if ok(r)), self.meta)
+        return ResultTable((r for r in self if ok(r)), self.meta, self.arrays)
 
     def value(self, **where: Any) -> float:
         """The single value matching ``where`` (raises KeyError when none or several match)."""

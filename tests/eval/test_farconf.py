@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,6 +22,15 @@ from rulab.eval.farconf import (
 )
 from rulab.methods.attacks import log_max_confidence, pgd_confidence
 from rulab.registry import MODELS
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Batches here are a few 28×28 images: one thread is faster and immune to a busy machine's oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 class Recorder(nn.Module):
@@ -249,3 +259,11 @@ def test_evaluate_farconf_parity_index_and_id_logits(small_test, farconf_table):
     assert t.value(dataset="adv_samples", metric="auroc") == pytest.approx(farconf_table.value(dataset="adv_samples", metric="auroc"), abs=1e-6)
     with pytest.raises(InputError, match="adv_eps"):
         evaluate_farconf(model, small_test, {}, EvalCfg(detectors=(), adv_eps=8.0), seed=0)
+
+
+def test_farconf_arrays_round_trip_through_safetensors(farconf_table, tmp_path):
+    farconf_table.save_arrays(tmp_path / "arrays.safetensors")
+    back = farconf_table.load_arrays(tmp_path / "arrays.safetensors")
+    assert set(back) == set(farconf_table.arrays)
+    for k, v in farconf_table.arrays.items():
+        assert torch.equal(back[k], torch.as_tensor(v))

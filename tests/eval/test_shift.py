@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -37,6 +38,15 @@ SUITE = (
 BATCH, CHUNK = 16, 32  # CHUNK a multiple of BATCH: streamed and corrupt_dataset+predict batches coincide
 COVERED = ("brightness_factor", "gaussian_blur_sigma", "gaussian_noise")  # what the test baseline covers
 BASELINE = {(c, str(lvl)): 0.5 + 0.01 * i for i, (c, lvl) in enumerate(SUITE) if c in COVERED}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Batches here are 16 small images: one thread is faster and immune to a busy machine's oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ pytest.importorskip("sklearn")
 RECIPES = {r.name: r for r in TOY_MODELS}
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
     """The toy's matrices are 4000×100: one thread is faster, and immune to a busy machine's oversubscription."""
     n = torch.get_num_threads()

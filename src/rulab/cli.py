@@ -101,7 +101,15 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
         kw["farconf"] = False
     result = evaluate_checkpoint(args.checkpoint, **kw)
     print(result.summary())
-    print(f"evaluated in {time.time() - t0:.1f} s")
+    for what, why in result.meta.get("skipped", {}).items():
+        print(f"skipped {what}: {why}")
+    tuned = {d: hp for d, hp in result.meta.get("detectors", {}).items() if "objective" in hp}
+    for det, hp in tuned.items():
+        values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items() if k not in ("objective", "tuned_on"))
+        print(f"tuned {det} on {', '.join(hp['tuned_on'])}: {values} (validation fpr95_id {hp['objective']:.4f})")
+    from rulab.api import eval_dir
+
+    print(f"evaluated in {time.time() - t0:.1f} s -> {eval_dir(args.checkpoint, result.meta['benchmark'])}")
     return 0
 
 

@@ -8,7 +8,6 @@ import torch
 
 from rulab.detectors.base import Extracted
 from rulab.detectors.knn import knn_score
-from rulab.detectors.mahalanobis import mahalanobis_score
 from rulab.detectors.react import feature_percentiles
 from rulab.detectors.vim import vim_dim
 from rulab.errors import InputError

@@ -197,5 +197,5 @@ class Detector:
         return {**best[1], "objective": best[0]}
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        inner = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if isinstance(v, (int, float, str, type(None))) and not k.startswith("_"))
         return f"{type(self).__name__}({inner})"

@@ -275,7 +275,9 @@ def _evaluate(
                 # rulab.eval.shift is built on another branch; the lead wires it in after merging
                 skipped["shift"] = "rulab.eval.shift is not available in this build"
             else:
-                table.extend(shift_fn(model, test, suite=eval_cfg.shift, seed=seed, batch_size=eval_cfg.batch_size, temperature=temperature))
+                sub = shift_fn(model, test, suite=eval_cfg.shift, seed=seed, batch_size=eval_cfg.batch_size, temperature=temperature)
+                table.extend(sub)
+                table.meta["shift"] = sub.meta
     if eval_cfg.farconf:
         note("far-away confidence")
         with timer("farconf"):
@@ -284,7 +286,9 @@ def _evaluate(
                 # rulab.eval.farconf is built on another branch; the lead wires it in after merging
                 skipped["farconf"] = "rulab.eval.farconf is not available in this build"
             else:
-                table.extend(farconf_fn(model, test, ood_sets, eval_cfg, seed))
+                sub = farconf_fn(model, test, ood_sets, eval_cfg, seed)
+                table.extend(sub)
+                table.meta["farconf"] = sub.meta
     table.meta["skipped"] = skipped
     table.meta["timing"] = timer.seconds
     return table

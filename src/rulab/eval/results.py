@@ -195,10 +195,11 @@ class ResultTable:
             for r in idrows:
                 groups.setdefault(r.detector or "-", {})[r.metric] = r.value
             names = ["acc", "nll", "ece", "rms", "mad", "soft_f1", "brier", "mmc", "temperature"]
-            lines.append("  " + f"{'':<14}" + "".join(f"{m:>9}" for m in names))
+            widths = [max(9, len(m) + 1) for m in names]
+            lines.append("  " + f"{'':<14}" + "".join(f"{m:>{w}}" for m, w in zip(names, widths)))
             for g, vals in groups.items():
                 label = {"-": "raw", "ts": "temp-scaled"}.get(g, g)
-                lines.append("  " + f"{label:<14}" + "".join(f"{_fmt(vals.get(m)):>9}" for m in names))
+                lines.append("  " + f"{label:<14}" + "".join(f"{_fmt(vals.get(m)):>{w}}" for m, w in zip(names, widths)))
         ood = self.filter(kind="ood")
         if len(ood):
             dets = list(detectors) if detectors else sorted({r.detector for r in ood})

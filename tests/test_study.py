@@ -11,16 +11,18 @@ from pathlib import Path
 import pytest
 
 import rulab
+import rulab.eval.results
 from rulab.cli import main
 from rulab.errors import ConfigError
 from rulab.presets.fmnist import fmnist_base
 from rulab.presets.study import Study
 from rulab.registry import PRESETS, STUDIES
 from rulab.results.store import ResultStore
-from rulab.study import plan_cells, run_study
+from rulab.study import evaluate_run, plan_cells, run_study
 
 # tiny cells: two optimizer steps on 256 images, a fake evaluation on 400 test images (tests/results/fake_eval.py)
-OV = ("train.max_steps=2", "train.epochs=1", "train.batch_size=64", "data.train_subset=256", "data.val_size=200", "eval.detectors=[]")
+OV = ("train.max_steps=2", "train.epochs=1", "train.batch_size=64", "data.train_subset=256", "data.val_size=200", "eval.detectors=[]",
+      "train.deterministic=false")  # deterministic mode imports torch._inductor: seconds per process
 FAKE = Path(__file__).parent / "results" / "fake_eval.py"
 
 
@@ -55,6 +57,26 @@ def test_plan_resolves_run_links_per_seed_and_validates_first(tmp_path):
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         plan_cells(Study("x", presets=("nope",)), out_dir=str(tmp_path))
     assert main(["study", "no-such-study"]) == 2
+
+
+def test_evaluation_adapter(tmp_path, monkeypatch):
+    import rulab.api
+
+    monkeypatch.delattr(rulab.api, "evaluate_checkpoint", raising=False)
+    st = Study("x", presets=("fmnist-plain",), seeds=(0,))
+    with pytest.raises(rulab.errors.RulabError, match="no evaluation"):
+        run_study(st, out_dir=str(tmp_path), overrides=OV, progress=False)
+    assert not (tmp_path / "fmnist-plain-s0").exists()  # refused before training anything
+    seen = {}
+
+    def evaluate_checkpoint(checkpoint, benchmark=None, detectors=None, farconf=None):
+        seen.update(checkpoint=checkpoint, benchmark=benchmark, detectors=detectors, farconf=farconf)
+        return rulab.eval.results.ResultTable()
+
+    monkeypatch.setattr(rulab.api, "evaluate_checkpoint", evaluate_checkpoint, raising=False)
+    (cell,) = plan_cells(st, out_dir=str(tmp_path), overrides=(*OV, "eval.farconf=false"))
+    evaluate_run(cell.run_dir, cell.cfg)
+    assert seen == {"checkpoint": cell.run_dir, "benchmark": "fmnist", "detectors": [], "farconf": False}
 
 
 def test_study_waits_for_claimed_cells_and_skips_finished_ones(tmp_path):

@@ -153,7 +153,11 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
         kw["report"] = False
     if args.no_eval:
         kw["evaluate"] = False
-    study(args.name, **kw)  # prints progress, the summary table, the report's path and the time
+    try:
+        study(args.name, **kw)  # prints progress, the summary table, the report's path and the time
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue (finished runs are kept, an interrupted one resumes)", file=sys.stderr)
+        return 130
     return 0
 
 

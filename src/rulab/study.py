@@ -135,6 +135,19 @@ def get_study(study: Study | str) -> Study:
         raise ConfigError(str(err)) from None
 
 
+def _link(item: str, done: Mapping[str, Cell], refs: list[str], study: str, preset: str) -> str:
+    """Replace each ``{run:PRESET}`` in an override by that (same-seed) cell's run directory; note it in ``refs``."""
+
+    def sub(m: Any) -> str:
+        ref = m.group(1)
+        if ref not in done:
+            raise ConfigError(f"study '{study}': '{preset}' refers to {{run:{ref}}}, which is not an earlier preset of the study")
+        refs.append(ref)
+        return str(done[ref].run_dir)
+
+    return RUN_REF.sub(sub, item)
+
+
 def plan_cells(study: Study, seeds: Sequence[int] | None = None, out_dir: str = "runs", overrides: Sequence[str] = ()) -> list[Cell]:
     """Resolve and validate every cell of ``study`` (seed-major, presets in study order).
 
@@ -153,15 +166,7 @@ def plan_cells(study: Study, seeds: Sequence[int] | None = None, out_dir: str = 
         done: dict[str, Cell] = {}
         for preset in study.presets:
             refs: list[str] = []
-
-            def sub(m: Any) -> str:
-                ref = m.group(1)
-                if ref not in done:
-                    raise ConfigError(f"study '{study.name}': '{preset}' refers to {{run:{ref}}}, which is not an earlier preset of the study")
-                refs.append(ref)
-                return str(done[ref].run_dir)
-
-            items = [RUN_REF.sub(sub, item) for item in (*study.overrides_for(preset), *overrides)]
+            items = [_link(item, done, refs, study.name, preset) for item in (*study.overrides_for(preset), *overrides)]
             items += [f"seed={seed}", f"out_dir={out_dir}", f"name={preset}-s{seed}"]
             try:
                 cfg = load_config(preset, overrides=items, check=False)
@@ -177,6 +182,15 @@ def plan_cells(study: Study, seeds: Sequence[int] | None = None, out_dir: str = 
     return cells
 
 
+def _evaluation_entry() -> Callable[..., ResultTable]:
+    from rulab import api
+
+    fn = getattr(api, "evaluate_checkpoint", None)
+    if fn is None:
+        raise RulabError("this rulab has no evaluation (rulab.api.evaluate_checkpoint is missing); run the study with --no-eval to only train")
+    return fn
+
+
 def evaluate_run(run_dir: Path, cfg: RunCfg) -> ResultTable:
     """Evaluate one trained cell: the single place where the study calls the evaluation.
 
@@ -188,11 +202,7 @@ def evaluate_run(run_dir: Path, cfg: RunCfg) -> ResultTable:
     """
     import inspect
 
-    from rulab import api
-
-    fn = getattr(api, "evaluate_checkpoint", None)
-    if fn is None:
-        raise RulabError("this rulab has no evaluation (rulab.api.evaluate_checkpoint is missing); run the study with --no-eval to only train")
+    fn = _evaluation_entry()
     params = inspect.signature(fn).parameters
     e = cfg.eval
     wanted = {"benchmark": e.benchmark, "shift": e.shift, "detectors": list(e.detectors), "farconf": e.farconf, "protocol": e.protocol or None}
@@ -353,6 +363,8 @@ def run_study(
     db_path = Path(db) if db is not None else Path(out_dir) / "results.db"
     store = ResultStore(db_path)
     evaluator: Evaluator = evaluate if callable(evaluate) else evaluate_run
+    if evaluator is evaluate_run and any(c.evaluate for c in cells):
+        _evaluation_entry()  # fail before training, not after the first cell
     owner = owner_id()
     result = StudyResult(study.name, db_path, Path(out_dir), [c.run_id for c in cells])
 

@@ -1,6 +1,6 @@
 """A small stand-in for ``rulab.api.evaluate_checkpoint`` used by the study and report tests.
 
-It runs the real checkpoint (one forward pass) on 300 Fashion-MNIST test images, two synthetic OOD sets and three shift cells, and
+It runs the real checkpoint (one forward pass) on 200 Fashion-MNIST test images, two synthetic OOD sets and three shift cells, and
 computes every number with rulab.metrics, so the rows and arrays have the shape and meaning the real evaluation
 produces (ID calibration raw and temperature-scaled, OOD metrics for two detectors, shift accuracy/ECE, far-away
 MMC and alpha-scaling arrays). Loaded by path from the tests (it is not a test module).
@@ -22,7 +22,7 @@ from rulab.metrics.ood import ood_metrics
 from rulab.registry import DATASETS
 from rulab.train.checkpoint import load_model
 
-N_ID = 300
+N_ID = 200
 SHIFTS = (("brightness_factor", 0.8), ("gaussian_noise", 1), ("gaussian_noise", 5))
 OOD = ("uniform", "gaussian")
 DETECTORS = ("msp", "energy")

@@ -7,7 +7,16 @@ from rulab.config import RunCfg
 from rulab.errors import RulabError
 from rulab.eval.results import ResultTable
 from rulab.results.aggregate import Pivot, Stat
-from rulab.results.export import format_stat, format_value, render, results_pivot, to_csv, to_latex, to_markdown, to_text
+from rulab.results.export import (
+    format_stat,
+    format_value,
+    render,
+    results_pivot,
+    to_csv,
+    to_latex,
+    to_markdown,
+    to_text,
+)
 from rulab.results.store import ResultStore
 
 

@@ -99,6 +99,8 @@ def test_filters_join_runs(tmp_path):
     assert [r["value"] for r in store.results(seed=1, kind="id", metric="acc")] == [pytest.approx(0.45)]
     assert store.results(train_dataset="fashion_mnist", kind="shift")[0]["severity"] == "3"
     assert len(store.runs(study="y")) == 1
+    df = store.results(frame=True, study="x")
+    assert len(df) == 7 and set(df["run_id"]) == {a} and {"preset", "seed", "kind", "metric", "value"} <= set(df.columns)
     with pytest.raises(StoreError, match="valid columns"):
         store.runs(colour="red")
 

@@ -1,7 +1,8 @@
 """Distributed data parallel: two gloo processes under torchrun equal one process with the same global batch.
 
 One ``torchrun --nproc_per_node=2 --standalone`` launch runs ``rulab train`` (the command-line entry, as
-``torchrun -m rulab train`` does) and then distributed evaluation (``predict_distributed``). The model is
+``torchrun -m rulab train`` does), interrupted on every rank before step 3 and resumed with ``--resume``, and
+then distributed evaluation (``predict_distributed``). The model is
 BatchNorm- and dropout-free LeNet: with BatchNorm each rank would normalise over its half-batch (SyncBatchNorm
 only runs on GPUs), so only a BN-free model makes the two runs exactly comparable.
 """
@@ -55,8 +56,20 @@ from rulab.registry import DATASETS
 from rulab.train.checkpoint import load_model
 from rulab.train.distributed import all_reduce_sum, dist_info, gather_rows
 
+import rulab.train.loop as loop
+
 out, run_dir, *args = sys.argv[1:]
-assert main(["train", *args]) == 0
+# interrupt every rank before step 3 (Ctrl-C: the CLI exits 130), then resume from the step-3 checkpoint
+lr_at, fired = loop.lr_at, []
+def interrupt_once(step, *a, **k):
+    if step == 3 and not fired:
+        fired.append(step)
+        raise KeyboardInterrupt
+    return lr_at(step, *a, **k)
+loop.lr_at = interrupt_once
+assert main(["train", *args]) == 130
+assert open(run_dir + "/checkpoints/LATEST").read().strip() == "step-00000003"
+assert main(["train", *args, "--resume"]) == 0
 info = dist_info()
 assert info.world_size == 2
 model, _ = load_model(run_dir)
@@ -105,7 +118,8 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
     assert max((b[k] - before[k]).abs().max().item() for k in b) > 1e-3  # one step moves weights far beyond the tolerance
 
-    # the per-epoch record: loss summed over ranks, validation gathered over ranks
+    # the per-epoch record (one line): loss summed over ranks across the resume, validation gathered over ranks
+    assert len((ddp_dir / "metrics.jsonl").read_text().splitlines()) == 1
     rec_ddp = json.loads((ddp_dir / "metrics.jsonl").read_text())
     rec_ref = json.loads((ref_dir / "metrics.jsonl").read_text())
     assert rec_ddp["val_acc"] == rec_ref["val_acc"]

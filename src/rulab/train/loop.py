@@ -4,10 +4,14 @@ Every method is an objective (rulab.methods) run by this loop. What makes a run 
 
 * the learning rate is a pure function of the step (:func:`rulab.train.optim.lr_at`);
 * the batch order and augmentation are pure functions of (seed, epoch, batch) (:class:`TensorLoader`);
-* the global RNG (dropout) and the method's generator are re-seeded from (seed, step) before every step;
+* the global RNG (dropout) and the method's generator are re-seeded from (seed, step) before every step (and the
+  rank under DDP, so that ranks draw different noise);
 * the training state (weights, optimizer moments, loss scaler, method modules, running sums) is saved atomically
   every ``checkpoint_every`` steps and at epoch ends; ``resume=True`` continues from the newest one and ends with
   bit-identical weights on CPU.
+
+Under ``torchrun`` (docs/distributed.md) the model is wrapped in DDP, every rank trains on its slice of the global
+batch, running sums and validation logits are gathered over ranks, and only rank 0 writes files.
 """
 
 from __future__ import annotations

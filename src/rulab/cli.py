@@ -83,7 +83,10 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     cfg = _resolve(args, overrides)
     t0 = time.time()
     run_dir = train(cfg, resume=args.resume)
-    print(f"trained {cfg.name} in {time.time() - t0:.1f} s -> {run_dir}")
+    from rulab.train.distributed import is_main
+
+    if is_main():
+        print(f"trained {cfg.name} in {time.time() - t0:.1f} s -> {run_dir}")
     return 0
 
 
@@ -101,7 +104,15 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
         kw["farconf"] = False
     result = evaluate_checkpoint(args.checkpoint, **kw)
     print(result.summary())
-    print(f"evaluated in {time.time() - t0:.1f} s")
+    for what, why in result.meta.get("skipped", {}).items():
+        print(f"skipped {what}: {why}")
+    tuned = {d: hp for d, hp in result.meta.get("detectors", {}).items() if "objective" in hp}
+    for det, hp in tuned.items():
+        values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items() if k not in ("objective", "tuned_on"))
+        print(f"tuned {det} on {', '.join(hp['tuned_on'])}: {values} (validation fpr95_id {hp['objective']:.4f})")
+    from rulab.api import eval_dir
+
+    print(f"evaluated in {time.time() - t0:.1f} s -> {eval_dir(args.checkpoint, result.meta['benchmark'])}")
     return 0
 
 
@@ -136,6 +147,69 @@ def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise RulabError(f"--seeds takes comma-separated integers such as 0,1,2, got '{text}'") from None
+
+
+def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rulab.api import study
+
+    kw: dict[str, Any] = {"out_dir": args.out_dir, "db": args.db, "seeds": _seeds(args.seeds), "overrides": overrides}
+    if args.no_report:
+        kw["report"] = False
+    if args.no_eval:
+        kw["evaluate"] = False
+    try:
+        study(args.name, **kw)  # prints progress, the summary table, the report's path and the time
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue (finished runs are kept, an interrupted one resumes)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_results(args: argparse.Namespace, overrides: list[str]) -> int:
+    if overrides:
+        raise RulabError(f"`rulab results` takes no config overrides, got '{overrides[0]}'")
+    from rulab.results.export import render, results_pivot, write
+
+    store = _open_db(args.db)
+    records = store.results(**({"study": args.study} if args.study else {}))
+    if not records:
+        where = f" for study '{args.study}'" if args.study else ""
+        raise RulabError(f"{args.db} holds no results{where}; run `rulab study NAME` (or `rulab eval`) first")
+    table = results_pivot(records, metrics=args.metric, kind=args.kind, detector=args.detector, dataset=args.dataset)
+    write(render(table, args.format), args.out)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _open_db(path: str) -> Any:
+    from pathlib import Path
+
+    from rulab.results.store import ResultStore
+
+    if not Path(path).exists():
+        raise RulabError(f"there is no results database at {path}; run `rulab study fmnist-default` first or pass --db")
+    return ResultStore(path)
+
+
+def cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
+    if overrides:
+        raise RulabError(f"`rulab report` takes no config overrides, got '{overrides[0]}'")
+    from rulab.api import report
+
+    t0 = time.time()
+    path = report(db=args.db, study=args.study, out=args.out)
+    print(f"wrote {path} in {time.time() - t0:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rulab`` command."""
     parser = argparse.ArgumentParser(prog="rulab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,6 +231,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-farconf", action="store_true", help="skip the far-away / worst-case tests")
     p.add_argument("--db", help="results database (default runs/results.db)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("study", help="train and evaluate a study (presets x seeds), then summarise and report")
+    p.add_argument("name", help="a registered study (`rulab list studies`), e.g. fmnist-default")
+    p.add_argument("--seeds", help="comma-separated seeds to run instead of the study's, e.g. 0,1")
+    p.add_argument("--out", dest="out_dir", default="runs", help="directory for run directories, the database and the report (default: runs)")
+    p.add_argument("--db", help="results database (default: <out>/results.db)")
+    p.add_argument("--no-report", action="store_true", help="do not write the HTML report")
+    p.add_argument("--no-eval", action="store_true", help="only train (evaluate later by running the study again)")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method")
+    p.add_argument("--db", default="runs/results.db", help="results database (default: runs/results.db)")
+    p.add_argument("--study", help="only the runs of this study")
+    p.add_argument("--metric", help="comma-separated metrics (acc,ece,auroc,...); default: the study summary")
+    p.add_argument("--kind", choices=["id", "ood", "shift", "farconf"], help="only rows of this kind")
+    p.add_argument("--detector", help="comma-separated detectors (msp,energy,...)")
+    p.add_argument("--dataset", help="comma-separated datasets / OOD sets")
+    p.add_argument("--format", default="text", choices=["text", "md", "latex", "csv"], help="output format (default: text)")
+    p.add_argument("--out", help="write to this file instead of printing")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("report", help="write the single-file HTML report from the results database")
+    p.add_argument("--db", default="runs/results.db", help="results database (default: runs/results.db)")
+    p.add_argument("--study", help="only the runs of this study")
+    p.add_argument("--out", help="the HTML file (default: report.html beside the database)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="list registered names")
     p.add_argument("what", nargs="?", help=", ".join(_LISTABLE))

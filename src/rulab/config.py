@@ -246,9 +246,9 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _unknown_key(key: str, valid: Sequence[str]) -> ConfigError:
     name = key.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
     parent = key.rsplit(".", 1)[0] if "." in key else ""
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean '{parent + '.' if parent else ''}{close[0]}'?)" if close else ""
     where = f" under '{parent}'" if parent else ""
     return ConfigError(f"unknown config key '{key}'{hint}; valid keys{where}: {', '.join(valid)}")
 

@@ -54,6 +54,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
         os.close(fd)
+        mask = os.umask(0)  # mkstemp creates 0600; give the final file the usual umask-based mode
+        os.umask(mask)
+        os.chmod(tmp_name, 0o666 & ~mask)
     except OSError as err:
         raise explain_os_error(err, final) from None
     tmp = Path(tmp_name)

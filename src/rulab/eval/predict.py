@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["predict", "model_device"]
+__all__ = ["predict", "predict_distributed", "model_device"]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -59,3 +59,41 @@ def predict(
     if features:
         out["features"] = torch.cat(feats) if feats else torch.zeros(0, 0)
     return out
+
+
+@torch.no_grad()
+def predict_distributed(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    features: bool = False,
+    channels_last: bool = False,
+) -> dict[str, torch.Tensor]:
+    """:func:`predict` split over the ranks of ``torch.distributed`` and gathered in order on every rank.
+
+    Each rank runs a contiguous shard of whole batches (:func:`rulab.train.distributed.shard_batches`), i.e.
+    exactly the forward passes a single process would run, so the result equals :func:`predict` up to the
+    kernels' thread-count rounding. Without an initialised process group this is :func:`predict`. Every rank
+    must call it (it is a collective); a DistributedDataParallel wrapper is unwrapped (evaluation needs no
+    gradient synchronisation).
+
+    Args:
+        model, x, batch_size, features, channels_last: as :func:`predict`; ``x`` is the WHOLE set on every rank.
+
+    Returns:
+        ``{"logits": float32 [N, K]}`` (and ``"features": float32 [N, D]``), on the CPU, on every rank.
+    """
+    from rulab.train.distributed import dist_info, gather_rows, shard_batches, unwrap_model
+
+    info = dist_info()
+    if not info.enabled:
+        return predict(model, x, batch_size, features, channels_last)
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = unwrap_model(model)
+    lo, hi = shard_batches(len(x), batch_size, info)
+    if hi > lo:
+        out = predict(model, x[lo:hi], batch_size, features, channels_last)
+    else:  # more ranks than batches: contribute 0 rows of the right width
+        out = {k: v[:0] for k, v in predict(model, x[:1], batch_size, features, channels_last).items()}
+    dev = model_device(model)  # NCCL gathers GPU tensors; gloo CPU ones
+    return {k: gather_rows(v.to(dev)).cpu() for k, v in out.items()}

@@ -33,6 +33,7 @@ METRICS = (
     "acc", "nll", "brier", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc",
     "auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error", "ood_ratio",
     "alpha_median", "overconf_frac", "temperature", "resistance", "mce_rel", "ce",
+    "ood_rms", "ood_mad", "ood_soft_f1",  # ID test set pooled with an OOD set counted as wrong (OE, rulab.eval.ood_eval)
 )
 
 
@@ -194,10 +195,11 @@ class ResultTable:
             for r in idrows:
                 groups.setdefault(r.detector or "-", {})[r.metric] = r.value
             names = ["acc", "nll", "ece", "rms", "mad", "soft_f1", "brier", "mmc", "temperature"]
-            lines.append("  " + f"{'':<14}" + "".join(f"{m:>9}" for m in names))
+            widths = [max(9, len(m) + 1) for m in names]
+            lines.append("  " + f"{'':<14}" + "".join(f"{m:>{w}}" for m, w in zip(names, widths)))
             for g, vals in groups.items():
                 label = {"-": "raw", "ts": "temp-scaled"}.get(g, g)
-                lines.append("  " + f"{label:<14}" + "".join(f"{_fmt(vals.get(m)):>9}" for m in names))
+                lines.append("  " + f"{label:<14}" + "".join(f"{_fmt(vals.get(m)):>{w}}" for m, w in zip(names, widths)))
         ood = self.filter(kind="ood")
         if len(ood):
             dets = list(detectors) if detectors else sorted({r.detector for r in ood})
@@ -208,7 +210,7 @@ class ResultTable:
             for s in sets:
                 for d in dets:
                     vals = {r.metric: r.value for r in ood if r.dataset == s and r.detector == d}
-                    if not vals:
+                    if not any(m in vals for m in metrics):  # e.g. only OOD-calibration rows ("ts")
                         continue
                     lines.append("  " + f"{s:<16}{d:<12}" + "".join(f"{_fmt(vals.get(m)):>16}" for m in metrics) + f"{_fmt(vals.get('ood_ratio'), 2):>8}")
         sh = self.filter(kind="shift", metric="acc")

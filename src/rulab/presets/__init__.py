@@ -1,3 +1,3 @@
 """Named run configurations (``PRESETS``) and studies (``STUDIES``); importing this package registers them."""
 
-from rulab.presets import fmnist  # noqa: F401
+from rulab.presets import fmnist, studies  # noqa: F401

@@ -17,8 +17,10 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from torch import nn
 
 from rulab.errors import CheckpointError
 from rulab.io import atomic_path, atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
+from rulab.train.distributed import unwrap_model
 
 __all__ = [
     "save_model",
@@ -97,9 +100,18 @@ def checkpoint_hash(path: str | os.PathLike[str]) -> str:
 
 
 def _state_for_save(model: nn.Module) -> dict[str, torch.Tensor]:
-    model = getattr(model, "module", model)  # DDP
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    """CPU, contiguous weights with clean keys (no ``module.`` / ``_orig_mod.`` of DDP and torch.compile)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in unwrap_model(model).state_dict().items()}
+
+
+def _save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` whose I/O failures (disk full, read-only) surface as ``OSError``."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as err:  # the Rust writer reports e.g. "I/O error: No space left on device (os error 28)"
+        m = re.search(r"os error (\d+)", str(err))
+        code = int(m.group(1)) if m else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from None
 
 
 def save_model(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any]) -> Path:
@@ -114,7 +126,7 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, A
             raise ValueError(f"checkpoint metadata needs '{key}'")
     blob = json.dumps(meta, sort_keys=True, default=str)
     with atomic_path(p) as tmp:
-        save_file(_state_for_save(model), str(tmp), metadata={_META_KEY: blob})
+        _save_file(_state_for_save(model), tmp, metadata={_META_KEY: blob})
     atomic_write_json(p.with_name("meta.json") if p.name == "model.safetensors" else p.with_suffix(".json"), meta)
     return p
 
@@ -131,7 +143,7 @@ def load_weights_into(model: nn.Module, path: str | os.PathLike[str], strict: bo
     """Load a checkpoint's weights into an existing model, with clear errors on a mismatch."""
     p = resolve_checkpoint(path)
     state = {k: v for k, v in _load_tensors(p).items() if not k.startswith(skip_prefixes)}
-    target = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
+    target = unwrap_model(model)
     own = target.state_dict()
     shape_bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state and not k.startswith(skip_prefixes)]
@@ -223,13 +235,15 @@ def save_train_state(run_dir: str | os.PathLike[str], step: int, model: nn.Modul
     name = f"step-{step:08d}"
     final = root / name
     tmp = root / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if root.is_dir():  # leftovers of writes interrupted by a kill
+        for old in root.glob(".step-*.tmp"):
+            shutil.rmtree(old, ignore_errors=True)
     ensure_writable_dir(tmp)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(state, "", tensors)
     try:
-        save_file(_state_for_save(model), str(tmp / "model.safetensors"))
-        save_file(tensors, str(tmp / "state.safetensors"))
+        _save_file(_state_for_save(model), tmp / "model.safetensors")
+        _save_file(tensors, tmp / "state.safetensors")
         (tmp / "state.json").write_text(json.dumps({"step": step, "state": skeleton}), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -242,7 +256,8 @@ def save_train_state(run_dir: str | os.PathLike[str], step: int, model: nn.Modul
     atomic_write_text(root / "LATEST", name + "\n")
     states = sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("step-"))
     for old in states[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != name:  # a stale newer directory (a kill before LATEST moved) never takes the new one's place
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

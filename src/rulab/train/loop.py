@@ -4,16 +4,21 @@ Every method is an objective (rulab.methods) run by this loop. What makes a run 
 
 * the learning rate is a pure function of the step (:func:`rulab.train.optim.lr_at`);
 * the batch order and augmentation are pure functions of (seed, epoch, batch) (:class:`TensorLoader`);
-* the global RNG (dropout) and the method's generator are re-seeded from (seed, step) before every step;
+* the global RNG (dropout) and the method's generator are re-seeded from (seed, step) before every step (and the
+  rank under DDP, so that ranks draw different noise);
 * the training state (weights, optimizer moments, loss scaler, method modules, running sums) is saved atomically
   every ``checkpoint_every`` steps and at epoch ends; ``resume=True`` continues from the newest one and ends with
   bit-identical weights on CPU.
+
+Under ``torchrun`` (docs/distributed.md) the model is wrapped in DDP, every rank trains on its slice of the global
+batch, running sums and validation logits are gathered over ranks, and only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import subprocess
 import time
@@ -31,11 +36,11 @@ from rulab.config import RunCfg, config_hash, dump_yaml, to_dict, validate
 from rulab.data.loader import TensorLoader, derive_seed, make_generator
 from rulab.data.splits import Splits, load_splits
 from rulab.errors import ConfigError, RulabError
-from rulab.eval.predict import predict
-from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from rulab.eval.predict import predict_distributed
+from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
 from rulab.registry import METHODS, MODELS, OOD_SETS
-from rulab.train.checkpoint import init_from_checkpoint, load_train_state, save_model, save_train_state
-from rulab.train.distributed import DistInfo, barrier, gather_rows, init_distributed, resolve_device, shard_range
+from rulab.train.checkpoint import init_from_checkpoint, load_train_state, read_meta, save_model, save_train_state
+from rulab.train.distributed import DistInfo, all_reduce_sum, barrier, gather_rows, init_distributed, resolve_device
 from rulab.train.optim import build_optimizer, lr_at
 
 __all__ = ["fit", "build_model", "run_dir_of", "provenance", "git_commit"]
@@ -99,12 +104,9 @@ def _freeze_bn(model: nn.Module) -> None:
                 p.requires_grad_(False)
 
 
-def _evaluate(model: nn.Module, ds: Any, info: DistInfo, batch_size: int, channels_last: bool) -> dict[str, float]:
+def _evaluate(model: nn.Module, ds: Any, batch_size: int, channels_last: bool) -> dict[str, float]:
     """Accuracy, NLL and ECE (15 uniform bins) of ``model`` on ``ds``, sharded over ranks and gathered."""
-    lo, hi = shard_range(len(ds), info)
-    out = predict(model, ds.x[lo:hi], batch_size=batch_size, channels_last=channels_last)
-    dev = next(model.parameters()).device
-    logits = gather_rows(out["logits"].to(dev)).cpu()
+    logits = predict_distributed(model, ds.x, batch_size=batch_size, channels_last=channels_last)["logits"]
     labels = ds.y
     from rulab.metrics.calibration import calibration_error
 
@@ -115,6 +117,26 @@ def _evaluate(model: nn.Module, ds: Any, info: DistInfo, batch_size: int, channe
         "nll": F.cross_entropy(logits.double(), labels).item(),
         "ece": float(calibration_error(conf, correct, norm="l1", binning="uniform", n_bins=15)),
     }
+
+
+def _check_same_run_dir(run_dir: Path, device: torch.device) -> None:
+    """Under DDP: every rank must see the same run directory state (finished? resume step?), or resuming diverges."""
+    try:
+        latest = int((run_dir / "checkpoints" / "LATEST").read_text(encoding="utf-8").strip().split("-")[-1])
+    except (OSError, ValueError):
+        latest = -1
+    seen = gather_rows(torch.tensor([[int((run_dir / "model.safetensors").exists()), latest]], device=device))
+    if not bool((seen == seen[0]).all()):
+        raise RulabError(f"the processes see different contents of {run_dir} (finished/resume step per rank: {seen.tolist()}); "
+                         "put out_dir on a filesystem shared by all nodes")
+
+
+def _reduce_sums(sums: dict[str, float], info: DistInfo, device: torch.device) -> dict[str, float]:
+    """The running training sums (loss, correct, n, batches) added over ranks; a copy of ``sums`` when not distributed."""
+    if not info.enabled:
+        return dict(sums)
+    tot = all_reduce_sum(torch.tensor(list(sums.values()), dtype=torch.float64, device=device))
+    return dict(zip(sums, tot.tolist()))
 
 
 def _outlier_loader(method: Any, splits: Splits, cfg: RunCfg, info: DistInfo, device: torch.device) -> TensorLoader | None:
@@ -146,10 +168,18 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
     validate(cfg)
     info = init_distributed(cfg.device.split(":")[0] if cfg.device != "auto" else None)
     device = resolve_device(cfg.device, info)
+    if cfg.train.amp == "fp16" and device.type == "cpu":  # it runs, but several times slower than fp32 (measured)
+        raise ConfigError("train.amp=fp16 needs a GPU (on the CPU float16 is emulated and slower than float32); use train.amp=bf16 or none")
+    if info.enabled and cfg.train.sync_bn and device.type != "cuda":  # PyTorch's SyncBatchNorm runs on CUDA only
+        raise ConfigError("train.sync_bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU); set train.sync_bn=false or use a BatchNorm-free model")
     run_dir = run_dir_of(cfg)
     final = run_dir / "model.safetensors"
+    if info.enabled:
+        _check_same_run_dir(run_dir, device)
     if final.exists():
         if resume:
+            if info.main and not (run_dir / "meta.json").exists():  # killed between the two files of save_model
+                atomic_write_json(run_dir / "meta.json", read_meta(final))
             return run_dir
         raise RulabError(f"run directory {run_dir} already holds a finished run; pass --resume to keep it, or choose another --name / out_dir")
     if (run_dir / "checkpoints" / "LATEST").exists() and not resume:
@@ -157,6 +187,8 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
     if info.main:
         ensure_writable_dir(run_dir)
     if cfg.train.deterministic:
+        if device.type == "cuda":  # deterministic cuBLAS (must be set before its first use)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(derive_seed(cfg.seed, 0x1417))
 
@@ -209,7 +241,8 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
             extra.load_state_dict(state["extra"])
-            sums = dict(state["sums"])
+            # the saved sums are totals over ranks (see checkpoint()): rank 0 carries them on, the others restart at 0
+            sums = dict(state["sums"]) if info.main else {k: 0.0 for k in sums}
             history = list(state["history"])
     meta_base = {
         "model": cfg.model.name, "model_kwargs": model_kwargs, "classes": splits.classes, "input_shape": list(shape),
@@ -223,9 +256,10 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
         atomic_write_text(metrics_path, "".join(json.dumps(h) + "\n" for h in history))
 
     def checkpoint() -> None:
+        total_sums = _reduce_sums(sums, info, device)  # a collective: every rank calls checkpoint()
         if info.main:
             state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                     "extra": extra.state_dict(), "sums": dict(sums), "history": history}
+                     "extra": extra.state_dict(), "sums": total_sums, "history": history}
             save_train_state(run_dir, step, model, state)
         barrier()
 
@@ -238,13 +272,15 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
     if cfg.train.freeze_bn:
         _freeze_bn(model)
     t_start = time.time()
+    # under DDP every rank draws its own dropout masks and method noise (the data order is shared by the loader)
+    rank_part = (info.rank,) if info.enabled else ()
     # ---- the loop
     while step < total:
         epoch, first = divmod(step, steps_per_epoch)
         loader.set_position(epoch, first)
         for batch in loader:
-            torch.manual_seed(derive_seed(cfg.seed, 0x57E9, step))
-            batch["generator"] = make_generator(cfg.seed, 0x9E7, step, device=device)
+            torch.manual_seed(derive_seed(cfg.seed, 0x57E9, step, *rank_part))
+            batch["generator"] = make_generator(cfg.seed, 0x9E7, step, *rank_part, device=device)
             batch["step"] = step
             if outliers is not None:
                 batch["x_out"] = outliers.batch_at(step)["x"]
@@ -275,21 +311,25 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
                 bar.set_postfix(loss=f"{sums['loss'] / sums['batches']:.3f}", lr=f"{lr:.2e}", refresh=False)
             epoch_done = step % steps_per_epoch == 0 or step == total
             if epoch_done:
+                sums = _reduce_sums(sums, info, device)  # under DDP: the epoch's loss and accuracy over all ranks
                 rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": sums["loss"] / max(sums["batches"], 1),
                                        "time": round(time.time() - t_start, 3)}
                 if sums["n"]:
                     rec["train_acc"] = sums["correct"] / sums["n"]
                 ev = cfg.train.eval_every
                 if splits.val is not None and method.supervised and ev and ((epoch + 1) % ev == 0 or step == total):
-                    rec.update({f"val_{k}": v for k, v in _evaluate(model, splits.val, info, 1000, cfg.train.channels_last).items()})
+                    rec.update({f"val_{k}": v for k, v in _evaluate(model, splits.val, 1000, cfg.train.channels_last).items()})
                     net.train()
                     if cfg.train.freeze_bn:
                         _freeze_bn(model)
                 history.append(rec)
                 sums = {"loss": 0.0, "correct": 0.0, "n": 0.0, "batches": 0.0}
                 if info.main:
-                    with open(metrics_path, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(rec) + "\n")
+                    try:
+                        with open(metrics_path, "a", encoding="utf-8") as fh:
+                            fh.write(json.dumps(rec) + "\n")
+                    except OSError as err:
+                        raise explain_os_error(err, metrics_path) from None
                     for lg in loggers or []:
                         lg.log_metrics(step, rec)
                 checkpoint()

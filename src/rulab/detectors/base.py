@@ -1,0 +1,201 @@
+"""The detector contract and the cached network outputs every detector reads.
+
+A detector turns what the network produced for a batch of images into one **confidence score per image:
+higher = more in-distribution** (DESIGN.md Convention 2; seed-methods.md §5 C1). MSP, −energy and the ODIN score
+are such confidences; an anomaly score is ``-score`` and is never stored. Metrics take ``(s_id, s_ood)``.
+
+Detectors never run the network themselves unless they must: :func:`rulab.eval.extract.extract` runs it once per
+(checkpoint, dataset) and stores the logits, penultimate features and labels in an :class:`Extracted`; every
+logit/feature detector reads that (DESIGN.md Convention 6). Only detectors with ``"model"`` in :attr:`Detector.requires`
+(ODIN) go back to the model, with the uint8 images kept in :attr:`Extracted.x`.
+
+Adding a detector touches its module and its test (style-anchors.md §5, "Checklist: adding an OOD detector"): a pure
+score function (``energy_score(logits, t)``) holds the math; a small class registered with
+``@DETECTORS.register("name")`` holds hyperparameters and fitted state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import torch
+
+from rulab.errors import InputError, RulabError
+
+__all__ = ["Extracted", "Detector", "REQUIREMENTS", "need", "tuning_objective"]
+
+REQUIREMENTS = frozenset({"logits", "features", "model"})
+"""What a detector may ask for: cached ``logits``, cached penultimate ``features``, or the ``model`` itself."""
+
+
+@dataclass
+class Extracted:
+    """A network's outputs on one dataset, computed once (:func:`rulab.eval.extract.extract`).
+
+    Attributes:
+        logits: ``float32 [N, K]``.
+        labels: ``int64 [N]`` class indices; ``-1`` for OOD examples.
+        features: ``float32 [N, D]`` penultimate features (``model.features(x)``), or None when not extracted.
+        x: ``uint8 [N, C, H, W]`` the images (pixels 0..255), for detectors that go back to the model; or None.
+        head_weight: ``[K, D]`` weight of the model's linear head (ReAct and ViM need it), or None.
+        head_bias: ``[K]`` bias of the head, or None.
+        name: what was extracted (a dataset key), for messages.
+    """
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    features: torch.Tensor | None = None
+    x: torch.Tensor | None = None
+    head_weight: torch.Tensor | None = None
+    head_bias: torch.Tensor | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.logits.ndim != 2:
+            raise InputError(f"'{self.name}' logits must be [N, K], got shape {tuple(self.logits.shape)}")
+        n = self.logits.shape[0]
+        if self.labels.ndim != 1 or self.labels.shape[0] != n:
+            raise InputError(f"'{self.name}' needs one label per row of logits ({n}), got shape {tuple(self.labels.shape)}")
+        if self.features is not None and (self.features.ndim != 2 or self.features.shape[0] != n):
+            raise InputError(f"'{self.name}' features must be [N, D] with N = {n}, got shape {tuple(self.features.shape)}")
+        if self.x is not None and (self.x.ndim != 4 or self.x.shape[0] != n):
+            raise InputError(f"'{self.name}' images must be [N, C, H, W] with N = {n}, got shape {tuple(self.x.shape)}")
+
+    def __len__(self) -> int:
+        return self.logits.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return self.logits.shape[1]
+
+    def subset(self, index: torch.Tensor | slice) -> Extracted:
+        """The selected rows (head weights are shared, not copied)."""
+
+        def take(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index.to(t.device) if isinstance(index, torch.Tensor) else index]
+
+        return replace(self, logits=take(self.logits), labels=take(self.labels), features=take(self.features), x=take(self.x))
+
+    def with_logits(self, logits: torch.Tensor) -> Extracted:
+        """A copy with other logits (e.g. temperature-scaled ones)."""
+        return replace(self, logits=logits)
+
+    def to(self, device: torch.device | str) -> Extracted:
+        """A copy with every tensor on ``device``."""
+
+        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Extracted(mv(self.logits), mv(self.labels), mv(self.features), mv(self.x), mv(self.head_weight), mv(self.head_bias), self.name)
+
+
+def need(ex: Extracted, what: str, detector: str) -> torch.Tensor:
+    """``ex.<what>`` or a one-sentence error saying how to extract it."""
+    value = getattr(ex, what)
+    if value is None:
+        how = {
+            "features": "extract with features=True",
+            "x": "keep the images (Extracted.x) for detectors that go back to the model",
+            "head_weight": "extract with features=True from a model with a linear head (model.fc)",
+            "head_bias": "extract with features=True from a model with a linear head (model.fc)",
+        }.get(what, "extract it")
+        raise InputError(f"detector '{detector}' needs {what} of '{ex.name or 'the data'}'; {how}")
+    return value
+
+
+def tuning_objective(s_id: torch.Tensor, s_oods: Mapping[str, torch.Tensor]) -> float:
+    """The value hyperparameter tuning minimises: mean over validation-OOD sets of ``fpr95_id`` (ODIN's criterion,
+    seed-methods.md §4.3), with ties broken by the grid order."""
+    from rulab.metrics.ood import fpr95_id
+
+    if not s_oods:
+        raise InputError("tuning needs at least one validation-OOD set")
+    return sum(fpr95_id(s_id, s) for s in s_oods.values()) / len(s_oods)
+
+
+class Detector:
+    """Base class of every OOD detector. ``score`` returns a confidence: **higher = more in-distribution**.
+
+    Class attributes:
+        requires: a subset of ``{"logits", "features", "model"}``: what :meth:`score` reads. ``"model"`` means the
+            detector runs the network itself on ``Extracted.x`` (pass ``model=`` to :meth:`score`).
+        grid: hyperparameter name → candidate values, searched by :meth:`tune` on validation data; empty = nothing to
+            tune. The chosen values are the instance attributes of the same names (:meth:`hparams`).
+
+    Subclasses implement :meth:`score`, and :meth:`fit` when they have fitted state (class-conditional detectors
+    fit on the TRAINING split's features).
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"logits"})
+    grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        bad = set(cls.requires) - REQUIREMENTS
+        if bad or not cls.requires:
+            raise TypeError(f"{cls.__name__}.requires must be a non-empty subset of {sorted(REQUIREMENTS)}, got {sorted(cls.requires)}")
+
+    @property
+    def name(self) -> str:
+        """The registry name (the class name when unregistered)."""
+        return getattr(type(self), "registry_name", type(self).__name__)
+
+    def fit(self, train: Extracted, val_id: Extracted | None = None, val_ood: Mapping[str, Extracted] | None = None) -> Detector:
+        """Fit state on the training split (and optionally held-out ID data); the default does nothing.
+
+        Args:
+            train: the run's TRAINING split (class-conditional statistics, feature banks, percentiles).
+            val_id: the run's held-out validation split (never the test set).
+            val_ood: validation-OOD sets (never the test OOD sets); unused by the built-in detectors' ``fit``.
+
+        Returns:
+            ``self``.
+        """
+        return self
+
+    def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """Confidence scores ``[N]`` (higher = more in-distribution), float, on ``ex.logits``' device."""
+        raise NotImplementedError
+
+    def hparams(self) -> dict[str, Any]:
+        """The current values of the tunable hyperparameters (the keys of :attr:`grid`)."""
+        return {k: getattr(self, k) for k in self.grid}
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every combination of :attr:`grid` values, in grid order (the first is preferred on ties)."""
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+
+    def tune(self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]) -> dict[str, Any]:
+        """Pick the grid point minimising :func:`tuning_objective` on VALIDATION data and keep it.
+
+        Only validation data may be passed: ``val_id`` is the run's held-out ID split and ``val_ood`` the benchmark's
+        validation-OOD sets; never a test set (the leak OpenOOD users and the ODIN code have reported).
+
+        Returns:
+            The chosen hyperparameters, plus ``"objective"`` (the mean validation ``fpr95_id`` at that point).
+        """
+        if not self.grid:
+            return {}
+        if not val_ood:
+            raise RulabError(f"detector '{self.name}' tunes its hyperparameters on validation-OOD data, but none was given; add val_ood to the benchmark")
+        best: tuple[float, dict[str, Any]] | None = None
+        for point in self.candidates():
+            for k, v in point.items():
+                setattr(self, k, v)
+            s_id = self.score(val_id, model)
+            obj = tuning_objective(s_id, {n: self.score(e, model) for n, e in val_ood.items()})
+            if best is None or obj < best[0] or (math.isnan(best[0]) and not math.isnan(obj)):
+                best = (obj, point)
+        assert best is not None
+        for k, v in best[1].items():
+            setattr(self, k, v)
+        return {**best[1], "objective": best[0]}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if isinstance(v, (int, float, str, type(None))) and not k.startswith("_"))
+        return f"{type(self).__name__}({inner})"

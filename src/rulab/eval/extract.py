@@ -1,0 +1,169 @@
+"""Run the network once per (checkpoint, dataset) and cache what detectors and metrics read (DESIGN.md Convention 6;
+style-anchors.md §6).
+
+:func:`extract` returns an :class:`~rulab.detectors.base.Extracted` (logits, penultimate features, labels, the head's
+weights, and the images themselves for detectors that go back to the model). With ``cache_dir`` the tensors are
+stored as one safetensors file per (model, dataset): ``<cache_dir>/<model_key>/<dataset key hash>.safetensors``, where
+``model_key`` is the checkpoint's content hash (:func:`rulab.train.checkpoint.checkpoint_hash`, or a hash of the
+weights for an in-memory model) and the dataset key names the data (:func:`dataset_key`). A second call loads the
+file instead of running the model; a corrupt or mismatching file is recomputed and overwritten (atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rulab.data.tensors import TensorDataset
+from rulab.detectors.base import Extracted
+from rulab.eval.predict import predict
+from rulab.io import atomic_path
+
+__all__ = ["extract", "dataset_key", "weights_hash", "cache_path"]
+
+_FORMAT = "rulab-extract-1"
+
+
+def weights_hash(model: nn.Module) -> str:
+    """A short content hash of a model's state dict (names, dtypes, shapes and bytes), for in-memory models."""
+    h = hashlib.sha256()
+    target = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
+    for name, t in sorted(target.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(ds: TensorDataset) -> str:
+    """A cheap content fingerprint: size plus a hash of ~64k evenly spaced image bytes and all labels."""
+    flat = ds.x.reshape(-1)
+    step = max(1, flat.numel() // 65536)
+    h = hashlib.sha256()
+    h.update(str(tuple(ds.x.shape)).encode())
+    h.update(flat[::step].contiguous().cpu().numpy().tobytes())
+    h.update(ds.y.cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def dataset_key(ds: TensorDataset, split: str = "", seed: int | str = "", shift: str = "") -> str:
+    """A readable key naming a dataset: ``name|split|n=..|seed=..|shift=..|fp=<content fingerprint>``.
+
+    Args:
+        ds: the dataset.
+        split: its role or split (``"train"``, ``"val"``, ``"test"``, ``"ood"``, ``"val_ood"``).
+        seed: the seed that generated or subsampled it.
+        shift: a covariate-shift cell (``"fog:3"``) or ``""``.
+    """
+    return f"{ds.name}|{split}|n={len(ds)}|seed={seed}|shift={shift}|fp={_fingerprint(ds)}"
+
+
+def cache_path(cache_dir: str | os.PathLike[str], model_key: str, key: str) -> Path:
+    """Where :func:`extract` stores the tensors of ``key`` for ``model_key``."""
+    name = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return Path(cache_dir) / model_key / f"{name}.safetensors"
+
+
+def _head(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    target = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
+    fc = getattr(target, "fc", None)
+    if isinstance(fc, nn.Linear):
+        return fc.weight.detach().float().cpu().clone(), None if fc.bias is None else fc.bias.detach().float().cpu().clone()
+    return None, None
+
+
+def _load(path: Path, key: str, n: int, features: bool) -> dict[str, torch.Tensor] | None:
+    """The cached tensors, or None when absent, unreadable, for another key, the wrong size or without features."""
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            if meta.get("format") != _FORMAT or meta.get("key") != key:
+                return None
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception:  # noqa: BLE001 - any unreadable file (truncated, garbage, wrong format) is recomputed
+        return None
+    if "logits" not in tensors or "labels" not in tensors or tensors["logits"].shape[0] != n or tensors["labels"].shape[0] != n:
+        return None
+    if features and tensors.get("features") is None:
+        return None
+    if not all(bool(torch.isfinite(t).all()) for k, t in tensors.items() if t.is_floating_point() and k != "features"):
+        return None
+    return tensors
+
+
+def _save(path: Path, key: str, tensors: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": _FORMAT, "key": key})
+
+
+def extract(
+    model: nn.Module,
+    ds: TensorDataset,
+    batch_size: int = 1000,
+    features: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    key: str | None = None,
+    model_key: str | None = None,
+    keep_images: bool = True,
+    channels_last: bool = False,
+) -> Extracted:
+    """Logits (and features) of ``model`` on ``ds``: one forward pass, or none when cached.
+
+    Args:
+        model: a classifier taking [0, 1] pixels (run in eval mode, no grad; its mode is restored).
+        ds: ``uint8`` images and labels (``-1`` for OOD sets).
+        batch_size: images per forward pass.
+        features: also return the penultimate features ``model.features(x)`` (and the head's weights).
+        cache_dir: directory of the on-disk cache; None disables caching.
+        key: the dataset key (default :func:`dataset_key` of ``ds``).
+        model_key: the model's key, normally :func:`rulab.train.checkpoint.checkpoint_hash` of its checkpoint
+            (default: :func:`weights_hash` of the model).
+        keep_images: set ``Extracted.x = ds.x`` (no copy) for detectors that go back to the model.
+        channels_last: feed the batches in channels-last memory format (faster convolutions on CPUs; same values).
+
+    Returns:
+        :class:`Extracted` with CPU tensors: ``logits float32 [N, K]``, ``labels int64 [N]``, ``features float32
+        [N, D]`` (when asked), ``head_weight [K, D]`` / ``head_bias [K]`` (when the model has a linear ``fc``).
+    """
+    key = key or dataset_key(ds)
+    path = None
+    if cache_dir is not None:
+        path = cache_path(cache_dir, model_key or weights_hash(model), key)
+        cached = _load(path, key, len(ds), features)
+        if cached is not None:
+            return _build(cached, ds, key, keep_images)
+    out = predict(model, ds.x, batch_size=batch_size, features=features, channels_last=channels_last)
+    tensors: dict[str, Any] = {"logits": out["logits"], "labels": ds.y.cpu().clone()}
+    if features:
+        tensors["features"] = out["features"]
+        w, b = _head(model)
+        if w is not None:
+            tensors["head_weight"] = w
+        if b is not None:
+            tensors["head_bias"] = b
+    if path is not None:
+        _save(path, key, tensors)
+    return _build(tensors, ds, key, keep_images)
+
+
+def _build(t: dict[str, torch.Tensor], ds: TensorDataset, key: str, keep_images: bool) -> Extracted:
+    return Extracted(
+        logits=t["logits"],
+        labels=t["labels"],
+        features=t.get("features"),
+        x=ds.x if keep_images else None,
+        head_weight=t.get("head_weight"),
+        head_bias=t.get("head_bias"),
+        name=key,
+    )

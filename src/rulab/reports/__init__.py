@@ -1,0 +1,9 @@
+"""Views of the results database: HTML tables, figures and the single-file HTML report.
+
+matplotlib (``pip install 'rulab[report]'``) is imported only when a figure is drawn.
+"""
+
+from rulab.reports.html import build_report, mean_table
+from rulab.reports.tables import paper_table_html, pivot_html, records_pivot
+
+__all__ = ["build_report", "mean_table", "paper_table_html", "pivot_html", "records_pivot"]

@@ -1,0 +1,439 @@
+"""The study runner: train and evaluate a grid of presets × seeds into one results database, then report.
+
+``run_study("fmnist-default")`` is what ``rulab study fmnist-default`` (the README's first command) runs:
+
+1. Every cell (preset, seed) is resolved and validated before anything runs. For each seed the presets are run in
+   the study's order, so a ``{run:PRESET}`` override resolves to the run directory of the same seed's cell.
+2. A cell trains (:func:`rulab.train.loop.fit` with ``name = <preset>-s<seed>``, ``resume=True``), then is
+   evaluated (:func:`evaluate_run`, the one place that calls the evaluation), then its result rows, training
+   curves and provenance go to the database; only then is it marked ``finished``.
+3. Re-running the same study skips every finished cell (status ``finished`` in the database *and* its checkpoint
+   on disk), resumes an interrupted training from its last checkpoint, and evaluates a trained-but-unevaluated
+   cell without training it again.
+4. Several study processes may share one database (and output directory): a process claims a cell in the
+   ``runs`` table before running it (``claimed_by`` = ``host:pid:token``, ``heartbeat_at`` refreshed every
+   ``stale_after / 4`` seconds by a background thread). Cells claimed by another live process are skipped and
+   waited for at the end (or when a later cell needs them); a claim whose owner died (same host: its PID is gone)
+   or went silent for ``stale_after`` seconds is taken over. See :meth:`ResultStore.claim`.
+5. At the end it prints the summary table (mean ± std over seeds per method), the report's path and the time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rulab.config import RunCfg, config_hash, load_config, validate
+from rulab.errors import ConfigError, RulabError
+from rulab.eval.results import ResultTable
+from rulab.presets.study import RUN_REF, Study
+from rulab.results.aggregate import Pivot, summary_pivot
+from rulab.results.export import to_text
+from rulab.results.store import ResultStore, owner_id, run_id_for
+
+__all__ = ["run_study", "plan_cells", "evaluate_run", "Cell", "StudyResult", "get_study", "Evaluator"]
+
+#: ``evaluate(run_dir, cfg) -> ResultTable``: what evaluates one trained cell (injectable for tests).
+Evaluator = Callable[[Path, RunCfg], ResultTable]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (preset, seed) run of a study.
+
+    Attributes:
+        cfg: the resolved run config (``name = <preset>-s<seed>``, ``out_dir`` of the study).
+        run_id: its row in the results database (``<name>-<config hash>``).
+        parents: run ids of the cells its overrides refer to with ``{run:PRESET}``.
+        evaluate: whether the cell is evaluated after training.
+    """
+
+    preset: str
+    seed: int
+    cfg: RunCfg
+    run_id: str
+    parents: tuple[str, ...] = ()
+    evaluate: bool = True
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.out_dir) / self.cfg.name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "model.safetensors"
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` did.
+
+    Attributes:
+        study: the study's name.
+        db: the results database.
+        run_ids: every cell's run id, in study order.
+        ran: names of the cells this call trained and/or evaluated.
+        skipped: names of the cells that were already finished (by an earlier call or another process).
+        report: the HTML report (``None`` when not written).
+        seconds: wall time of the call.
+        summary: the per-method summary (mean ± std over seeds).
+    """
+
+    study: str
+    db: Path
+    out_dir: Path
+    run_ids: list[str]
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    report: Path | None = None
+    seconds: float = 0.0
+    summary: Pivot | None = None
+    report_error: str = ""
+
+    def text(self) -> str:
+        """The summary table, the report path and the time, as printed at the end of a study."""
+        lines = [f"study {self.study}: {len(self.run_ids)} runs ({len(self.ran)} run now, {len(self.skipped)} already finished)"]
+        if self.summary is not None and self.summary.columns:
+            lines.append(to_text(self.summary).rstrip("\n"))
+        else:
+            lines.append("(no evaluation results stored)")
+        if self.report is not None:
+            lines.append(f"report: {self.report}")
+        elif self.report_error:
+            lines.append(f"report not written: {self.report_error}")
+        lines.append(f"results database: {self.db}")
+        lines.append(f"total time: {_duration(self.seconds)}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{seconds:.1f} s"
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return (f"{h} h " if h else "") + f"{m} min {s} s"
+
+
+def get_study(study: Study | str) -> Study:
+    """A :class:`Study` from itself or its registered name (``rulab list studies``)."""
+    if isinstance(study, Study):
+        return study
+    from rulab.registry import STUDIES, UnknownNameError
+
+    try:
+        return STUDIES.create(study)
+    except UnknownNameError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _link(item: str, done: Mapping[str, Cell], refs: list[str], study: str, preset: str) -> str:
+    """Replace each ``{run:PRESET}`` in an override by that (same-seed) cell's run directory; note it in ``refs``."""
+
+    def sub(m: Any) -> str:
+        ref = m.group(1)
+        if ref not in done:
+            raise ConfigError(f"study '{study}': '{preset}' refers to {{run:{ref}}}, which is not an earlier preset of the study")
+        refs.append(ref)
+        return str(done[ref].run_dir)
+
+    return RUN_REF.sub(sub, item)
+
+
+def plan_cells(study: Study, seeds: Sequence[int] | None = None, out_dir: str = "runs", overrides: Sequence[str] = ()) -> list[Cell]:
+    """Resolve and validate every cell of ``study`` (seed-major, presets in study order).
+
+    ``{run:PRESET}`` in an override becomes that preset's run directory for the same seed. A cell whose
+    ``train.init_from`` names such a directory is validated without it (the directory appears when its parent
+    has trained); everything else is fully validated here, before anything runs.
+
+    Raises:
+        ConfigError: an unknown preset, a bad override, or a bad value, naming the preset.
+    """
+    seeds = tuple(int(s) for s in (seeds if seeds else study.seeds))
+    if not seeds:
+        raise ConfigError(f"study '{study.name}' has no seeds to run; pass seeds like --seeds 0,1")
+    cells: list[Cell] = []
+    for seed in seeds:
+        done: dict[str, Cell] = {}
+        for preset in study.presets:
+            refs: list[str] = []
+            items = [_link(item, done, refs, study.name, preset) for item in (*study.overrides_for(preset), *overrides)]
+            items += [f"seed={seed}", f"out_dir={out_dir}", f"name={preset}-s{seed}"]
+            try:
+                cfg = load_config(preset, overrides=items, check=False)
+                validate(replace(cfg, train=replace(cfg.train, init_from="", reset_head=False)) if refs else cfg)
+            except ConfigError as err:
+                raise ConfigError(f"study '{study.name}', preset '{preset}': {err}") from None
+            cell = Cell(
+                preset, seed, cfg, run_id_for(cfg.name, config_hash(cfg)), tuple(done[r].run_id for r in dict.fromkeys(refs)),
+                evaluate=study.evaluate and preset not in study.skip_eval,
+            )
+            done[preset] = cell
+            cells.append(cell)
+    return cells
+
+
+def _evaluation_entry() -> Callable[..., ResultTable]:
+    from rulab import api
+
+    fn = getattr(api, "evaluate_checkpoint", None)
+    if fn is None:
+        raise RulabError("this rulab has no evaluation (rulab.api.evaluate_checkpoint is missing); run the study with --no-eval to only train")
+    return fn
+
+
+def evaluate_run(run_dir: Path, cfg: RunCfg) -> ResultTable:
+    """Evaluate one trained cell: the single place where the study calls the evaluation.
+
+    Calls ``rulab.api.evaluate_checkpoint(run_dir, ...)`` with the cell's evaluation settings (benchmark, shift
+    suite, detectors, far-away tests, protocol) passed as keywords where its signature accepts them.
+
+    Raises:
+        RulabError: this rulab build has no evaluation (``rulab.api.evaluate_checkpoint`` is missing).
+    """
+    import inspect
+
+    fn = _evaluation_entry()
+    params = inspect.signature(fn).parameters
+    e = cfg.eval
+    wanted = {"benchmark": e.benchmark, "shift": e.shift, "detectors": list(e.detectors), "farconf": e.farconf, "protocol": e.protocol or None}
+    kwargs = {k: v for k, v in wanted.items() if k in params and v is not None}
+    return fn(run_dir, **kwargs)
+
+
+def arrays_path(run_dir: Path, cfg: RunCfg) -> Path:
+    """Where a cell's evaluation arrays live: ``<run_dir>/eval/<benchmark>/arrays.safetensors``."""
+    return Path(run_dir) / "eval" / cfg.eval.benchmark / "arrays.safetensors"
+
+
+def _check_run_dir(cell: Cell) -> None:
+    """Refuse a run directory that holds a run of another configuration (it would be silently reused)."""
+    path = cell.run_dir / "config.yaml"
+    if not path.exists():
+        return
+    import yaml
+
+    from rulab.config import RunCfg as _RunCfg
+    from rulab.config import from_dict
+
+    try:
+        old = config_hash(from_dict(_RunCfg, yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+    except (RulabError, yaml.YAMLError, TypeError, ValueError):
+        return
+    if old != config_hash(cell.cfg):
+        raise RulabError(
+            f"{cell.run_dir} holds a run of another configuration (hash {old}, this study needs {config_hash(cell.cfg)}); "
+            "delete that directory or run the study with another --out"
+        )
+
+
+def _dataset_checksums(cfg: RunCfg) -> dict[str, str]:
+    """``{"<dataset>/<file>": md5}`` of the files the run's dataset was read from (empty where unknown)."""
+    from rulab.registry import DATASETS
+
+    out: dict[str, str] = {}
+    for split in ("train", "test"):
+        try:
+            ds = DATASETS.create(cfg.data.dataset, split=split, root=cfg.data.root or None)
+        except (RulabError, TypeError):
+            continue
+        files = (getattr(ds, "meta", None) or {}).get("files") or {}
+        for key, info in files.items():
+            if isinstance(info, Mapping) and info.get("md5"):
+                out[f"{cfg.data.dataset}/{key}"] = str(info["md5"])
+    return out
+
+
+@contextlib.contextmanager
+def _heartbeat(db: Path, run_id: str, owner: str, interval: float) -> Iterator[None]:
+    """Refresh ``owner``'s claim on ``run_id`` every ``interval`` seconds while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        store = ResultStore(db)
+        try:
+            while not stop.wait(interval):
+                with contextlib.suppress(RulabError):
+                    store.heartbeat(run_id, owner)
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=beat, name=f"rulab-heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _provenance() -> dict[str, str]:
+    import torch
+
+    import rulab
+    from rulab.train.loop import git_commit
+
+    return {"rulab_version": rulab.__version__, "torch_version": torch.__version__, "git_commit": git_commit()}
+
+
+def _run_cell(cell: Cell, store: ResultStore, study: Study, evaluate: Evaluator, progress: bool, log: Callable[[str], None]) -> None:
+    """Train (or resume), evaluate and store one claimed cell."""
+    from rulab.train.checkpoint import read_meta
+    from rulab.train.loop import fit
+
+    _check_run_dir(cell)
+    cfg = cell.cfg
+    store.start_run(
+        cfg, run_id=cell.run_id, study=study.name, parent_run=cell.parents[0] if cell.parents else "",
+        meta=_provenance(), dataset_checksums=_dataset_checksums(cfg), checkpoint=str(cell.checkpoint),
+    )
+    if cell.checkpoint.exists():
+        log(f"{cfg.name}: trained before, not training again")
+    else:
+        log(f"{cfg.name}: training" + (" (resuming)" if (cell.run_dir / "checkpoints" / "LATEST").exists() else ""))
+    run_dir = fit(cfg, resume=True, progress=progress)
+    meta = read_meta(run_dir)
+    store.write_curves(cell.run_id, meta.get("history", []))
+    store.finish_run(cell.run_id, "trained", checkpoint=str(cell.checkpoint), meta=meta)
+    if cell.evaluate:
+        log(f"{cfg.name}: evaluating")
+        table = evaluate(run_dir, cfg)
+        if table.arrays and not arrays_path(run_dir, cfg).exists():
+            table.save_arrays(arrays_path(run_dir, cfg))
+        store.write_results(cell.run_id, table)
+        store.finish_run(cell.run_id, "finished", checkpoint=str(cell.checkpoint), meta=meta)
+
+
+def _done(cell: Cell, store: ResultStore) -> bool:
+    run = store.run(cell.run_id)
+    if run is None or not cell.checkpoint.exists():
+        return False
+    return run["status"] == "finished" or (not cell.evaluate and run["status"] == "trained")
+
+
+def run_study(
+    study: Study | str,
+    out_dir: str = "runs",
+    db: str | Path | None = None,
+    seeds: Sequence[int] | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+    evaluate: Evaluator | bool | None = None,
+    report: bool | None = None,
+    stale_after: float = 120.0,
+    poll_s: float = 5.0,
+) -> StudyResult:
+    """Run a study: train and evaluate every (preset, seed) cell, store everything, report, summarise.
+
+    Args:
+        study: a :class:`Study` or a registered name (``rulab list studies``).
+        out_dir: where run directories (``<out_dir>/<preset>-s<seed>``) and, by default, the database and the
+            report (``<out_dir>/report.html``) go.
+        db: the results database (default ``<out_dir>/results.db``).
+        seeds: run these seeds instead of the study's.
+        overrides: dotted config overrides applied to every cell after the study's own (``train.epochs=1``).
+        progress: progress bars and one line per step; also prints the summary at the end.
+        evaluate: ``evaluate(run_dir, cfg) -> ResultTable`` (default :func:`evaluate_run`); ``False`` only trains
+            (status ``trained``; a later run with evaluation evaluates those cells without training them again).
+        report: write the HTML report (default: the study's ``report`` flag).
+        stale_after: seconds without a heartbeat after which another process's claim on a cell is taken over.
+        poll_s: seconds between checks while waiting for cells that other processes run.
+
+    Returns:
+        A :class:`StudyResult` (its ``text()`` is what is printed at the end).
+
+    Raises:
+        RulabError: a bad study, preset or override (before anything runs), or a failing cell (its status is
+            ``failed`` in the database; re-running the study retries it and skips the finished cells).
+    """
+    t0 = time.time()
+    study = get_study(study)
+    cells = plan_cells(study, seeds, out_dir, overrides)
+    if evaluate is False:
+        cells = [replace(c, evaluate=False) for c in cells]
+    db_path = Path(db) if db is not None else Path(out_dir) / "results.db"
+    store = ResultStore(db_path)
+    evaluator: Evaluator = evaluate if callable(evaluate) else evaluate_run
+    if evaluator is evaluate_run and any(c.evaluate for c in cells):
+        _evaluation_entry()  # fail before training, not after the first cell
+    owner = owner_id()
+    result = StudyResult(study.name, db_path, Path(out_dir), [c.run_id for c in cells])
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cells), desc=f"study {study.name}", unit="run", dynamic_ncols=True)
+
+    def log(msg: str) -> None:
+        if bar is not None:
+            bar.write(f"[{study.name}] {msg}")
+
+    pending = list(cells)
+    waiting_note: set[str] = set()
+    try:
+        while pending:
+            progressed = False
+            for cell in list(pending):
+                if _done(cell, store):
+                    pending.remove(cell)
+                    result.skipped.append(cell.cfg.name)
+                    log(f"{cell.cfg.name}: already finished, skipped")
+                    if bar is not None:
+                        bar.update(1)
+                    progressed = True
+                    continue
+                if any(not _done(p, store) for p in cells if p.run_id in cell.parents):
+                    continue
+                run = store.run(cell.run_id)
+                force = run is not None and run["status"] == "finished" and not cell.checkpoint.exists()  # checkpoint deleted
+                if not store.claim(cell.run_id, owner, stale_after, name=cell.cfg.name, force=force):
+                    if cell.run_id not in waiting_note:
+                        waiting_note.add(cell.run_id)
+                        log(f"{cell.cfg.name}: being run by {store.claim_holder(cell.run_id, stale_after) or 'another process'}, waiting")
+                    continue
+                ok = False
+                try:
+                    with _heartbeat(db_path, cell.run_id, owner, max(stale_after / 4.0, 0.5)):
+                        _run_cell(cell, store, study, evaluator, progress, log)
+                    ok = True
+                finally:
+                    if not ok:
+                        with contextlib.suppress(RulabError):
+                            store.release(cell.run_id, owner, status="failed")
+                    else:
+                        store.release(cell.run_id, owner)
+                result.ran.append(cell.cfg.name)
+                pending.remove(cell)
+                if bar is not None:
+                    bar.update(1)
+                progressed = True
+            if pending and not progressed:
+                time.sleep(poll_s)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    records = store.results(run_id=result.run_ids)
+    result.summary = summary_pivot(records)
+    if study.report if report is None else report:
+        try:
+            from rulab.reports import build_report
+
+            result.report = build_report(db_path, study=study.name, out=Path(out_dir) / "report.html", run_ids=result.run_ids)
+        except RulabError as err:
+            result.report_error = str(err)
+    result.seconds = time.time() - t0
+    store.close()
+    if progress:
+        print(result.text())
+    return result

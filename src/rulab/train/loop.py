@@ -267,7 +267,7 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
     if progress and info.main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, leave=False)
+        bar = tqdm(total=total, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, leave=False, disable=None, mininterval=1.0)
     net.train()
     if cfg.train.freeze_bn:
         _freeze_bn(model)

@@ -58,8 +58,8 @@ def evaluate(run_dir: Path, cfg, seed: int) -> dict[str, float]:
     logits = predict(model, test.x)["logits"]
     shape = tuple(test.x.shape[1:])
     out = {"acc": (logits.argmax(1) == test.y).double().mean().item(), "mmc_id": logits.softmax(1).max(1).values.mean().item()}
-    out["mmc_uniform"] = mmc(model, OOD_SETS.create("uniform", shape=shape, n=2000, seed=101))
-    out["mmc_hein"] = mmc(model, OOD_SETS.create("hein", shape=shape, n=2048, seed=102, base=test))
+    out["mmc_uniform"] = mmc(model, OOD_SETS.create("uniform", shape=shape, n=2000, seed=101).x)
+    out["mmc_hein"] = mmc(model, OOD_SETS.create("hein", shape=shape, n=2048, seed=102, base=test).x)
     z = torch.cat([OOD_SETS.create(name, shape=shape, n=128, seed=103).x for name in ("uniform", "lowpass_noise")]).float() / 255
     _, val = pgd_confidence(model, z, eps=0.3, steps=40, step_size=0.03, generator=torch.Generator().manual_seed(104))
     out["mmc_adv_noise"] = val.exp().mean().item()
@@ -82,7 +82,7 @@ def run(out: Path, seeds: list[int], labels: list[str]) -> None:
             ov = [o.replace("{run:", f"{out}/runs/").replace("}", f"-s{seed}") for o in overrides]
             cfg = load_config(preset, overrides=[*ov, f"seed={seed}", f"name={label}-s{seed}", f"out_dir={out}/runs", "eval.detectors=[]"])
             t0, c0 = time.time(), time.process_time()
-            run_dir = fit(cfg, progress=False)
+            run_dir = fit(cfg, resume=True, progress=False)  # a finished run is reused, an interrupted one resumed
             row = {"label": label, "preset": preset, "seed": seed, "train_s": round(time.time() - t0, 1), "train_cpu_s": round(time.process_time() - c0, 1)}
             if label not in UNSUPERVISED:
                 row.update(evaluate(run_dir, cfg, seed))

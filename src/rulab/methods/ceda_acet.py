@@ -63,7 +63,8 @@ class CEDA(Method):
     def noise(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The M noise images ẑ for the clean batch ``x: [N, C, H, W]`` in [0, 1] → ``[M, C, H, W]`` in [0, 1]."""
         m = int(self.at_frac * len(x))
-        return hein_noise(x.detach(), generator, self.frac_perm, m=m, sigma_range=self.sigma_range)
+        with torch.autocast(x.device.type, enabled=False):  # the low-pass filter in full precision under AMP
+            return hein_noise(x.detach().float(), generator, self.frac_perm, m=m, sigma_range=self.sigma_range)
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x, y = batch["x"], batch["y"]

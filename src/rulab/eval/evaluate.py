@@ -19,7 +19,7 @@ What it does, in order (each network pass happens once per dataset, DESIGN.md Co
    OOD calibration (``ood_rms``, ``ood_mad``, ``ood_soft_f1``; detector ``msp`` raw, ``ts`` temperature-scaled).
 5. **Arrays** (``table.arrays``) for plots: ``scores/<detector>/id``, ``scores/<detector>/<ood set>``, ``id/logits``,
    ``id/labels``, ``val/logits``, ``val/labels``, ``ts/temperature``.
-6. **Shift and far-away tests** when ``eval_cfg.shift`` / ``eval_cfg.farconf`` are set: :mod:`rulab.eval.shift` and
+6. **Shift and far-away tests** when ``eval_cfg.shift`` (or ``shift``) / ``eval_cfg.farconf`` are set: :mod:`rulab.eval.shift` and
    :mod:`rulab.eval.farconf` (built on another branch; skipped with a note in ``table.meta["skipped"]`` while absent).
 
 ``parity=True`` reproduces W1/OE's calibration quirk (the top adaptive bin is dropped, seed-methods.md §1.8, §5 C11).
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -125,6 +125,9 @@ def evaluate(
     model_key: str | None = None,
     fit_size: int = 10_000,
     on_stage: Callable[[str], None] | None = None,
+    ood_data: Mapping[str, TensorDataset] | None = None,
+    val_ood_data: Mapping[str, TensorDataset] | None = None,
+    shift: str | Sequence[tuple[str, float]] | None = None,
 ) -> ResultTable:
     """Evaluate ``model`` on a benchmark: calibration, OOD detection with every configured detector, shift, far-away.
 
@@ -143,12 +146,18 @@ def evaluate(
             means, covariances, percentiles and KNN banks are stable at this size, and it bounds the extraction and
             fitting cost (a full 55,000-image Fashion-MNIST split costs more than every OOD set together).
         on_stage: called with a short description before each stage (progress display).
+        ood_data: ready-made test OOD sets by name (a user's own data, :func:`rulab.api.evaluate`); names of
+            ``benchmark.ood`` not in it are built from the OOD_SETS registry.
+        val_ood_data: ready-made validation-OOD sets by name, likewise for ``benchmark.val_ood``.
+        shift: the shift suite, overriding ``eval_cfg.shift``: a suite name or the cells ``[(corruption, level), ...]``
+            of a custom suite (``""`` for none).
 
     Returns:
         The result table (rows, ``meta``, ``arrays``); see the module docstring for its contents.
     """
     with _channels_last(model) as channels_last:
-        return _evaluate(model, benchmark, eval_cfg, train, val, test, seed, cache_dir, parity, model_key, fit_size, on_stage, channels_last)
+        return _evaluate(model, benchmark, eval_cfg, train, val, test, seed, cache_dir, parity, model_key, fit_size, on_stage, channels_last,
+                         ood_data or {}, val_ood_data or {}, eval_cfg.shift if shift is None else shift)
 
 
 def _evaluate(
@@ -165,6 +174,9 @@ def _evaluate(
     fit_size: int,
     on_stage: Callable[[str], None] | None,
     channels_last: bool,
+    ood_data: Mapping[str, TensorDataset],
+    val_ood_data: Mapping[str, TensorDataset],
+    shift: str | Sequence[tuple[str, float]],
 ) -> ResultTable:
     bench = resolve_benchmark(benchmark)
     try:
@@ -196,11 +208,14 @@ def _evaluate(
     note("building OOD sets")
     with timer("ood_sets"):
         ood_sets = {
-            name: load_ood_set(name, shape, ood_set_size(name, bench, protocol, len(test), eval_cfg.n_ood), seed, base=test)
+            name: ood_data[name] if name in ood_data else load_ood_set(name, shape, ood_set_size(name, bench, protocol, len(test), eval_cfg.n_ood), seed, base=test)
             for name in bench.ood
         }
         val_seed = derive_seed(seed, _VAL_OOD_SALT)
-        val_ood_sets = {name: load_ood_set(name, shape, bench.n_val_ood, val_seed, base=val) for name in bench.val_ood} if ex_val is not None else {}
+        val_ood_sets = {
+            name: val_ood_data[name] if name in val_ood_data else load_ood_set(name, shape, bench.n_val_ood, val_seed, base=val)
+            for name in bench.val_ood
+        } if ex_val is not None else {}
     with timer("extract_ood"):
         ex_ood = {name: ext(ds, "ood", seed) for name, ds in ood_sets.items()}
         ex_val_ood = {name: ext(ds, "val_ood", val_seed) for name, ds in val_ood_sets.items()}
@@ -267,15 +282,15 @@ def _evaluate(
         table.arrays["val/labels"] = ex_val.labels
 
     # ---- 6. covariate shift and far-away confidence (rulab.eval.shift / rulab.eval.farconf)
-    if eval_cfg.shift:
-        note(f"covariate shift ({eval_cfg.shift})")
+    if shift:
+        note(f"covariate shift ({shift if isinstance(shift, str) else 'custom'})")
         with timer("shift"):
             shift_fn = _optional("rulab.eval.shift", "evaluate_shift")
             if shift_fn is None:
                 # rulab.eval.shift is built on another branch; the lead wires it in after merging
                 skipped["shift"] = "rulab.eval.shift is not available in this build"
             else:
-                sub = shift_fn(model, test, suite=eval_cfg.shift, seed=seed, batch_size=eval_cfg.batch_size, temperature=temperature)
+                sub = shift_fn(model, test, suite=shift, seed=seed, batch_size=eval_cfg.batch_size, temperature=temperature)
                 table.extend(sub)
                 table.meta["shift"] = sub.meta
     if eval_cfg.farconf:

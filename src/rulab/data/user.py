@@ -117,10 +117,10 @@ def _as_tensor(a: Any, name: str) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.detach()
     if isinstance(a, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(a))
+        return torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else np.array(a))
     if hasattr(a, "size") and hasattr(a, "mode") and hasattr(a, "getbands"):  # a PIL image: HWC uint8
-        arr = np.asarray(a)
-        return torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 3 else arr[:, :, None])).permute(2, 0, 1)
+        arr = np.array(a)  # a writable copy (np.asarray of a PIL image is read-only)
+        return torch.from_numpy(arr if arr.ndim == 3 else arr[:, :, None]).permute(2, 0, 1)
     try:
         return torch.as_tensor(np.asarray(a))
     except (TypeError, ValueError, RuntimeError):

@@ -55,6 +55,14 @@ def _meta_items(table: ResultTable) -> list[tuple[str, str]]:
     return items
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def evaluation_report(table: ResultTable, out: str | os.PathLike[str], title: str | None = None, detector: str = "msp", max_points: int = 400) -> Path:
     """Write the self-contained HTML report of one evaluation and return its path.
 
@@ -123,7 +131,7 @@ def evaluation_report(table: ResultTable, out: str | os.PathLike[str], title: st
         temp = float(t.reshape(-1)[0]) if t is not None and t.numel() else None
         figs.append(_figure(plots.reliability(arrays["id/logits"], arrays["id/labels"], temp), "reliability diagrams before and after temperature scaling"))
     figs.append(_figure(plots.farconf_curves(arrays, max_points), "far-away confidence: alpha scaling and adversarial noise"))
-    stats, clean = _shift_stats(recs)
+    stats, clean = _shift_stats([r for r in recs if r["kind"] != "shift" or _is_number(r["severity"])])  # not the "mean" rows
     if stats:
         figs.append(_figure(plots.severity(stats, clean), "accuracy and ECE against shift severity per corruption (dashed: clean test set)", wide=True))
     figs = [f for f in figs if f]

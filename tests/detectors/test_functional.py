@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import rulab
-from rulab.detectors import energy, functional as D, knn, mahalanobis, msp, react, vim
+from rulab.detectors import energy, knn, mahalanobis, msp, react, vim
+from rulab.detectors import functional as D
 
 RNG = np.random.default_rng(0)
 Z = RNG.normal(size=(40, 5)) * 2  # logits

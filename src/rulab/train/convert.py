@@ -147,7 +147,7 @@ def convert(
         RulabError: unreadable weights, keys or shapes that do not fit the architecture, no normalisation given,
             an existing run directory.
     """
-    from rulab.config import ModelCfg, config_hash, dump_yaml, load_config, to_dict, validate
+    from rulab.config import ModelCfg, apply_overrides, config_hash, dump_yaml, load_config, to_dict, validate
     from rulab.data.splits import load_splits
     from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir
     from rulab.train.checkpoint import save_model
@@ -161,13 +161,15 @@ def convert(
         raise ConfigError("say how the model's input was normalised in training: mean and std in [0, 1] pixel units "
                           "(--mean 0.286 --std 0.353; use --mean 0 --std 1 for a model that took [0, 1] pixels)")
     reg_name, kwargs = parse_model_name(model, model_kwargs)
-    stem = Path(weights).stem
-    cfg = load_config(preset, config, list(overrides))
-    cfg = replace(cfg, name=name or stem, model=ModelCfg(name=reg_name, kwargs=kwargs), **({"out_dir": str(out_dir)} if out_dir is not None else {}))
     if not has_norm:
-        as_list = (lambda v: [float(v)] if isinstance(v, (int, float)) else [float(x) for x in v])
+        def as_list(v):
+            return ([float(v)] if isinstance(v, (int, float)) else [float(x) for x in v])
         kwargs.update(mean=as_list(mean), std=as_list(std))
-        cfg = replace(cfg, model=ModelCfg(name=reg_name, kwargs=kwargs))
+    # model.* overrides apply to the converted model, not to the preset's own
+    model_over = [o for o in overrides if o.lstrip("-").startswith("model.")]
+    cfg = load_config(preset, config, [o for o in overrides if o not in model_over], check=False)
+    cfg = replace(cfg, name=name or Path(weights).stem, model=ModelCfg(name=reg_name, kwargs=kwargs), **({"out_dir": str(out_dir)} if out_dir is not None else {}))
+    cfg = apply_overrides(cfg, [o.lstrip("-") for o in model_over])
     validate(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
     final = run_dir / "model.safetensors"

@@ -115,7 +115,9 @@ def evaluate_checkpoint(
         overrides: config overrides, ``"eval.n_ood=500"`` (a bare ``"n_ood=500"`` means ``eval.n_ood``).
         db: the results database to record the rows in (hook: see ``_record``).
         device: ``auto``/``cpu``/``cuda``/``mps`` (default: the run's device setting).
-        cache: keep extracted logits/features under ``<run_dir>/eval/cache`` so re-evaluation skips the network.
+        cache: keep extracted logits/features under ``<run_dir>/eval/cache`` so re-evaluation skips the network, and
+            keep shifted test sets under ``$RULAB_DATA/shift-cache`` (and in memory for this process) so that every
+            checkpoint of a study reuses them.
         progress: print stage names to stderr.
 
     Returns:
@@ -148,6 +150,7 @@ def evaluate_checkpoint(
 
     table = evaluate(
         model,
+        shift_cache=_shift_cache() if cache else None,
         benchmark=bench,
         eval_cfg=cfg.eval,
         train=splits.train,
@@ -164,14 +167,41 @@ def evaluate_checkpoint(
     table.save_arrays(out_dir / "arrays.safetensors")
     atomic_write_text(out_dir / "summary.txt", table.summary() + "\n")
     atomic_write_json(out_dir / "meta.json", table.meta)
-    _record(db, table, meta)
+    _record(db, table, meta, ckpt)
     return table
 
 
-def _record(db: str | os.PathLike[str] | None, table: ResultTable, meta: dict[str, Any]) -> None:
-    """HOOK for the SQLite results store (DESIGN.md "Results store"): the lead wires ``rulab.results`` in here after
-    merging. Until then ``db`` is accepted and nothing is written to it (the CSV/JSON files are the record)."""
-    return None
+_SHIFT_CACHE: Any = None
+
+
+def _shift_cache() -> Any:
+    """The process-wide cache of shifted test sets (memory + ``$RULAB_DATA/shift-cache`` on disk)."""
+    global _SHIFT_CACHE
+    if _SHIFT_CACHE is None:
+        from rulab.data.fetch import dataset_root
+        from rulab.eval.shift import ShiftCache
+
+        _SHIFT_CACHE = ShiftCache(dataset_root() / "shift-cache", memory=True)
+    return _SHIFT_CACHE
+
+
+def _record(db: str | os.PathLike[str] | None, table: ResultTable, meta: dict[str, Any], ckpt: Path) -> None:
+    """Store an evaluation in the SQLite results store (DESIGN.md "Results store") under the checkpoint's run.
+
+    The run row is keyed like a study's (``<name>-<config hash>``), so evaluating a study's run again updates its rows
+    instead of duplicating them.
+    """
+    if db is None:
+        return
+    from rulab.config import RunCfg, from_dict
+    from rulab.results.store import ResultStore
+
+    cfg = from_dict(RunCfg, meta["config"])
+    store = ResultStore(db)
+    run_id = store.start_run(cfg, checkpoint=str(ckpt), meta=meta, status="running")
+    store.write_curves(run_id, meta.get("history", []))
+    store.write_results(run_id, table)
+    store.finish_run(run_id, "finished", checkpoint=str(ckpt), meta=meta)
 
 
 def study(

@@ -122,24 +122,33 @@ def test_user_mistakes_are_one_sentence(data) -> None:
 
 
 def test_shift_cells_reach_the_shift_evaluation(data, monkeypatch) -> None:
-    """The API hands a custom suite (cells) and the fitted temperature to rulab.eval.shift, whether or not it is built."""
-    import rulab.eval.evaluate as ev
+    """The API hands a custom suite (cells) and the fitted temperature to rulab.eval.shift."""
+    import rulab.eval.shift as shift_mod
     from rulab.eval.results import ResultTable
 
     net, _tr, va, te = data
     seen = {}
 
-    def fake_shift(model, test, suite, seed, batch_size, temperature):
+    def fake_shift(model, test, suite, seed, batch_size, temperature, **kwargs):
         seen.update(suite=suite, n=len(test), temperature=temperature)
         t = ResultTable()
         t.add("shift", "acc", 0.5, dataset=test.name, shift=suite[0][0], severity=suite[0][1], n=len(test))
         return t
 
-    real = ev._optional
-    monkeypatch.setattr(ev, "_optional", lambda m, a: fake_shift if m == "rulab.eval.shift" else real(m, a))
+    monkeypatch.setattr(shift_mod, "evaluate_shift", fake_shift)
     t = rulab.evaluate(net, id_test=(te.x, te.y), id_val=(va.x, va.y), detectors=["msp"], shifts=[("gaussian_blur_sigma", 0.5)], mean=MEAN, std=STD)
     assert seen == {"suite": [("gaussian_blur_sigma", 0.5)], "n": len(te), "temperature": t.meta["temperature"]}
     assert t.value(kind="shift", shift="gaussian_blur_sigma", severity="0.5", metric="acc") == 0.5
+
+
+def test_real_shift_cell(data) -> None:
+    """One real cell: the clean reference equals the ID accuracy and the blurred accuracy is a different number."""
+    net, _tr, _va, te = data
+    t = rulab.evaluate(net, id_test=(te.x, te.y), detectors=["msp"], shifts=[("gaussian_blur_sigma", 0.9)], mean=MEAN, std=STD, temperature=False)
+    clean = t.value(kind="shift", shift="clean", metric="acc", detector="")
+    assert clean == t.value(kind="id", metric="acc", detector="")
+    blurred = t.value(kind="shift", shift="gaussian_blur_sigma", severity="0.9", metric="acc", detector="")
+    assert 0 <= blurred <= 1 and blurred != clean
 
 
 def test_views_of_the_result(data, tmp_path) -> None:

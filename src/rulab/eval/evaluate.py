@@ -20,9 +20,11 @@ What it does, in order (each network pass happens once per dataset, DESIGN.md Co
 5. **Arrays** (``table.arrays``) for plots: ``scores/<detector>/id``, ``scores/<detector>/<ood set>``, ``id/logits``,
    ``id/labels``, ``val/logits``, ``val/labels``, ``ts/temperature``.
 6. **Shift and far-away tests** when ``eval_cfg.shift`` (or ``shift``) / ``eval_cfg.farconf`` are set: :mod:`rulab.eval.shift` and
-   :mod:`rulab.eval.farconf` (built on another branch; skipped with a note in ``table.meta["skipped"]`` while absent).
+   :mod:`rulab.eval.farconf`. The shifted test sets use corruption seed 0 for every run: they are benchmark data, the
+   same images for every method and seed (like the released CIFAR-10-C arrays).
 
-``parity=True`` reproduces W1/OE's calibration quirk (the top adaptive bin is dropped, seed-methods.md §1.8, §5 C11).
+``parity=True`` reproduces W1/OE's calibration quirk (the top adaptive bin is dropped, seed-methods.md §1.8, §5 C11)
+and W3's rejection column at index 10 in the adversarial-samples resistance (§3.5).
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ def evaluate(
     model_key: str | None = None,
     fit_size: int = 10_000,
     on_stage: Callable[[str], None] | None = None,
+    shift_cache: Any = None,
     ood_data: Mapping[str, TensorDataset] | None = None,
     val_ood_data: Mapping[str, TensorDataset] | None = None,
     shift: str | Sequence[tuple[str, float]] | None = None,
@@ -146,6 +149,8 @@ def evaluate(
             means, covariances, percentiles and KNN banks are stable at this size, and it bounds the extraction and
             fitting cost (a full 55,000-image Fashion-MNIST split costs more than every OOD set together).
         on_stage: called with a short description before each stage (progress display).
+        shift_cache: a :class:`rulab.eval.shift.ShiftCache` shared across evaluations (a study) so each shifted test
+            set is built once.
         ood_data: ready-made test OOD sets by name (a user's own data, :func:`rulab.api.evaluate`); names of
             ``benchmark.ood`` not in it are built from the OOD_SETS registry.
         val_ood_data: ready-made validation-OOD sets by name, likewise for ``benchmark.val_ood``.
@@ -157,7 +162,7 @@ def evaluate(
     """
     with _channels_last(model) as channels_last:
         return _evaluate(model, benchmark, eval_cfg, train, val, test, seed, cache_dir, parity, model_key, fit_size, on_stage, channels_last,
-                         ood_data or {}, val_ood_data or {}, eval_cfg.shift if shift is None else shift)
+                         shift_cache, ood_data or {}, val_ood_data or {}, eval_cfg.shift if shift is None else shift)
 
 
 def _evaluate(
@@ -174,6 +179,7 @@ def _evaluate(
     fit_size: int,
     on_stage: Callable[[str], None] | None,
     channels_last: bool,
+    shift_cache: Any,
     ood_data: Mapping[str, TensorDataset],
     val_ood_data: Mapping[str, TensorDataset],
     shift: str | Sequence[tuple[str, float]],
@@ -283,44 +289,23 @@ def _evaluate(
 
     # ---- 6. covariate shift and far-away confidence (rulab.eval.shift / rulab.eval.farconf)
     if shift:
+        from rulab.eval.shift import evaluate_shift
+
         note(f"covariate shift ({shift if isinstance(shift, str) else 'custom'})")
         with timer("shift"):
-            shift_fn = _optional("rulab.eval.shift", "evaluate_shift")
-            if shift_fn is None:
-                # rulab.eval.shift is built on another branch; the lead wires it in after merging
-                skipped["shift"] = "rulab.eval.shift is not available in this build"
-            else:
-                sub = shift_fn(model, test, suite=shift, seed=seed, batch_size=eval_cfg.batch_size, temperature=temperature)
-                table.extend(sub)
-                table.meta["shift"] = sub.meta
+            # shifted test sets are benchmark data: the same corruption draws (seed 0) for every run and method
+            sub = evaluate_shift(model, test, suite=shift, seed=0, batch_size=eval_cfg.batch_size, temperature=temperature,
+                                 cache=shift_cache, clean_logits=ex_test.logits, channels_last=channels_last)
+            table.extend(sub)
+            table.meta["shift"] = sub.meta
     if eval_cfg.farconf:
+        from rulab.eval.farconf import evaluate_farconf
+
         note("far-away confidence")
         with timer("farconf"):
-            farconf_fn = _optional("rulab.eval.farconf", "evaluate_farconf")
-            if farconf_fn is None:
-                # rulab.eval.farconf is built on another branch; the lead wires it in after merging
-                skipped["farconf"] = "rulab.eval.farconf is not available in this build"
-            else:
-                sub = farconf_fn(model, test, ood_sets, eval_cfg, seed)
-                table.extend(sub)
-                table.meta["farconf"] = sub.meta
+            sub = evaluate_farconf(model, test, ood_sets, eval_cfg, seed, rejection_index=10 if parity else None, id_logits=ex_test.logits)
+            table.extend(sub)
+            table.meta["farconf"] = sub.meta
     table.meta["skipped"] = skipped
     table.meta["timing"] = timer.seconds
     return table
-
-
-def _optional(module: str, attr: str) -> Callable[..., ResultTable] | None:
-    """``module.attr`` if the module exists, else None (a missing dependency inside it still raises)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name == module:
-            return None
-        raise
-    fn = getattr(mod, attr, None)
-    if fn is None:
-        raise RulabError(f"{module} has no {attr}(); the installed rulab is inconsistent, reinstall it")
-    return fn
-

@@ -96,12 +96,25 @@ def build_model(cfg: RunCfg, num_classes: int, input_shape: tuple[int, int, int]
     return MODELS.create(cfg.model.name, **kwargs), kwargs
 
 
+def _keep_eval(module: nn.Module, args: Any) -> None:
+    module.training = False
+
+
 def _freeze_bn(model: nn.Module) -> None:
+    """Put BatchNorm layers in eval mode with frozen affine parameters, for the whole run.
+
+    A forward pre-hook re-asserts eval mode before every call, so a method that toggles the model's mode (e.g. PGD
+    in ACET or adversarial training runs ``model.eval()`` then ``model.train()``) cannot unfreeze the running
+    statistics (W2's ``val()`` did, seed-methods.md §2.1; §5 C11).
+    """
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
             for p in m.parameters():
                 p.requires_grad_(False)
+            if not getattr(m, "_rulab_frozen", False):
+                m.register_forward_pre_hook(_keep_eval)
+                m._rulab_frozen = True
 
 
 def _evaluate(model: nn.Module, ds: Any, batch_size: int, channels_last: bool) -> dict[str, float]:
@@ -267,7 +280,7 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
     if progress and info.main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, leave=False)
+        bar = tqdm(total=total, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, leave=False, disable=None, mininterval=1.0)
     net.train()
     if cfg.train.freeze_bn:
         _freeze_bn(model)

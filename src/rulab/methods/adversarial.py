@@ -1,0 +1,53 @@
+"""PGD adversarial training (Madry et al., ICLR 2018, "Towards Deep Learning Models Resistant to Adversarial Attacks"),
+as W1's robustness experiments use it (hendrycks/pre-training robustness/adversarial, seed-methods.md §1.3).
+
+Per batch, the inner maximisation finds ``x_adv = argmax_{‖δ‖∞ ≤ ε, x + δ ∈ [0,1]^d} CE(f(x + δ), y)`` by PGD
+(:func:`rulab.methods.attacks.pgd_ce`: uniform random start in [−ε, ε], signed steps, clamp to [0, 1], the last
+iterate; the model in eval mode meanwhile), and the outer minimisation trains on the adversarial examples only::
+
+    L = (1/N) Σ_i CE(f(x_adv_i), y_i)
+
+with the model back in train mode. W1: ε = 8/255, step 2/255, 10 steps for training (20 at test time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rulab.errors import ConfigError
+from rulab.methods.attacks import pgd_ce
+from rulab.methods.base import Method
+from rulab.registry import METHODS
+
+__all__ = ["AdversarialTraining"]
+
+
+@METHODS.register("adversarial")
+class AdversarialTraining(Method):
+    """Cross-entropy on L∞ PGD adversarial examples (seed-methods.md §1.3).
+
+    Args:
+        eps: radius of the L∞ ball, [0, 1] pixel units (W1: 8/255).
+        steps: PGD steps (W1: 10 for training).
+        step_size: PGD step in pixel units (W1: 2/255).
+    """
+
+    batch_spec = "id"
+
+    def __init__(self, eps: float = 8 / 255, steps: int = 10, step_size: float = 2 / 255) -> None:
+        if not eps >= 0 or steps < 0 or not step_size > 0:
+            raise ConfigError(f"method parameters need eps >= 0, steps >= 0 and step_size > 0, got eps={eps}, steps={steps}, step_size={step_size}")
+        self.eps = eps
+        self.steps = steps
+        self.step_size = step_size
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        x, y = batch["x"], batch["y"]
+        attacked = getattr(model, "module", model)  # input gradients only: bypass a DDP wrapper's gradient hooks
+        x_adv, _ = pgd_ce(attacked, x, y, self.eps, self.steps, self.step_size, generator=batch["generator"])
+        logits = model(x_adv)
+        return {"loss": F.cross_entropy(logits, y), "logits": logits}

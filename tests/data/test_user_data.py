@@ -131,3 +131,17 @@ def test_image_folder(tmp_path, images) -> None:
     got = {(bytes(a.numpy().tobytes()), ds.classes[int(b)]) for a, b in zip(ds.x, ds.y)}
     want = {(bytes(a.numpy().tobytes()), f"class{int(b)}") for a, b in zip(x, y)}
     assert got == want
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter(zip(self.x.float() / 255, self.y.tolist()))
+
+
+def test_iterable_dataset(images) -> None:
+    x, y = images
+    ds = as_dataset(_Stream(x, y), batch_size=5)
+    assert torch.equal(ds.x, x) and torch.equal(ds.y, y)

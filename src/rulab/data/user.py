@@ -5,7 +5,7 @@
 * a :class:`~rulab.data.tensors.TensorDataset` (returned as it is);
 * images as a ``torch.Tensor`` or NumPy array ``[N, C, H, W]`` (``[N, H, W]`` is one grey channel; ``[N, H, W, C]``
   with C in {1, 3, 4} and a larger dimension 1 is read channels-last), optionally with labels as a pair ``(x, y)``;
-* any ``torch.utils.data.Dataset`` yielding ``(image, label)`` (or images alone), e.g. a torchvision dataset with a
+* any ``torch.utils.data.Dataset`` (map-style or iterable) yielding ``(image, label)`` (or images alone), e.g. a torchvision dataset with a
   ``transforms.ToTensor()`` (and ``Normalize``) transform; images may be tensors, NumPy arrays or PIL images;
 * a ``torch.utils.data.DataLoader`` over such a dataset (its batches ``(x, y)`` or ``x``; shuffling is harmless);
 * a folder of images (torchvision's ``ImageFolder`` layout, :func:`rulab.data.folders.load_image_folder`), resized
@@ -253,7 +253,7 @@ def as_dataset(
         classes = classes if classes is not None else folder.classes
     elif isinstance(data, torch.utils.data.DataLoader):
         x, y = _collect(data, name, pixels, mean, std)
-    elif isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+    elif isinstance(data, torch.utils.data.IterableDataset) or (isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__")):
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=_collate)
         x, y = _collect(loader, name, pixels, mean, std)
     else:

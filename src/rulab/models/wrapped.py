@@ -127,6 +127,9 @@ class WrappedClassifier(Classifier):
         if any(v <= 0 for v in s):
             raise ConfigError(f"every std value must be > 0, got {s}")
         self.normalize = Normalize(m, s)
+        ref = next(net.parameters(), None)
+        if ref is not None:  # a network already on a GPU: its first layer goes there too
+            self.normalize.to(ref.device)
         self.net = net
         self.feature_layer = feature_layer
         self.head_name = find_head(net, head)

@@ -5,7 +5,7 @@ no script and no external asset, so it can be mailed or archived as it is. Secti
 
 * a header: study, date, versions, git commits, devices, seeds, datasets and wall time;
 * the comparison of methods: the summary table (mean ± std over seeds), bar charts, accuracy against shift
-  severity per method, and any paper-style tables (the ``paper_tables`` hook);
+  severity per method, and, for a paper study, the paper-style tables of :mod:`rulab.reports.paper_tables`;
 * per method: the accuracy / calibration table (raw and temperature-scaled), OOD AUROC and FPR95 per detector and
   OOD set, the far-away table, ROC and precision-recall curves, score histograms ID vs each OOD set, reliability
   diagrams before and after temperature scaling, accuracy and ECE against severity per corruption, alpha-scaling /
@@ -378,6 +378,10 @@ def build_report(
         comp.append('<div class="figs">' + "".join(f for f in figs if f) + "</div>")
     else:
         comp.append('<p class="note">No evaluation results are stored for these runs yet.</p>')
+    if study:  # a paper study (rulab.presets.paper.PaperStudy) adds its paper-style tables
+        from rulab.reports.paper_tables import study_paper_html
+
+        comp.append(study_paper_html(study, recs_of))
     comp.append("</section>")
 
     sections = []

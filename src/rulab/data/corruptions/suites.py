@@ -82,18 +82,25 @@ def _severities(names: tuple[str, ...], severities: tuple[int, ...]) -> tuple[tu
 
 
 _BRIGHTNESS_PATHMNIST = _grid("brightness_factor", (0.8, 0.9, 1.1, 1.2))
+_BRIGHTNESS_PETS = _grid("brightness_factor", (0.6, 0.8, 1.2, 1.4))
 _BLUR_W2 = _grid("gaussian_blur_sigma", (0.3, 0.5, 0.7, 0.9))
 
 SHIFT_SUITES: tuple[ShiftSuite, ...] = (
     ShiftSuite(
         "brightness_w2_pathmnist", _BRIGHTNESS_PATHMNIST, "W2 pathMNIST brightness factors (seed-methods.md §2.2)"
     ),
-    ShiftSuite(
-        "brightness_w2_pets",
-        _grid("brightness_factor", (0.6, 0.8, 1.2, 1.4)),
-        "W2 Oxford Pets brightness factors (seed-methods.md §2.2)",
-    ),
+    ShiftSuite("brightness_w2_pets", _BRIGHTNESS_PETS, "W2 Oxford Pets brightness factors (seed-methods.md §2.2)"),
     ShiftSuite("blur_w2", _BLUR_W2, "W2 Gaussian blur, kernel 5, sigma grid (seed-methods.md §2.2)"),
+    ShiftSuite(
+        "w2-pathmnist",
+        _BRIGHTNESS_PATHMNIST + _BLUR_W2,
+        "W2 pathMNIST: brightness factors 0.8-1.2 and Gaussian blur sigma 0.3-0.9 (seed-methods.md §2.2)",
+    ),
+    ShiftSuite(
+        "w2-pets",
+        _BRIGHTNESS_PETS + _BLUR_W2,
+        "W2 Oxford Pets: brightness factors 0.6-1.4 and Gaussian blur sigma 0.3-0.9 (seed-methods.md §2.2)",
+    ),
     ShiftSuite(
         "common15",
         _severities(COMMON_CORRUPTIONS, (1, 2, 3, 4, 5)),

@@ -17,10 +17,10 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import rulab
-from rulab.errors import RulabError
+from rulab.errors import ConfigError, RulabError, StoreError
 
 __all__ = ["main", "build_parser"]
 
@@ -47,7 +47,7 @@ def _split_overrides(extra: Sequence[str]) -> list[str]:
         if "=" in text and "." in text.split("=", 1)[0] or (item.startswith("--") and "=" in text):
             out.append(text)
         else:
-            raise RulabError(f"unrecognised argument '{item}'; config overrides look like --section.key=value (see `rulab train --help`)")
+            raise ConfigError(f"unrecognised argument '{item}'; config overrides look like --section.key=value (see `rulab train --help`)")
     return out
 
 
@@ -150,7 +150,7 @@ def cmd_list(args: argparse.Namespace, overrides: list[str]) -> int:
     whats = [args.what] if args.what else list(_LISTABLE)
     for what in whats:
         if what not in _LISTABLE:
-            raise RulabError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
+            raise ConfigError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
         reg = getattr(registry, _LISTABLE[what])
         print(f"{what}: {', '.join(reg.list())}")
     return 0
@@ -168,7 +168,7 @@ def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"data directory: {fetch_mod.dataset_root()}")
         return 0
     if not args.names:
-        raise RulabError("say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)")
+        raise ConfigError("say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)")
     for name in args.names:
         info = fetch_mod.fetch(name)
         print(f"{name}: ok ({info.get('source', '')})")
@@ -181,7 +181,7 @@ def _seeds(text: str | None) -> list[int] | None:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise RulabError(f"--seeds takes comma-separated integers such as 0,1,2, got '{text}'") from None
+        raise ConfigError(f"--seeds takes comma-separated integers such as 0,1,2, got '{text}'") from None
 
 
 def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -202,14 +202,14 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def cmd_results(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
-        raise RulabError(f"`rulab results` takes no config overrides, got '{overrides[0]}'")
+        raise ConfigError(f"`rulab results` takes no config overrides, got '{overrides[0]}'")
     from rulab.results.export import render, results_pivot, write
 
     store = _open_db(args.db)
     records = store.results(**({"study": args.study} if args.study else {}))
     if not records:
         where = f" for study '{args.study}'" if args.study else ""
-        raise RulabError(f"{args.db} holds no results{where}; run `rulab study NAME` (or `rulab eval`) first")
+        raise StoreError(f"{args.db} holds no results{where}; run `rulab study NAME` (or `rulab eval`) first")
     table = results_pivot(records, metrics=args.metric, kind=args.kind, detector=args.detector, dataset=args.dataset)
     write(render(table, args.format), args.out)
     if args.out:
@@ -223,13 +223,13 @@ def _open_db(path: str) -> Any:
     from rulab.results.store import ResultStore
 
     if not Path(path).exists():
-        raise RulabError(f"there is no results database at {path}; run `rulab study fmnist-default` first or pass --db")
+        raise StoreError(f"there is no results database at {path}; run `rulab study fmnist-default` first or pass --db")
     return ResultStore(path)
 
 
 def cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
-        raise RulabError(f"`rulab report` takes no config overrides, got '{overrides[0]}'")
+        raise ConfigError(f"`rulab report` takes no config overrides, got '{overrides[0]}'")
     from rulab.api import report
 
     t0 = time.time()
@@ -238,9 +238,16 @@ def cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error: ...`` line (via :func:`main`), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message}; see `{self.prog} --help`")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``rulab`` command."""
-    parser = argparse.ArgumentParser(prog="rulab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The argument parser of the ``rulab`` command (its subcommands' parsers share its class)."""
+    parser = _Parser(prog="rulab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rulab {rulab.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -315,11 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rulab`` command; returns the exit status."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
         overrides = _split_overrides(extra)
         return int(args.func(args, overrides) or 0)
     except RulabError as err:

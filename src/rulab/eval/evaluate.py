@@ -43,7 +43,7 @@ from rulab.data.loader import derive_seed
 from rulab.data.tensors import TensorDataset
 from rulab.detectors.base import Detector, Extracted
 from rulab.detectors.temperature import TemperatureScaler
-from rulab.errors import ConfigError, RulabError
+from rulab.errors import ConfigError, InputError
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key, extract, weights_hash
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
@@ -185,6 +185,9 @@ def _evaluate(
     shift: str | Sequence[tuple[str, float]],
 ) -> ResultTable:
     bench = resolve_benchmark(benchmark)
+    for role, split in (("training", train), ("validation", val), ("ID test", test)):
+        if split is not None and len(split) == 0:
+            raise InputError(f"the {role} split '{split.name}' is empty; check data.classes, data.val_size and data.train_subset")
     try:
         protocol = PROTOCOLS.create(eval_cfg.protocol or bench.protocol)
     except UnknownNameError as err:

@@ -185,14 +185,15 @@ def _evaluate(
     shift: str | Sequence[tuple[str, float]],
 ) -> ResultTable:
     bench = resolve_benchmark(benchmark)
-    for role, split in (("training", train), ("validation", val), ("ID test", test)):
-        if split is not None and len(split) == 0:
-            raise InputError(f"the {role} split '{split.name}' is empty; check data.classes, data.val_size and data.train_subset")
     try:
         protocol = PROTOCOLS.create(eval_cfg.protocol or bench.protocol)
     except UnknownNameError as err:
         raise ConfigError(str(err)) from None
     dets = _detectors(tuple(eval_cfg.detectors))
+    fitting = [n for n, d in dets.items() if type(d).fit is not Detector.fit]  # detectors that learn from the training split
+    for role, split, used in (("training", train, bool(fitting)), ("validation", val, True), ("ID test", test, True)):
+        if used and split is not None and len(split) == 0:
+            raise InputError(f"the {role} split '{split.name}' is empty; check data.classes, data.val_size and data.train_subset")
     need_features = any("features" in d.requires for d in dets.values())
     note = on_stage or (lambda _stage: None)
     timer = _Timer()

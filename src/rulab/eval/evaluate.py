@@ -101,13 +101,22 @@ def _channels_last(model: nn.Module) -> Any:
             model.to(memory_format=torch.contiguous_format)
 
 
-def _detectors(names: tuple[str, ...]) -> dict[str, Detector]:
+def _detectors(names: tuple[str, ...], kwargs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Detector]:
+    """Create the detectors ``names``, each with its constructor arguments from ``kwargs`` (``eval.detector_kwargs``)."""
     if len(set(names)) != len(names):
         raise ConfigError(f"config key 'eval.detectors' lists a detector twice: {list(names)}")
+    kwargs = kwargs or {}
+    extra = sorted(set(kwargs) - set(names))
+    if extra:
+        raise ConfigError(f"config key 'eval.detector_kwargs.{extra[0]}' names a detector that is not run; valid choices: {', '.join(names)}")
     out = {}
     for name in names:
         try:
-            out[name] = DETECTORS.create(name)
+            bad = DETECTORS.unknown_kwargs(name, dict(kwargs.get(name, {})))
+            if bad:
+                raise ConfigError(f"config key 'eval.detector_kwargs.{name}.{bad[0]}' is not a parameter of detector '{name}'; "
+                                  f"valid parameters: {', '.join(DETECTORS.parameters(name)) or '(none)'}")
+            out[name] = DETECTORS.create(name, **kwargs.get(name, {}))
         except UnknownNameError as err:
             raise ConfigError(str(err)) from None
     return out
@@ -189,7 +198,7 @@ def _evaluate(
         protocol = PROTOCOLS.create(eval_cfg.protocol or bench.protocol)
     except UnknownNameError as err:
         raise ConfigError(str(err)) from None
-    dets = _detectors(tuple(eval_cfg.detectors))
+    dets = _detectors(tuple(eval_cfg.detectors), eval_cfg.detector_kwargs)
     fitting = [n for n, d in dets.items() if type(d).fit is not Detector.fit]  # detectors that learn from the training split
     for role, split, used in (("training", train, bool(fitting)), ("validation", val, True), ("ID test", test, True)):
         if used and split is not None and len(split) == 0:

@@ -244,3 +244,15 @@ def test_tuned_odin_beats_msp_on_noise_for_the_default_model(request):
         odin = table.value(kind="ood", dataset=s, detector="odin", metric="auroc")
         msp = table.value(kind="ood", dataset=s, detector="msp", metric="auroc")
         assert odin > msp, f"{s}: ODIN {odin:.4f} <= MSP {msp:.4f}"
+
+
+def test_eval_config_keeps_detector_kwargs_only_for_the_detectors_run():
+    from rulab.api import _eval_config
+    from rulab.config import load_config, to_dict
+
+    stored = load_config("fmnist-plain", overrides=["eval.detector_kwargs.odin.search=coarse", "eval.detector_kwargs.knn.k=5"])
+    meta = {"config": to_dict(stored)}
+    assert _eval_config(meta, []).eval.detector_kwargs == {"odin": {"search": "coarse"}, "knn": {"k": 5}}
+    cfg = _eval_config(meta, [], detectors="msp,odin")
+    assert cfg.eval.detectors == ("msp", "odin") and cfg.eval.detector_kwargs == {"odin": {"search": "coarse"}}
+    assert _eval_config(meta, [], detectors=["msp"]).eval.detector_kwargs == {}

@@ -212,9 +212,12 @@ def test_evaluate_checkpoint_writes_files_and_cli_prints_the_summary(run, capsys
     assert "OOD detection" in (out / "summary.txt").read_text() and (out / "meta.json").is_file()
     assert table.meta["eval_config"]["batch_size"] == 500
 
-    assert main(["eval", str(run_dir), "--benchmark", TINY.name, "--detectors", "msp", "--shift", "", "--no-farconf"]) == 0
+    report = run_dir / "eval.html"
+    assert main(["eval", str(run_dir), "--benchmark", TINY.name, "--detectors", "msp", "--shift", "", "--no-farconf", "--report", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "temp-scaled" in printed and "auroc" in printed and "hein" in printed
+    html = report.read_text()
+    assert f"report: {report}" in printed and html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     assert main(["eval", str(run_dir), "--benchmark", "nope"]) == 2
     assert "eval.benchmark" in capsys.readouterr().err
 

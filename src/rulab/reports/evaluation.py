@@ -56,14 +56,6 @@ def _meta_items(table: ResultTable) -> list[tuple[str, str]]:
     return items
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def evaluation_report(table: ResultTable, out: str | os.PathLike[str], title: str | None = None, detector: str = "msp", max_points: int = 400) -> Path:
     """Write the self-contained HTML report of one evaluation and return its path.
 
@@ -96,7 +88,7 @@ def evaluation_report(table: ResultTable, out: str | os.PathLike[str], title: st
         parts.append('<section><h2>Results</h2><div class="tables">' + "".join(f"<div>{b}</div>" for b in blocks) + "</div></section>")
 
     figs = _array_figures(table.arrays, detector, max_points)
-    stats, clean = _shift_stats([r for r in recs if r["kind"] != "shift" or _is_number(r["severity"])])  # not the "mean" rows
+    stats, clean = _shift_stats(recs)
     if stats:
         figs.append(_figure(plots.severity(stats, clean), "accuracy and ECE against shift severity per corruption (dashed: clean test set)", wide=True))
     figs = [f for f in figs if f]

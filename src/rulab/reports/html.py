@@ -226,8 +226,19 @@ def mean_table(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | N
     return ResultTable(rows, meta=dict(meta or {}))
 
 
+def _is_level(text: Any) -> bool:
+    """Whether a shift row's ``severity`` is a level (``"3"``, ``"0.5"``), not an aggregate (``"mean"``, ``""``)."""
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _shift_stats(recs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Stat]]], dict[str, Stat]]:
-    shift = [r for r in recs if r["kind"] == "shift"]
+    """Mean ± std over runs per (shift, severity level, metric) of the per-cell rows (aggregate rows left out), and
+    the clean test set's accuracy and ECE."""
+    shift = [r for r in recs if r["kind"] == "shift" and r["shift"] and _is_level(r["severity"])]
     if any(r["detector"] == "" for r in shift):
         shift = [r for r in shift if r["detector"] == ""]
     acc: dict[tuple[str, str, str], list[float]] = {}

@@ -56,7 +56,10 @@ def run(tmp_path_factory):
 
 @pytest.fixture
 def small_odin_grid(monkeypatch):
+    from rulab.detectors import odin as odin_mod
+
     monkeypatch.setattr(DETECTORS.get("odin"), "grid", SMALL_ODIN_GRID)
+    monkeypatch.setitem(odin_mod.ODIN_GRIDS, "paper", SMALL_ODIN_GRID)  # what an ODIN instance searches by default
 
 
 def spy(monkeypatch, method: str) -> list[tuple[str, int | None, tuple[str, ...]]]:

@@ -145,6 +145,7 @@ class EvalCfg:
     adv_eps: float = 0.3  # adversarial noise / samples: L-inf radius in pixels
     adv_steps: int = 40
     adv_n: int = 500  # examples attacked per set
+    flip_tta: bool = False  # test-time augmentation: average each image with its horizontal mirror (rulab.models.tta)
 
 
 @dataclass(frozen=True)

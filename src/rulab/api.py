@@ -1,9 +1,15 @@
 """The Python API: every command-line action is one call here (style-anchors.md §13).
 
 >>> import rulab.api as api
->>> run_dir = api.train("fmnist-plain", overrides=["train.epochs=1"])
+>>> run_dir = api.train("fmnist-plain", overrides=["train.epochs=1"], track="tensorboard")
 >>> table = api.evaluate_checkpoint(run_dir, benchmark="fmnist", shift="", farconf=False)
 >>> print(table.summary())
+
+Your own model and data (any ``nn.Module`` mapping images to logits, see :mod:`rulab.eval.user`):
+
+>>> table = api.evaluate(net, id_test=(x, y), ood={"svhn": x_svhn, "noise": "gaussian"}, mean=MEAN, std=STD)
+>>> table.report("report.html")
+>>> run_dir = api.convert("weights.pt", model="torchvision:resnet18", mean=MEAN, std=STD)  # then `rulab eval run_dir`
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from typing import Any
 
 from rulab.config import RunCfg, load_config
 from rulab.eval.results import ResultTable
+from rulab.eval.user import evaluate_model as evaluate
+from rulab.train.convert import convert
 
-__all__ = ["train", "config", "evaluate_checkpoint", "eval_dir", "study", "results", "report"]
+__all__ = ["train", "config", "evaluate", "evaluate_checkpoint", "convert", "eval_dir", "study", "results", "report"]
 
 
 def config(preset: str | None = None, path: str | None = None, overrides: Sequence[str] = ()) -> RunCfg:
@@ -25,12 +33,22 @@ def config(preset: str | None = None, path: str | None = None, overrides: Sequen
     return load_config(preset, path, overrides)
 
 
-def train(cfg: RunCfg | str, resume: bool = False, overrides: Sequence[str] = (), progress: bool = True) -> Path:
-    """Train a run (a :class:`RunCfg` or a preset name plus overrides); returns its run directory."""
+def train(
+    cfg: RunCfg | str, resume: bool = False, overrides: Sequence[str] = (), progress: bool = True, track: str | Sequence[str] | None = None,
+) -> Path:
+    """Train a run (a :class:`RunCfg` or a preset name plus overrides); returns its run directory.
+
+    ``track``: experiment trackers, ``"tensorboard,mlflow"`` or a list of names (:mod:`rulab.tracking`); they get
+    the config, the per-epoch curves and the checkpoint.
+    """
     from rulab.train.loop import fit
 
     if isinstance(cfg, str):
         cfg = load_config(cfg, overrides=overrides)
+    if track:
+        from rulab.tracking import train_tracked
+
+        return train_tracked(cfg, track, resume=resume, progress=progress)
     return fit(cfg, resume=resume, progress=progress)
 
 

@@ -1,7 +1,8 @@
 """The command line: a thin layer over library calls (style-anchors.md §13).
 
-    rulab train [PRESET] [--config FILE] [--resume] [--a.b=value ...]
-    rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--a.b=value ...]
+    rulab train [PRESET] [--config FILE] [--resume] [--track tensorboard,mlflow] [--a.b=value ...]
+    rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--track ...] [--a.b=value ...]
+    rulab convert WEIGHTS.pt --model NAME --mean M --std S [--preset P] [--a.b=value ...]
     rulab study NAME            rulab results         rulab report
     rulab data fetch NAME       rulab data list
     rulab list [WHAT]           rulab --version
@@ -16,10 +17,10 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import rulab
-from rulab.errors import RulabError
+from rulab.errors import ConfigError, RulabError, StoreError
 
 __all__ = ["main", "build_parser"]
 
@@ -46,7 +47,7 @@ def _split_overrides(extra: Sequence[str]) -> list[str]:
         if "=" in text and "." in text.split("=", 1)[0] or (item.startswith("--") and "=" in text):
             out.append(text)
         else:
-            raise RulabError(f"unrecognised argument '{item}'; config overrides look like --section.key=value (see `rulab train --help`)")
+            raise ConfigError(f"unrecognised argument '{item}'; config overrides look like --section.key=value (see `rulab train --help`)")
     return out
 
 
@@ -82,7 +83,7 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
     cfg = _resolve(args, overrides)
     t0 = time.time()
-    run_dir = train(cfg, resume=args.resume)
+    run_dir = train(cfg, resume=args.resume, track=args.track)
     from rulab.train.distributed import is_main
 
     if is_main():
@@ -112,7 +113,34 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"tuned {det} on {', '.join(hp['tuned_on'])}: {values} (validation fpr95_id {hp['objective']:.4f})")
     from rulab.api import eval_dir
 
+    if args.track:
+        from rulab.tracking import log_results
+        from rulab.train.checkpoint import resolve_checkpoint
+
+        run_dir = resolve_checkpoint(args.checkpoint).parent
+        log_results(result, args.track, run_dir, run_dir.name)
     print(f"evaluated in {time.time() - t0:.1f} s -> {eval_dir(args.checkpoint, result.meta['benchmark'])}")
+    return 0
+
+
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RulabError(f"{flag} takes comma-separated numbers such as 0.485,0.456,0.406, got '{text}'") from None
+
+
+def cmd_convert(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rulab.api import convert
+
+    run_dir = convert(
+        args.weights, args.model, mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"), preset=args.preset,
+        config=args.config, overrides=overrides + ([f"seed={args.seed}"] if args.seed is not None else []), name=args.name,
+        out_dir=args.out_dir, overwrite=args.overwrite,
+    )
+    print(f"converted {args.weights} -> {run_dir / 'model.safetensors'}; evaluate it with: rulab eval {run_dir}")
     return 0
 
 
@@ -122,7 +150,7 @@ def cmd_list(args: argparse.Namespace, overrides: list[str]) -> int:
     whats = [args.what] if args.what else list(_LISTABLE)
     for what in whats:
         if what not in _LISTABLE:
-            raise RulabError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
+            raise ConfigError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
         reg = getattr(registry, _LISTABLE[what])
         print(f"{what}: {', '.join(reg.list())}")
     return 0
@@ -140,7 +168,7 @@ def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"data directory: {fetch_mod.dataset_root()}")
         return 0
     if not args.names:
-        raise RulabError("say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)")
+        raise ConfigError("say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)")
     for name in args.names:
         info = fetch_mod.fetch(name)
         print(f"{name}: ok ({info.get('source', '')})")
@@ -153,7 +181,7 @@ def _seeds(text: str | None) -> list[int] | None:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise RulabError(f"--seeds takes comma-separated integers such as 0,1,2, got '{text}'") from None
+        raise ConfigError(f"--seeds takes comma-separated integers such as 0,1,2, got '{text}'") from None
 
 
 def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -174,14 +202,14 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def cmd_results(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
-        raise RulabError(f"`rulab results` takes no config overrides, got '{overrides[0]}'")
+        raise ConfigError(f"`rulab results` takes no config overrides, got '{overrides[0]}'")
     from rulab.results.export import render, results_pivot, write
 
     store = _open_db(args.db)
     records = store.results(**({"study": args.study} if args.study else {}))
     if not records:
         where = f" for study '{args.study}'" if args.study else ""
-        raise RulabError(f"{args.db} holds no results{where}; run `rulab study NAME` (or `rulab eval`) first")
+        raise StoreError(f"{args.db} holds no results{where}; run `rulab study NAME` (or `rulab eval`) first")
     table = results_pivot(records, metrics=args.metric, kind=args.kind, detector=args.detector, dataset=args.dataset)
     write(render(table, args.format), args.out)
     if args.out:
@@ -195,13 +223,13 @@ def _open_db(path: str) -> Any:
     from rulab.results.store import ResultStore
 
     if not Path(path).exists():
-        raise RulabError(f"there is no results database at {path}; run `rulab study fmnist-default` first or pass --db")
+        raise StoreError(f"there is no results database at {path}; run `rulab study fmnist-default` first or pass --db")
     return ResultStore(path)
 
 
 def cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
-        raise RulabError(f"`rulab report` takes no config overrides, got '{overrides[0]}'")
+        raise ConfigError(f"`rulab report` takes no config overrides, got '{overrides[0]}'")
     from rulab.api import report
 
     t0 = time.time()
@@ -210,15 +238,23 @@ def cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error: ...`` line (via :func:`main`), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message}; see `{self.prog} --help`")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``rulab`` command."""
-    parser = argparse.ArgumentParser(prog="rulab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The argument parser of the ``rulab`` command (its subcommands' parsers share its class)."""
+    parser = _Parser(prog="rulab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rulab {rulab.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model (a preset, a YAML file, overrides)")
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--track", help="experiment trackers, comma-separated: tensorboard, mlflow (pip install 'rulab[tracking]')")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: OOD detection, calibration, shift, far-away confidence")
@@ -230,7 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--farconf", action="store_true", help="run the far-away / worst-case tests")
     p.add_argument("--no-farconf", action="store_true", help="skip the far-away / worst-case tests")
     p.add_argument("--db", help="results database (default runs/results.db)")
+    p.add_argument("--track", help="log the results to experiment trackers: tensorboard, mlflow (comma-separated)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("convert", help="turn a state_dict trained outside rulab into a rulab checkpoint (then: rulab eval)")
+    p.add_argument("weights", help="a .pt/.pth state_dict (torch.save(model.state_dict(), path)) or .safetensors file")
+    p.add_argument("--model", required=True, help="a registered model (`rulab list models`, e.g. resnet18) or torchvision:<arch>")
+    p.add_argument("--mean", help="per-channel mean of the training normalisation in [0,1] pixels, e.g. 0.286 (0 for none)")
+    p.add_argument("--std", help="per-channel std of the training normalisation, e.g. 0.353 (1 for none)")
+    p.add_argument("--preset", default="fmnist-plain", help="preset whose data and evaluation settings the checkpoint records (default: fmnist-plain)")
+    p.add_argument("--config", help="a YAML config file (data, eval sections)")
+    p.add_argument("--name", help="run name (default: the weights file name)")
+    p.add_argument("--seed", type=int, help="seed of the data splits")
+    p.add_argument("--out", dest="out_dir", help="output directory for runs (default: runs)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of the same name")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("study", help="train and evaluate a study (presets x seeds), then summarise and report")
     p.add_argument("name", help="a registered study (`rulab list studies`), e.g. fmnist-default")
@@ -272,11 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rulab`` command; returns the exit status."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
         overrides = _split_overrides(extra)
         return int(args.func(args, overrides) or 0)
     except RulabError as err:

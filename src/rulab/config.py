@@ -480,6 +480,7 @@ def validate(cfg: RunCfg) -> RunCfg:
 
     Raises:
         ConfigError: naming the first bad key and its valid values.
+        CheckpointError: ``train.init_from`` is not a rulab checkpoint of the configured model.
     """
     from rulab.registry import BENCHMARKS, DATASETS, DETECTORS, METHODS, MODELS, PROTOCOLS
 
@@ -519,6 +520,10 @@ def validate(cfg: RunCfg) -> RunCfg:
         raise ConfigError("config key 'train.reset_head' needs train.init_from (the checkpoint to fine-tune)")
     if t.init_from and not Path(t.init_from).exists():
         raise ConfigError(f"config key 'train.init_from' points to {t.init_from}, which does not exist; give a run directory or a .safetensors file")
+    if t.init_from:  # the parent's architecture, from its header alone, before any data is loaded or directory made
+        from rulab.train.checkpoint import check_parent
+
+        check_parent(t.init_from, cfg.model.name)
     _choice("data.val_split", d.val_split, ["random", "tail"])
     for k in ("val_size", "train_subset"):
         if getattr(d, k) < 0:
@@ -527,6 +532,8 @@ def validate(cfg: RunCfg) -> RunCfg:
         raise ConfigError("config keys 'data.classes' and 'data.exclude_classes' overlap; a class cannot be kept and dropped")
     if len(set(d.classes)) != len(d.classes) or any(c < 0 for c in d.classes + d.exclude_classes):
         raise ConfigError(f"config key 'data.classes' must hold distinct class indices >= 0, got {list(d.classes)}")
+    if len(d.classes) == 1:
+        raise ConfigError(f"config key 'data.classes' keeps one class ({d.classes[0]}), but a classifier needs at least two; list two or more, or [] for all")
     a = d.augment
     for k in ("hflip", "vflip", "rotate_p"):
         _prob(f"data.augment.{k}", getattr(a, k))

@@ -433,7 +433,7 @@ def test_apply_shift_levels() -> None:
     assert torch.equal(apply_shift(x, "fog", 3, gen(0)), corr.fog(x, 3, gen(0)))
     with pytest.raises(InputError):
         apply_shift(x, "fog", 2.5)
-    with pytest.raises(KeyError, match="valid choices"):
+    with pytest.raises(ConfigError, match="valid choices"):
         apply_shift(x, "fogg", 1)
 
 

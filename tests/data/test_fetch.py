@@ -30,8 +30,7 @@ from rulab.data.fetch import (
     load_prepared,
     system_data_dirs,
 )
-from rulab.errors import ChecksumError, DataError, DatasetMissingError
-from rulab.registry import UnknownNameError
+from rulab.errors import ChecksumError, ConfigError, DataError, DatasetMissingError
 
 GOOD = b"the published content\n" * 10
 BAD = b"a corrupted copy\n" * 10
@@ -397,7 +396,7 @@ def test_fetch_and_list_data(env, monkeypatch):
     assert out["kind"] == "files" and out["origin"] == "system"
     assert {k: v["checked"] for k, v in out["files"].items()} == dict.fromkeys(files, "decompressed")
     assert F.fetch("digits")["origin"] == "bundled:scikit-learn"
-    with pytest.raises(UnknownNameError, match="fashion_mnist"):
+    with pytest.raises(ConfigError, match="did you mean 'fashion_mnist'"):
         F.fetch("fashoin_mnist")
     rows = {r["name"]: r for r in F.list_data()}
     fm = rows["fashion_mnist"]

@@ -4,7 +4,6 @@ checkpoint API and ``rulab eval``; plus the slow acceptance test (tuned ODIN bea
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from rulab.config import DataCfg, EvalCfg, RunCfg, TrainCfg
 from rulab.data.splits import load_splits
 from rulab.eval.benchmarks import Benchmark
-from rulab.eval.evaluate import _optional, evaluate
+from rulab.eval.evaluate import evaluate
 from rulab.eval.ood_eval import OOD_METRICS, load_ood_set
 from rulab.eval.results import ResultTable
 from rulab.registry import BENCHMARKS, DETECTORS
@@ -171,39 +170,32 @@ def test_shift_and_farconf_hooks_are_called_and_merged(run, monkeypatch):
     _run_dir, model, splits, test = run
     seen = {}
 
-    def fake_shift(model_, test_, suite, seed, batch_size, temperature):
-        seen["shift"] = (len(test_), suite, seed, batch_size, temperature)
+    def fake_shift(model_, test_, suite, seed, batch_size, temperature, **kw):
+        seen["shift"] = (len(test_), suite, seed, batch_size, temperature, kw["clean_logits"].shape)
         t = ResultTable()
         t.add("shift", "acc", 0.5, dataset="fashion_mnist", shift="fog", severity=3)
         return t
 
-    def fake_farconf(model_, test_, ood, eval_cfg, seed):
-        seen["farconf"] = (sorted(ood), seed)
+    def fake_farconf(model_, test_, ood, eval_cfg, seed, **kw):
+        seen["farconf"] = (sorted(ood), seed, kw["rejection_index"])
         t = ResultTable()
         t.add("farconf", "alpha_median", 7.0, dataset="uniform")
         return t
 
-    import rulab.eval.evaluate as ev
+    import rulab.eval.farconf as fc
+    import rulab.eval.shift as sh
 
-    monkeypatch.setattr(ev, "_optional", lambda module, attr: {"evaluate_shift": fake_shift, "evaluate_farconf": fake_farconf}[attr])
+    monkeypatch.setattr(sh, "evaluate_shift", fake_shift)
+    monkeypatch.setattr(fc, "evaluate_farconf", fake_farconf)
     cfg = EvalCfg(benchmark=TINY.name, detectors=("msp",), shift="fmnist-default", farconf=True)
     table = evaluate(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=3)
-    assert seen["shift"][:4] == (len(test), "fmnist-default", 3, cfg.batch_size)
-    assert seen["shift"][4] == table.meta["temperature"] and seen["farconf"] == (sorted(TINY.ood), 3)
+    # the shifted sets are benchmark data: the same corruption draw (seed 0) whatever the run's seed
+    assert seen["shift"][:4] == (len(test), "fmnist-default", 0, cfg.batch_size)
+    assert seen["shift"][4] == table.meta["temperature"] and seen["shift"][5] == (len(test), 10)
+    assert seen["farconf"] == (sorted(TINY.ood), 3, None)
     assert table.value(kind="shift", metric="acc", shift="fog", severity=3) == 0.5
     assert table.value(kind="farconf", metric="alpha_median") == 7.0
-
-
-def test_missing_shift_or_farconf_module_is_skipped_with_a_note(run):
-    assert _optional("rulab.eval.no_such_module", "evaluate_shift") is None
-    _run_dir, model, splits, test = run
-    cfg = EvalCfg(benchmark=TINY.name, detectors=("msp",), shift="fmnist-default", farconf=True)
-    missing = [m for m in ("shift", "farconf") if importlib.util.find_spec(f"rulab.eval.{m}") is None]
-    if not missing:
-        pytest.skip("both modules are present in this build")
-    table = evaluate(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test.subset(slice(0, 200)))
-    for m in missing:
-        assert "not available" in table.meta["skipped"][m]
+    assert "shift" in table.meta["timing"] and "farconf" in table.meta["timing"]
 
 
 def test_evaluate_checkpoint_writes_files_and_cli_prints_the_summary(run, capsys):

@@ -28,6 +28,7 @@ Image folders (DTD, LSUN, iSUN, Tiny ImageNet, ...) have no per-file checksums; 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -50,9 +51,9 @@ from typing import Any, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from rulab.errors import ChecksumError, DataError, DatasetMissingError, RulabError
+from rulab.errors import ChecksumError, ConfigError, DataError, DatasetMissingError, RulabError
 from rulab.io import atomic_path
-from rulab.registry import Registry, UnknownNameError
+from rulab.registry import Registry
 
 from .formats import gunzip
 
@@ -288,7 +289,7 @@ def _verify(source: Source, rf: RawFile, found: FoundFile) -> FoundFile:
         return replace(found, md5=digest, verified=True, checked="file")
     if rf.content_md5:
         if is_gz:
-            content = gunzip(path.read_bytes(), path)
+            content = gunzip(path.read_bytes(), path, todo=_fetch_hint(source))
             inner = hashlib.md5(content).hexdigest()
             if inner in rf.content_md5:
                 return replace(found, md5=inner, verified=True, checked="decompressed", content=content)
@@ -900,6 +901,10 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, An
     Returns:
         ``{"name", "kind": "files"|"folder"|"bundled"|"generated", "path", "origin", "files": {key: {"path",
         "origin", "md5", "verified"}}}``.
+
+    Raises:
+        ConfigError: ``name`` is neither a dataset nor an OOD set (the message lists them).
+        ChecksumError, DataError, DatasetMissingError: as :func:`ensure_files` / :func:`ensure_folders`.
     """
     _import_registrations()
     from rulab.registry import DATASETS, OOD_SETS
@@ -915,7 +920,10 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, An
                 "origin": f"bundled:{pkg[0]}" if pkg else "generated",
                 "files": {},
             }
-        raise UnknownNameError(SOURCES.unknown_message(name))
+        valid = sorted(set(SOURCES.list()) | set(DATASETS.list()) | set(OOD_SETS.list()))
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"there is no dataset or OOD set called '{name}'{hint}; `rulab data list` shows them: {', '.join(valid)}")
     src = _source(name)
     base = dataset_root(root)
     if src.image_folder:

@@ -57,12 +57,13 @@ def _name(path: str | os.PathLike[str] | None) -> str:
     return str(path) if path is not None else "<bytes>"
 
 
-def gunzip(data: bytes, path: str | os.PathLike[str] | None = None) -> bytes:
+def gunzip(data: bytes, path: str | os.PathLike[str] | None = None, todo: str = _REDOWNLOAD) -> bytes:
     """Decompress gzip ``data`` (all members), raising :class:`DataError` for a truncated or corrupt stream.
 
     Args:
         data: the bytes of a ``.gz`` file.
         path: the file name, used in error messages.
+        todo: what the error message tells the user to do (the source chain names the dataset's fetch command).
 
     Returns:
         The decompressed bytes.
@@ -75,10 +76,10 @@ def gunzip(data: bytes, path: str | os.PathLike[str] | None = None) -> bytes:
             out.append(d.decompress(rest))
             out.append(d.flush())
             if not d.eof:
-                raise DataError(f"{_name(path)} is a truncated gzip file; {_REDOWNLOAD}")
+                raise DataError(f"{_name(path)} is a truncated gzip file; {todo}")
             rest = d.unused_data.lstrip(b"\0")
     except zlib.error as err:
-        raise DataError(f"{_name(path)} is not a valid gzip file ({err}); {_REDOWNLOAD}") from None
+        raise DataError(f"{_name(path)} is not a valid gzip file ({err}); {todo}") from None
     return b"".join(out)
 
 

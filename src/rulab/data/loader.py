@@ -79,7 +79,12 @@ class TensorLoader:
         two_views: bool = False,
     ) -> None:
         if x.dtype != torch.uint8 or x.ndim != 4:
-            raise InputError(f"TensorLoader needs uint8 images [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
+            raise InputError(
+                f"TensorLoader needs uint8 images [N, C, H, W], got {x.dtype} {tuple(x.shape)}; "
+                "add the channel axis of grey images with x.unsqueeze(1) and store pixels as uint8 0..255"
+            )
+        if y.shape != (len(x),):
+            raise InputError(f"TensorLoader needs one label per image ({len(x)}), got labels of shape {tuple(y.shape)}; pass y: int64 [N]")
         if len(x) == 0:
             raise InputError("TensorLoader got an empty dataset; check the dataset, its class filter and its subset size")
         if batch_size < 1 or batch_size % world_size:

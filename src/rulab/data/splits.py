@@ -42,6 +42,9 @@ def filter_classes(ds: TensorDataset, keep: tuple[int, ...] = (), exclude: tuple
     if not keep and not exclude:
         return ds
     kept = list(keep) if keep else [c for c in range(k) if c not in set(exclude)]
+    if len(kept) < 2:
+        left = f"only class {kept[0]}" if kept else "no class"
+        raise ConfigError(f"data.classes / data.exclude_classes leave {left} of '{ds.name}', but a classifier needs at least two; keep two or more classes")
     lut = torch.full((k,), -1, dtype=torch.int64)
     lut[torch.tensor(kept)] = torch.arange(len(kept))
     mask = lut[ds.y] >= 0

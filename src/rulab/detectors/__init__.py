@@ -1,6 +1,8 @@
 """OOD detectors (confidence scores, higher = more in-distribution) and logit post-processors.
 
-Importing the package registers every built-in detector in :data:`rulab.registry.DETECTORS`:
+Importing the package registers every built-in detector in :data:`rulab.registry.DETECTORS`. Their score functions
+(``msp_score``, ``energy_score``, ...) are exported here in the form of :mod:`rulab.detectors.functional`: they take
+NumPy arrays or torch tensors.
 
 =================  ==========================================  ===============================================
 name               score                                       paper
@@ -33,7 +35,26 @@ from rulab.detectors import (  # noqa: F401  (registration)
     vim,
 )
 from rulab.detectors.base import Detector, Extracted
+from rulab.detectors.functional import (  # the score functions, taking NumPy arrays or tensors
+    energy_score,
+    entropy_score,
+    fit_temperature,
+    gen_score,
+    klm_score,
+    knn_score,
+    mahalanobis_score,
+    maxlogit_score,
+    msp_score,
+    odin_score,
+    odin_score_from_logits,
+    react_score,
+    vim_score,
+)
 from rulab.detectors.scaled import TemperatureScaled, create_detector
-from rulab.detectors.temperature import TemperatureScaler, fit_temperature
+from rulab.detectors.temperature import TemperatureScaler
 
-__all__ = ["Detector", "Extracted", "TemperatureScaled", "TemperatureScaler", "create_detector", "fit_temperature"]
+__all__ = [
+    "Detector", "Extracted", "TemperatureScaled", "TemperatureScaler", "create_detector", "fit_temperature",
+    "msp_score", "maxlogit_score", "energy_score", "entropy_score", "gen_score", "odin_score", "odin_score_from_logits",
+    "mahalanobis_score", "knn_score", "react_score", "vim_score", "klm_score",
+]

@@ -44,6 +44,9 @@ class Extracted:
         head_weight: ``[K, D]`` weight of the model's linear head (ReAct and ViM need it), or None.
         head_bias: ``[K]`` bias of the head, or None.
         name: what was extracted (a dataset key), for messages.
+
+    Raises:
+        InputError: mismatched shapes, or NaN/inf in ``logits`` or ``features``.
     """
 
     logits: torch.Tensor
@@ -64,6 +67,13 @@ class Extracted:
             raise InputError(f"'{self.name}' features must be [N, D] with N = {n}, got shape {tuple(self.features.shape)}")
         if self.x is not None and (self.x.ndim != 4 or self.x.shape[0] != n):
             raise InputError(f"'{self.name}' images must be [N, C, H, W] with N = {n}, got shape {tuple(self.x.shape)}")
+        for what, t in (("logits", self.logits), ("features", self.features)):
+            if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise InputError(
+                    f"'{self.name}' {what} hold {bad} NaN/inf values; detectors need finite network outputs, so check the "
+                    "model (did training diverge?) and extract again"
+                )
 
     def __len__(self) -> int:
         return self.logits.shape[0]

@@ -27,7 +27,10 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     counts = torch.bincount(labels, minlength=num_classes)
     if bool((counts == 0).any()):
         missing = torch.nonzero(counts == 0).flatten().tolist()
-        raise InputError(f"class-conditional statistics need examples of every class; classes {missing} have none in the fitting split")
+        raise InputError(
+            f"class-conditional statistics need examples of every class, but classes {missing} have none in the fitting split; "
+            f"fit on a split that holds all {num_classes} classes (the run's training split)"
+        )
     sums = torch.zeros(num_classes, z.shape[1], dtype=torch.float64, device=z.device).index_add_(0, labels, z)
     return sums / counts.unsqueeze(1).to(torch.float64)
 

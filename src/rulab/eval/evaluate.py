@@ -19,7 +19,7 @@ What it does, in order (each network pass happens once per dataset, DESIGN.md Co
    OOD calibration (``ood_rms``, ``ood_mad``, ``ood_soft_f1``; detector ``msp`` raw, ``ts`` temperature-scaled).
 5. **Arrays** (``table.arrays``) for plots: ``scores/<detector>/id``, ``scores/<detector>/<ood set>``, ``id/logits``,
    ``id/labels``, ``val/logits``, ``val/labels``, ``ts/temperature``.
-6. **Shift and far-away tests** when ``eval_cfg.shift`` / ``eval_cfg.farconf`` are set: :mod:`rulab.eval.shift` and
+6. **Shift and far-away tests** when ``eval_cfg.shift`` (or ``shift``) / ``eval_cfg.farconf`` are set: :mod:`rulab.eval.shift` and
    :mod:`rulab.eval.farconf`. The shifted test sets use corruption seed 0 for every run: they are benchmark data, the
    same images for every method and seed (like the released CIFAR-10-C arrays).
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,7 +43,7 @@ from rulab.data.loader import derive_seed
 from rulab.data.tensors import TensorDataset
 from rulab.detectors.base import Detector, Extracted
 from rulab.detectors.temperature import TemperatureScaler
-from rulab.errors import ConfigError, RulabError
+from rulab.errors import ConfigError, InputError
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key, extract, weights_hash
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
@@ -116,6 +116,9 @@ def evaluate(
     fit_size: int = 10_000,
     on_stage: Callable[[str], None] | None = None,
     shift_cache: Any = None,
+    ood_data: Mapping[str, TensorDataset] | None = None,
+    val_ood_data: Mapping[str, TensorDataset] | None = None,
+    shift: str | Sequence[tuple[str, float]] | None = None,
     fuse: bool = True,
 ) -> ResultTable:
     """Evaluate ``model`` on a benchmark: calibration, OOD detection with every configured detector, shift, far-away.
@@ -137,6 +140,11 @@ def evaluate(
         on_stage: called with a short description before each stage (progress display).
         shift_cache: a :class:`rulab.eval.shift.ShiftCache` shared across evaluations (a study) so each shifted test
             set is built once.
+        ood_data: ready-made test OOD sets by name (a user's own data, :func:`rulab.api.evaluate`); names of
+            ``benchmark.ood`` not in it are built from the OOD_SETS registry.
+        val_ood_data: ready-made validation-OOD sets by name, likewise for ``benchmark.val_ood``.
+        shift: the shift suite, overriding ``eval_cfg.shift``: a suite name or the cells ``[(corruption, level), ...]``
+            of a custom suite (``""`` for none).
         fuse: evaluate an inference copy of the model (:func:`rulab.models.fuse.inference_copy`: BatchNorm folded into
             the convolutions, pooling before ReLU, channels-last; the same function, about 1.6× faster on a CPU, with
             logits equal to float rounding). ``False`` runs the model as given (the reference path).
@@ -150,7 +158,8 @@ def evaluate(
     # evaluation only runs the network in eval mode: fold BatchNorm, pool before ReLU, channels-last (same function)
     net = inference_copy(model) if fuse else model
     channels_last = any(isinstance(m, nn.Conv2d) for m in net.modules())
-    table = _evaluate(net, benchmark, eval_cfg, train, val, test, seed, cache_dir, parity, key, fit_size, on_stage, channels_last, shift_cache)
+    table = _evaluate(net, benchmark, eval_cfg, train, val, test, seed, cache_dir, parity, key, fit_size, on_stage, channels_last,
+                      shift_cache, ood_data or {}, val_ood_data or {}, eval_cfg.shift if shift is None else shift)
     table.meta["flip_tta"] = bool(eval_cfg.flip_tta)
     table.meta["inference_copy"] = {"folded": getattr(net, "folded", 0)} if fuse else False
     return table
@@ -170,9 +179,15 @@ def _evaluate(
     fit_size: int,
     on_stage: Callable[[str], None] | None,
     channels_last: bool,
-    shift_cache: Any = None,
+    shift_cache: Any,
+    ood_data: Mapping[str, TensorDataset],
+    val_ood_data: Mapping[str, TensorDataset],
+    shift: str | Sequence[tuple[str, float]],
 ) -> ResultTable:
     bench = resolve_benchmark(benchmark)
+    for role, split in (("training", train), ("validation", val), ("ID test", test)):
+        if split is not None and len(split) == 0:
+            raise InputError(f"the {role} split '{split.name}' is empty; check data.classes, data.val_size and data.train_subset")
     try:
         protocol = PROTOCOLS.create(eval_cfg.protocol or bench.protocol)
     except UnknownNameError as err:
@@ -202,11 +217,14 @@ def _evaluate(
     note("building OOD sets")
     with timer("ood_sets"):
         ood_sets = {
-            name: load_ood_set(name, shape, ood_set_size(name, bench, protocol, len(test), eval_cfg.n_ood), seed, base=test)
+            name: ood_data[name] if name in ood_data else load_ood_set(name, shape, ood_set_size(name, bench, protocol, len(test), eval_cfg.n_ood), seed, base=test)
             for name in bench.ood
         }
         val_seed = derive_seed(seed, _VAL_OOD_SALT)
-        val_ood_sets = {name: load_ood_set(name, shape, bench.n_val_ood, val_seed, base=val) for name in bench.val_ood} if ex_val is not None else {}
+        val_ood_sets = {
+            name: val_ood_data[name] if name in val_ood_data else load_ood_set(name, shape, bench.n_val_ood, val_seed, base=val)
+            for name in bench.val_ood
+        } if ex_val is not None else {}
     with timer("extract_ood"):
         ex_ood = {name: ext(ds, "ood", seed) for name, ds in ood_sets.items()}
         ex_val_ood = {name: ext(ds, "val_ood", val_seed) for name, ds in val_ood_sets.items()}
@@ -273,13 +291,13 @@ def _evaluate(
         table.arrays["val/labels"] = ex_val.labels
 
     # ---- 6. covariate shift and far-away confidence (rulab.eval.shift / rulab.eval.farconf)
-    if eval_cfg.shift:
+    if shift:
         from rulab.eval.shift import evaluate_shift
 
-        note(f"covariate shift ({eval_cfg.shift})")
+        note(f"covariate shift ({shift if isinstance(shift, str) else 'custom'})")
         with timer("shift"):
             # shifted test sets are benchmark data: the same corruption draws (seed 0) for every run and method
-            sub = evaluate_shift(model, test, suite=eval_cfg.shift, seed=0, batch_size=eval_cfg.batch_size, temperature=temperature,
+            sub = evaluate_shift(model, test, suite=shift, seed=0, batch_size=eval_cfg.batch_size, temperature=temperature,
                                  cache=shift_cache, clean_logits=ex_test.logits, channels_last=channels_last)
             table.extend(sub)
             table.meta["shift"] = sub.meta

@@ -21,6 +21,7 @@ from torch import nn
 
 from rulab.data.tensors import TensorDataset
 from rulab.detectors.base import Extracted
+from rulab.errors import InputError
 from rulab.eval.predict import predict
 from rulab.io import atomic_path
 
@@ -135,6 +136,9 @@ def extract(
     Returns:
         :class:`Extracted` with CPU tensors: ``logits float32 [N, K]``, ``labels int64 [N]``, ``features float32
         [N, D]`` (when asked), ``head_weight [K, D]`` / ``head_bias [K]`` (when the model has a linear ``fc``).
+
+    Raises:
+        InputError: the images do not fit the model, or the model's outputs hold NaN/inf (broken weights).
     """
     key = key or dataset_key(ds)
     path = None
@@ -144,6 +148,13 @@ def extract(
         if cached is not None:
             return _build(cached, ds, key, keep_images)
     out = predict(model, ds.x, batch_size=batch_size, features=features, channels_last=channels_last)
+    for what, t in out.items():
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise InputError(
+                f"the model produced {bad} NaN/inf {what} values on '{ds.name}', so its weights are broken (training "
+                "diverged or the checkpoint is corrupt); re-train it or restore the checkpoint from a copy"
+            )
     tensors: dict[str, Any] = {"logits": out["logits"], "labels": ds.y.cpu().clone()}
     if features:
         tensors["features"] = out["features"]

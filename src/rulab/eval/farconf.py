@@ -318,7 +318,8 @@ def attack_samples(
     Args:
         x: ``float [N, C, H, W]`` in [0, 1].
         y: ``[N]`` labels.
-        eps, step_size: pixel units (default step :func:`default_step_size`).
+        eps: L-inf radius in pixel units.
+        step_size: step in pixel units (default :func:`default_step_size`).
 
     Returns:
         ``(x_adv [N, C, H, W], logits [N, K])``: the adversarial images and their logits (float32, CPU).
@@ -438,7 +439,8 @@ def evaluate_farconf(
         rejection_index: where :func:`resisted` puts the rejection column (default K; W3 parity: 10).
         step_size: PGD step in pixels (default :func:`default_step_size`, 2.5·ε/steps).
         noise_sources: ``(row name, noise family)`` pairs to attack.
-        alpha_threshold, alpha_max: see :func:`alpha_scaling`.
+        alpha_threshold: see :func:`alpha_scaling`.
+        alpha_max: see :func:`alpha_scaling`.
         id_logits: the model's logits on ``test`` if already computed (``[N, K]``), to skip that forward pass.
     """
     trials = _check_int(int(eval_cfg.alpha_trials), "eval.alpha_trials", 1)

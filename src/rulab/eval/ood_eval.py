@@ -20,13 +20,13 @@ from typing import Any
 import torch
 
 from rulab.data.tensors import TensorDataset
-from rulab.errors import ConfigError
+from rulab.errors import ConfigError, InputError
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key
 from rulab.eval.protocols import Protocol
 from rulab.metrics.calibration import ood_calibration, soft_f1
 from rulab.metrics.ood import ood_metrics
-from rulab.registry import OOD_SETS
+from rulab.registry import OOD_SETS, UnknownNameError
 
 __all__ = ["is_synthetic", "ood_set_size", "load_ood_set", "protocol_metrics", "ood_calibration_metrics", "OOD_METRICS"]
 
@@ -65,15 +65,25 @@ def load_ood_set(name: str, shape: tuple[int, int, int], n: int, seed: int, base
 
     Args:
         base: the ID test set, passed to the families built from ID images (``hein``, ``permuted``).
+
+    Raises:
+        ConfigError: ``name`` is not a registered OOD set.
+        InputError: the set has no images (``n = 0``).
     """
+    try:
+        factory = OOD_SETS.get(name)
+    except UnknownNameError as err:
+        raise ConfigError(f"{err} (`rulab list ood`)") from None
     kwargs: dict[str, Any] = {"shape": tuple(shape), "n": n, "seed": seed}
-    if getattr(OOD_SETS.get(name), "needs_base", False):
+    if getattr(factory, "needs_base", False):
         kwargs["base"] = base
     memo_key = (name, tuple(shape), n, seed, None if kwargs.get("base") is None else dataset_key(kwargs["base"]))
     if memo_key in _MEMO:
         _MEMO.move_to_end(memo_key)
         return _MEMO[memo_key]
     ds = _create_ood_set(name, n, kwargs)
+    if len(ds) == 0:
+        raise InputError(f"OOD set '{name}' has no images (n={n}); ask for at least one (eval.n_ood or the benchmark's n_ood)")
     _MEMO[memo_key] = ds
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)

@@ -9,13 +9,40 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["predict", "predict_distributed", "model_device"]
+from rulab.errors import InputError
+
+__all__ = ["predict", "predict_distributed", "model_device", "check_images"]
 
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (CPU for a parameter-free module)."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def check_images(model: nn.Module, x: torch.Tensor) -> None:
+    """Raise :class:`~rulab.errors.InputError` when the batch ``x`` cannot be what ``model`` takes.
+
+    For a convolutional model (its first ``Conv2d`` comes before any ``Linear``) ``x`` must be ``[N, C, H, W]`` with
+    ``C`` that convolution's input channels; without this check a grey batch would broadcast silently through a
+    colour model's ``Normalize`` layer. For a model that starts with a ``Linear`` (the MLP), each example must have as
+    many values as that layer's inputs.
+    """
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if isinstance(first, nn.Conv2d):
+        if x.ndim != 4:
+            raise InputError(f"images must be [N, C, H, W], got shape {tuple(x.shape)}; add the channel axis, e.g. x.unsqueeze(1) for grey images")
+        if first.in_channels != x.shape[1]:
+            c, h, w = first.in_channels, x.shape[2], x.shape[3]
+            raise InputError(
+                f"the images have {x.shape[1]} channels but the model takes {c}; convert them with "
+                f"rulab.data.ood.to_shape(x, ({c}, {h}, {w})) (ITU-R 601-2 grey or replicated colour)"
+            )
+    elif isinstance(first, nn.Linear) and x.ndim >= 2 and first.in_features != x[0].numel():
+        raise InputError(
+            f"each input has {x[0].numel()} values (shape {tuple(x.shape[1:])}) but the model takes {first.in_features}; "
+            "give inputs of the shape it was built for"
+        )
 
 
 @torch.no_grad()
@@ -36,7 +63,11 @@ def predict(
 
     Returns:
         ``{"logits": float32 [N, K]}`` (and ``"features": float32 [N, D]``), on the CPU.
+
+    Raises:
+        InputError: ``x`` is not ``[N, C, H, W]`` with the model's channel count (:func:`check_images`).
     """
+    check_images(model, x)
     was_training = model.training
     model.eval()
     dev = model_device(model)

@@ -184,6 +184,13 @@ class ResultTable:
             atomic_write_text(path, text)
         return text
 
+    def report(self, path: str | os.PathLike[str], title: str | None = None, **kwargs: Any) -> Any:
+        """Write the single-file HTML report of this evaluation and return its path (needs matplotlib,
+        ``pip install 'rulab[report]'``; see :func:`rulab.reports.evaluation.evaluation_report`)."""
+        from rulab.reports.evaluation import evaluation_report  # lazy: reports build on this module
+
+        return evaluation_report(self, path, title=title, **kwargs)
+
     def summary(self, detectors: Iterable[str] | None = None) -> str:
         """A plain-text summary: the ID calibration block, then AUROC / FPR95 per OOD set × detector,
         then shift and far-away numbers when present."""

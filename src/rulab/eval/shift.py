@@ -44,13 +44,13 @@ import torch
 from torch import nn
 
 from rulab.data.corruptions import apply_shift, corrupt_dataset, shift_suite
+from rulab.data.corruptions import corruption as get_corruption
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
 from rulab.eval.results import ResultTable
 from rulab.metrics.calibration import brier, calibration_error, nll
 from rulab.metrics.robustness import corruption_error
-from rulab.registry import CORRUPTIONS
 
 __all__ = [
     "CELL_METRICS",
@@ -111,7 +111,7 @@ def shifted_batches(
         ``float32 [≤chunk, C, H, W]`` in [0, 1] on ``test.x``'s device.
     """
     _check_positive_int(chunk, "chunk")
-    CORRUPTIONS.get(corruption)  # unknown name → error before any work
+    get_corruption(corruption)  # unknown name → error before any work
     generator = torch.Generator(device=test.x.device).manual_seed(int(seed))
     for start in range(0, len(test), chunk):
         x = apply_shift(test.x[start : start + chunk].float().div_(255), corruption, level, generator)
@@ -410,7 +410,7 @@ def evaluate_shift(
     else:
         cells, suite_name = [(str(c), float(lvl)) for c, lvl in suite], "custom"
         for c, _ in cells:
-            CORRUPTIONS.get(c)
+            get_corruption(c)
         if not cells:
             raise InputError("a custom shift suite needs at least one (corruption, level) cell")
     _check_positive_int(batch_size, "batch_size")

@@ -52,7 +52,8 @@ def pgd(
         model: maps ``[B, C, H, W]`` in [0,1] to logits.
         start_from: the centre ``z`` of the ball, ``[B, C, H, W]`` in [0, 1].
         objective: per-example loss from logits, ``[B, K] → [B]``; higher is better for the attacker.
-        eps, step_size: in pixel units.
+        eps: L-inf radius in pixel units.
+        step_size: step in pixel units.
         steps: number of signed-gradient steps (0 = no attack; with ``random_start`` only the start is tried).
         generator: randomness of the start.
         random_start: ``"hein"`` (z + s·δ, s ~ U[0,1] per example), ``"uniform"`` (z + δ), or ``"none"``.

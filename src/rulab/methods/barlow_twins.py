@@ -95,7 +95,9 @@ class BarlowTwins(Method):
         out: projector output dimension D (paper: 8192).
         lambd: λ, weight of the off-diagonal term (paper: 0.0051).
         extra_augment: apply :func:`ssl_augment` to both views.
-        crop_scale, jitter, noise_std: parameters of :func:`ssl_augment`.
+        crop_scale: parameter of :func:`ssl_augment`.
+        jitter: parameter of :func:`ssl_augment`.
+        noise_std: parameter of :func:`ssl_augment`.
     """
 
     batch_spec = "two_views"

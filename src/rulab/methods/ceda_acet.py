@@ -82,7 +82,9 @@ class ACET(CEDA):
     """Adversarial confidence enhancing training: low confidence on the worst noise in an L∞ ball (seed-methods.md §3.3).
 
     Args:
-        at_frac, frac_perm, sigma_range: as :class:`CEDA`.
+        at_frac: as :class:`CEDA`.
+        frac_perm: as :class:`CEDA`.
+        sigma_range: as :class:`CEDA`.
         eps: radius of the L∞ ball around each noise image, [0, 1] pixel units (paper: 0.3).
         steps: signed-gradient PGD steps (paper: 40).
         step_size: PGD step in pixel units (default ε / steps, the paper's 0.0075).

@@ -53,7 +53,8 @@ def sample_beta(a: float, b: float, generator: torch.Generator) -> float:
     """One draw of ``Beta(a, b)`` from ``generator`` (reproducible, unlike ``torch.distributions.Beta``).
 
     Args:
-        a, b: positive shape parameters.
+        a: first positive shape parameter.
+        b: second positive shape parameter.
         generator: source of randomness (its device is used for the draws).
 
     Returns:
@@ -69,7 +70,8 @@ def mixup_loss(logits: torch.Tensor, y: torch.Tensor, y_perm: torch.Tensor, lam:
 
     Args:
         logits: ``[B, K]`` of the mixed batch.
-        y, y_perm: ``[B]`` labels of the two mixed images.
+        y: ``[B]`` labels of the first mixed images.
+        y_perm: ``[B]`` labels of the second mixed images.
         lam: mixing weight λ of ``y``.
     """
     return lam * F.cross_entropy(logits, y) + (1.0 - lam) * F.cross_entropy(logits, y_perm)

@@ -13,6 +13,7 @@ name                   what                                                    d
 ``densenet_bc100``     ODIN's DenseNet-BC-100 (§4.3)                           3×32×32
 ``resnet18/50``        torchvision ResNets (W2, §2.1, §2.4)                    3×28×28 / 3×32×32
 ``mlp``                two-moons MLP (W3 toy, §3.7)                            2-d vectors
+``torchvision``        any torchvision classifier by name (``arch=``)          3×32×32
 =====================  ======================================================  ======================
 
 Example:
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rulab.models import cnn, densenet, heads, lenet, mlp, preact_resnet, resnet_tv, wrn  # noqa: F401  (registration)
+from rulab.models import cnn, densenet, heads, lenet, mlp, preact_resnet, resnet_tv, wrapped, wrn  # noqa: F401  (registration)
 from rulab.models.base import Classifier, Normalize
 from rulab.models.heads import BarlowTwinsProjector
 from rulab.models.spec import count_parameters, default_input_shape

@@ -1,3 +1,8 @@
-"""Named run configurations (``PRESETS``) and studies (``STUDIES``); importing this package registers them."""
+"""Named run configurations (``PRESETS``) and studies (``STUDIES``); importing this package registers them.
 
-from rulab.presets import fmnist, studies  # noqa: F401
+CPU scale: :mod:`~rulab.presets.fmnist`, :mod:`~rulab.presets.studies`. Paper scale (the four seed works, each with a
+CPU-scale counterpart study): :mod:`~rulab.presets.hendrycks2019` (W1), :mod:`~rulab.presets.coursework` (W2),
+:mod:`~rulab.presets.hein2019` (W3), :mod:`~rulab.presets.odin` (W4).
+"""
+
+from rulab.presets import coursework, fmnist, hein2019, hendrycks2019, odin, studies  # noqa: F401

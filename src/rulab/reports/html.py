@@ -5,7 +5,7 @@ no script and no external asset, so it can be mailed or archived as it is. Secti
 
 * a header: study, date, versions, git commits, devices, seeds, datasets and wall time;
 * the comparison of methods: the summary table (mean ± std over seeds), bar charts, accuracy against shift
-  severity per method, and any paper-style tables (the ``paper_tables`` hook);
+  severity per method, and, for a paper study, the paper-style tables of :mod:`rulab.reports.paper_tables`;
 * per method: the accuracy / calibration table (raw and temperature-scaled), OOD AUROC and FPR95 per detector and
   OOD set, the far-away table, ROC and precision-recall curves, score histograms ID vs each OOD set, reliability
   diagrams before and after temperature scaling, accuracy and ECE against severity per corruption, alpha-scaling /
@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rulab.errors import RulabError
+from rulab.errors import StoreError
 from rulab.eval.results import ResultTable, Row
 from rulab.reports import plots
 from rulab.reports.tables import PaperTable, pivot_html, records_pivot
@@ -329,12 +329,13 @@ def build_report(
         title: page title (default ``rulab report: <study>``).
 
     Raises:
-        RulabError: no database, no runs, or matplotlib missing (``pip install 'rulab[report]'``).
+        StoreError: no database, or no runs in it.
+        RulabError: matplotlib is missing (``pip install 'rulab[report]'``).
     """
     t0 = time.time()
     db = Path(db)
     if not db.exists():
-        raise RulabError(f"there is no results database at {db}; run a study first (`rulab study fmnist-default`) or pass --db")
+        raise StoreError(f"there is no results database at {db}; run a study first (`rulab study fmnist-default`) or pass --db")
     out = Path(out) if out is not None else db.parent / "report.html"
     store = ResultStore(db)
     runs = store.runs(**({"study": study} if study else {}))
@@ -344,7 +345,9 @@ def build_report(
     if not runs:
         where = f" for study '{study}'" if study else ""
         known = sorted({r["study"] for r in store.runs() if r["study"]})
-        raise RulabError(f"{db} holds no runs{where}; studies in it: {', '.join(known) or '(none)'}")
+        if known:
+            raise StoreError(f"{db} holds no runs{where}; studies in it: {', '.join(known)} (pass one with --study)")
+        raise StoreError(f"{db} holds no runs{where}; run `rulab study fmnist-default --db {db}` (or `rulab eval CHECKPOINT --db {db}`) first")
     ids = [r["run_id"] for r in runs]
     records = store.results(run_id=ids)
     curves = store.curves(run_id=ids)
@@ -378,6 +381,10 @@ def build_report(
         comp.append('<div class="figs">' + "".join(f for f in figs if f) + "</div>")
     else:
         comp.append('<p class="note">No evaluation results are stored for these runs yet.</p>')
+    if study:  # a paper study (rulab.presets.paper.PaperStudy) adds its paper-style tables
+        from rulab.reports.paper_tables import study_paper_html
+
+        comp.append(study_paper_html(study, recs_of))
     comp.append("</section>")
 
     sections = []

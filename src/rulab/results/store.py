@@ -226,6 +226,15 @@ class ResultStore:
     # ------------------------------------------------------------------------------------------- connection
 
     def _bad_file(self, err: Exception) -> StoreError:
+        """The one-sentence error for a failed SQLite call: a full disk, a read-only file, or a file that is not a database."""
+        code = getattr(err, "sqlite_errorname", "")
+        if code.startswith("SQLITE_FULL") or "disk is full" in str(err):
+            return StoreError(
+                f"no space left on the device while writing the results database {self.path}; free some disk space or pass another --db "
+                "(this write was not stored; earlier rows are kept)"
+            )
+        if code.startswith("SQLITE_READONLY") or "readonly database" in str(err):
+            return StoreError(f"cannot write the results database {self.path} (read-only or no permission); make it writable or pass another --db")
         return StoreError(
             f"{self.path} is not a readable rulab results database ({err}); move it aside (nothing is deleted) and run again, or pass another --db"
         )
@@ -253,7 +262,7 @@ class ResultStore:
         return con
 
     def _locked(self) -> StoreError:
-        return StoreError(f"the results database {self.path} stayed locked by another process for {self.timeout:.0f} s; wait for it to finish or use another --db")
+        return StoreError(f"the results database {self.path} stayed locked by another process for {self.timeout:g} s; wait for it to finish or use another --db")
 
     def _retry(self, fn: Any) -> Any:
         """Run ``fn``, retrying 'database is locked' until the timeout (for pragmas that skip the busy handler)."""

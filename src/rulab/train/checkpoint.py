@@ -40,6 +40,7 @@ __all__ = [
     "load_model",
     "load_weights_into",
     "init_from_checkpoint",
+    "check_parent",
     "save_train_state",
     "load_train_state",
     "resolve_checkpoint",
@@ -59,19 +60,31 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _pickled(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is a pickle (protocol 2+) or a ``torch.save`` zip archive."""
+    return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or head[:4] == b"PK\x03\x04"
+
+
 def _read_header(p: Path) -> dict[str, Any]:
     """Parse the safetensors header without loading tensors; refuse anything else (e.g. a pickle)."""
+    corrupt = f"{p} is truncated or corrupt (its safetensors header is unreadable); re-create it or restore it from a copy"
     try:
         with open(p, "rb") as fh:
-            head = fh.read(8)
+            head = fh.read(9)  # the header length (u64, little-endian), then the header's opening brace
+            n = int.from_bytes(head[:8], "little")
+            if not (head[8:] == b"{" and 0 < n <= 100_000_000) and _pickled(head):
+                raise CheckpointError(
+                    f"{p} is not a safetensors file but a pickled PyTorch file (.pt/.pth), which rulab never unpickles; "
+                    "load its state dict with torch.load(path, weights_only=True) and save it with rulab.train.checkpoint.save_model"
+                )
             if len(head) < 8:
                 raise CheckpointError(f"{p} is truncated (shorter than a safetensors header); re-create it or restore it from a copy")
-            n = int.from_bytes(head, "little")
             if n <= 0 or n > 100_000_000 or n > p.stat().st_size - 8:
-                raise CheckpointError(f"{p} is not a safetensors file (a pickled .pt/.pth file? rulab never unpickles weights); convert it with `rulab convert {p.name}`")
+                raise CheckpointError(corrupt)
+            fh.seek(8)
             header = json.loads(fh.read(n))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{p} is not a safetensors file (a pickled .pt/.pth file? rulab never unpickles weights); convert it with `rulab convert {p.name}`") from None
+        raise CheckpointError(corrupt) from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{p} has a malformed safetensors header; re-create the checkpoint")
     return header
@@ -165,12 +178,31 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     from rulab.registry import MODELS, UnknownNameError
 
     meta = read_meta(path)
+    kwargs = meta.get("model_kwargs", {})
     try:
-        model = MODELS.create(meta["model"], **meta.get("model_kwargs", {}))
+        bad = MODELS.unknown_kwargs(meta["model"], dict(kwargs))
     except UnknownNameError as err:
         raise CheckpointError(f"checkpoint {path} needs {err}") from None
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} stores the argument '{bad[0]}', which model '{meta['model']}' does not take "
+            "(written by another rulab version?); re-create it with this rulab"
+        )
+    model = MODELS.create(meta["model"], **kwargs)
     load_weights_into(model, path)
     return model.to(device).eval(), meta
+
+
+def check_parent(path: str | os.PathLike[str], model_name: str) -> dict[str, Any]:
+    """The metadata of the parent checkpoint ``path``, checked to hold a ``model_name`` model (reads the header only).
+
+    Raises:
+        CheckpointError: missing, not a safetensors file, no rulab metadata, or another architecture.
+    """
+    meta = read_meta(path)
+    if meta.get("model") != model_name:
+        raise CheckpointError(f"cannot fine-tune from {path}: it holds a '{meta.get('model')}' model but this run builds '{model_name}'; use the same model.name")
+    return meta
 
 
 def init_from_checkpoint(model: nn.Module, path: str | os.PathLike[str], model_name: str, reset_head: bool) -> dict[str, Any]:
@@ -181,9 +213,7 @@ def init_from_checkpoint(model: nn.Module, path: str | os.PathLike[str], model_n
     Raises:
         CheckpointError: the parent is another architecture, or has another class count without ``reset_head``.
     """
-    meta = read_meta(path)
-    if meta.get("model") != model_name:
-        raise CheckpointError(f"cannot fine-tune from {path}: it holds a '{meta.get('model')}' model but this run builds '{model_name}'; use the same model.name")
+    meta = check_parent(path, model_name)
     parent_k = meta.get("model_kwargs", {}).get("num_classes")
     own_k = getattr(model, "num_classes", None)
     if not reset_head and parent_k is not None and own_k is not None and parent_k != own_k:

@@ -41,6 +41,7 @@ from rulab.data.corruptions.suites import (
     ShiftSuite,
     apply_shift,
     corrupt_dataset,
+    corruption,
     shift_suite,
 )
 from rulab.data.corruptions.weather import fog, frost, snow
@@ -51,6 +52,7 @@ __all__ = [
     "ShiftSuite",
     "apply_shift",
     "corrupt_dataset",
+    "corruption",
     "shift_suite",
     "gaussian_noise",
     "shot_noise",

@@ -8,15 +8,16 @@ corruptions (stored as a float, e.g. 3.0) or a physical parameter for the course
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from rulab.data.tensors import TensorDataset
 from rulab.errors import ConfigError, InputError
-from rulab.registry import CORRUPTIONS
+from rulab.registry import CORRUPTIONS, UnknownNameError
 
-__all__ = ["COMMON_CORRUPTIONS", "ShiftSuite", "SHIFT_SUITES", "shift_suite", "apply_shift", "corrupt_dataset"]
+__all__ = ["COMMON_CORRUPTIONS", "ShiftSuite", "SHIFT_SUITES", "shift_suite", "corruption", "apply_shift", "corrupt_dataset"]
 
 # Hendrycks & Dietterich's 15 common corruptions, in their table order (noise, blur, weather, digital).
 COMMON_CORRUPTIONS: tuple[str, ...] = (
@@ -82,18 +83,25 @@ def _severities(names: tuple[str, ...], severities: tuple[int, ...]) -> tuple[tu
 
 
 _BRIGHTNESS_PATHMNIST = _grid("brightness_factor", (0.8, 0.9, 1.1, 1.2))
+_BRIGHTNESS_PETS = _grid("brightness_factor", (0.6, 0.8, 1.2, 1.4))
 _BLUR_W2 = _grid("gaussian_blur_sigma", (0.3, 0.5, 0.7, 0.9))
 
 SHIFT_SUITES: tuple[ShiftSuite, ...] = (
     ShiftSuite(
         "brightness_w2_pathmnist", _BRIGHTNESS_PATHMNIST, "W2 pathMNIST brightness factors (seed-methods.md §2.2)"
     ),
-    ShiftSuite(
-        "brightness_w2_pets",
-        _grid("brightness_factor", (0.6, 0.8, 1.2, 1.4)),
-        "W2 Oxford Pets brightness factors (seed-methods.md §2.2)",
-    ),
+    ShiftSuite("brightness_w2_pets", _BRIGHTNESS_PETS, "W2 Oxford Pets brightness factors (seed-methods.md §2.2)"),
     ShiftSuite("blur_w2", _BLUR_W2, "W2 Gaussian blur, kernel 5, sigma grid (seed-methods.md §2.2)"),
+    ShiftSuite(
+        "w2-pathmnist",
+        _BRIGHTNESS_PATHMNIST + _BLUR_W2,
+        "W2 pathMNIST: brightness factors 0.8-1.2 and Gaussian blur sigma 0.3-0.9 (seed-methods.md §2.2)",
+    ),
+    ShiftSuite(
+        "w2-pets",
+        _BRIGHTNESS_PETS + _BLUR_W2,
+        "W2 Oxford Pets: brightness factors 0.6-1.4 and Gaussian blur sigma 0.3-0.9 (seed-methods.md §2.2)",
+    ),
     ShiftSuite(
         "common15",
         _severities(COMMON_CORRUPTIONS, (1, 2, 3, 4, 5)),
@@ -120,6 +128,18 @@ def shift_suite(name: str) -> list[tuple[str, float]]:
     raise ConfigError(f"unknown shift suite '{name}'; valid suites: {valid}")
 
 
+def corruption(name: str) -> Callable[..., torch.Tensor]:
+    """The registered corruption function ``name``.
+
+    Raises:
+        ConfigError: ``name`` is not registered; the message lists the valid names.
+    """
+    try:
+        return CORRUPTIONS.get(name)
+    except UnknownNameError as err:
+        raise ConfigError(f"{err} (`rulab list corruptions`)") from None
+
+
 def apply_shift(x: torch.Tensor, name: str, level: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Apply the registered corruption ``name`` at ``level`` to a batch.
 
@@ -135,7 +155,7 @@ def apply_shift(x: torch.Tensor, name: str, level: float, generator: torch.Gener
     Returns:
         The corrupted batch, same shape, dtype and device, in [0, 1].
     """
-    fn = CORRUPTIONS.get(name)
+    fn = corruption(name)
     if getattr(fn, "level_kind", "severity") == "severity":
         if isinstance(level, float) and level.is_integer():
             level = int(level)
@@ -159,7 +179,7 @@ def corrupt_dataset(ds: TensorDataset, name: str, level: float, seed: int, batch
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    CORRUPTIONS.get(name)  # unknown name → error before any work
+    corruption(name)  # unknown name → error before any work
     generator = torch.Generator(device=ds.x.device).manual_seed(int(seed))
     out = torch.empty_like(ds.x)
     for start in range(0, len(ds), batch_size):

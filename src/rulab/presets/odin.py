@@ -1,0 +1,234 @@
+"""W4 presets: Liang, Li & Srikant (ICLR 2018), ODIN (seed-methods.md §4).
+
+=============================  ================================================================================
+``odin-densenet-cifar10``      DenseNet-BC-100 (k = 12, bottleneck, compression 0.5, dropout 0; §4.3) with ODIN's
+(``-cifar100``)                CIFAR statistics μ = (125.3, 123.0, 113.9)/255, σ = (63.0, 62.1, 66.7)/255 (§4.2)
+``odin-wrn-cifar10``           WRN-28-10 with ODIN's dropout placement (after conv1, before BN2; §4.3) and the same
+(``-cifar100``)                statistics
+=============================  ================================================================================
+
+Evaluation: MSP (ODIN's "Baseline") and ODIN on the ``cifar10-odin`` / ``cifar100-odin`` benchmarks (TinyImageNet
+crop/resize, LSUN crop/resize, iSUN, uniform, Gaussian; the ``odin`` protocol skips the first 1,000 images of every
+set and scores 9,000 vs 9,000, §4.2). ODIN's hyperparameters: T = 1000 for every model and set, ε per model and OOD
+set from ODIN's README table (§4.3), stored as :data:`ODIN_EPSILON_TABLE`. rulab's evaluation uses one (T, ε) per
+detector for all sets, so the study's ``odin`` rows use T = 1000 and the detector's default ε = 0.0014 (the table's
+most common value); :func:`evaluate_odin_table` adds rows with detector ``odin_paper`` scored with the table's ε of
+each set (ODIN chose those on the first 1,000 images of each TEST set, which rulab's own tuning never does).
+
+Training recipe — [unverified]: ODIN's repository ships checkpoints, not the training code; §4.3 recalls "SGD, lr
+0.1 with step decays; batch 64, 300 epochs (DenseNet) / 200 (WRN)". The step decays (÷10 at 50% and 75%), momentum
+0.9 with Nesterov, weight decay (1e-4 DenseNet, 5e-4 WRN), WRN dropout 0 and the CIFAR augmentation (crop 4 + flip)
+are the usual recipes of the DenseNet and WRN papers, not facts from ODIN. A 10% random validation split is held out
+for temperature scaling. To evaluate ODIN's released checkpoints instead, convert them to safetensors and evaluate
+them with ``rulab eval``.
+
+``odin-fmnist`` is the CPU counterpart: ``fmnist-plain`` evaluated with MSP and ODIN under the ``odin`` protocol on the
+``fmnist`` benchmark, ODIN's (T, ε) tuned on the benchmark's validation-OOD set (photographs), never on a test set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rulab.config import AugmentCfg, DataCfg, EvalCfg, MethodCfg, ModelCfg, OptimCfg, RunCfg, TrainCfg
+from rulab.models.spec import ODIN_CIFAR_MEAN, ODIN_CIFAR_STD
+from rulab.presets.paper import PaperStudy
+from rulab.registry import PRESETS, STUDIES
+
+__all__ = ["ODIN_TEMPERATURE", "ODIN_EPSILON_TABLE", "odin_config", "odin_table_rows", "evaluate_odin_table"]
+
+ODIN_TEMPERATURE = 1000.0
+"""T of every ODIN model and OOD set (§4.3)."""
+
+ODIN_EPSILON_TABLE: dict[str, dict[str, float]] = {
+    "densenet-cifar10": {"tin_crop": 0.0014, "tin_resize": 0.0014, "lsun_crop": 0.0, "lsun_resize": 0.0014, "isun": 0.0014,
+                         "uniform": 0.0014, "gaussian_odin": 0.0014},
+    "densenet-cifar100": {"tin_crop": 0.0014, "tin_resize": 0.0028, "lsun_crop": 0.0028, "lsun_resize": 0.0028, "isun": 0.0028,
+                          "uniform": 0.0028, "gaussian_odin": 0.0028},
+    "wrn-cifar10": {"tin_crop": 0.0005, "tin_resize": 0.0011, "lsun_crop": 0.0, "lsun_resize": 0.0006, "isun": 0.0008,
+                    "uniform": 0.0014, "gaussian_odin": 0.0014},
+    "wrn-cifar100": {"tin_crop": 0.0028, "tin_resize": 0.0028, "lsun_crop": 0.0048, "lsun_resize": 0.002, "isun": 0.0028,
+                     "uniform": 0.0028, "gaussian_odin": 0.0028},
+}
+"""ODIN's ε in [0, 1]-pixel units per model and OOD set (seed-methods.md §4.3, the README table), keyed by
+``"<densenet|wrn>-<cifar10|cifar100>"`` and OOD_SETS name."""
+
+_ARCH: dict[str, tuple[ModelCfg, int, float]] = {
+    "densenet": (ModelCfg("densenet_bc100", {"growth": 12, "dropout": 0.0, "mean": list(ODIN_CIFAR_MEAN), "std": list(ODIN_CIFAR_STD)}), 300, 1e-4),
+    "wrn": (ModelCfg("wrn28_10", {"dropout": 0.0, "dropout_placement": "after_conv1", "mean": list(ODIN_CIFAR_MEAN), "std": list(ODIN_CIFAR_STD)}), 200, 5e-4),
+}
+"""Per architecture (data): the model, epochs (§4.3 [unverified]) and weight decay [unverified]."""
+
+
+def odin_config(arch: str, dataset: str) -> RunCfg:
+    """The W4 run ``odin-<arch>-<dataset>`` (module docstring)."""
+    model, epochs, wd = _ARCH[arch]
+    return RunCfg(
+        name=f"odin-{arch}-{dataset}",
+        data=DataCfg(dataset=dataset, val_size=5000, val_split="random", augment=AugmentCfg(hflip=0.5, crop_padding=4)),
+        model=model,
+        optim=OptimCfg(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=wd, schedule="step", milestones=(0.5, 0.75), gamma=0.1, lr_floor=0.0),
+        method=MethodCfg("erm"),
+        train=TrainCfg(epochs=epochs, batch_size=64),
+        eval=EvalCfg(benchmark=f"{dataset}-odin", detectors=("msp", "odin"), shift="", farconf=False, temperature=True),
+    )
+
+
+def _register(arch: str, dataset: str) -> None:
+    def factory() -> RunCfg:
+        return odin_config(arch, dataset)
+
+    factory.__name__ = f"odin_{arch}_{dataset}"
+    factory.__doc__ = f"ODIN's {arch} on {dataset} (seed-methods.md §4.3; training recipe unverified), MSP and ODIN on {dataset}-odin."
+    PRESETS.register(f"odin-{arch}-{dataset}")(factory)
+
+
+for _arch in _ARCH:
+    for _dataset in ("cifar10", "cifar100"):
+        _register(_arch, _dataset)
+
+
+# ------------------------------------------------------------------------------------------------ per-set ε
+
+
+def odin_table_rows(
+    model: Any,
+    test: Any,
+    ood_sets: Mapping[str, Any],
+    epsilons: Mapping[str, float],
+    protocol: Any,
+    seed: int = 0,
+    temperature: float = ODIN_TEMPERATURE,
+    batch_size: int = 500,
+    detector: str = "odin_paper",
+) -> Any:
+    """ODIN scored with one ε per OOD set (seed-methods.md §4.3): a :class:`~rulab.eval.results.ResultTable` of the
+    detection metrics, kind ``ood``, detector ``detector``.
+
+    The ID scores depend on ε, so the ID test set is scored once per distinct ε.
+
+    Args:
+        model: a classifier taking [0, 1] pixels.
+        test: the ID test set (uint8 ``[N, C, H, W]``).
+        ood_sets: OOD set name → dataset.
+        epsilons: OOD set name → ε in pixel units (every set of ``ood_sets`` must have one).
+        protocol: a :class:`~rulab.eval.protocols.Protocol` (ODIN: ``odin``).
+        seed: protocol seed.
+        temperature: T.
+        batch_size: images per gradient pass.
+    """
+    from rulab.detectors.odin import odin_score
+    from rulab.errors import ConfigError
+    from rulab.eval.ood_eval import protocol_metrics
+    from rulab.eval.results import ResultTable
+
+    missing = [n for n in ood_sets if n not in epsilons]
+    if missing:
+        raise ConfigError(f"no ODIN ε for OOD set(s) {missing}; the table has {sorted(epsilons)}")
+    table = ResultTable(meta={"detector": detector, "temperature": temperature})
+    id_scores: dict[float, Any] = {}
+    for name, ds in ood_sets.items():
+        eps = float(epsilons[name])
+        if eps not in id_scores:
+            id_scores[eps] = odin_score(model, test.x, temperature, eps, batch_size)
+        s_ood = odin_score(model, ds.x, temperature, eps, batch_size)
+        values, extra = protocol_metrics(id_scores[eps], s_ood, protocol, seed)
+        extra["hparams"] = {"t": temperature, "eps": eps, "source": "seed-methods.md §4.3"}
+        for metric, value in values.items():
+            table.add("ood", metric, value, dataset=name, detector=detector, n=extra["n_ood"], extra=extra)
+    return table
+
+
+def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = None, db: str | os.PathLike[str] | None = None,
+                        device: str | None = None) -> Any:
+    """Score a trained ``odin-*`` run with ODIN's per-set ε (:data:`ODIN_EPSILON_TABLE`) on its benchmark's OOD sets.
+
+    Args:
+        path: the run directory (or its ``model.safetensors``).
+        table_key: the :data:`ODIN_EPSILON_TABLE` key (default: from the run's preset, ``odin-densenet-cifar10`` →
+            ``densenet-cifar10``).
+        db: a results database holding the run (a study's ``results.db``); the rows are added to it, so the study's
+            report shows them in the ODIN table.
+        device: ``auto``/``cpu``/``cuda`` (default: the run's).
+
+    Returns:
+        The :class:`~rulab.eval.results.ResultTable` of the ``odin_paper`` rows.
+    """
+    from rulab.config import RunCfg as _RunCfg
+    from rulab.config import config_hash, from_dict
+    from rulab.data.splits import load_splits
+    from rulab.errors import ConfigError
+    from rulab.eval.evaluate import resolve_benchmark
+    from rulab.eval.ood_eval import load_ood_set, ood_set_size
+    from rulab.registry import PROTOCOLS
+    from rulab.results.store import ResultStore, run_id_for
+    from rulab.train.checkpoint import load_model, read_meta, resolve_checkpoint
+    from rulab.train.distributed import resolve_device
+
+    ckpt = resolve_checkpoint(path)
+    cfg = from_dict(_RunCfg, read_meta(ckpt)["config"])
+    key = table_key or (cfg.preset or cfg.name).removeprefix("odin-")
+    if key not in ODIN_EPSILON_TABLE:
+        raise ConfigError(f"no ODIN ε table for '{key}'; pass table_key= one of {', '.join(ODIN_EPSILON_TABLE)}")
+    bench = resolve_benchmark(cfg.eval.benchmark)
+    protocol = PROTOCOLS.create(cfg.eval.protocol or bench.protocol)
+    model, _ = load_model(ckpt, resolve_device(device or cfg.device))
+    test = load_splits(cfg.data, cfg.seed).test
+    sets = {n: load_ood_set(n, test.shape, ood_set_size(n, bench, protocol, len(test), cfg.eval.n_ood), cfg.seed, base=test) for n in bench.ood}
+    table = odin_table_rows(model, test, sets, ODIN_EPSILON_TABLE[key], protocol, cfg.seed, batch_size=min(500, cfg.eval.batch_size))
+    if db is not None:
+        with ResultStore(Path(db)) as store:
+            store.write_results(run_id_for(cfg.name, config_hash(cfg)), table)
+    return table
+
+
+# ------------------------------------------------------------------------------------------------ studies
+
+
+def _study(arch: str, dataset: str) -> PaperStudy:
+    preset = f"odin-{arch}-{dataset}"
+    label = {"densenet": "DenseNet-BC", "wrn": "WRN-28-10"}[arch] + " " + {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset]
+    return PaperStudy(
+        name=preset, presets=(preset,),
+        description=f"W4 (ODIN, Liang et al. 2018): {label}; Baseline (MSP) vs ODIN, T = 1000; FPR@95TPR, detection error, AUROC, AUPR",
+        paper_table="odin", paper_columns=((label, preset),), paper_reference=f"{arch}-{dataset}",
+    )
+
+
+@STUDIES.register("odin-densenet-cifar10")
+def odin_densenet_cifar10() -> PaperStudy:
+    """ODIN's DenseNet-BC-100 on CIFAR-10, 3 seeds (§4)."""
+    return _study("densenet", "cifar10")
+
+
+@STUDIES.register("odin-densenet-cifar100")
+def odin_densenet_cifar100() -> PaperStudy:
+    """ODIN's DenseNet-BC-100 on CIFAR-100, 3 seeds (§4)."""
+    return _study("densenet", "cifar100")
+
+
+@STUDIES.register("odin-wrn-cifar10")
+def odin_wrn_cifar10() -> PaperStudy:
+    """ODIN's WRN-28-10 on CIFAR-10, 3 seeds (§4)."""
+    return _study("wrn", "cifar10")
+
+
+@STUDIES.register("odin-wrn-cifar100")
+def odin_wrn_cifar100() -> PaperStudy:
+    """ODIN's WRN-28-10 on CIFAR-100, 3 seeds (§4)."""
+    return _study("wrn", "cifar100")
+
+
+@STUDIES.register("odin-fmnist")
+def odin_fmnist() -> PaperStudy:
+    """W4 at CPU scale: ``fmnist-plain`` scored by MSP and by ODIN ((T, ε) tuned on the validation photographs) under
+    the ``odin`` protocol on the ``fmnist`` benchmark, 3 seeds, ODIN's table layout."""
+    return PaperStudy(
+        name="odin-fmnist", presets=("fmnist-plain",), seeds=(0, 1, 2),
+        overrides=("eval.benchmark=fmnist", "eval.protocol=odin", "eval.detectors=[msp,odin]", "eval.shift=", "eval.farconf=false"),
+        description="W4 at CPU scale: Fashion-MNIST fastcnn, Baseline (MSP) vs ODIN (tuned on validation photos), odin protocol",
+        paper_table="odin", paper_columns=(("fastcnn Fashion-MNIST", "fmnist-plain"),),
+    )

@@ -1,0 +1,65 @@
+"""What the paper presets share: a :class:`PaperStudy` (a study that names its paper-style table) and small config
+helpers.
+
+A :class:`PaperStudy` is a :class:`~rulab.presets.study.Study` plus three fields of data that tell
+:mod:`rulab.reports.paper_tables` how to lay its results out like the paper's table: which table, which preset fills
+which column, and which of the paper's reference numbers (seed-methods.md §6) sit beside ours. The report reads
+them from the registered study, so the study and its table are declared in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from rulab.config import RunCfg
+from rulab.presets.study import Study
+
+__all__ = ["PaperStudy", "PAPER_TABLES", "with_eval", "with_train", "with_optim", "with_data"]
+
+PAPER_TABLES = ("hendrycks2019", "coursework", "hein2019", "odin")
+"""Table layouts of :mod:`rulab.reports.paper_tables` (W1, W2, W3, W4)."""
+
+
+@dataclass(frozen=True)
+class PaperStudy(Study):
+    """A study laid out as one of the seed works' tables in the report.
+
+    Attributes:
+        paper_table: one of :data:`PAPER_TABLES`.
+        paper_columns: ``((label, preset), ...)``: the paper's model columns (W1 "Normal" / "Pre-Train", W3 "Plain" /
+            "CEDA" / "ACET", W2's model rows, W4's model) and the preset whose runs fill each.
+        paper_reference: the key of the paper's reference numbers beside ours (``"cifar10"``, ``"pathmnist"``,
+            ``"svhn"``, ``"densenet-cifar10"``, ...), or ``""`` when the setting differs from the paper (CPU scale).
+    """
+
+    paper_table: str = ""
+    paper_columns: tuple[tuple[str, str], ...] = ()
+    paper_reference: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.paper_table not in PAPER_TABLES:
+            raise ValueError(f"study '{self.name}' names paper table '{self.paper_table}'; valid: {', '.join(PAPER_TABLES)}")
+        unknown = [p for _, p in self.paper_columns if p not in self.presets]
+        if unknown or not self.paper_columns:
+            raise ValueError(f"study '{self.name}': paper columns must name presets of the study, got {unknown or 'none'}")
+
+
+def with_eval(cfg: RunCfg, **kw: object) -> RunCfg:
+    """``cfg`` with ``eval`` fields replaced."""
+    return replace(cfg, eval=replace(cfg.eval, **kw))
+
+
+def with_train(cfg: RunCfg, **kw: object) -> RunCfg:
+    """``cfg`` with ``train`` fields replaced."""
+    return replace(cfg, train=replace(cfg.train, **kw))
+
+
+def with_optim(cfg: RunCfg, **kw: object) -> RunCfg:
+    """``cfg`` with ``optim`` fields replaced."""
+    return replace(cfg, optim=replace(cfg.optim, **kw))
+
+
+def with_data(cfg: RunCfg, **kw: object) -> RunCfg:
+    """``cfg`` with ``data`` fields replaced."""
+    return replace(cfg, data=replace(cfg.data, **kw))

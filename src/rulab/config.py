@@ -146,6 +146,7 @@ class EvalCfg:
     adv_steps: int = 40
     adv_n: int = 500  # examples attacked per set
     detector_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per detector, e.g. {"odin": {"search": "coarse"}}
+    flip_tta: bool = False  # test-time augmentation: average each image with its horizontal mirror (rulab.models.tta)
 
 
 @dataclass(frozen=True)

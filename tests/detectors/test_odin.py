@@ -113,6 +113,22 @@ def test_gradient_is_computed_once_per_temperature_and_batch(toy, monkeypatch):
     assert len(grads) == 6  # one backward pass per (batch, T), reused by all 21 values of ε
 
 
+def test_the_grid_never_computes_weight_gradients(toy):
+    """Only the input gradient is taken (torch.autograd.grad with respect to x): no hook on a weight ever fires."""
+    fired = []
+    toy.model.zero_grad(set_to_none=True)  # the shared model keeps the gradients of its training
+    handles = [p.register_hook(lambda g, _n=n: fired.append(_n)) for n, p in toy.model.named_parameters()]
+    try:
+        odin_grid_scores(toy.model, toy.test.x[:20], (1.0, 1000.0), (0.0, 0.002), batch_size=8)
+        assert fired == [] and all(p.grad is None for p in toy.model.parameters())
+        toy.model(toy.test.float()[:2]).sum().backward()  # a weight gradient would fire them
+        assert fired
+    finally:
+        for h in handles:
+            h.remove()
+        toy.model.zero_grad(set_to_none=True)
+
+
 def test_tune_picks_the_grid_minimum_of_validation_fpr95(toy):
     det = DETECTORS.create("odin")
     det.grid = {"t": (1.0, 10.0, 1000.0), "eps": (0.0, 0.002, 0.004)}

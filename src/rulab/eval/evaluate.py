@@ -49,6 +49,8 @@ from rulab.eval.extract import dataset_key, extract, weights_hash
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
 from rulab.eval.results import ResultTable
 from rulab.metrics.calibration import calibration_metrics, mmc
+from rulab.models.fuse import inference_copy
+from rulab.models.tta import FlipTTA
 from rulab.registry import BENCHMARKS, DETECTORS, PROTOCOLS, UnknownNameError
 
 __all__ = ["evaluate", "resolve_benchmark"]
@@ -70,35 +72,21 @@ def resolve_benchmark(benchmark: Benchmark | str) -> Benchmark:
 
 
 class _Timer:
-    """Wall-clock seconds per stage, kept in ``table.meta["timing"]``."""
+    """Wall-clock seconds per stage (``table.meta["timing"]``) and this process's CPU seconds per stage, all threads
+    together (``table.meta["cpu_timing"]``; on a shared machine the CPU time is the steadier measure of cost)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, stage: str) -> Any:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - t0, 4)
-
-
-@contextmanager
-def _channels_last(model: nn.Module) -> Any:
-    """Run a convolutional model in channels-last memory format (about 2× faster on CPUs, same values), then put its
-    parameters back in the standard format if they were in it."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        yield False
-        return
-    was_standard = convs[0].weight.is_contiguous()
-    model.to(memory_format=torch.channels_last)
-    try:
-        yield True
-    finally:
-        if was_standard:
-            model.to(memory_format=torch.contiguous_format)
+            self.cpu[stage] = round(self.cpu.get(stage, 0.0) + time.process_time() - c0, 4)
 
 
 def _detectors(names: tuple[str, ...], kwargs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Detector]:
@@ -140,6 +128,7 @@ def evaluate(
     ood_data: Mapping[str, TensorDataset] | None = None,
     val_ood_data: Mapping[str, TensorDataset] | None = None,
     shift: str | Sequence[tuple[str, float]] | None = None,
+    fuse: bool = True,
 ) -> ResultTable:
     """Evaluate ``model`` on a benchmark: calibration, OOD detection with every configured detector, shift, far-away.
 
@@ -165,13 +154,24 @@ def evaluate(
         val_ood_data: ready-made validation-OOD sets by name, likewise for ``benchmark.val_ood``.
         shift: the shift suite, overriding ``eval_cfg.shift``: a suite name or the cells ``[(corruption, level), ...]``
             of a custom suite (``""`` for none).
+        fuse: evaluate an inference copy of the model (:func:`rulab.models.fuse.inference_copy`: BatchNorm folded into
+            the convolutions, pooling before ReLU, channels-last; the same function, about 1.6× faster on a CPU, with
+            logits equal to float rounding). ``False`` runs the model as given (the reference path).
 
     Returns:
         The result table (rows, ``meta``, ``arrays``); see the module docstring for its contents.
     """
-    with _channels_last(model) as channels_last:
-        return _evaluate(model, benchmark, eval_cfg, train, val, test, seed, cache_dir, parity, model_key, fit_size, on_stage, channels_last,
-                         shift_cache, ood_data or {}, val_ood_data or {}, eval_cfg.shift if shift is None else shift)
+    key = model_key or weights_hash(model)
+    if eval_cfg.flip_tta:
+        model, key = FlipTTA(model), f"{key}+flip_tta"  # other logits: never share the non-TTA cache entries
+    # evaluation only runs the network in eval mode: fold BatchNorm, pool before ReLU, channels-last (same function)
+    net = inference_copy(model) if fuse else model
+    channels_last = any(isinstance(m, nn.Conv2d) for m in net.modules())
+    table = _evaluate(net, benchmark, eval_cfg, train, val, test, seed, cache_dir, parity, key, fit_size, on_stage, channels_last,
+                      shift_cache, ood_data or {}, val_ood_data or {}, eval_cfg.shift if shift is None else shift)
+    table.meta["flip_tta"] = bool(eval_cfg.flip_tta)
+    table.meta["inference_copy"] = {"folded": getattr(net, "folded", 0)} if fuse else False
+    return table
 
 
 def _evaluate(
@@ -206,7 +206,7 @@ def _evaluate(
     need_features = any("features" in d.requires for d in dets.values())
     note = on_stage or (lambda _stage: None)
     timer = _Timer()
-    key = model_key or weights_hash(model)
+    key = model_key or weights_hash(model)  # the caller passes the (TTA-qualified) key
     table = ResultTable(meta={"benchmark": bench.name, "protocol": protocol.name, "seed": seed, "parity": parity, "model_key": key})
     skipped: dict[str, str] = {}
 
@@ -321,4 +321,5 @@ def _evaluate(
             table.meta["farconf"] = sub.meta
     table.meta["skipped"] = skipped
     table.meta["timing"] = timer.seconds
+    table.meta["cpu_timing"] = timer.cpu
     return table

@@ -1,0 +1,81 @@
+"""Flip test-time augmentation (TTA) as a classifier: the model applied to an image and its horizontal mirror.
+
+``FlipTTA(model)(x) = ½ (model(x) + model(flip(x)))``: the logits are the mean of the two views' logits, computed as
+one forward pass of ``2B`` images. ``features(x)`` is the mean of the two views' features, and ``head`` maps it to
+the same averaged logits (exactly so for a linear head, where ``W·½(z₁ + z₂) + b = ½(Wz₁ + b + Wz₂ + b)``; for a
+wrapped network whose features come from a named layer or a function, the head returns the averaged logits of the
+pass that produced those features). Every detector and metric downstream reads the averaged outputs consistently.
+
+It is an evaluation option (``eval.flip_tta``): a result obtained with it says so (``table.meta["flip_tta"]``) and
+its cache entries are keyed apart from the plain model's, because the accuracy it reports is the accuracy of the
+two-view predictor, which costs two forward passes per image. Gradient-based evaluations (ODIN, PGD) differentiate
+through both views, so they perturb and attack the predictor that is actually evaluated. Only meaningful where a
+horizontal flip preserves the label (Fashion-MNIST clothes, CIFAR, natural images; not digits or text).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rulab.models.base import Classifier
+
+__all__ = ["FlipTTA"]
+
+
+def _views(x: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` → ``[2B, C, H, W]``: the images, then their mirrors (last axis reversed)."""
+    return torch.cat([x, x.flip(-1)])
+
+
+def _mean_of_views(t: torch.Tensor) -> torch.Tensor:
+    """``[2B, ...]`` → ``[B, ...]``: the mean of the first and second halves."""
+    a, b = t.chunk(2)
+    return (a + b) * 0.5
+
+
+class FlipTTA(Classifier):
+    """A classifier's outputs averaged over the image and its horizontal mirror (module docstring).
+
+    Args:
+        model: a :class:`~rulab.models.base.Classifier` (a rulab model or a wrapped network) taking [0, 1] pixels.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.num_classes = getattr(model, "num_classes", 0)
+        self.feature_dim = getattr(model, "feature_dim", 0)
+
+    @property
+    def fc(self) -> nn.Module | None:  # type: ignore[override]
+        """The wrapped model's linear head (read by detectors that need the head's weights), or None."""
+        return getattr(self.inner, "fc", None)
+
+    @property
+    def normalize(self) -> nn.Module:  # type: ignore[override]
+        return self.inner.normalize
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` in [0, 1] → ``[B, K]``: the mean of the logits of ``x`` and ``x.flip(-1)``."""
+        return _mean_of_views(self.inner(_views(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` in [0, 1] → ``[B, D]``: the mean of the features of ``x`` and ``x.flip(-1)``."""
+        z2 = self.inner.features(_views(x))
+        z = _mean_of_views(z2)
+        if not isinstance(self.fc, nn.Linear):  # features from a named layer or a function: keep this pass's logits
+            self.__dict__["_stashed"] = (z, _mean_of_views(self.inner.head(z2)))
+        return z
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, D]`` (from :meth:`features`) → logits ``[B, K]``, the mean of the two views' logits."""
+        stashed = self.__dict__.pop("_stashed", None)
+        if stashed is not None and stashed[0] is z:
+            return stashed[1]
+        return self.inner.head(z)
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the wrapped model's head (see its ``reset_head``)."""
+        self.inner.reset_head(num_classes)
+        self.num_classes = num_classes

@@ -128,7 +128,7 @@ def odin_score_from_logits(logits: torch.Tensor, t: float) -> torch.Tensor:
     return (logits / t).softmax(dim=1).amax(dim=1)
 
 
-def odin_score(model: nn.Module, x: torch.Tensor, t: float, eps: float, batch_size: int = 500) -> torch.Tensor:
+def odin_score(model: nn.Module, x: torch.Tensor, t: float, eps: float, batch_size: int = 256) -> torch.Tensor:
     """ODIN scores of images at one ``(T, ε)``: one gradient pass and one perturbed forward pass per batch.
 
     Args:
@@ -166,7 +166,7 @@ def odin_grid_scores(
     x: torch.Tensor,
     temperatures: Sequence[float] = ODIN_TEMPERATURES,
     epsilons: Sequence[float] = ODIN_EPSILONS,
-    batch_size: int = 500,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """ODIN scores of ``x`` at every ``(T, ε)`` of a grid, with one gradient pass per (batch, T).
 
@@ -262,7 +262,7 @@ class ODIN(Detector):
     requires = frozenset({"logits", "model"})
     grid = ODIN_GRIDS["paper"]
 
-    def __init__(self, t: float = 1000.0, eps: float = 0.0014, batch_size: int = 500, search: str = "paper") -> None:
+    def __init__(self, t: float = 1000.0, eps: float = 0.0014, batch_size: int = 256, search: str = "paper") -> None:
         _check(t, eps)
         if batch_size < 1:
             raise InputError(f"ODIN needs batch_size >= 1, got {batch_size}")

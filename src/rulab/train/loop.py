@@ -332,7 +332,7 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
                     rec["train_acc"] = sums["correct"] / sums["n"]
                 ev = cfg.train.eval_every
                 if splits.val is not None and method.supervised and ev and ((epoch + 1) % ev == 0 or step == total):
-                    rec.update({f"val_{k}": v for k, v in _evaluate(model, splits.val, 1000, cfg.train.channels_last).items()})
+                    rec.update({f"val_{k}": v for k, v in _evaluate(model, splits.val, 256, cfg.train.channels_last).items()})
                     net.train()
                     if cfg.train.freeze_bn:
                         _freeze_bn(model)

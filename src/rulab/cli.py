@@ -174,7 +174,8 @@ def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError("say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)")
     for name in args.names:
         info = fetch_mod.fetch(name)
-        print(f"{name}: ok ({info.get('source', '')})")
+        where = f" -> {info['path']}" if info.get("path") else ""
+        print(f"{name}: ok ({info.get('origin') or 'verified'}){where}")
     return 0
 
 

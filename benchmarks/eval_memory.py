@@ -15,7 +15,8 @@ Each path runs in its own process so that its peak resident set size (``VmHWM`` 
 
 Prints the stream's peak at N (10⁶) and at a smaller size (10⁵), which shows that it does not grow with N beyond
 the 4 bytes per image and detector of the scores it keeps; the in-memory path's peak at the smaller size; and whether
-every metric of every detector is equal there (exact equality is expected: same chunks, row-wise scores). With
+every metric of every detector is equal there (identical for MSP, max-logit, energy and entropy; within float
+rounding, ``TOL``, for GEN). With
 ``--compare`` the in-memory path also runs at N (it needs several GB).
 
 Usage: PYTHONPATH=src python benchmarks/eval_memory.py [--n 1000000] [--compare-n 100000] [--chunk 1000] [--quick] [--compare] [--threads N]
@@ -34,6 +35,9 @@ import time
 DETECTORS = ("msp", "maxlogit", "energy", "entropy", "gen")
 SHAPE = (3, 32, 32)
 SEED = 7
+TOL = 1e-6
+"""Largest accepted difference between a metric of the two paths: MSP, max-logit, energy and entropy come out
+identical; GEN's vectorised reductions round differently over a chunk than over the whole set."""
 
 
 def peak_rss_mb() -> float:
@@ -148,18 +152,20 @@ def main() -> None:
     per_image_kb = (small_m["peak_mb"] - small_s["peak_mb"]) * 1024 / args.compare_n
     print(f"in-memory path: +{per_image_kb:.1f} kB per OOD image over the stream at N = {args.compare_n:,}; "
           f"at N = {args.n:,} that is about {per_image_kb * args.n / 2**20:.1f} GB more (not run; --compare runs it)")
-    same = all(small_s["metrics"][d] == small_m["metrics"][d] for d in DETECTORS)
-    print(f"N = {args.compare_n:,}: every metric of every detector equal, stream vs in memory: {same}")
-    if not same:
+    diffs = {d: max(abs(small_s["metrics"][d][k] - small_m["metrics"][d][k]) for k in small_m["metrics"][d]) for d in DETECTORS}
+    print(f"N = {args.compare_n:,}, stream vs in memory, largest metric difference per detector: "
+          + ", ".join(f"{d} {'0 (identical)' if v == 0 else f'{v:.1e}'}" for d, v in diffs.items()))
+    if max(diffs.values()) > TOL:
         for d in DETECTORS:
             print(f"  {d}: stream {small_s['metrics'][d]}\n  {' ' * len(d)}  memory {small_m['metrics'][d]}")
-        sys.exit(1)
+        sys.exit(f"the stream's metrics differ from the in-memory path's by more than {TOL}")
     if args.compare:
         full_m = run_child("memory", args)
         print(show(full_m))
-        same = all(big["metrics"][d] == full_m["metrics"][d] for d in DETECTORS)
-        print(f"peak memory ratio in-memory / stream at N = {args.n:,}: {full_m['peak_mb'] / big['peak_mb']:.2f}; metrics equal: {same}")
-        if not same:
+        worst = max(abs(big["metrics"][d][k] - full_m["metrics"][d][k]) for d in DETECTORS for k in full_m["metrics"][d])
+        print(f"peak memory ratio in-memory / stream at N = {args.n:,}: {full_m['peak_mb'] / big['peak_mb']:.2f}; "
+              f"largest metric difference {worst:.1e}")
+        if worst > TOL:
             sys.exit(1)
     msp = big["metrics"]["msp"]
     print(f"msp (random weights) at N = {args.n:,}: auroc {msp['auroc']:.4f}, fpr95_id {msp['fpr95_id']:.4f}")

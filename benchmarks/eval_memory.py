@@ -59,7 +59,8 @@ def setup(threads: int):
     from rulab.data.tensors import TensorDataset
     from rulab.models import create_model
     from rulab.models.fuse import inference_copy
-    from rulab.registry import DATASETS, DETECTORS as REG
+    from rulab.registry import DATASETS
+    from rulab.registry import DETECTORS as REG
 
     if threads:
         torch.set_num_threads(threads)

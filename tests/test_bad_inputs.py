@@ -544,7 +544,7 @@ CASES: list[Case] = [
          run=lambda ws: evaluate_shift(
              MODELS.create("fastcnn", num_classes=2), _toy(), suite="fmnist-defualt", seed=0)),
     Case("unknown-benchmark", "evaluate() on a benchmark that does not exist", ConfigError,
-         r"^unknown benchmark 'fmnst' \(did you mean 'fmnist'\?\); valid choices: fmnist",
+         r"^unknown benchmark 'fmnst' \(did you mean 'fmnist'\?\); valid choices: (\S+, )*fmnist, ",
          action="evaluate(model, benchmark='fmnst', ...)", run=lambda ws: _evaluate_toy(benchmark="fmnst")),
     Case("unknown-protocol", "evaluate() with an unknown OOD protocol", ConfigError,
          r"^unknown protocol 'hendryks' \(did you mean 'hendrycks'\?\); valid choices: ",
@@ -554,7 +554,7 @@ CASES: list[Case] = [
          action="evaluate(model, eval_cfg=EvalCfg(detectors=('msp', 'mahalanobiss')), ...)",
          run=lambda ws: _evaluate_toy(detectors=("msp", "mahalanobiss"))),
     Case("cli-eval-unknown-benchmark", "`rulab eval --benchmark` of an unknown benchmark", ConfigError,
-         r"^config key 'eval\.benchmark' has unknown value 'cifar10'; valid choices: fmnist$",
+         r"^config key 'eval\.benchmark' has unknown value 'cifar10'( \(did you mean '[\w-]+'\?\))?; valid choices: (\S+, )*fmnist, ",
          argv=("eval", "{tmp}/run", "--benchmark", "cifar10"), setup=lambda ws: ws.remember(_save_run(ws.tmp / "run"))),
     Case("cli-eval-unknown-protocol", "`rulab eval --protocol` of an unknown protocol", ConfigError,
          r"^config key 'eval\.protocol' has unknown value 'odln' \(did you mean 'odin'\?\); valid choices: ",

@@ -68,3 +68,9 @@ def test_train_then_resume_is_a_no_op_and_refuses_overwrite(capsys, tmp_path):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "rulab", "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == f"rulab {rulab.__version__}"
+
+
+def test_data_fetch_says_where_each_dataset_came_from(capsys):
+    assert main(["data", "fetch", "digits", "gaussian"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["digits: ok (bundled:scikit-learn)", "gaussian: ok (generated)"]

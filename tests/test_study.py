@@ -13,6 +13,7 @@ import pytest
 import rulab
 import rulab.eval.results
 from rulab.cli import main
+from rulab.config import EvalCfg
 from rulab.errors import ConfigError
 from rulab.presets.fmnist import fmnist_base
 from rulab.presets.study import Study
@@ -42,6 +43,10 @@ def test_default_study_is_registered():
     st = STUDIES.create("fmnist-default")
     assert st.presets == ("fmnist-plain", "fmnist-mixup", "fmnist-oe", "fmnist-ceda", "fmnist-acet") and st.seeds == (0, 1, 2)
     assert "eval.shift=fmnist-default" in st.overrides and "eval.farconf=true" in st.overrides and st.evaluate and st.report
+    cells = plan_cells(st, out_dir="runs")
+    assert len(cells) == 15 and {c.cfg.train.epochs for c in cells} == {3}  # equal training length for every method
+    assert {c.cfg.eval.detector_kwargs["odin"]["search"] for c in cells} == {"coarse"}
+    assert all(c.cfg.eval.detectors == EvalCfg().detectors for c in cells)  # every detector
 
 
 def test_plan_resolves_run_links_per_seed_and_validates_first(tmp_path):

@@ -76,7 +76,8 @@ def _eval_config(meta: dict[str, Any], overrides: Sequence[str], **explicit: Any
     if explicit.get("detectors") is not None:
         det = explicit["detectors"]
         det = tuple(d.strip() for d in det.split(",") if d.strip()) if isinstance(det, str) else tuple(det)
-        ev = replace(ev, detectors=det)
+        # the stored per-detector arguments of the detectors still run (a study's ODIN grid) are kept, the rest dropped
+        ev = replace(ev, detectors=det, detector_kwargs={k: v for k, v in ev.detector_kwargs.items() if k in det})
     for k in ("benchmark", "shift", "farconf", "protocol"):
         if explicit.get(k) is not None:
             ev = replace(ev, **{k: explicit[k]})

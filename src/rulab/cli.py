@@ -1,4 +1,5 @@
-"""The command line: a thin layer over library calls (style-anchors.md §13).
+"""rulab: train an image classifier with a robustness method and measure how far to trust it (OOD detection,
+calibration, covariate shift, far-away confidence) on the same checkpoint, in one report.
 
     rulab train [PRESET] [--config FILE] [--resume] [--track tensorboard,mlflow] [--a.b=value ...]
     rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--track ...] [--a.b=value ...]
@@ -119,6 +120,8 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
 
         run_dir = resolve_checkpoint(args.checkpoint).parent
         log_results(result, args.track, run_dir, run_dir.name)
+    if args.report:
+        print(f"report: {result.report(args.report)}")
     print(f"evaluated in {time.time() - t0:.1f} s -> {eval_dir(args.checkpoint, result.meta['benchmark'])}")
     return 0
 
@@ -171,7 +174,8 @@ def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError("say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)")
     for name in args.names:
         info = fetch_mod.fetch(name)
-        print(f"{name}: ok ({info.get('source', '')})")
+        where = f" -> {info['path']}" if info.get("path") else ""
+        print(f"{name}: ok ({info.get('origin') or 'verified'}){where}")
     return 0
 
 
@@ -267,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-farconf", action="store_true", help="skip the far-away / worst-case tests")
     p.add_argument("--db", help="results database (default runs/results.db)")
     p.add_argument("--track", help="log the results to experiment trackers: tensorboard, mlflow (comma-separated)")
+    p.add_argument("--report", metavar="FILE", help="also write the single-file HTML report of this evaluation to FILE")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("convert", help="turn a state_dict trained outside rulab into a rulab checkpoint (then: rulab eval)")

@@ -300,7 +300,9 @@ def _run_cell(cell: Cell, store: ResultStore, study: Study, evaluate: Evaluator,
         log(f"{cfg.name}: trained before, not training again")
     else:
         log(f"{cfg.name}: training" + (" (resuming)" if (cell.run_dir / "checkpoints" / "LATEST").exists() else ""))
+    t0 = time.time()
     run_dir = fit(cfg, resume=True, progress=progress)
+    t_train = time.time() - t0
     meta = read_meta(run_dir)
     store.write_curves(cell.run_id, meta.get("history", []))
     store.finish_run(cell.run_id, "trained", checkpoint=str(cell.checkpoint), meta=meta)
@@ -311,6 +313,7 @@ def _run_cell(cell: Cell, store: ResultStore, study: Study, evaluate: Evaluator,
             table.save_arrays(arrays_path(run_dir, cfg))
         store.write_results(cell.run_id, table)
         store.finish_run(cell.run_id, "finished", checkpoint=str(cell.checkpoint), meta=meta)
+        log(f"{cfg.name}: done in {_duration(time.time() - t0)} (training {_duration(t_train)}, evaluation {_duration(time.time() - t0 - t_train)})")
 
 
 def _done(cell: Cell, store: ResultStore) -> bool:
@@ -372,7 +375,7 @@ def run_study(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(cells), desc=f"study {study.name}", unit="run", dynamic_ncols=True)
+        bar = tqdm(total=len(cells), desc=f"study {study.name}", unit="run", dynamic_ncols=True, disable=None)
 
     def log(msg: str) -> None:
         if bar is not None:

@@ -56,7 +56,10 @@ def run(tmp_path_factory):
 
 @pytest.fixture
 def small_odin_grid(monkeypatch):
+    from rulab.detectors import odin as odin_mod
+
     monkeypatch.setattr(DETECTORS.get("odin"), "grid", SMALL_ODIN_GRID)
+    monkeypatch.setitem(odin_mod.ODIN_GRIDS, "paper", SMALL_ODIN_GRID)  # what an ODIN instance searches by default
 
 
 def spy(monkeypatch, method: str) -> list[tuple[str, int | None, tuple[str, ...]]]:
@@ -212,9 +215,12 @@ def test_evaluate_checkpoint_writes_files_and_cli_prints_the_summary(run, capsys
     assert "OOD detection" in (out / "summary.txt").read_text() and (out / "meta.json").is_file()
     assert table.meta["eval_config"]["batch_size"] == 500
 
-    assert main(["eval", str(run_dir), "--benchmark", TINY.name, "--detectors", "msp", "--shift", "", "--no-farconf"]) == 0
+    report = run_dir / "eval.html"
+    assert main(["eval", str(run_dir), "--benchmark", TINY.name, "--detectors", "msp", "--shift", "", "--no-farconf", "--report", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "temp-scaled" in printed and "auroc" in printed and "hein" in printed
+    html = report.read_text()
+    assert f"report: {report}" in printed and html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     assert main(["eval", str(run_dir), "--benchmark", "nope"]) == 2
     assert "eval.benchmark" in capsys.readouterr().err
 
@@ -244,3 +250,15 @@ def test_tuned_odin_beats_msp_on_noise_for_the_default_model(request):
         odin = table.value(kind="ood", dataset=s, detector="odin", metric="auroc")
         msp = table.value(kind="ood", dataset=s, detector="msp", metric="auroc")
         assert odin > msp, f"{s}: ODIN {odin:.4f} <= MSP {msp:.4f}"
+
+
+def test_eval_config_keeps_detector_kwargs_only_for_the_detectors_run():
+    from rulab.api import _eval_config
+    from rulab.config import load_config, to_dict
+
+    stored = load_config("fmnist-plain", overrides=["eval.detector_kwargs.odin.search=coarse", "eval.detector_kwargs.knn.k=5"])
+    meta = {"config": to_dict(stored)}
+    assert _eval_config(meta, []).eval.detector_kwargs == {"odin": {"search": "coarse"}, "knn": {"k": 5}}
+    cfg = _eval_config(meta, [], detectors="msp,odin")
+    assert cfg.eval.detectors == ("msp", "odin") and cfg.eval.detector_kwargs == {"odin": {"search": "coarse"}}
+    assert _eval_config(meta, [], detectors=["msp"]).eval.detector_kwargs == {}

@@ -35,12 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rulab.detectors.base import Detector, Extracted, need, tuning_objective
-from rulab.errors import InputError, RulabError
+from rulab.errors import ConfigError, InputError, RulabError
 from rulab.registry import DETECTORS
 
 __all__ = [
     "ODIN_TEMPERATURES",
     "ODIN_EPSILONS",
+    "ODIN_GRIDS",
     "odin_sign",
     "odin_signs",
     "odin_perturb",
@@ -54,6 +55,12 @@ ODIN_TEMPERATURES: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 
 """ODIN's temperature grid (seed-methods.md §4.3)."""
 ODIN_EPSILONS: tuple[float, ...] = tuple(round(0.0002 * i, 6) for i in range(21))
 """ODIN's 21 step sizes, ``linspace(0, 0.004, 21)`` in [0, 1]-pixel units (seed-methods.md §4.3)."""
+ODIN_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
+    "paper": {"t": ODIN_TEMPERATURES, "eps": ODIN_EPSILONS},
+    "coarse": {"t": (1.0, 10.0, 100.0, 1000.0), "eps": (0.0, 0.001, 0.002, 0.003, 0.004)},
+}
+"""Tuning grids: ``paper`` (10 T × 21 ε, §4.3: 10 gradient passes and 210 forward passes over the validation sets) and
+``coarse`` (4 T × 5 ε over the same ranges: 4 gradient and 20 forward passes, 24× cheaper; the CPU studies' choice)."""
 
 
 def _as_float(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
@@ -121,7 +128,7 @@ def odin_score_from_logits(logits: torch.Tensor, t: float) -> torch.Tensor:
     return (logits / t).softmax(dim=1).amax(dim=1)
 
 
-def odin_score(model: nn.Module, x: torch.Tensor, t: float, eps: float, batch_size: int = 500) -> torch.Tensor:
+def odin_score(model: nn.Module, x: torch.Tensor, t: float, eps: float, batch_size: int = 256) -> torch.Tensor:
     """ODIN scores of images at one ``(T, ε)``: one gradient pass and one perturbed forward pass per batch.
 
     Args:
@@ -159,7 +166,7 @@ def odin_grid_scores(
     x: torch.Tensor,
     temperatures: Sequence[float] = ODIN_TEMPERATURES,
     epsilons: Sequence[float] = ODIN_EPSILONS,
-    batch_size: int = 500,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """ODIN scores of ``x`` at every ``(T, ε)`` of a grid, with one gradient pass per (batch, T).
 
@@ -249,15 +256,19 @@ class ODIN(Detector):
         t: temperature T (paper: 1000 for every model).
         eps: step size ε in [0, 1]-pixel units (paper: 0–0.0028, per model and OOD set, §4.3).
         batch_size: images per gradient pass.
+        search: the (T, ε) grid :meth:`tune` searches, a key of :data:`ODIN_GRIDS` (``"paper"`` or ``"coarse"``).
     """
 
     requires = frozenset({"logits", "model"})
-    grid = {"t": ODIN_TEMPERATURES, "eps": ODIN_EPSILONS}
+    grid = ODIN_GRIDS["paper"]
 
-    def __init__(self, t: float = 1000.0, eps: float = 0.0014, batch_size: int = 500) -> None:
+    def __init__(self, t: float = 1000.0, eps: float = 0.0014, batch_size: int = 256, search: str = "paper") -> None:
         _check(t, eps)
         if batch_size < 1:
             raise InputError(f"ODIN needs batch_size >= 1, got {batch_size}")
+        if search not in ODIN_GRIDS:
+            raise ConfigError(f"ODIN's search grid must be one of {', '.join(ODIN_GRIDS)}, got '{search}'")
+        self.grid = ODIN_GRIDS[search]
         self.t = float(t)
         self.eps = float(eps)
         self.batch_size = int(batch_size)

@@ -89,13 +89,22 @@ class _Timer:
             self.cpu[stage] = round(self.cpu.get(stage, 0.0) + time.process_time() - c0, 4)
 
 
-def _detectors(names: tuple[str, ...]) -> dict[str, Detector]:
+def _detectors(names: tuple[str, ...], kwargs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Detector]:
+    """Create the detectors ``names``, each with its constructor arguments from ``kwargs`` (``eval.detector_kwargs``)."""
     if len(set(names)) != len(names):
         raise ConfigError(f"config key 'eval.detectors' lists a detector twice: {list(names)}")
+    kwargs = kwargs or {}
+    extra = sorted(set(kwargs) - set(names))
+    if extra:
+        raise ConfigError(f"config key 'eval.detector_kwargs.{extra[0]}' names a detector that is not run; valid choices: {', '.join(names)}")
     out = {}
     for name in names:
         try:
-            out[name] = DETECTORS.create(name)
+            bad = DETECTORS.unknown_kwargs(name, dict(kwargs.get(name, {})))
+            if bad:
+                raise ConfigError(f"config key 'eval.detector_kwargs.{name}.{bad[0]}' is not a parameter of detector '{name}'; "
+                                  f"valid parameters: {', '.join(DETECTORS.parameters(name)) or '(none)'}")
+            out[name] = DETECTORS.create(name, **kwargs.get(name, {}))
         except UnknownNameError as err:
             raise ConfigError(str(err)) from None
     return out
@@ -185,14 +194,15 @@ def _evaluate(
     shift: str | Sequence[tuple[str, float]],
 ) -> ResultTable:
     bench = resolve_benchmark(benchmark)
-    for role, split in (("training", train), ("validation", val), ("ID test", test)):
-        if split is not None and len(split) == 0:
-            raise InputError(f"the {role} split '{split.name}' is empty; check data.classes, data.val_size and data.train_subset")
     try:
         protocol = PROTOCOLS.create(eval_cfg.protocol or bench.protocol)
     except UnknownNameError as err:
         raise ConfigError(str(err)) from None
-    dets = _detectors(tuple(eval_cfg.detectors))
+    dets = _detectors(tuple(eval_cfg.detectors), eval_cfg.detector_kwargs)
+    fitting = [n for n, d in dets.items() if type(d).fit is not Detector.fit]  # detectors that learn from the training split
+    for role, split, used in (("training", train, bool(fitting)), ("validation", val, True), ("ID test", test, True)):
+        if used and split is not None and len(split) == 0:
+            raise InputError(f"the {role} split '{split.name}' is empty; check data.classes, data.val_size and data.train_subset")
     need_features = any("features" in d.requires for d in dets.values())
     note = on_stage or (lambda _stage: None)
     timer = _Timer()

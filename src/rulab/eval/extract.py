@@ -111,7 +111,7 @@ def _save(path: Path, key: str, tensors: dict[str, torch.Tensor]) -> None:
 def extract(
     model: nn.Module,
     ds: TensorDataset,
-    batch_size: int = 1000,
+    batch_size: int = 256,
     features: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     key: str | None = None,

@@ -135,7 +135,7 @@ def alpha_scaling(
     rtol: float = 1e-4,
     clip_conf: float = 0.95,
     curve_points: int = 21,
-    batch_size: int = 1000,
+    batch_size: int = 256,
 ) -> AlphaScaling:
     """Hein et al.'s α-scaling test (seed-methods.md §3.6): how far out along a random direction a ReLU network
     becomes 99.9% confident.
@@ -259,7 +259,7 @@ def attack_noise(
     steps: int,
     step_size: float | None = None,
     generator: torch.Generator | None = None,
-    batch_size: int = 1000,
+    batch_size: int = 256,
 ) -> NoiseAttack:
     """Adversarial noise (seed-methods.md §3.3): PGD maximising ``log max_k p_k`` in the L∞ ball around noise.
 
@@ -309,7 +309,7 @@ def attack_samples(
     steps: int,
     step_size: float | None = None,
     generator: torch.Generator | None = None,
-    batch_size: int = 1000,
+    batch_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adversarial samples (seed-methods.md §3.3): PGD on the cross-entropy of the true label from test images.
 

@@ -49,7 +49,7 @@ def check_images(model: nn.Module, x: torch.Tensor) -> None:
 def predict(
     model: nn.Module,
     x: torch.Tensor,
-    batch_size: int = 1000,
+    batch_size: int = 256,
     features: bool = False,
     channels_last: bool = False,
 ) -> dict[str, torch.Tensor]:
@@ -96,7 +96,7 @@ def predict(
 def predict_distributed(
     model: nn.Module,
     x: torch.Tensor,
-    batch_size: int = 1000,
+    batch_size: int = 256,
     features: bool = False,
     channels_last: bool = False,
 ) -> dict[str, torch.Tensor]:

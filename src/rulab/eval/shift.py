@@ -364,7 +364,7 @@ def evaluate_shift(
     test: TensorDataset,
     suite: str | Sequence[tuple[str, float]],
     seed: int,
-    batch_size: int = 1000,
+    batch_size: int = 256,
     temperature: float | None = None,
     baseline: dict[tuple[str, str], float] | None = None,
     *,

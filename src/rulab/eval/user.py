@@ -156,7 +156,7 @@ def evaluate_model(
     n_val_id: int = 1000,
     n_val_ood: int = 1000,
     temperature: bool = True,
-    batch_size: int = 1000,
+    batch_size: int = 256,
     fit_size: int = 10_000,
     seed: int = 0,
     parity: bool = False,

@@ -20,6 +20,7 @@ from torch import nn
 from rulab.errors import ConfigError
 from rulab.models.base import Classifier, Normalize
 from rulab.models.spec import ODIN_CIFAR_MEAN, ODIN_CIFAR_STD, input_shape, resolve_stats
+from rulab.models.wrn import fan_out_init_
 from rulab.registry import MODELS
 
 __all__ = ["BottleneckLayer", "Transition", "DenseNetBC", "densenet_bc100"]
@@ -129,16 +130,7 @@ class DenseNetBC(Classifier):
         self.feature_dim = c
         self.num_classes = num_classes
         self.fc = nn.Linear(c, num_classes)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        fan_out_init_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised ``[B, C, H, W]`` → pooled ``[B, D]``."""

@@ -26,9 +26,26 @@ from rulab.models.base import Classifier, Normalize
 from rulab.models.spec import input_shape, resolve_stats
 from rulab.registry import MODELS
 
-__all__ = ["WideBasicBlock", "WideResNet", "wrn", "wrn40_2", "wrn28_10", "DROPOUT_PLACEMENTS"]
+__all__ = ["WideBasicBlock", "WideResNet", "wrn", "wrn40_2", "wrn28_10", "DROPOUT_PLACEMENTS", "fan_out_init_"]
 
 DROPOUT_PLACEMENTS = ("before_conv2", "after_conv1")
+
+
+def fan_out_init_(module: nn.Module) -> None:
+    """The initialisation of W1's and ODIN's WRN / DenseNet code (fan-out He normal), in place.
+
+    Conv weights: normal with std ``sqrt(2 / fan_out)``, ``fan_out = k·k·C_out``; BN γ = 1, β = 0; Linear bias 0
+    (Linear weight: PyTorch default). Used by :class:`WideResNet` and :class:`~rulab.models.densenet.DenseNetBC`.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
 
 
 class WideBasicBlock(nn.Module):
@@ -137,16 +154,7 @@ class WideResNet(Classifier):
         self.num_classes = num_classes
         self.fc = nn.Linear(channels[3], num_classes)
         self.depth, self.widen = depth, widen
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        fan_out_init_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised ``[B, C, H, W]`` → pooled ``[B, 64·w]``."""

@@ -27,9 +27,11 @@ CPU-scale deviations are in :mod:`rulab.presets.fmnist`) at 3 epochs each, evalu
 
 from __future__ import annotations
 
+from functools import partial
+
 from rulab.config import AugmentCfg, DataCfg, EvalCfg, MethodCfg, ModelCfg, OptimCfg, RunCfg, TrainCfg
-from rulab.presets.paper import PaperStudy
-from rulab.registry import PRESETS, STUDIES
+from rulab.presets.paper import PaperStudy, register_preset
+from rulab.registry import STUDIES
 
 __all__ = ["hein_config", "HEIN_METHODS", "HEIN_DATA"]
 
@@ -70,18 +72,13 @@ def hein_config(data: str, method: str) -> RunCfg:
     )
 
 
-def _register(data: str, method: str) -> None:
-    def factory() -> RunCfg:
-        return hein_config(data, method)
-
-    factory.__name__ = f"hein2019_{data}_{method}"
-    factory.__doc__ = f"W3 {method} training on {data} (seed-methods.md §3.4), evaluated on the {data}-hein benchmark (§3.5)."
-    PRESETS.register(f"hein2019-{data}-{method}")(factory)
-
-
 for _data in HEIN_DATA:
     for _method in HEIN_METHODS:
-        _register(_data, _method)
+        register_preset(
+            f"hein2019-{_data}-{_method}",
+            partial(hein_config, _data, _method),
+            f"W3 {_method} training on {_data} (seed-methods.md §3.4), evaluated on the {_data}-hein benchmark (§3.5).",
+        )
 
 
 def _study(data: str) -> PaperStudy:

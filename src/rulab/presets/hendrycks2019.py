@@ -30,14 +30,13 @@ classes; that loader is not in W1's repository and there is no ``imagenet64`` da
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from rulab.config import AugmentCfg, DataCfg, EvalCfg, MethodCfg, ModelCfg, OptimCfg, RunCfg, TrainCfg
 from rulab.errors import ConfigError, DataError
-from rulab.presets.paper import PaperStudy, with_data, with_eval, with_train
-from rulab.registry import PRESETS, STUDIES
+from rulab.presets.paper import PaperStudy, register_preset, with_data, with_eval, with_train
+from rulab.registry import STUDIES
 
 __all__ = [
     "W1_MEAN",
@@ -202,29 +201,20 @@ def _parity(cfg: RunCfg) -> RunCfg:
     return replace(cfg, parity=True, name=cfg.name + "-parity")
 
 
-def _register(name: str, make: Callable[[], RunCfg], doc: str) -> None:
-    def factory() -> RunCfg:
-        return make()
-
-    factory.__doc__ = doc
-    factory.__name__ = name.replace("-", "_")
-    PRESETS.register(name)(factory)
-
-
 for _which in ("cifar10", "cifar100", "tinyimagenet"):
-    _register(f"hendrycks2019-{_which}", lambda w=_which: w1_baseline(w), f"W1 'Normal' WRN-40-2 on {_which} (seed-methods.md §1.3).")
-    _register(f"hendrycks2019-{_which}-parity", lambda w=_which: _parity(w1_baseline(w)), f"hendrycks2019-{_which} with W1's quirks (parity=True, T = 1).")
-    _register(f"hendrycks2019-{_which}-finetune", lambda w=_which: w1_finetune(w), f"W1 'Pre-Train' fine-tuning on {_which} (§1.3); needs train.init_from.")
-    _register(f"hendrycks2019-{_which}-finetune-parity", lambda w=_which: _parity(w1_finetune(w)),
-              f"hendrycks2019-{_which}-finetune with W1's quirks (parity=True, T = 1).")
+    register_preset(f"hendrycks2019-{_which}", lambda w=_which: w1_baseline(w), f"W1 'Normal' WRN-40-2 on {_which} (seed-methods.md §1.3).")
+    register_preset(f"hendrycks2019-{_which}-parity", lambda w=_which: _parity(w1_baseline(w)), f"hendrycks2019-{_which} with W1's quirks (parity=True, T = 1).")
+    register_preset(f"hendrycks2019-{_which}-finetune", lambda w=_which: w1_finetune(w), f"W1 'Pre-Train' fine-tuning on {_which} (§1.3); needs train.init_from.")
+    register_preset(f"hendrycks2019-{_which}-finetune-parity", lambda w=_which: _parity(w1_finetune(w)),
+                    f"hendrycks2019-{_which}-finetune with W1's quirks (parity=True, T = 1).")
 for _which in ("cifar10", "cifar100"):
-    _register(f"hendrycks2019-{_which}-pretrain", lambda w=_which: w1_pretrain(f"hendrycks2019-{w}-pretrain"),
-              "W1 pre-training of WRN-40-2 on downsampled ImageNet 32×32, all 1,000 classes (§1.3).")
-_register("hendrycks2019-cifar10-pretrain-nocifar",
-          lambda: w1_pretrain("hendrycks2019-cifar10-pretrain-nocifar", _exclusion_or_config_error()),
-          "W1's leakage control: ImageNet 32×32 pre-training without the CIFAR-10 classes (CIFAR10_IMAGENET_CLASSES).")
-_register("hendrycks2019-cifar10-finetune-nocifar", lambda: w1_finetune("cifar10", "hendrycks2019-cifar10-finetune-nocifar"),
-          "Fine-tuning on CIFAR-10 after hendrycks2019-cifar10-pretrain-nocifar (§1.3).")
+    register_preset(f"hendrycks2019-{_which}-pretrain", lambda w=_which: w1_pretrain(f"hendrycks2019-{w}-pretrain"),
+                    "W1 pre-training of WRN-40-2 on downsampled ImageNet 32×32, all 1,000 classes (§1.3).")
+register_preset("hendrycks2019-cifar10-pretrain-nocifar",
+                lambda: w1_pretrain("hendrycks2019-cifar10-pretrain-nocifar", _exclusion_or_config_error()),
+                "W1's leakage control: ImageNet 32×32 pre-training without the CIFAR-10 classes (CIFAR10_IMAGENET_CLASSES).")
+register_preset("hendrycks2019-cifar10-finetune-nocifar", lambda: w1_finetune("cifar10", "hendrycks2019-cifar10-finetune-nocifar"),
+                "Fine-tuning on CIFAR-10 after hendrycks2019-cifar10-pretrain-nocifar (§1.3).")
 
 
 def _exclusion_or_config_error() -> tuple[int, ...]:

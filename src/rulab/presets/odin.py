@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rulab.config import AugmentCfg, DataCfg, EvalCfg, MethodCfg, ModelCfg, OptimCfg, RunCfg, TrainCfg
 from rulab.models.spec import ODIN_CIFAR_MEAN, ODIN_CIFAR_STD
-from rulab.presets.paper import PaperStudy
-from rulab.registry import PRESETS, STUDIES
+from rulab.presets.paper import PaperStudy, register_preset
+from rulab.registry import STUDIES
 
 __all__ = ["ODIN_TEMPERATURE", "ODIN_EPSILON_TABLE", "odin_config", "odin_table_rows", "evaluate_odin_table"]
 
@@ -77,18 +78,13 @@ def odin_config(arch: str, dataset: str) -> RunCfg:
     )
 
 
-def _register(arch: str, dataset: str) -> None:
-    def factory() -> RunCfg:
-        return odin_config(arch, dataset)
-
-    factory.__name__ = f"odin_{arch}_{dataset}"
-    factory.__doc__ = f"ODIN's {arch} on {dataset} (seed-methods.md §4.3; training recipe unverified), MSP and ODIN on {dataset}-odin."
-    PRESETS.register(f"odin-{arch}-{dataset}")(factory)
-
-
 for _arch in _ARCH:
     for _dataset in ("cifar10", "cifar100"):
-        _register(_arch, _dataset)
+        register_preset(
+            f"odin-{_arch}-{_dataset}",
+            partial(odin_config, _arch, _dataset),
+            f"ODIN's {_arch} on {_dataset} (seed-methods.md §4.3; training recipe unverified), MSP and ODIN on {_dataset}-odin.",
+        )
 
 
 # ------------------------------------------------------------------------------------------------ per-set ε

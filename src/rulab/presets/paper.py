@@ -1,5 +1,5 @@
-"""What the paper presets share: a :class:`PaperStudy` (a study that names its paper-style table) and small config
-helpers.
+"""What the paper presets share: a :class:`PaperStudy` (a study that names its paper-style table), small config
+helpers and :func:`register_preset` for presets generated in a loop.
 
 A :class:`PaperStudy` is a :class:`~rulab.presets.study.Study` plus three fields of data that tell
 :mod:`rulab.reports.paper_tables` how to lay its results out like the paper's table: which table, which preset fills
@@ -9,12 +9,14 @@ them from the registered study, so the study and its table are declared in one p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from rulab.config import RunCfg
 from rulab.presets.study import Study
+from rulab.registry import PRESETS
 
-__all__ = ["PaperStudy", "PAPER_TABLES", "with_eval", "with_train", "with_optim", "with_data"]
+__all__ = ["PaperStudy", "PAPER_TABLES", "with_eval", "with_train", "with_optim", "with_data", "register_preset"]
 
 PAPER_TABLES = ("hendrycks2019", "coursework", "hein2019", "odin")
 """Table layouts of :mod:`rulab.reports.paper_tables` (W1, W2, W3, W4)."""
@@ -63,3 +65,19 @@ def with_optim(cfg: RunCfg, **kw: object) -> RunCfg:
 def with_data(cfg: RunCfg, **kw: object) -> RunCfg:
     """``cfg`` with ``data`` fields replaced."""
     return replace(cfg, data=replace(cfg.data, **kw))
+
+
+def register_preset(name: str, make: Callable[[], RunCfg], doc: str) -> None:
+    """Register the preset ``name`` in ``PRESETS``: a zero-argument factory returning ``make()``.
+
+    For the paper modules' presets that are generated in a loop (one per data set, method or architecture). The
+    factory is named after the preset (``hein2019-mnist-plain`` → ``hein2019_mnist_plain``) and ``doc`` is its
+    docstring, which ``rulab presets`` shows.
+    """
+
+    def factory() -> RunCfg:
+        return make()
+
+    factory.__doc__ = doc
+    factory.__name__ = name.replace("-", "_")
+    PRESETS.register(name)(factory)

@@ -119,6 +119,98 @@ def _load_arrays(path: Path) -> dict[str, Any]:
         return {}
 
 
+_ID_CAPTION = "ECE/MCE: 15 uniform bins; RMS/MAD: adaptive bins of 100; rms_uniform10: 10 uniform bins (W2)"
+_OOD_TABLES = (
+    ("auroc", "AUROC (%)", "higher is better; ID is the positive class"),
+    ("fpr95_id", "FPR at 95% TPR (%)", "fraction of OOD accepted at the threshold keeping 95% of ID; lower is better"),
+    ("aupr_in", "AUPR-In (%)", "ID positive; read it beside the OOD:ID ratio"),
+    ("aupr_out", "AUPR-Out (%)", "OOD positive, scores negated"),
+    ("detection_error", "detection error (%)", "min over thresholds of ½(1 − TPR) + ½ FPR; lower is better"),
+)
+"""The OOD detection tables a report may show: (metric, heading, caption)."""
+
+
+def _id_block(recs: Sequence[Mapping[str, Any]], caption: str = _ID_CAPTION) -> str:
+    """The ID accuracy / calibration table, metric × (raw logits, temperature-scaled); "" without ``kind="id"`` rows."""
+    idr = [r for r in recs if r["kind"] == "id"]
+    if not idr:
+        return ""
+    p = records_pivot(idr, "metric", "detector", col_labels={"": "raw logits", "ts": "temperature-scaled"}, row_order=ID_METRICS, col_order=("", "ts"), row_header="metric")
+    return "<h3>Accuracy and calibration on the ID test set</h3>" + _table(pivot_html(p, caption=caption, seeds_column=False))
+
+
+def _ood_blocks(ood: Sequence[Mapping[str, Any]], detectors: Sequence[str], metrics: Sequence[str] | None = None) -> list[str]:
+    """One table per metric of :data:`_OOD_TABLES` (only ``metrics`` if given) that the ``kind="ood"`` rows hold.
+
+    Each is detector × OOD set with a mean column, rows in the order of ``detectors``; AUPR captions add the OOD:ID
+    ratio of every set when the rows have ``ood_ratio``.
+    """
+    ratio = {r["dataset"]: r["value"] for r in ood if r["metric"] == "ood_ratio"}
+    blocks = []
+    for metric, head, note in _OOD_TABLES:
+        sel = [r for r in ood if r["metric"] == metric]
+        if not sel or (metrics is not None and metric not in metrics):
+            continue
+        if metric.startswith("aupr") and ratio:
+            note += "; OOD:ID ratio " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items())
+        p = records_pivot(sel, "detector", "dataset", metric=metric, row_order=detectors, mean_column="mean", row_header="detector")
+        blocks.append(f"<h3>OOD detection: {_e(head)}</h3>" + _table(pivot_html(p, caption=note, seeds_column=False)))
+    return blocks
+
+
+def _farconf_block(recs: Sequence[Mapping[str, Any]]) -> str:
+    """The far-away / worst-case confidence table, (set / detector) × metric; "" without ``kind="farconf"`` rows."""
+    far = [r for r in recs if r["kind"] == "farconf"]
+    if not far:
+        return ""
+    rows = [{**r, "set": r["dataset"] + (f" / {r['detector']}" if r["detector"] else "")} for r in far]
+    p = records_pivot(rows, "set", "metric", row_header="set")
+    return "<h3>Far-away and worst-case confidence</h3>" + _table(pivot_html(p, caption="MMC: mean max-confidence; lower on noise is better", seeds_column=False))
+
+
+def _float64(values: Any) -> Any:
+    """A tensor or array-like as a float64 numpy array."""
+    import numpy as np
+
+    return np.asarray(values.double().numpy() if hasattr(values, "double") else values, dtype=float)
+
+
+def _array_figures(arrays: Mapping[str, Any], detector: str, max_points: int, tag: str = "") -> list[str]:
+    """The figures drawn from one evaluation's arrays (keys in the module docstring), as ``<figure>`` HTML.
+
+    ROC and precision-recall curves and score histograms of ``detector`` (else the first detector with scores),
+    reliability diagrams before and after temperature scaling, and the far-away curves; what the arrays cannot
+    draw is ``""``. ``tag`` ends every caption (e.g. ``" (seed 0)"``).
+    """
+    figs: list[str] = []
+    dets = _uniq(k.split("/")[1] for k in arrays if k.startswith("scores/") and k.count("/") == 2)
+    det = detector if detector in dets else (dets[0] if dets else None)
+    if det is not None and f"scores/{det}/id" in arrays:
+        s_id = _float64(arrays[f"scores/{det}/id"])
+        sets = {k.split("/", 2)[2]: _float64(v) for k, v in arrays.items() if k.startswith(f"scores/{det}/") and k != f"scores/{det}/id"}
+        if sets:
+            figs.append(_figure(plots.roc_pr({k: (s_id, v) for k, v in sets.items()}, det, max_points), f"ROC and precision-recall curves of the {det} score per OOD set{tag}", wide=True))
+            figs.append(_figure(plots.score_histograms(s_id, sets, det), f"{det} score histograms: ID test set vs each OOD set{tag}", wide=True))
+    if "id/logits" in arrays and "id/labels" in arrays:
+        t = arrays.get("ts/temperature")
+        temp = float(t.reshape(-1)[0]) if t is not None and t.numel() else None
+        figs.append(_figure(plots.reliability(arrays["id/logits"], arrays["id/labels"], temp), f"reliability diagrams before and after temperature scaling{tag}"))
+    figs.append(_figure(plots.farconf_curves(arrays, max_points), f"far-away confidence: alpha scaling and adversarial noise{tag}"))
+    return figs
+
+
+def _write_page(path: Path, title: str, body: str) -> Path:
+    """Write ``body`` as a self-contained HTML page (inline CSS) to ``path``, atomically; returns ``path``."""
+    from rulab.io import atomic_write_text
+
+    doc = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>\n"
+    )
+    atomic_write_text(path, doc)
+    return path
+
+
 def mean_table(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> ResultTable:
     """The per-key mean over seeds of one method's records, as a ResultTable (``extra`` holds ``std`` and ``seeds``).
 
@@ -134,8 +226,19 @@ def mean_table(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | N
     return ResultTable(rows, meta=dict(meta or {}))
 
 
+def _is_level(text: Any) -> bool:
+    """Whether a shift row's ``severity`` is a level (``"3"``, ``"0.5"``), not an aggregate (``"mean"``, ``""``)."""
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _shift_stats(recs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Stat]]], dict[str, Stat]]:
-    shift = [r for r in recs if r["kind"] == "shift"]
+    """Mean ± std over runs per (shift, severity level, metric) of the per-cell rows (aggregate rows left out), and
+    the clean test set's accuracy and ECE."""
+    shift = [r for r in recs if r["kind"] == "shift" and r["shift"] and _is_level(r["severity"])]
     if any(r["detector"] == "" for r in shift):
         shift = [r for r in shift if r["detector"] == ""]
     acc: dict[tuple[str, str, str], list[float]] = {}
@@ -231,28 +334,13 @@ def _method_section(
                  f"{len(runs)} run(s), seeds {_e(', '.join(map(str, seeds)) or '–')} · tables: mean ± std over seeds (hover a number for its seeds and bootstrap interval)</p>")
 
     # ---- tables (side by side where they fit)
-    blocks: list[str] = []
-    idr = [r for r in recs if r["kind"] == "id"]
-    if idr:
-        p = records_pivot(idr, "metric", "detector", col_labels={"": "raw logits", "ts": "temperature-scaled"}, row_order=ID_METRICS, col_order=("", "ts"), row_header="metric")
-        blocks.append("<h3>Accuracy and calibration on the ID test set</h3>" + _table(pivot_html(
-            p, caption="ECE/MCE: 15 uniform bins; RMS/MAD: adaptive bins of 100; rms_uniform10: 10 uniform bins (W2); temperature fitted on the validation split",
-            seeds_column=False)))
     ood = [r for r in recs if r["kind"] == "ood"]
-    det_order = _uniq([detector] + [r["detector"] for r in ood])
-    for metric, title, note in (
-        ("auroc", "OOD detection: AUROC (%)", "higher is better; ID is the positive class"),
-        ("fpr95_id", "OOD detection: FPR at 95% TPR (%)", "fraction of OOD accepted at the threshold keeping 95% of ID; lower is better"),
-    ):
-        sel = [r for r in ood if r["metric"] == metric]
-        if sel:
-            p = records_pivot(sel, "detector", "dataset", metric=metric, row_order=det_order, mean_column="mean", row_header="detector")
-            blocks.append(f"<h3>{_e(title)}</h3>" + _table(pivot_html(p, caption=note, seeds_column=False)))
-    far = [r for r in recs if r["kind"] == "farconf"]
-    if far:
-        rows = [{**r, "set": r["dataset"] + (f" / {r['detector']}" if r["detector"] else "")} for r in far]
-        p = records_pivot(rows, "set", "metric", row_header="set")
-        blocks.append("<h3>Far-away and worst-case confidence</h3>" + _table(pivot_html(p, caption="MMC: mean max-confidence; lower on noise is better", seeds_column=False)))
+    blocks = [
+        _id_block(recs, _ID_CAPTION + "; temperature fitted on the validation split"),
+        *_ood_blocks(ood, _uniq([detector] + [r["detector"] for r in ood]), metrics=("auroc", "fpr95_id")),
+        _farconf_block(recs),
+    ]
+    blocks = [b for b in blocks if b]
     if blocks:
         parts.append('<div class="tables">' + "".join(f"<div>{b}</div>" for b in blocks) + "</div>")
     if paper:
@@ -269,20 +357,7 @@ def _method_section(
             tag = f" (seed {r['seed']})"
             break
     if arrays:
-        dets = _uniq(k.split("/")[1] for k in arrays if k.startswith("scores/") and k.count("/") == 2)
-        det = detector if detector in dets else (dets[0] if dets else None)
-        if det is not None and f"scores/{det}/id" in arrays:
-            s_id = arrays[f"scores/{det}/id"].double().numpy()
-            sets = {k.split("/", 2)[2]: arrays[k].double().numpy() for k in arrays if k.startswith(f"scores/{det}/") and k != f"scores/{det}/id"}
-            if sets:
-                figs.append(_figure(plots.roc_pr({k: (s_id, v) for k, v in sets.items()}, det, max_points), f"ROC and precision-recall curves of the {det} score per OOD set{tag}", wide=True))
-                figs.append(_figure(plots.score_histograms(s_id, sets, det), f"{det} score histograms: ID test set vs each OOD set{tag}", wide=True))
-        if "id/logits" in arrays and "id/labels" in arrays:
-            t = arrays.get("ts/temperature")
-            temp = float(t.reshape(-1)[0]) if t is not None and t.numel() else None
-            figs.append(_figure(plots.reliability(arrays["id/logits"].double().numpy(), arrays["id/labels"].numpy(), temp), f"reliability diagrams before and after temperature scaling{tag}"))
-        fc = plots.farconf_curves(arrays, max_points)
-        figs.append(_figure(fc, f"far-away confidence: alpha scaling and adversarial noise{tag}"))
+        figs += _array_figures(arrays, detector, max_points, tag)
     stats, clean = _shift_stats(recs)
     if stats:
         figs.append(_figure(plots.severity(stats, clean), "accuracy and ECE against shift severity per corruption (mean ± std over seeds; dashed: clean test set)", wide=True))
@@ -404,11 +479,4 @@ def build_report(
         + f"<footer>Generated by rulab from {_e(db)} in {time.time() - t0:.1f} s. Values are stored as fractions; tables show percent with 2 decimals "
         "for fraction metrics. Every number is also in the database (`rulab results`).</footer>"
     )
-    doc = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(page_title)}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>\n"
-    )
-    from rulab.io import atomic_write_text
-
-    atomic_write_text(out, doc)
-    return out
+    return _write_page(out, page_title, body)

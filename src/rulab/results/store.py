@@ -553,17 +553,23 @@ class ResultStore:
             "ON CONFLICT (run_id, kind, dataset, shift, severity, detector, metric) "
             "DO UPDATE SET value = excluded.value, n = excluded.n, extra_json = excluded.extra_json"
         )
+        return self._upsert(sql, rows, run_id, "results")
+
+    def _upsert(self, sql: str, rows: Sequence[tuple[Any, ...]], run_id: str, what: str) -> int:
+        """Run the insert-or-update ``sql`` over ``rows`` of run ``run_id`` in one transaction; returns ``len(rows)``.
+
+        Raises:
+            StoreError: the run is not in the database, or a row breaks a constraint (``what`` names the rows in
+                the message: ``"results"``, ``"curves"``); nothing is written.
+        """
         try:
             with self._write() as con:
                 con.executemany(sql, rows)
         except sqlite3.IntegrityError as err:
-            raise self._integrity(err, run_id, "results") from None
+            if "FOREIGN KEY" in str(err):
+                raise StoreError(f"run '{run_id}' is not in {self.path}; call start_run before writing its {what}") from None
+            raise StoreError(f"cannot store the {what} of run '{run_id}' ({err}); every row needs a kind and a metric name; nothing was written") from None
         return len(rows)
-
-    def _integrity(self, err: sqlite3.IntegrityError, run_id: str, what: str) -> StoreError:
-        if "FOREIGN KEY" in str(err):
-            return StoreError(f"run '{run_id}' is not in {self.path}; call start_run before writing its {what}")
-        return StoreError(f"cannot store the {what} of run '{run_id}' ({err}); every row needs a kind and a metric name; nothing was written")
 
     def write_curves(self, run_id: str, history: Iterable[Mapping[str, Any]]) -> int:
         """Insert or replace training/validation curves from the loop's per-epoch records (see :func:`curve_points`)."""
@@ -572,12 +578,7 @@ class ResultStore:
             f"INSERT INTO curves ({', '.join(CURVE_COLUMNS)}) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (run_id, epoch, split, metric) DO UPDATE SET value = excluded.value"
         )
-        try:
-            with self._write() as con:
-                con.executemany(sql, points)
-        except sqlite3.IntegrityError as err:
-            raise self._integrity(err, run_id, "curves") from None
-        return len(points)
+        return self._upsert(sql, points, run_id, "curves")
 
     def results(self, frame: bool = False, **filters: Any) -> Any:
         """Stored results joined with their run, as a list of dicts (or a pandas DataFrame with ``frame=True``).

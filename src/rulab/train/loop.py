@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -331,7 +332,7 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
                     rec["train_acc"] = sums["correct"] / sums["n"]
                 ev = cfg.train.eval_every
                 if splits.val is not None and method.supervised and ev and ((epoch + 1) % ev == 0 or step == total):
-                    rec.update({f"val_{k}": v for k, v in _evaluate(model, splits.val, 1000, cfg.train.channels_last).items()})
+                    rec.update({f"val_{k}": v for k, v in _evaluate(model, splits.val, 256, cfg.train.channels_last).items()})
                     net.train()
                     if cfg.train.freeze_bn:
                         _freeze_bn(model)
@@ -345,6 +346,8 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
                         raise explain_os_error(err, metrics_path) from None
                     for lg in loggers or []:
                         lg.log_metrics(step, rec)
+                    if bar is not None and bar.disable:  # off a terminal (a log file, CI): one line per epoch instead
+                        _epoch_line(cfg.name, epochs, rec)
                 checkpoint()
             elif cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
                 checkpoint()
@@ -357,6 +360,13 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
         save_model(final, model, meta)
     barrier()
     return run_dir
+
+
+def _epoch_line(name: str, epochs: int, rec: dict[str, Any]) -> None:
+    """Print one epoch's record to stderr: ``name: epoch 2/5  loss 0.412  val_acc 0.8931  41.2 s``."""
+    parts = [f"{name}: epoch {rec['epoch']}/{epochs}", f"loss {rec['train_loss']:.3f}"]
+    parts += [f"{k} {rec[k]:.4f}" for k in ("val_acc", "val_ece") if k in rec]
+    print("  ".join(parts + [f"{rec['time']:.1f} s"]), file=sys.stderr, flush=True)
 
 
 def describe(cfg: RunCfg) -> str:

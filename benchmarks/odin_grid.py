@@ -1,6 +1,6 @@
 """Cost of ODIN's (T, ε) tuning grid as a multiple of one forward pass over the validation sets.
 
-ODIN (rulab.detectors.odin) tunes T over 10 values and ε over 21 on the validation data of the ``fmnist`` benchmark
+ODIN (rulab.detectors.odin) tunes T over 10 values and ε over 21 (the ``paper`` grid; ``coarse``: 4 × 5) on the validation data of the ``fmnist`` benchmark
 (1,000 held-out Fashion-MNIST images + 1,000 photo crops). Computed naively, each of the 210 cells costs one
 gradient pass (forward + backward) and one perturbed forward pass. rulab's grid computes the input gradient once per
 temperature (the sign map does not depend on ε), stacks the ε copies into large batches, reuses the unperturbed
@@ -18,7 +18,8 @@ Printed, in one run on this machine:
 The model is ``fastcnn`` trained for ``--steps`` SGD steps on Fashion-MNIST (a stand-in for a trained checkpoint:
 how often sign maps repeat across temperatures depends on the weights), or a run directory given by ``--run``.
 
-Usage: PYTHONPATH=src python benchmarks/odin_grid.py [--quick] [--steps 300] [--run runs/fmnist-plain] [--cells 6] [--threads N]
+Usage: PYTHONPATH=src python benchmarks/odin_grid.py [--quick] [--grid paper|coarse] [--batch-size 256] [--steps 300]
+       [--run runs/fmnist-plain] [--cells 6] [--threads N]
 """
 
 from __future__ import annotations
@@ -138,17 +139,25 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="SGD steps of the stand-in model")
     ap.add_argument("--run", default="", help="a run directory (or .safetensors) to load instead of training")
     ap.add_argument("--cells", type=int, default=6, help="grid cells computed naively (timed and compared)")
-    ap.add_argument("--batch-size", type=int, default=500, help="ODIN's images per gradient pass (the detector's default)")
+    ap.add_argument("--batch-size", type=int, default=0, help="ODIN's images per gradient pass (0: the detector's default)")
+    ap.add_argument("--grid", default="paper", help="the (T, ε) grid, a key of rulab.detectors.odin.ODIN_GRIDS (paper: 10 × 21, coarse: 4 × 5)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     steps, cells, repeats = (50, 3, 1) if args.quick else (args.steps, args.cells, 2)
 
-    from rulab.detectors.odin import ODIN_EPSILONS, ODIN_TEMPERATURES, odin_grid_scores, odin_score
+    import inspect
+
+    from rulab.detectors.odin import ODIN, ODIN_GRIDS, odin_grid_scores, odin_score
     from rulab.eval.predict import predict
     from rulab.models.fuse import inference_copy
 
+    if args.grid not in ODIN_GRIDS:
+        raise SystemExit(f"--grid must be one of {', '.join(ODIN_GRIDS)}, got '{args.grid}'")
+    temps, epss = ODIN_GRIDS[args.grid]["t"], ODIN_GRIDS[args.grid]["eps"]
+    if not args.batch_size:
+        args.batch_size = inspect.signature(ODIN).parameters["batch_size"].default
     print(f"machine: {machine()}")
     print(uptime())
     if args.run:
@@ -162,9 +171,9 @@ def main() -> None:
     model.eval()
     x, sizes = validation_images(per_set=200 if args.quick else 0)
     n = len(x)
-    nt, ne = len(ODIN_TEMPERATURES), len(ODIN_EPSILONS)
+    nt, ne = len(temps), len(epss)
     print(f"model: {source}; validation images: {n:,} ({', '.join(f'{k} {v:,}' for k, v in sizes.items())}); "
-          f"grid {nt} T × {ne} ε = {nt * ne} cells; batch {args.batch_size}")
+          f"{args.grid} grid {nt} T × {ne} ε = {nt * ne} cells; batch {args.batch_size}")
 
     fast = inference_copy(model)
     t_fwd = seconds(lambda: predict(fast, x, args.batch_size, channels_last=True), 3 * repeats)
@@ -172,14 +181,15 @@ def main() -> None:
 
     with count_images(fast) as counts:
         t0 = time.perf_counter()
-        grid = odin_grid_scores(fast, x, ODIN_TEMPERATURES, ODIN_EPSILONS, args.batch_size)
+        grid = odin_grid_scores(fast, x, temps, epss, args.batch_size)
         t_grid = time.perf_counter() - t0
     if repeats > 1:
-        t_grid = min(t_grid, seconds(lambda: odin_grid_scores(fast, x, ODIN_TEMPERATURES, ODIN_EPSILONS, args.batch_size), repeats - 1))
-    naive_fwd = nt * (ne - 1) * 2 + nt  # per image: per cell with ε > 0 a gradient forward + a perturbed forward; ε = 0 one
+        t_grid = min(t_grid, seconds(lambda: odin_grid_scores(fast, x, temps, epss, args.batch_size), repeats - 1))
+    nz = sum(1 for e in epss if e != 0)
+    naive_fwd = nt * nz * 2 + nt * (ne - nz)  # per image: per cell with ε > 0 a gradient forward + a perturbed forward; ε = 0 one
     print(f"grid, inference copy:   {t_grid:7.2f} s = {t_grid / t_fwd:6.1f} × forward;  images forward {counts['forward'] / n:.1f} × N, "
-          f"backward {counts['backward'] / n:.1f} × N  (naive: {naive_fwd} × N forward, {nt * (ne - 1)} × N backward)")
-    t_grid_model = seconds(lambda: odin_grid_scores(model, x, ODIN_TEMPERATURES, ODIN_EPSILONS, args.batch_size), 1)
+          f"backward {counts['backward'] / n:.1f} × N  (naive: {naive_fwd} × N forward, {nt * nz} × N backward)")
+    t_grid_model = seconds(lambda: odin_grid_scores(model, x, temps, epss, args.batch_size), repeats)
     print(f"grid, model as trained: {t_grid_model:7.2f} s = {t_grid_model / t_fwd:6.1f} × forward  "
           f"(inference copy / as trained: {t_grid_model / t_grid:.2f}× faster)")
 
@@ -189,10 +199,11 @@ def main() -> None:
     worst, t_cells = 0.0, 0.0
     for ti, ej in picks:
         t0 = time.perf_counter()
-        s = odin_score(fast, x, ODIN_TEMPERATURES[ti], ODIN_EPSILONS[ej], args.batch_size)
+        s = odin_score(fast, x, temps[ti], epss[ej], args.batch_size)
         t_cells += time.perf_counter() - t0
         worst = max(worst, float((s - grid[ti, ej]).abs().max()))
-    t_naive = t_cells / len(picks) * nt * ne
+    n_zero = sum(1 for e in epss if e == 0)
+    t_naive = t_cells / len(picks) * nt * (ne - n_zero) + nt * n_zero * t_fwd  # a cell with ε = 0 is one forward pass
     print(f"naive per-cell grid:    {t_naive:7.2f} s = {t_naive / t_fwd:6.1f} × forward  (scaled from {len(picks)} cells; "
           f"grid speed-up {t_naive / t_grid:.1f}×)")
     print(f"largest |grid − naive| score difference on those cells: {worst:.2e}")

@@ -155,7 +155,7 @@ def evaluate(
         shift: the shift suite, overriding ``eval_cfg.shift``: a suite name or the cells ``[(corruption, level), ...]``
             of a custom suite (``""`` for none).
         fuse: evaluate an inference copy of the model (:func:`rulab.models.fuse.inference_copy`: BatchNorm folded into
-            the convolutions, pooling before ReLU, channels-last; the same function, about 1.6× faster on a CPU, with
+            the convolutions, pooling before ReLU, channels-last; the same function, 1.6-1.9× faster on a CPU, with
             logits equal to float rounding). ``False`` runs the model as given (the reference path).
 
     Returns:

@@ -9,18 +9,30 @@ The metrics then run on all scores, so they are the exact, all-threshold metrics
 (DESIGN.md Convention 3), not a binned approximation. Peak memory is one chunk of images plus the scores.
 
 Equality with the in-memory path: every built-in detector scores rows independently once fitted, so streaming the
-chunks that :func:`rulab.eval.extract.extract` would batch gives the same scores: bit-identical for the logit
-detectors (row-wise arithmetic: MSP, max-logit, energy, entropy, GEN, ...), equal up to float rounding (~1e-6
-relative) for detectors whose matrix products then run over a chunk instead of the whole set (Mahalanobis, KNN, ViM).
+chunks that :func:`rulab.eval.extract.extract` would batch gives the same scores: bit-identical for MSP, max-logit,
+energy and entropy (measured, ``benchmarks/eval_memory.py``), equal up to float rounding (~1e-7 on the metrics) for
+GEN, whose vectorised reductions run over a chunk instead of the whole set, and (~1e-6 relative) for detectors whose
+matrix products do (Mahalanobis, KNN, ViM).
 With ``quantize=True`` float chunks are rounded to uint8 levels first, which makes a
 :class:`~rulab.data.noise.NoiseStream` give exactly the images of the materialised set ``OOD_SETS.create(...)``
 (tests/eval/test_stream.py checks both).
+
+Memory on Linux: glibc raises its mmap threshold once large blocks have been freed, after which chunk-sized tensors
+are carved from the heap; with chunks of varying sizes and the small score tensors kept between them, freed holes are
+not all reused and the resident set grows with the number of chunks (measured: about +11 MB per 1,000-image chunk
+at 3×32×32, so several GB over 10⁶ images). :func:`score_stream` therefore hands freed heap pages back to the system
+after every chunk (glibc's ``malloc_trim``; a no-op elsewhere), which keeps the peak flat
+(``benchmarks/eval_memory.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import ctypes
+import ctypes.util
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import torch
@@ -31,7 +43,7 @@ from rulab.detectors.base import Detector, Extracted
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
 
-__all__ = ["StreamScores", "chunks_of", "score_stream", "stream_ood_metrics"]
+__all__ = ["StreamScores", "chunks_of", "score_stream", "stream_ood_metrics", "release_free_heap"]
 
 
 def chunks_of(ds: TensorDataset | torch.Tensor, chunk: int = 1000) -> Iterator[torch.Tensor]:
@@ -41,6 +53,27 @@ def chunks_of(ds: TensorDataset | torch.Tensor, chunk: int = 1000) -> Iterator[t
         raise InputError(f"chunk must be a positive integer, got {chunk}")
     for i in range(0, len(x), chunk):
         yield x[i : i + chunk]
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None on other systems and C libraries)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_heap() -> bool:
+    """Return the heap's free pages to the operating system (glibc ``malloc_trim(0)``); False where unavailable."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def _as_input(xb: torch.Tensor, dev: torch.device, quantize: bool, channels_last: bool) -> torch.Tensor:
@@ -82,6 +115,7 @@ def score_stream(
     *,
     quantize: bool = False,
     channels_last: bool | None = None,
+    trim: bool = True,
 ) -> StreamScores:
     """Score every image of a stream with every detector, holding one chunk of images at a time.
 
@@ -96,6 +130,8 @@ def score_stream(
         quantize: round float chunks to uint8 levels (``round(255·x)/255``), i.e. score exactly what a uint8
             dataset of the same images would hold.
         channels_last: feed channels-last batches (default: when the model has a ``Conv2d``).
+        trim: after each chunk, hand freed heap memory back to the system (:func:`release_free_heap`; the module
+            docstring says why); without it the resident set may grow with the number of chunks on Linux.
 
     Returns:
         :class:`StreamScores` with ``float32 [N]`` CPU scores per detector.
@@ -126,6 +162,11 @@ def score_stream(
                 parts[name].append(s.detach().float().cpu())
             n += len(x)
             n_chunks += 1
+            del xb, x, ex, logits, feats  # this chunk's tensors are freed before the trim
+            if need_features:
+                del z
+            if trim:
+                release_free_heap()
     finally:
         model.train(was_training)
     scores = {name: torch.cat(p) if p else torch.zeros(0) for name, p in parts.items()}

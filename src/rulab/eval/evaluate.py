@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rulab.config import EvalCfg
+from rulab.config import EvalCfg, _kwargs_ok
 from rulab.data.loader import derive_seed
 from rulab.data.tensors import TensorDataset
 from rulab.detectors.base import Detector, Extracted
@@ -100,10 +100,7 @@ def _detectors(names: tuple[str, ...], kwargs: Mapping[str, Mapping[str, Any]] |
     out = {}
     for name in names:
         try:
-            bad = DETECTORS.unknown_kwargs(name, dict(kwargs.get(name, {})))
-            if bad:
-                raise ConfigError(f"config key 'eval.detector_kwargs.{name}.{bad[0]}' is not a parameter of detector '{name}'; "
-                                  f"valid parameters: {', '.join(DETECTORS.parameters(name)) or '(none)'}")
+            _kwargs_ok(f"eval.detector_kwargs.{name}", DETECTORS, name, kwargs.get(name, {}))  # the check config.validate runs
             out[name] = DETECTORS.create(name, **kwargs.get(name, {}))
         except UnknownNameError as err:
             raise ConfigError(str(err)) from None

@@ -67,7 +67,7 @@ def test_frozen_bn_stays_frozen_when_the_method_toggles_modes(parent: Path, tmp_
     for k in bn + affine:
         assert torch.equal(_weights(frozen)[k], before[k]), k
     assert not torch.equal(_weights(frozen)["stages.0.0.weight"], before["stages.0.0.weight"])  # convs still train
-    assert not torch.equal(_weights(free)["stages.0.1.running_mean"], before["stages.0.1.running_mean"])
+    assert not torch.equal(_weights(free)["stages.0.2.running_mean"], before["stages.0.2.running_mean"])
 
 
 def test_finetune_refuses_another_class_count_or_architecture(parent: Path, tmp_path: Path) -> None:

@@ -13,11 +13,13 @@ from rulab.models import create_model, default_input_shape
 from rulab.models.fuse import fold_batchnorm, inference_copy
 
 # name, small keyword arguments, rewrites expected (BN folds + ReLU/MaxPool swaps), counted by hand:
-# fastcnn: 3 stages of conv-BN-ReLU-pool → 3 folds + 3 swaps; lenet: conv-ReLU-pool twice, no BN → 2 swaps;
+# fastcnn: 3 stages of conv-pool-BN-ReLU with positive BN scales → 3 folds through the pooling; fastcnn in rulab 0.1's
+# layout (pool_first=False): 3 stages of conv-BN-ReLU-pool → 3 folds + 3 swaps; lenet: conv-ReLU-pool twice, no BN → 2 swaps;
 # wrn / preact_resnet_hein: pre-activation (BN before conv), nothing to fold; resnet18: conv1-bn1 are attributes, not a
 # Sequential, but each of the 3 strided ``downsample`` shortcuts is Sequential(conv1×1, BN) → 3 folds.
 MODELS = [
-    ("fastcnn", {}, 6),
+    ("fastcnn", {}, 3),
+    ("fastcnn", {"pool_first": False}, 6),
     ("lenet", {"hidden": 64}, 2),
     ("wrn", {"depth": 10, "widen": 1}, 0),
     ("preact_resnet_hein", {"width": 4, "units_per_stage": 1}, 0),
@@ -54,7 +56,7 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> N
     torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * float(expected.abs().max()))
 
 
-@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS])
 def test_inference_copy_computes_the_same_logits_and_features(name, kwargs, rewrites):
     model = _model(name, kwargs)
     x = _input(name)
@@ -65,6 +67,7 @@ def test_inference_copy_computes_the_same_logits_and_features(name, kwargs, rewr
     assert type(fast) is type(model) and not fast.training
     if name == "fastcnn":  # every BatchNorm folded away
         assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules())
+        assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     with torch.no_grad():
         logits = fast(x)
         z = fast.features(x)
@@ -74,7 +77,7 @@ def test_inference_copy_computes_the_same_logits_and_features(name, kwargs, rewr
     assert ref_logits.abs().max() > 0.1  # the comparison is not between near-zero outputs
 
 
-@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS])
 def test_inference_copy_gives_the_same_input_gradients_and_freezes_parameters(name, kwargs, rewrites):
     model = _model(name, kwargs)
     x = _input(name)
@@ -96,7 +99,7 @@ def test_inference_copy_gives_the_same_input_gradients_and_freezes_parameters(na
     _close(got, ref, rel=1e-4)  # backward through a folded network: one more rounding per layer
 
 
-@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS])
 def test_the_original_model_is_untouched(name, kwargs, rewrites):
     model = _model(name, kwargs).train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -139,6 +142,32 @@ def test_folding_uses_the_running_statistics_and_eps():
     with torch.no_grad():
         torch.testing.assert_close(fused[0](x), by_hand, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(fused(x), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("negative_channel", [False, True])
+def test_batchnorm_after_max_pooling_folds_only_when_every_scale_is_positive(negative_channel):
+    """Conv → MaxPool(3, stride 2, padding 1) → BN: folded through the pooling when every γ/√(σ²+ε) > 0 (max commutes
+    with an increasing map), left alone when one channel's γ is negative (there max would become min)."""
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.MaxPool2d(3, 2, 1), nn.BatchNorm2d(3, eps=0.1), nn.ReLU()).double()
+    _nontrivial_bn_(seq)
+    if negative_channel:
+        with torch.no_grad():
+            seq[2].weight[1] = -0.7
+    seq.eval()
+    x = torch.randn(2, 2, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    want = seq(x)
+    fused = copy.deepcopy(seq)
+    with torch.no_grad():
+        assert fold_batchnorm(fused) == (0 if negative_channel else 1)
+        assert isinstance(fused[2], nn.BatchNorm2d if negative_channel else nn.Identity)
+        torch.testing.assert_close(fused(x), want, rtol=1e-12, atol=1e-12)
+    if negative_channel:  # folding anyway would be wrong: the test above would catch it
+        wrong = copy.deepcopy(seq)
+        with torch.no_grad():
+            wrong[0] = torch.nn.utils.fusion.fuse_conv_bn_eval(wrong[0], wrong[2])
+            wrong[2] = nn.Identity()
+            assert not torch.allclose(wrong(x), want)
 
 
 def test_linear_batchnorm1d_is_folded_and_training_mode_is_not():

@@ -6,6 +6,7 @@ Parameter counts are derived by hand below (the arithmetic is written out) and c
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 import torch
@@ -125,6 +126,41 @@ def test_fastcnn_channels_last_matches_contiguous() -> None:
         ref = model(x)
         model = model.to(memory_format=torch.channels_last)
         torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_fastcnn_pools_before_batchnorm_and_relu() -> None:
+    """Each stage is conv → maxpool → BN → ReLU: in training mode BN's batch statistics are those of the pooled
+    conv output (a hand-computed stage), and rulab 0.1's layout (``pool_first=False``) computes another function."""
+    torch.manual_seed(0)
+    model = create_model("fastcnn", width=4).train()
+    assert [type(m) for m in model.stages[0]] == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.ReLU]
+    x = torch.randn(8, 1, 28, 28)
+    conv, bn = model.stages[0][0], model.stages[0][2]
+    pooled = F.max_pool2d(conv(x), 2)
+    by_hand = F.relu((pooled - pooled.mean((0, 2, 3), keepdim=True)) / torch.sqrt(pooled.var((0, 2, 3), unbiased=False, keepdim=True) + bn.eps))
+    torch.testing.assert_close(model.stages[0](x), by_hand, rtol=1e-5, atol=1e-5)
+    legacy = create_model("fastcnn", width=4, pool_first=False).train()
+    assert [type(m) for m in legacy.stages[0]] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]
+    legacy.load_state_dict({re.sub(r"^(stages\.\d)\.2\.", r"\1.1.", k): v for k, v in model.state_dict().items()})
+    assert not torch.allclose(legacy.stages[0](x), model.stages[0](x))
+
+
+def test_checkpoints_of_the_rulab_0_1_fastcnn_layout_still_load(tmp_path) -> None:
+    """A checkpoint saved from a conv–BN–ReLU–pool fastcnn (rulab 0.1, no ``pool_first`` stored) is rebuilt in that
+    layout and predicts what it predicted when saved; a current checkpoint is rebuilt pool-first."""
+    from rulab.train.checkpoint import load_model, save_model
+
+    torch.manual_seed(0)
+    for pool_first in (False, True):
+        model = create_model("fastcnn", width=4, pool_first=pool_first)
+        model.train()(torch.rand(32, 1, 28, 28))  # non-trivial running statistics
+        model.eval()
+        path = save_model(tmp_path / f"{pool_first}" / "model.safetensors", model, {"model": "fastcnn", "model_kwargs": {"width": 4}})
+        loaded, _ = load_model(path)
+        assert loaded.stages[0][1].__class__ is (nn.MaxPool2d if pool_first else nn.BatchNorm2d)
+        x = torch.rand(4, 1, 28, 28)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x))
 
 
 # ----------------------------------------------------------------------------------------------- LeNet (W3)

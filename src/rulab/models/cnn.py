@@ -1,14 +1,21 @@
-"""``fastcnn``: the default CPU-scale classifier (three conv–BN–ReLU–maxpool stages and a linear head).
+"""``fastcnn``: the default CPU-scale classifier (three conv–maxpool–BN–ReLU stages and a linear head).
 
-Built for the embedded Fashion-MNIST study (DESIGN.md "CPU scale"): with ``width=16`` it has 57k parameters and
-reaches 92.2% Fashion-MNIST test accuracy (mean of 5 seeds, 92.1-92.4) after 4 epochs in about 48 s on 2 CPU cores
-(the ``fmnist-fast`` preset: batch 256, SGD Nesterov, one-cycle lr peaking at 0.4, label smoothing 0.1, flip
-augmentation and flip test-time augmentation, ``channels_last`` memory format; docs/benchmarks.md).
+Built for the embedded Fashion-MNIST study (DESIGN.md "CPU scale"): with ``width=16`` it has 57k parameters; the
+``fmnist-fast`` preset (batch 256, SGD Nesterov, one-cycle lr peaking at 0.4, label smoothing 0.1, flip augmentation
+and flip test-time augmentation, ``channels_last`` memory format) trains it to 92% Fashion-MNIST test accuracy in
+under a minute on 2 CPU cores (docs/benchmarks.md).
+
+Each stage pools *before* its BatchNorm and ReLU (``pool_first=True``, the default since rulab 0.2): BatchNorm and
+ReLU, forward and backward, then run on a quarter of the values. On 2 CPU cores this makes a training step about
+1.4× faster (``benchmarks/fastcnn_throughput.py --layouts``) at the same test accuracy (docs/performance.md).
+``pool_first=False`` builds rulab 0.1's layout (conv–BN–ReLU–maxpool); :func:`rulab.train.checkpoint.load_model`
+picks it for checkpoints saved in that layout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,18 +28,17 @@ from rulab.registry import MODELS
 __all__ = ["FastCNN", "fastcnn"]
 
 
-def _conv_bn_relu_pool(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
+def _stage(c_in: int, c_out: int, pool_first: bool) -> nn.Sequential:
+    """conv3×3 → maxpool2 → BN → ReLU (``pool_first``), or rulab 0.1's conv3×3 → BN → ReLU → maxpool2."""
+    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
+    if pool_first:
+        return nn.Sequential(conv, nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2))
 
 
 class FastCNN(Classifier):
-    """conv3×3(C→w)+BN+ReLU → maxpool2 → conv3×3(w→3w)+BN+ReLU → maxpool2 → conv3×3(3w→6w)+BN+ReLU → maxpool2
-    → flatten → Linear(6w·s², K), with ``s = ⌊⌊⌊H/2⌋/2⌋/2⌋`` (3 for 28×28, 4 for 32×32).
+    """conv3×3(C→w) → maxpool2 → BN+ReLU → conv3×3(w→3w) → maxpool2 → BN+ReLU → conv3×3(3w→6w) → maxpool2 →
+    BN+ReLU → flatten → Linear(6w·s², K), with ``s = ⌊⌊⌊H/2⌋/2⌋/2⌋`` (3 for 28×28, 4 for 32×32).
 
     Convolutions have no bias (each is followed by BN). ``features(x)`` is the flattened output of the last
     stage, ``[B, 6w·s²]`` (864 for ``width=16`` at 28×28).
@@ -44,6 +50,7 @@ class FastCNN(Classifier):
         width: channels of the first stage w (stages have w, 3w, 6w channels).
         mean: per-channel mean of the Normalize layer, [0, 1] pixel units.
         std: per-channel standard deviation.
+        pool_first: pool before BN and ReLU (default); ``False`` builds rulab 0.1's conv–BN–ReLU–maxpool stages.
     """
 
     def __init__(
@@ -54,6 +61,7 @@ class FastCNN(Classifier):
         width: int,
         mean: Sequence[float],
         std: Sequence[float],
+        pool_first: bool = True,
     ) -> None:
         super().__init__()
         side = input_size // 8
@@ -62,9 +70,9 @@ class FastCNN(Classifier):
         self.normalize = Normalize(mean, std)
         c1, c2, c3 = width, 3 * width, 6 * width
         self.stages = nn.Sequential(
-            _conv_bn_relu_pool(in_channels, c1),
-            _conv_bn_relu_pool(c1, c2),
-            _conv_bn_relu_pool(c2, c3),
+            _stage(in_channels, c1, pool_first),
+            _stage(c1, c2, pool_first),
+            _stage(c2, c3, pool_first),
         )
         self.input_size = input_size
         self.feature_dim = c3 * side * side
@@ -91,11 +99,13 @@ def fastcnn(
     std: Sequence[float] | None = None,
     input_size: int = 28,
     width: int = 16,
+    pool_first: bool = True,
 ) -> FastCNN:
     """The default fast CNN for 28×28 grey (or 32×32 colour) images.
 
     Default normalisation: Fashion-MNIST (0.2860, 0.3530) for one channel, CIFAR-10
-    (0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616) for three.
+    (0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616) for three. ``pool_first=False``: rulab 0.1's stage layout
+    (module docstring).
     """
     grey = in_channels == 1
     m, s = resolve_stats(
@@ -106,4 +116,13 @@ def fastcnn(
         FASHION_MNIST_STD if grey else CIFAR10_STD,
         "fastcnn",
     )
-    return FastCNN(num_classes, in_channels, input_size, width, m, s)
+    return FastCNN(num_classes, in_channels, input_size, width, m, s, pool_first)
+
+
+def _layout_kwargs(state_keys: Collection[str]) -> dict[str, Any]:
+    """``{"pool_first": False}`` for a state dict saved in rulab 0.1's layout (BatchNorm at index 1 of each stage),
+    else ``{}``: what :func:`rulab.train.checkpoint.load_model` adds to a checkpoint's stored arguments."""
+    return {"pool_first": False} if "stages.0.1.running_mean" in state_keys else {}
+
+
+fastcnn.kwargs_from_state = _layout_kwargs  # type: ignore[attr-defined]

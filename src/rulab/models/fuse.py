@@ -8,12 +8,16 @@ those passes cheaper without changing the function the network computes:
 * **Conv → BN folding** (``torch.nn.utils.fusion.fuse_conv_bn_eval``): ``BN(conv(x)) = conv'(x)`` with
   ``w' = w·γ/√(σ²+ε)`` and ``b' = β + (b − μ)·γ/√(σ²+ε)``; likewise Linear → BatchNorm1d. Exact in real arithmetic;
   in float32 the logits move at rounding level (about 1e-6 relative).
+* **Conv → MaxPool → BN folding** (fastcnn's pool-first stages): when every channel's scale ``γ/√(σ²+ε)`` is
+  positive the BN is an increasing affine map per channel, which commutes with taking a maximum, so
+  ``BN(maxpool(conv(x))) = maxpool(conv'(x))`` exactly; a BN with any non-positive scale is left in place.
 * **ReLU → MaxPool swap**: ``maxpool(relu(x)) = relu(maxpool(x))`` exactly (both are ``max(0, max over the
   window)``, also with padding), and the ReLU then runs on a quarter of the values.
 
-On ``fastcnn`` (1×28×28, batch 1,000, 2 CPU cores) the copy runs the forward pass 1.6× and the forward + input
-gradient pass (ODIN, PGD) 1.9× as fast as the same model in channels-last format, and 4.3× / 2.5× as fast as the
-model as trained in the default memory format (``benchmarks/inference_copy.py``, docs/performance.md).
+Measured with ``benchmarks/inference_copy.py`` (docs/performance.md; fastcnn, 1×28×28, 2 CPU cores): on rulab 0.1's
+conv–BN–ReLU–pool fastcnn the copy ran the forward pass 1.6× and the forward + input-gradient pass (ODIN, PGD) 1.9×
+as fast as the channels-last model (batch 1,000); on the pool-first fastcnn, whose BN and ReLU already run on pooled
+values, it gains 6% (batch 256), and 3.0× / 1.9× over the model as trained in the default memory format.
 Only ``nn.Sequential`` containers are rewritten (the pattern must be visible as consecutive children); other
 modules are copied unchanged, so any classifier works, merely without the speed-up where nothing matches.
 
@@ -36,9 +40,16 @@ def _foldable(bn: nn.Module) -> bool:
     return isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.track_running_stats and bn.running_mean is not None
 
 
+def _positive_scale(bn: nn.Module) -> bool:
+    """Every channel of the eval-mode BN multiplies by a positive number (``γ/√(σ²+ε) > 0``)."""
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    return bool((gamma / torch.sqrt(bn.running_var + bn.eps) > 0).all())
+
+
 def fold_batchnorm(seq: nn.Sequential) -> int:
     """Fold every ``Conv2d → BatchNorm2d`` and ``Linear → BatchNorm1d`` pair of ``seq``'s children in place (the BN
-    becomes ``nn.Identity``) and move every ``MaxPool2d`` that directly follows a ReLU in front of it.
+    becomes ``nn.Identity``), and every ``Conv2d → MaxPool2d → BatchNorm2d`` triple whose BN scales are all
+    positive; then move every ``MaxPool2d`` that directly follows a ReLU in front of it.
 
     The modules must be in eval mode (folding uses the running statistics). Returns the number of rewrites.
     """
@@ -55,6 +66,13 @@ def fold_batchnorm(seq: nn.Sequential) -> int:
             continue
         seq._modules[name_b] = nn.Identity()
         changed += 1
+    # Conv2d → MaxPool2d → BatchNorm2d: fold through the pooling when BN is increasing in every channel
+    for (name_a, a), (_, p), (name_b, b) in zip(children, children[1:], children[2:]):
+        if (isinstance(a, nn.Conv2d) and isinstance(p, nn.MaxPool2d) and not p.return_indices and isinstance(b, nn.BatchNorm2d)
+                and _foldable(b) and not (a.training or b.training) and a.out_channels == b.num_features and _positive_scale(b)):
+            seq._modules[name_a] = fuse_conv_bn_eval(a, b)
+            seq._modules[name_b] = nn.Identity()
+            changed += 1
     # ReLU directly followed by MaxPool2d (Identity modules left by folding are skipped over)
     names = [n for n, m in seq._modules.items() if not isinstance(m, nn.Identity)]
     for name_a, name_b in zip(names, names[1:]):

@@ -5,9 +5,9 @@ Built for the embedded Fashion-MNIST study (DESIGN.md "CPU scale"): with ``width
 and flip test-time augmentation, ``channels_last`` memory format) trains it to 92% Fashion-MNIST test accuracy in
 under a minute on 2 CPU cores (docs/benchmarks.md).
 
-Each stage pools *before* its BatchNorm and ReLU (``pool_first=True``, the default since rulab 0.2): BatchNorm and
-ReLU, forward and backward, then run on a quarter of the values. On 2 CPU cores this makes a training step about
-1.4× faster (``benchmarks/fastcnn_throughput.py --layouts``) at the same test accuracy (docs/performance.md).
+Each stage pools *before* its BatchNorm and ReLU (``pool_first=True``, the default after rulab 0.1.0): BatchNorm and
+ReLU, forward and backward, then run on a quarter of the values. On 2 CPU cores this makes a training step 1.41×
+faster (``benchmarks/fastcnn_throughput.py``) at the same or better test accuracy (docs/performance.md).
 ``pool_first=False`` builds rulab 0.1's layout (conv–BN–ReLU–maxpool); :func:`rulab.train.checkpoint.load_model`
 picks it for checkpoints saved in that layout.
 """

@@ -152,17 +152,6 @@ def _load_tensors(p: Path, device: torch.device | str = "cpu") -> dict[str, torc
         raise CheckpointError(f"{p} is corrupt or truncated ({err}); re-create it or restore it from a copy") from None
 
 
-def _tensor_names(p: Path) -> set[str]:
-    """The tensor names of a safetensors file (read from its header; no tensor is loaded)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(p), framework="pt") as fh:
-            return set(fh.keys())
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{p} is corrupt or truncated ({err}); re-create it or restore it from a copy") from None
-
-
 def load_weights_into(model: nn.Module, path: str | os.PathLike[str], strict: bool = True, skip_prefixes: tuple[str, ...] = ()) -> None:
     """Load a checkpoint's weights into an existing model, with clear errors on a mismatch."""
     p = resolve_checkpoint(path)
@@ -202,7 +191,8 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     # a model may read its layout from the weights' names (fastcnn: rulab 0.1's stage order); stored arguments win
     from_state = getattr(MODELS.get(meta["model"]), "kwargs_from_state", None)
     if from_state is not None:
-        kwargs = {**from_state(_tensor_names(resolve_checkpoint(path))), **kwargs}
+        names = set(_read_header(resolve_checkpoint(path))) - {"__metadata__"}  # the header's keys: tensor names
+        kwargs = {**from_state(names), **kwargs}
     model = MODELS.create(meta["model"], **kwargs)
     load_weights_into(model, path)
     return model.to(device).eval(), meta

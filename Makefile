@@ -40,7 +40,7 @@ test-slow: setup
 	  if [ $$status -eq 5 ]; then echo "pytest collected no slow tests"; exit 1; fi; exit $$status
 
 bench: setup
-	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f --quick || exit 1; done
+	@for f in benchmarks/[!_]*.py; do echo "== $$f"; $(BIN)/python $$f --quick || exit 1; done
 
 docs: setup
 	$(BIN)/python -m pip install --quiet -e ".[docs]"

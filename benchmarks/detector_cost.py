@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from _timing import best_seconds  # benchmarks/_timing.py (the script's directory)
 
 from rulab.detectors.base import Extracted
 from rulab.detectors.odin import ODIN_EPSILONS, ODIN_TEMPERATURES, odin_grid_scores, odin_score
@@ -32,13 +33,7 @@ FEATURE = ("mahalanobis", "knn", "react", "vim")
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     """The fastest of ``repeats`` timed calls, in seconds (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return best_seconds(fn, repeats, warmup=1)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 
 import torch
-from inference_copy import best_rate  # the sibling script (benchmarks/ is the script's directory)
+from _timing import best_seconds  # benchmarks/_timing.py (the script's directory)
 from torch import nn
 
 from rulab.models import create_model
@@ -26,8 +26,8 @@ from rulab.models.fuse import inference_copy
 
 
 def best_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``fn()`` in milliseconds (``inference_copy.best_rate``: the fastest of ``repeats`` runs)."""
-    return 1e3 / best_rate(fn, 1, repeats)
+    """Milliseconds of the fastest of ``repeats`` calls of ``fn()``, after one warm-up call."""
+    return 1e3 * best_seconds(fn, repeats, warmup=1)
 
 
 def conv_macs(stage: nn.Sequential, side: int) -> int:

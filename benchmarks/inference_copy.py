@@ -19,22 +19,16 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import time
 from collections.abc import Callable
 
 import torch
+from _timing import best_seconds  # benchmarks/_timing.py (the script's directory)
 from torch import nn
 
 
 def best_rate(fn: Callable[[], None], images: int, repeats: int) -> float:
     """Images per second of ``fn`` (which processes ``images`` images): the fastest of ``repeats`` runs after one warm-up."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return images / best
+    return images / best_seconds(fn, repeats, warmup=1)
 
 
 def main() -> None:

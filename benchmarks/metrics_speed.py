@@ -18,23 +18,13 @@ On a shared machine, ``--threads 1`` avoids timing the wake-up latency of a busy
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from _timing import best_seconds  # benchmarks/_timing.py (the script's directory)
 
 from rulab.metrics import ood_metrics
 from rulab.metrics.ood import _descending_keys
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def sklearn_set(y: np.ndarray, s: np.ndarray) -> None:
@@ -73,14 +63,14 @@ def main() -> None:
         repeats = 3 if n <= 10**6 else 2
         ood_metrics(s_id, s_ood)  # warm-up
         keys = _descending_keys(pooled.clone())
-        t_sort = best_time(lambda: torch.sort(pooled, descending=True), repeats)  # noqa: B023
-        t_keys = best_time(lambda: torch.sort(keys, stable=True), repeats)  # noqa: B023
-        t_ours = best_time(lambda: ood_metrics(s_id, s_ood), repeats)  # noqa: B023
+        t_sort = best_seconds(lambda: torch.sort(pooled, descending=True), repeats)  # noqa: B023
+        t_keys = best_seconds(lambda: torch.sort(keys, stable=True), repeats)  # noqa: B023
+        t_ours = best_seconds(lambda: ood_metrics(s_id, s_ood), repeats)  # noqa: B023
         line = f"{n:>8.0e} {t_sort:>8.3f} {t_keys:>11.3f} {t_ours:>14.3f} {t_ours / t_sort:>7.2f}"
         if not args.no_sklearn:
             y = np.r_[np.ones(half), np.zeros(n - half)]
             s = pooled.numpy()
-            t_sk = best_time(lambda: sklearn_set(y, s), 1 if n >= 10**7 else repeats)  # noqa: B023
+            t_sk = best_seconds(lambda: sklearn_set(y, s), 1 if n >= 10**7 else repeats)  # noqa: B023
             line += f" {t_sk:>10.3f} {t_sk / t_ours:>15.1f}"
         print(line, flush=True)
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _timing import best_seconds  # benchmarks/_timing.py (the script's directory)
 from torch import nn
 
 
@@ -123,16 +124,6 @@ def count_images(model: nn.Module) -> Any:
         handle.remove()
 
 
-def seconds(fn: Any, repeats: int) -> float:
-    """The fastest of ``repeats`` timings of ``fn()`` (the least disturbed by other processes on a shared machine)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="50 training steps, 200 images per validation set, 3 naive cells, one timing each")
@@ -176,7 +167,7 @@ def main() -> None:
           f"{args.grid} grid {nt} T × {ne} ε = {nt * ne} cells; batch {args.batch_size}")
 
     fast = inference_copy(model)
-    t_fwd = seconds(lambda: predict(fast, x, args.batch_size, channels_last=True), 3 * repeats)
+    t_fwd = best_seconds(lambda: predict(fast, x, args.batch_size, channels_last=True), 3 * repeats)
     print(f"unit: one forward pass over the validation images (inference copy): {t_fwd * 1e3:.0f} ms")
 
     with count_images(fast) as counts:
@@ -184,12 +175,12 @@ def main() -> None:
         grid = odin_grid_scores(fast, x, temps, epss, args.batch_size)
         t_grid = time.perf_counter() - t0
     if repeats > 1:
-        t_grid = min(t_grid, seconds(lambda: odin_grid_scores(fast, x, temps, epss, args.batch_size), repeats - 1))
+        t_grid = min(t_grid, best_seconds(lambda: odin_grid_scores(fast, x, temps, epss, args.batch_size), repeats - 1))
     nz = sum(1 for e in epss if e != 0)
     naive_fwd = nt * nz * 2 + nt * (ne - nz)  # per image: per cell with ε > 0 a gradient forward + a perturbed forward; ε = 0 one
     print(f"grid, inference copy:   {t_grid:7.2f} s = {t_grid / t_fwd:6.1f} × forward;  images forward {counts['forward'] / n:.1f} × N, "
           f"backward {counts['backward'] / n:.1f} × N  (naive: {naive_fwd} × N forward, {nt * nz} × N backward)")
-    t_grid_model = seconds(lambda: odin_grid_scores(model, x, temps, epss, args.batch_size), repeats)
+    t_grid_model = best_seconds(lambda: odin_grid_scores(model, x, temps, epss, args.batch_size), repeats)
     print(f"grid, model as trained: {t_grid_model:7.2f} s = {t_grid_model / t_fwd:6.1f} × forward  "
           f"(inference copy / as trained: {t_grid_model / t_grid:.2f}× faster)")
 

@@ -1,4 +1,5 @@
-"""What detectors cost on top of the one forward pass (DESIGN.md Convention 6: run the network once, score many times).
+"""What detectors cost on top of the one forward pass (convention 6 in docs/conventions.md: run the network once,
+score many times).
 
 Measured in one run on this machine, on ``fastcnn`` (random weights unless ``--checkpoint``) and 28×28 grey images:
 

@@ -2,11 +2,16 @@
 
 =========================  =======================================================================================
 ``hendrycks2019-fmnist``   W1: pre-training vs training from scratch; MSP OOD detection (2,000 × 5 runs protocol),
-                           RMS / MAD calibration with adaptive bins (seed-methods.md §1)
-``coursework-fmnist``      W2: brightness and Gaussian-blur shifts, accuracy and 10-bin RMS calibration per level (§2)
-``hein2019-fmnist``        W3: plain / CEDA / ACET, mean max-confidence far away, alpha scaling, adversarial noise (§3)
-``odin-fmnist``            W4: ODIN's temperature and input perturbation tuned on validation OOD data (§4)
+                           RMS / MAD calibration with adaptive bins (Hendrycks, Lee & Mazeika, ICML 2019)
+``coursework-fmnist``      W2: brightness and Gaussian-blur shifts, accuracy and 10-bin RMS calibration per level
+                           (Wirojwatanakul, Wang & Yu, ECE 228 course project report)
+``hein2019-fmnist``        W3: plain / CEDA / ACET, mean max-confidence far away, alpha scaling, adversarial noise
+                           (Hein, Andriushchenko & Bitterwolf, CVPR 2019)
+``odin-fmnist``            W4: ODIN's temperature and input perturbation tuned on validation OOD data
+                           (Liang, Li & Srikant, ICLR 2018)
 =========================  =======================================================================================
+
+The protocol of each work, with its sources, is in docs/protocols/.
 
 Each name may be a registered study (several presets × seeds, run with ``rulab.api.study``) or a single preset
 (trained with ``rulab.api.train`` and evaluated with ``rulab.api.evaluate_checkpoint``). A name that this build does
@@ -32,7 +37,7 @@ TINY = ["train.max_steps=10", "data.train_subset=600", "data.val_size=200", "eva
 def reproduce(name: str, out: Path, tiny: bool) -> str:
     """Run one paper preset or study; returns a one-line outcome."""
     overrides = TINY if tiny else []
-    if tiny and name == "odin-fmnist":  # ODIN's protocol skips the first 1,000 images of each set (§4.4)
+    if tiny and name == "odin-fmnist":  # ODIN's protocol skips the first 1,000 images of each set (calData.py)
         overrides = [*overrides, "eval.n_ood=1200"]
     t0 = time.time()
     if name in STUDIES:

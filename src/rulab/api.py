@@ -1,4 +1,4 @@
-"""The Python API: every command-line action is one call here (style-anchors.md §13).
+"""The Python API: every command-line action is one call here.
 
 >>> import rulab.api as api
 >>> run_dir = api.train("fmnist-plain", overrides=["train.epochs=1"], track="tensorboard")
@@ -187,7 +187,7 @@ def _shift_cache() -> Any:
 
 
 def _record(db: str | os.PathLike[str] | None, table: ResultTable, meta: dict[str, Any], ckpt: Path) -> None:
-    """Store an evaluation in the SQLite results store (DESIGN.md "Results store") under the checkpoint's run.
+    """Store an evaluation in the SQLite results store (docs/results-store.md) under the checkpoint's run.
 
     The run row is keyed like a study's (``<name>-<config hash>``), so evaluating a study's run again updates its rows
     instead of duplicating them.

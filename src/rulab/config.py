@@ -1,6 +1,6 @@
 """Typed, frozen run configuration: presets by name, YAML files and dotted ``--a.b=value`` overrides.
 
-Everything is validated before anything runs (DESIGN.md Convention 9; style-anchors.md §12): an unknown key, a
+Everything is validated before anything runs (convention 9 in docs/conventions.md): an unknown key, a
 wrong type or an impossible value raises :class:`rulab.errors.ConfigError` with one line that names the key and
 the valid choices. Model and method keyword arguments are checked against the registered factory's signature.
 
@@ -69,7 +69,7 @@ class DataCfg:
     exclude_classes: tuple[int, ...] = ()  # drop these original classes (W1 pre-training class exclusion)
     train_subset: int = 0  # use only this many labelled training examples (0 = all), stratified, seeded
     val_size: int = 5000  # examples held out of the training split for validation and temperature scaling
-    val_split: str = "random"  # "random" (seeded) or "tail" (contiguous last examples, W1 §1.2)
+    val_split: str = "random"  # "random" (seeded) or "tail" (contiguous last examples, as W1's ``utils/validation_dataset.py``)
     augment: AugmentCfg = field(default_factory=AugmentCfg)
     root: str = ""  # data directory; "" = $RULAB_DATA or ~/.cache/rulab
 
@@ -92,13 +92,13 @@ class OptimCfg:
     nesterov: bool = True
     weight_decay: float = 5e-4  # coupled L2 for SGD, decoupled for AdamW
     betas: tuple[float, ...] = (0.9, 0.999)
-    schedule: str = "cosine"  # "cosine" (W1 §1.3, per iteration to lr_floor), "step" (W3 §3.4), "onecycle", "constant"
+    schedule: str = "cosine"  # "cosine" (W1, per iteration to lr_floor), "step" (W3), "onecycle", "constant"
     lr_floor: float = 1e-6  # absolute final learning rate of "cosine" (W1: 1e-6)
     warmup_frac: float = 0.0  # fraction of steps of linear warm-up ("onecycle": where the peak is)
     milestones: tuple[float, ...] = (0.5, 0.75, 0.9)  # "step": fractions of all steps where lr is multiplied by gamma
     gamma: float = 0.1
     backbone_lr_mult: float = 1.0  # learning-rate multiplier for everything but the head (fine-tuning)
-    no_decay_norm: bool = False  # exclude normalisation-layer parameters from weight decay (W3 §3.4)
+    no_decay_norm: bool = False  # exclude normalisation-layer parameters from weight decay (W3)
     grad_clip: float = 0.0  # max gradient norm, 0 = off
 
 
@@ -158,7 +158,7 @@ class RunCfg:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
     out_dir: str = "runs"
-    parity: bool = False  # reproduce the originals' quirks (seed-methods.md §5 C11) instead of the fixed defaults
+    parity: bool = False  # reproduce the originals' quirks (register of convention 5, docs/conventions.md) instead of the fixed defaults
     data: DataCfg = field(default_factory=DataCfg)
     model: ModelCfg = field(default_factory=ModelCfg)
     optim: OptimCfg = field(default_factory=OptimCfg)

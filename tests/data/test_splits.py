@@ -40,7 +40,7 @@ def test_fashion_mnist_splits():
     assert len(s.train) == 55000 and len(s.val) == 5000 and len(s.test) == 10000
     tail = load_splits(DataCfg(val_size=5000, val_split="tail"), seed=0)
     full = load_splits(DataCfg(val_size=0), seed=0)
-    assert torch.equal(tail.val.x, full.train.x[-5000:])  # W1 §1.2: contiguous last 10%
+    assert torch.equal(tail.val.x, full.train.x[-5000:])  # W1's validation_split: contiguous last 10%
     sub = load_splits(DataCfg(val_size=1000, train_subset=500, classes=(5, 6, 7, 8, 9)), seed=3)
     assert len(sub.train) == 500 and sub.classes == ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     assert torch.bincount(sub.train.y).tolist() == [100] * 5

@@ -1,4 +1,4 @@
-"""Contract tests run over every registered detector (style-anchors.md §2: a new detector is covered automatically)."""
+"""Contract tests run over every registered detector (a new detector is covered automatically)."""
 
 from __future__ import annotations
 

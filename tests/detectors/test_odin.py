@@ -1,4 +1,4 @@
-"""ODIN: the batched pixel-space step against a per-image normalised-space reference (seed-methods.md §4.2), the sign
+"""ODIN: the batched pixel-space step against a per-image normalised-space reference (ODIN's ``code/calData.py``), the sign
 rule, no clipping, eval mode, and the batched grid against recomputation."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """End-to-end evaluation on a tiny trained Fashion-MNIST model: rows, arrays, tuning hygiene, protocols, the
-checkpoint API and ``rulab eval``; plus the slow acceptance test (tuned ODIN beats MSP on noise, seed-methods.md §6.7)."""
+checkpoint API and ``rulab eval``; plus the slow acceptance test (tuned ODIN beats MSP on noise, Liang et al. 2018, Table 2)."""
 
 from __future__ import annotations
 
@@ -239,7 +239,7 @@ def _trained_fmnist_plain(cache_root: Path) -> Path:
 
 @pytest.mark.slow
 def test_tuned_odin_beats_msp_on_noise_for_the_default_model(request):
-    """Acceptance (seed-methods.md §6.7: ODIN's gains on Uniform/Gaussian): on the default model, ODIN tuned on
+    """Acceptance (Liang et al. 2018, Table 2: ODIN's gains on Uniform/Gaussian): on the default model, ODIN tuned on
     validation data (held-out Fashion-MNIST vs photo crops) has a higher AUROC than MSP on uniform and Gaussian noise."""
     from rulab.api import evaluate_checkpoint
 

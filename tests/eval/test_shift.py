@@ -111,7 +111,7 @@ def test_means_over_severities_equal_hand_means(table):
 
 
 def test_w2_report_means_are_unweighted_means_of_the_four_levels():
-    # seed-methods.md §6.4/§6.5: per-level accuracies (%) and the report's "Brightness mean" / "Blur mean".
+    # W2 report Tables 1-8: per-level accuracies (%) and the report's "Brightness mean" / "Blur mean".
     # Per-level values are printed rounded to 0.1 and so is the mean: agreement to 0.1 is all the data allows.
     published = {
         ("basic", "brightness_factor"): ([34.7, 58.8, 31.3, 20.8], 36.4),

@@ -1,4 +1,4 @@
-"""Two-moons toy (seed-methods.md §3.7): data, the parity no-op PGD, CEDA/ACET lowering far-away confidence."""
+"""Two-moons toy (W3's ``toy2d.ipynb``): data, the parity no-op PGD, CEDA/ACET lowering far-away confidence."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """CPU-scale effect tests on Fashion-MNIST (slow: three full preset trainings, a few minutes on 2 cores).
 
-What CEDA and ACET are for (seed-methods.md §3, W3's tables): low confidence on noise far from the data at (almost)
+What CEDA and ACET are for (Hein et al. 2019, W3's README tables): low confidence on noise far from the data at (almost)
 no cost in accuracy, and for ACET also on adversarially optimised noise within ε = 0.3 of it.
 """
 

@@ -156,11 +156,11 @@ def test_odin_grid_close_to_exact_metrics_in_range():
     grid = ood.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)
     exact = ood.ood_metrics(s_in, s_out)
     for key in ("auroc", "aupr_in", "aupr_out", "detection_error", "fpr95_id"):
-        assert abs(grid[key] - exact[key]) < 0.005, key  # < 0.5 points (seed-methods.md §4.5)
+        assert abs(grid[key] - exact[key]) < 0.005, key  # < 0.5 points in range (docs/protocols/odin.md "Metrics")
 
 
 def test_fpr95_conventions_agree_on_gaussian_scores():
-    # seed-methods.md §6.8.1: fpr95_id vs W3's percentile rule vs ODIN's window rule differ by <= 0.2 points
+    # fpr95_id vs W3's percentile rule vs ODIN's window rule differ by <= 0.2 points
     for seed in range(3):
         s_in, s_out = gaussian_scores(seed)
         exact = ood.fpr95_id(s_in, s_out)

@@ -190,7 +190,7 @@ def test_wrn40_2_parameter_count_by_hand() -> None:
     head = 2 * 128 + 128 * 10 + 10
     expected = stem + stage1 + stage2 + stage3 + head
     assert (stage1, stage2, stage3) == (107_232, 427_456, 1_706_880)
-    assert expected == 2_243_546  # "~2.2M" (seed-methods.md §1.1)
+    assert expected == 2_243_546  # "~2.2M" (W1's WRN-40-2, docs/protocols/hendrycks2019.md)
     model = create_model("wrn40_2")
     assert count_parameters(model) == expected
     assert model.feature_dim == 128
@@ -399,5 +399,5 @@ def test_barlow_twins_projector() -> None:
     assert all(m.bias is None for m in proj.layers if isinstance(m, nn.Linear))
     assert count_parameters(proj) == 16 * 32 + 2 * 32 + 32 * 32 + 2 * 32 + 32 * 8 == 1920
     assert proj(torch.randn(4, 16)).shape == (4, 8)
-    sig = inspect.signature(BarlowTwinsProjector).parameters  # paper dimensions (§2.4) are the defaults
+    sig = inspect.signature(BarlowTwinsProjector).parameters  # paper dimensions (Zbontar et al. 2021) are the defaults
     assert sig["hidden"].default == (8192, 8192) and sig["out"].default == 8192

@@ -1,4 +1,4 @@
-"""W1's ImageNet-minus-CIFAR-10 pre-training (seed-methods.md §1.3): the class list, its conversion to downsampled-ImageNet
+"""W1's ImageNet-minus-CIFAR-10 pre-training (W1's ``cifar10_excluded`` snapshot): the class list, its conversion to downsampled-ImageNet
 labels through map_clsloc.txt, and the preset that uses it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ODIN with the per-OOD-set ε of its README table (rulab.presets.odin, seed-methods.md §4.3)."""
+"""ODIN with the per-OOD-set ε of its README table (rulab.presets.odin)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The paper presets carry the numbers of seed-methods.md: each test reads the resolved RunCfg back and compares it with
-the values of §1.3 (W1), §2.1/§2.4 (W2), §3.4 (W3) and §4.3 (W4), written here with their section references. Also:
+"""The paper presets carry the numbers of the four works (docs/protocols/, one page per work, with each number's
+source): each test reads the resolved RunCfg back and compares it with the values written here with their sources. Also:
 every preset and study resolves, and every benchmark's OOD sets, protocol and shift suite exist."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_benchmarks_resolve(name):
 
 
 def test_w1_ood_sets_and_protocol():
-    """§1.4-1.6: 8 OOD sets (3 noise, Textures, SVHN, Places365, LSUN, other CIFAR), 2,000 per run × 5 runs."""
+    """W1 ``test.py``: 8 OOD sets (3 noise, Textures, SVHN, Places365, LSUN, other CIFAR), 2,000 per run × 5 runs."""
     b = BENCHMARKS.create("cifar10-hendrycks")
     assert b.ood == ("gaussian", "rademacher", "blobs", "dtd", "svhn", "places365", "lsun_resize", "cifar100")
     assert BENCHMARKS.create("cifar100-hendrycks").ood[-1] == "cifar10"
@@ -72,8 +72,8 @@ def test_w1_ood_sets_and_protocol():
 
 @pytest.mark.parametrize("name", W1)
 def test_w1_baseline_hyperparameters(name):
-    """§1.3 "Normal": 100 epochs, lr 0.1, batch 128, dropout 0.3; SGD Nesterov 0.9, wd 5e-4, cosine/iter to 1e-6;
-    §1.1-1.2: WRN-40-2, mean = std = 0.5, crop 4 (CIFAR) / 8 (Tiny ImageNet) + flip; §1.2 calibration split."""
+    """W1 "Normal" (``baseline.py``): 100 epochs, lr 0.1, batch 128, dropout 0.3; SGD Nesterov 0.9, wd 5e-4, cosine/iter to 1e-6;
+    WRN-40-2, mean = std = 0.5, crop 4 (CIFAR) / 8 (Tiny ImageNet) + flip; the ``validation_split`` calibration split."""
     c = cfg_of(name)
     assert c.model.name == "wrn40_2" and c.model.kwargs["dropout"] == 0.3
     assert c.model.kwargs["mean"] == [0.5] * 3 and c.model.kwargs["std"] == [0.5] * 3
@@ -91,7 +91,8 @@ def test_w1_baseline_hyperparameters(name):
 
 @pytest.mark.parametrize("name", ("hendrycks2019-cifar10-pretrain", "hendrycks2019-cifar100-pretrain"))
 def test_w1_pretraining_hyperparameters(name):
-    """§1.3 pre-training: ImageNet 32×32, 1000 classes, 100 epochs, lr 0.1, batch 256, dropout 0; §1.2 crop 4 + flip."""
+    """W1 pre-training (``downsampled_train/baseline.py``): ImageNet 32×32, 1000 classes, 100 epochs, lr 0.1, batch 256,
+    dropout 0, crop 4 + flip."""
     c = cfg_of(name)
     assert (c.data.dataset, c.data.exclude_classes, c.data.classes) == ("imagenet32", (), ())
     assert (c.train.epochs, c.optim.lr, c.train.batch_size, c.model.kwargs["dropout"]) == (100, 0.1, 256, 0.0)
@@ -101,7 +102,7 @@ def test_w1_pretraining_hyperparameters(name):
 
 @pytest.mark.parametrize("which,epochs", (("cifar10", 10), ("cifar100", 10), ("tinyimagenet", 20)))
 def test_w1_finetune_hyperparameters(which, epochs):
-    """§1.3 fine-tuning: new head, all layers, lr 0.001, 10 epochs (Tiny ImageNet 20), dropout 0, cosine to 1e-6."""
+    """W1 fine-tuning (``tune.py``): new head, all layers, lr 0.001, 10 epochs (Tiny ImageNet 20), dropout 0, cosine to 1e-6."""
     c = cfg_of(f"hendrycks2019-{which}-finetune")
     assert c.train.reset_head and c.optim.backbone_lr_mult == 1.0 and not c.train.freeze_bn
     assert (c.optim.lr, c.train.epochs, c.model.kwargs["dropout"], c.train.batch_size) == (0.001, epochs, 0.0, 128)
@@ -109,7 +110,7 @@ def test_w1_finetune_hyperparameters(which, epochs):
 
 
 def test_w1_parity_variants():
-    """§1.8-1.9 / §5 C11: parity=True (scheduler shift, top bin dropped) and T = 1 only."""
+    """W1 parity (the register of convention 5 in docs/conventions.md): parity=True (scheduler shift, top bin dropped) and T = 1 only."""
     for name in ("hendrycks2019-cifar10-parity", "hendrycks2019-cifar100-finetune-parity"):
         c = cfg_of(name)
         assert c.parity and not c.eval.temperature
@@ -126,9 +127,9 @@ def test_w1_studies_link_pretraining_to_finetuning(tmp_path):
 
 
 def test_w2_pathmnist_hyperparameters():
-    """§2.1: ResNet-18 (ImageNet stem) at 28×28, AdamW wd 1e-6, batch 256, constant lr; basic_0 80 epochs no aug,
+    """W2 pathMNIST (report §6.1, the code's configurations): ResNet-18 (ImageNet stem) at 28×28, AdamW wd 1e-6, batch 256, constant lr; basic_0 80 epochs no aug,
     pathMNIST stats; basic_2 MixUp α 0.3 + basic aug, 60 epochs, effective lr 1e-3; pt_5 backbone 5e-5 / fc 5e-4,
-    freeze_bn, ImageNet stats; §2.2-2.3 grids and the 10-bin metric."""
+    freeze_bn, ImageNet stats; the report §7.1 grids and the 10-bin metric (§4.4.2)."""
     basic, mixup, pt = (cfg_of(n) for n in ("coursework-pathmnist", "coursework-pathmnist-mixup", "coursework-pathmnist-pretrained"))
     for c in (basic, mixup, pt):
         assert (c.model.name, c.model.kwargs["stem"], c.data.dataset) == ("resnet18", "imagenet", "pathmnist")
@@ -146,8 +147,8 @@ def test_w2_pathmnist_hyperparameters():
 
 
 def test_w2_pets_hyperparameters():
-    """§2.4: ResNet-50; scratch 120 epochs, pretrained (supervised / Barlow Twins weights) 25 epochs; MixUp + flips
-    + rotations; §2.2 Pets brightness {0.6, 0.8, 1.2, 1.4}, blur σ ∈ {0.3, 0.5, 0.7, 0.9}; BT λ = 0.0051."""
+    """W2 Pets (report §6.2): ResNet-50; scratch 120 epochs, pretrained (supervised / Barlow Twins weights) 25 epochs; MixUp + flips
+    + rotations; report §7.2 Pets brightness {0.6, 0.8, 1.2, 1.4}, blur σ ∈ {0.3, 0.5, 0.7, 0.9}; BT λ = 0.0051."""
     scratch, sup, bt = (cfg_of(n) for n in ("coursework-pets-scratch", "coursework-pets-supervised", "coursework-pets-bt"))
     assert (scratch.model.name, scratch.train.epochs, sup.train.epochs, bt.train.epochs) == ("resnet50", 120, 25, 25)
     assert sup.model.kwargs["pretrained"] != bt.model.kwargs["pretrained"]
@@ -160,9 +161,9 @@ def test_w2_pets_hyperparameters():
 
 @pytest.mark.parametrize("data", ("mnist", "svhn", "cifar10", "cifar100"))
 def test_w3_hyperparameters(data):
-    """§3.4: lenet (MNIST) / resnet_small; SGD momentum 0.9 non-Nesterov, lr 0.1, batch 128, 100 epochs, lr/10 at
+    """W3 (``models.py``, README command): lenet (MNIST) / resnet_small; SGD momentum 0.9 non-Nesterov, lr 0.1, batch 128, 100 epochs, lr/10 at
     50/75/90%, wd 5e-4·Σw² ≡ 1e-3 on weights only; MNIST Adam lr 1e-3; aug CIFAR crop 4 + flip, SVHN/MNIST crop 4;
-    §3.1-3.3 CEDA/ACET at_frac 1, frac_perm 0.5, σ ∈ [1, 2.5], ACET ε 0.3, 40 steps of ε/40; §3.5 hein protocol."""
+    CEDA/ACET at_frac 1, frac_perm 0.5, σ ∈ [1, 2.5], ACET ε 0.3, 40 steps of ε/40; the hein protocol (``evaluation.py``)."""
     plain, ceda, acet = (cfg_of(f"hein2019-{data}-{m}") for m in ("plain", "ceda", "acet"))
     for c in (plain, ceda, acet):
         assert c.model.name == ("lenet" if data == "mnist" else "preact_resnet_hein")
@@ -184,7 +185,7 @@ def test_w3_hyperparameters(data):
 
 
 def test_w3_benchmark_sets():
-    """§3.5: CIFAR-10 OOD SVHN, CIFAR-100, LSUN CR; SVHN OOD CIFAR-10, CIFAR-100, LSUN CR; CIFAR-100 OOD CIFAR-10, SVHN,
+    """W3 ``evaluation.py``: CIFAR-10 OOD SVHN, CIFAR-100, LSUN CR; SVHN OOD CIFAR-10, CIFAR-100, LSUN CR; CIFAR-100 OOD CIFAR-10, SVHN,
     LSUN CR; MNIST grey CIFAR-10; plus W3's noise everywhere."""
     assert BENCHMARKS.create("cifar10-hein").ood == ("svhn", "cifar100", "lsun_classroom", "hein")
     assert BENCHMARKS.create("svhn-hein").ood == ("cifar10", "cifar100", "lsun_classroom", "hein")
@@ -195,7 +196,7 @@ def test_w3_benchmark_sets():
 @pytest.mark.parametrize("arch,model,epochs", (("densenet", "densenet_bc100", 300), ("wrn", "wrn28_10", 200)))
 @pytest.mark.parametrize("data", ("cifar10", "cifar100"))
 def test_w4_hyperparameters(arch, model, epochs, data):
-    """§4.3: DenseNet-BC-100 (k = 12, dropout 0) / WRN-28-10 with dropout after conv1; §4.2 CIFAR stats
+    """ODIN's README: DenseNet-BC-100 (k = 12, dropout 0) / WRN-28-10 with dropout after conv1; ``calData.py`` CIFAR stats
     (125.3, 123.0, 113.9)/255, (63.0, 62.1, 66.7)/255; T = 1000; [unverified] SGD lr 0.1, batch 64, 300 / 200 epochs."""
     c = cfg_of(f"odin-{arch}-{data}")
     assert c.model.name == model
@@ -216,7 +217,7 @@ def test_w4_hyperparameters(arch, model, epochs, data):
 
 
 def test_w4_epsilon_table_is_the_readme_table():
-    """§4.3 table, column by column (TIN crop, TIN resize, LSUN crop, LSUN resize, iSUN, Uniform, Gaussian)."""
+    """ODIN's README ε table, column by column (TIN crop, TIN resize, LSUN crop, LSUN resize, iSUN, Uniform, Gaussian)."""
     from rulab.presets.odin import ODIN_EPSILON_TABLE, ODIN_TEMPERATURE
 
     order = ("tin_crop", "tin_resize", "lsun_crop", "lsun_resize", "isun", "uniform", "gaussian_odin")

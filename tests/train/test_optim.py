@@ -9,7 +9,7 @@ from rulab.train.optim import build_optimizer, lr_at, param_groups
 
 
 def test_cosine_matches_w1_lambdalr():
-    """W1 §1.3: LambdaLR factor r + (1-r)·½(1+cos(π t/T)), r = 1e-6/lr, stepped per iteration."""
+    """W1 (``baseline.py``): LambdaLR factor r + (1-r)·½(1+cos(π t/T)), r = 1e-6/lr, stepped per iteration."""
     cfg = OptimCfg(lr=0.1, schedule="cosine", lr_floor=1e-6)
     total = 390 * 100
     r = 1e-6 / 0.1

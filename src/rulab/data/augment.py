@@ -1,13 +1,13 @@
 """Batched, seeded training augmentation on float ``[B, C, H, W]`` tensors in [0, 1].
 
-Everything runs on whole batches on the batch's device (style-anchors.md §2/§8: airbench's masked batch
-operations instead of per-image PIL transforms): random crop with zero padding (torchvision
+Everything runs on whole batches on the batch's device (as airbench does: masked batch operations
+instead of per-image PIL transforms): random crop with zero padding (torchvision
 ``RandomCrop(size, padding)``), horizontal and vertical flips, and rotation by a random angle with zero fill
 (torchvision ``RandomRotation``), each drawn from an explicit ``torch.Generator``.
 
 Named presets live in the ``AUGMENTATIONS`` registry and return an :class:`~rulab.config.AugmentCfg`:
-``none``, ``flip``, ``fmnist`` (crop 2 + flip), ``cifar`` (crop 4 + flip, W1 §1.2), ``svhn`` (crop 4, W3 §3.4),
-``w2_basic`` (flips p = 0.4, rotation 20° with p = 0.4, W2 §2.1).
+``none``, ``flip``, ``fmnist`` (crop 2 + flip), ``cifar`` (crop 4 + flip, W1), ``svhn`` (crop 4, W3),
+``w2_basic`` (flips p = 0.4, rotation 20° with p = 0.4, W2); sources in docs/protocols/.
 """
 
 from __future__ import annotations
@@ -115,23 +115,23 @@ def _fmnist() -> AugmentCfg:
 
 @AUGMENTATIONS.register("cifar")
 def _cifar() -> AugmentCfg:
-    """W1 §1.2 / W3 §3.4 CIFAR: RandomCrop(32, padding=4) + RandomHorizontalFlip."""
+    """W1's and W3's CIFAR augmentation (docs/protocols/): RandomCrop(32, padding=4) + RandomHorizontalFlip."""
     return AugmentCfg(hflip=0.5, crop_padding=4)
 
 
 @AUGMENTATIONS.register("svhn")
 def _svhn() -> AugmentCfg:
-    """W3 §3.4 SVHN: RandomCrop(32, padding=4) only (digits must not be flipped)."""
+    """W3's SVHN augmentation: RandomCrop(32, padding=4) only (digits must not be flipped)."""
     return AugmentCfg(hflip=0.0, crop_padding=4)
 
 
 @AUGMENTATIONS.register("tinyimagenet")
 def _tin() -> AugmentCfg:
-    """W1 §1.2 Tiny ImageNet: RandomCrop(64, padding=8) + flip."""
+    """W1 Tiny ImageNet (OE ``TinyImageNet/baseline.py``): RandomCrop(64, padding=8) + flip."""
     return AugmentCfg(hflip=0.5, crop_padding=8)
 
 
 @AUGMENTATIONS.register("w2_basic")
 def _w2_basic() -> AugmentCfg:
-    """W2 §2.1 "basic": horizontal and vertical flips with p = 0.4, rotation up to 20° with p = 0.4."""
+    """W2 "basic" (report §6.1; ``jeffwiroj/ece228`` configs): horizontal and vertical flips with p = 0.4, rotation up to 20° with p = 0.4."""
     return AugmentCfg(hflip=0.4, vflip=0.4, rotate_deg=20.0, rotate_p=0.4)

@@ -9,12 +9,12 @@ MD5-checked) and is cached as tensors after the first parse. Images are ``uint8 
 |---|---|---|---|
 | fashion_mnist | train 60,000 / test 10,000 | 1×28×28 | IDX ``.gz``; Debian ``dataset-fashion-mnist`` |
 | mnist | train 60,000 / test 10,000 | 1×28×28 | IDX ``.gz`` |
-| cifar10, cifar100 | train 50,000 / test 10,000 | 3×32×32 | CIFAR python batches (seed-methods.md §1.2) |
-| svhn | train 73,257 / test 26,032 / extra 531,131 | 3×32×32 | ``*_32x32.mat``, label 10 → 0 (§1.6) |
-| imagenet32 | train 1,281,167 / test (= val_data) 50,000 | 3×32×32 | downsampled ImageNet batches, labels 1..1000 → 0..999 (§1.2) |
-| pathmnist | train 89,996 / val 10,004 / test 7,180 | 3×28×28 | MedMNIST ``pathmnist.npz`` (§2.1) |
-| tiny_imagenet | train 100,000 / test (= official val) 10,000 | 3×64×64 | ``tiny-imagenet-200.zip`` folders (§1.2) |
-| oxford_pets | train (= trainval) 3,680 / test 3,669 | 3×size×size | images + annotations (§2.4) |
+| cifar10, cifar100 | train 50,000 / test 10,000 | 3×32×32 | CIFAR python batches (W1) |
+| svhn | train 73,257 / test 26,032 / extra 531,131 | 3×32×32 | ``*_32x32.mat``, label 10 → 0 (W1's SVHN loader) |
+| imagenet32 | train 1,281,167 / test (= val_data) 50,000 | 3×32×32 | downsampled ImageNet batches, labels 1..1000 → 0..999 (W1's ``imagenet_downsampled.py``) |
+| pathmnist | train 89,996 / val 10,004 / test 7,180 | 3×28×28 | MedMNIST ``pathmnist.npz`` (W2) |
+| tiny_imagenet | train 100,000 / test (= official val) 10,000 | 3×64×64 | ``tiny-imagenet-200.zip`` folders (W1) |
+| oxford_pets | train (= trainval) 3,680 / test 3,669 | 3×size×size | images + annotations (W2) |
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ declare(
     Source(
         name="fashion_mnist",
         title="Fashion-MNIST",
-        # torchvision's published .gz MD5s, and the MD5s of the decompressed IDX bytes (DESIGN.md "Checksums")
+        # torchvision's published .gz MD5s, and the MD5s of the decompressed IDX bytes (docs/guide/data.md)
         files=_idx_files(
             ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
             {
@@ -423,7 +423,7 @@ def _imagenet32_classes(root: PathLike | None) -> list[str]:
 def imagenet32(
     split: str = "train", root: PathLike | None = None, exclude_classes: Sequence[int] | None = None
 ) -> TensorDataset:
-    """Downsampled ImageNet 32×32 (Chrabaszcz et al. 2017), W1's pre-training set (seed-methods.md §1.2).
+    """Downsampled ImageNet 32×32 (Chrabaszcz et al. 2017), W1's pre-training set (docs/protocols/hendrycks2019.md).
 
     Args:
         split: ``"train"`` (``train_data_batch_1..10``) or ``"test"`` (``val_data``, the official validation set).
@@ -472,7 +472,7 @@ def imagenet32(
 # ----------------------------------------------------------------------------------------------- MedMNIST
 @DATASETS.register("pathmnist")
 def pathmnist(split: str = "train", root: PathLike | None = None) -> TensorDataset:
-    """PathMNIST (MedMNIST v2): 28×28 colour colon-pathology patches, 9 tissue classes (seed-methods.md §2.1).
+    """PathMNIST (MedMNIST v2): 28×28 colour colon-pathology patches, 9 tissue classes (W2, report §5.1).
 
     Args:
         split: ``"train"`` (89,996), ``"val"`` (10,004) or ``"test"`` (7,180).
@@ -494,7 +494,7 @@ def tiny_imagenet(split: str = "train", root: PathLike | None = None) -> TensorD
     """Tiny ImageNet (200 classes, 64×64 colour) laid out as in the official ``tiny-imagenet-200.zip``.
 
     ``train`` reads ``train/<wnid>/images/*.JPEG``; ``test`` is the 10,000 official validation images
-    ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt`` (seed-methods.md §1.2: W1 tests on them).
+    ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt`` (W1 tests on them, as OE's ``TinyImageNet`` scripts do).
     Labels follow ImageFolder's sorted-wnid order; ``classes`` are the first name in ``words.txt``.
 
     Args:
@@ -545,7 +545,7 @@ def tiny_imagenet(split: str = "train", root: PathLike | None = None) -> TensorD
 
 @DATASETS.register("oxford_pets")
 def oxford_pets(split: str = "train", root: PathLike | None = None, size: int = 64) -> TensorDataset:
-    """Oxford-IIIT Pets: 37 cat and dog breeds, resized to ``size × size`` (W2, seed-methods.md §2.4).
+    """Oxford-IIIT Pets: 37 cat and dog breeds, resized to ``size × size`` (W2, report §5.2).
 
     Images are ``images/<Breed>_<n>.jpg``; the splits are ``annotations/trainval.txt`` (``"train"``, 3,680) and
     ``annotations/test.txt`` (``"test"``, 3,669), lines ``<image> <class 1..37> <species> <breed id>``. Each image

@@ -1,6 +1,6 @@
 """Where the data comes from: the source chain, MD5 checks, safe downloads and extraction, and the tensor cache.
 
-Source chain (DESIGN.md "Scales"). Each raw file of a dataset is looked for, in this order, in
+Source chain (docs/guide/data.md). Each raw file of a dataset is looked for, in this order, in
     1. the local cache ``$RULAB_DATA/<name>/`` (default ``~/.cache/rulab/<name>/``, see :func:`dataset_root`);
     2. system directories, :data:`SYSTEM_DATA_DIRS` (``$RULAB_SYSTEM_DATA``, a ``os.pathsep``-separated list,
        overrides it): Debian's ``dataset-fashion-mnist`` package installs ``/usr/share/datasets/fashion-mnist/*.gz``;
@@ -8,7 +8,7 @@ Source chain (DESIGN.md "Scales"). Each raw file of a dataset is looked for, in 
        ``$RULAB_OFFLINE`` is set; without internet the download fails and the chain ends in a
        :class:`~rulab.errors.DatasetMissingError` that says which sources were tried and what to do.
 
-Checksums (DESIGN.md "Checksums"). Every file is checked against its published MD5 before it is parsed. For
+Checksums (docs/guide/data.md). Every file is checked against its published MD5 before it is parsed. For
 ``.gz`` files either the published MD5 of the ``.gz`` or the MD5 of the decompressed bytes is accepted (Debian
 repacks the Fashion-MNIST ``.gz`` files, so only the decompressed bytes match). A file with a wrong MD5 raises
 :class:`~rulab.errors.ChecksumError` and is never used; downloads are written to a temp file, checked, and only

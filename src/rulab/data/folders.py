@@ -8,11 +8,11 @@ PIL cannot decode raises :class:`rulab.errors.DataError` naming it.
 
 Preprocessing modes (PIL, bilinear with PIL's antialiasing, as torchvision's ``Resize`` on PIL images):
     * ``"resize_crop"``: scale so the image covers ``H × W`` (the short side becomes ``H`` for a square target),
-      then centre-crop: ``Resize(32) + CenterCrop(32)``, the DTD / Places365 / LSUN protocol of seed-methods.md §1.6.
+      then centre-crop: ``Resize(32) + CenterCrop(32)``, the DTD / Places365 / LSUN protocol of W1's ``test.py``.
     * ``"resize"``: scale to exactly ``H × W``, ignoring the aspect ratio: ODIN's "resize" sets and iSUN
-      (seed-methods.md §4.2) and Hein's ``Resize((32, 32))`` LSUN classroom (§3.5).
+      (Liang et al. 2018) and Hein's ``Resize((32, 32))`` LSUN classroom (W3's ``evaluation.py``).
     * ``"crop"``: centre ``H × W`` patch at full resolution (zero padding where the image is smaller).
-    * ``"random_crop"``: a seeded random ``H × W`` patch at full resolution (ODIN's "crop" sets, §4.2).
+    * ``"random_crop"``: a seeded random ``H × W`` patch at full resolution (ODIN's "crop" sets, Liang et al. 2018).
 
 Channels: ``1`` converts with PIL's ``convert("L")`` (ITU-R 601-2 luma: 0.299 R + 0.587 G + 0.114 B), ``3``
 with ``convert("RGB")`` (grey images are replicated).

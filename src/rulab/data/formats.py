@@ -10,11 +10,11 @@ Formats:
     * CIFAR-10/100 "python version" batches (pickled dicts): :func:`read_cifar_batch`, :func:`read_cifar_meta`.
     * SVHN cropped digits ``*_32x32.mat`` (MATLAB v5): :func:`read_svhn_mat`.
     * Downsampled ImageNet (Chrabaszcz et al. 2017) pickled batches or their ``.npz`` variant:
-      :func:`read_imagenet32_batch` (seed-methods.md §1.2: labels are 1-indexed in the files).
-    * MedMNIST ``.npz`` (pathMNIST, seed-methods.md §2.1): :func:`read_medmnist_npz`.
+      :func:`read_imagenet32_batch` (labels are 1-indexed in the files; W1's ``imagenet_downsampled.py`` subtracts 1).
+    * MedMNIST ``.npz`` (pathMNIST, W2): :func:`read_medmnist_npz`.
 
 Pickles are never unpickled with the plain :mod:`pickle` loader: :func:`safe_unpickle` only lets through
-builtin containers and NumPy arrays, so a tampered file cannot run code (DESIGN.md Conventions 11).
+builtin containers and NumPy arrays, so a tampered file cannot run code (convention 11 in docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def read_svhn_mat(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]
     """Parse an SVHN cropped-digits file (``train_32x32.mat``, ``test_32x32.mat``, ``extra_32x32.mat``).
 
     The file holds ``X``: ``uint8 [32, 32, 3, N]`` and ``y``: ``[N, 1]`` with digit 0 stored as label 10; the label
-    is mapped 10 → 0 (as torchvision does and seed-methods.md §1.6 notes).
+    is mapped 10 → 0 (as torchvision and W1's SVHN loader do).
 
     Returns:
         ``(x, y)``: images ``uint8 [N, 3, 32, 32]`` and labels ``int64 [N]`` in 0..9.
@@ -251,7 +251,7 @@ def read_imagenet32_batch(
 
     Accepts the pickled-dict release and the ``.npz`` release; both hold ``data``: ``uint8 [N, 3*side*side]``
     (channel-planar like CIFAR) and ``labels`` numbered 1..1000. Labels are shifted to 0..999
-    (seed-methods.md §1.2).
+    (as W1's ``downsampled_train/imagenet_downsampled.py`` does).
 
     Returns:
         ``(x, y)``: images ``uint8 [N, 3, side, side]`` and labels ``int64 [N]`` in 0..999.
@@ -281,7 +281,7 @@ def _read_npz(data: bytes | str | os.PathLike[str], path: str | os.PathLike[str]
 
 
 def read_medmnist_npz(path: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one split of a MedMNIST ``.npz`` (``{split}_images``, ``{split}_labels``; seed-methods.md §2.1).
+    """Parse one split of a MedMNIST ``.npz`` (``{split}_images``, ``{split}_labels``; the arrays W2's ``dataset.py`` loads).
 
     Args:
         path: the ``.npz`` file (e.g. ``pathmnist.npz``).

@@ -1,7 +1,7 @@
 """A tensor loader: shuffled, augmented batches from uint8 tensors, with no worker processes.
 
 The dataset lives as ``uint8 [N, C, H, W]`` on the training device; a batch is one index gather, one
-conversion to float in [0, 1] and batched augmentation (style-anchors.md §8, airbench's ``CifarLoader``).
+conversion to float in [0, 1] and batched augmentation (after airbench's ``CifarLoader``).
 
 Randomness is a pure function of ``(seed, epoch, batch)``: the permutation of epoch ``e`` comes from a
 generator seeded with ``(seed, e)`` and the augmentation of batch ``i`` from ``(seed, e, i)``. A resumed run

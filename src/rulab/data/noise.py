@@ -1,4 +1,5 @@
-"""Synthetic OOD and noise families, generated in pixel space [0, 1] (DESIGN.md Convention 1, seed-methods.md §5 C7).
+"""Synthetic OOD and noise families, generated in pixel space [0, 1] (convention 1 in docs/conventions.md;
+the families are listed in docs/protocols/index.md).
 
 Two layers:
 
@@ -13,12 +14,13 @@ Two layers:
 
 Streams and sets generate images in independent **blocks** of :data:`BLOCK` = 128 images, block ``k`` drawn with its
 own generator seeded from ``(name, seed, k)``. The images therefore do not depend on the chunk size a consumer asks
-for, and each block is one "batch" of W3's low-pass filter (one σ per block, as W3 draws one σ per test batch of 128,
-seed-methods.md §3.5).
+for, and each block is one "batch" of W3's low-pass filter (one σ per block, as W3 draws one σ per test batch of 128
+in its ``evaluation.py``).
 
-W1 defines its noise in normalised space (seed-methods.md §1.5). The pixel-space definitions here are the W1
+W1 defines its noise in normalised space (W1's ``uncertainty/CIFAR/test.py``). The pixel-space definitions here are the W1
 equivalents under W1's mean = std = 0.5; ``parity_normalization=(mean, std)`` reproduces OE's literal normalised
-draw under other statistics (§1.5 table, last column; §5 C11).
+draw under other statistics (docs/protocols/hendrycks2019.md "Synthetic sets"; the register of convention 5 in
+docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -60,13 +62,13 @@ Shape = tuple[int, int, int]
 Normalization = tuple[Sequence[float] | float, Sequence[float] | float]
 
 BLOCK = 128
-"""Images per independently seeded block (W3's test batch size, seed-methods.md §3.4-3.5)."""
+"""Images per independently seeded block (W3's test batch size)."""
 LOWPASS_RADIUS = 7
-"""W3's low-pass kernel covers offsets −7..7 (15×15), seed-methods.md §3.2."""
+"""W3's low-pass kernel covers offsets −7..7 (15×15), as in its ``apply_random_lowpass``."""
 LOWPASS_PAD = 15
 """W3 pads by the kernel width, 15 px per side, with TF 'SYMMETRIC' padding before the 'SAME' convolution."""
 DEFAULT_N = 2000
-"""Default size of a synthetic set: W1's OOD images per run, len(test) // 5 (seed-methods.md §1.4)."""
+"""Default size of a synthetic set: W1's OOD images per run, len(test) // 5 (W1's ``uncertainty/CIFAR/test.py``)."""
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -127,7 +129,7 @@ def gaussian(
     device: torch.device | str | None = None,
     parity_normalization: Normalization | None = None,
 ) -> torch.Tensor:
-    """W1 Gaussian noise: ``clip(N(mean, std²), 0, 1)`` i.i.d. per element (seed-methods.md §1.5).
+    """W1 Gaussian noise: ``clip(N(mean, std²), 0, 1)`` i.i.d. per element (W1's ``uncertainty/CIFAR/test.py``).
 
     With the defaults this is W1's ``clip(N(0, 0.5²), −1, 1)`` in normalised space under μ = σ = 0.5; about
     2·Φ(−2) ≈ 4.55% of the values sit at 0 or 1.
@@ -158,7 +160,7 @@ def gaussian(
 def gaussian_odin(
     n: int, shape: Sequence[int], generator: torch.Generator, *, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """ODIN's Gaussian noise: ``clip(N(0.5, 1), 0, 1)`` i.i.d. per element, generated in pixel space (seed-methods.md §4.2).
+    """ODIN's Gaussian noise: ``clip(N(0.5, 1), 0, 1)`` i.i.d. per element, generated in pixel space (ODIN's ``code/calData.py``).
 
     Returns:
         ``float32 [n, C, H, W]`` in [0, 1]; about 2·Φ(−0.5) ≈ 62% of the values are exactly 0 or 1.
@@ -174,7 +176,7 @@ def rademacher(
     device: torch.device | str | None = None,
     parity_normalization: Normalization | None = None,
 ) -> torch.Tensor:
-    """W1 Rademacher noise: each element (every pixel and every channel) is 0 or 1 with probability ½ (seed-methods.md §1.5).
+    """W1 Rademacher noise: each element (every pixel and every channel) is 0 or 1 with probability ½ (W1's ``uncertainty/CIFAR/test.py``).
 
     Args:
         parity_normalization: ``(mean_c, std_c)``: the literal OE draw ``v ∈ {−1, +1}`` mapped to ``μ_c ± σ_c``.
@@ -218,7 +220,7 @@ def uniform(
     device: torch.device | str | None = None,
     parity_normalization: Normalization | None = None,
 ) -> torch.Tensor:
-    """Uniform noise ``U[0, 1]`` i.i.d. per element (W3 §3.2, W4 §4.2; W1 validation set §1.5).
+    """Uniform noise ``U[0, 1]`` i.i.d. per element (W3's training noise, W4's Uniform set; W1's validation-only set).
 
     Args:
         parity_normalization: ``(mean_c, std_c)``: OE's literal draw ``v ~ U[−1, 1]`` mapped to ``μ_c + σ_c·v``.
@@ -305,7 +307,7 @@ def gaussian_filter_3d(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> 
 def blobs_sigma(height: int) -> float:
     """W1's blob blur for an image height: ``σ = 1 + H/64``, the line through W1's two settings.
 
-    CIFAR (32 px) → 1.5 and Tiny ImageNet (64 px) → 2 exactly as in W1 (seed-methods.md §1.5); Fashion-MNIST
+    CIFAR (32 px) → 1.5 and Tiny ImageNet (64 px) → 2 exactly as in W1's ``uncertainty/CIFAR/test.py``; Fashion-MNIST
     (28 px) → 1.4375. Pass ``sigma=`` explicitly to override.
     """
     return 1.0 + height / 64.0
@@ -338,7 +340,7 @@ def blobs(
     parity_normalization: Normalization | None = None,
 ) -> torch.Tensor:
     """W1 Blobs: ``b ~ Bernoulli(p)`` on H×W×C, a 3-D Gaussian filter over ALL three axes (the channel axis is blurred
-    too; mode 'nearest', truncate 4), and values below 0.75 set to 0 (seed-methods.md §1.5).
+    too; mode 'nearest', truncate 4), and values below 0.75 set to 0 (W1's ``uncertainty/CIFAR/test.py``).
 
     Args:
         n: number of images.
@@ -368,7 +370,7 @@ def permuted_pixels(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     """W3's permuted-pixel noise: per image, shuffle the H·W pixel positions, keeping each pixel's channel vector.
 
     The permutations come from sorting random 64-bit keys (one independent permutation per image, batched).
-    seed-methods.md §3.2.
+    W3's ``gen_rubbish_*`` noise (docs/protocols/hein2019.md).
 
     Args:
         x: images ``[N, C, H, W]`` (any dtype).
@@ -418,7 +420,7 @@ def lowpass(
     sigma: float | None = None,
     sigma_range: tuple[float, float] = (1.0, 2.5),
 ) -> torch.Tensor:
-    """W3's random low-pass filter, then per-image min-max rescaling (seed-methods.md §3.2, ``apply_random_lowpass``).
+    """W3's random low-pass filter, then per-image min-max rescaling (W3's ``apply_random_lowpass``).
 
     ONE σ for the whole call (all images share it). The 15×15 kernel ``g(s)·g(t)`` on offsets ``−7..7`` is
     normalised to sum 1 and applied to each channel separately (no channel mixing). W3 pads the input by
@@ -464,7 +466,7 @@ def hein_noise(
     sigma: float | None = None,
     sigma_range: tuple[float, float] = (1.0, 2.5),
 ) -> torch.Tensor:
-    """W3's training/evaluation noise batch (seed-methods.md §3.2): permuted pixels and uniform noise, low-pass filtered.
+    """W3's training/evaluation noise batch (docs/protocols/hein2019.md "Noise"): permuted pixels and uniform noise, low-pass filtered.
 
     The base images are ``x`` repeated and cut to ``M`` rows (W3's ``concat([x, x, x])[:M]``); the first
     ``⌊frac_perm·M⌋`` become :func:`permuted_pixels` of their base image, the rest are :func:`uniform` noise, and the
@@ -869,7 +871,7 @@ def hein_set(
     frac_perm: float = 0.5,
     sigma_range: tuple[float, float] = (1.0, 2.5),
 ) -> TensorDataset:
-    """W3's evaluation noise (seed-methods.md §3.5): :func:`hein_noise` of every test batch of 128 of ``base``.
+    """W3's evaluation noise (its ``evaluation.py``): :func:`hein_noise` of every test batch of 128 of ``base``.
 
     Default size ``len(base)`` rounded down to whole batches (drop_last: 10,000 → 9,984); per batch the first 64
     images are permuted test images and the other 64 uniform noise, all low-pass filtered with the batch's σ.

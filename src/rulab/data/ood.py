@@ -5,7 +5,7 @@ ID shape ``(C, H, W)``. Synthetic noise families live in :mod:`rulab.data.noise`
 
 Conversions (one rule for every set):
     * grey from colour: ITU-R 601-2 luma, ``0.299 R + 0.587 G + 0.114 B`` (what PIL's ``convert("L")`` does).
-      Hein et al.'s grey CIFAR-10 used the plain channel mean (seed-methods.md §3.5); the two differ by a few
+      Hein et al.'s grey CIFAR-10 used the plain channel mean (W3's ``evaluation.py``); the two differ by a few
       grey levels, which does not change what the set is.
     * colour from grey: the grey channel is replicated.
     * size: bilinear resampling with antialiasing (``F.interpolate(..., antialias=True)``) for tensor sets; image
@@ -19,7 +19,7 @@ Sets offline on any machine (the Fashion-MNIST default):
     * ``photos``: scikit-image's photographs (astronaut, camera, chelsea, coffee, …) cut into crops.
     * ``mnist``: the MNIST test set through the source chain (near OOD for Fashion-MNIST).
 
-CIFAR-scale sets (W1 seed-methods.md §1.6, W3 §3.5, W4 §4.2), through the source chain:
+CIFAR-scale sets (W1, W3 and W4; see docs/protocols/), through the source chain:
     * ``svhn`` (test split), ``cifar10`` / ``cifar100`` (the other CIFAR's test split);
     * image folders under ``$RULAB_DATA/<name>/``: ``dtd`` and ``places365`` (Resize(short side) + CenterCrop),
       ``lsun_crop`` and ``tin_crop`` (ODIN: random ``H × W`` crops, seeded), ``lsun_resize``, ``tin_resize``,
@@ -268,7 +268,7 @@ def textures(
 ) -> TensorDataset:
     """Seeded random crops of scikit-image's texture photographs (brick, grass, gravel), resized to ``H × W``.
 
-    An offline stand-in for W1's Textures (DTD) set (seed-methods.md §1.6): crops of ``1/8 .. 1/2`` of the image's
+    An offline stand-in for W1's Textures (DTD) set (W1's ``test.py``): crops of ``1/8 .. 1/2`` of the image's
     short side, antialiased bilinear resize, grey for ``C = 1`` and replicated grey for ``C = 3``.
 
     Returns:
@@ -316,7 +316,7 @@ def mnist(
 def svhn(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """The SVHN test set (26,032; W1 §1.6, W3 §3.5)."""
+    """The SVHN test set (26,032; OOD in W1 and W3)."""
     return _from_dataset("svhn", "svhn", shape, n, seed, root)
 
 
@@ -324,7 +324,7 @@ def svhn(
 def cifar10(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """The CIFAR-10 test set (10,000): OOD for CIFAR-100 and SVHN (W1 §1.6, W3 §3.5); grey + 28×28 for MNIST-like IDs."""
+    """The CIFAR-10 test set (10,000): OOD for CIFAR-100 and SVHN (W1, W3); grey + 28×28 for MNIST-like IDs."""
     return _from_dataset("cifar10", "cifar10", shape, n, seed, root)
 
 
@@ -332,7 +332,7 @@ def cifar10(
 def cifar100(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """The CIFAR-100 test set (10,000): OOD for CIFAR-10 and SVHN (W1 §1.6, W3 §3.5)."""
+    """The CIFAR-100 test set (10,000): OOD for CIFAR-10 and SVHN (W1, W3)."""
     return _from_dataset("cifar100", "cifar100", shape, n, seed, root)
 
 
@@ -446,7 +446,7 @@ def _folder_ood(
 def dtd(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """DTD textures, all 5,640 images of ``dtd/images``: Resize(short side) + CenterCrop (W1 seed-methods.md §1.6)."""
+    """DTD textures, all 5,640 images of ``dtd/images``: Resize(short side) + CenterCrop (W1's ``test.py``)."""
     return _folder_ood("dtd", "resize_crop", shape, n, seed, root)
 
 
@@ -454,7 +454,7 @@ def dtd(
 def places365(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """Places365 scenes: Resize(short side) + CenterCrop (W1 §1.6).
+    """Places365 scenes: Resize(short side) + CenterCrop (W1's ``test.py``).
 
     Any images under ``$RULAB_DATA/places365/`` are used (W1 used a local ``test_subset``); the automatic
     download is the 36,500-image ``val_256.tar``. Pass ``n`` to subsample.
@@ -466,7 +466,7 @@ def places365(
 def lsun_crop(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """LSUN (crop), ODIN's 10,000 test images: seeded random ``H × W`` crops at full resolution (W4 §4.2)."""
+    """LSUN (crop), ODIN's 10,000 test images: seeded random ``H × W`` crops at full resolution (Liang et al. 2018)."""
     return _folder_ood("lsun_crop", "random_crop", shape, n, seed, root)
 
 
@@ -474,7 +474,7 @@ def lsun_crop(
 def lsun_resize(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """LSUN (resize), ODIN's 10,000 test images downsampled to ``H × W`` (W4 §4.2)."""
+    """LSUN (resize), ODIN's 10,000 test images downsampled to ``H × W`` (Liang et al. 2018)."""
     return _folder_ood("lsun_resize", "resize", shape, n, seed, root)
 
 
@@ -482,7 +482,7 @@ def lsun_resize(
 def tin_crop(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """Tiny ImageNet (crop), ODIN's 10,000 test images: seeded random ``H × W`` crops (W4 §4.2)."""
+    """Tiny ImageNet (crop), ODIN's 10,000 test images: seeded random ``H × W`` crops (Liang et al. 2018)."""
     return _folder_ood("tin_crop", "random_crop", shape, n, seed, root)
 
 
@@ -490,7 +490,7 @@ def tin_crop(
 def tin_resize(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """Tiny ImageNet (resize), ODIN's 10,000 test images downsampled to ``H × W`` (W4 §4.2)."""
+    """Tiny ImageNet (resize), ODIN's 10,000 test images downsampled to ``H × W`` (Liang et al. 2018)."""
     return _folder_ood("tin_resize", "resize", shape, n, seed, root)
 
 
@@ -498,7 +498,7 @@ def tin_resize(
 def isun(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """iSUN, ODIN's 8,925 images resized to ``H × W`` (W4 §4.2)."""
+    """iSUN, ODIN's 8,925 images resized to ``H × W`` (Liang et al. 2018)."""
     return _folder_ood("isun", "resize", shape, n, seed, root)
 
 
@@ -506,7 +506,7 @@ def isun(
 def lsun_classroom(
     shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
 ) -> TensorDataset:
-    """LSUN classroom (Hein et al.: the first 10,000 ``classroom_train`` images), ``Resize((H, W))`` (W3 §3.5).
+    """LSUN classroom (Hein et al.: the first 10,000 ``classroom_train`` images), ``Resize((H, W))`` (W3's ``evaluation.py``).
 
     LSUN ships as an LMDB database; export the images to ``$RULAB_DATA/lsun_classroom/`` first (the missing-data
     error says how).

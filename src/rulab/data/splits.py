@@ -1,8 +1,8 @@
 """Turn a :class:`~rulab.config.DataCfg` into train / validation / test datasets.
 
 Class filtering (keep ``classes`` relabelled 0..k-1, or drop ``exclude_classes`` as W1 did for ImageNet
-pre-training, seed-methods.md §1.3), a stratified labelled subset, and the validation hold-out (``random`` or
-W1's contiguous ``tail``, §1.2) are applied in that order, all seeded.
+pre-training; docs/protocols/hendrycks2019.md), a stratified labelled subset, and the validation hold-out (``random`` or
+W1's contiguous ``tail``, ``utils/validation_dataset.py``) are applied in that order, all seeded.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The in-memory dataset type every rulab dataset, OOD set and corrupted set is: uint8 images and int64 labels.
 
-Design: DESIGN.md Conventions 1; style-anchors.md §8 (airbench's device-resident uint8 tensors).
+Design: convention 1 in docs/conventions.md; device-resident uint8 tensors as in airbench.
 """
 
 from __future__ import annotations

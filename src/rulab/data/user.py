@@ -11,7 +11,7 @@
 * a folder of images (torchvision's ``ImageFolder`` layout, :func:`rulab.data.folders.load_image_folder`), resized
   and centre-cropped to ``size``.
 
-**Pixel units.** rulab holds images as 8-bit pixels and feeds models ``x / 255`` in [0, 1] (DESIGN.md Convention 1).
+**Pixel units.** rulab holds images as 8-bit pixels and feeds models ``x / 255`` in [0, 1] (convention 1 in docs/conventions.md).
 The caller says what the values are:
 
 * ``uint8`` data are pixels 0..255;

@@ -1,15 +1,15 @@
 """The detector contract and the cached network outputs every detector reads.
 
 A detector turns what the network produced for a batch of images into one **confidence score per image:
-higher = more in-distribution** (DESIGN.md Convention 2; seed-methods.md §5 C1). MSP, −energy and the ODIN score
+higher = more in-distribution** (convention 2 in docs/conventions.md). MSP, −energy and the ODIN score
 are such confidences; an anomaly score is ``-score`` and is never stored. Metrics take ``(s_id, s_ood)``.
 
 Detectors never run the network themselves unless they must: :func:`rulab.eval.extract.extract` runs it once per
 (checkpoint, dataset) and stores the logits, penultimate features and labels in an :class:`Extracted`; every
-logit/feature detector reads that (DESIGN.md Convention 6). Only detectors with ``"model"`` in :attr:`Detector.requires`
+logit/feature detector reads that (convention 6). Only detectors with ``"model"`` in :attr:`Detector.requires`
 (ODIN) go back to the model, with the uint8 images kept in :attr:`Extracted.x`.
 
-Adding a detector touches its module and its test (style-anchors.md §5, "Checklist: adding an OOD detector"): a pure
+Adding a detector touches its module and its test: a pure
 score function (``energy_score(logits, t)``) holds the math; a small class registered with
 ``@DETECTORS.register("name")`` holds hyperparameters and fitted state.
 """
@@ -119,7 +119,7 @@ def need(ex: Extracted, what: str, detector: str) -> torch.Tensor:
 
 def tuning_objective(s_id: torch.Tensor, s_oods: Mapping[str, torch.Tensor]) -> float:
     """The value hyperparameter tuning minimises: mean over validation-OOD sets of ``fpr95_id`` (ODIN's criterion,
-    seed-methods.md §4.3), with ties broken by the grid order."""
+    Liang et al. 2018), with ties broken by the grid order."""
     from rulab.metrics.ood import fpr95_id
 
     if not s_oods:

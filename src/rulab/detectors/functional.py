@@ -5,7 +5,7 @@ adapter: NumPy arrays are viewed as torch tensors (float64 stays float64), the f
 result come back as NumPy arrays when any input was a NumPy array. Torch inputs pass through untouched, so results are
 identical to what ``rulab eval`` computes.
 
-Sign convention (DESIGN.md Convention 2): every score is a **confidence, higher = more in-distribution**. Feed
+Sign convention (convention 2 in docs/conventions.md): every score is a **confidence, higher = more in-distribution**. Feed
 ``s_id`` and ``s_ood`` to :mod:`rulab.metrics` (``auroc(s_id, s_ood)``, ``fpr95_id``, ...) as they are.
 
 | function | definition (`z`: logits `[N, K]`, `h`: features `[N, D]`) | paper |

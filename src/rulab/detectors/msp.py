@@ -17,7 +17,8 @@ def msp_score(logits: torch.Tensor) -> torch.Tensor:
         logits: ``[B, K]``.
 
     Returns:
-        ``[B]`` in (0, 1]; higher = more in-distribution (seed-methods.md §1.4, §3.5, §4.1 with T = 1).
+        ``[B]`` in (0, 1]; higher = more in-distribution (Hendrycks & Gimpel 2017;
+        the score of W1 and W3, and W4's baseline: ODIN at T = 1 without the input step).
     """
     return logits.softmax(dim=1).amax(dim=1)
 

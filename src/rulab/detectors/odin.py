@@ -1,24 +1,25 @@
 """ODIN: temperature scaling plus input preprocessing (Liang, Li & Srikant, ICLR 2018, "Enhancing the reliability of
-out-of-distribution image detection in neural networks", arXiv:1706.02690). seed-methods.md §4.
+out-of-distribution image detection in neural networks", arXiv:1706.02690); details in docs/protocols/odin.md.
 
-The score (§4.1) is ``max_k S_k(x̃; T)`` with ``S(x; T) = softmax(f(x) / T)`` and one signed-gradient step that
+The score (the paper's temperature scaling and input preprocessing) is ``max_k S_k(x̃; T)`` with ``S(x; T) = softmax(f(x) / T)`` and one signed-gradient step that
 raises the temperature-scaled confidence of the predicted class ŷ = argmax f(x):
 
     x̃ = x - ε · sign(-∇_x log S_ŷ(x; T)) = x - ε · sign(∇_x CE(f(x) / T, ŷ)).
 
-Faithful to the reference code (``calData.py``, §4.2) where it matters, fixed where it is wrong (§5 C9, C11):
+Faithful to the reference code (``code/calData.py``) where it matters, fixed where it is wrong (the register of
+convention 5 and the evaluation hygiene in docs/conventions.md):
 
-* **pixel units**: inputs are [0, 1] pixels and the model normalises itself (DESIGN.md Convention 1), so the step is
+* **pixel units**: inputs are [0, 1] pixels and the model normalises itself (convention 1), so the step is
   taken in pixel space with ε in pixel units. The original steps in normalised space with the gradient divided by the
   channel std σ_c, which is the same step (``tests/detectors/test_odin.py`` checks this against a per-image
   normalised-space reference).
 * **sign rule**: ``g = 2 · (1[∇ ≥ 0] - 0.5)``, so a zero gradient gives +1 (``torch.sign`` would give 0).
 * **no clipping**: x̃ is not clipped to [0, 1] after the step, as in the original (parity; the step is at most
   0.004, about one grey level).
-* **eval mode**: the model runs in eval mode (the original never calls ``eval()``, §4.2); batched instead of one
+* **eval mode**: the model runs in eval mode (the original never calls ``eval()``); batched instead of one
   image at a time (identical in eval mode, where images do not interact).
 
-Tuning (§4.3): T ∈ {1, 2, 5, …, 1000} × 21 values of ε in [0, 0.004], choosing the pair with the lowest mean
+Tuning (Liang et al. 2018; the grid is our reading of the paper, unverified, docs/protocols/odin.md): T ∈ {1, 2, 5, …, 1000} × 21 values of ε in [0, 0.004], choosing the pair with the lowest mean
 ``fpr95_id`` over the validation-OOD sets, on validation ID data (the run's held-out split) and the benchmark's
 validation-OOD sets, never on a test set. The sign of the gradient does not depend on ε, so the gradient is computed
 once per temperature and every ε reuses it; the ε sweep is batched, and when an image's sign map at one temperature
@@ -52,14 +53,14 @@ __all__ = [
 ]
 
 ODIN_TEMPERATURES: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
-"""ODIN's temperature grid (seed-methods.md §4.3)."""
+"""ODIN's temperature grid (docs/protocols/odin.md "Hyperparameters"; unverified against the paper)."""
 ODIN_EPSILONS: tuple[float, ...] = tuple(round(0.0002 * i, 6) for i in range(21))
-"""ODIN's 21 step sizes, ``linspace(0, 0.004, 21)`` in [0, 1]-pixel units (seed-methods.md §4.3)."""
+"""ODIN's 21 step sizes, ``linspace(0, 0.004, 21)`` in [0, 1]-pixel units (docs/protocols/odin.md; unverified against the paper)."""
 ODIN_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "paper": {"t": ODIN_TEMPERATURES, "eps": ODIN_EPSILONS},
     "coarse": {"t": (1.0, 10.0, 100.0, 1000.0), "eps": (0.0, 0.001, 0.002, 0.003, 0.004)},
 }
-"""Tuning grids: ``paper`` (10 T × 21 ε, §4.3: 10 gradient passes and 210 forward passes over the validation sets) and
+"""Tuning grids: ``paper`` (10 T × 21 ε: 10 gradient passes and 210 forward passes over the validation sets) and
 ``coarse`` (4 T × 5 ε over the same ranges: 4 gradient and 20 forward passes, 24× cheaper; the CPU studies' choice)."""
 
 
@@ -119,7 +120,7 @@ def odin_sign(model: nn.Module, x: torch.Tensor, t: float) -> tuple[torch.Tensor
 
 
 def odin_perturb(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tensor:
-    """``x - ε · g`` in pixel units, NOT clipped to [0, 1] (parity with ODIN's ``calData.py``, seed-methods.md §4.2)."""
+    """``x - ε · g`` in pixel units, NOT clipped to [0, 1] (parity with ODIN's ``code/calData.py``)."""
     return x - eps * g
 
 
@@ -254,7 +255,7 @@ class ODIN(Detector):
 
     Args:
         t: temperature T (paper: 1000 for every model).
-        eps: step size ε in [0, 1]-pixel units (paper: 0–0.0028, per model and OOD set, §4.3).
+        eps: step size ε in [0, 1]-pixel units (ODIN's README: 0–0.0048, per model and OOD set).
         batch_size: images per gradient pass.
         search: the (T, ε) grid :meth:`tune` searches, a key of :data:`ODIN_GRIDS` (``"paper"`` or ``"coarse"``).
     """
@@ -282,7 +283,7 @@ class ODIN(Detector):
         return s.to(ex.logits.device)
 
     def tune(self, model: nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]) -> dict[str, Any]:
-        """Grid search of (T, ε) minimising the mean validation ``fpr95_id`` (seed-methods.md §4.3), batched."""
+        """Grid search of (T, ε) minimising the mean validation ``fpr95_id`` (Liang et al. 2018), batched."""
         if model is None:
             raise RulabError("detector 'odin' tunes T and ε by perturbing validation images and needs the model")
         if not val_ood:

@@ -3,7 +3,7 @@
 ``create_detector("energy", temperature_scaled=True)`` wraps the detector in :class:`TemperatureScaled`, which fits a
 :class:`~rulab.detectors.temperature.TemperatureScaler` on the held-out ID split in :meth:`TemperatureScaled.fit` and
 divides every logit tensor by that temperature before the inner detector sees it (Guo et al. 2017,
-arXiv:1706.04599; seed-methods.md §1.8, §5 C6).
+arXiv:1706.04599; convention 4 in docs/conventions.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Temperature scaling: fit one scalar T on held-out ID logits, then use ``logits / T`` everywhere.
 
-Guo et al. 2017; W1/OE ``tune_temp`` (seed-methods.md §1.8, §5 C6). The scaler is a post-processor, not a
+Guo et al. 2017; W1/OE ``tune_temp`` in ``utils/calibration_tools.py`` (convention 4 in docs/conventions.md). The scaler is a post-processor, not a
 detector: apply it to cached logits before any detector or calibration metric. Fitting minimises the mean
 negative log-likelihood ``NLL(T) = mean_i CE(z_i / T, y_i)`` in float64 on the logits' device.
 """
@@ -69,7 +69,7 @@ def fit_temperature(
 ) -> float:
     """Temperature T minimising the NLL of ``softmax(logits / T)`` on held-out ID data.
 
-    ``"bisection"`` is OE's ``tune_temp`` (seed-methods.md §1.8): bisect [lower, upper] on the sign of dNLL/dT
+    ``"bisection"`` is OE's ``tune_temp`` (``utils/calibration_tools.py``): bisect [lower, upper] on the sign of dNLL/dT
     until ``upper - lower <= eps``, then return whichever of {lower, mid, upper} has the lowest NLL (the
     original evaluates in float32; here float64, so results agree to within ``eps``). The answer is confined
     to [lower, upper]. ``"lbfgs"`` minimises over log T with L-BFGS (strong Wolfe line search), unbounded.

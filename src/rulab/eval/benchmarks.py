@@ -1,4 +1,4 @@
-"""Evaluation benchmarks as data (style-anchors.md §16): which ID test set, which OOD sets, which validation-OOD
+"""Evaluation benchmarks as data: which ID test set, which OOD sets, which validation-OOD
 sets may be used to tune detector hyperparameters, and the protocol.
 
 The validation-OOD sets are never test sets (checked when a benchmark is built), so tuned detectors such as ODIN
@@ -73,19 +73,19 @@ def fmnist() -> Benchmark:
 
 
 # ------------------------------------------------------------------------------------------------ paper benchmarks
-# The OOD sets, protocols and sizes of the four seed works (seed-methods.md §1.4-1.6, §2.2, §3.5, §4.2). Where a set
+# The OOD sets, protocols and sizes of the four reproduced works (W1-W4) (docs/protocols/, one page per work). Where a set
 # of the original is not public or has no loader here, the docstring says so; nothing is substituted silently.
 
 W1_SYNTHETIC = ("gaussian", "rademacher", "blobs")
-"""W1's synthetic OOD sets in its table order (seed-methods.md §1.5; pixel-space definitions equal to W1's under
+"""W1's synthetic OOD sets in its table order (W1's ``uncertainty/CIFAR/test.py``; pixel-space definitions equal to W1's under
 its mean = std = 0.5)."""
 W1_REAL = ("dtd", "svhn", "places365", "lsun_resize")
-"""W1's real OOD sets except the other CIFAR (§1.6). W1's LSUN is the 10,000-image LSUN ``test`` set resized to 32
+"""W1's real OOD sets except the other CIFAR (W1's ``uncertainty/CIFAR/test.py``). W1's LSUN is the 10,000-image LSUN ``test`` set resized to 32
 (short side) and centre-cropped; ``lsun_resize`` is ODIN's release of the same 10,000 LSUN test images resized to
 32×32 (no crop), the closest set with a loader here."""
 W1_N_OOD = 10_000
 """Images loaded per W1 OOD set before the protocol draws its 5 runs of 2,000: the synthetic pool is 2,000 × 5 =
-10,000 exactly (§1.4); real sets with more images (SVHN 26,032, Places365 36,500) are a seeded random subset of
+10,000 exactly (W1's protocol); real sets with more images (SVHN 26,032, Places365 36,500) are a seeded random subset of
 10,000 from which every run draws (W1 draws from the whole set), smaller ones (DTD 5,640) are used whole."""
 
 
@@ -94,7 +94,7 @@ def _hendrycks(name: str, id_dataset: str, other: tuple[str, ...]) -> Benchmark:
         name=name,
         id_dataset=id_dataset,
         ood=W1_SYNTHETIC + W1_REAL + other,
-        val_ood=("uniform",),  # W1's validation-only Uniform noise (--validate, §1.5): never a test set
+        val_ood=("uniform",),  # W1's validation-only Uniform noise (--validate): never a test set
         protocol="hendrycks",
         n_ood=W1_N_OOD,
         near=other,
@@ -104,7 +104,7 @@ def _hendrycks(name: str, id_dataset: str, other: tuple[str, ...]) -> Benchmark:
 
 @BENCHMARKS.register("cifar10-hendrycks")
 def cifar10_hendrycks() -> Benchmark:
-    """W1 on CIFAR-10 (seed-methods.md §1.4-1.6): Gaussian, Rademacher, Blobs, Textures (DTD), SVHN, Places365, LSUN
+    """W1 on CIFAR-10 (W1's ``uncertainty/CIFAR/test.py``): Gaussian, Rademacher, Blobs, Textures (DTD), SVHN, Places365, LSUN
     and CIFAR-100, MSP scored under the ``hendrycks`` protocol (full ID test set, 2,000 OOD images per run × 5 runs,
     mean ± std over runs). Validation OOD for tuned detectors: uniform noise (W1's validation-only set)."""
     return _hendrycks("cifar10-hendrycks", "cifar10", ("cifar100",))
@@ -112,17 +112,18 @@ def cifar10_hendrycks() -> Benchmark:
 
 @BENCHMARKS.register("cifar100-hendrycks")
 def cifar100_hendrycks() -> Benchmark:
-    """W1 on CIFAR-100: the sets of ``cifar10-hendrycks`` with CIFAR-10 as the other CIFAR (§1.6)."""
+    """W1 on CIFAR-100: the sets of ``cifar10-hendrycks`` with CIFAR-10 as the other CIFAR."""
     return _hendrycks("cifar100-hendrycks", "cifar100", ("cifar10",))
 
 
 @BENCHMARKS.register("tinyimagenet-hendrycks")
 def tinyimagenet_hendrycks() -> Benchmark:
-    """W1 on Tiny ImageNet (64×64; §1.5-1.6): Gaussian, Rademacher, Blobs (σ = 2 at 64 px), Textures, SVHN, Places365
+    """W1 on Tiny ImageNet (64×64; W1's ``uncertainty/TinyImageNet/test.py``): Gaussian, Rademacher, Blobs (σ = 2 at 64 px), Textures, SVHN, Places365
     and LSUN, everything resized to 64×64.
 
     Missing: W1's "Held-out ImageNet classes" set (OE's ``TinyImageNet/out/val``, 64×64 images of the 800 ImageNet
-    classes outside Tiny ImageNet) is not distributed and has no loader here; its leakage caveat (§1.6) is moot.
+    classes outside Tiny ImageNet) is not distributed and has no loader here; its leakage caveat (its classes overlap the
+    ImageNet-minus-Tiny-ImageNet pre-training classes) is moot.
     """
     return _hendrycks("tinyimagenet-hendrycks", "tiny_imagenet", ())
 
@@ -131,7 +132,7 @@ def _hein(name: str, id_dataset: str, real: tuple[str, ...], n_ood: int) -> Benc
     return Benchmark(
         name=name,
         id_dataset=id_dataset,
-        ood=real + ("hein",),  # "hein": W3's evaluation noise built from every test batch (§3.5)
+        ood=real + ("hein",),  # "hein": W3's evaluation noise built from every test batch (W3's ``evaluation.py``)
         val_ood=("uniform",),
         protocol="hein",
         n_ood=n_ood,
@@ -141,7 +142,7 @@ def _hein(name: str, id_dataset: str, real: tuple[str, ...], n_ood: int) -> Benc
 
 @BENCHMARKS.register("mnist-hein")
 def mnist_hein() -> Benchmark:
-    """W3 on MNIST (seed-methods.md §3.5): grey CIFAR-10 (resized to 28×28) and W3's noise, ``hein`` protocol.
+    """W3 on MNIST (W3's ``evaluation.py``): grey CIFAR-10 (resized to 28×28) and W3's noise, ``hein`` protocol.
 
     Missing from W3's MNIST list: FashionMNIST (there is no ``fashion_mnist`` OOD set in ``OOD_SETS``; the dataset
     itself loads, so registering one is a three-line change in ``rulab.data.ood``) and EMNIST-letters (no loader).
@@ -152,7 +153,7 @@ def mnist_hein() -> Benchmark:
 
 @BENCHMARKS.register("svhn-hein")
 def svhn_hein() -> Benchmark:
-    """W3 on SVHN (§3.5): CIFAR-10, CIFAR-100, LSUN classroom and W3's noise (26,032 test images → 25,984 kept by the
+    """W3 on SVHN (W3's ``evaluation.py``): CIFAR-10, CIFAR-100, LSUN classroom and W3's noise (26,032 test images → 25,984 kept by the
     ``hein`` protocol's drop_last). "ImageNet−" (ImageNet val minus the CIFAR-10 classes) was only available to the
     authors and is not part of any benchmark here."""
     return _hein("svhn-hein", "svhn", ("cifar10", "cifar100", "lsun_classroom"), 26_032)
@@ -160,19 +161,19 @@ def svhn_hein() -> Benchmark:
 
 @BENCHMARKS.register("cifar10-hein")
 def cifar10_hein() -> Benchmark:
-    """W3 on CIFAR-10 (§3.5): SVHN, CIFAR-100, LSUN classroom and W3's noise. SVHN enters as a seeded random subset
+    """W3 on CIFAR-10 (W3's ``evaluation.py``): SVHN, CIFAR-100, LSUN classroom and W3's noise. SVHN enters as a seeded random subset
     of 10,000 of its 26,032 test images (W3 used all); "ImageNet−" is not public."""
     return _hein("cifar10-hein", "cifar10", ("svhn", "cifar100", "lsun_classroom"), 10_000)
 
 
 @BENCHMARKS.register("cifar100-hein")
 def cifar100_hein() -> Benchmark:
-    """W3 on CIFAR-100 (§3.5): CIFAR-10, SVHN (10,000 of 26,032), LSUN classroom and W3's noise; no "ImageNet−"."""
+    """W3 on CIFAR-100 (W3's ``evaluation.py``): CIFAR-10, SVHN (10,000 of 26,032), LSUN classroom and W3's noise; no "ImageNet−"."""
     return _hein("cifar100-hein", "cifar100", ("cifar10", "svhn", "lsun_classroom"), 10_000)
 
 
 ODIN_OOD = ("tin_crop", "tin_resize", "lsun_crop", "lsun_resize", "isun", "uniform", "gaussian_odin")
-"""ODIN's OOD sets in its table order (seed-methods.md §4.2, §6.7)."""
+"""ODIN's OOD sets in the order of its Table 2 (Liang et al. 2018)."""
 
 
 def _odin(name: str, id_dataset: str) -> Benchmark:
@@ -180,7 +181,7 @@ def _odin(name: str, id_dataset: str) -> Benchmark:
         name=name,
         id_dataset=id_dataset,
         ood=ODIN_OOD,
-        val_ood=(),  # no tuning: ODIN keeps T = 1000 (its default); per-set ε of §4.3 via rulab.presets.odin
+        val_ood=(),  # no tuning: ODIN keeps T = 1000 (its default); per-set ε of ODIN's README via rulab.presets.odin
         protocol="odin",
         n_ood=10_000,
         far=ODIN_OOD,
@@ -189,13 +190,13 @@ def _odin(name: str, id_dataset: str) -> Benchmark:
 
 @BENCHMARKS.register("cifar10-odin")
 def cifar10_odin() -> Benchmark:
-    """W4 on CIFAR-10 (seed-methods.md §4.2): TinyImageNet crop/resize, LSUN crop/resize, iSUN, uniform and ODIN's
+    """W4 on CIFAR-10 (ODIN's ``code/calData.py``): TinyImageNet crop/resize, LSUN crop/resize, iSUN, uniform and ODIN's
     Gaussian noise under the ``odin`` protocol (the first 1,000 images of every set skipped, then 9,000 vs 9,000;
     iSUN 7,925 vs 7,925).
 
     No validation-OOD set: ODIN tuned (T, ε) on the first 1,000 images of each TEST set, which this library does not
     do; the ``odin`` detector keeps T = 1000 and its default ε = 0.0014, and the per-set ε of ODIN's table
-    (§4.3, :data:`rulab.presets.odin.ODIN_EPSILON_TABLE`) are applied by :func:`rulab.presets.odin.evaluate_odin_table`.
+    (its README, :data:`rulab.presets.odin.ODIN_EPSILON_TABLE`) are applied by :func:`rulab.presets.odin.evaluate_odin_table`.
     """
     return _odin("cifar10-odin", "cifar10")
 
@@ -212,14 +213,14 @@ def _w2(name: str, id_dataset: str, shift: str) -> Benchmark:
 
 @BENCHMARKS.register("pathmnist-w2")
 def pathmnist_w2() -> Benchmark:
-    """W2 on pathMNIST (seed-methods.md §2.1-2.3): no OOD sets; accuracy and 10-bin RMS calibration on the clean test
+    """W2 on pathMNIST (report §7.1): no OOD sets; accuracy and 10-bin RMS calibration on the clean test
     set and under the ``w2-pathmnist`` brightness and blur grids."""
     return _w2("pathmnist-w2", "pathmnist", "w2-pathmnist")
 
 
 @BENCHMARKS.register("pets-w2")
 def pets_w2() -> Benchmark:
-    """W2 on Oxford-IIIT Pets (§2.4): no OOD sets; the ``w2-pets`` brightness and blur grids."""
+    """W2 on Oxford-IIIT Pets (report §7.2): no OOD sets; the ``w2-pets`` brightness and blur grids."""
     return _w2("pets-w2", "oxford_pets", "w2-pets")
 
 

@@ -1,7 +1,7 @@
 """``evaluate(model, benchmark=...)``: calibration, OOD detection with every detector, and the hooks for covariate
 shift and far-away confidence, as one long :class:`~rulab.eval.results.ResultTable`.
 
-What it does, in order (each network pass happens once per dataset, DESIGN.md Convention 6):
+What it does, in order (each network pass happens once per dataset, convention 6 in docs/conventions.md):
 
 1. **Extract** logits and features of the training split (detectors fit on it), the validation split (temperature
    scaling, detector tuning, KL-matching templates), the ID test set, every test OOD set and every validation-OOD set
@@ -23,8 +23,9 @@ What it does, in order (each network pass happens once per dataset, DESIGN.md Co
    :mod:`rulab.eval.farconf`. The shifted test sets use corruption seed 0 for every run: they are benchmark data, the
    same images for every method and seed (like the released CIFAR-10-C arrays).
 
-``parity=True`` reproduces W1/OE's calibration quirk (the top adaptive bin is dropped, seed-methods.md §1.8, §5 C11)
-and W3's rejection column at index 10 in the adversarial-samples resistance (§3.5).
+``parity=True`` reproduces W1/OE's calibration quirk (the top adaptive bin is dropped, ``utils/calibration_tools.py``)
+and W3's rejection column at index 10 in the adversarial-samples resistance (``evaluation.py``); the register of
+convention 5 in docs/conventions.md lists both.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Run the network once per (checkpoint, dataset) and cache what detectors and metrics read (DESIGN.md Convention 6;
-style-anchors.md §6).
+"""Run the network once per (checkpoint, dataset) and cache what detectors and metrics read (convention 6 in
+docs/conventions.md).
 
 :func:`extract` returns an :class:`~rulab.detectors.base.Extracted` (logits, penultimate features, labels, the head's
 weights, and the images themselves for detectors that go back to the model). With ``cache_dir`` the tensors are

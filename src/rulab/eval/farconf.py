@@ -1,15 +1,16 @@
-"""Far-away and worst-case overconfidence (Hein, Andriushchenko, Bitterwolf, CVPR 2019; seed-methods.md §3.3-3.6).
+"""Far-away and worst-case overconfidence (Hein, Andriushchenko, Bitterwolf, CVPR 2019;
+docs/protocols/hein2019.md).
 
 Three measurements on one model, all with the maximum softmax probability (MSP) as the confidence score:
 
-* **α-scaling** (§3.6, :func:`alpha_scaling`): for uniform noise ``u ~ U[0,1]^d``, the smallest ``α ≥ 1`` with
+* **α-scaling** (the paper's Table 2, :func:`alpha_scaling`): for uniform noise ``u ~ U[0,1]^d``, the smallest ``α ≥ 1`` with
   ``MSP(f(α·u)) ≥ 0.999``, found for all trials at once by geometric bracketing on ``α ∈ [1, α_max]`` (factor 2)
   and bisection in log α; its median over the trials (``alpha_median``), the share of trials whose image clipped
   back to [0,1] gets confidence > 0.95 (``overconf_frac``), and the mean confidence on a log-spaced α grid.
-* **Adversarial noise** (§3.3, :func:`attack_noise`): L∞ PGD maximising ``log max_k p_k`` from noise (W3's
+* **Adversarial noise** (W3's ``evaluation.py``, :func:`attack_noise`): L∞ PGD maximising ``log max_k p_k`` from noise (W3's
   low-pass permuted/uniform noise built from test images, and plain uniform noise), random start, keep-best, BN in
   eval mode; MMC, AUROC and FPR@95 (``fpr95_id``) of the noise and of the adversarial noise against the ID test set.
-* **Adversarial samples** (§3.3, §3.5, :func:`resisted`): PGD on the cross-entropy from test images; Hein's
+* **Adversarial samples** (W3's ``evaluation.py`` / ``analysis.py``, :func:`resisted`): PGD on the cross-entropy from test images; Hein's
   resistance measure (a rejection column of value 1.01/K inserted into the softmax outputs, resisted = the argmax
   is the true label) and MMC / AUROC / FPR@95 of the adversarial examples that were NOT resisted.
 
@@ -17,7 +18,8 @@ Rows (:func:`evaluate_farconf`) have kind ``"farconf"``, ``detector ""`` (the sc
 ``"alpha_scaling"``, ``"noise"``, ``"adv_noise"``, ``"noise_uniform"``, ``"adv_noise_uniform"``,
 ``"adv_samples"``. Curves and scores go to ``table.arrays`` under ``farconf/...``.
 
-Step size: W3 trains with ``ε/steps`` and leaves the evaluation step unstated (§3.3). The default here is
+Step size: W3 trains with ``ε/steps`` and leaves the evaluation step unstated (its README's command leaves it a
+placeholder). The default here is
 Madry et al.'s ``2.5·ε/steps``, which lets an iterate cross the ball 2.5 times; with keep-best the result can only
 improve on the start point.
 """
@@ -137,7 +139,7 @@ def alpha_scaling(
     curve_points: int = 21,
     batch_size: int = 256,
 ) -> AlphaScaling:
-    """Hein et al.'s α-scaling test (seed-methods.md §3.6): how far out along a random direction a ReLU network
+    """Hein et al.'s α-scaling test (the paper's Table 2): how far out along a random direction a ReLU network
     becomes 99.9% confident.
 
     For each trial ``u ~ U[0,1]^d`` (seeded), the search evaluates ``MSP(f(α·u))`` at α = 1, 2, 4, ... (×``factor``,
@@ -230,7 +232,7 @@ def alpha_scaling(
 
 
 def default_step_size(eps: float, steps: int) -> float:
-    """Evaluation PGD step: Madry et al.'s ``2.5·ε/steps`` (W3's evaluation step is unstated, §3.3)."""
+    """Evaluation PGD step: Madry et al.'s ``2.5·ε/steps`` (W3's evaluation step is unstated)."""
     return 2.5 * eps / max(int(steps), 1)
 
 
@@ -261,7 +263,7 @@ def attack_noise(
     generator: torch.Generator | None = None,
     batch_size: int = 256,
 ) -> NoiseAttack:
-    """Adversarial noise (seed-methods.md §3.3): PGD maximising ``log max_k p_k`` in the L∞ ball around noise.
+    """Adversarial noise (W3's ``evaluation.py``): PGD maximising ``log max_k p_k`` in the L∞ ball around noise.
 
     Runs :func:`rulab.methods.attacks.pgd` with Hein's random start (``z + s·δ``), keep-best and BN in eval mode,
     batch by batch, and records the objective of every evaluation for the per-step curve (no extra forward pass).
@@ -311,7 +313,7 @@ def attack_samples(
     generator: torch.Generator | None = None,
     batch_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adversarial samples (seed-methods.md §3.3): PGD on the cross-entropy of the true label from test images.
+    """Adversarial samples (W3's ``evaluation.py``): PGD on the cross-entropy of the true label from test images.
 
     Uniform random start in the ε-ball, keep-best (the highest cross-entropy seen), BN in eval mode.
 
@@ -347,7 +349,7 @@ def attack_samples(
 
 
 def resisted(probs: torch.Tensor, labels: torch.Tensor, rejection_index: int | None = None) -> torch.Tensor:
-    """Hein et al.'s resistance to adversarial samples (seed-methods.md §3.5): which examples are still classified
+    """Hein et al.'s resistance to adversarial samples (W3's ``analysis.py``): which examples are still classified
     correctly once a rejection option is added.
 
     A column of value ``1.01/K`` is inserted into the softmax outputs at ``rejection_index`` and an example is
@@ -355,7 +357,7 @@ def resisted(probs: torch.Tensor, labels: torch.Tensor, rejection_index: int | N
     is appended, classes keep their indices). ``rejection_index=10`` reproduces W3's code, which inserts it at 10
     whatever K is: for K > 10 classes 10..K−1 move one place up, so a correct prediction of class c ≥ 10 counts as
     not resisted, a prediction of class c − 1 counts as resisted for c ≥ 11, and a rejection counts as resisted
-    for true class 10 (seed-methods.md §5 C11).
+    for true class 10 (the register of convention 5 in docs/conventions.md).
 
     Args:
         probs: ``[N, K]`` softmax outputs.
@@ -411,7 +413,7 @@ def evaluate_farconf(
     alpha_max: float = ALPHA_MAX,
     id_logits: torch.Tensor | None = None,
 ) -> ResultTable:
-    """α-scaling, adversarial noise and adversarial samples of one model (module docstring; seed-methods.md §3.3-3.6).
+    """α-scaling, adversarial noise and adversarial samples of one model (module docstring).
 
     Rows (kind ``"farconf"``, detector ``""``):
 
@@ -420,7 +422,7 @@ def evaluate_farconf(
     * for every ``(name, family)`` of ``noise_sources``: ``name`` (the noise) and ``"adv_" + name`` (after PGD):
       ``mmc``, ``auroc``, ``fpr95_id`` against the ID test set's MSP;
     * ``adv_samples``: ``resistance`` over all attacked test images; ``mmc``, ``auroc``, ``fpr95_id`` over the
-      non-resisted ones only (§3.5; NaN with ``n = 0`` when every example resisted).
+      non-resisted ones only (as W3's ``analysis.py``; NaN with ``n = 0`` when every example resisted).
 
     Arrays: ``farconf/alpha/alphas`` (grid), ``farconf/alpha/conf`` (mean MSP on the grid),
     ``farconf/alpha/trials`` (α per trial), ``farconf/<name>/scores``, ``farconf/adv_<name>/scores``,

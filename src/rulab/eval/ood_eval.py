@@ -6,10 +6,10 @@ Metric names added here (lower-case, kind ``ood``, one row per OOD set):
 * ``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95_id``, ``fpr95_ood``, ``detection_error``, ``ood_ratio``
   (:func:`rulab.metrics.ood.ood_metrics`; for multi-run protocols the mean over runs, the std in the row's
   ``extra["std"]``);
-* ``mmc`` (detector ``msp``): mean max-softmax over the OOD set (W3, seed-methods.md §3.5);
+* ``mmc`` (detector ``msp``): mean max-softmax over the OOD set (W3's ``analysis.py``);
 * ``ood_rms``, ``ood_mad``, ``ood_soft_f1`` (detector ``msp`` for raw logits, ``ts`` after temperature scaling): RMS
   and MAD calibration error (adaptive bins of 100) and Soft-F1 of the ID test set pooled with the OOD set counted as
-  wrong (OE's OOD calibration, seed-methods.md §1.8, §5 C6).
+  wrong (OE's OOD calibration, ``test.py`` with ``utils/calibration_tools.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def ood_set_size(name: str, benchmark: Benchmark, protocol: Protocol, n_test: in
     """How many images of OOD set ``name`` to load or generate.
 
     ``benchmark.n_ood``; for a synthetic set under a protocol other than ``full``, at least the protocol's pool size
-    (W1: 2,000 × 5 runs; ODIN and Hein: as many as the ID test set, seed-methods.md §5 C8); then capped at ``cap``
+    (W1: 2,000 × 5 runs; ODIN and Hein: as many as the ID test set; docs/protocols/index.md); then capped at ``cap``
     (``EvalCfg.n_ood``) when positive. Finite real sets smaller than this are used whole (:func:`load_ood_set`).
     """
     n = benchmark.n_ood
@@ -137,7 +137,7 @@ def ood_calibration_metrics(logits_id: torch.Tensor, labels_id: torch.Tensor, lo
         logits_id: ``[N_id, K]`` (already temperature-scaled for the ``ts`` rows).
         labels_id: ``[N_id]``.
         logits_ood: ``[N_ood, K]``.
-        drop_last_bin: W1/OE parity (seed-methods.md §1.8).
+        drop_last_bin: W1/OE parity (``utils/calibration_tools.py``).
 
     Returns:
         ``ood_rms`` (l2, adaptive 100), ``ood_mad`` (l1, adaptive 100), ``ood_soft_f1``.

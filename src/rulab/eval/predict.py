@@ -1,6 +1,6 @@
 """Batched inference: logits (and penultimate features) of a model on uint8 images, in eval mode, no grad.
 
-This is the one forward pass of DESIGN.md Convention 6; :mod:`rulab.eval.extract` caches its output per
+This is the one forward pass of convention 6 (docs/conventions.md); :mod:`rulab.eval.extract` caches its output per
 (checkpoint, dataset) so that every detector and metric reads it instead of running the network again.
 """
 

@@ -1,17 +1,19 @@
-"""OOD evaluation protocols as data: which ID and OOD examples each run scores (seed-methods.md §5 C8).
+"""OOD evaluation protocols as data: which ID and OOD examples each run scores (docs/protocols/index.md).
 
 A protocol is a frozen dataclass registered in :data:`rulab.registry.PROTOCOLS`. Given the sizes of the ID test set
 and of an OOD set it returns one ``Split(id, ood)`` of index tensors per run; the evaluator scores those rows,
 computes the metrics of every run and combines them with :func:`aggregate` (mean ± std over runs).
 
 ======================  =========================================================================================
-``hendrycks``           W1 (§1.4): ID = the full test set; OOD = ``len(test) // 5`` per run (2,000 for CIFAR), 5
-                        runs, each a fresh shuffle of the OOD set, so examples can repeat ACROSS runs (not within).
+``hendrycks``           W1 (``test.py``): ID = the full test set; OOD = ``len(test) // 5`` per run (2,000 for
+                        CIFAR), 5 runs, each a fresh shuffle of the OOD set, so examples can repeat ACROSS runs
+                        (not within).
 ``hendrycks_oe``        the same with 10 runs (OE's experiment scripts).
-``odin``                W4 (§4.2): the first 1,000 images of the ID set and of each OOD set are the tuning images
-                        (:meth:`Protocol.tuning_split`); the evaluation skips them and scores equal numbers of ID and
-                        OOD images, ``min(n_id, n_ood) − 1,000`` each (10,000 → 9,000; iSUN 8,925 → 7,925).
-``hein``                W3 (§3.5): full sets read in batches of 128 with drop_last (10,000 → 9,984).
+``odin``                W4 (``calData.py``): the first 1,000 images of the ID set and of each OOD set are the
+                        tuning images (:meth:`Protocol.tuning_split`); the evaluation skips them and scores equal
+                        numbers of ID and OOD images, ``min(n_id, n_ood) − 1,000`` each (10,000 → 9,000; iSUN
+                        8,925 → 7,925).
+``hein``                W3 (``evaluation.py``): full sets read in batches of 128 with drop_last (10,000 → 9,984).
 ``full``                every ID and every OOD example, one run.
 ======================  =========================================================================================
 
@@ -118,7 +120,7 @@ class Full(Protocol):
 @PROTOCOLS.register("hendrycks")
 @dataclass(frozen=True)
 class Hendrycks(Protocol):
-    """W1/OE protocol (seed-methods.md §1.4): full ID test set; ``n_id // ood_divisor`` OOD examples per run.
+    """W1/OE protocol (W1's ``uncertainty/CIFAR/test.py``): full ID test set; ``n_id // ood_divisor`` OOD examples per run.
 
     Each run takes the first ``n_per_run`` examples of a fresh random permutation of the OOD set (W1's shuffled
     loader restarted per run), so an example appears at most once per run but can recur across runs. An OOD set
@@ -167,14 +169,14 @@ class Hendrycks(Protocol):
 
 @PROTOCOLS.register("hendrycks_oe")
 def hendrycks_oe(num_runs: int = 10, ood_divisor: int = 5, test_batch: int | None = None) -> Hendrycks:
-    """OE's variant of :class:`Hendrycks`: 10 runs (seed-methods.md §1.4)."""
+    """OE's variant of :class:`Hendrycks`: 10 runs (the ``num_to_avg`` its experiment scripts pass)."""
     return Hendrycks(name="hendrycks_oe", num_runs=num_runs, ood_divisor=ood_divisor, test_batch=test_batch)
 
 
 @PROTOCOLS.register("odin")
 @dataclass(frozen=True)
 class Odin(Protocol):
-    """ODIN protocol (seed-methods.md §4.2): skip the ``skip`` tuning images, then equal numbers of ID and OOD images.
+    """ODIN protocol (ODIN's ``code/calData.py``): skip the ``skip`` tuning images, then equal numbers of ID and OOD images.
 
     ODIN's loop scores images ``skip … N−1`` of both loaders with ``N`` the smaller set's size, so both sides get
     ``min(n_id, n_ood) − skip`` images (CIFAR test vs a 10,000-image set: 9,000 each; vs iSUN's 8,925: 7,925 each).
@@ -211,11 +213,11 @@ class Odin(Protocol):
 @PROTOCOLS.register("hein")
 @dataclass(frozen=True)
 class Hein(Protocol):
-    """W3 protocol (seed-methods.md §3.4-3.5): full sets read in batches with drop_last, one run.
+    """W3 protocol (W3's data loaders and ``evaluation.py``): full sets read in batches with drop_last, one run.
 
     Attributes:
         batch_size: W3's test batch (128); ``n`` examples become ``n // 128 · 128`` (CIFAR 10,000 → 9,984;
-            SVHN 26,032 → 25,984; seed-methods.md §3.5 says 26,016, which is not a multiple of 128).
+            SVHN 26,032 → 25,984; 26,016, a count sometimes quoted for W3's SVHN noise, is not a multiple of 128).
     """
 
     name: str = "hein"

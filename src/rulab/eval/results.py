@@ -1,4 +1,5 @@
-"""The long result table every evaluation produces (DESIGN.md Convention 7 and "Results store").
+"""The long result table every evaluation produces (convention 7 in docs/conventions.md;
+stored as described in docs/results-store.md).
 
 One row per measured number: ``(kind, dataset, shift, severity, detector, metric, value, n, extra)`` where
 

@@ -7,12 +7,12 @@ over it once. Rows (kind ``"shift"``, ``dataset`` = the test set's name, ``shift
 ``severity`` = the level as a string such as ``"3"`` or ``"0.8"``, ``detector`` ``""``):
 
 * per cell: ``acc``, ``nll``, ``ece`` (l1, 15 uniform bins), ``rms`` (l2, adaptive bins of 100),
-  ``rms_uniform10`` (l2, 10 uniform bins: W2's metric, seed-methods.md §2.3), ``mmc``, ``brier``; with a
+  ``rms_uniform10`` (l2, 10 uniform bins: W2's metric, report §4.4.2), ``mmc``, ``brier``; with a
   temperature also the temperature-scaled ``nll``, ``ece``, ``rms``, ``rms_uniform10``, ``mmc``, ``brier`` under
   detector ``"ts"`` (accuracy does not change);
 * per corruption: the unweighted mean over its levels (``severity="mean"``). For the W2 grids
   (``brightness_factor``, ``gaussian_blur_sigma``) this is the report's "Brightness mean" / "Blur mean" of
-  accuracy and RMSE (seed-methods.md §2.2, §6.4; W2's RMSE is ``rms_uniform10``);
+  accuracy and RMSE (W2 report Tables 1-2 and 5-6; W2's RMSE is ``rms_uniform10``);
 * the clean reference once: ``shift="clean"``, ``severity="0"``, same metrics;
 * with a ``baseline`` (error rate per cell of a reference model): the corruption error
   ``CE_c = Σ_s E_{s,c} / Σ_s E^base_{s,c}`` per corruption (``metric="ce"``, ``severity=""``) and their mean
@@ -230,7 +230,7 @@ def cell_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]
     """The metrics of one shift cell (:data:`CELL_METRICS`) from ``logits: [N, K]`` and ``labels: [N]``.
 
     ``ece``: l1, 15 uniform bins; ``rms``: l2, adaptive bins of 100; ``rms_uniform10``: l2, 10 uniform bins
-    (W2, seed-methods.md §2.3); ``brier``: multi-class, range [0, 2]; ``mmc``: mean max-probability. Fractions.
+    (W2, report §4.4.2); ``brier``: multi-class, range [0, 2]; ``mmc``: mean max-probability. Fractions.
     """
     z = logits.to(torch.float64)
     p = z.softmax(dim=1)
@@ -271,7 +271,7 @@ def severity_means(table: ResultTable, kind: str = "shift") -> ResultTable:
     """Per (dataset, shift, detector, metric): the unweighted mean over the numeric levels (``severity="mean"``).
 
     The clean reference (:data:`CLEAN`) and rows whose severity is not a number (``"mean"``, ``""``) are left out,
-    so for a W2 grid this is the report's mean over its 4 levels (seed-methods.md §2.2, §6.4).
+    so for a W2 grid this is the report's mean over its 4 levels (W2 report Tables 1-2).
 
     Args:
         table: rows of kind ``kind`` with numeric severities.

@@ -6,7 +6,7 @@ iterable of chunks (a :class:`rulab.data.noise.NoiseStream`, a generator reading
 chunks by :func:`chunks_of`); each chunk is run through the network once, every detector scores it from those
 logits (and features), and only the scores are kept: one float per image and detector (8 MB for 10⁶ images).
 The metrics then run on all scores, so they are the exact, all-threshold metrics of :func:`rulab.metrics.ood.ood_metrics`
-(DESIGN.md Convention 3), not a binned approximation. Peak memory is one chunk of images plus the scores.
+(convention 3 in docs/conventions.md), not a binned approximation. Peak memory is one chunk of images plus the scores.
 
 Equality with the in-memory path: every built-in detector scores rows independently once fitted, so streaming the
 chunks that :func:`rulab.eval.extract.extract` would batch gives the same scores: bit-identical for MSP, max-logit,

@@ -1,4 +1,4 @@
-"""Hein et al.'s two-moons toy (toy2d.ipynb, seed-methods.md §3.7): plain vs CEDA vs ACET confidence maps.
+"""Hein et al.'s two-moons toy (W3's ``toy2d.ipynb``; docs/protocols/hein2019.md): plain vs CEDA vs ACET confidence maps.
 
 Three ReLU MLPs 2–100–100–2 (``MODELS["mlp"]``), the same initialisation, Adam (lr 0.01), full batch on the 2,000
 two-moons points:
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 REGIONS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (-2.0, 3.0), (-5.0, 6.0), (-10.0, 10.0))
-"""The square regions ``[lo, hi]²`` of the confidence maps (§3.7)."""
+"""The square regions ``[lo, hi]²`` of the confidence maps (as in ``toy2d.ipynb``)."""
 TOY_EPS = 0.025
 TOY_STEPS = 4
 TOY_STEP_SIZE = 0.02
@@ -88,7 +88,7 @@ def _region_label(region: tuple[float, float]) -> str:
 
 
 def two_moons(n: int = 2000, noise: float = 0.02, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The toy's data: scikit-learn ``make_moons(n, noise)`` rescaled into ≈[0, 1]² (seed-methods.md §3.7).
+    """The toy's data: scikit-learn ``make_moons(n, noise)`` rescaled into ≈[0, 1]² (as in ``toy2d.ipynb``).
 
     ``X ← (X + 1.6)/4``, then ``X₀ ← X₀ − 0.035`` and ``X₁ ← (X₁ − 0.17)·1.75``.
 
@@ -123,7 +123,7 @@ def toy_attack(
     steps: int = TOY_STEPS,
     step_size: float = TOY_STEP_SIZE,
 ) -> torch.Tensor:
-    """The toy's ACET noise: PGD on ``log p_max`` from uniform points ``z: [M, 2]`` (seed-methods.md §3.7).
+    """The toy's ACET noise: PGD on ``log p_max`` from uniform points ``z: [M, 2]`` (as in ``toy2d.ipynb``).
 
     Uniform random start ``clip(z + δ, 0, 1)``, ``δ ~ U[−ε, ε]²``, then ``steps`` signed-gradient steps with the
     corrected projection; the last iterate is returned (the notebook keeps no best iterate).
@@ -236,7 +236,7 @@ def run_toy2d(
     resolution: int = 200,
     figures: bool = True,
 ) -> dict[str, Any]:
-    """Train plain, CEDA and ACET on two moons and map their confidence (seed-methods.md §3.7).
+    """Train plain, CEDA and ACET on two moons and map their confidence (W3's ``toy2d.ipynb``).
 
     Writes ``<out_dir>/toy2d_<model>.png`` (one panel per region, filled contours 50–100%) and
     ``<out_dir>/toy2d.json`` (the returned numbers), atomically.

@@ -202,7 +202,7 @@ def evaluate_model(
         batch_size: images per forward pass.
         fit_size: detectors fit on at most this many training examples (seeded subset).
         seed: seeds registered OOD sets, protocol subsampling, shift noise and far-away tests.
-        parity: W1/OE calibration parity (drop the top adaptive bin, seed-methods.md §1.8).
+        parity: W1/OE calibration parity (drop the top adaptive bin, as ``utils/calibration_tools.py`` does).
         eval_cfg: further evaluation settings (``alpha_trials``, ``adv_eps``, ``n_ood`` cap, ...); ``detectors``,
             ``shift``, ``farconf``, ``temperature``, ``protocol`` and ``batch_size`` above take precedence.
         cache_dir: cache extracted logits/features on disk (keyed by a hash of the weights and the data).

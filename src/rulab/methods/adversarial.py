@@ -1,5 +1,5 @@
 """PGD adversarial training (Madry et al., ICLR 2018, "Towards Deep Learning Models Resistant to Adversarial Attacks"),
-as W1's robustness experiments use it (hendrycks/pre-training robustness/adversarial, seed-methods.md §1.3).
+as W1's robustness experiments use it (hendrycks/pre-training ``robustness/adversarial/``).
 
 Per batch, the inner maximisation finds ``x_adv = argmax_{‖δ‖∞ ≤ ε, x + δ ∈ [0,1]^d} CE(f(x + δ), y)`` by PGD
 (:func:`rulab.methods.attacks.pgd_ce`: uniform random start in [−ε, ε], signed steps, clamp to [0, 1], the last
@@ -28,7 +28,7 @@ __all__ = ["AdversarialTraining"]
 
 @METHODS.register("adversarial")
 class AdversarialTraining(Method):
-    """Cross-entropy on L∞ PGD adversarial examples (seed-methods.md §1.3).
+    """Cross-entropy on L∞ PGD adversarial examples (docs/protocols/hendrycks2019.md "Training").
 
     Args:
         eps: radius of the L∞ ball, [0, 1] pixel units (W1: 8/255).

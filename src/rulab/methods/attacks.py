@@ -2,14 +2,14 @@
 
 Two objectives:
 
-* :func:`pgd_confidence` — Hein et al. 2019 (seed-methods.md §3.3): maximise ``log max_k p_k(u)`` over
+* :func:`pgd_confidence` — Hein et al. 2019 (ACET; W3's ``gen_adv_main``): maximise ``log max_k p_k(u)`` over
   ``‖u − z‖_∞ ≤ ε``, ``u ∈ [0,1]^d`` starting from noise ``z``; random start ``clip(z + s·δ)`` with
   ``s ~ U[0,1]`` per example and ``δ ~ U[−ε, ε]^d``; step ``u ← u + α·sign(∇_u Σ loss)``; projection: clip to
   [0,1], then clip ``u − z`` to [−ε, ε]; keep-best over {z, start, all iterates} with strict ``>``.
-* :func:`pgd_ce` — Madry-style PGD on the cross-entropy of the true label (W1 §1.3: ε = 8/255, step 2/255,
+* :func:`pgd_ce` — Madry-style PGD on the cross-entropy of the true label (W1's ``robustness/adversarial/``: ε = 8/255, step 2/255,
   10 steps, uniform random start in [−ε, ε], clamp to [0,1]; W3 "adversarial samples").
 
-Both run the model in eval mode (BatchNorm uses its running statistics, §3.1) and restore its mode after; only
+Both run the model in eval mode (BatchNorm uses its running statistics, as in W3's PGD) and restore its mode after; only
 the input gradient is computed (``torch.autograd.grad`` with respect to the input: no weight gradients are
 accumulated and no graph is kept between steps). ε and step sizes are in [0,1] pixel units.
 """
@@ -102,7 +102,7 @@ def pgd_confidence(
     model: nn.Module, z: torch.Tensor, eps: float = 0.3, steps: int = 40, step_size: float | None = None,
     generator: torch.Generator | None = None, keep_best: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adversarial noise (Hein et al. §3.3): maximise the log max-confidence around noise ``z``.
+    """Adversarial noise (Hein et al. 2019, ACET): maximise the log max-confidence around noise ``z``.
 
     Defaults are the paper's training setting: ε = 0.3, 40 steps, step ε/40 = 0.0075.
 
@@ -117,7 +117,7 @@ def pgd_ce(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255, steps: int = 10, step_size: float = 2 / 255,
     generator: torch.Generator | None = None, keep_best: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adversarial examples: maximise the cross-entropy of the true label ``y`` (W1 §1.3 defaults).
+    """Adversarial examples: maximise the cross-entropy of the true label ``y`` (W1's ``robustness/adversarial/`` defaults).
 
     Returns:
         ``(x_adv, ce)`` with ``x_adv: [B, C, H, W]`` in [0, 1], ``‖x_adv − x‖_∞ ≤ ε``, and the per-example CE.

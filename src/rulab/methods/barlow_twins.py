@@ -1,5 +1,5 @@
 """Barlow Twins self-supervised pre-training (Zbontar et al., ICML 2021; facebookresearch/barlowtwins ``main.py``;
-W2 fine-tunes from its weights, seed-methods.md §2.4).
+W2 fine-tunes from its weights, report §4.3 and §6.2).
 
 Two augmented views ``x¹, x²`` of the same images go through the backbone ``model.features`` and a projector
 (:class:`rulab.models.heads.BarlowTwinsProjector`); each view's projections are standardised over the batch by

@@ -1,4 +1,4 @@
-"""The method contract: a training method is an objective, not a trainer (style-anchors.md §10).
+"""The method contract: a training method is an objective, not a trainer.
 
 ``method(model, batch) -> {"loss": scalar, ...logs}``; the one training loop (rulab.train.loop) builds the batch the
 method declares in ``batch_spec``:

@@ -1,17 +1,19 @@
 """CEDA and ACET (Hein, Andriushchenko, Bitterwolf, CVPR 2019, "Why ReLU networks yield high-confidence predictions
 far away from the training data and how to mitigate the problem"; code max-andr/relu_networks_overconfident).
 
-Per batch of N clean examples ``(x_i, y_i)`` and ``M = ⌊at_frac·N⌋`` noise images ``z_j`` (seed-methods.md §3.1)::
+Per batch of N clean examples ``(x_i, y_i)`` and ``M = ⌊at_frac·N⌋`` noise images ``z_j`` (W3's ``train.py``;
+docs/protocols/hein2019.md)::
 
     L = [ Σ_i CE(f(x_i), y_i) + Σ_j log max_k p_k(ẑ_j) ] / (N + M)
 
 normalised by the TOTAL count N + M as in the reference code (with M = N the clean cross-entropy weighs half of plain
-training's). The noise (§3.2, :func:`rulab.data.noise.hein_noise`): the first ``⌊frac_perm·M⌋`` images are the clean
+training's). The noise (:func:`rulab.data.noise.hein_noise`): the first ``⌊frac_perm·M⌋`` images are the clean
 batch's images with permuted pixels, the rest uniform noise, then one low-pass filter with ``σ ~ U[1, 2.5]`` for the
 batch and per-image min-max rescaling. CEDA uses ``ẑ = z``; ACET maximises the confidence within the L∞ ball of
-radius ε around z (§3.3, :func:`rulab.methods.attacks.pgd_confidence`: BatchNorm in eval mode, random start, signed
+radius ε around z (:func:`rulab.methods.attacks.pgd_confidence`: BatchNorm in eval mode, random start, signed
 steps, keep-best; paper: ε = 0.3, 40 steps of ε/40). The training pass runs in train mode on the CONCATENATED batch
-``[noise; clean]``, so BatchNorm's batch statistics mix both (§3.1, kept by design, §5 C11).
+``[noise; clean]``, so BatchNorm's batch statistics mix both (as in W3's code; kept by design, see the register of
+convention 5 in docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ __all__ = ["CEDA", "ACET", "ceda_loss"]
 
 
 def ceda_loss(logits_clean: torch.Tensor, y: torch.Tensor, logits_noise: torch.Tensor) -> torch.Tensor:
-    """``[Σ_i CE(clean_i, y_i) + Σ_j log max_k softmax(noise_j)_k] / (N + M)`` (§3.1); ``[N, K], [N], [M, K] → []``."""
+    """``[Σ_i CE(clean_i, y_i) + Σ_j log max_k softmax(noise_j)_k] / (N + M)`` (W3's objective); ``[N, K], [N], [M, K] → []``."""
     total = F.cross_entropy(logits_clean, y, reduction="sum") + log_max_confidence(logits_noise).sum()
     return total / (len(logits_clean) + len(logits_noise))
 
 
 @METHODS.register("ceda")
 class CEDA(Method):
-    """Confidence enhancing data augmentation: low confidence on W3's noise as is (seed-methods.md §3.1-3.2).
+    """Confidence enhancing data augmentation: low confidence on W3's noise as is (Hein et al. 2019, CEDA).
 
     Args:
         at_frac: noise images per clean image, ``M = ⌊at_frac·N⌋`` (paper: 1).
@@ -79,7 +81,7 @@ class CEDA(Method):
 
 @METHODS.register("acet")
 class ACET(CEDA):
-    """Adversarial confidence enhancing training: low confidence on the worst noise in an L∞ ball (seed-methods.md §3.3).
+    """Adversarial confidence enhancing training: low confidence on the worst noise in an L∞ ball (Hein et al. 2019, ACET).
 
     Args:
         at_frac: as :class:`CEDA`.

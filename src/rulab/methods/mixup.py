@@ -1,4 +1,5 @@
-"""MixUp (Zhang et al., ICLR 2018, "mixup: Beyond Empirical Risk Minimization"), as W2 used it (seed-methods.md §2.1).
+"""MixUp (Zhang et al., ICLR 2018, "mixup: Beyond Empirical Risk Minimization"), as W2 used it (report §4.1;
+α = 0.3 in ``jeffwiroj/ece228``'s configurations).
 
 Per batch, one ``λ ~ Beta(α, α)`` and one permutation ``π`` of the batch::
 
@@ -79,11 +80,11 @@ def mixup_loss(logits: torch.Tensor, y: torch.Tensor, y_perm: torch.Tensor, lam:
 
 @METHODS.register("mixup")
 class MixUp(Method):
-    """MixUp with soft-target cross-entropy (seed-methods.md §2.1).
+    """MixUp with soft-target cross-entropy (W2 report §4.1).
 
     Args:
         alpha: α of ``Beta(α, α)`` (W2: 0.3); 0 disables mixing (λ = 1).
-        parity: W2's quirk (§5 C11): a clean forward pass in train mode before the mixed one, so BatchNorm running
+        parity: W2's quirk (register of convention 5, docs/conventions.md): a clean forward pass in train mode before the mixed one, so BatchNorm running
             statistics are updated twice per step; its logits give the training accuracy. Off by default (no extra
             pass; the loop then reports no training accuracy, since accuracy on mixed images means little).
     """

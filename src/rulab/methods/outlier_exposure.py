@@ -1,5 +1,5 @@
 """Outlier Exposure (Hendrycks, Mazeika, Dietterich, ICLR 2019, "Deep Anomaly Detection with Outlier Exposure",
-arXiv:1812.04606; reference code hendrycks/outlier-exposure, the code W1 is forked from, seed-methods.md §1).
+arXiv:1812.04606; reference code hendrycks/outlier-exposure, the code W1 is forked from).
 
 For an ID batch ``(x_i, y_i)``, ``i = 1..N`` and an outlier batch ``x̃_j``, ``j = 1..M``::
 

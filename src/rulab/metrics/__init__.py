@@ -1,5 +1,5 @@
 """Pure metric functions on tensors: OOD detection (:mod:`.ood`), calibration (:mod:`.calibration`) and
-corruption robustness (:mod:`.robustness`). No plotting and no scikit-learn imports (DESIGN.md Conventions 2-4).
+corruption robustness (:mod:`.robustness`). No plotting and no scikit-learn imports (conventions 2-4 in docs/conventions.md).
 
 Scores are confidences (higher = more in-distribution); results are fractions.
 """

@@ -1,7 +1,7 @@
 """Input conversion and validation shared by the metric modules (private).
 
 Every metric accepts torch tensors or NumPy arrays, computes on the input's device and rejects bad input
-with one :class:`~rulab.errors.InputError` sentence (DESIGN.md Convention 3).
+with one :class:`~rulab.errors.InputError` sentence (convention 3 in docs/conventions.md).
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """Calibration metrics: binned calibration error (RMS / MAD / ECE / MCE), Soft-F1, NLL, Brier, MMC, accuracy.
 
-Conventions (DESIGN.md Convention 4; seed-methods.md §5 C6, §1.8, §2.3): ``confidence: [N]`` is the top-label
+Conventions (convention 4 in docs/conventions.md; definitions in docs/metrics.md): ``confidence: [N]`` is the top-label
 probability (MSP) in [0, 1], ``correct: [N]`` is 1 where the prediction was right. Torch tensors or NumPy
 arrays are accepted; work happens on the input's device with float64 accumulation; results are fractions
 (Python floats). Bad input raises :class:`rulab.errors.InputError`.
 
 Binning (:func:`calibration_error`, :func:`reliability_bins`):
 
-* ``"adaptive"`` (equal mass, Hendrycks ``calib_err``, §1.8): stable sort by confidence, consecutive chunks
+* ``"adaptive"`` (equal mass, Hendrycks' ``calib_err`` in W1/OE ``utils/calibration_tools.py``): stable sort by confidence, consecutive chunks
   of ``bin_size`` examples, the remainder ``N mod bin_size`` merged into the last (highest-confidence) chunk.
   With ``N < bin_size`` all examples form one bin. ``drop_last_bin=True`` reproduces the W1/OE bug: the
   highest-confidence bin is left out of the sum while the weights ``|B|/N`` still count its members.
-* ``"uniform"`` (equal width, Guo et al. ECE / torchmetrics 0.x, §2.3): ``n_bins`` bins ``(lo, hi]`` on
+* ``"uniform"`` (equal width, Guo et al. ECE / torchmetrics 0.x as W2's code uses it): ``n_bins`` bins ``(lo, hi]`` on
   [0, 1] with edges ``linspace(0, 1, n_bins + 1)`` in the confidences' dtype; the first bin is closed at 0 and
   ``confidence == 1.0`` falls in the last bin. Empty bins are skipped.
 
@@ -140,7 +140,7 @@ def calibration_error(
     n_bins: int = 15,
     drop_last_bin: bool = False,
 ) -> float:
-    """Binned calibration error (seed-methods.md §5 C6, §1.8, §2.3).
+    """Binned calibration error (W1/OE ``utils/calibration_tools.py``; W2 report §4.4.2, Eq. (1); docs/metrics.md).
 
     ``norm="l2", binning="adaptive"`` is Hendrycks' RMS calibration error, ``"l1"`` adaptive is MAD,
     ``"l1"`` uniform with 15 bins is the usual ECE, ``"max"`` uniform is MCE, ``"l2"`` uniform with 10 bins is
@@ -178,7 +178,7 @@ def calibration_error(
 
 
 def ood_calibration(conf_id: ArrayLike, correct_id: ArrayLike, conf_ood: ArrayLike, **kwargs: Any) -> float:
-    """Calibration error of ID examples pooled with OOD examples counted as wrong (OE, seed-methods.md §1.8).
+    """Calibration error of ID examples pooled with OOD examples counted as wrong (OE's ``utils/calibration_tools.py`` and ``test.py``).
 
     OOD examples are appended with ``correct = 0``; ``kwargs`` go to :func:`calibration_error` (OE parity:
     ``norm="l2"`` or ``"l1"``, adaptive bins of 100, ``drop_last_bin=True``). Use :func:`soft_f1` on the same
@@ -198,7 +198,7 @@ def ood_calibration(conf_id: ArrayLike, correct_id: ArrayLike, conf_ood: ArrayLi
 
 
 def soft_f1(confidence: ArrayLike, correct: ArrayLike) -> float:
-    """Soft F1 with errors as the positive class (seed-methods.md §1.8).
+    """Soft F1 with errors as the positive class (W1/OE ``utils/calibration_tools.py``).
 
     ``2 sum (1 - c)(1 - correct) / sum [(1 - c) + (1 - correct)]``. When the denominator is 0 (every example
     right with confidence 1) the result is 0.0, scikit-learn's ``zero_division`` default for F1.
@@ -249,7 +249,7 @@ def brier(scores: ArrayLike, labels: ArrayLike, *, from_logits: bool | None = No
 
 
 def mmc(confidence: ArrayLike) -> float:
-    """Mean max-confidence (W3, seed-methods.md §3.5): the mean of ``confidence: [N]`` (values in [0, 1])."""
+    """Mean max-confidence (W3, ``analysis.py``): the mean of ``confidence: [N]`` (values in [0, 1])."""
     return float(confidences_1d(confidence).to(torch.float64).mean())
 
 
@@ -275,7 +275,7 @@ def accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
 
 
 def calibration_metrics(logits: ArrayLike, labels: ArrayLike, *, drop_last_bin: bool = False) -> dict[str, float]:
-    """Accuracy and every calibration metric of DESIGN.md's results store, from logits.
+    """Accuracy and every calibration metric of the results store (docs/results-store.md), from logits.
 
     Apply temperature scaling (``rulab.detectors.temperature.TemperatureScaler``) to ``logits`` first if wanted.
 

@@ -1,6 +1,6 @@
 """Exact OOD-detection metrics on confidence scores, plus parity ports of the original papers' metric code.
 
-Conventions (DESIGN.md Conventions 2-3; seed-methods.md §5 C1-C5):
+Conventions (conventions 2-3 in docs/conventions.md; definitions in docs/metrics.md):
 
 * Scores are confidences: **higher = more in-distribution** (MSP, ODIN score, -energy, ...). Every function
   takes ``(s_id, s_ood)``: ``s_id: [N_id]`` scores of in-distribution examples, ``s_ood: [N_ood]`` scores of
@@ -13,9 +13,9 @@ Conventions (DESIGN.md Conventions 2-3; seed-methods.md §5 C1-C5):
   float64 (exact integers up to 2**53) on the input's device. Results are Python floats (fractions).
 * Bad input (empty side, NaN/inf, not 1-D) raises :class:`rulab.errors.InputError`.
 
-Parity functions reproduce the original code of the four seed works bit for bit where possible:
-:func:`odin_grid_metrics` (ODIN calMetric.py, §4.4), :func:`hein_fpr95` (W3 analysis, §3.5) and
-:func:`hendrycks_measures` / :func:`hendrycks_fpr_and_fdr_at_recall` (W1/OE display_results.py, §1.7).
+Parity functions reproduce the original code of the four reproduced works (W1-W4) bit for bit where possible:
+:func:`odin_grid_metrics` (ODIN ``code/calMetric.py``), :func:`hein_fpr95` (W3 ``analysis.py``) and
+:func:`hendrycks_measures` / :func:`hendrycks_fpr_and_fdr_at_recall` (W1/OE ``utils/display_results.py``).
 They run in NumPy on the CPU, like the originals.
 """
 
@@ -200,7 +200,7 @@ def _check_tpr(tpr: float) -> float:
 
 
 def auroc(s_id: ArrayLike, s_ood: ArrayLike) -> float:
-    """Area under the ROC curve with ID as positive and score ``s`` (seed-methods.md §5 C2).
+    """Area under the ROC curve with ID as positive and score ``s`` (convention 2).
 
     Equals scikit-learn's ``roc_auc_score([1]*N_id + [0]*N_ood, cat(s_id, s_ood))`` and the Mann-Whitney
     statistic P(s_id > s_ood) + 0.5 P(s_id = s_ood); also equal to the OOD-positive AUROC on ``-s`` (W1/OE).
@@ -216,7 +216,7 @@ def auroc(s_id: ArrayLike, s_ood: ArrayLike) -> float:
 
 
 def aupr_in(s_id: ArrayLike, s_ood: ArrayLike) -> float:
-    """Average precision with ID as positive and score ``s`` (seed-methods.md §5 C4).
+    """Average precision with ID as positive and score ``s`` (``aupr_in`` in docs/metrics.md).
 
     ``sum_k (R_k - R_{k-1}) P_k`` over distinct thresholds (scikit-learn's ``average_precision_score``). Depends
     on the OOD:ID ratio; record :func:`ood_metrics`' ``ood_ratio`` beside it. (OpenOOD v1.5 instead integrates
@@ -231,7 +231,7 @@ def aupr_in(s_id: ArrayLike, s_ood: ArrayLike) -> float:
 
 
 def aupr_out(s_id: ArrayLike, s_ood: ArrayLike) -> float:
-    """Average precision with OOD as positive and score ``-s`` (seed-methods.md §5 C4; W1/OE's "AUPR").
+    """Average precision with OOD as positive and score ``-s`` (``aupr_out`` in docs/metrics.md; W1/OE's "AUPR").
 
     Args:
         s_id: ``[N_id]`` ID confidence scores.
@@ -241,7 +241,7 @@ def aupr_out(s_id: ArrayLike, s_ood: ArrayLike) -> float:
 
 
 def fpr_at_tpr(s_id: ArrayLike, s_ood: ArrayLike, tpr: float = 0.95, positive: Literal["id", "ood"] = "id") -> float:
-    """False-positive rate at the first threshold whose true-positive rate reaches ``tpr`` (seed-methods.md §5 C3).
+    """False-positive rate at the first threshold whose true-positive rate reaches ``tpr`` (convention 3).
 
     ``positive="id"`` (ODIN/Hein convention, the default ``fpr95_id``): t is the largest threshold with
     ``#{ID: s >= t} / N_id >= tpr`` (t = the ``ceil(tpr N_id)``-th largest ID score); returns
@@ -281,7 +281,7 @@ def fpr95_ood(s_id: ArrayLike, s_ood: ArrayLike) -> float:
 
 
 def detection_error(s_id: ArrayLike, s_ood: ArrayLike) -> float:
-    """Minimum over all thresholds of ``0.5 (1 - TPR) + 0.5 FPR`` (seed-methods.md §5 C5, ODIN's published rule).
+    """Minimum over all thresholds of ``0.5 (1 - TPR) + 0.5 FPR`` (convention 3; ODIN's published rule, ``code/calMetric.py``).
 
     Includes the trivial thresholds (accept nothing / everything), so the result is at most 0.5.
 
@@ -362,7 +362,7 @@ def odin_grid_metrics(
     n: int = 100000,
     variant: Literal["odin", "baseline"] = "odin",
 ) -> dict[str, float]:
-    """ODIN's threshold-grid metrics, reproducing ``code/calMetric.py`` (seed-methods.md §4.4; parity only).
+    """ODIN's threshold-grid metrics, reproducing ODIN's ``code/calMetric.py`` (parity only).
 
     Thresholds are ``np.arange(start, end, (end - start) / n)`` (the original's hard-coded ranges: baseline
     CIFAR-10 [0.1, 1), CIFAR-100 [0.01, 1); ODIN T=1000 CIFAR-10 [0.1, 0.12), CIFAR-100 [0.01, 0.0104)). Scores
@@ -458,7 +458,7 @@ def odin_grid_metrics(
 
 
 def hein_fpr95(s_id: ArrayLike, s_ood: ArrayLike) -> float:
-    """W3's FPR@95: fraction of OOD with ``s >= np.percentile(s_id, 5)`` (linear interpolation; seed-methods.md §3.5).
+    """W3's FPR@95: fraction of OOD with ``s >= np.percentile(s_id, 5)`` (linear interpolation; W3's ``analysis.py``).
 
     Computed in NumPy in the scores' own dtype (half precision upcast to float32), like the original.
 
@@ -473,7 +473,7 @@ def hein_fpr95(s_id: ArrayLike, s_ood: ArrayLike) -> float:
 
 
 def hendrycks_fpr_and_fdr_at_recall(s_id: ArrayLike, s_ood: ArrayLike, recall_level: float = 0.95) -> float:
-    """W1/OE's FPR95: port of ``fpr_and_fdr_at_recall`` in display_results.py (seed-methods.md §1.7; parity only).
+    """W1/OE's FPR95: port of ``fpr_and_fdr_at_recall`` in W1/OE ``uncertainty/utils/display_results.py`` (parity only).
 
     OOD is the positive class with anomaly score ``-s``. Scores are sorted descending (reversed stable
     mergesort), the curve runs over distinct thresholds up to the first full recall, and the cutoff is the
@@ -508,7 +508,7 @@ def hendrycks_fpr_and_fdr_at_recall(s_id: ArrayLike, s_ood: ArrayLike, recall_le
 
 
 def hendrycks_measures(s_id: ArrayLike, s_ood: ArrayLike, recall_level: float = 0.95) -> dict[str, float]:
-    """W1/OE ``get_measures(out_score, in_score)`` (seed-methods.md §1.7; parity only).
+    """W1/OE ``get_measures(out_score, in_score)`` (W1/OE ``uncertainty/utils/display_results.py``; parity only).
 
     OOD is positive with score ``-s``: the AUROC equals :func:`auroc`, the "AUPR" is :func:`aupr_out` (at the
     caller's OOD:ID ratio, 1:5 in W1), the FPR is :func:`hendrycks_fpr_and_fdr_at_recall` (closest-recall rule).

@@ -6,13 +6,13 @@ Importing this package imports every architecture module, which registers its en
 name                   what                                                    default input
 =====================  ======================================================  ======================
 ``fastcnn``            the default fast CPU CNN (Fashion-MNIST)                1×28×28
-``lenet``              Hein et al.'s MNIST LeNet (W3, §3.4)                    1×28×28
-``preact_resnet_hein`` Hein et al.'s ``resnet_small`` (W3, §3.4)               3×32×32
-``wrn`` / ``wrn40_2``  wide ResNets of W1 (§1.1) and ODIN (§4.3)               3×32×32
+``lenet``              Hein et al.'s MNIST LeNet (W3 ``models.py``)            1×28×28
+``preact_resnet_hein`` Hein et al.'s ``resnet_small`` (W3 ``models.py``)       3×32×32
+``wrn`` / ``wrn40_2``  wide ResNets of W1 and ODIN (docs/protocols/)           3×32×32
 ``wrn28_10``
-``densenet_bc100``     ODIN's DenseNet-BC-100 (§4.3)                           3×32×32
-``resnet18/50``        torchvision ResNets (W2, §2.1, §2.4)                    3×28×28 / 3×32×32
-``mlp``                two-moons MLP (W3 toy, §3.7)                            2-d vectors
+``densenet_bc100``     ODIN's DenseNet-BC-100 (Liang et al. 2018)              3×32×32
+``resnet18/50``        torchvision ResNets (W2 report §6.1-6.2)                3×28×28 / 3×32×32
+``mlp``                two-moons MLP (W3 ``toy2d.ipynb``)                      2-d vectors
 ``torchvision``        any torchvision classifier by name (``arch=``)          3×32×32
 =====================  ======================================================  ======================
 

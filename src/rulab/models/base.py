@@ -1,8 +1,8 @@
 """The model contract every registered classifier follows.
 
-A classifier takes images in [0, 1] (DESIGN.md Convention 1); its first layer is :class:`Normalize`, so ε
+A classifier takes images in [0, 1] (convention 1 in docs/conventions.md); its first layer is :class:`Normalize`, so ε
 and corruption severities are pixel units everywhere. It exposes the split that OOD detectors and
-fine-tuning need (style-anchors.md §1, timm's ``forward_features`` / ``reset_classifier``):
+fine-tuning need (as timm's ``forward_features`` / ``reset_classifier`` do):
 
 * ``features(x) -> [B, D]``: the penultimate representation (after global pooling),
 * ``head(z) -> [B, K]``: the classifier on top,

@@ -1,6 +1,6 @@
 """``fastcnn``: the default CPU-scale classifier (three conv–maxpool–BN–ReLU stages and a linear head).
 
-Built for the embedded Fashion-MNIST study (DESIGN.md "CPU scale"): with ``width=16`` it has 57k parameters; the
+Built for the embedded Fashion-MNIST study (docs/conventions.md "Scales"): with ``width=16`` it has 57k parameters; the
 ``fmnist-fast`` preset (batch 256, SGD Nesterov, one-cycle lr peaking at 0.4, label smoothing 0.1, flip augmentation
 and flip test-time augmentation, ``channels_last`` memory format) trains it to 92% Fashion-MNIST test accuracy in
 under a minute on 2 CPU cores (docs/benchmarks.md).

@@ -1,4 +1,4 @@
-"""``densenet_bc100``: DenseNet-BC (depth 100, growth rate 12) as used by ODIN, seed-methods.md §4.3.
+"""``densenet_bc100``: DenseNet-BC (depth 100, growth rate 12) as used by ODIN (Liang et al. 2018; its README's released models).
 
 Re-implemented after ODIN's ``code/densenet.py`` (``DenseNet3(100, K, growth_rate=12, reduction=0.5,
 bottleneck=True, dropRate=0)``): stem conv3×3(C→2k) → 3 dense blocks of n = (depth−4)/6 bottleneck layers
@@ -149,9 +149,9 @@ def densenet_bc100(
     growth: int = 12,
     dropout: float = 0.0,
 ) -> DenseNetBC:
-    """ODIN's DenseNet-BC-100 (k = 12, bottleneck, compression 0.5, dropout 0; seed-methods.md §4.3).
+    """ODIN's DenseNet-BC-100 (k = 12, bottleneck, compression 0.5, dropout 0; ODIN's README).
 
-    Default normalisation: ODIN's CIFAR statistics (125.3, 123.0, 113.9)/255 and (63.0, 62.1, 66.7)/255 (§4.2).
+    Default normalisation: ODIN's CIFAR statistics (125.3, 123.0, 113.9)/255 and (63.0, 62.1, 66.7)/255 (ODIN's ``code/calData.py``).
     """
     m, s = resolve_stats(mean, std, in_channels, ODIN_CIFAR_MEAN, ODIN_CIFAR_STD, "densenet_bc100")
     return DenseNetBC(100, growth, 0.5, dropout, num_classes, in_channels, m, s)

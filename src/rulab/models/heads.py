@@ -1,4 +1,4 @@
-"""Heads that sit on a classifier's ``features(x)``: the Barlow Twins projector (seed-methods.md §2.4).
+"""Heads that sit on a classifier's ``features(x)``: the Barlow Twins projector (Zbontar et al. 2021; W2 report §4.3).
 
 facebookresearch/barlowtwins ``main.py``: ``Linear(2048→8192, no bias)–BN–ReLU–Linear(8192→8192, no bias)–BN–ReLU–
 Linear(8192→8192, no bias)`` on ResNet-50 features. The dimensions are arguments, so the same projector runs at CPU

@@ -1,7 +1,7 @@
-"""``lenet``: the MNIST network of Hein et al. (CVPR 2019), seed-methods.md §3.4.
+"""``lenet``: the MNIST network of Hein et al. (CVPR 2019), W3's ``models.py``.
 
 conv5×5(32, bias)–ReLU–maxpool2 → conv5×5(64, bias)–ReLU–maxpool2 → FC 1024–ReLU → FC K; TensorFlow ``SAME``
-padding, no batch norm, no dropout. Inputs are raw [0, 1] pixels in W3 (no normalisation, §3.2), so the default
+padding, no batch norm, no dropout. Inputs are raw [0, 1] pixels in W3 (no normalisation), so the default
 Normalize layer is the identity (mean 0, std 1).
 """
 
@@ -109,6 +109,6 @@ def lenet(
     input_size: int = 28,
     hidden: int = 1024,
 ) -> LeNet:
-    """Hein et al.'s MNIST LeNet (seed-methods.md §3.4); default normalisation: none (mean 0, std 1)."""
+    """Hein et al.'s MNIST LeNet (W3's ``models.py``); default normalisation: none (mean 0, std 1)."""
     m, s = resolve_stats(mean, std, in_channels, (0.0,), (1.0,), "lenet")
     return LeNet(num_classes, in_channels, input_size, hidden, m, s)

@@ -1,4 +1,4 @@
-"""``mlp``: the ReLU multilayer perceptron of Hein et al.'s two-moons toy (toy2d.ipynb), seed-methods.md §3.7.
+"""``mlp``: the ReLU multilayer perceptron of Hein et al.'s two-moons toy (W3's ``toy2d.ipynb``).
 
 Inputs are vectors ``[B, D]`` (points in ≈[0, 1]² for the toy), not images. Architecture D–100–100–K with ReLU,
 weights N(0, 2/fan_in) (std ``sqrt(2/fan_in)``), zero biases. ``features(x)`` is the last hidden layer after
@@ -86,6 +86,6 @@ def mlp(
     std: Sequence[float] | None = None,
     hidden: Sequence[int] = (100, 100),
 ) -> MLP:
-    """Hein et al.'s two-moons MLP 2–100–100–2 (seed-methods.md §3.7); default normalisation: none (0 / 1)."""
+    """Hein et al.'s two-moons MLP 2–100–100–2 (W3's ``toy2d.ipynb``); default normalisation: none (0 / 1)."""
     m, s = resolve_stats(mean, std, in_features, (0.0,), (1.0,), "mlp")
     return MLP(in_features, hidden, num_classes, m, s)

@@ -1,4 +1,4 @@
-"""``preact_resnet_hein``: the ``resnet_small`` network of Hein et al. (CVPR 2019), seed-methods.md §3.4.
+"""``preact_resnet_hein``: the ``resnet_small`` network of Hein et al. (CVPR 2019), W3's ``models.py``.
 
 A pre-activation CIFAR ResNet-20-style network, re-implemented from relu_networks_overconfident ``models.py``
 (TensorFlow): conv3×3(C→16, no bias) → 3 stages × 3 residual units with 16/32/64 filters (strides 1/2/2) → BN →
@@ -11,7 +11,7 @@ average pooling (kernel = stride = s) followed by zero channel padding split eve
 TensorFlow details kept: ``SAME`` padding (for a stride-2 conv on an even input TensorFlow pads one pixel at the
 bottom/right only; :class:`Conv2dSame` does the same), BN momentum 0.99 in TF terms (PyTorch ``momentum=0.01``),
 eps 1e-5, conv init truncated normal with std ``sqrt(2/fan_in)``, FC init normal with std ``sqrt(2/n_in)``,
-bias 0. W3 feeds raw [0, 1] pixels (§3.2), so the default Normalize layer is the identity.
+bias 0. W3 feeds raw [0, 1] pixels, so the default Normalize layer is the identity.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def preact_resnet_hein(
     width: int = 16,
     units_per_stage: int = 3,
 ) -> PreActResNetHein:
-    """Hein et al.'s ``resnet_small`` for SVHN / CIFAR (seed-methods.md §3.4); default normalisation: none
+    """Hein et al.'s ``resnet_small`` for SVHN / CIFAR (W3's ``models.py``); default normalisation: none
     (mean 0, std 1), since W3 trains on raw [0, 1] pixels."""
     m, s = resolve_stats(mean, std, in_channels, (0.0,), (1.0,), "preact_resnet_hein")
     return PreActResNetHein(num_classes, in_channels, width, units_per_stage, m, s)

@@ -1,4 +1,4 @@
-"""``resnet18`` / ``resnet50``: torchvision ResNets wrapped into the rulab model contract (W2, seed-methods.md §2.1, §2.4).
+"""``resnet18`` / ``resnet50``: torchvision ResNets wrapped into the rulab model contract (W2 report §6.1-6.2).
 
 The wrapper keeps torchvision's module names (``conv1``, ``bn1``, ``layer1`` … ``layer4``, ``fc``), so a torchvision
 state_dict loads key for key; rulab adds only the ``normalize.*`` buffers. ``features(x)`` is the global-average-
@@ -192,7 +192,7 @@ def resnet18(
     pretrained: str | None = None,
     zero_init_residual: bool = False,
 ) -> TorchvisionResNet:
-    """torchvision ResNet-18 (11.2M parameters; W2's pathMNIST model with ``stem="imagenet"``, §2.1).
+    """torchvision ResNet-18 (11.2M parameters; W2's pathMNIST model with ``stem="imagenet"``, W2's ``utils/utils.py``).
 
     Default normalisation: ImageNet (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225), averaged for grey input.
     ``pretrained``: path to a safetensors file of torchvision weights (see the module docstring).
@@ -213,7 +213,7 @@ def resnet50(
     pretrained: str | None = None,
     zero_init_residual: bool = False,
 ) -> TorchvisionResNet:
-    """torchvision ResNet-50 (23.5M parameters + head; W2's Oxford-Pets model and the Barlow Twins backbone, §2.4).
+    """torchvision ResNet-50 (23.5M parameters + head; W2's Oxford-Pets model and the Barlow Twins backbone, W2 report §6.2).
 
     Default normalisation: ImageNet statistics. ``zero_init_residual=True`` matches Barlow Twins pre-training.
     """

@@ -27,7 +27,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
-# ODIN's CIFAR statistics (seed-methods.md §1.2 / §4.2): (125.3, 123.0, 113.9)/255 and (63.0, 62.1, 66.7)/255.
+# ODIN's (and OE's) CIFAR statistics (ODIN ``code/calData.py``): (125.3, 123.0, 113.9)/255 and (63.0, 62.1, 66.7)/255.
 ODIN_CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 ODIN_CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 

@@ -7,7 +7,7 @@ maps images to logits and knows nothing of rulab (a torchvision network you trai
 
 * **Normalisation** is a :class:`~rulab.models.base.Normalize` first layer built from the ``mean`` / ``std`` the
   network was trained with, so every tensor rulab passes around stays in [0, 1] pixels and ODIN's ε, adversarial ε
-  and corruption severities are pixel units (DESIGN.md Convention 1). ``mean=None`` means the network itself takes
+  and corruption severities are pixel units (convention 1 in docs/conventions.md). ``mean=None`` means the network itself takes
   [0, 1] pixels (the layer is then the identity: mean 0, std 1).
 * **Logits** are the network's own output: ``forward(x) = net(normalize(x))``.
 * **Features** for the feature detectors (Mahalanobis, KNN, ReAct, ViM) come from one of

@@ -1,4 +1,5 @@
-"""Wide residual networks as used by W1 (Hendrycks et al.) and ODIN, seed-methods.md §1.1, §1.3, §4.3.
+"""Wide residual networks as used by W1 (Hendrycks et al. 2019, ``uncertainty/CIFAR/models/wrn.py``) and
+ODIN (``wideresnet.py``).
 
 ``wrn40_2`` is W1's CIFAR / Tiny ImageNet network (~2.24M parameters at K = 10), ``wrn28_10`` the network of
 W1's adversarial-robustness part and of ODIN, ``wrn`` the general entry (any ``depth = 6n + 4`` and width).
@@ -190,9 +191,9 @@ def wrn(
     dropout: float = 0.3,
     dropout_placement: str = "before_conv2",
 ) -> WideResNet:
-    """General wide ResNet (seed-methods.md §1.1); defaults are W1's WRN-40-2 baseline.
+    """General wide ResNet (W1's ``wrn.py``); defaults are W1's WRN-40-2 baseline.
 
-    Default normalisation: mean = std = 0.5 per channel (W1 §1.2: normalised space is exactly [−1, 1]).
+    Default normalisation: mean = std = 0.5 per channel (W1's uncertainty scripts: normalised space is exactly [−1, 1]).
     """
     return _build("wrn", depth, widen, num_classes, in_channels, mean, std, dropout, dropout_placement)
 
@@ -207,8 +208,8 @@ def wrn40_2(
     dropout: float = 0.3,
     dropout_placement: str = "before_conv2",
 ) -> WideResNet:
-    """W1's WRN-40-2 (seed-methods.md §1.1): dropout 0.3 for the baseline; use ``dropout=0.0`` for ImageNet
-    pre-training and fine-tuning (§1.3). Normalisation defaults to mean = std = 0.5."""
+    """W1's WRN-40-2 (``uncertainty/CIFAR/models/wrn.py``): dropout 0.3 for the baseline; use ``dropout=0.0`` for ImageNet
+    pre-training and fine-tuning (W1's ``downsampled_train/baseline.py``, ``tune.py``). Normalisation defaults to mean = std = 0.5."""
     return _build("wrn40_2", 40, 2, num_classes, in_channels, mean, std, dropout, dropout_placement)
 
 
@@ -224,8 +225,8 @@ def wrn28_10(
 ) -> WideResNet:
     """WRN-28-10 (36.5M parameters, 640-d features).
 
-    Defaults follow W1's adversarial-robustness part (§1.3: ``--droprate 0.0``, the model sees ``x·2 − 1``, i.e.
-    mean = std = 0.5). For ODIN's checkpoints (§4.3) pass ``dropout_placement="after_conv1"`` and ODIN's CIFAR
+    Defaults follow W1's adversarial-robustness part (``robustness/adversarial/``: ``--droprate 0.0``, the model sees ``x·2 − 1``, i.e.
+    mean = std = 0.5). For ODIN's checkpoints (its ``wideresnet.py``) pass ``dropout_placement="after_conv1"`` and ODIN's CIFAR
     statistics ``mean=(125.3/255, 123.0/255, 113.9/255)``, ``std=(63.0/255, 62.1/255, 66.7/255)``.
     """
     return _build("wrn28_10", 28, 10, num_classes, in_channels, mean, std, dropout, dropout_placement)

@@ -1,6 +1,6 @@
 """Named run configurations (``PRESETS``) and studies (``STUDIES``); importing this package registers them.
 
-CPU scale: :mod:`~rulab.presets.fmnist`, :mod:`~rulab.presets.studies`. Paper scale (the four seed works, each with a
+CPU scale: :mod:`~rulab.presets.fmnist`, :mod:`~rulab.presets.studies`. Paper scale (the four reproduced works (W1-W4), each with a
 CPU-scale counterpart study): :mod:`~rulab.presets.hendrycks2019` (W1), :mod:`~rulab.presets.coursework` (W2),
 :mod:`~rulab.presets.hein2019` (W3), :mod:`~rulab.presets.odin` (W4).
 """

@@ -1,6 +1,7 @@
-"""W2 presets: the ECE228 course project "Evaluating the Robustness of Deep Learning Models" (seed-methods.md §2).
+"""W2 presets: the ECE228 course project "Evaluating the Robustness of Deep Learning Models"
+(Wirojwatanakul, Wang & Yu; code ``jeffwiroj/ece228``; docs/protocols/coursework.md).
 
-pathMNIST (§2.1, the three runs of the report, code-verified):
+pathMNIST (report §6.1 and Tables 1-4, the three runs of the report, code-verified):
 
 =====================================  ==========================================================================
 ``coursework-pathmnist``               "Basic" (basic_0): ResNet-18 with the ImageNet stem on 28×28 inputs, random
@@ -13,15 +14,16 @@ pathMNIST (§2.1, the three runs of the report, code-verified):
 =====================================  ==========================================================================
 
 All: AdamW, weight decay 1e-6, batch 256, no schedule (constant), evaluation on the clean test set and the
-``w2-pathmnist`` brightness / blur grids with W2's metric ``rms_uniform10`` (10 equal-width bins, §2.3).
+``w2-pathmnist`` brightness / blur grids with W2's metric ``rms_uniform10`` (10 equal-width bins, report §4.4.2).
 The learning rate is the EFFECTIVE 1e-3 of the from-scratch runs: W2's code built AdamW without the config's lr, so
-basic_2's configured 5e-4 was silently ignored (§2.1); that slip, the clean forward pass before the MixUp step
-(``method.kwargs.parity=true``) and the BatchNorm unfreezing after epoch 1 are parity-only quirks (§5 C11) that these
+basic_2's configured 5e-4 was silently ignored; that slip, the clean forward pass before the MixUp step
+(``method.kwargs.parity=true``) and the BatchNorm unfreezing after epoch 1 are parity-only quirks (the register of convention 5 in
+docs/conventions.md) that these
 presets do not reproduce.
 
-Oxford-IIIT Pets (§2.4, report only; the code is not public): ResNet-50 from scratch (120 epochs), from supervised
+Oxford-IIIT Pets (report §6.2, report only; the code is not public): ResNet-50 from scratch (120 epochs), from supervised
 ImageNet weights and from Barlow Twins weights (facebookresearch/barlowtwins, the weights W2 used) (25 epochs each),
-"AdamW, MixUp + flips + rotations". Everything else is [unverified] in §2.4 and taken from the pathMNIST recipe:
+"AdamW, MixUp + flips + rotations". Everything else is unverified (the report does not state it) and taken from the pathMNIST recipe:
 lr 1e-3 (scratch) / 5e-4 with backbone × 0.1 and frozen BatchNorm (pre-trained), MixUp α = 0.3, batch 256, weight
 decay 1e-6; the validation split is 10% of trainval (368 images, seeded); inputs are 64×64 (the ``oxford_pets``
 default; W2's resolution is unknown). ``coursework-pets-barlow`` → ``-barlow-ft`` is rulab's own Barlow Twins
@@ -55,12 +57,12 @@ __all__ = [
 
 PATHMNIST_MEAN = (0.740545, 0.53298219, 0.70582885)
 PATHMNIST_STD = (0.1237, 0.1768, 0.1244)
-"""pathMNIST statistics of W2's from-scratch runs (§2.1); pre-trained runs use the ImageNet statistics."""
+"""pathMNIST statistics of W2's from-scratch runs (its code); pre-trained runs use the ImageNet statistics."""
 W2_BASIC = AugmentCfg(hflip=0.4, vflip=0.4, rotate_deg=20.0, rotate_p=0.4)
-"""W2's "basic" augmentation (§2.1; ``AUGMENTATIONS`` ``w2_basic``)."""
+"""W2's "basic" augmentation (report §6.1; ``AUGMENTATIONS`` ``w2_basic``)."""
 NO_AUG = AugmentCfg(hflip=0.0)
 MIXUP_ALPHA = 0.3
-"""MixUp α of every W2 MixUp run (§2.1)."""
+"""MixUp α of every W2 MixUp run (the code's configurations)."""
 RESNET18_IMAGENET = "weights/resnet18_imagenet.safetensors"
 RESNET50_IMAGENET = "weights/resnet50_imagenet.safetensors"
 RESNET50_BARLOWTWINS = "weights/resnet50_barlowtwins.safetensors"
@@ -69,7 +71,7 @@ RESNET50_BARLOWTWINS = "weights/resnet50_barlowtwins.safetensors"
 
 def _w2(name: str, dataset: str, model: ModelCfg, method: MethodCfg, augment: AugmentCfg, epochs: int, val_size: int,
         benchmark: str, shift: str, lr: float = 1e-3, backbone_lr_mult: float = 1.0, freeze_bn: bool = False) -> RunCfg:
-    """W2's recipe (§2.1): AdamW, weight decay 1e-6, batch 256, constant learning rate."""
+    """W2's recipe (report §6, ``jeffwiroj/ece228`` configurations): AdamW, weight decay 1e-6, batch 256, constant learning rate."""
     return RunCfg(
         name=name,
         data=DataCfg(dataset=dataset, val_size=val_size, val_split="random", augment=augment),
@@ -93,21 +95,21 @@ def _resnet(name: str, **kwargs: object) -> ModelCfg:
 
 @PRESETS.register("coursework-pathmnist")
 def coursework_pathmnist() -> RunCfg:
-    """W2 "Basic" (basic_0, §2.1): ResNet-18 from scratch, pathMNIST statistics, no augmentation, AdamW lr 1e-3, 80 epochs."""
+    """W2 "Basic" (basic_0, report Table 1): ResNet-18 from scratch, pathMNIST statistics, no augmentation, AdamW lr 1e-3, 80 epochs."""
     model = _resnet("resnet18", mean=list(PATHMNIST_MEAN), std=list(PATHMNIST_STD))
     return _w2("coursework-pathmnist", model=model, method=MethodCfg("erm"), augment=NO_AUG, epochs=80, **_PATH)
 
 
 @PRESETS.register("coursework-pathmnist-mixup")
 def coursework_pathmnist_mixup() -> RunCfg:
-    """W2 "MixUp + Aug" (basic_2, §2.1): MixUp α 0.3 + ``w2_basic``, effective lr 1e-3 (config said 5e-4), 60 epochs."""
+    """W2 "MixUp + Aug" (basic_2, report Table 1): MixUp α 0.3 + ``w2_basic``, effective lr 1e-3 (config said 5e-4), 60 epochs."""
     model = _resnet("resnet18", mean=list(PATHMNIST_MEAN), std=list(PATHMNIST_STD))
     return _w2("coursework-pathmnist-mixup", model=model, method=_MIXUP, augment=W2_BASIC, epochs=60, **_PATH)
 
 
 @PRESETS.register("coursework-pathmnist-pretrained")
 def coursework_pathmnist_pretrained() -> RunCfg:
-    """W2 "MixUp + Aug + PT" (pt_5, §2.1): ImageNet weights, backbone lr 5e-5 / head 5e-4, frozen BatchNorm, 60 epochs."""
+    """W2 "MixUp + Aug + PT" (pt_5, report Table 1): ImageNet weights, backbone lr 5e-5 / head 5e-4, frozen BatchNorm, 60 epochs."""
     model = _resnet("resnet18", pretrained=RESNET18_IMAGENET)
     return _w2("coursework-pathmnist-pretrained", model=model, method=_MIXUP, augment=W2_BASIC, epochs=60, lr=5e-4,
                backbone_lr_mult=0.1, freeze_bn=True, **_PATH)
@@ -115,7 +117,7 @@ def coursework_pathmnist_pretrained() -> RunCfg:
 
 @PRESETS.register("coursework-pets-scratch")
 def coursework_pets_scratch() -> RunCfg:
-    """W2 Pets from scratch (§2.4): ResNet-50, MixUp + flips + rotations, 120 epochs (lr, α, batch: pathMNIST's)."""
+    """W2 Pets from scratch (report §6.2): ResNet-50, MixUp + flips + rotations, 120 epochs (lr, α, batch: pathMNIST's)."""
     return _w2("coursework-pets-scratch", model=_resnet("resnet50"), method=_MIXUP, augment=W2_BASIC, epochs=120, **_PETS)
 
 
@@ -126,13 +128,13 @@ def _pets_pretrained(name: str, weights: str) -> RunCfg:
 
 @PRESETS.register("coursework-pets-supervised")
 def coursework_pets_supervised() -> RunCfg:
-    """W2 Pets from supervised ImageNet weights (§2.4): 25 epochs, pathMNIST's pre-trained recipe (pt_5)."""
+    """W2 Pets from supervised ImageNet weights (report §6.2): 25 epochs, pathMNIST's pre-trained recipe (pt_5)."""
     return _pets_pretrained("coursework-pets-supervised", RESNET50_IMAGENET)
 
 
 @PRESETS.register("coursework-pets-bt")
 def coursework_pets_bt() -> RunCfg:
-    """W2 Pets from the Barlow Twins ImageNet weights of facebookresearch/barlowtwins (§2.4): 25 epochs."""
+    """W2 Pets from the Barlow Twins ImageNet weights of facebookresearch/barlowtwins (report §6.2): 25 epochs."""
     return _pets_pretrained("coursework-pets-bt", RESNET50_BARLOWTWINS)
 
 
@@ -140,7 +142,7 @@ def coursework_pets_bt() -> RunCfg:
 def coursework_pets_barlow() -> RunCfg:
     """rulab's own Barlow Twins pre-training of ResNet-50 on the Pets images (not W2's setting, see the module docstring).
 
-    From the Barlow Twins reference (§2.4): projector 8192-8192-8192, λ = 0.0051, zero-initialised residuals, weight
+    From the Barlow Twins reference (Zbontar et al. 2021, ``facebookresearch/barlowtwins`` ``main.py``): projector 8192-8192-8192, λ = 0.0051, zero-initialised residuals, weight
     decay 1e-6, base lr 0.2 at batch 256, 1% linear warm-up (10 of 1,000 epochs) then cosine to 0.001× the base,
     1,000 epochs. Deviation: rulab has no LARS, so this is SGD with momentum 0.9 at the LARS base rate (watch the
     loss; lower ``optim.lr`` if it diverges).
@@ -202,7 +204,7 @@ def coursework_fmnist_barlow_ft() -> RunCfg:
 
 @STUDIES.register("coursework-pathmnist")
 def coursework_pathmnist_study() -> PaperStudy:
-    """W2's pathMNIST table (§6.4): Basic, MixUp + Aug, MixUp + Aug + PT under brightness and blur, 3 seeds."""
+    """W2's pathMNIST tables (report Tables 1-4): Basic, MixUp + Aug, MixUp + Aug + PT under brightness and blur, 3 seeds."""
     p = ("coursework-pathmnist", "coursework-pathmnist-mixup", "coursework-pathmnist-pretrained")
     return PaperStudy(
         name="coursework-pathmnist", presets=p, compare_to=p[0],
@@ -214,7 +216,7 @@ def coursework_pathmnist_study() -> PaperStudy:
 
 @STUDIES.register("coursework-pets")
 def coursework_pets_study() -> PaperStudy:
-    """W2's Pets table (§6.5): ResNet-50 from scratch, from supervised ImageNet weights, from Barlow Twins weights."""
+    """W2's Pets tables (report Tables 5-8): ResNet-50 from scratch, from supervised ImageNet weights, from Barlow Twins weights."""
     p = ("coursework-pets-scratch", "coursework-pets-supervised", "coursework-pets-bt")
     return PaperStudy(
         name="coursework-pets", presets=p, compare_to=p[0],

@@ -1,4 +1,5 @@
-"""CPU-scale presets on Fashion-MNIST (DESIGN.md "Scales": the embedded default, 2 CPU cores, no GPU).
+"""CPU-scale presets on Fashion-MNIST (docs/conventions.md "Scales": the embedded default, 2 CPU cores,
+no GPU).
 
 Method presets share :func:`fmnist_base` (fastcnn, batch 256, SGD Nesterov, one-cycle schedule, flips) and train for
 :data:`METHOD_EPOCHS` epochs, so that a study of plain / MixUp / OE / CEDA / ACET × 3 seeds with every evaluation fits
@@ -66,7 +67,7 @@ def fmnist_fast() -> RunCfg:
 
 @PRESETS.register("fmnist-mixup")
 def fmnist_mixup() -> RunCfg:
-    """MixUp with α = 0.3 (W2, seed-methods.md §2.1) on the shared recipe.
+    """MixUp with α = 0.3 (W2's configurations) on the shared recipe.
 
     Deviation from W2: the augmentation stays the shared horizontal flip; W2's "basic" vertical flips and rotations
     (``AUGMENTATIONS`` ``w2_basic``) would turn shoes and bags upside down in Fashion-MNIST.
@@ -86,7 +87,7 @@ def fmnist_oe() -> RunCfg:
 
 @PRESETS.register("fmnist-ceda")
 def fmnist_ceda() -> RunCfg:
-    """CEDA (seed-methods.md §3.1-3.2) with W3's noise and loss normalised by N + M.
+    """CEDA (Hein et al. 2019) with W3's noise and loss normalised by N + M.
 
     Deviations from W3: ``at_frac = 0.5`` (M = N/2 noise images per batch; W3: M = N) to keep the step cost at 1.5×,
     and the low-pass σ is drawn from [0.3, 2.5] instead of [1, 2.5] (:data:`NOISE_SIGMA`).
@@ -96,7 +97,7 @@ def fmnist_ceda() -> RunCfg:
 
 @PRESETS.register("fmnist-acet")
 def fmnist_acet() -> RunCfg:
-    """ACET (seed-methods.md §3.3) at CPU scale: ε = 0.3 as in W3, but a short attack.
+    """ACET (Hein et al. 2019) at CPU scale: ε = 0.3 as in W3, but a short attack.
 
     Deviations from W3 (ε = 0.3, 40 steps of ε/40, M = N): ``at_frac = 0.5`` and 2 PGD steps of ε/2 = 0.15 from the
     random start (keep-best as in W3). Forty steps would make every training step about 20× as costly as plain
@@ -109,7 +110,7 @@ def fmnist_acet() -> RunCfg:
 
 @PRESETS.register("fmnist-adv")
 def fmnist_adv() -> RunCfg:
-    """PGD adversarial training (Madry; W1 §1.3): ε = 8/255, step 2/255, CE on adversarial examples only.
+    """PGD adversarial training (Madry et al. 2018; W1's ``robustness/adversarial/``): ε = 8/255, step 2/255, CE on adversarial examples only.
 
     Deviation from W1: 3 PGD steps instead of 10 (each step is one more forward/backward pass on a CPU).
     """
@@ -121,7 +122,7 @@ def fmnist_adv() -> RunCfg:
 
 @PRESETS.register("fmnist-barlow")
 def fmnist_barlow() -> RunCfg:
-    """Barlow Twins self-supervised pre-training of fastcnn (W2 §2.4) with a 512-512-512 projector, λ = 0.0051.
+    """Barlow Twins self-supervised pre-training of fastcnn (Zbontar et al. 2021, as W2 used it) with a 512-512-512 projector, λ = 0.0051.
 
     Deviations from the reference (ResNet-50, 8192-wide projector, LARS, batch 2048, 1000 epochs): CPU-scale widths,
     SGD with the shared one-cycle schedule at a lower peak (0.1), 5 epochs; views get the method's tensor
@@ -162,7 +163,7 @@ def _classes(cfg: RunCfg, classes: tuple[int, ...], subset: int = 0) -> RunCfg:
 def fmnist_pretrain_0to4() -> RunCfg:
     """Supervised pre-training on classes 0-4 (T-shirt, trouser, pullover, dress, coat), plain CE, 3 epochs.
 
-    The Fashion-MNIST analogue of W1's ImageNet pre-training with the target classes excluded (seed-methods.md §1.3).
+    The Fashion-MNIST analogue of W1's ImageNet pre-training with the target classes excluded (docs/protocols/hendrycks2019.md).
     """
     return _classes(fmnist_base("fmnist-pretrain-0to4", METHOD_EPOCHS), _FIRST)
 
@@ -170,7 +171,7 @@ def fmnist_pretrain_0to4() -> RunCfg:
 @PRESETS.register("fmnist-finetune-5to9")
 def fmnist_finetune_5to9() -> RunCfg:
     """Fine-tune a classes-0-4 backbone on classes 5-9 (sandal, shirt, sneaker, bag, boot): new head, lr peak 0.1,
-    2 epochs (W1 §1.3: new head, lower lr, fewer epochs). Needs ``train.init_from`` (the ``fmnist-pretraining`` study)."""
+    2 epochs (W1's ``tune.py``: new head, lower lr, fewer epochs). Needs ``train.init_from`` (the ``fmnist-pretraining`` study)."""
     return _finetune(_classes(fmnist_base("fmnist-finetune-5to9"), _SECOND), 2, 0.1)
 
 

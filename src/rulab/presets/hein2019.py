@@ -1,24 +1,26 @@
 """W3 presets: Hein, Andriushchenko & Bitterwolf (CVPR 2019), "Why ReLU networks yield high-confidence predictions far
-away from the training data and how to mitigate the problem" — plain training, CEDA and ACET (seed-methods.md §3).
+away from the training data and how to mitigate the problem" — plain training, CEDA and ACET (code
+``max-andr/relu_networks_overconfident``; docs/protocols/hein2019.md).
 
-``hein2019-<data>-{plain,ceda,acet}`` for ``<data>`` ∈ {mnist, svhn, cifar10, cifar100}, with the numbers of §3.4:
+``hein2019-<data>-{plain,ceda,acet}`` for ``<data>`` ∈ {mnist, svhn, cifar10, cifar100}, with the numbers of W3's README command and
+``exps_paper/`` model names:
 
 * models: ``lenet`` for MNIST, ``preact_resnet_hein`` (W3's ``resnet_small``) otherwise; raw [0, 1] inputs (no
-  normalisation, §3.2);
+  normalisation);
 * SVHN / CIFAR: SGD with momentum 0.9 (not Nesterov), lr 0.1, batch 128, 100 epochs, lr ÷10 after 50%, 75% and 90%
   of the iterations; weight decay 1e-3 on weights and the FC bias only (``no_decay_norm``), the PyTorch equivalent
-  of W3's ``5e-4 · Σ w²`` loss term (§3.1, §5 C10);
+  of W3's ``5e-4 · Σ w²`` loss term (gradient ``2·5e-4·w``);
 * MNIST: Adam with lr 1e-3, train.py's default — the paper's MNIST optimiser is [unverified]. rulab offers AdamW
   only, so the weight decay (1e-3) is decoupled, which is NOT W3's coupled L2 under Adam; the step schedule is W3's;
 * augmentation: CIFAR crop 4 + flip, SVHN crop 4, MNIST crop 4 (pad 4, 28×28), no flips for digits;
 * plain: ``at_frac = 0`` (ERM); CEDA: ``at_frac = 1``, ``frac_perm = 0.5``, low-pass σ ~ U[1, 2.5]; ACET: CEDA's noise
-  moved by PGD, ε = 0.3, 40 steps of ε/40 = 0.0075 (§3.3);
+  moved by PGD, ε = 0.3, 40 steps of ε/40 = 0.0075 (W3's README);
 * no validation split (W3 trains on the whole training set), so no temperature scaling.
 
-Evaluation (§3.5): the ``<data>-hein`` benchmarks under the ``hein`` protocol (batches of 128 with drop_last), MSP;
+Evaluation (W3's ``evaluation.py`` / ``analysis.py``): the ``<data>-hein`` benchmarks under the ``hein`` protocol (batches of 128 with drop_last), MSP;
 MMC, AUROC and FPR@95 (``fpr95_id``) on the real OOD sets and W3's noise, plus adversarial noise and adversarial
 samples (``farconf``: ε = 0.3, 80 PGD steps as in the README's evaluation command; up to 10,000 attacked images) and
-α-scaling with 10,000 trials (§3.6). W3 evaluated PGD on noise with both 80 and 200 steps; which fed the table is
+α-scaling with 10,000 trials (the paper's Table 2). W3 evaluated PGD on noise with both 80 and 200 steps; which fed the table is
 [unverified]. The step size of the evaluation attack is [unverified] in W3; rulab's default is 2.5·ε/steps.
 
 ``hein2019-fmnist`` is the CPU counterpart: the ``fmnist-plain`` / ``fmnist-ceda`` / ``fmnist-acet`` presets (their
@@ -40,7 +42,7 @@ HEIN_METHODS: dict[str, MethodCfg] = {
     "ceda": MethodCfg("ceda", {"at_frac": 1.0, "frac_perm": 0.5, "sigma_range": [1.0, 2.5]}),
     "acet": MethodCfg("acet", {"at_frac": 1.0, "frac_perm": 0.5, "sigma_range": [1.0, 2.5], "eps": 0.3, "steps": 40, "step_size": 0.3 / 40}),
 }
-"""W3's three training objectives (§3.1-3.4), by preset suffix (data)."""
+"""W3's three training objectives (plain, CEDA, ACET), by preset suffix (data)."""
 
 HEIN_DATA: dict[str, tuple[str, str, AugmentCfg]] = {
     "mnist": ("mnist", "lenet", AugmentCfg(hflip=0.0, crop_padding=4)),
@@ -48,11 +50,11 @@ HEIN_DATA: dict[str, tuple[str, str, AugmentCfg]] = {
     "cifar10": ("cifar10", "preact_resnet_hein", AugmentCfg(hflip=0.5, crop_padding=4)),
     "cifar100": ("cifar100", "preact_resnet_hein", AugmentCfg(hflip=0.5, crop_padding=4)),
 }
-"""Per training set (data): the DATASETS name, the model and W3's augmentation (§3.4)."""
+"""Per training set (data): the DATASETS name, the model and W3's augmentation."""
 
 
 def hein_config(data: str, method: str) -> RunCfg:
-    """The W3 run ``hein2019-<data>-<method>`` (module docstring; seed-methods.md §3.4-3.5)."""
+    """The W3 run ``hein2019-<data>-<method>`` (module docstring)."""
     dataset, model, augment = HEIN_DATA[data]
     if data == "mnist":  # train.py's default optimiser (paper setting unverified)
         optim = OptimCfg(name="adamw", lr=1e-3, betas=(0.9, 0.999), nesterov=False, weight_decay=1e-3, no_decay_norm=True,
@@ -77,7 +79,7 @@ for _data in HEIN_DATA:
         register_preset(
             f"hein2019-{_data}-{_method}",
             partial(hein_config, _data, _method),
-            f"W3 {_method} training on {_data} (seed-methods.md §3.4), evaluated on the {_data}-hein benchmark (§3.5).",
+            f"W3 {_method} training on {_data} (Hein et al. 2019), evaluated on the {_data}-hein benchmark.",
         )
 
 

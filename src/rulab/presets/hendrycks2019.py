@@ -1,27 +1,29 @@
 """W1 presets: Hendrycks, Lee & Mazeika (ICML 2019), "Using Pre-Training Can Improve Model Robustness and Uncertainty".
 
-Every number below is from seed-methods.md §1 (the hendrycks/pre-training code); the tests read them back from the
-resolved configs (``tests/presets/test_paper_presets.py``).
+Every number below is from the hendrycks/pre-training code (file by file in docs/protocols/hendrycks2019.md); the
+tests read them back from the resolved configs (``tests/presets/test_paper_hparams.py``).
 
 =======================================  ====================================================================
 ``hendrycks2019-cifar10`` (-cifar100)    "Normal": WRN-40-2, dropout 0.3, 100 epochs, SGD Nesterov 0.9, lr 0.1,
-                                         weight decay 5e-4, batch 128, cosine per iteration to 1e-6 (§1.3),
-                                         mean = std = 0.5, crop 4 + flip (§1.2)
+                                         weight decay 5e-4, batch 128, cosine per iteration to 1e-6,
+                                         mean = std = 0.5, crop 4 + flip (``uncertainty/CIFAR/baseline.py``)
 ``hendrycks2019-tinyimagenet``           the same at 64×64 with crop 8 + flip, 200 classes
 ``hendrycks2019-cifar10-pretrain``       downsampled ImageNet 32×32, 1,000 classes, 100 epochs, lr 0.1, batch
-(``-cifar100-pretrain``)                 256, dropout 0 (§1.3); identical configs under two names
+(``-cifar100-pretrain``)                 256, dropout 0 (``downsampled_train/baseline.py``); identical
+                                         configs under two names
 ``hendrycks2019-cifar10-pretrain-        the leakage control: ImageNet without the classes of CIFAR-10
 nocifar``                                (:data:`CIFAR10_IMAGENET_CLASSES`, resolved with ``map_clsloc.txt``)
 ``hendrycks2019-*-finetune``             "Pre-Train": a new head, all layers trained, lr 0.001, 10 epochs (Tiny
-                                         ImageNet 20 [unverified lr]), dropout 0, same cosine rule (§1.3)
+                                         ImageNet 20 [unverified lr]), dropout 0, same cosine rule (``tune.py``)
 ``hendrycks2019-*-parity``               the same with ``parity=True``: scheduler stepped before the optimizer,
-                                         calibration with the top adaptive bin dropped and T = 1 only (§1.8-1.9)
+                                         calibration with the top adaptive bin dropped and T = 1 only
+                                         (``utils/calibration_tools.py``, ``test_calibration.py``)
 =======================================  ====================================================================
 
 Calibration uses W1's 10% contiguous tail validation split (``data.val_split=tail``, 45,000 / 5,000 for CIFAR,
-§1.2; Tiny ImageNet: a seeded random 10%, W1's ``validation_split_folder``). W1 trained its OOD models on all 50,000
+W1's ``validation_split``; Tiny ImageNet: a seeded random 10%, W1's ``validation_split_folder``). W1 trained its OOD models on all 50,000
 images and only its "calibration" models on 45,000; one model per preset serves both here. Evaluation: MSP on the
-``*-hendrycks`` benchmarks (8 OOD sets, 2,000 per run × 5 runs, §1.4).
+``*-hendrycks`` benchmarks (8 OOD sets, 2,000 per run × 5 runs, W1's ``test.py``).
 
 Not reproducible here: Tiny ImageNet pre-training (W1 pre-trained on ImageNet 64×64 without the 200 Tiny ImageNet
 classes; that loader is not in W1's repository and there is no ``imagenet64`` dataset in rulab), so
@@ -52,7 +54,7 @@ __all__ = [
 
 W1_MEAN = (0.5, 0.5, 0.5)
 W1_STD = (0.5, 0.5, 0.5)
-"""W1's normalisation (§1.2): mean = std = 0.5, so the normalised input is exactly [−1, 1]."""
+"""W1's normalisation (its uncertainty scripts): mean = std = 0.5, so the normalised input is exactly [−1, 1]."""
 
 CIFAR10_IMAGENET_CLASSES: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("airplane", (404, 895)),  # airliner, warplane
@@ -70,10 +72,10 @@ CIFAR10_IMAGENET_CLASSES: tuple[tuple[str, tuple[int, ...]], ...] = (
     # fire engine, garbage truck, moving van, pickup, police van, tow truck, trailer truck
     ("truck", (555, 569, 675, 717, 734, 864, 867)),
 )
-"""The ImageNet-1k classes that belong to a CIFAR-10 class, for W1's "ImageNet minus CIFAR-10" pre-training (§1.3).
+"""The ImageNet-1k classes that belong to a CIFAR-10 class, for W1's "ImageNet minus CIFAR-10" pre-training.
 
-Source: W1 ships a pre-trained snapshot with the CIFAR-10 classes excluded (``snapshots/imagenet/cifar10_excluded``,
-§1.3) but neither its class list nor the script that made it, and the snapshot files are not in the repository
+Source: W1 ships a pre-trained snapshot with the CIFAR-10 classes excluded (``uncertainty/CIFAR/snapshots/imagenet/cifar10_excluded/``)
+but neither its class list nor the script that made it, and the snapshot files are not in the repository
 snapshot (so not even the size of its head is known). This list is constructed here from the WordNet names of the
 ILSVRC-2012 classes: every class that is an instance of a CIFAR-10 category (all 59 birds, the 118 dog breeds, the
 5 domestic cats, the 3 frogs, the one horse, and the airplanes, cars, ships and trucks by name), 219 classes in
@@ -147,16 +149,16 @@ def cifar10_exclusion(map_clsloc: str | Path | None = None) -> tuple[int, ...]:
 
 # ------------------------------------------------------------------------------------------------ configs
 
-_CIFAR_AUG = AugmentCfg(hflip=0.5, crop_padding=4)  # §1.2: RandomHorizontalFlip, RandomCrop(32, padding=4)
-_TIN_AUG = AugmentCfg(hflip=0.5, crop_padding=8)  # §1.2: RandomHorizontalFlip, RandomCrop(64, padding=8)
+_CIFAR_AUG = AugmentCfg(hflip=0.5, crop_padding=4)  # W1 CIFAR: RandomHorizontalFlip, RandomCrop(32, padding=4)
+_TIN_AUG = AugmentCfg(hflip=0.5, crop_padding=8)  # OE Tiny ImageNet: RandomHorizontalFlip, RandomCrop(64, padding=8)
 _DATASETS = {"cifar10": ("cifar10", _CIFAR_AUG, 5000, "tail"), "cifar100": ("cifar100", _CIFAR_AUG, 5000, "tail"),
              "tinyimagenet": ("tiny_imagenet", _TIN_AUG, 10_000, "random")}
-"""Per ID dataset (data, not dispatch): DATASETS name, training augmentation, validation size and split (§1.2)."""
+"""Per ID dataset (data, not dispatch): DATASETS name, training augmentation, validation size and split (W1's ``utils/validation_dataset.py``)."""
 
 
 def _w1(name: str, dataset: str, augment: AugmentCfg, val_size: int, val_split: str, *, dropout: float, lr: float,
         epochs: int, batch: int, benchmark: str) -> RunCfg:
-    """The W1 recipe (§1.1-1.3): WRN-40-2, SGD Nesterov 0.9, weight decay 5e-4, cosine per iteration to 1e-6."""
+    """The W1 recipe (``models/wrn.py``, ``baseline.py``): WRN-40-2, SGD Nesterov 0.9, weight decay 5e-4, cosine per iteration to 1e-6."""
     return RunCfg(
         name=name,
         data=DataCfg(dataset=dataset, val_size=val_size, val_split=val_split, augment=augment),
@@ -169,21 +171,21 @@ def _w1(name: str, dataset: str, augment: AugmentCfg, val_size: int, val_split: 
 
 
 def w1_baseline(which: str) -> RunCfg:
-    """W1 "Normal" (§1.3): 100 epochs, lr 0.1, batch 128, dropout 0.3, on ``which`` ∈ {cifar10, cifar100, tinyimagenet}."""
+    """W1 "Normal" (``uncertainty/CIFAR/baseline.py``): 100 epochs, lr 0.1, batch 128, dropout 0.3, on ``which`` ∈ {cifar10, cifar100, tinyimagenet}."""
     dataset, aug, val_size, split = _DATASETS[which]
     return _w1(f"hendrycks2019-{which}", dataset, aug, val_size, split, dropout=0.3, lr=0.1, epochs=100, batch=128,
                benchmark=f"{which}-hendrycks")
 
 
 def w1_pretrain(name: str, exclude: tuple[int, ...] = ()) -> RunCfg:
-    """W1 pre-training on downsampled ImageNet 32×32 (§1.3): 100 epochs, lr 0.1, batch 256, dropout 0, crop 4 +
-    flip (§1.2), no validation split (W1 keeps none), all 1,000 classes unless ``exclude`` names some."""
+    """W1 pre-training on downsampled ImageNet 32×32 (``downsampled_train/baseline.py``): 100 epochs, lr 0.1, batch 256,
+    dropout 0, crop 4 + flip, no validation split (W1 keeps none), all 1,000 classes unless ``exclude`` names some."""
     cfg = _w1(name, "imagenet32", _CIFAR_AUG, 0, "random", dropout=0.0, lr=0.1, epochs=100, batch=256, benchmark="cifar10-hendrycks")
     return with_data(cfg, exclude_classes=tuple(exclude)) if exclude else cfg
 
 
 def w1_finetune(which: str, name: str = "") -> RunCfg:
-    """W1 "Pre-Train" (§1.3, tune.py): a fresh head, all layers trained, lr 0.001, dropout 0, cosine to 1e-6 over
+    """W1 "Pre-Train" (``uncertainty/CIFAR/tune.py``): a fresh head, all layers trained, lr 0.001, dropout 0, cosine to 1e-6 over
     10 epochs (Tiny ImageNet: 20, per its snapshot csv; lr 0.001 unverified there, no tune script exists).
 
     ``train.init_from`` stays empty: a study fills it with ``{run:<pre-training preset>}``, or pass
@@ -196,25 +198,25 @@ def w1_finetune(which: str, name: str = "") -> RunCfg:
 
 
 def _parity(cfg: RunCfg) -> RunCfg:
-    """W1 parity (§1.8-1.9, §5 C11): scheduler before optimizer, top adaptive bin dropped, T = 1 only."""
+    """W1 parity (the register of convention 5 in docs/conventions.md): scheduler before optimizer, top adaptive bin dropped, T = 1 only."""
     cfg = with_eval(cfg, temperature=False)
     return replace(cfg, parity=True, name=cfg.name + "-parity")
 
 
 for _which in ("cifar10", "cifar100", "tinyimagenet"):
-    register_preset(f"hendrycks2019-{_which}", lambda w=_which: w1_baseline(w), f"W1 'Normal' WRN-40-2 on {_which} (seed-methods.md §1.3).")
+    register_preset(f"hendrycks2019-{_which}", lambda w=_which: w1_baseline(w), f"W1 'Normal' WRN-40-2 on {_which} (Hendrycks et al. 2019).")
     register_preset(f"hendrycks2019-{_which}-parity", lambda w=_which: _parity(w1_baseline(w)), f"hendrycks2019-{_which} with W1's quirks (parity=True, T = 1).")
-    register_preset(f"hendrycks2019-{_which}-finetune", lambda w=_which: w1_finetune(w), f"W1 'Pre-Train' fine-tuning on {_which} (§1.3); needs train.init_from.")
+    register_preset(f"hendrycks2019-{_which}-finetune", lambda w=_which: w1_finetune(w), f"W1 'Pre-Train' fine-tuning on {_which}; needs train.init_from.")
     register_preset(f"hendrycks2019-{_which}-finetune-parity", lambda w=_which: _parity(w1_finetune(w)),
                     f"hendrycks2019-{_which}-finetune with W1's quirks (parity=True, T = 1).")
 for _which in ("cifar10", "cifar100"):
     register_preset(f"hendrycks2019-{_which}-pretrain", lambda w=_which: w1_pretrain(f"hendrycks2019-{w}-pretrain"),
-                    "W1 pre-training of WRN-40-2 on downsampled ImageNet 32×32, all 1,000 classes (§1.3).")
+                    "W1 pre-training of WRN-40-2 on downsampled ImageNet 32×32, all 1,000 classes.")
 register_preset("hendrycks2019-cifar10-pretrain-nocifar",
                 lambda: w1_pretrain("hendrycks2019-cifar10-pretrain-nocifar", _exclusion_or_config_error()),
                 "W1's leakage control: ImageNet 32×32 pre-training without the CIFAR-10 classes (CIFAR10_IMAGENET_CLASSES).")
 register_preset("hendrycks2019-cifar10-finetune-nocifar", lambda: w1_finetune("cifar10", "hendrycks2019-cifar10-finetune-nocifar"),
-                "Fine-tuning on CIFAR-10 after hendrycks2019-cifar10-pretrain-nocifar (§1.3).")
+                "Fine-tuning on CIFAR-10 after hendrycks2019-cifar10-pretrain-nocifar.")
 
 
 def _exclusion_or_config_error() -> tuple[int, ...]:
@@ -243,21 +245,22 @@ def _w1_study(name: str, pretrain: str, normal: str, tuned: str, reference: str,
 
 @STUDIES.register("hendrycks2019-cifar10")
 def hendrycks2019_cifar10() -> PaperStudy:
-    """W1 on CIFAR-10: WRN-40-2 from scratch vs downsampled-ImageNet pre-training → fine-tuning, 3 seeds (§1.3-1.4)."""
+    """W1 on CIFAR-10: WRN-40-2 from scratch vs downsampled-ImageNet pre-training → fine-tuning, 3 seeds."""
     return _w1_study("hendrycks2019-cifar10", "hendrycks2019-cifar10-pretrain", "hendrycks2019-cifar10", "hendrycks2019-cifar10-finetune",
                      "cifar10", "W1 (Hendrycks et al. 2019) CIFAR-10: Normal vs ImageNet32 pre-training + fine-tuning; MSP OOD and calibration")
 
 
 @STUDIES.register("hendrycks2019-cifar100")
 def hendrycks2019_cifar100() -> PaperStudy:
-    """W1 on CIFAR-100 (§1.3-1.4)."""
+    """W1 on CIFAR-100."""
     return _w1_study("hendrycks2019-cifar100", "hendrycks2019-cifar100-pretrain", "hendrycks2019-cifar100", "hendrycks2019-cifar100-finetune",
                      "cifar100", "W1 (Hendrycks et al. 2019) CIFAR-100: Normal vs ImageNet32 pre-training + fine-tuning; MSP OOD and calibration")
 
 
 @STUDIES.register("hendrycks2019-cifar10-nocifar")
 def hendrycks2019_cifar10_nocifar() -> PaperStudy:
-    """W1's leakage control on CIFAR-10: pre-training on ImageNet without the CIFAR-10 classes (§1.3)."""
+    """W1's leakage control on CIFAR-10: pre-training on ImageNet without the CIFAR-10 classes (W1's
+    ``cifar10_excluded`` snapshot)."""
     return _w1_study("hendrycks2019-cifar10-nocifar", "hendrycks2019-cifar10-pretrain-nocifar", "hendrycks2019-cifar10",
                      "hendrycks2019-cifar10-finetune-nocifar", "",
                      "W1 CIFAR-10 with ImageNet-minus-CIFAR-10 pre-training (leakage control; paper numbers are for full ImageNet)")

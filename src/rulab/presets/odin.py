@@ -1,23 +1,23 @@
-"""W4 presets: Liang, Li & Srikant (ICLR 2018), ODIN (seed-methods.md §4).
+"""W4 presets: Liang, Li & Srikant (ICLR 2018), ODIN (code ``facebookresearch/odin``; docs/protocols/odin.md).
 
 =============================  ================================================================================
-``odin-densenet-cifar10``      DenseNet-BC-100 (k = 12, bottleneck, compression 0.5, dropout 0; §4.3) with ODIN's
-(``-cifar100``)                CIFAR statistics μ = (125.3, 123.0, 113.9)/255, σ = (63.0, 62.1, 66.7)/255 (§4.2)
-``odin-wrn-cifar10``           WRN-28-10 with ODIN's dropout placement (after conv1, before BN2; §4.3) and the same
+``odin-densenet-cifar10``      DenseNet-BC-100 (k = 12, bottleneck, compression 0.5, dropout 0; README) with ODIN's
+(``-cifar100``)                CIFAR statistics μ = (125.3, 123.0, 113.9)/255, σ = (63.0, 62.1, 66.7)/255 (``calData.py``)
+``odin-wrn-cifar10``           WRN-28-10 with ODIN's dropout placement (after conv1, before BN2; ``wideresnet.py``) and the same
 (``-cifar100``)                statistics
 =============================  ================================================================================
 
 Evaluation: MSP (ODIN's "Baseline") and ODIN on the ``cifar10-odin`` / ``cifar100-odin`` benchmarks (TinyImageNet
 crop/resize, LSUN crop/resize, iSUN, uniform, Gaussian; the ``odin`` protocol skips the first 1,000 images of every
-set and scores 9,000 vs 9,000, §4.2). ODIN's hyperparameters: T = 1000 for every model and set, ε per model and OOD
-set from ODIN's README table (§4.3), stored as :data:`ODIN_EPSILON_TABLE`. rulab's evaluation uses one (T, ε) per
+set and scores 9,000 vs 9,000, ``calData.py``). ODIN's hyperparameters: T = 1000 for every model and set, ε per model and OOD
+set from ODIN's README table, stored as :data:`ODIN_EPSILON_TABLE`. rulab's evaluation uses one (T, ε) per
 detector for all sets, so the study's ``odin`` rows use T = 1000 and the detector's default ε = 0.0014 (the table's
 most common value); :func:`evaluate_odin_table` adds rows with detector ``odin_paper`` scored with the table's ε of
 each set (ODIN chose those on the first 1,000 images of each TEST set, which rulab's own tuning never does).
 
-Training recipe — [unverified]: ODIN's repository ships checkpoints, not the training code; §4.3 recalls "SGD, lr
-0.1 with step decays; batch 64, 300 epochs (DenseNet) / 200 (WRN)". The step decays (÷10 at 50% and 75%), momentum
-0.9 with Nesterov, weight decay (1e-4 DenseNet, 5e-4 WRN), WRN dropout 0 and the CIFAR augmentation (crop 4 + flip)
+Training recipe — [unverified]: ODIN's repository ships checkpoints, not the training code; the recipe used here,
+"SGD, lr 0.1 with step decays; batch 64, 300 epochs (DenseNet) / 200 (WRN)", is recalled from the paper and not
+checked against it. The step decays (÷10 at 50% and 75%), momentum 0.9 with Nesterov, weight decay (1e-4 DenseNet, 5e-4 WRN), WRN dropout 0 and the CIFAR augmentation (crop 4 + flip)
 are the usual recipes of the DenseNet and WRN papers, not facts from ODIN. A 10% random validation split is held out
 for temperature scaling. To evaluate ODIN's released checkpoints instead, convert them to safetensors and evaluate
 them with ``rulab eval``.
@@ -42,7 +42,7 @@ from rulab.registry import STUDIES
 __all__ = ["ODIN_TEMPERATURE", "ODIN_EPSILON_TABLE", "odin_config", "odin_table_rows", "evaluate_odin_table"]
 
 ODIN_TEMPERATURE = 1000.0
-"""T of every ODIN model and OOD set (§4.3)."""
+"""T of every ODIN model and OOD set (ODIN's README)."""
 
 ODIN_EPSILON_TABLE: dict[str, dict[str, float]] = {
     "densenet-cifar10": {"tin_crop": 0.0014, "tin_resize": 0.0014, "lsun_crop": 0.0, "lsun_resize": 0.0014, "isun": 0.0014,
@@ -54,14 +54,14 @@ ODIN_EPSILON_TABLE: dict[str, dict[str, float]] = {
     "wrn-cifar100": {"tin_crop": 0.0028, "tin_resize": 0.0028, "lsun_crop": 0.0048, "lsun_resize": 0.002, "isun": 0.0028,
                      "uniform": 0.0028, "gaussian_odin": 0.0028},
 }
-"""ODIN's ε in [0, 1]-pixel units per model and OOD set (seed-methods.md §4.3, the README table), keyed by
+"""ODIN's ε in [0, 1]-pixel units per model and OOD set (ODIN's README table), keyed by
 ``"<densenet|wrn>-<cifar10|cifar100>"`` and OOD_SETS name."""
 
 _ARCH: dict[str, tuple[ModelCfg, int, float]] = {
     "densenet": (ModelCfg("densenet_bc100", {"growth": 12, "dropout": 0.0, "mean": list(ODIN_CIFAR_MEAN), "std": list(ODIN_CIFAR_STD)}), 300, 1e-4),
     "wrn": (ModelCfg("wrn28_10", {"dropout": 0.0, "dropout_placement": "after_conv1", "mean": list(ODIN_CIFAR_MEAN), "std": list(ODIN_CIFAR_STD)}), 200, 5e-4),
 }
-"""Per architecture (data): the model, epochs (§4.3 [unverified]) and weight decay [unverified]."""
+"""Per architecture (data): the model, epochs [unverified] and weight decay [unverified]."""
 
 
 def odin_config(arch: str, dataset: str) -> RunCfg:
@@ -83,7 +83,7 @@ for _arch in _ARCH:
         register_preset(
             f"odin-{_arch}-{_dataset}",
             partial(odin_config, _arch, _dataset),
-            f"ODIN's {_arch} on {_dataset} (seed-methods.md §4.3; training recipe unverified), MSP and ODIN on {_dataset}-odin.",
+            f"ODIN's {_arch} on {_dataset} (Liang et al. 2018; training recipe unverified), MSP and ODIN on {_dataset}-odin.",
         )
 
 
@@ -101,7 +101,7 @@ def odin_table_rows(
     batch_size: int = 500,
     detector: str = "odin_paper",
 ) -> Any:
-    """ODIN scored with one ε per OOD set (seed-methods.md §4.3): a :class:`~rulab.eval.results.ResultTable` of the
+    """ODIN scored with one ε per OOD set (ODIN's README table): a :class:`~rulab.eval.results.ResultTable` of the
     detection metrics, kind ``ood``, detector ``detector``.
 
     The ID scores depend on ε, so the ID test set is scored once per distinct ε.
@@ -132,7 +132,7 @@ def odin_table_rows(
             id_scores[eps] = odin_score(model, test.x, temperature, eps, batch_size)
         s_ood = odin_score(model, ds.x, temperature, eps, batch_size)
         values, extra = protocol_metrics(id_scores[eps], s_ood, protocol, seed)
-        extra["hparams"] = {"t": temperature, "eps": eps, "source": "seed-methods.md §4.3"}
+        extra["hparams"] = {"t": temperature, "eps": eps, "source": "ODIN README epsilon table"}
         for metric, value in values.items():
             table.add("ood", metric, value, dataset=name, detector=detector, n=extra["n_ood"], extra=extra)
     return table
@@ -196,25 +196,25 @@ def _study(arch: str, dataset: str) -> PaperStudy:
 
 @STUDIES.register("odin-densenet-cifar10")
 def odin_densenet_cifar10() -> PaperStudy:
-    """ODIN's DenseNet-BC-100 on CIFAR-10, 3 seeds (§4)."""
+    """ODIN's DenseNet-BC-100 on CIFAR-10, 3 seeds (Liang et al. 2018)."""
     return _study("densenet", "cifar10")
 
 
 @STUDIES.register("odin-densenet-cifar100")
 def odin_densenet_cifar100() -> PaperStudy:
-    """ODIN's DenseNet-BC-100 on CIFAR-100, 3 seeds (§4)."""
+    """ODIN's DenseNet-BC-100 on CIFAR-100, 3 seeds (Liang et al. 2018)."""
     return _study("densenet", "cifar100")
 
 
 @STUDIES.register("odin-wrn-cifar10")
 def odin_wrn_cifar10() -> PaperStudy:
-    """ODIN's WRN-28-10 on CIFAR-10, 3 seeds (§4)."""
+    """ODIN's WRN-28-10 on CIFAR-10, 3 seeds (Liang et al. 2018)."""
     return _study("wrn", "cifar10")
 
 
 @STUDIES.register("odin-wrn-cifar100")
 def odin_wrn_cifar100() -> PaperStudy:
-    """ODIN's WRN-28-10 on CIFAR-100, 3 seeds (§4)."""
+    """ODIN's WRN-28-10 on CIFAR-100, 3 seeds (Liang et al. 2018)."""
     return _study("wrn", "cifar100")
 
 

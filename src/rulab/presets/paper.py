@@ -3,7 +3,8 @@ helpers and :func:`register_preset` for presets generated in a loop.
 
 A :class:`PaperStudy` is a :class:`~rulab.presets.study.Study` plus three fields of data that tell
 :mod:`rulab.reports.paper_tables` how to lay its results out like the paper's table: which table, which preset fills
-which column, and which of the paper's reference numbers (seed-methods.md §6) sit beside ours. The report reads
+which column, and which of the paper's reference numbers (docs/protocols/, "Reference numbers") sit beside
+ours. The report reads
 them from the registered study, so the study and its table are declared in one place.
 """
 
@@ -24,7 +25,7 @@ PAPER_TABLES = ("hendrycks2019", "coursework", "hein2019", "odin")
 
 @dataclass(frozen=True)
 class PaperStudy(Study):
-    """A study laid out as one of the seed works' tables in the report.
+    """A study laid out as one of the reproduced works' tables in the report.
 
     Attributes:
         paper_table: one of :data:`PAPER_TABLES`.

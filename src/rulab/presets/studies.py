@@ -19,7 +19,7 @@ def fmnist_default() -> Study:
     Plain cross-entropy, MixUp, outlier exposure, CEDA and ACET (W3), three seeds each, every evaluation: all
     detectors of ``EvalCfg`` on the ``fmnist`` benchmark, the ``fmnist-default`` shift suite (brightness and blur
     grids of W2 plus common corruptions at severities 1, 3, 5) and the far-away tests (alpha scaling,
-    adversarial noise and samples; W3 §3.3).
+    adversarial noise and samples; W3).
 
     Two settings differ from the presets run alone, both for the study's time budget on 2 CPU cores
     (docs/performance.md):

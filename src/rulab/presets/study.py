@@ -2,7 +2,7 @@
 
 A cell is one (preset, seed) run followed by its evaluation. Overrides may refer to another cell of the same
 seed with ``{run:PRESET}``, which the study runner replaces by that run's directory, so a pre-train → fine-tune
-pipeline is two presets in order (style-anchors.md §14: two runs linked by a checkpoint).
+pipeline is two presets in order (two runs linked by a checkpoint).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The single-file HTML report (DESIGN.md "What a user sees"): a view of the results database.
+"""The single-file HTML report (docs/guide/reports.md): a view of the results database.
 
 ``build_report(db, study=...)`` writes one self-contained ``.html`` file: CSS inline, figures inlined as base64 PNG,
 no script and no external asset, so it can be mailed or archived as it is. Sections:

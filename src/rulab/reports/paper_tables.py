@@ -1,5 +1,5 @@
-"""Paper-style tables: a study's results laid out as the tables of the four seed works, with the papers' own numbers
-(seed-methods.md §6) beside ours where the setting matches.
+"""Paper-style tables: a study's results laid out as the tables of the four reproduced works (W1-W4), with the papers' own numbers
+(listed with their sources in docs/protocols/, "Reference numbers") beside ours where the setting matches.
 
 ================  =========================================================================================
 ``hendrycks2019``  W1: AUROC / AUPR (AUPR-Out at 1:5) / FPR95 (OOD positive, ``fpr95_ood``) of MSP per OOD set and
@@ -283,8 +283,8 @@ W1_REFERENCE: dict[str, dict[str, dict[str, dict[str, str]]]] = {
     "tinyimagenet": {"Normal": {"auroc": "71.8", "aupr_out": "30.8", "error": "36.48"},
                      "Pre-Train": {"auroc": "73.9", "aupr_out": "31.0", "error": "34.51"}},
 }
-"""W1 paper numbers (seed-methods.md §6.1, percent): mean AUROC / AUPR over the OOD sets, test error of the shipped
-checkpoints, ID calibration RMS / MAD (T = 1, top bin dropped). Keyed by reference, then column label."""
+"""W1 paper numbers (Hendrycks et al. 2019, percent): mean AUROC / AUPR over the OOD sets, test error of the shipped
+checkpoints (``uncertainty/*/snapshots/``), ID calibration RMS / MAD (T = 1, top bin dropped). Keyed by reference, then column label."""
 
 _W2_PATH_LEVELS = ("0.8", "0.9", "1.1", "1.2")
 _W2_PETS_LEVELS = ("0.6", "0.8", "1.2", "1.4")
@@ -311,9 +311,9 @@ W2_REFERENCE: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "Barlow Twins": _w2(_W2_PETS_LEVELS, "93.6", ("91.1", "92.8", "93.4", "92.4"), "92.4", ("92.4", "92.0", "86.3", "82.9"), "88.4", ("0.218", "0.207", "0.195")),
     },
 }
-"""W2 report numbers (seed-methods.md §6.4 pathMNIST, code-reproduced; §6.5 Pets, report only): accuracy in percent
+"""W2 report numbers (Tables 1-4 pathMNIST, reproduced by its code; Tables 5-8 Pets, report only): accuracy in percent
 per ``<corruption>/<level>``, ``<corruption>/mean`` and ``clean``; RMSE (10-bin) as a fraction. The Pets RMSE values
-are assigned to the models in the order §6.5 lists them."""
+are assigned to the models in the order of the report's Table 6."""
 
 
 def _w3(**rows: tuple[str, str, str]) -> dict[str, tuple[str, str, str]]:
@@ -352,9 +352,9 @@ W3_REFERENCE: dict[str, dict[str, Any]] = {
     "mnist": {"alpha": {"Plain": ("1.5", "98.7"), "ACET": ("3.0e15", "0.0")}},
     "cifar10": {"alpha": {"Plain": ("8.1", "99.9"), "ACET": ("45.3", "3.4")}},
 }
-"""W3 README numbers (seed-methods.md §6.6): test error (%), ID MMC, per OOD row (MMC, AUROC, FPR@95) as fractions,
+"""W3 README numbers (and the paper's Table 2 for α-scaling): test error (%), ID MMC, per OOD row (MMC, AUROC, FPR@95) as fractions,
 α-scaling (median α, % overconfident after clipping) for Plain and ACET. MNIST and CIFAR-10 OOD tables are in the
-paper only and were not retrieved ([unverified] there). Rows are keyed by our set names (``hein`` = W3's noise)."""
+paper only and are not reproduced here. Rows are keyed by our set names (``hein`` = W3's noise)."""
 
 _W4_METRICS = ("fpr95_id", "detection_error", "auroc", "aupr_in", "aupr_out")
 _ODIN_SETS = ("tin_crop", "tin_resize", "lsun_crop", "lsun_resize", "isun", "uniform", "gaussian_odin")
@@ -391,7 +391,7 @@ W4_REFERENCE: dict[str, dict[str, dict[str, tuple[str, str]]]] = {
         "79.8/50.8 30.8/19.5 75.7/88.4 77.5/88.9 72.7/87.6", "21.0/0.0 7.2/0.3 96.5/100.0 97.6/100.0 92.9/99.9",
         "28.3/0.0 6.1/0.2 95.7/99.9 97.4/100.0 89.3/99.8"),
 }
-"""ODIN's Table 2 (seed-methods.md §6.7, percent): per model, OOD set and metric the pair (Baseline, ODIN)."""
+"""ODIN's Table 2 (Liang et al. 2018, percent): per model, OOD set and metric the pair (Baseline, ODIN)."""
 
 
 # --------------------------------------------------------------------------------------------- W1
@@ -402,7 +402,7 @@ _W1_ORDER = ("gaussian", "rademacher", "blobs", "dtd", "textures", "svhn", "plac
 
 def hendrycks2019_tables(results: Results, columns: Sequence[tuple[str, str]], reference: str = "") -> list[PaperTable]:
     """W1's OOD table (MSP: AUROC, AUPR-Out at 1:5, FPR95 with OOD positive, per OOD set and their mean) and its
-    calibration table (test error, RMS, MAD, Soft-F1 of the raw logits), with §6.1's numbers for ``reference``.
+    calibration table (test error, RMS, MAD, Soft-F1 of the raw logits), with the paper's numbers for ``reference``.
 
     Args:
         results: preset → its records (or a ResultTable).
@@ -429,9 +429,9 @@ def hendrycks2019_tables(results: Results, columns: Sequence[tuple[str, str]], r
     if ref:
         rows.append(PaperRow("Mean (paper)", tuple(paper_cell(ref[lb][m]) if lb in ref and m in ref[lb] else None for _, m in metrics for lb in labels), paper=True))
     ood = PaperTable(
-        title="OOD detection with MSP (%): AUROC, AUPR-Out at an OOD:ID ratio of 1:5, FPR95 with OOD as positive (W1, seed-methods.md §1.4, §1.7)",
+        title="OOD detection with MSP (%): AUROC, AUPR-Out at an OOD:ID ratio of 1:5, FPR95 with OOD as positive (W1, uncertainty/CIFAR/test.py)",
         row_header="OOD set", columns=tuple(labels) * len(metrics), groups=tuple((name, len(labels)) for name, _ in metrics), rows=tuple(rows),
-        notes=(_seed_note(runs), "Mean = unweighted mean over the OOD sets, per run." + (" Paper: §6.1 (FPR95 not reported)." if ref else "")),
+        notes=(_seed_note(runs), "Mean = unweighted mean over the OOD sets, per run." + (" Paper: Hendrycks et al. 2019 (FPR95 not reported)." if ref else "")),
     )
     cal_rows = []
     for label, metric in (("Test error", "error"), ("RMS", "rms"), ("MAD", "mad"), ("Soft-F1", "soft_f1")):
@@ -446,9 +446,9 @@ def hendrycks2019_tables(results: Results, columns: Sequence[tuple[str, str]], r
         if ref and any(metric in ref.get(lb, {}) for lb in labels):
             cal_rows.append(PaperRow(f"{label} (paper)", tuple(paper_cell(ref[lb][metric]) if metric in ref.get(lb, {}) else None for lb in labels), paper=True))
     cal = PaperTable(
-        title="Test error and in-distribution calibration (%): RMS and MAD with adaptive bins of 100, Soft-F1; raw logits (T = 1) (W1 §1.8)",
+        title="Test error and in-distribution calibration (%): RMS and MAD with adaptive bins of 100, Soft-F1; raw logits (T = 1) (W1, utils/calibration_tools.py)",
         row_header="", columns=tuple(labels), rows=tuple(cal_rows),
-        notes=(_seed_note(runs), "Parity presets drop the top-confidence bin as W1 did." + (" Paper: §6.1; test errors of the shipped checkpoints." if ref else "")),
+        notes=(_seed_note(runs), "Parity presets drop the top-confidence bin as W1 did." + (" Paper: Hendrycks et al. 2019; test errors of the shipped checkpoints." if ref else "")),
     )
     return [ood, cal]
 
@@ -458,7 +458,7 @@ def hendrycks2019_tables(results: Results, columns: Sequence[tuple[str, str]], r
 
 def coursework_tables(results: Results, columns: Sequence[tuple[str, str]], reference: str = "") -> list[PaperTable]:
     """W2's tables: accuracy (%) and RMSE (10 equal-width bins, a fraction) on the clean test set, per brightness
-    factor and blur σ, and the mean over each grid (seed-methods.md §2.2-2.3, §6.4-6.5), one row per model."""
+    factor and blur σ, and the mean over each grid (W2 report §7, Tables 1-8), one row per model."""
     runs = {label: _Runs(_records(results.get(preset, ()))) for label, preset in columns}
     ref = W2_REFERENCE.get(reference, {})
     levels: dict[str, list[str]] = {}
@@ -483,9 +483,9 @@ def coursework_tables(results: Results, columns: Sequence[tuple[str, str]], refe
                 keys = ["clean" if shift == "clean" else f"{shift}/{sev}" for _, shift, sev in cols]
                 rows.append(PaperRow(f"{label} (paper)", tuple(paper_cell(paper[k], scale) if k in paper else None for k in keys), paper=True))
         tables.append(PaperTable(
-            title=f"{title} under W2's brightness factors and Gaussian blur (kernel 5) (W2, seed-methods.md §2.2-2.3)",
+            title=f"{title} under W2's brightness factors and Gaussian blur (kernel 5) (W2 report §7)",
             row_header="Model", columns=tuple(c[0] for c in cols), groups=groups, rows=tuple(rows),
-            notes=(_seed_note(runs), "Means are over the grid's levels (clean excluded)." + (" Paper: seed-methods.md §6.4-6.5." if ref else "")),
+            notes=(_seed_note(runs), "Means are over the grid's levels (clean excluded)." + (" Paper: W2 report Tables 1-8." if ref else "")),
         ))
     return tables
 
@@ -495,7 +495,8 @@ def coursework_tables(results: Results, columns: Sequence[tuple[str, str]], refe
 
 def hein2019_tables(results: Results, columns: Sequence[tuple[str, str]], reference: str = "") -> list[PaperTable]:
     """W3's table: MMC / AUROC / FPR@95 (``fpr95_id``) per OOD set, noise, adversarial noise and adversarial samples
-    for each model (fractions, 3 decimals), the ID MMC; then test error (%) and α-scaling (seed-methods.md §3.5-3.6)."""
+    for each model (fractions, 3 decimals), the ID MMC; then test error (%) and α-scaling (W3's README tables and the
+    paper's Table 2)."""
     runs = {label: _Runs(_records(results.get(preset, ()))) for label, preset in columns}
     labels = [label for label, _ in columns]
     ref = W3_REFERENCE.get(reference, {})
@@ -523,9 +524,9 @@ def hein2019_tables(results: Results, columns: Sequence[tuple[str, str]], refere
             rows.append(PaperRow(f"{_name(ds)} (paper)", tuple(paper_cell(ref_rows[ds][lb][i], 1.0) if lb in ref_rows[ds] else None
                                                               for lb in labels for i in range(3)), paper=True))
     ood = PaperTable(
-        title="MMC / AUROC / FPR@95 of MSP (fractions; FPR at 95% TPR of the ID set) on OOD sets, W3's noise, adversarial noise and adversarial samples (W3, seed-methods.md §3.5)",
+        title="MMC / AUROC / FPR@95 of MSP (fractions; FPR at 95% TPR of the ID set) on OOD sets, W3's noise, adversarial noise and adversarial samples (W3, evaluation.py)",
         row_header="", columns=tuple(name for _ in labels for name, _ in trio), groups=tuple((lb, 3) for lb in labels), rows=tuple(rows),
-        notes=(_seed_note(runs), "Adv. Samples: non-resisted adversarial test images only." + (" Paper: README tables, §6.6 (ImageNet− is not public)." if ref else "")),
+        notes=(_seed_note(runs), "Adv. Samples: non-resisted adversarial test images only." + (" Paper: W3 README tables (ImageNet− is not public)." if ref else "")),
     )
     extra_rows = []
     err = []
@@ -543,7 +544,7 @@ def hein2019_tables(results: Results, columns: Sequence[tuple[str, str]], refere
     if alpha:
         extra_rows.append(PaperRow("% overconfident (paper)", tuple(paper_cell(alpha[lb][1]) if lb in alpha else None for lb in labels), paper=True))
     far = PaperTable(
-        title="Test error and α-scaling of uniform noise (W3 Table 2, seed-methods.md §3.6)", row_header="", columns=tuple(labels), rows=tuple(extra_rows),
+        title="Test error and α-scaling of uniform noise (W3 Table 2)", row_header="", columns=tuple(labels), rows=tuple(extra_rows),
         notes=(_seed_note(runs),),
     )
     return [ood, far]
@@ -554,7 +555,7 @@ def hein2019_tables(results: Results, columns: Sequence[tuple[str, str]], refere
 
 def odin_tables(results: Results, columns: Sequence[tuple[str, str]], reference: str = "") -> list[PaperTable]:
     """ODIN's Table 2 layout, one table per model: FPR at 95% TPR (``fpr95_id``), detection error, AUROC, AUPR-In,
-    AUPR-Out, each Baseline (MSP) / ODIN, per OOD set (seed-methods.md §4.4, §6.7; percent)."""
+    AUPR-Out, each Baseline (MSP) / ODIN, per OOD set (Liang et al. 2018, Table 2; percent)."""
     ref = W4_REFERENCE.get(reference, {})
     heads = (("FPR at 95% TPR ↓", "fpr95_id"), ("Detection error ↓", "detection_error"), ("AUROC ↑", "auroc"), ("AUPR-In ↑", "aupr_in"), ("AUPR-Out ↑", "aupr_out"))
     tables = []
@@ -568,11 +569,11 @@ def odin_tables(results: Results, columns: Sequence[tuple[str, str]], reference:
             rows.append(PaperRow(_name(s), tuple(_cell(r.per_run("ood", m, s, det)) for _, m in heads for det in ("msp", odin))))
             if s in ref:
                 rows.append(PaperRow(f"{_name(s)} (paper)", tuple(paper_cell(ref[s][m][i]) for _, m in heads for i in (0, 1)), paper=True))
-        note = "ODIN with the per-set ε of seed-methods.md §4.3 (T = 1000)." if odin == "odin_paper" else "ODIN with the evaluation's (T, ε) (tuned on validation-OOD data, or T = 1000, ε = 0.0014 without it)."
+        note = "ODIN with the per-set ε of ODIN's README (T = 1000)." if odin == "odin_paper" else "ODIN with the evaluation's (T, ε) (tuned on validation-OOD data, or T = 1000, ε = 0.0014 without it)."
         tables.append(PaperTable(
-            title=f"{label}: Baseline (MSP) / ODIN, % (W4, seed-methods.md §4.4)", row_header="OOD set",
+            title=f"{label}: Baseline (MSP) / ODIN, % (W4)", row_header="OOD set",
             columns=("Baseline", "ODIN") * len(heads), groups=tuple((h, 2) for h, _ in heads), rows=tuple(rows),
-            notes=(f"ours: mean ± std over {len(r.runs)} seed(s).", note, "Exact metrics (not ODIN's threshold grid)." + (" Paper: ICLR Table 2, §6.7." if ref else "")),
+            notes=(f"ours: mean ± std over {len(r.runs)} seed(s).", note, "Exact metrics (not ODIN's threshold grid)." + (" Paper: ICLR Table 2." if ref else "")),
         ))
     return tables
 

@@ -1,4 +1,4 @@
-"""The results store (SQLite), aggregation over seeds and table exports (DESIGN.md "Results store").
+"""The results store (SQLite), aggregation over seeds and table exports (docs/results-store.md).
 
 >>> from rulab.results import ResultStore, summary_pivot, render
 >>> store = ResultStore("runs/results.db")

@@ -1,4 +1,5 @@
-"""Aggregation over seeds: mean ± std (and a bootstrap interval) per method and result key (DESIGN.md Convention 8).
+"""Aggregation over seeds: mean ± std (and a bootstrap interval) per method and result key (convention 8 in
+docs/conventions.md).
 
 Every claim the reports make is a mean over runs that differ only in their seed, shown with the sample standard
 deviation (``ddof=1``) and the seed count ``n``. :func:`bootstrap_ci` adds a percentile bootstrap interval of the
@@ -45,7 +46,7 @@ PERCENT_METRICS = frozenset({
     "acc", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc", "auroc", "aupr_in", "aupr_out",
     "fpr95_id", "fpr95_ood", "detection_error", "overconf_frac", "ce", "mce_rel",
 })
-#: names the far-away evaluation may give the adversarial-noise set (W3 §3.3)
+#: names the far-away evaluation may give the adversarial-noise set (W3's "Adv. Noise")
 ADV_NOISE_SETS = ("adv_noise", "adversarial_noise", "adv-noise")
 
 

@@ -1,5 +1,5 @@
 """The results database: one SQLite file (``runs/results.db`` by default) that reports, exports and outside tools
-read (DESIGN.md "Results store", Convention 7).
+read (docs/results-store.md; convention 7 in docs/conventions.md).
 
 Schema (version :data:`SCHEMA_VERSION`, kept in ``PRAGMA user_version``):
 

@@ -1,4 +1,4 @@
-"""Self-describing, safe checkpoints (DESIGN.md Convention 11; style-anchors.md §14).
+"""Self-describing, safe checkpoints (convention 11 in docs/conventions.md).
 
 A model checkpoint is one ``.safetensors`` file whose metadata holds everything needed to rebuild the model
 (registry name and kwargs, classes, normalisation, resolved config, method, parent checkpoint, library version,

@@ -2,7 +2,7 @@
 
 The result is an ordinary run directory, ``<out_dir>/<name>/model.safetensors`` (weights + metadata) with
 ``meta.json`` and ``config.yaml`` beside it, so ``rulab eval <out_dir>/<name>`` evaluates the model exactly as it
-evaluates a model rulab trained (DESIGN.md Convention 11).
+evaluates a model rulab trained (convention 11 in docs/conventions.md).
 
 * The weights file is read with ``torch.load(..., weights_only=True)`` (which refuses arbitrary pickled objects) or
   as safetensors; a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper and the ``module.`` / ``_orig_mod.`` key

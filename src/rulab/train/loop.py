@@ -1,4 +1,4 @@
-"""The one training loop: ``fit(cfg) -> run directory`` (style-anchors.md §11, read it top to bottom like nanoGPT).
+"""The one training loop: ``fit(cfg) -> run directory`` (read it top to bottom, like nanoGPT's ``train.py``).
 
 Every method is an objective (rulab.methods) run by this loop. What makes a run reproducible and resumable:
 
@@ -106,7 +106,7 @@ def _freeze_bn(model: nn.Module) -> None:
 
     A forward pre-hook re-asserts eval mode before every call, so a method that toggles the model's mode (e.g. PGD
     in ACET or adversarial training runs ``model.eval()`` then ``model.train()``) cannot unfreeze the running
-    statistics (W2's ``val()`` did, seed-methods.md §2.1; §5 C11).
+    statistics (W2's ``val()`` did; see the register of convention 5 in docs/conventions.md).
     """
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

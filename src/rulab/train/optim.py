@@ -3,10 +3,10 @@
 Schedules (``lr_at``) take the optimizer step (0-based) and the total number of steps and return the learning
 rate; the loop sets it before every step, so no scheduler state needs saving and a resumed run continues exactly.
 
-* ``cosine``: W1 §1.3 — LambdaLR per iteration, ``lr(t) = floor + (lr - floor) · ½(1 + cos(π t / T))`` so the
+* ``cosine``: W1 (``uncertainty/CIFAR/baseline.py``, ``tune.py``) — LambdaLR per iteration, ``lr(t) = floor + (lr - floor) · ½(1 + cos(π t / T))`` so the
   rate anneals from ``lr`` to exactly ``lr_floor`` (1e-6). The original stepped the scheduler before the
   optimizer (first update at ``t = 1``); ``parity=True`` reproduces that shift.
-* ``step``: W3 §3.4 — piecewise constant: ``lr · gamma^k`` after each milestone fraction (0.5, 0.75, 0.9).
+* ``step``: W3's training code — piecewise constant: ``lr · gamma^k`` after each milestone fraction (0.5, 0.75, 0.9).
 * ``onecycle``: linear warm-up to ``lr`` over ``warmup_frac`` of the steps, then linear decay to ``lr_floor``.
 * ``constant``: ``lr`` (after an optional linear warm-up).
 """

@@ -5,7 +5,7 @@ Importing this package registers, in :data:`rulab.registry.CORRUPTIONS`:
 * the 15 common corruptions of Hendrycks & Dietterich (ICLR 2019), severity 1..5, with the CIFAR-10-C
   parameter tables of hendrycks/robustness ``make_cifar_c.py`` (modules ``noise``, ``blur``, ``weather``,
   ``digital``; every docstring names its table and any deviation);
-* the course project's two grids (seed-methods.md §2.2), with a float level: ``brightness_factor`` (torchvision
+* the course project's two grids (W2 report §7.1-7.2), with a float level: ``brightness_factor`` (torchvision
   ``adjust_brightness``) and ``gaussian_blur_sigma`` (torchvision ``GaussianBlur(5, σ)``).
 
 Every entry is ``f(x, level, generator=None) -> x'``: same shape, dtype and device, clamped to [0, 1], input

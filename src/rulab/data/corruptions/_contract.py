@@ -1,7 +1,7 @@
 """The contract every registered corruption follows, enforced in one place.
 
 A corruption is a function ``f(x, level, generator=None) -> x'`` on float images ``[B, C, H, W]`` in [0, 1]
-(DESIGN.md Convention 1; docs/architecture.md "Corruption"). :func:`corruption` registers it in
+(convention 1 in docs/conventions.md; docs/architecture.md "Corruption"). :func:`corruption` registers it in
 :data:`rulab.registry.CORRUPTIONS` and wraps it so that every entry, whatever its body does:
 
 * checks its input (a floating ``[B, C, H, W]`` tensor with C ∈ {1, 3} and H, W ≥ 8) and its level

@@ -3,7 +3,7 @@
 Parameters: the CIFAR-10-C tables, hendrycks/robustness ``ImageNet-C/create_c/make_cifar_c.py`` (Hendrycks &
 Dietterich, ICLR 2019). Pixel lengths of the 32×32 tables are scaled by ``min(H, W) / 32`` (see
 :func:`~rulab.data.corruptions._contract.size_scale`) except where a docstring says otherwise.
-``gaussian_blur_sigma`` is seed-methods.md §2.2 (W2's ``GaussianBlur(kernel_size=5, sigma=σ)``).
+``gaussian_blur_sigma`` is W2's ``GaussianBlur(kernel_size=5, sigma=σ)`` (report §7.1-7.2; ``experiments/eval.py``).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def gaussian_blur_sigma(
 ) -> torch.Tensor:
     """Gaussian blur with standard deviation ``level`` pixels: torchvision ``GaussianBlur(kernel_size, sigma=level)``.
 
-    seed-methods.md §2.2 (W2 course project): kernel 5, σ ∈ {0.3, 0.5, 0.7, 0.9}. Same kernel as torchvision
+    W2 course project (report §7.1-7.2): kernel 5, σ ∈ {0.3, 0.5, 0.7, 0.9}. Same kernel as torchvision
     (exp(−½(t/σ)²) on integer offsets, normalised) and the same reflect (reflect-101) padding, applied
     separably as two matrix products; equal to ``torchvision.transforms.functional.gaussian_blur`` to float rounding.
 

@@ -1,7 +1,7 @@
 """Digital corruptions of CIFAR-10-C (brightness, contrast, elastic, pixelate, JPEG) and the brightness-factor grid.
 
 Parameters: the CIFAR-10-C tables, hendrycks/robustness ``ImageNet-C/create_c/make_cifar_c.py`` (Hendrycks &
-Dietterich, ICLR 2019). ``brightness_factor`` is seed-methods.md §2.2 (W2's ``ColorJitter(brightness=(f, f))``).
+Dietterich, ICLR 2019). ``brightness_factor`` is W2's ``ColorJitter(brightness=(f, f))`` (report §7.1-7.2).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def elastic_transform(
     ``warpAffine``, reflect-101 borders); the displacement is ``α · gaussian(U(−1, 1), σ, mode="reflect",
     truncate=3)`` per axis, sampled by :func:`displace`.
 
-    Deviation (DESIGN.md Convention 5, fixed by default, faithful on request): in the published table the affine
+    Deviation (convention 5 in docs/conventions.md: fixed by default, faithful on request): in the published table the affine
     jitter *decreases* with severity, so severity 1 (a pure ±2.6 px affine) is the strongest distortion on 28- and
     32-px images: measured on Fashion-MNIST with a small CNN, accuracy rises from 0.79 (severity 1) to 0.82
     (severity 5) and the mean pixel change falls from 0.109 to 0.073. By default the jitter column is sorted
@@ -199,7 +199,7 @@ def jpeg_compression(x: torch.Tensor, severity: int, generator: torch.Generator 
 def brightness_factor(x: torch.Tensor, level: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Multiply every pixel by ``level`` and clip to [0, 1]: torchvision ``adjust_brightness(x, level)``.
 
-    seed-methods.md §2.2 (W2 course project, ``ColorJitter(brightness=(f, f))``): pathMNIST f ∈ {0.8, 0.9, 1.1,
+    W2 course project (report §7.1-7.2, ``ColorJitter(brightness=(f, f))``): pathMNIST f ∈ {0.8, 0.9, 1.1,
     1.2}, Pets f ∈ {0.6, 0.8, 1.2, 1.4}; f = 1 is the clean image.
 
     Args:

@@ -2,8 +2,8 @@
 
 A suite is a named tuple of cells ``(corruption name, level)``: an int severity 1..5 for the fifteen CIFAR-10-C
 corruptions (stored as a float, e.g. 3.0) or a physical parameter for the course project's grids
-(seed-methods.md §2.2). Evaluation walks a suite's cells, builds each shifted test set with
-:func:`corrupt_dataset` and stores rows keyed by (shift, severity) (DESIGN.md "Results store").
+(W2 report §7.1-7.2). Evaluation walks a suite's cells, builds each shifted test set with
+:func:`corrupt_dataset` and stores rows keyed by (shift, severity) (docs/results-store.md).
 """
 
 from __future__ import annotations
@@ -88,19 +88,19 @@ _BLUR_W2 = _grid("gaussian_blur_sigma", (0.3, 0.5, 0.7, 0.9))
 
 SHIFT_SUITES: tuple[ShiftSuite, ...] = (
     ShiftSuite(
-        "brightness_w2_pathmnist", _BRIGHTNESS_PATHMNIST, "W2 pathMNIST brightness factors (seed-methods.md §2.2)"
+        "brightness_w2_pathmnist", _BRIGHTNESS_PATHMNIST, "W2 pathMNIST brightness factors (W2 report §7.1)"
     ),
-    ShiftSuite("brightness_w2_pets", _BRIGHTNESS_PETS, "W2 Oxford Pets brightness factors (seed-methods.md §2.2)"),
-    ShiftSuite("blur_w2", _BLUR_W2, "W2 Gaussian blur, kernel 5, sigma grid (seed-methods.md §2.2)"),
+    ShiftSuite("brightness_w2_pets", _BRIGHTNESS_PETS, "W2 Oxford Pets brightness factors (W2 report §7.2)"),
+    ShiftSuite("blur_w2", _BLUR_W2, "W2 Gaussian blur, kernel 5, sigma grid (W2 report §7.1-7.2)"),
     ShiftSuite(
         "w2-pathmnist",
         _BRIGHTNESS_PATHMNIST + _BLUR_W2,
-        "W2 pathMNIST: brightness factors 0.8-1.2 and Gaussian blur sigma 0.3-0.9 (seed-methods.md §2.2)",
+        "W2 pathMNIST: brightness factors 0.8-1.2 and Gaussian blur sigma 0.3-0.9 (W2 report §7.1)",
     ),
     ShiftSuite(
         "w2-pets",
         _BRIGHTNESS_PETS + _BLUR_W2,
-        "W2 Oxford Pets: brightness factors 0.6-1.4 and Gaussian blur sigma 0.3-0.9 (seed-methods.md §2.2)",
+        "W2 Oxford Pets: brightness factors 0.6-1.4 and Gaussian blur sigma 0.3-0.9 (W2 report §7.2)",
     ),
     ShiftSuite(
         "common15",

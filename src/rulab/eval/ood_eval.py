@@ -9,7 +9,7 @@ Metric names added here (lower-case, kind ``ood``, one row per OOD set):
 * ``mmc`` (detector ``msp``): mean max-softmax over the OOD set (W3's ``analysis.py``);
 * ``ood_rms``, ``ood_mad``, ``ood_soft_f1`` (detector ``msp`` for raw logits, ``ts`` after temperature scaling): RMS
   and MAD calibration error (adaptive bins of 100) and Soft-F1 of the ID test set pooled with the OOD set counted as
-  wrong (OE's OOD calibration, ``test.py`` with ``utils/calibration_tools.py``).
+  wrong (OE's OOD calibration, ``test_calibration.py`` with ``utils/calibration_tools.py``).
 """
 
 from __future__ import annotations

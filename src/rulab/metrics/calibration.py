@@ -178,7 +178,8 @@ def calibration_error(
 
 
 def ood_calibration(conf_id: ArrayLike, correct_id: ArrayLike, conf_ood: ArrayLike, **kwargs: Any) -> float:
-    """Calibration error of ID examples pooled with OOD examples counted as wrong (OE's ``utils/calibration_tools.py`` and ``test.py``).
+    """Calibration error of ID examples pooled with OOD examples counted as wrong (OE's ``test_calibration.py``
+    with ``utils/calibration_tools.py``).
 
     OOD examples are appended with ``correct = 0``; ``kwargs`` go to :func:`calibration_error` (OE parity:
     ``norm="l2"`` or ``"l1"``, adaptive bins of 100, ``drop_last_bin=True``). Use :func:`soft_f1` on the same

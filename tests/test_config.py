@@ -88,3 +88,25 @@ def test_roundtrip_and_hash():
     assert config_hash(c) == config_hash(apply_overrides(c, ["name=other", "out_dir=/tmp"]))
     assert config_hash(c) != config_hash(apply_overrides(c, ["optim.lr=0.06"]))
     assert to_dict(c)["optim"]["lr"] == 0.05
+
+
+def test_keys_added_after_0_1_keep_old_hashes():
+    """A key marked ``hash_omit_default`` does not enter the hash at its default: run ids of existing runs stay."""
+    c = cfg()
+    # the hash of fmnist-plain as rulab 0.1 computed it (sha256 of the JSON of every key but name/out_dir/device)
+    import hashlib
+    import json
+
+    d = to_dict(c)
+    for k in ("name", "out_dir", "device"):
+        d.pop(k)
+    d["train"].pop("accum_steps")
+    assert config_hash(c) == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert config_hash(apply_overrides(c, ["train.accum_steps=1"])) == config_hash(c)
+    assert config_hash(apply_overrides(c, ["train.accum_steps=2"])) != config_hash(c)
+
+
+@pytest.mark.parametrize("value", ["0", "3", "-1"])
+def test_accum_steps_must_divide_the_batch(value):
+    with pytest.raises(ConfigError, match="train.accum_steps"):
+        cfg("train.batch_size=64", f"train.accum_steps={value}")

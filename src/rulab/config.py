@@ -127,6 +127,9 @@ class TrainCfg:
     compile: bool = False  # torch.compile the model
     sync_bn: bool = False  # SyncBatchNorm under torch.distributed
     deterministic: bool = True  # torch.use_deterministic_algorithms where supported
+    # split every batch into this many micro-batches, one backward pass each, one optimizer step (memory; and on
+    # CPUs a DDP step over W processes equals a one-process step with accum_steps=W bit for bit, see the loop)
+    accum_steps: int = field(default=1, metadata={"hash_omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -285,9 +288,34 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return conv(cfg)
 
 
+def _hash_dict(cfg: Any) -> Any:
+    """``to_dict(cfg)`` without the fields marked ``hash_omit_default`` that hold their default value.
+
+    Keys added after rulab 0.1 carry that mark, so a config that does not use them hashes as before and upgrading
+    rulab does not change the run ids of existing runs (a study would otherwise compute every cell again).
+    """
+    if not is_dataclass(cfg):
+        return to_dict(cfg)
+    out: dict[str, Any] = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("hash_omit_default") and value == _default_of(f):
+            continue
+        out[f.name] = _hash_dict(value) if is_dataclass(value) else to_dict(value)
+    return out
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 def config_hash(cfg: RunCfg) -> str:
     """A short stable hash of everything that changes what a run computes (not its name or output dir)."""
-    d = to_dict(cfg)
+    d = _hash_dict(cfg)
     for k in ("name", "out_dir", "device"):
         d.pop(k, None)
     blob = json.dumps(d, sort_keys=True, default=str).encode()
@@ -511,6 +539,8 @@ def validate(cfg: RunCfg) -> RunCfg:
         raise ConfigError("config key 'optim.nesterov' needs optim.momentum > 0; set optim.nesterov=false or a momentum")
     if t.batch_size < 1:
         raise ConfigError(f"config key 'train.batch_size' must be at least 1, got {t.batch_size}")
+    if t.accum_steps < 1 or t.batch_size % t.accum_steps:
+        raise ConfigError(f"config key 'train.accum_steps' must be a divisor of train.batch_size ({t.batch_size}) of at least 1, got {t.accum_steps}")
     for k in ("epochs", "max_steps", "eval_every", "checkpoint_every"):
         if getattr(t, k) < 0:
             raise ConfigError(f"config key 'train.{k}' must be >= 0, got {getattr(t, k)}")

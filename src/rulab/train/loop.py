@@ -159,7 +159,8 @@ def _outlier_loader(method: Any, splits: Splits, cfg: RunCfg, info: DistInfo, de
     if not method.outliers:
         raise ConfigError(f"method '{cfg.method.name}' needs outliers; set method.kwargs.outliers to an OOD set ({', '.join(OOD_SETS.list())})")
     pool = OOD_SETS.create(method.outliers, shape=splits.train.shape, n=method.outlier_pool, seed=derive_seed(cfg.seed, 0x0E))
-    bs = max(info.world_size, int(round(cfg.train.batch_size * method.outlier_batch_ratio)) // info.world_size * info.world_size)
+    shards = info.world_size * cfg.train.accum_steps  # the outlier batch is cut like the ID batch
+    bs = max(shards, int(round(cfg.train.batch_size * method.outlier_batch_ratio)) // shards * shards)
     return TensorLoader(
         pool.x, pool.y, bs, shuffle=True, drop_last=True, augment=cfg.data.augment, seed=derive_seed(cfg.seed, 0x0E1),
         device=device, rank=info.rank, world_size=info.world_size, channels_last=cfg.train.channels_last,
@@ -186,6 +187,9 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
         raise ConfigError("train.amp=fp16 needs a GPU (on the CPU float16 is emulated and slower than float32); use train.amp=bf16 or none")
     if info.enabled and cfg.train.sync_bn and device.type != "cuda":  # PyTorch's SyncBatchNorm runs on CUDA only
         raise ConfigError("train.sync_bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU); set train.sync_bn=false or use a BatchNorm-free model")
+    if cfg.train.batch_size % (info.world_size * cfg.train.accum_steps):
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of the number of processes ({info.world_size}) "
+                          f"times train.accum_steps ({cfg.train.accum_steps}); change one of them")
     run_dir = run_dir_of(cfg)
     final = run_dir / "model.safetensors"
     if info.enabled:
@@ -286,40 +290,51 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
     if cfg.train.freeze_bn:
         _freeze_bn(model)
     t_start = time.time()
-    # under DDP every rank draws its own dropout masks and method noise (the data order is shared by the loader)
-    rank_part = (info.rank,) if info.enabled else ()
+    # Every rank splits its slice of the global batch into accum_steps micro-batches: shard s = rank * accum + j of
+    # world_size * accum. Each shard draws its own dropout masks and method noise (the data order is shared by the
+    # loader); with one shard the seeds are those of a plain run.
+    accum = cfg.train.accum_steps
+    shards = info.world_size * accum
     # ---- the loop
     while step < total:
         epoch, first = divmod(step, steps_per_epoch)
         loader.set_position(epoch, first)
         for batch in loader:
-            torch.manual_seed(derive_seed(cfg.seed, 0x57E9, step, *rank_part))
-            batch["generator"] = make_generator(cfg.seed, 0x9E7, step, *rank_part, device=device)
-            batch["step"] = step
             if outliers is not None:
                 batch["x_out"] = outliers.batch_at(step)["x"]
             lr = lr_at(step, total, cfg.optim, parity=cfg.parity)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_mult", 1.0)
-            with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                out = method(net, batch)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise RulabError(f"the training loss became {loss.item()} at step {step}; lower optim.lr or check the data (run it again with --resume after fixing)")
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            step_loss = 0.0
+            for j, micro in enumerate(_micro_batches(batch, accum)):
+                shard = (info.rank * accum + j,) if shards > 1 else ()
+                torch.manual_seed(derive_seed(cfg.seed, 0x57E9, step, *shard))
+                micro["generator"] = make_generator(cfg.seed, 0x9E7, step, *shard, device=device)
+                micro["step"] = step
+                # under DDP only the last micro-batch's backward all-reduces the accumulated gradients
+                with net.no_sync() if info.enabled and j < accum - 1 else nullcontext():  # type: ignore[operator]
+                    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+                        out = method(net, micro)
+                    loss = out["loss"]
+                    if not torch.isfinite(loss):
+                        raise RulabError(f"the training loss became {loss.item()} at step {step}; lower optim.lr or check the data (run it again with --resume after fixing)")
+                    # a mean over accum micro-batches: d(loss / accum) is the micro-batch's share of the step's
+                    # gradient, as DDP's division by the world size is each rank's share
+                    scaler.scale(loss / accum if accum > 1 else loss).backward()
+                step_loss += loss.item()
+                if method.supervised and "logits" in out:
+                    y = micro["y"]
+                    sums["correct"] += (out["logits"][: len(y)].argmax(1) == y).sum().item()
+                    sums["n"] += len(y)
             if cfg.optim.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(list(model.parameters()) + list(extra.parameters()), cfg.optim.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             step += 1
-            sums["loss"] += loss.item()
+            sums["loss"] += step_loss / accum if accum > 1 else step_loss
             sums["batches"] += 1
-            if method.supervised and "logits" in out:
-                y = batch["y"]
-                sums["correct"] += (out["logits"][: len(y)].argmax(1) == y).sum().item()
-                sums["n"] += len(y)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{sums['loss'] / sums['batches']:.3f}", lr=f"{lr:.2e}", refresh=False)
@@ -360,6 +375,26 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
         save_model(final, model, meta)
     barrier()
     return run_dir
+
+
+def _micro_batches(batch: dict[str, Any], accum: int) -> list[dict[str, Any]]:
+    """``batch`` cut into ``accum`` contiguous micro-batches (``x``, ``y``, ``x2``, ``x_out`` each split evenly).
+
+    With ``accum = 1`` the batch itself. A micro-batch is what a rank keeps of a global batch under DDP
+    (:class:`TensorLoader` slices ranks contiguously), so W ranks with one micro-batch each and one process with
+    ``accum = W`` see the same images.
+    """
+    if accum == 1:
+        return [batch]
+    parts: list[dict[str, Any]] = [{} for _ in range(accum)]
+    for key, value in batch.items():
+        chunks = value.chunk(accum) if isinstance(value, torch.Tensor) and value.dim() > 0 else None
+        if chunks is not None and (len(chunks) != accum or len(value) % accum):
+            raise ConfigError(f"a batch of {len(value)} '{key}' rows cannot be cut into {accum} equal micro-batches; "
+                              "choose train.accum_steps dividing the batch sizes")
+        for j, part in enumerate(parts):
+            part[key] = chunks[j] if chunks is not None else value
+    return parts
 
 
 def _epoch_line(name: str, epochs: int, rec: dict[str, Any]) -> None:

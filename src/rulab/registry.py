@@ -4,6 +4,11 @@ A registry maps a name to a factory (a class or a function). Registration is a d
 ``create(name, **kwargs)``; an unknown name raises :class:`UnknownNameError` that lists the valid
 choices. There is deliberately no other name→object mechanism in the library (no dicts, no if-ladders).
 
+Where rulab's own entries come from: a registry names the modules (``modules``) or whole packages (``packages``: the
+package and every submodule whose name does not start with ``_``, found with :mod:`pkgutil`) that register them, and
+imports them on the first lookup. A new detector, data set or metric is therefore a new module in its package; no
+list elsewhere names it.
+
 Example:
     >>> from rulab.registry import MODELS
     >>> @MODELS.register("tiny")
@@ -14,7 +19,9 @@ Example:
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -34,6 +41,8 @@ __all__ = [
     "AUGMENTATIONS",
     "PROTOCOLS",
     "BENCHMARKS",
+    "METRICS",
+    "PAPER_TABLES",
 ]
 
 
@@ -51,25 +60,37 @@ class Registry(Generic[T]):
         kind: what the registry holds, used in error messages ("model", "detector", ...).
     """
 
-    def __init__(self, kind: str, modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, modules: tuple[str, ...] = (), packages: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self._entries: dict[str, Callable[..., T]] = {}
         self._modules = modules
-        self._loaded = not modules
+        self._packages = packages
+        self._loaded = not modules and not packages
+
+    def builtin_modules(self) -> list[str]:
+        """The modules that register rulab's own entries: ``modules``, then each of ``packages`` and its public
+        submodules (names not starting with ``_``) in alphabetical order."""
+        names = list(self._modules)
+        for package in self._packages:
+            pkg = importlib.import_module(package)
+            names.append(package)
+            names += [f"{package}.{m.name}" for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name) if not m.name.startswith("_")]
+        return names
 
     def _load_builtins(self) -> None:
-        """Import the modules that register rulab's own entries, once, on the first lookup.
+        """Import the modules that register rulab's own entries (:meth:`builtin_modules`), once, on the first lookup.
 
         Registration happens at import time (as in timm); doing it lazily keeps ``import rulab`` cheap and
-        keeps the import graph one-directional (the registry never imports its users at module level).
+        keeps the import graph one-directional (the registry never imports its users at module level). A lookup
+        made while those modules are being imported (a module that reads the registry at import time, such as
+        :mod:`rulab.detectors.functional`) imports the rest first, so it sees every entry but those of the modules
+        still being imported.
         """
         if self._loaded:
             return
-        self._loaded = True
-        import importlib
-
-        for module in self._modules:
+        for module in self.builtin_modules():
             importlib.import_module(module)
+        self._loaded = True
 
     def register(self, name: str | None = None, *, overwrite: bool = False) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator that registers a class or function under ``name`` (default: its ``__name__``).
@@ -131,6 +152,12 @@ class Registry(Generic[T]):
         params = self.parameters(name)
         return [k for k in kwargs if k not in params]
 
+    def entries(self) -> dict[str, Callable[..., T]]:
+        """A copy of ``{name: entry}`` in registration order (``list`` sorts the names; this keeps the order in which
+        they were declared, for catalogues whose order is meaningful)."""
+        self._load_builtins()
+        return dict(self._entries)
+
     def list(self, pattern: str | None = None) -> list[str]:
         """Sorted registered names, optionally filtered by a substring ``pattern``."""
         self._load_builtins()
@@ -153,13 +180,17 @@ class Registry(Generic[T]):
 
 
 MODELS: Registry[Any] = Registry("model", ("rulab.models",))
-DATASETS: Registry[Any] = Registry("dataset", ("rulab.data.datasets",))
-OOD_SETS: Registry[Any] = Registry("OOD set", ("rulab.data.ood", "rulab.data.noise"))
+DATASETS: Registry[Any] = Registry("dataset", packages=("rulab.data",))
+OOD_SETS: Registry[Any] = Registry("OOD set", packages=("rulab.data",))
 CORRUPTIONS: Registry[Any] = Registry("corruption", ("rulab.data.corruptions",))
-DETECTORS: Registry[Any] = Registry("detector", ("rulab.detectors",))
+DETECTORS: Registry[Any] = Registry("detector", packages=("rulab.detectors",))
 METHODS: Registry[Any] = Registry("method", ("rulab.methods",))
 PRESETS: Registry[Any] = Registry("preset", ("rulab.presets",))
 STUDIES: Registry[Any] = Registry("study", ("rulab.presets",))
-AUGMENTATIONS: Registry[Any] = Registry("augmentation", ("rulab.data.augment",))
+AUGMENTATIONS: Registry[Any] = Registry("augmentation", packages=("rulab.data",))
 PROTOCOLS: Registry[Any] = Registry("protocol", ("rulab.eval.protocols",))
 BENCHMARKS: Registry[Any] = Registry("benchmark", ("rulab.eval.benchmarks",))
+METRICS: Registry[Any] = Registry("metric", packages=("rulab.metrics",))
+"""Every stored metric's :class:`rulab.metrics.catalog.Metric` (name, label, caption, percent, direction), by name."""
+PAPER_TABLES: Registry[Any] = Registry("paper table", packages=("rulab.reports.papers",))
+"""Paper-table builders by layout name (``hendrycks2019``, ``coursework``, ``hein2019``, ``odin``)."""

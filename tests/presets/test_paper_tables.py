@@ -1,4 +1,4 @@
-"""Paper-style tables (rulab.reports.paper_tables) from synthetic results with known values: exact cells (mean ± std
+"""Paper-style tables (rulab.reports.papers) from synthetic results with known values: exact cells (mean ± std
 over runs, derived cells per run), the papers' numbers in labelled rows, HTML and markdown, and the report hook."""
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ import torch
 
 from rulab.config import RunCfg
 from rulab.eval.results import ResultTable
-from rulab.reports.paper_tables import (
-    Cell,
-    coursework_tables,
-    hein2019_tables,
-    hendrycks2019_tables,
-    odin_tables,
-    study_paper_html,
-    study_paper_markdown,
-    study_tables,
-)
+from rulab.reports.papers import Cell, study_paper_html, study_paper_markdown, study_tables
+from rulab.reports.papers.coursework import coursework_tables
+from rulab.reports.papers.hein2019 import hein2019_tables
+from rulab.reports.papers.hendrycks2019 import hendrycks2019_tables
+from rulab.reports.papers.odin import odin_tables
 from rulab.results.store import ResultStore
 
 

@@ -27,7 +27,6 @@ Image folders (DTD, LSUN, iSUN, Tiny ImageNet, ...) have no per-file checksums; 
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import importlib
@@ -876,12 +875,11 @@ def load_prepared_folder(
 
 # ----------------------------------------------------------------------------------------------- public API
 def _import_registrations() -> None:
-    """Import the modules that register datasets, OOD sets and sources (and the noise sets, if present)."""
-    importlib.import_module("rulab.data.datasets")
-    importlib.import_module("rulab.data.ood")
-    if importlib.util.find_spec("rulab.data.noise") is not None:
-        with contextlib.suppress(ImportError):
-            importlib.import_module("rulab.data.noise")
+    """Import the modules that register datasets, OOD sets and sources (the data registries' builtin modules)."""
+    from rulab.registry import DATASETS, OOD_SETS
+
+    DATASETS.list()
+    OOD_SETS.list()
 
 
 def _bundled_with(name: str) -> tuple[str, str] | None:

@@ -25,13 +25,15 @@ from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key
 from rulab.eval.protocols import Protocol
 from rulab.metrics.calibration import ood_calibration, soft_f1
+from rulab.metrics.catalog import names
 from rulab.metrics.ood import ood_metrics
 from rulab.registry import OOD_SETS, UnknownNameError
 
 __all__ = ["is_synthetic", "ood_set_size", "load_ood_set", "protocol_metrics", "ood_calibration_metrics", "OOD_METRICS"]
 
-OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error", "ood_ratio")
-"""The detection metrics written per (OOD set, detector)."""
+OOD_METRICS = names("detection")
+"""The detection metrics written per (OOD set, detector): the ``detection`` group of :mod:`rulab.metrics.catalog`."""
+_COUNTS = ("n_id", "n_ood")
 
 
 def is_synthetic(name: str) -> bool:
@@ -122,7 +124,7 @@ def protocol_metrics(s_id: torch.Tensor, s_ood: torch.Tensor, protocol: Protocol
     runs = []
     for sp in splits:
         m = ood_metrics(s_id[sp.id.to(s_id.device)], s_ood[sp.ood.to(s_ood.device)])
-        runs.append({k: float(m[k]) for k in OOD_METRICS})
+        runs.append({k: float(v) for k, v in m.items() if k not in _COUNTS})
     agg = protocol.aggregate(runs)
     extra = {"n_runs": agg["n_runs"], "n_id": len(splits[0].id), "n_ood": len(splits[0].ood), "protocol": protocol.name}
     if agg["n_runs"] > 1:

@@ -6,8 +6,8 @@ One row per measured number: ``(kind, dataset, shift, severity, detector, metric
 * ``kind`` ∈ {``id``, ``ood``, ``shift``, ``farconf``};
 * ``dataset`` is the ID test set (``id``/``shift``) or the OOD set; ``shift`` and ``severity`` name a corruption
   cell (``severity`` is a string such as ``"3"`` or ``"0.8"``); ``detector`` the score (``msp``, ``odin``, ...);
-* ``metric`` is one of the fixed lower-case names (``acc``, ``nll``, ``ece``, ``auroc``, ``fpr95_id``, ...);
-  values are fractions, never percent;
+* ``metric`` is one of the lower-case names declared in :mod:`rulab.metrics.catalog` (``acc``, ``nll``, ``ece``,
+  ``auroc``, ``fpr95_id``, ...); values are fractions, never percent;
 * ``""`` (never ``None``) marks "not applicable" in key columns so the store's unique constraint holds.
 
 Tables, plots, the HTML report and the SQLite store are all views of this table.
@@ -25,17 +25,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rulab.errors import InputError
+from rulab.metrics import catalog
 
-__all__ = ["Row", "ResultTable", "KINDS", "METRICS", "KEY_COLUMNS"]
+__all__ = ["Row", "ResultTable", "KINDS", "KEY_COLUMNS"]
 
 KINDS = ("id", "ood", "shift", "farconf")
 KEY_COLUMNS = ("kind", "dataset", "shift", "severity", "detector", "metric")
-METRICS = (
-    "acc", "nll", "brier", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc",
-    "auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error", "ood_ratio",
-    "alpha_median", "overconf_frac", "temperature", "resistance", "mce_rel", "ce",
-    "ood_rms", "ood_mad", "ood_soft_f1",  # ID test set pooled with an OOD set counted as wrong (OE, rulab.eval.ood_eval)
-)
 
 
 def _sev(value: Any) -> str:
@@ -202,7 +197,7 @@ class ResultTable:
             groups: dict[str, dict[str, float]] = {}
             for r in idrows:
                 groups.setdefault(r.detector or "-", {})[r.metric] = r.value
-            names = ["acc", "nll", "ece", "rms", "mad", "soft_f1", "brier", "mmc", "temperature"]
+            names = [m.name for m in catalog.metrics("calibration") if m.summary]
             widths = [max(9, len(m) + 1) for m in names]
             lines.append("  " + f"{'':<14}" + "".join(f"{m:>{w}}" for m, w in zip(names, widths)))
             for g, vals in groups.items():
@@ -212,7 +207,7 @@ class ResultTable:
         if len(ood):
             dets = list(detectors) if detectors else sorted({r.detector for r in ood})
             sets = list(dict.fromkeys(r.dataset for r in ood))
-            metrics = ["auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error"]
+            metrics = [m.name for m in catalog.metrics("detection") if m.summary]
             lines.append("OOD detection (AUPR at the OOD:ID ratio shown)")
             lines.append("  " + f"{'ood set':<16}{'detector':<12}" + "".join(f"{m:>16}" for m in metrics) + f"{'ratio':>8}")
             for s in sets:

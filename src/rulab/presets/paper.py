@@ -2,7 +2,7 @@
 helpers and :func:`register_preset` for presets generated in a loop.
 
 A :class:`PaperStudy` is a :class:`~rulab.presets.study.Study` plus three fields of data that tell
-:mod:`rulab.reports.paper_tables` how to lay its results out like the paper's table: which table, which preset fills
+:mod:`rulab.reports.papers` how to lay its results out like the paper's table: which table, which preset fills
 which column, and which of the paper's reference numbers (docs/protocols/, "Reference numbers") sit beside
 ours. The report reads
 them from the registered study, so the study and its table are declared in one place.
@@ -15,20 +15,17 @@ from dataclasses import dataclass, replace
 
 from rulab.config import RunCfg
 from rulab.presets.study import Study
-from rulab.registry import PRESETS
+from rulab.registry import PAPER_TABLES, PRESETS
 
-__all__ = ["PaperStudy", "PAPER_TABLES", "with_eval", "with_train", "with_optim", "with_data", "register_preset"]
-
-PAPER_TABLES = ("hendrycks2019", "coursework", "hein2019", "odin")
-"""Table layouts of :mod:`rulab.reports.paper_tables` (W1, W2, W3, W4)."""
-
+__all__ = ["PaperStudy", "with_eval", "with_train", "with_optim", "with_data", "register_preset"]
 
 @dataclass(frozen=True)
 class PaperStudy(Study):
     """A study laid out as one of the reproduced works' tables in the report.
 
     Attributes:
-        paper_table: one of :data:`PAPER_TABLES`.
+        paper_table: a layout registered in :data:`rulab.registry.PAPER_TABLES` (``hendrycks2019``, ``coursework``,
+            ``hein2019``, ``odin``; one module each in :mod:`rulab.reports.papers`).
         paper_columns: ``((label, preset), ...)``: the paper's model columns (W1 "Normal" / "Pre-Train", W3 "Plain" /
             "CEDA" / "ACET", W2's model rows, W4's model) and the preset whose runs fill each.
         paper_reference: the key of the paper's reference numbers beside ours (``"cifar10"``, ``"pathmnist"``,
@@ -42,7 +39,7 @@ class PaperStudy(Study):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.paper_table not in PAPER_TABLES:
-            raise ValueError(f"study '{self.name}' names paper table '{self.paper_table}'; valid: {', '.join(PAPER_TABLES)}")
+            raise ValueError(f"study '{self.name}' names paper table '{self.paper_table}'; valid: {', '.join(PAPER_TABLES.list())}")
         unknown = [p for _, p in self.paper_columns if p not in self.presets]
         if unknown or not self.paper_columns:
             raise ValueError(f"study '{self.name}': paper columns must name presets of the study, got {unknown or 'none'}")

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from rulab.errors import RulabError
-from rulab.results.aggregate import PERCENT_METRICS, Pivot, Stat
+from rulab.metrics.catalog import is_percent
+from rulab.results.aggregate import Pivot, Stat
 
 __all__ = [
     "DPI",
@@ -80,7 +81,7 @@ def downsample(n: int, max_points: int) -> np.ndarray:
 
 
 def _pct(metric: str) -> float:
-    return 100.0 if metric in PERCENT_METRICS else 1.0
+    return 100.0 if is_percent(metric) else 1.0
 
 
 def roc_pr(scores: Mapping[str, tuple[Any, Any]], detector: str, max_points: int = 400) -> str:

@@ -36,16 +36,9 @@ __all__ = [
     "Pivot",
     "pivot",
     "summary_pivot",
-    "PERCENT_METRICS",
 ]
 
 GROUP_KEYS = ("preset", "kind", "dataset", "shift", "severity", "detector", "metric")
-#: metrics that are fractions in [0, 1] and shown as percent; the others (nll, brier, ood_ratio, temperature,
-#: alpha_median, resistance) are shown as they are.
-PERCENT_METRICS = frozenset({
-    "acc", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc", "auroc", "aupr_in", "aupr_out",
-    "fpr95_id", "fpr95_ood", "detection_error", "overconf_frac", "ce", "mce_rel",
-})
 #: names the far-away evaluation may give the adversarial-noise set (W3's "Adv. Noise")
 ADV_NOISE_SETS = ("adv_noise", "adversarial_noise", "adv-noise")
 

@@ -1,8 +1,8 @@
 """Pivot tables of aggregated results as plain text, Markdown, LaTeX (booktabs) or CSV.
 
 Human formats (text, Markdown, LaTeX) show ``mean ± std`` over seeds, with fraction metrics (accuracy, AUROC,
-ECE, FPR, MMC, ...; :data:`~rulab.results.aggregate.PERCENT_METRICS`) as percent with 2 decimals and the others
-(NLL, Brier, temperature, OOD:ID ratio) with 3 decimals; a cell with fewer seeds than its row says so (``n=2``).
+ECE, FPR, MMC, ...: those declared ``percent`` in :mod:`rulab.metrics.catalog`) as percent with 2 decimals and the
+others (NLL, Brier, temperature, OOD:ID ratio) with 3 decimals; a cell with fewer seeds than its row says so (``n=2``).
 CSV keeps full-precision fractions (``mean`` and ``std`` columns) for other tools. Everything is built with plain
 strings: no pandas needed.
 """
@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rulab.errors import RulabError
-from rulab.results.aggregate import PERCENT_METRICS, Pivot, Stat, aggregate, pivot, summary_pivot
+from rulab.metrics.catalog import is_percent
+from rulab.results.aggregate import Pivot, Stat, aggregate, pivot, summary_pivot
 
 __all__ = ["FORMATS", "format_value", "format_stat", "to_text", "to_markdown", "to_latex", "to_csv", "render", "results_pivot", "write"]
 
@@ -30,7 +31,7 @@ def format_value(value: float, metric: str) -> str:
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return f"{100.0 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
+    return f"{100.0 * value:.2f}" if is_percent(metric) else f"{value:.3f}"
 
 
 def format_stat(stat: Stat | None, metric: str, pm: str = " ± ", row_n: int = 0) -> str:

@@ -1,0 +1,324 @@
+"""The HTML building blocks of both reports: the page, figures, pivot tables and the result sections.
+
+:func:`rulab.reports.build_report` (a study, from the results database) and
+:func:`rulab.reports.evaluation.evaluation_report` (one evaluation in memory) draw the same blocks: the ID accuracy /
+calibration table, one OOD detection table per metric, the far-away table and the figures drawn from an
+evaluation's arrays, on the same self-contained page (CSS inline, figures as base64 PNG, no script). One concern:
+turning result records into report HTML; the page layouts themselves live in :mod:`rulab.reports.html` and
+:mod:`rulab.reports.evaluation`.
+
+Table cells carry ``data-mean`` (the stored fraction, full precision), ``data-n`` (seeds) and a tooltip with the
+bootstrap interval and the per-seed values, so the page is readable and the numbers stay checkable. Which metrics
+the tables show, their labels, captions and units come from :mod:`rulab.metrics.catalog`. Markdown and LaTeX
+versions of the same pivots are in :mod:`rulab.results.export`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rulab.io import atomic_write_text
+from rulab.metrics import catalog
+from rulab.metrics.catalog import is_percent
+from rulab.reports import plots
+from rulab.results.aggregate import Pivot, Stat, describe
+from rulab.results.export import format_stat, format_value
+
+__all__ = [
+    "escape",
+    "distinct",
+    "figure_html",
+    "scrolling",
+    "write_page",
+    "stat_cell",
+    "pivot_html",
+    "records_pivot",
+    "ID_CAPTION",
+    "id_block",
+    "ood_blocks",
+    "farconf_block",
+    "array_figures",
+    "shift_stats",
+]
+
+_CSS = """
+:root{--fg:#1f2328;--muted:#59636e;--line:#d8dee4;--alt:#f6f8fa;--accent:#0969da;--head:#eef1f4}
+*{box-sizing:border-box}
+body{margin:0;background:#eceff3;color:var(--fg);font:14px/1.5 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
+main{max-width:1200px;margin:0 auto;padding:28px 36px 64px;background:#fff;min-height:100vh}
+h1{font-size:26px;margin:0 0 2px}
+h2{font-size:20px;margin:44px 0 10px;padding-bottom:6px;border-bottom:2px solid var(--line)}
+h3{font-size:15px;margin:24px 0 6px}
+p.sub{color:var(--muted);margin:0 0 16px}
+p.note{color:var(--muted);font-size:12.5px;margin:4px 0 12px}
+a{color:var(--accent);text-decoration:none}
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:3px 18px;font-size:13px;margin:12px 0;padding:12px 16px;background:var(--alt);border-radius:6px}
+dl.meta dt{color:var(--muted)}
+dl.meta dd{margin:0;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;word-break:break-all}
+nav.toc{font-size:13px;margin:14px 0 4px}
+nav.toc a{display:inline-block;margin:0 6px 6px 0;padding:3px 10px;border:1px solid var(--line);border-radius:14px}
+.tw{overflow-x:auto;margin:4px 0 14px}
+table.results{border-collapse:collapse;font-size:12.5px;font-variant-numeric:tabular-nums}
+table.results th,table.results td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+table.results thead th{background:var(--head);border-bottom:2px solid #c5ccd3;font-weight:600}
+table.results tbody th{font-weight:600}
+table.results .num{text-align:right}
+table.results tbody tr:nth-child(even){background:var(--alt)}
+table.results td.missing{color:#9aa4ae}
+table.results caption{caption-side:bottom;text-align:left;color:var(--muted);font-size:12px;padding-top:5px;white-space:normal;max-width:1100px}
+.tables{display:flex;flex-wrap:wrap;gap:0 40px;align-items:flex-start}
+.tables>div{min-width:0;max-width:100%}
+.figs{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:16px;margin:10px 0}
+figure{margin:0;padding:8px 8px 6px;border:1px solid var(--line);border-radius:6px;background:#fff}
+figure.wide{grid-column:1/-1}
+figure img{display:block;max-width:100%;height:auto;margin:0 auto}
+figcaption{font-size:12px;color:var(--muted);margin-top:4px}
+details{margin:8px 0 14px;font-size:13px}
+details summary{cursor:pointer;color:var(--muted)}
+footer{margin-top:48px;color:var(--muted);font-size:12px;border-top:1px solid var(--line);padding-top:10px}
+"""
+
+
+# --------------------------------------------------------------------------------------------- markup
+
+
+def escape(text: Any) -> str:
+    """``str(text)`` with ``& < > " '`` escaped for HTML text and attribute values."""
+    return html.escape(str(text), quote=True)
+
+
+def distinct(values: Iterable[Any]) -> list[Any]:
+    """The values in order of first appearance, without repeats, ``""`` and ``None``."""
+    return [v for v in dict.fromkeys(v for v in values if v not in ("", None))]
+
+
+def figure_html(uri: str | None, caption: str, wide: bool = False) -> str:
+    """A ``<figure>`` of an image URI with its caption (``""`` for no image); ``wide`` spans both grid columns."""
+    if not uri:
+        return ""
+    cls = ' class="wide"' if wide else ""
+    return f'<figure{cls}><img src="{uri}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+
+
+def scrolling(body: str) -> str:
+    """``body`` (a table) in a horizontally scrolling box; ``""`` stays ``""``."""
+    return f'<div class="tw">{body}</div>' if body else ""
+
+
+def write_page(path: Path, title: str, body: str) -> Path:
+    """Write ``body`` as a self-contained HTML page (inline CSS) to ``path``, atomically; returns ``path``."""
+    doc = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>\n"
+    )
+    atomic_write_text(path, doc)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- pivot tables
+
+
+def stat_cell(stat: Stat | None, metric: str, row_n: int = 0) -> str:
+    """One ``<td>`` showing ``mean ± std`` (percent for fraction metrics) with the numbers in data attributes."""
+    if stat is None or stat.n == 0:
+        return '<td class="num missing">–</td>'
+    pct = is_percent(metric)
+    tip = f"n = {stat.n}"
+    if stat.n > 1 and not math.isnan(stat.lo):
+        tip += f"; 95% bootstrap interval of the mean [{format_value(stat.lo, metric)}, {format_value(stat.hi, metric)}]"
+    if stat.values:
+        tip += "; per seed: " + ", ".join(format_value(v, metric) for v in stat.values)
+    text = format_stat(stat, metric, row_n=row_n)
+    return f'<td class="num" data-mean="{stat.mean!r}" data-n="{stat.n}" data-pct="{int(pct)}" title="{escape(tip)}">{escape(text)}</td>'
+
+
+def pivot_html(p: Pivot, caption: str | None = None, cls: str = "", seeds_column: bool = True) -> str:
+    """A :class:`~rulab.results.aggregate.Pivot` as an HTML table (rows = methods or row labels)."""
+    cap = caption if caption is not None else p.caption
+    head = [f"<th>{escape(p.row_header)}</th>"] + (['<th class="num">seeds</th>'] if seeds_column else [])
+    head += [f'<th class="num">{escape(label)}{" (%)" if is_percent(metric) else ""}</th>' for label, metric in p.columns]
+    body = []
+    for row in p.rows:
+        n = p.seeds(row)
+        label = row + (" (%)" if is_percent(p.row_metrics.get(row, "")) else "")
+        cells = [f'<th scope="row">{escape(label)}</th>'] + ([f'<td class="num">{n}</td>'] if seeds_column else [])
+        cells += [stat_cell(p.cells.get((row, col)), p.metric_of(row, metric), n) for col, metric in p.columns]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    if p.notes:
+        cap = (cap + ". " if cap else "") + "; ".join(p.notes)
+    cap_html = f"<caption>{escape(cap)}</caption>" if cap else ""
+    return f'<table class="{escape(("results " + cls).strip())}">{cap_html}<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def records_pivot(
+    records: Iterable[Mapping[str, Any]],
+    row: str,
+    col: str,
+    metric: str | None = None,
+    row_labels: Mapping[str, str] | None = None,
+    col_labels: Mapping[str, str] | None = None,
+    row_order: Sequence[str] | None = None,
+    col_order: Sequence[str] | None = None,
+    mean_column: str = "",
+    row_header: str = "",
+) -> Pivot:
+    """Pivot stored records of one method: rows by column ``row``, columns by column ``col``, stats over runs.
+
+    Args:
+        records: result records (``ResultStore.results``) of the runs of one method.
+        row, col: record fields for rows and columns (e.g. ``"detector"`` × ``"dataset"``).
+        metric: the metric of every cell (decides formatting); default: the column (or, with ``row="metric"``, the
+            row) value itself is the metric.
+        row_labels, col_labels: display names of row / column values (``{"": "raw"}``).
+        row_order, col_order: preferred orders (others follow in order of appearance).
+        mean_column: if set, add a column with this label holding, per run, the mean over the row's columns,
+            summarised over runs.
+        row_header: header of the label column.
+    """
+    per: dict[tuple[str, str], list[float]] = {}
+    per_run_mean: dict[str, dict[str, list[float]]] = {}
+    rows: list[str] = []
+    cols: list[str] = []
+    for r in records:
+        rv, cv = str(r[row]), str(r[col])
+        if rv not in rows:
+            rows.append(rv)
+        if cv not in cols:
+            cols.append(cv)
+        per.setdefault((rv, cv), []).append(float(r["value"]))
+        if mean_column:
+            per_run_mean.setdefault(rv, {}).setdefault(r["run_id"], []).append(float(r["value"]))
+
+    def ordered(values: list[str], order: Sequence[str] | None) -> list[str]:
+        if not order:
+            return values
+        return [v for v in order if v in values] + [v for v in values if v not in order]
+
+    rows, cols = ordered(rows, row_order), ordered(cols, col_order)
+    labels, clabels = dict(row_labels or {}), dict(col_labels or {})
+    cells: dict[tuple[str, str], Stat] = {}
+    columns = [(clabels.get(c, c), metric or (c if col == "metric" else "")) for c in cols]
+    row_metrics = {labels.get(r, r): r for r in rows} if row == "metric" and metric is None else {}
+    for (rv, cv), vals in per.items():
+        cells[(labels.get(rv, rv), clabels.get(cv, cv))] = describe(vals)
+    if mean_column:
+        columns.append((mean_column, metric or ""))
+        for rv, runs in per_run_mean.items():
+            means = [float(sum(v) / len(v)) if not any(math.isnan(x) for x in v) else math.nan for v in runs.values()]
+            cells[(labels.get(rv, rv), mean_column)] = describe(means)
+    return Pivot([labels.get(r, r) for r in rows], columns, cells, row_header=row_header, row_metrics=row_metrics)
+
+
+# --------------------------------------------------------------------------------------------- result sections
+
+ID_CAPTION = "ECE/MCE: 15 uniform bins; RMS/MAD: adaptive bins of 100; rms_uniform10: 10 uniform bins (W2)"
+"""Caption of the ID accuracy / calibration table."""
+
+
+def id_block(recs: Sequence[Mapping[str, Any]], caption: str = ID_CAPTION) -> str:
+    """The ID accuracy / calibration table, metric × (raw logits, temperature-scaled); "" without ``kind="id"`` rows.
+
+    Rows are the ``calibration`` metrics of :mod:`rulab.metrics.catalog`, in their declared order (then any other).
+    """
+    idr = [r for r in recs if r["kind"] == "id"]
+    if not idr:
+        return ""
+    p = records_pivot(idr, "metric", "detector", col_labels={"": "raw logits", "ts": "temperature-scaled"},
+                      row_order=catalog.names("calibration"), col_order=("", "ts"), row_header="metric")
+    return "<h3>Accuracy and calibration on the ID test set</h3>" + scrolling(pivot_html(p, caption=caption, seeds_column=False))
+
+
+def ood_blocks(ood: Sequence[Mapping[str, Any]], detectors: Sequence[str], metrics: Sequence[str] | None = None) -> list[str]:
+    """One table per OOD detection metric (the ``detection`` metrics of :mod:`rulab.metrics.catalog` that have a
+    direction; only ``metrics`` if given) that the ``kind="ood"`` rows hold.
+
+    Each is detector × OOD set with a mean column, rows in the order of ``detectors``; its heading and caption are the
+    metric's declared ones, and AUPR captions add the OOD:ID ratio of every set when the rows have ``ood_ratio``.
+    """
+    ratio = {r["dataset"]: r["value"] for r in ood if r["metric"] == "ood_ratio"}
+    blocks = []
+    for m in catalog.metrics("detection"):
+        sel = [r for r in ood if r["metric"] == m.name]
+        if m.higher_is_better is None or not sel or (metrics is not None and m.name not in metrics):
+            continue
+        note = m.caption
+        if m.name.startswith("aupr") and ratio:
+            note += "; OOD:ID ratio " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items())
+        p = records_pivot(sel, "detector", "dataset", metric=m.name, row_order=detectors, mean_column="mean", row_header="detector")
+        blocks.append(f"<h3>OOD detection: {escape(m.heading)}</h3>" + scrolling(pivot_html(p, caption=note, seeds_column=False)))
+    return blocks
+
+
+def farconf_block(recs: Sequence[Mapping[str, Any]]) -> str:
+    """The far-away / worst-case confidence table, (set / detector) × metric; "" without ``kind="farconf"`` rows."""
+    far = [r for r in recs if r["kind"] == "farconf"]
+    if not far:
+        return ""
+    rows = [{**r, "set": r["dataset"] + (f" / {r['detector']}" if r["detector"] else "")} for r in far]
+    p = records_pivot(rows, "set", "metric", row_header="set")
+    return "<h3>Far-away and worst-case confidence</h3>" + scrolling(pivot_html(p, caption="MMC: mean max-confidence; lower on noise is better", seeds_column=False))
+
+
+def _float64(values: Any) -> np.ndarray:
+    """A tensor or array-like as a float64 numpy array."""
+    return np.asarray(values.double().numpy() if hasattr(values, "double") else values, dtype=float)
+
+
+def array_figures(arrays: Mapping[str, Any], detector: str, max_points: int, tag: str = "") -> list[str]:
+    """The figures drawn from one evaluation's arrays, as ``<figure>`` HTML.
+
+    ROC and precision-recall curves and score histograms of ``detector`` (else the first detector with scores; keys
+    ``scores/<detector>/id`` and ``scores/<detector>/<ood set>``), reliability diagrams before and after temperature
+    scaling (``id/logits``, ``id/labels``, ``ts/temperature``), and the far-away curves (``farconf/...``); what the
+    arrays cannot draw is ``""``. ``tag`` ends every caption (e.g. ``" (seed 0)"``).
+    """
+    figs: list[str] = []
+    dets = distinct(k.split("/")[1] for k in arrays if k.startswith("scores/") and k.count("/") == 2)
+    det = detector if detector in dets else (dets[0] if dets else None)
+    if det is not None and f"scores/{det}/id" in arrays:
+        s_id = _float64(arrays[f"scores/{det}/id"])
+        sets = {k.split("/", 2)[2]: _float64(v) for k, v in arrays.items() if k.startswith(f"scores/{det}/") and k != f"scores/{det}/id"}
+        if sets:
+            figs.append(figure_html(plots.roc_pr({k: (s_id, v) for k, v in sets.items()}, det, max_points), f"ROC and precision-recall curves of the {det} score per OOD set{tag}", wide=True))
+            figs.append(figure_html(plots.score_histograms(s_id, sets, det), f"{det} score histograms: ID test set vs each OOD set{tag}", wide=True))
+    if "id/logits" in arrays and "id/labels" in arrays:
+        t = arrays.get("ts/temperature")
+        temp = float(t.reshape(-1)[0]) if t is not None and t.numel() else None
+        figs.append(figure_html(plots.reliability(arrays["id/logits"], arrays["id/labels"], temp), f"reliability diagrams before and after temperature scaling{tag}"))
+    figs.append(figure_html(plots.farconf_curves(arrays, max_points), f"far-away confidence: alpha scaling and adversarial noise{tag}"))
+    return figs
+
+
+def _is_level(text: Any) -> bool:
+    """Whether a shift row's ``severity`` is a level (``"3"``, ``"0.5"``), not an aggregate (``"mean"``, ``""``)."""
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def shift_stats(recs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Stat]]], dict[str, Stat]]:
+    """Mean ± std over runs per (shift, severity level, metric) of the per-cell rows (aggregate rows left out), and
+    the clean test set's accuracy and ECE."""
+    shift = [r for r in recs if r["kind"] == "shift" and r["shift"] and _is_level(r["severity"])]
+    if any(r["detector"] == "" for r in shift):
+        shift = [r for r in shift if r["detector"] == ""]
+    acc: dict[tuple[str, str, str], list[float]] = {}
+    for r in shift:
+        acc.setdefault((r["shift"], r["severity"], r["metric"]), []).append(float(r["value"]))
+    stats: dict[str, dict[str, dict[str, Stat]]] = {}
+    for (s, sev, m), vals in acc.items():
+        stats.setdefault(s, {}).setdefault(sev, {})[m] = describe(vals)
+    clean: dict[str, Stat] = {}
+    for m in ("acc", "ece"):
+        vals = [float(r["value"]) for r in recs if r["kind"] == "id" and r["metric"] == m and r["detector"] == ""]
+        if vals:
+            clean[m] = describe(vals)
+    return stats, clean

@@ -1,3 +1,6 @@
+import importlib
+import sys
+
 import pytest
 
 from rulab.registry import Registry, UnknownNameError
@@ -54,3 +57,28 @@ def test_builtin_registries_load_lazily():
     from rulab.registry import AUGMENTATIONS
 
     assert {"none", "cifar", "w2_basic"} <= set(AUGMENTATIONS.list())
+
+
+def test_packages_are_discovered_module_by_module(tmp_path, monkeypatch):
+    """A registry with ``packages`` imports every public module of the package on the first lookup: a new entry is a
+    new module, named nowhere else. A module that reads the registry while the others are being imported sees them."""
+    pkg = tmp_path / "widgets_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    reg_mod = tmp_path / "widgets_registry.py"
+    reg_mod.write_text("from rulab.registry import Registry\nWIDGETS = Registry('widget', packages=('widgets_pkg',))\n")
+    for name in ("alpha", "beta"):
+        (pkg / f"{name}.py").write_text(f"from widgets_registry import WIDGETS\n\n@WIDGETS.register('{name}')\ndef make():\n    return '{name}'\n")
+    # read at import time, before the modules after it in alphabetical order were imported
+    (pkg / "aaa_index.py").write_text("from widgets_registry import WIDGETS\n\nSEEN = WIDGETS.list()\n")
+    (pkg / "_private.py").write_text("raise RuntimeError('modules starting with _ are not imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        widgets = importlib.import_module("widgets_registry").WIDGETS
+        assert widgets.list() == ["alpha", "beta"] and widgets.create("beta") == "beta"
+        assert importlib.import_module("widgets_pkg.aaa_index").SEEN == ["alpha", "beta"]
+        assert widgets.builtin_modules() == ["widgets_pkg", "widgets_pkg.aaa_index", "widgets_pkg.alpha", "widgets_pkg.beta"]
+        assert list(widgets.entries()) == ["alpha", "beta"]  # registration order
+    finally:
+        for mod in [m for m in sys.modules if m == "widgets_registry" or m.split(".")[0] == "widgets_pkg"]:
+            del sys.modules[mod]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+
 import pytest
 import torch
 
+import rulab.detectors as package
+from rulab.detectors import functional
 from rulab.detectors.base import REQUIREMENTS, Detector, Extracted
 from rulab.detectors.scaled import TemperatureScaled, create_detector
 from rulab.errors import InputError, RulabError
@@ -27,6 +32,28 @@ def test_declares_what_it_reads_and_cites_its_paper(name):
     assert "arXiv:" in doc or "CVPR" in doc or name == "entropy"
     for key, values in cls.grid.items():
         assert len(values) >= 2 and hasattr(cls(), key)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declares_its_documentation(name):
+    """The documentation's detector table is generated from these class attributes (docs/_hooks/registry_tables.py)."""
+    cls = DETECTORS.get(name)
+    assert cls.formula.strip() and cls.paper.strip()
+    assert bool(cls.fits_on) == (cls.fit is not Detector.fit), "a detector that fits says on what (fits_on), one that does not leaves it empty"
+    if name != "entropy":
+        assert any(str(year) in cls.paper for year in range(1990, 2100)), cls.paper
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_public_functions_are_exported_numpy_compatible(name):
+    """Every public function of a detector's module is in rulab.detectors.functional (and rulab.detectors), wrapped."""
+    module = importlib.import_module(DETECTORS.get(name).__module__)
+    public = [a for a in module.__all__ if inspect.isfunction(getattr(module, a)) and getattr(module, a).__module__ == module.__name__]
+    assert public, f"detector module {module.__name__} exports no score function in __all__"
+    for attr in public:
+        wrapped = getattr(functional, attr)
+        assert wrapped.__wrapped__ is getattr(module, attr) and attr in functional.__all__
+        assert getattr(package, attr) is wrapped and attr in package.__all__
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,9 +9,13 @@ Detectors never run the network themselves unless they must: :func:`rulab.eval.e
 logit/feature detector reads that (convention 6). Only detectors with ``"model"`` in :attr:`Detector.requires`
 (ODIN) go back to the model, with the uint8 images kept in :attr:`Extracted.x`.
 
-Adding a detector touches its module and its test: a pure
-score function (``energy_score(logits, t)``) holds the math; a small class registered with
-``@DETECTORS.register("name")`` holds hyperparameters and fitted state.
+Adding a detector touches its module and its test, nothing else: a pure score function (``energy_score(logits, t)``,
+listed in the module's ``__all__``) holds the math; a small class registered with ``@DETECTORS.register("name")``
+holds its hyperparameters (``__init__`` arguments), fitted state, what it reads (:attr:`Detector.requires`), its tuning
+grid (:attr:`Detector.grid`) and its documentation (:attr:`Detector.formula`, :attr:`Detector.fits_on`,
+:attr:`Detector.paper`). The registry imports every module of :mod:`rulab.detectors`;
+:mod:`rulab.detectors.functional` wraps the module's public functions for NumPy; the documentation's detector table
+and API reference are generated from the registry; the contract tests run over every registered detector.
 """
 
 from __future__ import annotations
@@ -135,6 +139,10 @@ class Detector:
             detector runs the network itself on ``Extracted.x`` (pass ``model=`` to :meth:`score`).
         grid: hyperparameter name → candidate values, searched by :meth:`tune` on validation data; empty = nothing to
             tune. The chosen values are the instance attributes of the same names (:meth:`hparams`).
+        formula: the score in one line of Markdown (``z``: logits, ``h``: penultimate features, ``p = softmax(z)``), for
+            the documentation's detector table.
+        fits_on: what :meth:`fit` learns from (``"training features"``); ``""`` when nothing is fitted.
+        paper: the source, ``"Authors year, arXiv:id"`` (``"baseline"`` for a textbook score).
 
     Subclasses implement :meth:`score`, and :meth:`fit` when they have fitted state (class-conditional detectors
     fit on the TRAINING split's features).
@@ -142,6 +150,9 @@ class Detector:
 
     requires: ClassVar[frozenset[str]] = frozenset({"logits"})
     grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    formula: ClassVar[str] = ""
+    fits_on: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -35,6 +35,8 @@ class Energy(Detector):
     """
 
     requires = frozenset({"logits"})
+    formula = "`T · logsumexp(z / T)`, T = 1 (negative free energy)"
+    paper = "Liu et al. 2020, arXiv:2010.03759"
 
     def __init__(self, t: float = 1.0) -> None:
         if not t > 0:

@@ -31,6 +31,8 @@ class Entropy(Detector):
     """Negative predictive entropy ``sum_k p_k log p_k`` (0 for a one-hot prediction, ``-log K`` for uniform)."""
 
     requires = frozenset({"logits"})
+    formula = "`Σ_k p_k log p_k` (negative entropy)"
+    paper = "baseline"
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:
         return entropy_score(ex.logits)

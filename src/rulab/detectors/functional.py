@@ -1,26 +1,19 @@
 """The detectors' score functions for your own arrays: NumPy or torch in, the same type out.
 
-Every function here IS the library's score function (:func:`rulab.detectors.msp.msp_score`, ...) behind a thin
-adapter: NumPy arrays are viewed as torch tensors (float64 stays float64), the function runs, and tensors in the
-result come back as NumPy arrays when any input was a NumPy array. Torch inputs pass through untouched, so results are
-identical to what ``rulab eval`` computes.
+Every public function of every registered detector's module (its ``__all__``: ``msp_score``, ``energy_score``,
+``mahalanobis_score``, ``class_means``, ...) is here, generated from :data:`rulab.registry.DETECTORS` when this module
+is imported, behind a thin adapter (:func:`numpy_compatible`): NumPy arrays are viewed as torch tensors (float64
+stays float64), the function runs, and tensors in the result come back as NumPy arrays when any input was a NumPy
+array. Torch inputs pass through untouched, so results are identical to what ``rulab eval`` computes. Besides them,
+:func:`fit_temperature` (temperature scaling, a post-processor rather than a detector).
 
-Sign convention (convention 2 in docs/conventions.md): every score is a **confidence, higher = more in-distribution**. Feed
-``s_id`` and ``s_ood`` to :mod:`rulab.metrics` (``auroc(s_id, s_ood)``, ``fpr95_id``, ...) as they are.
+A new detector's functions appear here without an edit: list them in its module's ``__all__``. (A detector module
+must therefore not import this module: it is generated from the registry the detector modules fill.) The score
+formulas are in the documentation's detector table, which is generated from the same registry.
 
-| function | definition (`z`: logits `[N, K]`, `h`: features `[N, D]`) | paper |
-|---|---|---|
-| `msp_score(z)` | `max_k softmax(z)_k` | Hendrycks & Gimpel 2017 |
-| `maxlogit_score(z)` | `max_k z_k` | Hendrycks et al. 2022 |
-| `energy_score(z, t)` | `t · logsumexp(z / t)` (= −energy) | Liu et al. 2020 |
-| `entropy_score(z)` | `Σ_k p_k log p_k` (= −entropy) | baseline |
-| `gen_score(z, gamma, m)` | `−Σ_{j ≤ min(m, K)} p_(j)^γ (1 − p_(j))^γ` over the largest probabilities | Liu et al. 2023 |
-| `odin_score_from_logits(z, t)` | `max_k softmax(z / T)_k`; with the input step: `odin_score(model, x, t, eps)` | Liang et al. 2018 |
-| `mahalanobis_score(h, means, white)` | `−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)` (class means, tied covariance) | Lee et al. 2018 |
-| `knn_score(h, bank, k)` | `−‖h/‖h‖ − b_(k)‖₂`, minus the distance to the k-th nearest L2-normalised training feature | Sun et al. 2022 |
-| `react_score(h, c, W, b, t)` | `t · logsumexp((W·min(h, c) + b) / t)`, `c` a percentile of the training features | Sun et al. 2021 |
-| `vim_score(h, z, u, r, alpha)` | `logsumexp_k z_k − α‖(h − u) R‖`, R spanning the residual of the principal subspace | Wang et al. 2022 |
-| `klm_score(z, templates)` | `−min_c KL(softmax(z) ‖ template_c)` | Hendrycks et al. 2022 |
+Sign convention (convention 2 in docs/conventions.md): every score is a **confidence, higher = more
+in-distribution**. Feed ``s_id`` and ``s_ood`` to :mod:`rulab.metrics` (``auroc(s_id, s_ood)``, ``fpr95_id``, ...) as
+they are.
 
 Example:
     >>> import numpy as np
@@ -33,38 +26,16 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from rulab.detectors import energy, entropy, gen, klm, knn, mahalanobis, maxlogit, msp, odin, react, vim
 from rulab.detectors import temperature as _temperature
-
-__all__ = [
-    "numpy_compatible",
-    "msp_score",
-    "maxlogit_score",
-    "energy_score",
-    "entropy_score",
-    "gen_score",
-    "odin_score_from_logits",
-    "odin_score",
-    "class_means",
-    "tied_covariance",
-    "whitening",
-    "mahalanobis_score",
-    "knn_score",
-    "feature_percentiles",
-    "react_score",
-    "vim_dim",
-    "vim_fit",
-    "vim_score",
-    "class_mean_softmax",
-    "klm_score",
-    "fit_temperature",
-]
+from rulab.registry import DETECTORS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,23 +73,32 @@ def numpy_compatible(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-msp_score = numpy_compatible(msp.msp_score)
-maxlogit_score = numpy_compatible(maxlogit.maxlogit_score)
-energy_score = numpy_compatible(energy.energy_score)
-entropy_score = numpy_compatible(entropy.entropy_score)
-gen_score = numpy_compatible(gen.gen_score)
-odin_score_from_logits = numpy_compatible(odin.odin_score_from_logits)
-odin_score = numpy_compatible(odin.odin_score)
-class_means = numpy_compatible(mahalanobis.class_means)
-tied_covariance = numpy_compatible(mahalanobis.tied_covariance)
-whitening = numpy_compatible(mahalanobis.whitening)
-mahalanobis_score = numpy_compatible(mahalanobis.mahalanobis_score)
-knn_score = numpy_compatible(knn.knn_score)
-feature_percentiles = numpy_compatible(react.feature_percentiles)
-react_score = numpy_compatible(react.react_score)
-vim_dim = vim.vim_dim
-vim_fit = numpy_compatible(vim.vim_fit)
-vim_score = numpy_compatible(vim.vim_score)
-class_mean_softmax = numpy_compatible(klm.class_mean_softmax)
-klm_score = numpy_compatible(klm.klm_score)
+def detector_functions() -> dict[str, Callable[..., Any]]:
+    """``{name: function}``: the public functions (``__all__``, defined in that module) of the module of every
+    registered built-in detector, unwrapped, in registration order (the modules' ``__all__`` order within a module).
+
+    Raises:
+        RuntimeError: two detector modules export a function of the same name.
+    """
+    found: dict[str, Callable[..., Any]] = {}
+    for cls in DETECTORS.entries().values():
+        module = importlib.import_module(cls.__module__)
+        if not module.__name__.startswith("rulab.detectors."):
+            continue  # a detector registered by user code: its functions are its own
+        for attr in getattr(module, "__all__", ()):
+            fn = getattr(module, attr)
+            if not inspect.isfunction(fn) or fn.__module__ != module.__name__:
+                continue
+            if found.setdefault(attr, fn) is not fn:
+                raise RuntimeError(f"detector modules {found[attr].__module__} and {module.__name__} both export '{attr}'; rename one")
+    return found
+
+
+_GENERATED = {name: numpy_compatible(fn) for name, fn in detector_functions().items()}
+globals().update(_GENERATED)
 fit_temperature = numpy_compatible(_temperature.fit_temperature)
+
+FUNCTIONS: tuple[str, ...] = (*_GENERATED, "fit_temperature")
+"""The names of the NumPy-compatible functions this module holds (what :mod:`rulab.detectors` exports)."""
+
+__all__ = ["numpy_compatible", "detector_functions", "FUNCTIONS", *FUNCTIONS]

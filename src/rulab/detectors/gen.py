@@ -45,6 +45,8 @@ class GEN(Detector):
     """
 
     requires = frozenset({"logits"})
+    formula = "`−Σ_{j ≤ min(M, K)} p_(j)^γ (1 − p_(j))^γ`, γ = 0.1, M = 100"
+    paper = "Liu et al. 2023 (CVPR)"
 
     def __init__(self, gamma: float = 0.1, m: int = 100) -> None:
         if not gamma > 0 or m < 1:

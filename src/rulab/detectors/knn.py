@@ -73,6 +73,9 @@ class KNN(Detector):
     """
 
     requires = frozenset({"features"})
+    formula = "`−‖h/‖h‖ − b_(k)‖`, distance to the k-th nearest normalised training feature"
+    fits_on = "training features (bank ≤ 5,000)"
+    paper = "Sun et al. 2022, arXiv:2204.06165"
     grid = {"k": (1, 5, 10, 20, 50, 100, 200)}
 
     def __init__(self, k: int = 50, max_bank: int = 5_000, seed: int = 0) -> None:

@@ -96,6 +96,9 @@ class Mahalanobis(Detector):
     """
 
     requires = frozenset({"features"})
+    formula = "`−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`, class means and tied covariance"
+    fits_on = "training features"
+    paper = "Lee et al. 2018, arXiv:1807.03888"
 
     def __init__(self) -> None:
         self.means: torch.Tensor | None = None

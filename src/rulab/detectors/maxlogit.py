@@ -28,6 +28,8 @@ class MaxLogit(Detector):
     """The largest unnormalised logit (Hendrycks et al. 2022, arXiv:1911.11132)."""
 
     requires = frozenset({"logits"})
+    formula = "`max_k z_k`"
+    paper = "Hendrycks et al. 2022, arXiv:1911.11132"
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:
         return maxlogit_score(ex.logits)

@@ -28,6 +28,8 @@ class MSP(Detector):
     """Maximum softmax probability, ``max_k p_k(x)`` (Hendrycks & Gimpel 2017, arXiv:1610.02136)."""
 
     requires = frozenset({"logits"})
+    formula = "`max_k p_k`"
+    paper = "Hendrycks & Gimpel 2017, arXiv:1610.02136"
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:
         return msp_score(ex.logits)

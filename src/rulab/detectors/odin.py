@@ -261,6 +261,8 @@ class ODIN(Detector):
     """
 
     requires = frozenset({"logits", "model"})
+    formula = "`max_k softmax(f(x̃)/T)_k` with `x̃ = x − ε · sign(−∇_x log max_k softmax(f(x)/T)_k)`, ε in pixel units"
+    paper = "Liang et al. 2018, arXiv:1706.02690 (W4)"
     grid = ODIN_GRIDS["paper"]
 
     def __init__(self, t: float = 1000.0, eps: float = 0.0014, batch_size: int = 256, search: str = "paper") -> None:

@@ -67,6 +67,9 @@ class ReAct(Detector):
     """
 
     requires = frozenset({"features"})
+    formula = "`logsumexp(W · min(h, c) + b)`, `c` a percentile of the training features"
+    fits_on = "training features"
+    paper = "Sun et al. 2021, arXiv:2111.12797"
     grid = {"percentile": (85.0, 90.0, 95.0, 99.0)}
 
     def __init__(self, percentile: float = 90.0, t: float = 1.0, seed: int = 0) -> None:

@@ -86,6 +86,9 @@ class ViM(Detector):
     """
 
     requires = frozenset({"logits", "features"})
+    formula = "`logsumexp(z) − α ‖(h − u) R‖`, R the residual of the principal subspace"
+    fits_on = "training features"
+    paper = "Wang et al. 2022, arXiv:2203.10807"
 
     def __init__(self, dim: int | None = None) -> None:
         if dim is not None and dim < 1:

@@ -15,8 +15,9 @@ from rulab.errors import InputError
 from rulab.registry import OOD_SETS
 
 SHAPE = (3, 32, 32)
-SYNTHETIC = ["gaussian", "gaussian_odin", "rademacher", "rademacher_gray", "blobs", "uniform", "lowpass_noise"]
-BASED = ["permuted", "hein"]
+# the registered noise families (marked by ``needs_base``): drawn from nothing, or built from ID images
+SYNTHETIC = [n for n in OOD_SETS if hasattr(OOD_SETS.get(n), "needs_base") and not OOD_SETS.get(n).needs_base]
+BASED = [n for n in OOD_SETS if getattr(OOD_SETS.get(n), "needs_base", False)]
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -172,11 +172,14 @@ def records_pivot(
 
     Args:
         records: result records (``ResultStore.results``) of the runs of one method.
-        row, col: record fields for rows and columns (e.g. ``"detector"`` × ``"dataset"``).
+        row: the record field whose values are the rows (e.g. ``"detector"``).
+        col: the record field whose values are the columns (e.g. ``"dataset"``).
         metric: the metric of every cell (decides formatting); default: the column (or, with ``row="metric"``, the
             row) value itself is the metric.
-        row_labels, col_labels: display names of row / column values (``{"": "raw"}``).
-        row_order, col_order: preferred orders (others follow in order of appearance).
+        row_labels: display names of row values (``{"": "raw"}``).
+        col_labels: display names of column values.
+        row_order: preferred order of the rows (others follow in order of appearance).
+        col_order: preferred order of the columns.
         mean_column: if set, add a column with this label holding, per run, the mean over the row's columns,
             summarised over runs.
         row_header: header of the label column.

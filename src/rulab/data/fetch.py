@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from rulab.errors import ChecksumError, ConfigError, DataError, DatasetMissingError, RulabError
 from rulab.io import atomic_path
-from rulab.registry import Registry
+from rulab.registry import DATASETS, OOD_SETS, Registry
 
 from .formats import gunzip
 
@@ -876,8 +876,6 @@ def load_prepared_folder(
 # ----------------------------------------------------------------------------------------------- public API
 def _import_registrations() -> None:
     """Import the modules that register datasets, OOD sets and sources (the data registries' builtin modules)."""
-    from rulab.registry import DATASETS, OOD_SETS
-
     DATASETS.list()
     OOD_SETS.list()
 

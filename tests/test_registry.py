@@ -68,7 +68,8 @@ def test_packages_are_discovered_module_by_module(tmp_path, monkeypatch):
     reg_mod = tmp_path / "widgets_registry.py"
     reg_mod.write_text("from rulab.registry import Registry\nWIDGETS = Registry('widget', packages=('widgets_pkg',))\n")
     for name in ("alpha", "beta"):
-        (pkg / f"{name}.py").write_text(f"from widgets_registry import WIDGETS\n\n@WIDGETS.register('{name}')\ndef make():\n    return '{name}'\n")
+        code = f"from widgets_registry import WIDGETS\n\n@WIDGETS.register('{name}')\ndef make():\n    return '{name}'\n"
+        (pkg / f"{name}.py").write_text(code)
     # read at import time, before the modules after it in alphabetical order were imported
     (pkg / "aaa_index.py").write_text("from widgets_registry import WIDGETS\n\nSEEN = WIDGETS.list()\n")
     (pkg / "_private.py").write_text("raise RuntimeError('modules starting with _ are not imported')\n")
@@ -77,7 +78,8 @@ def test_packages_are_discovered_module_by_module(tmp_path, monkeypatch):
         widgets = importlib.import_module("widgets_registry").WIDGETS
         assert widgets.list() == ["alpha", "beta"] and widgets.create("beta") == "beta"
         assert importlib.import_module("widgets_pkg.aaa_index").SEEN == ["alpha", "beta"]
-        assert widgets.builtin_modules() == ["widgets_pkg", "widgets_pkg.aaa_index", "widgets_pkg.alpha", "widgets_pkg.beta"]
+        expected = ["widgets_pkg", "widgets_pkg.aaa_index", "widgets_pkg.alpha", "widgets_pkg.beta"]
+        assert widgets.builtin_modules() == expected
         assert list(widgets.entries()) == ["alpha", "beta"]  # registration order
     finally:
         for mod in [m for m in sys.modules if m == "widgets_registry" or m.split(".")[0] == "widgets_pkg"]:

@@ -29,14 +29,16 @@ def detector_table() -> str:
     from rulab.registry import DETECTORS
 
     lines = [
-        "| name | score `s(x)` (`z`: logits, `h`: penultimate features, `p = softmax(z)`) | fits on | tunes | reads | paper |",
+        "| name | score `s(x)` (`z`: logits, `h`: penultimate features, `p = softmax(z)`) "
+        "| fits on | tunes | reads | paper |",
         "|---|---|---|---|---|---|",
     ]
     for name in DETECTORS:
         cls = DETECTORS.get(name)
         tunes = ", ".join(f"`{k}`" for k in cls.grid) or "–"
         reads = ", ".join(sorted(cls.requires))
-        lines.append(f"| `{name}` | {_cell(cls.formula)} | {_cell(cls.fits_on) or '–'} | {tunes} | {reads} | {_cell(cls.paper)} |")
+        fits = _cell(cls.fits_on) or "–"
+        lines.append(f"| `{name}` | {_cell(cls.formula)} | {fits} | {tunes} | {reads} | {_cell(cls.paper)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -44,7 +46,9 @@ def detector_reference() -> str:
     """One ``::: module`` entry per module that registers a built-in detector, in name order."""
     from rulab.registry import DETECTORS
 
-    modules = sorted({DETECTORS.get(name).__module__ for name in DETECTORS if DETECTORS.get(name).__module__.startswith("rulab.")})
+    modules = sorted(
+        {DETECTORS.get(name).__module__ for name in DETECTORS if DETECTORS.get(name).__module__.startswith("rulab.")}
+    )
     return "\n\n".join(f"::: {m}" for m in modules) + "\n"
 
 
@@ -56,7 +60,10 @@ def metric_table() -> str:
     lines = ["| metric | label | group | shown as | better | what it is |", "|---|---|---|---|---|---|"]
     for m in metrics():
         unit = "percent" if m.percent else "as stored"
-        lines.append(f"| `{m.name}` | {_cell(m.label)} | {m.group} | {unit} | {better[m.higher_is_better]} | {_cell(m.caption)} |")
+        lines.append(
+            f"| `{m.name}` | {_cell(m.label)} | {m.group} | {unit} | {better[m.higher_is_better]} "
+            f"| {_cell(m.caption)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

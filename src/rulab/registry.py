@@ -74,7 +74,8 @@ class Registry(Generic[T]):
         for package in self._packages:
             pkg = importlib.import_module(package)
             names.append(package)
-            names += [f"{package}.{m.name}" for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name) if not m.name.startswith("_")]
+            found = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+            names += [f"{package}.{name}" for name in found if not name.startswith("_")]
         return names
 
     def _load_builtins(self) -> None:

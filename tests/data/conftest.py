@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("_rulab_test_paper_data", Path(__file__).parents[1] / "presets" / "conftest.py")
+_SPEC = importlib.util.spec_from_file_location(
+    "_rulab_test_paper_data", Path(__file__).parents[1] / "presets" / "conftest.py"
+)
 paper = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(paper)
 
@@ -24,7 +26,10 @@ _SPEC.loader.exec_module(paper)
 def _write_fashion_mnist(root: Path, mp: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
     raw = {}
     for stem, n in (("train", 12), ("t10k", 5)):
-        arrays = {f"{stem}-images": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), f"{stem}-labels": (np.arange(n) % 10).astype(np.uint8)}
+        arrays = {
+            f"{stem}-images": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+            f"{stem}-labels": (np.arange(n) % 10).astype(np.uint8),
+        }
         for key, arr in arrays.items():
             raw[key] = gzip.compress(paper.data_helpers.idx(arr), mtime=0)
             paper._put(root / "fashion_mnist" / f"{key}-idx{3 if key.endswith('images') else 1}-ubyte.gz", raw[key])

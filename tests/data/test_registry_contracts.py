@@ -29,20 +29,29 @@ def _build(name: str, shape: tuple[int, int, int], **kwargs) -> TensorDataset:
         pytest.skip(f"OOD set '{name}' ships with {bundled[0]}, which is not installed (pip install {bundled[0]})")
     if getattr(factory, "needs_base", False):
         g = torch.Generator().manual_seed(7)
-        base = TensorDataset(torch.randint(0, 256, (40, *shape), generator=g, dtype=torch.uint8), torch.arange(40) % 4, list("abcd"), "base")
+        base = TensorDataset(
+            torch.randint(0, 256, (40, *shape), generator=g, dtype=torch.uint8),
+            torch.arange(40) % 4,
+            list("abcd"),
+            "base",
+        )
         kwargs["base"] = base
     try:
         return OOD_SETS.create(name, shape=shape, **kwargs)
     except DatasetMissingError as err:
-        pytest.fail(f"OOD set '{name}' needs files that tests/data/conftest.py does not write; add a writer of small files in "
-                    f"its real format there ({err})")
+        pytest.fail(
+            f"OOD set '{name}' needs files that tests/data/conftest.py does not write; add a writer of small files in "
+            f"its real format there ({err})"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- OOD sets
 @pytest.mark.parametrize("name", OOD_SETS.list())
 def test_ood_set_signature(name):
     params = list(OOD_SETS.parameters(name))
-    assert params[:3] == ["shape", "n", "seed"], f"OOD set factories take (shape, n, seed, ...); '{name}' takes {params}"
+    assert params[:3] == ["shape", "n", "seed"], (
+        f"OOD set factories take (shape, n, seed, ...); '{name}' takes {params}"
+    )
     assert OOD_SETS.parameters(name)["seed"].default == 0
 
 
@@ -72,8 +81,10 @@ def test_dataset_splits_hold_labelled_uint8_images(every_dataset, name):
         try:
             ds = DATASETS.create(name, split=split)
         except DatasetMissingError as err:
-            pytest.fail(f"dataset '{name}' needs files that tests/data/conftest.py does not write; add a writer of small "
-                        f"files in its real format there ({err})")
+            pytest.fail(
+                f"dataset '{name}' needs files that tests/data/conftest.py does not write; add a writer of small "
+                f"files in its real format there ({err})"
+            )
         assert isinstance(ds, TensorDataset) and ds.name == name, (name, split)
         assert ds.x.dtype == torch.uint8 and ds.x.ndim == 4 and ds.x.shape[1] in (1, 3) and len(ds) >= 1
         assert ds.y.dtype == torch.int64 and len(ds.y) == len(ds.x)
@@ -109,4 +120,6 @@ def test_augmentation_keeps_shape_dtype_range_and_is_seeded(name, channels):
     assert torch.equal(x, before), "augmentation must not modify its input in place"
     assert torch.equal(out, augment_batch(x, cfg, torch.Generator().manual_seed(5)))
     moves = cfg.hflip > 0 or cfg.vflip > 0 or cfg.crop_padding > 0 or (cfg.rotate_deg > 0 and cfg.rotate_p > 0)
-    assert torch.equal(out, x) != moves, f"augmentation '{name}' {'changed' if not moves else 'did not change'} the batch"
+    assert torch.equal(out, x) != moves, (
+        f"augmentation '{name}' {'changed' if not moves else 'did not change'} the batch"
+    )

@@ -39,7 +39,8 @@ def test_declares_its_documentation(name):
     """The documentation's detector table is generated from these class attributes (docs/_hooks/registry_tables.py)."""
     cls = DETECTORS.get(name)
     assert cls.formula.strip() and cls.paper.strip()
-    assert bool(cls.fits_on) == (cls.fit is not Detector.fit), "a detector that fits says on what (fits_on), one that does not leaves it empty"
+    fits = cls.fit is not Detector.fit
+    assert bool(cls.fits_on) == fits, "a detector that fits says on what (fits_on), one that does not leaves it empty"
     if name != "entropy":
         assert any(str(year) in cls.paper for year in range(1990, 2100)), cls.paper
 
@@ -48,7 +49,8 @@ def test_declares_its_documentation(name):
 def test_public_functions_are_exported_numpy_compatible(name):
     """Every public function of a detector's module is in rulab.detectors.functional (and rulab.detectors), wrapped."""
     module = importlib.import_module(DETECTORS.get(name).__module__)
-    public = [a for a in module.__all__ if inspect.isfunction(getattr(module, a)) and getattr(module, a).__module__ == module.__name__]
+    functions = {a: getattr(module, a) for a in module.__all__ if inspect.isfunction(getattr(module, a))}
+    public = [a for a, fn in functions.items() if fn.__module__ == module.__name__]
     assert public, f"detector module {module.__name__} exports no score function in __all__"
     for attr in public:
         wrapped = getattr(functional, attr)

@@ -39,8 +39,11 @@ def test_metric_table_has_one_row_per_declared_metric() -> None:
 
 
 def test_pages_hold_the_markers_and_the_hook_replaces_them() -> None:
-    pages = {"detectors.md": "<!-- rulab:detector-table -->", "reference/detectors.md": "<!-- rulab:detector-reference -->",
-             "metrics.md": "<!-- rulab:metric-table -->"}
+    pages = {
+        "detectors.md": "<!-- rulab:detector-table -->",
+        "reference/detectors.md": "<!-- rulab:detector-reference -->",
+        "metrics.md": "<!-- rulab:metric-table -->",
+    }
     for page, marker in pages.items():
         text = (ROOT / "docs" / page).read_text(encoding="utf-8")
         assert marker in text, page

@@ -38,7 +38,9 @@ def test_protocol_splits_index_within_the_sets_without_repeats(name, n_id, n_ood
             assert int(idx.min()) >= 0 and int(idx.max()) < n
             assert len(idx.unique()) == len(idx), f"protocol '{name}' repeats an example within a run"
         if tuning is not None:  # the images a protocol tunes on are never scored
-            assert not set(tuning.id.tolist()) & set(run.id.tolist()) and not set(tuning.ood.tolist()) & set(run.ood.tolist())
+            assert not set(tuning.id.tolist()) & set(run.id.tolist()) and not set(tuning.ood.tolist()) & set(
+                run.ood.tolist()
+            )
     again = p.splits(n_id, n_ood, seed=0)
     assert all(torch.equal(a.id, b.id) and torch.equal(a.ood, b.ood) for a, b in zip(runs, again))
 
@@ -67,5 +69,7 @@ def test_benchmark_names_registered_things(name):
     unknown = [s for s in (*b.ood, *b.val_ood) if s not in OOD_SETS]
     assert not unknown, f"benchmark '{name}' names OOD sets that are not registered: {unknown}"
     assert not set(b.ood) & set(b.val_ood)
-    assert not b.shift or b.shift in {s.name for s in SHIFT_SUITES}, f"benchmark '{name}': unknown shift suite '{b.shift}'"
+    assert not b.shift or b.shift in {s.name for s in SHIFT_SUITES}, (
+        f"benchmark '{name}': unknown shift suite '{b.shift}'"
+    )
     assert b.n_ood >= 1 and b.n_val_id >= 0 and b.n_val_ood >= 0

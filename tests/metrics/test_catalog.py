@@ -49,12 +49,25 @@ def test_every_metric_the_evaluation_writes_is_declared(toy) -> None:
     written without a declaration would be silently left out of the report's tables and formatted as a raw number."""
     net, train, val, test = toy
     cfg = EvalCfg(alpha_trials=8, adv_steps=2, adv_n=16)
-    table = rulab.evaluate(net, id_test=test, ood=["uniform"], ood_val=["gaussian"], id_train=train, id_val=val,
-                           shifts=[("gaussian_blur_sigma", 0.5), ("brightness_factor", 0.8)], farconf=True, eval_cfg=cfg,
-                           n_ood=100, n_val_ood=60, protocol="full")
+    table = rulab.evaluate(
+        net,
+        id_test=test,
+        ood=["uniform"],
+        ood_val=["gaussian"],
+        id_train=train,
+        id_val=val,
+        shifts=[("gaussian_blur_sigma", 0.5), ("brightness_factor", 0.8)],
+        farconf=True,
+        eval_cfg=cfg,
+        n_ood=100,
+        n_val_ood=60,
+        protocol="full",
+    )
     ds = TensorDataset(test[0], test[1], ["a", "b", "c"], "toy")
     cells = [("gaussian_blur_sigma", 0.5), ("gaussian_blur_sigma", 0.9)]
-    baseline = dict.fromkeys(shift_errors(evaluate_shift(net, ds, cells, seed=0)), 0.5)  # a baseline model with 50% error
+    baseline = dict.fromkeys(
+        shift_errors(evaluate_shift(net, ds, cells, seed=0)), 0.5
+    )  # a baseline model with 50% error
     shift = evaluate_shift(net, ds, cells, seed=0, temperature=1.5, baseline=baseline)
     written = {r.metric for r in table} | {r.metric for r in shift}
     assert {r.kind for r in table} == {"id", "ood", "shift", "farconf"}
@@ -81,8 +94,25 @@ def test_derived_lists_hold_the_former_hand_kept_ones() -> None:
         return [m for m in derived if m in former] == list(former)
 
     assert kept(OOD_METRICS, ("auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error", "ood_ratio"))
-    former_percent = {"acc", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc", "auroc", "aupr_in", "aupr_out",
-                      "fpr95_id", "fpr95_ood", "detection_error", "overconf_frac", "ce", "mce_rel"}
+    former_percent = {
+        "acc",
+        "ece",
+        "mce",
+        "rms",
+        "mad",
+        "rms_uniform10",
+        "soft_f1",
+        "mmc",
+        "auroc",
+        "aupr_in",
+        "aupr_out",
+        "fpr95_id",
+        "fpr95_ood",
+        "detection_error",
+        "overconf_frac",
+        "ce",
+        "mce_rel",
+    }
     # the pooled OOD calibration errors were missing from the old hand-kept list; they are fractions like ``rms``
     assert former_percent | {"ood_rms", "ood_mad", "ood_soft_f1"} <= {m.name for m in metrics() if m.percent}
     for name in ("nll", "brier", "ood_ratio", "temperature", "alpha_median", "resistance", "not_a_metric"):
@@ -91,7 +121,10 @@ def test_derived_lists_hold_the_former_hand_kept_ones() -> None:
     assert kept(summary_id, ("acc", "nll", "ece", "rms", "mad", "soft_f1", "brier", "mmc", "temperature"))
     assert "mce" not in summary_id and "rms_uniform10" not in summary_id
     summary_ood = [m.name for m in metrics("detection") if m.summary]
-    assert kept(summary_ood, ("auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error")) and "ood_ratio" not in summary_ood
+    assert (
+        kept(summary_ood, ("auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error"))
+        and "ood_ratio" not in summary_ood
+    )
     assert get("fpr95_id").heading == "FPR at 95% TPR (%)" and get("temperature").heading == "temperature"
 
 

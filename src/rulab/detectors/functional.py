@@ -90,7 +90,9 @@ def detector_functions() -> dict[str, Callable[..., Any]]:
             if not inspect.isfunction(fn) or fn.__module__ != module.__name__:
                 continue
             if found.setdefault(attr, fn) is not fn:
-                raise RuntimeError(f"detector modules {found[attr].__module__} and {module.__name__} both export '{attr}'; rename one")
+                raise RuntimeError(
+                    f"detector modules {found[attr].__module__} and {module.__name__} both export '{attr}'; rename one"
+                )
     return found
 
 

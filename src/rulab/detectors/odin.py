@@ -261,7 +261,9 @@ class ODIN(Detector):
     """
 
     requires = frozenset({"logits", "model"})
-    formula = "`max_k softmax(f(x̃)/T)_k` with `x̃ = x − ε · sign(−∇_x log max_k softmax(f(x)/T)_k)`, ε in pixel units"
+    formula = (
+        "`max_k softmax(f(x̃)/T)_k` with `x̃ = x − ε · sign(−∇_x log max_k softmax(f(x)/T)_k)`, ε in pixel units"
+    )
     paper = "Liang et al. 2018, arXiv:1706.02690 (W4)"
     grid = ODIN_GRIDS["paper"]
 

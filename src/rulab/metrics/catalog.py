@@ -9,7 +9,8 @@ The lists the rest of the library uses are read from here (:func:`names`, :func:
 * ``group="detection"``: what :func:`rulab.metrics.ood.ood_metrics` returns per (OOD set, detector) (``kind="ood"``);
 * ``group="pooled"``: the ID test set pooled with an OOD set counted as wrong (OE's OOD calibration);
 * ``group="robustness"``: corruption errors relative to a baseline model (:mod:`.robustness`);
-* ``group="farconf"``: the far-away and worst-case numbers of Hein et al. (2019), besides ``mmc``/``auroc``/``fpr95_id``.
+* ``group="farconf"``: the far-away and worst-case numbers of Hein et al. (2019), besides ``mmc``, ``auroc`` and
+  ``fpr95_id``.
 
 Declaring a metric is one call of :func:`declare`, here or in the module that computes it (every module of
 :mod:`rulab.metrics` is imported when the catalog is first read). The test ``tests/metrics/test_catalog.py`` fails
@@ -109,44 +110,120 @@ for _m in (
     Metric("mce", "MCE", "maximum calibration error, 15 equal-width bins", True, _LOWER, "calibration", summary=False),
     Metric("rms", "RMS", "RMS calibration error, adaptive bins of 100 (W1)", True, _LOWER, "calibration"),
     Metric("mad", "MAD", "mean absolute calibration error, adaptive bins of 100 (W1)", True, _LOWER, "calibration"),
-    Metric("rms_uniform10", "RMSE (10 bins)", "RMS calibration error, 10 equal-width bins (W2)", True, _LOWER, "calibration",
-           summary=False),
-    Metric("soft_f1", "Soft-F1", "Soft-F1 of the confidence as a detector of errors (W1)", True, _HIGHER, "calibration"),
+    Metric(
+        "rms_uniform10",
+        "RMSE (10 bins)",
+        "RMS calibration error, 10 equal-width bins (W2)",
+        True,
+        _LOWER,
+        "calibration",
+        summary=False,
+    ),
+    Metric(
+        "soft_f1", "Soft-F1", "Soft-F1 of the confidence as a detector of errors (W1)", True, _HIGHER, "calibration"
+    ),
     Metric("brier", "Brier", "multi-class Brier score, in [0, 2]", False, _LOWER, "calibration"),
-    Metric("mmc", "MMC", "mean max-confidence over a set (ID, OOD or noise); lower on noise is better", True, _NEITHER,
-           "calibration"),
-    Metric("temperature", "temperature", "T minimising the validation NLL of softmax(z / T)", False, _NEITHER, "calibration"),
+    Metric(
+        "mmc",
+        "MMC",
+        "mean max-confidence over a set (ID, OOD or noise); lower on noise is better",
+        True,
+        _NEITHER,
+        "calibration",
+    ),
+    Metric(
+        "temperature",
+        "temperature",
+        "T minimising the validation NLL of softmax(z / T)",
+        False,
+        _NEITHER,
+        "calibration",
+    ),
     # OOD detection per (OOD set, detector), rulab.metrics.ood.ood_metrics
     Metric("auroc", "AUROC", "higher is better; ID is the positive class", True, _HIGHER, "detection"),
     Metric("aupr_in", "AUPR-In", "ID positive; read it beside the OOD:ID ratio", True, _HIGHER, "detection"),
     Metric("aupr_out", "AUPR-Out", "OOD positive, scores negated", True, _HIGHER, "detection"),
-    Metric("fpr95_id", "FPR at 95% TPR",
-           "fraction of OOD accepted at the threshold keeping 95% of ID; lower is better", True, _LOWER, "detection"),
-    Metric("fpr95_ood", "FPR at 95% TPR, OOD positive",
-           "fraction of ID rejected at the threshold catching 95% of OOD (W1's FPR95); lower is better", True, _LOWER,
-           "detection"),
-    Metric("detection_error", "detection error", "min over thresholds of ½(1 − TPR) + ½ FPR; lower is better", True, _LOWER,
-           "detection"),
-    Metric("ood_ratio", "OOD:ID ratio", "N_ood / N_id, the class balance the AUPR values depend on", False, _NEITHER,
-           "detection", summary=False),
+    Metric(
+        "fpr95_id",
+        "FPR at 95% TPR",
+        "fraction of OOD accepted at the threshold keeping 95% of ID; lower is better",
+        True,
+        _LOWER,
+        "detection",
+    ),
+    Metric(
+        "fpr95_ood",
+        "FPR at 95% TPR, OOD positive",
+        "fraction of ID rejected at the threshold catching 95% of OOD (W1's FPR95); lower is better",
+        True,
+        _LOWER,
+        "detection",
+    ),
+    Metric(
+        "detection_error",
+        "detection error",
+        "min over thresholds of ½(1 − TPR) + ½ FPR; lower is better",
+        True,
+        _LOWER,
+        "detection",
+    ),
+    Metric(
+        "ood_ratio",
+        "OOD:ID ratio",
+        "N_ood / N_id, the class balance the AUPR values depend on",
+        False,
+        _NEITHER,
+        "detection",
+        summary=False,
+    ),
     # ID test set pooled with an OOD set counted as wrong (OE's OOD calibration), rulab.eval.ood_eval
-    Metric("ood_rms", "OOD RMS", "RMS calibration error of ID pooled with OOD counted as wrong, adaptive bins of 100", True,
-           _LOWER, "pooled"),
-    Metric("ood_mad", "OOD MAD", "MAD calibration error of ID pooled with OOD counted as wrong, adaptive bins of 100", True,
-           _LOWER, "pooled"),
+    Metric(
+        "ood_rms",
+        "OOD RMS",
+        "RMS calibration error of ID pooled with OOD counted as wrong, adaptive bins of 100",
+        True,
+        _LOWER,
+        "pooled",
+    ),
+    Metric(
+        "ood_mad",
+        "OOD MAD",
+        "MAD calibration error of ID pooled with OOD counted as wrong, adaptive bins of 100",
+        True,
+        _LOWER,
+        "pooled",
+    ),
     Metric("ood_soft_f1", "OOD Soft-F1", "Soft-F1 of ID pooled with OOD counted as wrong", True, _HIGHER, "pooled"),
     # corruption errors relative to a baseline model (Hendrycks & Dietterich 2019), rulab.metrics.robustness
     Metric("ce", "CE", "error summed over severities, relative to the baseline model's", True, _LOWER, "robustness"),
-    Metric("mce_rel", "relative mCE", "mean over corruptions of the relative corruption error", True, _LOWER, "robustness"),
+    Metric(
+        "mce_rel", "relative mCE", "mean over corruptions of the relative corruption error", True, _LOWER, "robustness"
+    ),
     # far-away and worst-case confidence (Hein et al. 2019, Sections 3.5-3.6), rulab.eval.farconf
-    Metric("alpha_median", "median α", "median over trials of the smallest scale α of uniform noise reaching 99.9% confidence",
-           False, _HIGHER, "farconf"),
-    Metric("overconf_frac", "overconfident after clipping",
-           "fraction of alpha-scaled noise images with confidence above 95% after clipping to [0, 1]", True, _LOWER,
-           "farconf"),
-    Metric("resistance", "resistance",
-           "fraction of adversarial samples still predicted as their class beside a rejection column of 1.01/K", False,
-           _HIGHER, "farconf"),
+    Metric(
+        "alpha_median",
+        "median α",
+        "median over trials of the smallest scale α of uniform noise reaching 99.9% confidence",
+        False,
+        _HIGHER,
+        "farconf",
+    ),
+    Metric(
+        "overconf_frac",
+        "overconfident after clipping",
+        "fraction of alpha-scaled noise images with confidence above 95% after clipping to [0, 1]",
+        True,
+        _LOWER,
+        "farconf",
+    ),
+    Metric(
+        "resistance",
+        "resistance",
+        "fraction of adversarial samples still predicted as their class beside a rejection column of 1.01/K",
+        False,
+        _HIGHER,
+        "farconf",
+    ),
 ):
     declare(_m)
 del _m

@@ -39,7 +39,8 @@ class PaperStudy(Study):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.paper_table not in PAPER_TABLES:
-            raise ValueError(f"study '{self.name}' names paper table '{self.paper_table}'; valid: {', '.join(PAPER_TABLES.list())}")
+            valid = ", ".join(PAPER_TABLES.list())
+            raise ValueError(f"study '{self.name}' names paper table '{self.paper_table}'; valid: {valid}")
         unknown = [p for _, p in self.paper_columns if p not in self.presets]
         if unknown or not self.paper_columns:
             raise ValueError(f"study '{self.name}': paper columns must name presets of the study, got {unknown or 'none'}")

@@ -50,7 +50,8 @@ __all__ = [
 _CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d8dee4;--alt:#f6f8fa;--accent:#0969da;--head:#eef1f4}
 *{box-sizing:border-box}
-body{margin:0;background:#eceff3;color:var(--fg);font:14px/1.5 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
+body{margin:0;background:#eceff3;color:var(--fg);
+  font:14px/1.5 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 main{max-width:1200px;margin:0 auto;padding:28px 36px 64px;background:#fff;min-height:100vh}
 h1{font-size:26px;margin:0 0 2px}
 h2{font-size:20px;margin:44px 0 10px;padding-bottom:6px;border-bottom:2px solid var(--line)}
@@ -58,20 +59,24 @@ h3{font-size:15px;margin:24px 0 6px}
 p.sub{color:var(--muted);margin:0 0 16px}
 p.note{color:var(--muted);font-size:12.5px;margin:4px 0 12px}
 a{color:var(--accent);text-decoration:none}
-dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:3px 18px;font-size:13px;margin:12px 0;padding:12px 16px;background:var(--alt);border-radius:6px}
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:3px 18px;font-size:13px;margin:12px 0;
+  padding:12px 16px;background:var(--alt);border-radius:6px}
 dl.meta dt{color:var(--muted)}
-dl.meta dd{margin:0;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;word-break:break-all}
+dl.meta dd{margin:0;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;
+  word-break:break-all}
 nav.toc{font-size:13px;margin:14px 0 4px}
 nav.toc a{display:inline-block;margin:0 6px 6px 0;padding:3px 10px;border:1px solid var(--line);border-radius:14px}
 .tw{overflow-x:auto;margin:4px 0 14px}
 table.results{border-collapse:collapse;font-size:12.5px;font-variant-numeric:tabular-nums}
-table.results th,table.results td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+table.results th,table.results td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;
+  white-space:nowrap}
 table.results thead th{background:var(--head);border-bottom:2px solid #c5ccd3;font-weight:600}
 table.results tbody th{font-weight:600}
 table.results .num{text-align:right}
 table.results tbody tr:nth-child(even){background:var(--alt)}
 table.results td.missing{color:#9aa4ae}
-table.results caption{caption-side:bottom;text-align:left;color:var(--muted);font-size:12px;padding-top:5px;white-space:normal;max-width:1100px}
+table.results caption{caption-side:bottom;text-align:left;color:var(--muted);font-size:12px;padding-top:5px;
+  white-space:normal;max-width:1100px}
 .tables{display:flex;flex-wrap:wrap;gap:0 40px;align-items:flex-start}
 .tables>div{min-width:0;max-width:100%}
 .figs{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:16px;margin:10px 0}
@@ -114,7 +119,8 @@ def scrolling(body: str) -> str:
 def write_page(path: Path, title: str, body: str) -> Path:
     """Write ``body`` as a self-contained HTML page (inline CSS) to ``path``, atomically; returns ``path``."""
     doc = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>\n"
     )
     atomic_write_text(path, doc)
@@ -131,18 +137,23 @@ def stat_cell(stat: Stat | None, metric: str, row_n: int = 0) -> str:
     pct = is_percent(metric)
     tip = f"n = {stat.n}"
     if stat.n > 1 and not math.isnan(stat.lo):
-        tip += f"; 95% bootstrap interval of the mean [{format_value(stat.lo, metric)}, {format_value(stat.hi, metric)}]"
+        tip += (
+            f"; 95% bootstrap interval of the mean [{format_value(stat.lo, metric)}, {format_value(stat.hi, metric)}]"
+        )
     if stat.values:
         tip += "; per seed: " + ", ".join(format_value(v, metric) for v in stat.values)
     text = format_stat(stat, metric, row_n=row_n)
-    return f'<td class="num" data-mean="{stat.mean!r}" data-n="{stat.n}" data-pct="{int(pct)}" title="{escape(tip)}">{escape(text)}</td>'
+    attrs = f'data-mean="{stat.mean!r}" data-n="{stat.n}" data-pct="{int(pct)}" title="{escape(tip)}"'
+    return f'<td class="num" {attrs}>{escape(text)}</td>'
 
 
 def pivot_html(p: Pivot, caption: str | None = None, cls: str = "", seeds_column: bool = True) -> str:
     """A :class:`~rulab.results.aggregate.Pivot` as an HTML table (rows = methods or row labels)."""
     cap = caption if caption is not None else p.caption
     head = [f"<th>{escape(p.row_header)}</th>"] + (['<th class="num">seeds</th>'] if seeds_column else [])
-    head += [f'<th class="num">{escape(label)}{" (%)" if is_percent(metric) else ""}</th>' for label, metric in p.columns]
+    head += [
+        f'<th class="num">{escape(label)}{" (%)" if is_percent(metric) else ""}</th>' for label, metric in p.columns
+    ]
     body = []
     for row in p.rows:
         n = p.seeds(row)
@@ -153,7 +164,9 @@ def pivot_html(p: Pivot, caption: str | None = None, cls: str = "", seeds_column
     if p.notes:
         cap = (cap + ". " if cap else "") + "; ".join(p.notes)
     cap_html = f"<caption>{escape(cap)}</caption>" if cap else ""
-    return f'<table class="{escape(("results " + cls).strip())}">{cap_html}<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    table_cls = escape(("results " + cls).strip())
+    thead = f"<thead><tr>{''.join(head)}</tr></thead>"
+    return f'<table class="{table_cls}">{cap_html}{thead}<tbody>{"".join(body)}</tbody></table>'
 
 
 def records_pivot(
@@ -232,12 +245,23 @@ def id_block(recs: Sequence[Mapping[str, Any]], caption: str = ID_CAPTION) -> st
     idr = [r for r in recs if r["kind"] == "id"]
     if not idr:
         return ""
-    p = records_pivot(idr, "metric", "detector", col_labels={"": "raw logits", "ts": "temperature-scaled"},
-                      row_order=catalog.names("calibration"), col_order=("", "ts"), row_header="metric")
-    return "<h3>Accuracy and calibration on the ID test set</h3>" + scrolling(pivot_html(p, caption=caption, seeds_column=False))
+    p = records_pivot(
+        idr,
+        "metric",
+        "detector",
+        col_labels={"": "raw logits", "ts": "temperature-scaled"},
+        row_order=catalog.names("calibration"),
+        col_order=("", "ts"),
+        row_header="metric",
+    )
+    return "<h3>Accuracy and calibration on the ID test set</h3>" + scrolling(
+        pivot_html(p, caption=caption, seeds_column=False)
+    )
 
 
-def ood_blocks(ood: Sequence[Mapping[str, Any]], detectors: Sequence[str], metrics: Sequence[str] | None = None) -> list[str]:
+def ood_blocks(
+    ood: Sequence[Mapping[str, Any]], detectors: Sequence[str], metrics: Sequence[str] | None = None
+) -> list[str]:
     """One table per OOD detection metric (the ``detection`` metrics of :mod:`rulab.metrics.catalog` that have a
     direction; only ``metrics`` if given) that the ``kind="ood"`` rows hold.
 
@@ -253,8 +277,12 @@ def ood_blocks(ood: Sequence[Mapping[str, Any]], detectors: Sequence[str], metri
         note = m.caption
         if m.name.startswith("aupr") and ratio:
             note += "; OOD:ID ratio " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items())
-        p = records_pivot(sel, "detector", "dataset", metric=m.name, row_order=detectors, mean_column="mean", row_header="detector")
-        blocks.append(f"<h3>OOD detection: {escape(m.heading)}</h3>" + scrolling(pivot_html(p, caption=note, seeds_column=False)))
+        p = records_pivot(
+            sel, "detector", "dataset", metric=m.name, row_order=detectors, mean_column="mean", row_header="detector"
+        )
+        blocks.append(
+            f"<h3>OOD detection: {escape(m.heading)}</h3>" + scrolling(pivot_html(p, caption=note, seeds_column=False))
+        )
     return blocks
 
 
@@ -265,7 +293,9 @@ def farconf_block(recs: Sequence[Mapping[str, Any]]) -> str:
         return ""
     rows = [{**r, "set": r["dataset"] + (f" / {r['detector']}" if r["detector"] else "")} for r in far]
     p = records_pivot(rows, "set", "metric", row_header="set")
-    return "<h3>Far-away and worst-case confidence</h3>" + scrolling(pivot_html(p, caption="MMC: mean max-confidence; lower on noise is better", seeds_column=False))
+    return "<h3>Far-away and worst-case confidence</h3>" + scrolling(
+        pivot_html(p, caption="MMC: mean max-confidence; lower on noise is better", seeds_column=False)
+    )
 
 
 def _float64(values: Any) -> np.ndarray:
@@ -286,15 +316,40 @@ def array_figures(arrays: Mapping[str, Any], detector: str, max_points: int, tag
     det = detector if detector in dets else (dets[0] if dets else None)
     if det is not None and f"scores/{det}/id" in arrays:
         s_id = _float64(arrays[f"scores/{det}/id"])
-        sets = {k.split("/", 2)[2]: _float64(v) for k, v in arrays.items() if k.startswith(f"scores/{det}/") and k != f"scores/{det}/id"}
+        sets = {
+            k.split("/", 2)[2]: _float64(v)
+            for k, v in arrays.items()
+            if k.startswith(f"scores/{det}/") and k != f"scores/{det}/id"
+        }
         if sets:
-            figs.append(figure_html(plots.roc_pr({k: (s_id, v) for k, v in sets.items()}, det, max_points), f"ROC and precision-recall curves of the {det} score per OOD set{tag}", wide=True))
-            figs.append(figure_html(plots.score_histograms(s_id, sets, det), f"{det} score histograms: ID test set vs each OOD set{tag}", wide=True))
+            figs.append(
+                figure_html(
+                    plots.roc_pr({k: (s_id, v) for k, v in sets.items()}, det, max_points),
+                    f"ROC and precision-recall curves of the {det} score per OOD set{tag}",
+                    wide=True,
+                )
+            )
+            figs.append(
+                figure_html(
+                    plots.score_histograms(s_id, sets, det),
+                    f"{det} score histograms: ID test set vs each OOD set{tag}",
+                    wide=True,
+                )
+            )
     if "id/logits" in arrays and "id/labels" in arrays:
         t = arrays.get("ts/temperature")
         temp = float(t.reshape(-1)[0]) if t is not None and t.numel() else None
-        figs.append(figure_html(plots.reliability(arrays["id/logits"], arrays["id/labels"], temp), f"reliability diagrams before and after temperature scaling{tag}"))
-    figs.append(figure_html(plots.farconf_curves(arrays, max_points), f"far-away confidence: alpha scaling and adversarial noise{tag}"))
+        figs.append(
+            figure_html(
+                plots.reliability(arrays["id/logits"], arrays["id/labels"], temp),
+                f"reliability diagrams before and after temperature scaling{tag}",
+            )
+        )
+    figs.append(
+        figure_html(
+            plots.farconf_curves(arrays, max_points), f"far-away confidence: alpha scaling and adversarial noise{tag}"
+        )
+    )
     return figs
 
 

@@ -22,7 +22,9 @@ __all__ = ["paper_table_html", "PaperTable"]
 PaperTable = Callable[[ResultTable], str]
 
 
-def paper_table_html(table: ResultTable, rows: str = "dataset", cols: str = "metric", title: str = "", percent: bool = True) -> str:
+def paper_table_html(
+    table: ResultTable, rows: str = "dataset", cols: str = "metric", title: str = "", percent: bool = True
+) -> str:
     """A simple paper-style table from one :class:`ResultTable` (the hook's default shape).
 
     Rows are the distinct values of the row field (e.g. OOD sets), columns the distinct values of the column

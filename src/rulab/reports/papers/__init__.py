@@ -1,5 +1,5 @@
-"""Paper-style tables: a study's results laid out as the tables of the four reproduced works (W1-W4), with the papers' own numbers
-beside ours where the setting matches.
+"""Paper-style tables: a study's results laid out as the tables of the four reproduced works (W1-W4), with the
+papers' own numbers beside ours where the setting matches.
 
 One module per paper, each holding its builder (registered in :data:`rulab.registry.PAPER_TABLES` under the layout
 name) and, beside it, the paper's reference numbers:

@@ -37,25 +37,41 @@ def _w4(*rows: str) -> dict[str, dict[str, tuple[str, str]]]:
 
 W4_REFERENCE: dict[str, dict[str, dict[str, tuple[str, str]]]] = {
     "densenet-cifar10": _w4(
-        "34.7/4.3 10.0/4.7 95.3/99.1 96.4/99.1 93.8/99.1", "40.8/7.5 11.5/6.1 94.1/98.5 95.1/98.6 92.4/98.5",
-        "39.3/8.7 10.2/6.0 94.8/98.2 96.0/98.5 93.1/97.8", "33.6/3.8 9.7/4.4 95.4/99.2 96.4/99.3 94.0/99.2",
-        "37.2/6.3 10.8/5.5 94.8/98.8 95.9/98.9 93.1/98.8", "23.5/0.0 5.3/0.5 96.5/99.9 97.8/100.0 93.0/99.9",
-        "12.3/0.0 4.7/0.2 97.5/100.0 98.3/100.0 95.9/100.0"),
+        "34.7/4.3 10.0/4.7 95.3/99.1 96.4/99.1 93.8/99.1",
+        "40.8/7.5 11.5/6.1 94.1/98.5 95.1/98.6 92.4/98.5",
+        "39.3/8.7 10.2/6.0 94.8/98.2 96.0/98.5 93.1/97.8",
+        "33.6/3.8 9.7/4.4 95.4/99.2 96.4/99.3 94.0/99.2",
+        "37.2/6.3 10.8/5.5 94.8/98.8 95.9/98.9 93.1/98.8",
+        "23.5/0.0 5.3/0.5 96.5/99.9 97.8/100.0 93.0/99.9",
+        "12.3/0.0 4.7/0.2 97.5/100.0 98.3/100.0 95.9/100.0",
+    ),
     "densenet-cifar100": _w4(
-        "66.6/28.0 27.1/13.2 81.2/94.3 82.9/94.5 80.1/94.4", "82.5/58.2 34.4/23.0 71.5/85.0 73.8/85.5 68.9/84.0",
-        "59.7/17.3 23.3/9.5 85.4/96.7 86.9/96.9 84.4/96.5", "83.2/60.5 35.2/23.0 70.8/85.3 74.0/86.4 67.9/83.7",
-        "84.9/64.9 36.1/24.0 69.6/84.0 72.4/85.1 66.6/81.8", "100.0/99.8 35.7/15.9 43.2/83.0 63.2/89.6 41.9/68.9",
-        "100.0/100.0 41.4/35.5 30.5/45.9 53.3/64.7 37.6/43.0"),
+        "66.6/28.0 27.1/13.2 81.2/94.3 82.9/94.5 80.1/94.4",
+        "82.5/58.2 34.4/23.0 71.5/85.0 73.8/85.5 68.9/84.0",
+        "59.7/17.3 23.3/9.5 85.4/96.7 86.9/96.9 84.4/96.5",
+        "83.2/60.5 35.2/23.0 70.8/85.3 74.0/86.4 67.9/83.7",
+        "84.9/64.9 36.1/24.0 69.6/84.0 72.4/85.1 66.6/81.8",
+        "100.0/99.8 35.7/15.9 43.2/83.0 63.2/89.6 41.9/68.9",
+        "100.0/100.0 41.4/35.5 30.5/45.9 53.3/64.7 37.6/43.0",
+    ),
     "wrn-cifar10": _w4(
-        "38.9/23.4 12.5/11.6 92.9/94.2 92.5/92.8 91.9/94.7", "45.6/25.5 14.8/13.4 91.0/92.1 89.7/89.0 89.9/93.6",
-        "35.0/21.8 10.8/9.8 94.5/95.9 95.1/95.8 93.1/95.5", "35.0/17.6 11.4/9.7 93.9/95.4 93.8/93.8 92.8/96.1",
-        "40.6/21.3 13.2/11.5 92.5/93.7 91.7/91.2 91.5/94.9", "1.6/0.0 3.2/0.2 99.2/100.0 99.3/100.0 98.9/100.0",
-        "0.3/0.0 2.4/0.1 99.5/100.0 99.6/100.0 99.3/100.0"),
+        "38.9/23.4 12.5/11.6 92.9/94.2 92.5/92.8 91.9/94.7",
+        "45.6/25.5 14.8/13.4 91.0/92.1 89.7/89.0 89.9/93.6",
+        "35.0/21.8 10.8/9.8 94.5/95.9 95.1/95.8 93.1/95.5",
+        "35.0/17.6 11.4/9.7 93.9/95.4 93.8/93.8 92.8/96.1",
+        "40.6/21.3 13.2/11.5 92.5/93.7 91.7/91.2 91.5/94.9",
+        "1.6/0.0 3.2/0.2 99.2/100.0 99.3/100.0 98.9/100.0",
+        "0.3/0.0 2.4/0.1 99.5/100.0 99.6/100.0 99.3/100.0",
+    ),
     "wrn-cifar100": _w4(
-        "67.1/42.7 25.9/16.0 82.4/91.8 84.1/92.5 80.7/91.0", "79.3/51.6 32.2/20.7 74.2/87.8 75.4/88.2 71.9/87.2",
-        "74.0/35.7 26.8/16.0 80.6/91.8 83.3/91.8 77.5/91.6", "76.7/46.5 29.2/18.5 77.4/89.5 79.1/89.8 74.6/89.2",
-        "79.8/50.8 30.8/19.5 75.7/88.4 77.5/88.9 72.7/87.6", "21.0/0.0 7.2/0.3 96.5/100.0 97.6/100.0 92.9/99.9",
-        "28.3/0.0 6.1/0.2 95.7/99.9 97.4/100.0 89.3/99.8"),
+        "67.1/42.7 25.9/16.0 82.4/91.8 84.1/92.5 80.7/91.0",
+        "79.3/51.6 32.2/20.7 74.2/87.8 75.4/88.2 71.9/87.2",
+        "74.0/35.7 26.8/16.0 80.6/91.8 83.3/91.8 77.5/91.6",
+        "76.7/46.5 29.2/18.5 77.4/89.5 79.1/89.8 74.6/89.2",
+        "79.8/50.8 30.8/19.5 75.7/88.4 77.5/88.9 72.7/87.6",
+        "21.0/0.0 7.2/0.3 96.5/100.0 97.6/100.0 92.9/99.9",
+        "28.3/0.0 6.1/0.2 95.7/99.9 97.4/100.0 89.3/99.8",
+    ),
 }
 """ODIN's Table 2 (Liang et al. 2018, percent): per model, OOD set and metric the pair (Baseline, ODIN)."""
 
@@ -65,7 +81,13 @@ def odin_tables(results: Results, columns: Sequence[tuple[str, str]], reference:
     """ODIN's Table 2 layout, one table per model: FPR at 95% TPR (``fpr95_id``), detection error, AUROC, AUPR-In,
     AUPR-Out, each Baseline (MSP) / ODIN, per OOD set (Liang et al. 2018, Table 2; percent)."""
     ref = W4_REFERENCE.get(reference, {})
-    heads = (("FPR at 95% TPR ↓", "fpr95_id"), ("Detection error ↓", "detection_error"), ("AUROC ↑", "auroc"), ("AUPR-In ↑", "aupr_in"), ("AUPR-Out ↑", "aupr_out"))
+    heads = (
+        ("FPR at 95% TPR ↓", "fpr95_id"),
+        ("Detection error ↓", "detection_error"),
+        ("AUROC ↑", "auroc"),
+        ("AUPR-In ↑", "aupr_in"),
+        ("AUPR-Out ↑", "aupr_out"),
+    )
     tables = []
     for label, preset in columns:
         r = Runs(records(results.get(preset, ())))
@@ -74,13 +96,33 @@ def odin_tables(results: Results, columns: Sequence[tuple[str, str]], reference:
         sets = ordered(sets, _ODIN_SETS)
         rows = []
         for s in sets:
-            rows.append(PaperRow(set_name(s), tuple(cell(r.per_run("ood", m, s, det)) for _, m in heads for det in ("msp", odin))))
+            rows.append(
+                PaperRow(
+                    set_name(s), tuple(cell(r.per_run("ood", m, s, det)) for _, m in heads for det in ("msp", odin))
+                )
+            )
             if s in ref:
-                rows.append(PaperRow(f"{set_name(s)} (paper)", tuple(paper_cell(ref[s][m][i]) for _, m in heads for i in (0, 1)), paper=True))
-        note = "ODIN with the per-set ε of ODIN's README (T = 1000)." if odin == "odin_paper" else "ODIN with the evaluation's (T, ε) (tuned on validation-OOD data, or T = 1000, ε = 0.0014 without it)."
-        tables.append(PaperTable(
-            title=f"{label}: Baseline (MSP) / ODIN, % (W4)", row_header="OOD set",
-            columns=("Baseline", "ODIN") * len(heads), groups=tuple((h, 2) for h, _ in heads), rows=tuple(rows),
-            notes=(f"ours: mean ± std over {len(r.runs)} seed(s).", note, "Exact metrics (not ODIN's threshold grid)." + (" Paper: ICLR Table 2." if ref else "")),
-        ))
+                rows.append(
+                    PaperRow(
+                        f"{set_name(s)} (paper)",
+                        tuple(paper_cell(ref[s][m][i]) for _, m in heads for i in (0, 1)),
+                        paper=True,
+                    )
+                )
+        tuned = "ODIN with the evaluation's (T, ε): tuned on validation-OOD data, or T = 1000, ε = 0.0014 without it."
+        note = "ODIN with the per-set ε of ODIN's README (T = 1000)." if odin == "odin_paper" else tuned
+        tables.append(
+            PaperTable(
+                title=f"{label}: Baseline (MSP) / ODIN, % (W4)",
+                row_header="OOD set",
+                columns=("Baseline", "ODIN") * len(heads),
+                groups=tuple((h, 2) for h, _ in heads),
+                rows=tuple(rows),
+                notes=(
+                    f"ours: mean ± std over {len(r.runs)} seed(s).",
+                    note,
+                    "Exact metrics (not ODIN's threshold grid)." + (" Paper: ICLR Table 2." if ref else ""),
+                ),
+            )
+        )
     return tables

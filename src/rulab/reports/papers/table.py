@@ -137,8 +137,16 @@ class PaperTable:
         e = escape
         head = ""
         if self.groups:
-            head += "<tr><th></th>" + "".join(f'<th class="num" colspan="{span}">{e(label)}</th>' for label, span in self.groups) + "</tr>"
-        head += f"<tr><th>{e(self.row_header)}</th>" + "".join(f'<th class="num">{e(c)}</th>' for c in self.columns) + "</tr>"
+            head += (
+                "<tr><th></th>"
+                + "".join(f'<th class="num" colspan="{span}">{e(label)}</th>' for label, span in self.groups)
+                + "</tr>"
+            )
+        head += (
+            f"<tr><th>{e(self.row_header)}</th>"
+            + "".join(f'<th class="num">{e(c)}</th>' for c in self.columns)
+            + "</tr>"
+        )
         body = []
         for r in self.rows:
             style = ' class="paper" style="color:#59636e;font-style:italic"' if r.paper else ""
@@ -151,14 +159,19 @@ class PaperTable:
                     tds.append(f'<td class="num" data-mean="{c.mean!r}"{extra}>{e(c.display())}</td>')
             body.append(f'<tr{style}><th scope="row">{e(r.label)}</th>{"".join(tds)}</tr>')
         cap = self.title + ("; " + " ".join(self.notes) if self.notes else "")
-        return f'<table class="results paper"><caption>{e(cap)}</caption><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+        caption, body_html = f"<caption>{e(cap)}</caption>", "".join(body)
+        return f'<table class="results paper">{caption}<thead>{head}</thead><tbody>{body_html}</tbody></table>'
 
     def markdown(self) -> str:
         """A GitHub-flavoured markdown table with the caption above it and the notes below."""
         cols = self.flat_columns()
         esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-        lines = [f"**{esc(self.title)}**", "", "| " + " | ".join([esc(self.row_header)] + [esc(c) for c in cols]) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|"]
+        lines = [
+            f"**{esc(self.title)}**",
+            "",
+            "| " + " | ".join([esc(self.row_header)] + [esc(c) for c in cols]) + " |",
+            "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|",
+        ]
         for r in self.rows:
             cells = ["–" if c is None else c.display() for c in r.cells]
             label = f"*{esc(r.label)}*" if r.paper else esc(r.label)
@@ -175,8 +188,19 @@ def records(results: Sequence[Records] | ResultTable) -> list[Records]:
     """The records of one preset (a ResultTable becomes records of the run named in its ``meta``)."""
     if isinstance(results, ResultTable):
         run = str(results.meta.get("run", "run"))
-        return [{"run_id": run, "kind": r.kind, "dataset": r.dataset, "shift": r.shift, "severity": r.severity,
-                 "detector": r.detector, "metric": r.metric, "value": r.value} for r in results]
+        return [
+            {
+                "run_id": run,
+                "kind": r.kind,
+                "dataset": r.dataset,
+                "shift": r.shift,
+                "severity": r.severity,
+                "detector": r.detector,
+                "metric": r.metric,
+                "value": r.value,
+            }
+            for r in results
+        ]
     return list(results)
 
 
@@ -190,24 +214,52 @@ class Runs:
             run = str(r.get("run_id", ""))
             if run not in self.runs:
                 self.runs.append(run)
-            key = (str(r["kind"]), str(r.get("dataset", "")), str(r.get("shift", "")), str(r.get("severity", "")),
-                   str(r.get("detector", "")), str(r["metric"]))
+            key = (
+                str(r["kind"]),
+                str(r.get("dataset", "")),
+                str(r.get("shift", "")),
+                str(r.get("severity", "")),
+                str(r.get("detector", "")),
+                str(r["metric"]),
+            )
             v = r["value"]
             self.values.setdefault(key, {})[run] = math.nan if v is None else float(v)
 
-    def per_run(self, kind: str, metric: str, dataset: str | None = None, detector: str | None = None, shift: str = "",
-                severity: str = "") -> dict[str, float]:
+    def per_run(
+        self,
+        kind: str,
+        metric: str,
+        dataset: str | None = None,
+        detector: str | None = None,
+        shift: str = "",
+        severity: str = "",
+    ) -> dict[str, float]:
         """``{run: value}`` of the single key matching (``dataset`` / ``detector`` None = any, first match)."""
         for (k, d, s, sev, det, m), vals in self.values.items():
-            if k == kind and m == metric and s == shift and sev == severity and (dataset is None or d == dataset) and (detector is None or det == detector):
+            if (
+                k == kind
+                and m == metric
+                and s == shift
+                and sev == severity
+                and (dataset is None or d == dataset)
+                and (detector is None or det == detector)
+            ):
                 return vals
         return {}
 
     def datasets(self, kind: str, detector: str, metric: str) -> list[str]:
-        return list(dict.fromkeys(d for (k, d, _s, _sev, det, m) in self.values if k == kind and det == detector and m == metric))
+        return list(
+            dict.fromkeys(
+                d for (k, d, _s, _sev, det, m) in self.values if k == kind and det == detector and m == metric
+            )
+        )
 
     def severities(self, shift: str, metric: str) -> list[str]:
-        sevs = {sev for (k, _d, s, sev, _det, m) in self.values if k == "shift" and s == shift and m == metric and sev not in ("mean", "")}
+        sevs = {
+            sev
+            for (k, _d, s, sev, _det, m) in self.values
+            if k == "shift" and s == shift and m == metric and sev not in ("mean", "")
+        }
         return sorted(sevs, key=float)
 
 
@@ -233,11 +285,29 @@ def seed_note(runs: Mapping[str, Runs]) -> str:
 
 
 SET_NAMES = {
-    "gaussian": "Gaussian", "rademacher": "Rademacher", "blobs": "Blobs", "dtd": "Textures", "textures": "Textures (skimage)",
-    "svhn": "SVHN", "places365": "Places365", "lsun_resize": "LSUN (resize)", "lsun_crop": "LSUN (crop)", "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100", "digits": "Digits (sklearn)", "uniform": "Uniform", "hein": "Noise", "lsun_classroom": "LSUN CR",
-    "tin_crop": "TinyImageNet (crop)", "tin_resize": "TinyImageNet (resize)", "isun": "iSUN", "gaussian_odin": "Gaussian",
-    "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "tiny_imagenet": "Tiny ImageNet", "photos": "Photos (skimage)",
+    "gaussian": "Gaussian",
+    "rademacher": "Rademacher",
+    "blobs": "Blobs",
+    "dtd": "Textures",
+    "textures": "Textures (skimage)",
+    "svhn": "SVHN",
+    "places365": "Places365",
+    "lsun_resize": "LSUN (resize)",
+    "lsun_crop": "LSUN (crop)",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "digits": "Digits (sklearn)",
+    "uniform": "Uniform",
+    "hein": "Noise",
+    "lsun_classroom": "LSUN CR",
+    "tin_crop": "TinyImageNet (crop)",
+    "tin_resize": "TinyImageNet (resize)",
+    "isun": "iSUN",
+    "gaussian_odin": "Gaussian",
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "tiny_imagenet": "Tiny ImageNet",
+    "photos": "Photos (skimage)",
 }
 """Display names of OOD sets and datasets (data)."""
 

@@ -68,7 +68,7 @@ def test_packages_are_discovered_module_by_module(tmp_path, monkeypatch):
     reg_mod = tmp_path / "widgets_registry.py"
     reg_mod.write_text("from rulab.registry import Registry\nWIDGETS = Registry('widget', packages=('widgets_pkg',))\n")
     for name in ("alpha", "beta"):
-        code = f"from widgets_registry import WIDGETS\n\n@WIDGETS.register('{name}')\ndef make():\n    return '{name}'\n"
+        code = f"from widgets_registry import WIDGETS\n\n@WIDGETS.register('{name}')\ndef f():\n    return '{name}'\n"
         (pkg / f"{name}.py").write_text(code)
     # read at import time, before the modules after it in alphabetical order were imported
     (pkg / "aaa_index.py").write_text("from widgets_registry import WIDGETS\n\nSEEN = WIDGETS.list()\n")

@@ -23,7 +23,7 @@ import torch
 from rulab.config import load_config
 from rulab.data.splits import load_splits
 from rulab.eval.predict import predict
-from rulab.methods.attacks import log_max_confidence, pgd_ce, pgd_confidence
+from rulab.attacks import log_max_confidence, pgd_ce, pgd_confidence
 from rulab.registry import OOD_SETS
 from rulab.train.checkpoint import load_model
 from rulab.train.loop import fit

@@ -1,6 +1,6 @@
 """Compare training methods across seeds: a small study, then the stored results as mean ± std.
 
-A :class:`~rulab.presets.study.Study` is a grid of presets × seeds. ``rulab.api.study`` trains and evaluates every
+A :class:`~rulab.presets.study_spec.Study` is a grid of presets × seeds. ``rulab.api.study`` trains and evaluates every
 cell into one SQLite results database (re-running skips finished cells), prints the per-method summary and writes
 the HTML report; ``rulab.api.results`` reads the long table back (a pandas DataFrame) for your own analysis.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import rulab.api as api
 from rulab.config import MethodCfg, RunCfg
-from rulab.presets.study import Study
+from rulab.presets.study_spec import Study
 from rulab.registry import PRESETS
 
 

@@ -63,7 +63,7 @@ from rulab.eval.evaluate import evaluate
 from rulab.eval.extract import extract
 from rulab.eval.ood_eval import load_ood_set
 from rulab.eval.predict import predict
-from rulab.eval.results import ResultTable, Row
+from rulab.results.table import ResultTable, Row
 from rulab.eval.shift import evaluate_shift
 from rulab.metrics.calibration import calibration_error, calibration_metrics
 from rulab.metrics.ood import ood_metrics

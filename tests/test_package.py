@@ -15,7 +15,7 @@ def test_import_rulab_does_not_import_torch() -> None:
 
 
 def test_lazy_names() -> None:
-    from rulab.eval.results import ResultTable
+    from rulab.results.table import ResultTable
     from rulab.eval.user import evaluate_model
     from rulab.train.convert import convert
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 import rulab
-import rulab.eval.results
+import rulab.results.table
 from rulab.cli import main
 from rulab.config import EvalCfg
 from rulab.errors import ConfigError
 from rulab.presets.fmnist import fmnist_base
-from rulab.presets.study import Study
+from rulab.presets.study_spec import Study
 from rulab.registry import PRESETS, STUDIES
 from rulab.results.store import ResultStore
 from rulab.study import evaluate_run, plan_cells, run_study
@@ -76,7 +76,7 @@ def test_evaluation_adapter(tmp_path, monkeypatch):
 
     def evaluate_checkpoint(checkpoint, benchmark=None, detectors=None, farconf=None):
         seen.update(checkpoint=checkpoint, benchmark=benchmark, detectors=detectors, farconf=farconf)
-        return rulab.eval.results.ResultTable()
+        return rulab.results.table.ResultTable()
 
     monkeypatch.setattr(rulab.api, "evaluate_checkpoint", evaluate_checkpoint, raising=False)
     (cell,) = plan_cells(st, out_dir=str(tmp_path), overrides=(*OV, "eval.farconf=false"))
@@ -136,7 +136,7 @@ _SCRIPT = """
 import pathlib, sys, time
 sys.path.insert(0, {fake_dir!r})
 from fake_eval import fake_evaluate
-from rulab.presets.study import Study
+from rulab.presets.study_spec import Study
 from rulab.study import run_study
 
 def evaluate(run_dir, cfg):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from rulab.eval.toy2d import (
+from rulab.toy2d import (
     REGIONS,
     TOY_EPS,
     TOY_MODELS,

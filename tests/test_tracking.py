@@ -10,7 +10,7 @@ import torch
 
 from rulab.config import DataCfg, EvalCfg, ModelCfg, RunCfg, TrainCfg
 from rulab.errors import ConfigError
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.tracking import make_trackers, row_tag, train_tracked
 
 

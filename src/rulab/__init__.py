@@ -24,7 +24,7 @@ _LAZY = {
     "evaluate": ("rulab.eval.user", "evaluate_model"),
     "evaluate_checkpoint": ("rulab.api", "evaluate_checkpoint"),
     "convert": ("rulab.train.convert", "convert"),
-    "ResultTable": ("rulab.eval.results", "ResultTable"),
+    "ResultTable": ("rulab.results.table", "ResultTable"),
 }
 _SUBMODULES = frozenset({
     "api", "cli", "config", "data", "detectors", "errors", "eval", "io", "methods", "metrics", "models", "presets",

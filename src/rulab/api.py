@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rulab.config import RunCfg, load_config
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.eval.user import evaluate_model as evaluate
 from rulab.train.convert import convert
 
@@ -132,7 +132,7 @@ def evaluate_checkpoint(
     from rulab.eval.evaluate import evaluate, resolve_benchmark
     from rulab.io import atomic_write_json, atomic_write_text
     from rulab.train.checkpoint import checkpoint_hash, load_model, read_meta, resolve_checkpoint
-    from rulab.train.distributed import resolve_device
+    from rulab.distributed import resolve_device
 
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
@@ -215,7 +215,7 @@ def study(
     evaluate: Callable[..., Any] | bool | None = None,
     report: bool | None = None,
 ) -> Any:
-    """Run a study (a registered name such as ``"fmnist-default"`` or a :class:`rulab.presets.study.Study`).
+    """Run a study (a registered name such as ``"fmnist-default"`` or a :class:`rulab.presets.study_spec.Study`).
 
     Trains and evaluates every (preset, seed) cell into ``<out_dir>/results.db`` (or ``db``), skipping finished
     cells, then writes ``<out_dir>/report.html``; with ``progress`` it prints the summary table, the report's

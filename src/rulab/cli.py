@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     cfg = _resolve(args, overrides)
     t0 = time.time()
     run_dir = train(cfg, resume=args.resume, track=args.track)
-    from rulab.train.distributed import is_main
+    from rulab.distributed import is_main
 
     if is_main():
         print(f"trained {cfg.name} in {time.time() - t0:.1f} s -> {run_dir}")

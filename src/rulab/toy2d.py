@@ -8,7 +8,7 @@ two-moons points:
   iteration (the two terms averaged separately, unlike the CNN objective's ``1/(N+M)``);
 * ``acet``: as CEDA, with the noise replaced by PGD on ``log p_max``: ε = 0.025, 4 steps of 0.02, uniform random
   start in ``[−ε, ε]²``, last iterate, BN-free model. The default uses the corrected projection
-  ``u ← clip(u + α·sign(g), 0, 1); u ← z + clip(u − z, −ε, ε)`` (:func:`rulab.methods.attacks.pgd`);
+  ``u ← clip(u + α·sign(g), 0, 1); u ← z + clip(u − z, −ε, ε)`` (:func:`rulab.attacks.pgd`);
   ``parity=True`` reproduces the notebook's bug, where the projection restores the pre-step point so every step
   is undone (the step 0.02 is below ε): the "ACET" noise is then the random start, i.e. CEDA on jittered noise.
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rulab.errors import InputError, RulabError
-from rulab.methods.attacks import log_max_confidence, pgd
+from rulab.attacks import log_max_confidence, pgd
 from rulab.registry import MODELS
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 A tracker is an object with ``log_metrics(step, metrics)``, the hook the training loop calls once per epoch
 (:func:`rulab.train.loop.fit`, ``loggers=``), plus ``log_params``, ``log_table`` (an evaluation's
-:class:`~rulab.eval.results.ResultTable`), ``log_artifact`` and ``close``. Trackers are registered in
+:class:`~rulab.results.table.ResultTable`), ``log_artifact`` and ``close``. Trackers are registered in
 :data:`TRACKERS` and chosen by name: ``rulab train fmnist-plain --track tensorboard,mlflow``,
 ``rulab eval runs/x --track mlflow`` or ``rulab.api.train(cfg, track=["tensorboard"])``.
 

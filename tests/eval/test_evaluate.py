@@ -16,7 +16,7 @@ from rulab.data.splits import load_splits
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.evaluate import evaluate
 from rulab.eval.ood_eval import OOD_METRICS, load_ood_set
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.registry import BENCHMARKS, DETECTORS
 from rulab.train.checkpoint import load_model
 

@@ -20,7 +20,7 @@ from rulab.eval.farconf import (
     msp,
     resisted,
 )
-from rulab.methods.attacks import log_max_confidence, pgd_confidence
+from rulab.attacks import log_max_confidence, pgd_confidence
 from rulab.registry import MODELS
 
 

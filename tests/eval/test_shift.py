@@ -12,7 +12,7 @@ from rulab.data.corruptions import corrupt_dataset, shift_suite
 from rulab.data.tensors import TensorDataset
 from rulab.errors import ConfigError, InputError
 from rulab.eval.predict import predict
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.eval.shift import (
     CELL_METRICS,
     CLEAN,

@@ -124,7 +124,7 @@ def test_user_mistakes_are_one_sentence(data) -> None:
 def test_shift_cells_reach_the_shift_evaluation(data, monkeypatch) -> None:
     """The API hands a custom suite (cells) and the fitted temperature to rulab.eval.shift."""
     import rulab.eval.shift as shift_mod
-    from rulab.eval.results import ResultTable
+    from rulab.results.table import ResultTable
 
     net, _tr, va, te = data
     seen = {}

@@ -1,4 +1,4 @@
-"""PGD (rulab.methods.attacks) does only the gradient work it needs: no gradient is ever computed for the model's
+"""PGD (rulab.attacks) does only the gradient work it needs: no gradient is ever computed for the model's
 weights (only the input gradient), BatchNorm runs in eval mode so a batch is attacked exactly as its examples would be
 one by one, and the model's mode and ``requires_grad`` flags are left as they were."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from rulab.methods.attacks import log_max_confidence, pgd, pgd_ce, pgd_confidence
+from rulab.attacks import log_max_confidence, pgd, pgd_ce, pgd_confidence
 from rulab.models import create_model
 
 

@@ -14,7 +14,7 @@ import torch
 from rulab.config import load_config
 from rulab.data.splits import load_splits
 from rulab.eval.predict import predict
-from rulab.methods.attacks import pgd_confidence
+from rulab.attacks import pgd_confidence
 from rulab.registry import OOD_SETS
 from rulab.train.checkpoint import load_model
 from rulab.train.loop import fit

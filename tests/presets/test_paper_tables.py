@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rulab.config import RunCfg
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.reports.papers import Cell, study_paper_html, study_paper_markdown, study_tables
 from rulab.reports.papers.coursework import coursework_tables
 from rulab.reports.papers.hein2019 import hein2019_tables

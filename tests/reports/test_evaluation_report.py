@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.reports.evaluation import evaluation_report
 
 pytest.importorskip("matplotlib", reason="the report's figures need matplotlib (pip install 'rulab[report]')")

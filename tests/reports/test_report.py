@@ -11,7 +11,7 @@ import torch
 from rulab.cli import main
 from rulab.config import RunCfg
 from rulab.errors import RulabError
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.reports import build_report, mean_table, paper_table_html
 from rulab.results.store import ResultStore
 

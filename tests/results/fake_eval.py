@@ -16,7 +16,7 @@ from rulab.config import RunCfg
 from rulab.data.corruptions import apply_shift
 from rulab.detectors.temperature import fit_temperature
 from rulab.eval.predict import predict
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.metrics.calibration import calibration_metrics
 from rulab.metrics.ood import ood_metrics
 from rulab.registry import DATASETS

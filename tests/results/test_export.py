@@ -5,7 +5,7 @@ import pytest
 from rulab.cli import main
 from rulab.config import RunCfg
 from rulab.errors import RulabError
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.results.aggregate import Pivot, Stat
 from rulab.results.export import (
     format_stat,

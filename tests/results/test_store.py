@@ -9,7 +9,7 @@ import pytest
 
 from rulab.config import RunCfg, config_hash, to_dict
 from rulab.errors import StoreError
-from rulab.eval.results import ResultTable, Row
+from rulab.results.table import ResultTable, Row
 from rulab.results.store import SCHEMA_VERSION, ResultStore, curve_points, run_id_for
 
 

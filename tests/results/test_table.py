@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rulab.errors import InputError
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 
 
 def table():

@@ -36,7 +36,7 @@ from rulab.eval.predict import predict, predict_distributed
 from rulab.metrics import auroc, calibration_metrics
 from rulab.registry import DATASETS
 from rulab.train.checkpoint import load_model
-from rulab.train.distributed import DistInfo, shard_batches, shard_range
+from rulab.distributed import DistInfo, shard_batches, shard_range
 from rulab.train.loop import fit
 
 SRC = str(Path(rulab.__file__).resolve().parents[1])
@@ -63,7 +63,7 @@ from rulab.cli import main
 from rulab.eval.predict import predict_distributed
 from rulab.registry import DATASETS
 from rulab.train.checkpoint import load_model
-from rulab.train.distributed import all_reduce_sum, dist_info, gather_rows
+from rulab.distributed import all_reduce_sum, dist_info, gather_rows
 
 import rulab.train.loop as loop
 
@@ -194,7 +194,7 @@ def test_sync_bn_on_cpu_is_a_config_error(tmp_path, monkeypatch):
 
 
 def test_world_size_without_rank_is_explained(monkeypatch):
-    from rulab.train.distributed import init_distributed
+    from rulab.distributed import init_distributed
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("RANK", raising=False)

@@ -1,5 +1,5 @@
 """``evaluate(model, benchmark=...)``: calibration, OOD detection with every detector, and the hooks for covariate
-shift and far-away confidence, as one long :class:`~rulab.eval.results.ResultTable`.
+shift and far-away confidence, as one long :class:`~rulab.results.table.ResultTable`.
 
 What it does, in order (each network pass happens once per dataset, convention 6 in docs/conventions.md):
 
@@ -48,7 +48,7 @@ from rulab.errors import ConfigError, InputError
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key, extract, weights_hash
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.metrics.calibration import calibration_metrics, mmc
 from rulab.models.fuse import inference_copy
 from rulab.models.tta import FlipTTA

@@ -41,8 +41,8 @@ from rulab.data.noise import NoiseStream
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
-from rulab.eval.results import ResultTable
-from rulab.methods.attacks import log_max_confidence, pgd
+from rulab.results.table import ResultTable
+from rulab.attacks import log_max_confidence, pgd
 from rulab.metrics.ood import auroc, fpr95_id
 
 __all__ = [
@@ -265,7 +265,7 @@ def attack_noise(
 ) -> NoiseAttack:
     """Adversarial noise (W3's ``evaluation.py``): PGD maximising ``log max_k p_k`` in the L∞ ball around noise.
 
-    Runs :func:`rulab.methods.attacks.pgd` with Hein's random start (``z + s·δ``), keep-best and BN in eval mode,
+    Runs :func:`rulab.attacks.pgd` with Hein's random start (``z + s·δ``), keep-best and BN in eval mode,
     batch by batch, and records the objective of every evaluation for the per-step curve (no extra forward pass).
 
     Args:

@@ -102,7 +102,7 @@ def predict_distributed(
 ) -> dict[str, torch.Tensor]:
     """:func:`predict` split over the ranks of ``torch.distributed`` and gathered in order on every rank.
 
-    Each rank runs a contiguous shard of whole batches (:func:`rulab.train.distributed.shard_batches`), i.e.
+    Each rank runs a contiguous shard of whole batches (:func:`rulab.distributed.shard_batches`), i.e.
     exactly the forward passes a single process would run, so the result equals :func:`predict` up to the
     kernels' thread-count rounding. Without an initialised process group this is :func:`predict`. Every rank
     must call it (it is a collective); a DistributedDataParallel wrapper is unwrapped (evaluation needs no
@@ -114,7 +114,7 @@ def predict_distributed(
     Returns:
         ``{"logits": float32 [N, K]}`` (and ``"features": float32 [N, D]``), on the CPU, on every rank.
     """
-    from rulab.train.distributed import dist_info, gather_rows, shard_batches, unwrap_model
+    from rulab.distributed import dist_info, gather_rows, shard_batches, unwrap_model
 
     info = dist_info()
     if not info.enabled:

@@ -39,7 +39,7 @@ from rulab.config import EvalCfg
 from rulab.data.tensors import TensorDataset
 from rulab.data.user import as_dataset
 from rulab.errors import ConfigError, InputError
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 
 __all__ = ["evaluate_model", "resolve_ood"]
 
@@ -165,7 +165,7 @@ def evaluate_model(
     progress: bool = False,
 ) -> ResultTable:
     """Evaluate any image classifier: calibration, OOD detection per detector, covariate shift and (optionally)
-    far-away confidence, as one long :class:`~rulab.eval.results.ResultTable` (the rows of ``rulab eval``).
+    far-away confidence, as one long :class:`~rulab.results.table.ResultTable` (the rows of ``rulab eval``).
 
     Args:
         model: an ``nn.Module`` mapping images ``[B, C, H, W]`` to logits ``[B, K]`` (or a rulab model). Its

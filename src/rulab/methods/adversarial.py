@@ -2,7 +2,7 @@
 as W1's robustness experiments use it (hendrycks/pre-training ``robustness/adversarial/``).
 
 Per batch, the inner maximisation finds ``x_adv = argmax_{‖δ‖∞ ≤ ε, x + δ ∈ [0,1]^d} CE(f(x + δ), y)`` by PGD
-(:func:`rulab.methods.attacks.pgd_ce`: uniform random start in [−ε, ε], signed steps, clamp to [0, 1], the last
+(:func:`rulab.attacks.pgd_ce`: uniform random start in [−ε, ε], signed steps, clamp to [0, 1], the last
 iterate; the model in eval mode meanwhile), and the outer minimisation trains on the adversarial examples only::
 
     L = (1/N) Σ_i CE(f(x_adv_i), y_i)
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rulab.errors import ConfigError
-from rulab.methods.attacks import pgd_ce
+from rulab.attacks import pgd_ce
 from rulab.methods.base import Method
 from rulab.registry import METHODS
 

@@ -10,7 +10,7 @@ normalised by the TOTAL count N + M as in the reference code (with M = N the cle
 training's). The noise (:func:`rulab.data.noise.hein_noise`): the first ``⌊frac_perm·M⌋`` images are the clean
 batch's images with permuted pixels, the rest uniform noise, then one low-pass filter with ``σ ~ U[1, 2.5]`` for the
 batch and per-image min-max rescaling. CEDA uses ``ẑ = z``; ACET maximises the confidence within the L∞ ball of
-radius ε around z (:func:`rulab.methods.attacks.pgd_confidence`: BatchNorm in eval mode, random start, signed
+radius ε around z (:func:`rulab.attacks.pgd_confidence`: BatchNorm in eval mode, random start, signed
 steps, keep-best; paper: ε = 0.3, 40 steps of ε/40). The training pass runs in train mode on the CONCATENATED batch
 ``[noise; clean]``, so BatchNorm's batch statistics mix both (as in W3's code; kept by design, see the register of
 convention 5 in docs/conventions.md).
@@ -26,7 +26,7 @@ from torch import nn
 
 from rulab.data.noise import hein_noise
 from rulab.errors import ConfigError
-from rulab.methods.attacks import log_max_confidence, pgd_confidence
+from rulab.attacks import log_max_confidence, pgd_confidence
 from rulab.methods.base import Method
 from rulab.registry import METHODS
 

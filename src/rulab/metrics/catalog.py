@@ -1,6 +1,6 @@
 """Every metric name rulab stores, declared once: its label, caption, unit and direction.
 
-A result row (:class:`rulab.eval.results.Row`) names its metric by a short lower-case string (``auroc``, ``ece``,
+A result row (:class:`rulab.results.table.Row`) names its metric by a short lower-case string (``auroc``, ``ece``,
 ...). This module says, for each such name, everything the views need: the label and caption of report tables, whether
 the stored fraction is shown as percent, whether higher is better, and which group of measurements it belongs to.
 The lists the rest of the library uses are read from here (:func:`names`, :func:`is_percent`):
@@ -48,7 +48,7 @@ class Metric:
         higher_is_better: ``True`` / ``False``, or ``None`` where neither holds (a ratio, a temperature, the
             mean confidence, which is good on ID data and bad on OOD data).
         group: one of :data:`GROUPS`.
-        summary: shown in the plain-text summary (:meth:`rulab.eval.results.ResultTable.summary`).
+        summary: shown in the plain-text summary (:meth:`rulab.results.table.ResultTable.summary`).
     """
 
     name: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rulab.config import AugmentCfg, DataCfg, EvalCfg, MethodCfg, ModelCfg, OptimCfg, RunCfg, TrainCfg
-from rulab.presets.study import Study
+from rulab.presets.study_spec import Study
 from rulab.registry import PRESETS, STUDIES
 
 __all__ = ["fmnist_base", "fmnist_fast", "METHOD_EPOCHS", "NOISE_SIGMA"]

@@ -101,7 +101,7 @@ def odin_table_rows(
     batch_size: int = 500,
     detector: str = "odin_paper",
 ) -> Any:
-    """ODIN scored with one ε per OOD set (ODIN's README table): a :class:`~rulab.eval.results.ResultTable` of the
+    """ODIN scored with one ε per OOD set (ODIN's README table): a :class:`~rulab.results.table.ResultTable` of the
     detection metrics, kind ``ood``, detector ``detector``.
 
     The ID scores depend on ε, so the ID test set is scored once per distinct ε.
@@ -119,7 +119,7 @@ def odin_table_rows(
     from rulab.detectors.odin import odin_score
     from rulab.errors import ConfigError
     from rulab.eval.ood_eval import protocol_metrics
-    from rulab.eval.results import ResultTable
+    from rulab.results.table import ResultTable
 
     missing = [n for n in ood_sets if n not in epsilons]
     if missing:
@@ -151,7 +151,7 @@ def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = No
         device: ``auto``/``cpu``/``cuda`` (default: the run's).
 
     Returns:
-        The :class:`~rulab.eval.results.ResultTable` of the ``odin_paper`` rows.
+        The :class:`~rulab.results.table.ResultTable` of the ``odin_paper`` rows.
     """
     from rulab.config import RunCfg as _RunCfg
     from rulab.config import config_hash, from_dict
@@ -162,7 +162,7 @@ def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = No
     from rulab.registry import PROTOCOLS
     from rulab.results.store import ResultStore, run_id_for
     from rulab.train.checkpoint import load_model, read_meta, resolve_checkpoint
-    from rulab.train.distributed import resolve_device
+    from rulab.distributed import resolve_device
 
     ckpt = resolve_checkpoint(path)
     cfg = from_dict(_RunCfg, read_meta(ckpt)["config"])

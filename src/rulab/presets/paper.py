@@ -1,7 +1,7 @@
 """What the paper presets share: a :class:`PaperStudy` (a study that names its paper-style table), small config
 helpers and :func:`register_preset` for presets generated in a loop.
 
-A :class:`PaperStudy` is a :class:`~rulab.presets.study.Study` plus three fields of data that tell
+A :class:`PaperStudy` is a :class:`~rulab.presets.study_spec.Study` plus three fields of data that tell
 :mod:`rulab.reports.papers` how to lay its results out like the paper's table: which table, which preset fills
 which column, and which of the paper's reference numbers (docs/protocols/, "Reference numbers") sit beside
 ours. The report reads
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from rulab.config import RunCfg
-from rulab.presets.study import Study
+from rulab.presets.study_spec import Study
 from rulab.registry import PAPER_TABLES, PRESETS
 
 __all__ = ["PaperStudy", "with_eval", "with_train", "with_optim", "with_data", "register_preset"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rulab.presets.study import Study
+from rulab.presets.study_spec import Study
 from rulab.registry import STUDIES
 
 __all__ = ["fmnist_default", "STUDY_EPOCHS"]

@@ -1,4 +1,4 @@
-"""The single-file HTML report of ONE evaluation (a :class:`~rulab.eval.results.ResultTable` in memory, no database).
+"""The single-file HTML report of ONE evaluation (a :class:`~rulab.results.table.ResultTable` in memory, no database).
 
 ``evaluation_report(table, "report.html")`` (also ``table.report(path)``) writes the same kind of self-contained page
 as :func:`rulab.reports.build_report` (inline CSS, figures as base64 PNG, no script): what was evaluated, the
@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.reports import plots
 from rulab.reports.blocks import (
     array_figures,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rulab.errors import StoreError
-from rulab.eval.results import ResultTable, Row
+from rulab.results.table import ResultTable, Row
 from rulab.registry import STUDIES
 from rulab.reports import plots
 from rulab.reports.blocks import (

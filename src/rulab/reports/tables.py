@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.reports.blocks import escape
 from rulab.results.export import format_value
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from rulab.errors import StoreError
-from rulab.eval.results import KEY_COLUMNS, ResultTable, Row
+from rulab.results.table import KEY_COLUMNS, ResultTable, Row
 
 __all__ = [
     "ResultStore",
@@ -613,7 +613,7 @@ class ResultStore:
         return recs
 
     def table(self, run_id: str) -> ResultTable:
-        """The stored results of one run as a :class:`~rulab.eval.results.ResultTable` (``meta`` = the run row)."""
+        """The stored results of one run as a :class:`~rulab.results.table.ResultTable` (``meta`` = the run row)."""
         run = self.run(run_id)
         if run is None:
             raise StoreError(f"run '{run_id}' is not in {self.path}; `rulab results --db {self.path}` lists what is stored")

@@ -30,8 +30,8 @@ from typing import Any
 
 from rulab.config import RunCfg, config_hash, load_config, validate
 from rulab.errors import ConfigError, RulabError
-from rulab.eval.results import ResultTable
-from rulab.presets.study import RUN_REF, Study
+from rulab.results.table import ResultTable
+from rulab.presets.study_spec import RUN_REF, Study
 from rulab.results.aggregate import Pivot, summary_pivot
 from rulab.results.export import to_text
 from rulab.results.store import ResultStore, owner_id, run_id_for

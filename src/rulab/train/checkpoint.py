@@ -32,7 +32,7 @@ from torch import nn
 
 from rulab.errors import CheckpointError
 from rulab.io import atomic_path, atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
-from rulab.train.distributed import unwrap_model
+from rulab.distributed import unwrap_model
 
 __all__ = [
     "save_model",

@@ -3,7 +3,7 @@
 A :class:`PaperTable` is a caption, column labels (optionally grouped) and rows of :class:`Cell`; rows labelled
 "(paper)" hold a paper's own numbers as printed. The builders in this package read the stored result records of
 each preset (``ResultStore.results``: dicts with ``run_id``, ``kind``, ``dataset``, ``shift``, ``severity``,
-``detector``, ``metric``, ``value``) or :class:`~rulab.eval.results.ResultTable` objects (one run each) through
+``detector``, ``metric``, ``value``) or :class:`~rulab.results.table.ResultTable` objects (one run each) through
 :class:`Runs`; every cell is the mean ± std (ddof 1) over runs (seeds), and a derived cell (a mean over OOD sets, an
 error = 1 − accuracy) is computed per run first.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rulab.eval.results import ResultTable
+from rulab.results.table import ResultTable
 from rulab.reports.blocks import escape
 from rulab.results.aggregate import mean_std
 

@@ -53,7 +53,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     if args.checkpoint:
-        from rulab.train.checkpoint import load_model
+        from rulab.checkpoint import load_model
 
         model, _ = load_model(args.checkpoint)
     else:

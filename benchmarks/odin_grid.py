@@ -152,7 +152,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(uptime())
     if args.run:
-        from rulab.train.checkpoint import load_model
+        from rulab.checkpoint import load_model
 
         model, _ = load_model(args.run)
         source = args.run

@@ -241,7 +241,7 @@ def check_fit(seed: int, expected: float) -> None:
 
     from rulab.config import load_config
     from rulab.data.splits import load_splits
-    from rulab.train.checkpoint import load_model
+    from rulab.checkpoint import load_model
     from rulab.train.loop import fit
 
     with tempfile.TemporaryDirectory() as tmp:

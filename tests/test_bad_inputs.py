@@ -69,7 +69,7 @@ from rulab.metrics.calibration import calibration_error, calibration_metrics
 from rulab.metrics.ood import ood_metrics
 from rulab.registry import DATASETS, DETECTORS, MODELS, OOD_SETS
 from rulab.results.store import ResultStore
-from rulab.train.checkpoint import load_model, load_train_state, read_meta, save_model, save_train_state
+from rulab.checkpoint import load_model, load_train_state, read_meta, save_model, save_train_state
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (the CPU default's source)
 T10K_IMAGES, T10K_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"

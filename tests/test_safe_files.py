@@ -25,7 +25,7 @@ from rulab.cli import main
 from rulab.config import load_config
 from rulab.data.formats import _SafeUnpickler, safe_unpickle
 from rulab.errors import CheckpointError, ConfigError, DataError
-from rulab.train.checkpoint import load_model, read_meta, save_model
+from rulab.checkpoint import load_model, read_meta, save_model
 
 SRC = Path(rulab.__file__).resolve().parent
 # (file relative to src/rulab, module attribute) pairs allowed to touch the pickle module

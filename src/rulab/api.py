@@ -131,7 +131,7 @@ def evaluate_checkpoint(
     from rulab.errors import ConfigError
     from rulab.eval.evaluate import evaluate, resolve_benchmark
     from rulab.io import atomic_write_json, atomic_write_text
-    from rulab.train.checkpoint import checkpoint_hash, load_model, read_meta, resolve_checkpoint
+    from rulab.checkpoint import checkpoint_hash, load_model, read_meta, resolve_checkpoint
     from rulab.distributed import resolve_device
 
     ckpt = resolve_checkpoint(path)

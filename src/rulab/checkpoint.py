@@ -75,7 +75,7 @@ def _read_header(p: Path) -> dict[str, Any]:
             if not (head[8:] == b"{" and 0 < n <= 100_000_000) and _pickled(head):
                 raise CheckpointError(
                     f"{p} is not a safetensors file but a pickled PyTorch file (.pt/.pth), which rulab never unpickles; "
-                    "load its state dict with torch.load(path, weights_only=True) and save it with rulab.train.checkpoint.save_model"
+                    "load its state dict with torch.load(path, weights_only=True) and save it with rulab.checkpoint.save_model"
                 )
             if len(head) < 8:
                 raise CheckpointError(f"{p} is truncated (shorter than a safetensors header); re-create it or restore it from a copy")
@@ -96,7 +96,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     header = _read_header(p)
     raw = (header.get("__metadata__") or {}).get(_META_KEY)
     if raw is None:
-        raise CheckpointError(f"{p} holds weights but no rulab metadata (model name, classes); load it with rulab.evaluate(model=...) or re-save it with rulab.train.checkpoint.save_model")
+        raise CheckpointError(f"{p} holds weights but no rulab metadata (model name, classes); load it with rulab.evaluate(model=...) or re-save it with rulab.checkpoint.save_model")
     return json.loads(raw)
 
 

@@ -116,7 +116,7 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if args.track:
         from rulab.tracking import log_results
-        from rulab.train.checkpoint import resolve_checkpoint
+        from rulab.checkpoint import resolve_checkpoint
 
         run_dir = resolve_checkpoint(args.checkpoint).parent
         log_results(result, args.track, run_dir, run_dir.name)

@@ -552,7 +552,7 @@ def validate(cfg: RunCfg) -> RunCfg:
     if t.init_from and not Path(t.init_from).exists():
         raise ConfigError(f"config key 'train.init_from' points to {t.init_from}, which does not exist; give a run directory or a .safetensors file")
     if t.init_from:  # the parent's architecture, from its header alone, before any data is loaded or directory made
-        from rulab.train.checkpoint import check_parent
+        from rulab.checkpoint import check_parent
 
         check_parent(t.init_from, cfg.model.name)
     _choice("data.val_split", d.val_split, ["random", "tail"])

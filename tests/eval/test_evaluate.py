@@ -18,7 +18,7 @@ from rulab.eval.evaluate import evaluate
 from rulab.eval.ood_eval import OOD_METRICS, load_ood_set
 from rulab.results.table import ResultTable
 from rulab.registry import BENCHMARKS, DETECTORS
-from rulab.train.checkpoint import load_model
+from rulab.checkpoint import load_model
 
 TINY = Benchmark(
     name="fmnist-tiny-test",

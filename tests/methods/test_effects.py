@@ -16,7 +16,7 @@ from rulab.data.splits import load_splits
 from rulab.eval.predict import predict
 from rulab.attacks import pgd_confidence
 from rulab.registry import OOD_SETS
-from rulab.train.checkpoint import load_model
+from rulab.checkpoint import load_model
 from rulab.train.loop import fit
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from rulab.config import load_config
 from rulab.errors import CheckpointError, ConfigError
-from rulab.train.checkpoint import load_train_state, read_meta
+from rulab.checkpoint import load_train_state, read_meta
 from rulab.train.loop import fit
 
 torch.set_num_threads(2)

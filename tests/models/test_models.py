@@ -148,7 +148,7 @@ def test_fastcnn_pools_before_batchnorm_and_relu() -> None:
 def test_checkpoints_of_the_rulab_0_1_fastcnn_layout_still_load(tmp_path) -> None:
     """A checkpoint saved from a conv–BN–ReLU–pool fastcnn (rulab 0.1, no ``pool_first`` stored) is rebuilt in that
     layout and predicts what it predicted when saved; a current checkpoint is rebuilt pool-first."""
-    from rulab.train.checkpoint import load_model, save_model
+    from rulab.checkpoint import load_model, save_model
 
     torch.manual_seed(0)
     for pool_first in (False, True):

@@ -100,7 +100,7 @@ def test_output_not_the_last_linear_is_refused() -> None:
 
 
 def test_reset_head_deepcopy_and_safe_save(tmp_path) -> None:
-    from rulab.train.checkpoint import save_model
+    from rulab.checkpoint import save_model
 
     m = WrappedClassifier(_net(), MEAN, STD)
     m.reset_head(7)

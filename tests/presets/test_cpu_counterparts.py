@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rulab.config import load_config
-from rulab.train.checkpoint import read_meta
+from rulab.checkpoint import read_meta
 from rulab.train.loop import fit
 
 torch.set_num_threads(2)

@@ -34,7 +34,7 @@ def test_the_preset_is_the_documented_recipe():
 
 def test_the_benchmark_loop_trains_what_fit_trains(tmp_path):
     """Same seeds, same batches, same steps: the reproduced loop's test accuracy equals fit()'s to the last digit."""
-    from rulab.train.checkpoint import load_model
+    from rulab.checkpoint import load_model
     from rulab.train.loop import fit
 
     torch.set_num_threads(1)

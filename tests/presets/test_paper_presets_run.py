@@ -18,7 +18,7 @@ import torch
 
 from rulab.config import load_config
 from rulab.registry import PRESETS
-from rulab.train.checkpoint import read_meta
+from rulab.checkpoint import read_meta
 from rulab.train.loop import fit
 
 torch.set_num_threads(1)

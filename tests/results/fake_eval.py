@@ -20,7 +20,7 @@ from rulab.results.table import ResultTable
 from rulab.metrics.calibration import calibration_metrics
 from rulab.metrics.ood import ood_metrics
 from rulab.registry import DATASETS
-from rulab.train.checkpoint import load_model
+from rulab.checkpoint import load_model
 
 N_ID = 200
 SHIFTS = (("brightness_factor", 0.8), ("gaussian_noise", 1), ("gaussian_noise", 5))

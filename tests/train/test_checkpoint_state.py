@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from rulab.errors import CheckpointError
-from rulab.train.checkpoint import _flatten, _unflatten, load_train_state, load_weights_into, read_meta, save_model, save_train_state
+from rulab.checkpoint import _flatten, _unflatten, load_train_state, load_weights_into, read_meta, save_model, save_train_state
 
 
 def test_flatten_roundtrip_of_optimizer_state():

@@ -8,7 +8,7 @@ from torch import nn
 
 from rulab.cli import main
 from rulab.errors import CheckpointError, ConfigError
-from rulab.train.checkpoint import load_model, read_meta
+from rulab.checkpoint import load_model, read_meta
 from rulab.train.convert import convert, load_state_dict_file, parse_model_name
 
 MEAN, STD = 0.2860, 0.3530

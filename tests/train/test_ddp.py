@@ -35,7 +35,7 @@ from rulab.errors import ConfigError, RulabError
 from rulab.eval.predict import predict, predict_distributed
 from rulab.metrics import auroc, calibration_metrics
 from rulab.registry import DATASETS
-from rulab.train.checkpoint import load_model
+from rulab.checkpoint import load_model
 from rulab.distributed import DistInfo, shard_batches, shard_range
 from rulab.train.loop import fit
 
@@ -62,7 +62,7 @@ from safetensors.torch import save_file
 from rulab.cli import main
 from rulab.eval.predict import predict_distributed
 from rulab.registry import DATASETS
-from rulab.train.checkpoint import load_model
+from rulab.checkpoint import load_model
 from rulab.distributed import all_reduce_sum, dist_info, gather_rows
 
 import rulab.train.loop as loop

@@ -166,7 +166,7 @@ def test_disk_full_inside_the_safetensors_writer_is_one_clear_error(tmp_path, mo
     """safetensors' Rust writer reports ENOSPC as a SafetensorError, not an OSError: it must still read clearly."""
     from safetensors import SafetensorError
 
-    import rulab.train.checkpoint as ckpt
+    import rulab.checkpoint as ckpt
     from rulab.errors import RulabError
     from rulab.train.loop import fit
 
@@ -183,7 +183,7 @@ def test_a_failed_model_write_leaves_the_previous_file_intact(tmp_path, monkeypa
     import errno
 
     from rulab.errors import RulabError
-    from rulab.train.checkpoint import save_model
+    from rulab.checkpoint import save_model
 
     p = save_model(tmp_path / "model.safetensors", torch.nn.Linear(3, 2), {"model": "a", "model_kwargs": {}})
     before, meta_before = p.read_bytes(), (tmp_path / "meta.json").read_bytes()

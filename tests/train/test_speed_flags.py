@@ -14,7 +14,7 @@ from torch import nn
 from rulab.config import load_config
 from rulab.errors import ConfigError
 from rulab.methods.erm import ERM
-from rulab.train.checkpoint import _state_for_save, load_weights_into, save_model
+from rulab.checkpoint import _state_for_save, load_weights_into, save_model
 from rulab.train.loop import fit
 
 BASE = [

@@ -4,7 +4,7 @@ docs/conventions.md).
 :func:`extract` returns an :class:`~rulab.detectors.base.Extracted` (logits, penultimate features, labels, the head's
 weights, and the images themselves for detectors that go back to the model). With ``cache_dir`` the tensors are
 stored as one safetensors file per (model, dataset): ``<cache_dir>/<model_key>/<dataset key hash>.safetensors``, where
-``model_key`` is the checkpoint's content hash (:func:`rulab.train.checkpoint.checkpoint_hash`, or a hash of the
+``model_key`` is the checkpoint's content hash (:func:`rulab.checkpoint.checkpoint_hash`, or a hash of the
 weights for an in-memory model) and the dataset key names the data (:func:`dataset_key`). A second call loads the
 file instead of running the model; a corrupt or mismatching file is recomputed and overwritten (atomically).
 """
@@ -128,7 +128,7 @@ def extract(
         features: also return the penultimate features ``model.features(x)`` (and the head's weights).
         cache_dir: directory of the on-disk cache; None disables caching.
         key: the dataset key (default :func:`dataset_key` of ``ds``).
-        model_key: the model's key, normally :func:`rulab.train.checkpoint.checkpoint_hash` of its checkpoint
+        model_key: the model's key, normally :func:`rulab.checkpoint.checkpoint_hash` of its checkpoint
             (default: :func:`weights_hash` of the model).
         keep_images: set ``Extracted.x = ds.x`` (no copy) for detectors that go back to the model.
         channels_last: feed the batches in channels-last memory format (faster convolutions on CPUs; same values).

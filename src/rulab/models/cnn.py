@@ -8,7 +8,7 @@ under a minute on 2 CPU cores (docs/benchmarks.md).
 Each stage pools *before* its BatchNorm and ReLU (``pool_first=True``, the default after rulab 0.1.0): BatchNorm and
 ReLU, forward and backward, then run on a quarter of the values. On 2 CPU cores this makes a training step 1.41×
 faster (``benchmarks/fastcnn_throughput.py``) at the same or better test accuracy (docs/performance.md).
-``pool_first=False`` builds rulab 0.1's layout (conv–BN–ReLU–maxpool); :func:`rulab.train.checkpoint.load_model`
+``pool_first=False`` builds rulab 0.1's layout (conv–BN–ReLU–maxpool); :func:`rulab.checkpoint.load_model`
 picks it for checkpoints saved in that layout.
 """
 
@@ -121,7 +121,7 @@ def fastcnn(
 
 def _layout_kwargs(state_keys: Collection[str]) -> dict[str, Any]:
     """``{"pool_first": False}`` for a state dict saved in rulab 0.1's layout (BatchNorm at index 1 of each stage),
-    else ``{}``: what :func:`rulab.train.checkpoint.load_model` adds to a checkpoint's stored arguments."""
+    else ``{}``: what :func:`rulab.checkpoint.load_model` adds to a checkpoint's stored arguments."""
     return {"pool_first": False} if "stages.0.1.running_mean" in state_keys else {}
 
 

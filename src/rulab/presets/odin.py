@@ -161,7 +161,7 @@ def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = No
     from rulab.eval.ood_eval import load_ood_set, ood_set_size
     from rulab.registry import PROTOCOLS
     from rulab.results.store import ResultStore, run_id_for
-    from rulab.train.checkpoint import load_model, read_meta, resolve_checkpoint
+    from rulab.checkpoint import load_model, read_meta, resolve_checkpoint
     from rulab.distributed import resolve_device
 
     ckpt = resolve_checkpoint(path)

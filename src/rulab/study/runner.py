@@ -287,7 +287,7 @@ def _provenance() -> dict[str, str]:
 
 def _run_cell(cell: Cell, store: ResultStore, study: Study, evaluate: Evaluator, progress: bool, log: Callable[[str], None]) -> None:
     """Train (or resume), evaluate and store one claimed cell."""
-    from rulab.train.checkpoint import read_meta
+    from rulab.checkpoint import read_meta
     from rulab.train.loop import fit
 
     _check_run_dir(cell)

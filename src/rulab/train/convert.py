@@ -148,7 +148,7 @@ def convert(
     from rulab.config import ModelCfg, apply_overrides, config_hash, dump_yaml, load_config, to_dict, validate
     from rulab.data.splits import load_splits
     from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir
-    from rulab.train.checkpoint import save_model
+    from rulab.checkpoint import save_model
     from rulab.train.loop import build_model, provenance
 
     state = load_state_dict_file(weights)

@@ -40,7 +40,7 @@ from rulab.errors import ConfigError, RulabError
 from rulab.eval.predict import predict_distributed
 from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
 from rulab.registry import METHODS, MODELS, OOD_SETS
-from rulab.train.checkpoint import init_from_checkpoint, load_train_state, read_meta, save_model, save_train_state
+from rulab.checkpoint import init_from_checkpoint, load_train_state, read_meta, save_model, save_train_state
 from rulab.distributed import DistInfo, all_reduce_sum, barrier, gather_rows, init_distributed, resolve_device
 from rulab.train.optim import build_optimizer, lr_at
 

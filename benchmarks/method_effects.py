@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from rulab.config import load_config
+from rulab.attacks import log_max_confidence, pgd_ce, pgd_confidence
+from rulab.checkpoint import load_model
 from rulab.data.splits import load_splits
 from rulab.eval.predict import predict
-from rulab.attacks import log_max_confidence, pgd_ce, pgd_confidence
+from rulab.presets import load_config
 from rulab.registry import OOD_SETS
-from rulab.checkpoint import load_model
 from rulab.train.loop import fit
 
 # (label, preset, overrides); a {run:PRESET} in an override names that preset's run of the same seed

@@ -182,7 +182,7 @@ def fmt_hits(r: dict[str, Any]) -> str:
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    from rulab.config import load_config
+    from rulab.presets import load_config
 
     cfg = replace(load_config(PRESET), seed=seed)
     max_steps = 40 if args.quick else 0
@@ -239,9 +239,9 @@ def check_fit(seed: int, expected: float) -> None:
     """Run the preset through ``rulab.train.loop.fit`` and compare its test accuracy with the reproduced loop's."""
     import tempfile
 
-    from rulab.config import load_config
-    from rulab.data.splits import load_splits
     from rulab.checkpoint import load_model
+    from rulab.data.splits import load_splits
+    from rulab.presets import load_config
     from rulab.train.loop import fit
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -273,7 +273,7 @@ def main() -> None:
         with open(args.summarize, encoding="utf-8") as fh:
             summarize([json.loads(line) for line in fh if line.strip()])
         return
-    from rulab.config import load_config
+    from rulab.presets import load_config
 
     cfg = load_config(PRESET)
     print(machine())

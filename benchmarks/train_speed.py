@@ -86,10 +86,10 @@ def torchvision_batches(ds, batch_size: int, workers: int):
 
 def time_to_accuracy(target: float, epochs: int) -> tuple[float | None, list[tuple[int, float, float]]]:
     """Train the default preset, measuring test accuracy after each epoch; return the first time ≥ target."""
-    from rulab.config import load_config
     from rulab.data.loader import TensorLoader, derive_seed
     from rulab.data.splits import load_splits
     from rulab.eval.predict import predict
+    from rulab.presets import load_config
     from rulab.train.loop import build_model
     from rulab.train.optim import build_optimizer, lr_at
 

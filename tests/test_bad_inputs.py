@@ -45,7 +45,8 @@ import torch
 
 import rulab
 import rulab.cli as cli_module
-from rulab.config import EvalCfg, load_config, to_dict
+from rulab.checkpoint import load_model, load_train_state, read_meta, save_model, save_train_state
+from rulab.config import EvalCfg, to_dict
 from rulab.data.loader import TensorLoader
 from rulab.data.splits import filter_classes
 from rulab.data.tensors import TensorDataset
@@ -59,17 +60,17 @@ from rulab.errors import (
     RulabError,
     StoreError,
 )
-from rulab.eval.evaluate import evaluate
+from rulab.eval.evaluate import run_evaluation
 from rulab.eval.extract import extract
 from rulab.eval.ood_eval import load_ood_set
 from rulab.eval.predict import predict
-from rulab.results.table import ResultTable, Row
 from rulab.eval.shift import evaluate_shift
 from rulab.metrics.calibration import calibration_error, calibration_metrics
 from rulab.metrics.ood import ood_metrics
+from rulab.presets import load_config
 from rulab.registry import DATASETS, DETECTORS, MODELS, OOD_SETS
 from rulab.results.store import ResultStore
-from rulab.checkpoint import load_model, load_train_state, read_meta, save_model, save_train_state
+from rulab.results.table import ResultTable, Row
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (the CPU default's source)
 T10K_IMAGES, T10K_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
@@ -230,7 +231,7 @@ def _evaluate_toy(benchmark: str = "fmnist", **eval_kwargs: Any) -> Any:
     """``evaluate`` of an untrained fastcnn on tiny Fashion-MNIST-shaped splits (fails before any forward pass)."""
     cfg = EvalCfg(**{"detectors": ("msp",), "shift": "", "farconf": False, **eval_kwargs})
     model = MODELS.create("fastcnn", num_classes=2)
-    return evaluate(model, benchmark=benchmark, eval_cfg=cfg, train=_toy(), val=_toy(), test=_toy())
+    return run_evaluation(model, benchmark=benchmark, eval_cfg=cfg, train=_toy(), val=_toy(), test=_toy())
 
 
 def _absent(rel: str, what: str) -> Callable[[Ws], None]:

@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from rulab.config import RunCfg, apply_overrides, config_hash, dump_yaml, from_dict, load_config, to_dict
+from rulab.config import RunCfg, apply_overrides, config_hash, dump_yaml, from_dict, to_dict
 from rulab.errors import ConfigError
+from rulab.presets import load_config
 
 
 def cfg(*overrides):

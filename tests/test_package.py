@@ -15,9 +15,9 @@ def test_import_rulab_does_not_import_torch() -> None:
 
 
 def test_lazy_names() -> None:
-    from rulab.results.table import ResultTable
+    from rulab.api import convert
     from rulab.eval.user import evaluate_model
-    from rulab.train.convert import convert
+    from rulab.results.table import ResultTable
 
     assert rulab.evaluate is evaluate_model and rulab.api.evaluate is evaluate_model
     assert rulab.convert is convert and rulab.ResultTable is ResultTable

@@ -21,11 +21,11 @@ import pytest
 import torch
 
 import rulab
+from rulab.checkpoint import load_model, read_meta, save_model
 from rulab.cli import main
-from rulab.config import load_config
 from rulab.data.formats import _SafeUnpickler, safe_unpickle
 from rulab.errors import CheckpointError, ConfigError, DataError
-from rulab.checkpoint import load_model, read_meta, save_model
+from rulab.presets import load_config
 
 SRC = Path(rulab.__file__).resolve().parent
 # (file relative to src/rulab, module attribute) pairs allowed to touch the pickle module
@@ -174,7 +174,7 @@ def _pickles(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_a_pickle_where_safetensors_is_expected_is_refused(tmp_path):
-    for what, path in _pickles(tmp_path).items():
+    for _what, path in _pickles(tmp_path).items():
         for fn in (read_meta, load_model):
             with pytest.raises(CheckpointError, match="not a safetensors file"):
                 fn(path)

@@ -65,20 +65,16 @@ def test_plan_resolves_run_links_per_seed_and_validates_first(tmp_path):
 
 
 def test_evaluation_adapter(tmp_path, monkeypatch):
-    import rulab.api
+    import rulab.study.runner
 
-    monkeypatch.delattr(rulab.api, "evaluate_checkpoint", raising=False)
     st = Study("x", presets=("fmnist-plain",), seeds=(0,))
-    with pytest.raises(rulab.errors.RulabError, match="no evaluation"):
-        run_study(st, out_dir=str(tmp_path), overrides=OV, progress=False)
-    assert not (tmp_path / "fmnist-plain-s0").exists()  # refused before training anything
     seen = {}
 
-    def evaluate_checkpoint(checkpoint, benchmark=None, detectors=None, farconf=None):
+    def evaluate_checkpoint(checkpoint, benchmark=None, detectors=None, farconf=None, shift=None, protocol=None):
         seen.update(checkpoint=checkpoint, benchmark=benchmark, detectors=detectors, farconf=farconf)
         return rulab.results.table.ResultTable()
 
-    monkeypatch.setattr(rulab.api, "evaluate_checkpoint", evaluate_checkpoint, raising=False)
+    monkeypatch.setattr(rulab.study.runner, "evaluate_checkpoint", evaluate_checkpoint)
     (cell,) = plan_cells(st, out_dir=str(tmp_path), overrides=(*OV, "eval.farconf=false"))
     evaluate_run(cell.run_dir, cell.cfg)
     assert seen == {"checkpoint": cell.run_dir, "benchmark": "fmnist", "detectors": [], "farconf": False}
@@ -97,7 +93,7 @@ def test_study_waits_for_claimed_cells_and_skips_finished_ones(tmp_path):
     def release_when_s1_is_done() -> None:
         watcher = ResultStore(db)
         deadline = time.time() + 300
-        while not watcher.is_finished(s1.run_id) and time.time() < deadline:
+        while (watcher.run(s1.run_id) or {}).get("status") != "finished" and time.time() < deadline:
             time.sleep(0.1)
         watcher.release(s0.run_id, other)
 
@@ -125,7 +121,7 @@ def test_study_waits_for_claimed_cells_and_skips_finished_ones(tmp_path):
     # trained but not evaluated (e.g. --no-eval): evaluated now, not trained again
     store.finish_run(s0.run_id, "trained")
     third = run_study(st, out_dir=out, overrides=OV, evaluate=fake, progress=False)
-    assert third.ran == ["fmnist-plain-s0"] and s0.checkpoint.stat().st_mtime_ns == mtimes[s0.run_id] and store.is_finished(s0.run_id)
+    assert third.ran == ["fmnist-plain-s0"] and s0.checkpoint.stat().st_mtime_ns == mtimes[s0.run_id] and store.run(s0.run_id)["status"] == "finished"
 
     # another config under the same run directory is refused, not silently reused
     with pytest.raises(rulab.errors.RulabError, match="another configuration"):
@@ -178,7 +174,7 @@ def test_killed_study_resumes_without_recomputing_finished_cells(tmp_path, capsy
     assert res.skipped == ["fmnist-plain-s0"] and res.ran == ["fmnist-plain-s1"]
     assert s0.checkpoint.stat().st_mtime_ns == before["s0_model"] and (s0.run_dir / "metrics.jsonl").stat().st_mtime_ns == before["s0_metrics"]
     assert s1.checkpoint.stat().st_mtime_ns == before["s1_model"]  # trained before the kill: only evaluated now
-    assert store.run(s0.run_id)["finished_at"] == before["s0_finished"] and store.is_finished(s1.run_id)
+    assert store.run(s0.run_id)["finished_at"] == before["s0_finished"] and store.run(s1.run_id)["status"] == "finished"
     assert store.counts()["results"] == 2 * before["s0_rows"]
     printed = capsys.readouterr().out
     assert "study tiny: 2 runs (1 run now, 1 already finished)" in printed and "fmnist-plain      2" in printed and "total time:" in printed

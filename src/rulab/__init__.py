@@ -22,8 +22,8 @@ __all__ = ["__version__", "evaluate", "evaluate_checkpoint", "convert", "ResultT
 
 _LAZY = {
     "evaluate": ("rulab.eval.user", "evaluate_model"),
-    "evaluate_checkpoint": ("rulab.api", "evaluate_checkpoint"),
-    "convert": ("rulab.train.convert", "convert"),
+    "evaluate_checkpoint": ("rulab.eval.checkpoint", "evaluate_checkpoint"),
+    "convert": ("rulab.api", "convert"),
     "ResultTable": ("rulab.results.table", "ResultTable"),
 }
 _SUBMODULES = frozenset({

@@ -62,7 +62,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve(args: argparse.Namespace, overrides: list[str]) -> Any:
-    from rulab.config import load_config
+    from rulab.presets import load_config
 
     extra = list(overrides)
     for key, field in (("seed", "seed"), ("device", "device"), ("out_dir", "out_dir"), ("name", "name")):
@@ -115,13 +115,15 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.api import eval_dir
 
     if args.track:
-        from rulab.tracking import log_results
         from rulab.checkpoint import resolve_checkpoint
+        from rulab.tracking import log_results
 
         run_dir = resolve_checkpoint(args.checkpoint).parent
         log_results(result, args.track, run_dir, run_dir.name)
     if args.report:
-        print(f"report: {result.report(args.report)}")
+        from rulab.reports import evaluation_report
+
+        print(f"report: {evaluation_report(result, args.report)}")
     print(f"evaluated in {time.time() - t0:.1f} s -> {eval_dir(args.checkpoint, result.meta['benchmark'])}")
     return 0
 

@@ -1,12 +1,20 @@
-"""Typed, frozen run configuration: presets by name, YAML files and dotted ``--a.b=value`` overrides.
+"""Typed, frozen run configuration: the dataclasses, their conversion from and to plain data and YAML, dotted
+``--a.b=value`` overrides, the config hash, and the checks of values that need nothing but the config itself.
 
 Everything is validated before anything runs (convention 9 in docs/conventions.md): an unknown key, a
 wrong type or an impossible value raises :class:`rulab.errors.ConfigError` with one line that names the key and
-the valid choices. Model and method keyword arguments are checked against the registered factory's signature.
+the valid choices. This module is the bottom layer, so it checks only what it can see: types, ranges and fixed
+choices (:func:`validate_values`). The names a config looks up in a registry (dataset, model, method, detectors,
+benchmark, protocol), their keyword arguments, the shift suite and a fine-tuning parent's architecture are checked
+by :func:`rulab.eval.validate.validate_run`, which calls :func:`validate_values` first; presets, YAML files and
+overrides are resolved by :func:`rulab.presets.load.load_config` (preset → YAML → overrides → ``validate_run``).
 
-Resolution order: preset (``PRESETS``) → YAML file (may name its own ``preset:``) → CLI overrides.
+One cohesive concern (the run configuration), which is why it is longer than most modules: about a third is the
+dataclasses with a comment per field, the rest is the conversion, override and value-check code that every config
+goes through.
 
 Example:
+    >>> from rulab.presets import load_config
     >>> cfg = load_config("fmnist-plain", overrides=["optim.lr=0.05", "train.epochs=2"])
     >>> cfg.optim.lr
     0.05
@@ -28,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from rulab.errors import ConfigError, RulabError
+from rulab.errors import ConfigError
 
 __all__ = [
     "AugmentCfg",
@@ -39,13 +47,17 @@ __all__ = [
     "TrainCfg",
     "EvalCfg",
     "RunCfg",
-    "load_config",
     "apply_overrides",
     "from_dict",
     "to_dict",
     "config_hash",
-    "validate",
+    "validate_values",
+    "check_choice",
+    "check_registered",
+    "check_kwargs",
+    "read_yaml",
     "dump_yaml",
+    "fields_of",
 ]
 
 
@@ -405,7 +417,8 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 # --------------------------------------------------------------------------------------------- loading
 
 
-def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (``{}`` for an empty file), with one clear error per problem."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist; check the path")
@@ -424,46 +437,6 @@ def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def preset_config(name: str) -> RunCfg:
-    """The :class:`RunCfg` of a registered preset."""
-    from rulab.registry import PRESETS, UnknownNameError
-
-    try:
-        factory = PRESETS.get(name)
-    except UnknownNameError as err:
-        raise ConfigError(str(err)) from None
-    cfg = factory()
-    return replace(cfg, preset=name, name=cfg.name if cfg.name != "run" else name)
-
-
-def load_config(
-    preset: str | None = None,
-    path: str | os.PathLike[str] | None = None,
-    overrides: Sequence[str] | Mapping[str, Any] = (),
-    check: bool = True,
-) -> RunCfg:
-    """Resolve a run configuration: preset → YAML file → overrides, then :func:`validate` it.
-
-    Args:
-        preset: a registered preset name (``rulab list presets``); the YAML file may name one instead.
-        path: a YAML file with any subset of the config keys, nested or dotted.
-        overrides: ``["section.key=value", ...]``.
-        check: run :func:`validate` (registry names, value ranges).
-    """
-    data = _read_yaml(path) if path is not None else {}
-    file_preset = data.pop("preset", None)
-    if preset and file_preset and preset != file_preset:
-        raise ConfigError(f"the preset '{preset}' given on the command line differs from '{file_preset}' in {path}; keep one")
-    name = preset or file_preset
-    cfg = preset_config(name) if name else RunCfg()
-    if data:
-        cfg = apply_overrides(cfg, data)
-    cfg = apply_overrides(cfg, overrides)
-    if check:
-        validate(cfg)
-    return cfg
-
-
 # --------------------------------------------------------------------------------------------- validation
 
 
@@ -478,18 +451,21 @@ def _prob(key: str, value: float) -> None:
         raise ConfigError(f"config key '{key}' is a probability and must lie in [0, 1], got {value}")
 
 
-def _choice(key: str, value: str, choices: Sequence[str]) -> None:
+def check_choice(key: str, value: str, choices: Sequence[str]) -> None:
+    """Raise a :class:`ConfigError` naming ``key``, the closest choice and all choices when ``value`` is not one."""
     if value not in choices:
         close = difflib.get_close_matches(value, choices, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"config key '{key}' has unknown value '{value}'{hint}; valid choices: {', '.join(choices)}")
 
 
-def _registered(key: str, value: str, registry: Any) -> None:
-    _choice(key, value, registry.list())
+def check_registered(key: str, value: str, registry: Any) -> None:
+    """:func:`check_choice` against the names of ``registry`` (a :class:`rulab.registry.Registry` the caller passes)."""
+    check_choice(key, value, registry.list())
 
 
-def _kwargs_ok(key: str, registry: Any, name: str, kwargs: Mapping[str, Any]) -> None:
+def check_kwargs(key: str, registry: Any, name: str, kwargs: Mapping[str, Any]) -> None:
+    """Check ``kwargs`` against the signature of the factory ``name`` of ``registry``: names, then annotated types."""
     bad = registry.unknown_kwargs(name, dict(kwargs))
     if bad:
         valid = ", ".join(registry.parameters(name)) or "(none)"
@@ -504,23 +480,19 @@ def _kwargs_ok(key: str, registry: Any, name: str, kwargs: Mapping[str, Any]) ->
             _coerce(v, hints[k], f"{key}.{k}")
 
 
-def validate(cfg: RunCfg) -> RunCfg:
-    """Check every value that a dataclass type cannot: ranges, choices and registry names.
+def validate_values(cfg: RunCfg) -> RunCfg:
+    """Check every value that a dataclass type cannot and that needs nothing beyond the config: ranges, fixed
+    choices, combinations, and that ``train.init_from`` exists.
+
+    Registry names, keyword arguments, the shift suite and the fine-tuning parent are checked on top of this by
+    :func:`rulab.eval.validate.validate_run`, which is what loading a config, training and evaluating call.
 
     Raises:
         ConfigError: naming the first bad key and its valid values.
-        CheckpointError: ``train.init_from`` is not a rulab checkpoint of the configured model.
     """
-    from rulab.registry import BENCHMARKS, DATASETS, DETECTORS, METHODS, MODELS, PROTOCOLS
-
     o, t, d, e = cfg.optim, cfg.train, cfg.data, cfg.eval
-    _registered("data.dataset", d.dataset, DATASETS)
-    _registered("model.name", cfg.model.name, MODELS)
-    _kwargs_ok("model.kwargs", MODELS, cfg.model.name, cfg.model.kwargs)
-    _registered("method.name", cfg.method.name, METHODS)
-    _kwargs_ok("method.kwargs", METHODS, cfg.method.name, cfg.method.kwargs)
-    _choice("optim.name", o.name, ["sgd", "adamw"])
-    _choice("optim.schedule", o.schedule, ["cosine", "step", "onecycle", "constant"])
+    check_choice("optim.name", o.name, ["sgd", "adamw"])
+    check_choice("optim.schedule", o.schedule, ["cosine", "step", "onecycle", "constant"])
     _positive("optim.lr", o.lr)
     _positive("optim.lr_floor", o.lr_floor, strict=False)
     if o.schedule == "cosine" and o.lr_floor > o.lr:
@@ -546,16 +518,12 @@ def validate(cfg: RunCfg) -> RunCfg:
             raise ConfigError(f"config key 'train.{k}' must be >= 0, got {getattr(t, k)}")
     if t.epochs == 0 and t.max_steps == 0:
         raise ConfigError("config keys 'train.epochs' and 'train.max_steps' are both 0; set at least one of them")
-    _choice("train.amp", t.amp, ["none", "bf16", "fp16"])
+    check_choice("train.amp", t.amp, ["none", "bf16", "fp16"])
     if t.reset_head and not t.init_from:
         raise ConfigError("config key 'train.reset_head' needs train.init_from (the checkpoint to fine-tune)")
     if t.init_from and not Path(t.init_from).exists():
         raise ConfigError(f"config key 'train.init_from' points to {t.init_from}, which does not exist; give a run directory or a .safetensors file")
-    if t.init_from:  # the parent's architecture, from its header alone, before any data is loaded or directory made
-        from rulab.checkpoint import check_parent
-
-        check_parent(t.init_from, cfg.model.name)
-    _choice("data.val_split", d.val_split, ["random", "tail"])
+    check_choice("data.val_split", d.val_split, ["random", "tail"])
     for k in ("val_size", "train_subset"):
         if getattr(d, k) < 0:
             raise ConfigError(f"config key 'data.{k}' must be >= 0, got {getattr(d, k)}")
@@ -570,26 +538,12 @@ def validate(cfg: RunCfg) -> RunCfg:
         _prob(f"data.augment.{k}", getattr(a, k))
     _positive("data.augment.crop_padding", a.crop_padding, strict=False)
     _positive("data.augment.rotate_deg", a.rotate_deg, strict=False)
-    _choice("device", cfg.device.split(":")[0], ["auto", "cpu", "cuda", "mps"])
-    _registered("eval.benchmark", e.benchmark, BENCHMARKS)
-    for i, det in enumerate(e.detectors):
-        _registered(f"eval.detectors[{i}]", det, DETECTORS)
+    check_choice("device", cfg.device.split(":")[0], ["auto", "cpu", "cuda", "mps"])
     for det, kwargs in e.detector_kwargs.items():
         if det not in e.detectors:
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' names a detector that eval.detectors does not run; valid choices: {', '.join(e.detectors)}")
         if not isinstance(kwargs, Mapping):
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' must map parameter names to values, got {kwargs!r}")
-        _kwargs_ok(f"eval.detector_kwargs.{det}", DETECTORS, det, kwargs)
-        try:  # constructors only check their arguments: a bad value fails here, before anything runs
-            DETECTORS.create(det, **kwargs)
-        except RulabError as err:
-            raise ConfigError(f"config key 'eval.detector_kwargs.{det}': {err}") from None
-    if e.protocol:
-        _registered("eval.protocol", e.protocol, PROTOCOLS)
-    if e.shift:
-        from rulab.data.corruptions import SHIFT_SUITES
-
-        _choice("eval.shift", e.shift, [suite.name for suite in SHIFT_SUITES])
     for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n"):
         if getattr(e, k) < 0:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")

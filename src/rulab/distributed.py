@@ -26,7 +26,6 @@ __all__ = [
     "gather_rows",
     "all_reduce_sum",
     "resolve_device",
-    "shard_range",
     "shard_batches",
     "unwrap_model",
 ]
@@ -157,13 +156,6 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor:
     buf = [torch.empty((m, *t.shape[1:]), dtype=t.dtype, device=t.device) for _ in range(world)]
     dist.all_gather(buf, torch.cat([t, pad]).contiguous())
     return torch.cat([b[: int(s.item())] for b, s in zip(buf, sizes)])
-
-
-def shard_range(n: int, info: DistInfo) -> tuple[int, int]:
-    """The contiguous ``[start, stop)`` share of ``n`` items for this rank (evaluation sharding)."""
-    per = -(-n // info.world_size)
-    start = min(info.rank * per, n)
-    return start, min(start + per, n)
 
 
 def shard_batches(n: int, batch_size: int, info: DistInfo) -> tuple[int, int]:

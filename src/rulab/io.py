@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from rulab.errors import RulabError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_path", "ensure_writable_dir", "explain_os_error"]
+__all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "ensure_writable_dir", "explain_os_error"]
 
 
 def explain_os_error(err: OSError, path: Path) -> RulabError:
@@ -81,11 +81,6 @@ def _atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[Any]], None
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             writer(fh)
     return Path(path)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return _atomic_write(path, lambda fh: fh.write(data), "wb")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -34,8 +34,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rulab.config import to_dict
 from rulab.errors import ConfigError, RulabError
+from rulab.io import atomic_write_json
 from rulab.registry import Registry
+from rulab.reports import evaluation_report, plots
 
 __all__ = ["TRACKERS", "Tracker", "TensorBoardTracker", "MLflowTracker", "make_trackers", "log_results", "train_tracked", "row_tag", "flatten_params"]
 
@@ -114,8 +117,6 @@ def _figures(table: Any) -> dict[str, Any]:
         return {}
     import base64
     import io
-
-    from rulab.reports import plots
 
     a = table.arrays
     uris: dict[str, str] = {}
@@ -249,8 +250,6 @@ class MLflowTracker(Tracker):
             run_id = self.client.create_run(exp_id, run_name=run_name or None, tags={"rulab": "1"}).info.run_id
         self.run_id = run_id
         if self.run_dir is not None:
-            from rulab.io import atomic_write_json
-
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.run_dir / _STATE_FILE, {**state, "tracking_uri": tracking_uri, "run_id": run_id})
 
@@ -292,7 +291,7 @@ class MLflowTracker(Tracker):
             paths = [Path(tmp) / "results.csv", Path(tmp) / "summary.txt"]
             if figures:
                 try:
-                    paths.append(table.report(Path(tmp) / "report.html"))
+                    paths.append(evaluation_report(table, Path(tmp) / "report.html"))
                 except RulabError:  # matplotlib missing: the numbers are logged, the report is not
                     pass
             for p in paths:
@@ -343,10 +342,10 @@ def train_tracked(cfg: Any, track: str | Sequence[str], resume: bool = False, pr
     Returns:
         The run directory.
     """
-    from rulab.config import to_dict, validate
+    from rulab.eval.validate import validate_run  # torch-heavy: rulab.tracking itself stays light to import
     from rulab.train.loop import fit, run_dir_of
 
-    validate(cfg)  # a bad config fails before a tracking run is opened
+    validate_run(cfg)  # a bad config fails before a tracking run is opened
     main = int(os.environ.get("RANK", "0")) == 0
     trackers = make_trackers(track, run_dir_of(cfg), cfg.name) if main else []
     ok = False

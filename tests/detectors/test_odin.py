@@ -186,9 +186,9 @@ def test_coarse_search_is_a_subgrid_of_the_paper_grid_and_tune_uses_it(toy, monk
 
 
 def test_detector_kwargs_reach_the_detector_and_bad_ones_fail_before_running():
-    from rulab.config import load_config
     from rulab.errors import ConfigError
     from rulab.eval.evaluate import _detectors
+    from rulab.presets import load_config
 
     cfg = load_config("fmnist-plain", overrides=["eval.detector_kwargs.odin.search=coarse", "eval.detector_kwargs.knn.k=7"])
     dets = _detectors(cfg.eval.detectors, cfg.eval.detector_kwargs)

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from rulab.checkpoint import load_model
 from rulab.config import DataCfg, EvalCfg, RunCfg, TrainCfg
 from rulab.data.splits import load_splits
 from rulab.eval.benchmarks import Benchmark
-from rulab.eval.evaluate import evaluate
+from rulab.eval.evaluate import run_evaluation
 from rulab.eval.ood_eval import OOD_METRICS, load_ood_set
-from rulab.results.table import ResultTable
 from rulab.registry import BENCHMARKS, DETECTORS
-from rulab.checkpoint import load_model
+from rulab.results.table import ResultTable
 
 TINY = Benchmark(
     name="fmnist-tiny-test",
@@ -85,7 +85,7 @@ def test_end_to_end_with_every_detector(run, tmp_path, small_odin_grid, monkeypa
     _run_dir, model, splits, test = run
     tunes, fits = spy(monkeypatch, "tune"), spy(monkeypatch, "fit")
     cfg = EvalCfg(benchmark=TINY.name, shift="", farconf=False, batch_size=256)
-    table = evaluate(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0, cache_dir=tmp_path)
+    table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0, cache_dir=tmp_path)
     dets = list(cfg.detectors)
     assert set(dets) == set(DETECTORS.list())
 
@@ -145,7 +145,7 @@ def test_end_to_end_with_every_detector(run, tmp_path, small_odin_grid, monkeypa
     assert table.meta["sizes"]["fit"] == len(splits.train) and set(table.meta["timing"]) >= {"extract_id", "score/odin"}
 
     # a second evaluation reads the cache: same numbers
-    again = evaluate(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("msp", "mahalanobis")), train=splits.train, val=splits.val, test=test, seed=0, cache_dir=tmp_path)
+    again = run_evaluation(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("msp", "mahalanobis")), train=splits.train, val=splits.val, test=test, seed=0, cache_dir=tmp_path)
     for d in ("msp", "mahalanobis"):
         assert again.value(kind="ood", dataset="hein", detector=d, metric="auroc") == table.value(kind="ood", dataset="hein", detector=d, metric="auroc")
 
@@ -153,14 +153,14 @@ def test_end_to_end_with_every_detector(run, tmp_path, small_odin_grid, monkeypa
 def test_multi_run_protocol_reports_mean_and_std(run, tmp_path):
     _run_dir, model, splits, test = run
     cfg = EvalCfg(benchmark=TINY.name, detectors=("msp", "energy"), protocol="hendrycks", shift="", farconf=False)
-    table = evaluate(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0)
+    table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0)
     row = next(iter(table.filter(kind="ood", dataset="uniform", detector="msp", metric="auroc")))
     assert row.extra["n_runs"] == 5 and row.extra["n_ood"] == len(test) // 5 and row.extra["std"] >= 0.0
     assert table.value(kind="ood", dataset="uniform", detector="msp", metric="ood_ratio") == pytest.approx(0.2)
     assert table.meta["protocol"] == "hendrycks"
     # synthetic sets get the protocol's pool (5 runs × n_id // 5), capped by eval.n_ood
     assert len(table.arrays["scores/msp/uniform"]) == len(test)
-    capped = evaluate(model, benchmark=TINY.name, eval_cfg=replace(cfg, n_ood=200), train=splits.train, val=splits.val, test=test)
+    capped = run_evaluation(model, benchmark=TINY.name, eval_cfg=replace(cfg, n_ood=200), train=splits.train, val=splits.val, test=test)
     assert len(capped.arrays["scores/msp/uniform"]) == 200
 
 
@@ -191,7 +191,7 @@ def test_shift_and_farconf_hooks_are_called_and_merged(run, monkeypatch):
     monkeypatch.setattr(sh, "evaluate_shift", fake_shift)
     monkeypatch.setattr(fc, "evaluate_farconf", fake_farconf)
     cfg = EvalCfg(benchmark=TINY.name, detectors=("msp",), shift="fmnist-default", farconf=True)
-    table = evaluate(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=3)
+    table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=3)
     # the shifted sets are benchmark data: the same corruption draw (seed 0) whatever the run's seed
     assert seen["shift"][:4] == (len(test), "fmnist-default", 0, cfg.batch_size)
     assert seen["shift"][4] == table.meta["temperature"] and seen["shift"][5] == (len(test), 10)
@@ -228,7 +228,7 @@ def test_evaluate_checkpoint_writes_files_and_cli_prints_the_summary(run, capsys
 def _trained_fmnist_plain(cache_root: Path) -> Path:
     """The default Fashion-MNIST model (``fmnist-plain``, 5 epochs), trained once and kept under ``cache_root``."""
     from rulab.api import train
-    from rulab.config import load_config
+    from rulab.presets import load_config
 
     run_dir = cache_root / "fmnist-plain"
     if (run_dir / "model.safetensors").is_file():
@@ -253,8 +253,9 @@ def test_tuned_odin_beats_msp_on_noise_for_the_default_model(request):
 
 
 def test_eval_config_keeps_detector_kwargs_only_for_the_detectors_run():
-    from rulab.api import _eval_config
-    from rulab.config import load_config, to_dict
+    from rulab.config import to_dict
+    from rulab.eval.checkpoint import _eval_config
+    from rulab.presets import load_config
 
     stored = load_config("fmnist-plain", overrides=["eval.detector_kwargs.odin.search=coarse", "eval.detector_kwargs.knn.k=5"])
     meta = {"config": to_dict(stored)}

@@ -160,6 +160,6 @@ def test_views_of_the_result(data, tmp_path) -> None:
     assert len(df) == len(t) and set(df["kind"]) == {"id", "ood"}
     assert t.to_csv(tmp_path / "r.csv").count("\n") == len(t) + 1
     assert "OOD detection" in t.summary()
-    html = t.report(tmp_path / "r.html").read_text()
+    html = rulab.reports.evaluation_report(t, tmp_path / "r.html").read_text()
     assert html.count("<img") >= 3 and "AUROC" in html and "<script" not in html and "http://" not in html and "https://" not in html
     assert np.isfinite(t.arrays["scores/knn/digits"].numpy()).all()

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rulab.config import load_config
+from rulab.attacks import pgd_confidence
+from rulab.checkpoint import load_model
 from rulab.data.splits import load_splits
 from rulab.eval.predict import predict
-from rulab.attacks import pgd_confidence
+from rulab.presets import load_config
 from rulab.registry import OOD_SETS
-from rulab.checkpoint import load_model
 from rulab.train.loop import fit
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rulab.config import load_config
-from rulab.errors import CheckpointError, ConfigError
 from rulab.checkpoint import load_train_state, read_meta
+from rulab.errors import CheckpointError, ConfigError
+from rulab.presets import load_config
 from rulab.train.loop import fit
 
 torch.set_num_threads(2)

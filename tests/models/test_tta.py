@@ -11,7 +11,7 @@ from torch import nn
 from rulab.config import DataCfg, EvalCfg
 from rulab.data.splits import load_splits
 from rulab.eval.benchmarks import Benchmark
-from rulab.eval.evaluate import evaluate
+from rulab.eval.evaluate import run_evaluation
 from rulab.models import create_model
 from rulab.models.fuse import inference_copy
 from rulab.models.tta import FlipTTA
@@ -93,7 +93,7 @@ def test_evaluate_keys_flip_tta_apart_in_the_cache(tmp_path):
     runs = {}
     for tta in (True, False, True, False):  # the second pair reads the cache the first pair wrote
         cfg = EvalCfg(benchmark=TTA_BENCH.name, detectors=("msp",), shift="", farconf=False, flip_tta=tta, batch_size=64)
-        table = evaluate(model, benchmark=TTA_BENCH.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test,
+        table = run_evaluation(model, benchmark=TTA_BENCH.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test,
                          cache_dir=tmp_path, model_key="ckpt")
         runs.setdefault(tta, []).append(table)
     for tta, want in ((True, tta_logits), (False, plain_logits)):

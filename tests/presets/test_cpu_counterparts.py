@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from rulab.config import load_config
 from rulab.checkpoint import read_meta
+from rulab.presets import load_config
 from rulab.train.loop import fit
 
 torch.set_num_threads(2)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from rulab.config import load_config, validate
+from rulab.eval.validate import validate_run
+from rulab.presets import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,7 @@ def _benchmark():
 
 def test_the_preset_is_the_documented_recipe():
     cfg = load_config("fmnist-fast")
-    validate(cfg)
+    validate_run(cfg)
     assert (cfg.model.name, dict(cfg.model.kwargs)) == ("fastcnn", {})
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.channels_last) == (4, 256, True)
     o = cfg.optim

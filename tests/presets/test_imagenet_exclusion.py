@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rulab.config import load_config
 from rulab.errors import ConfigError, DataError
+from rulab.presets import load_config
 from rulab.presets.hendrycks2019 import (
     CIFAR10_IMAGENET_CLASSES,
     IMAGENET_ANCHORS,

@@ -8,8 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from rulab.config import RunCfg, load_config, validate
+from rulab.config import RunCfg
 from rulab.data.corruptions import shift_suite
+from rulab.eval.validate import validate_run
+from rulab.presets import load_config
 from rulab.registry import BENCHMARKS, DATASETS, OOD_SETS, PRESETS, PROTOCOLS, STUDIES
 from rulab.study import plan_cells
 
@@ -20,7 +22,7 @@ PAPER_PREFIXES = ("hendrycks2019-", "coursework-", "hein2019-", "odin-")
 def cfg_of(name: str) -> RunCfg:
     """The preset's config, validated as a study validates a fine-tuning cell (init_from filled in later)."""
     cfg = load_config(name, check=False)
-    validate(replace(cfg, train=replace(cfg.train, init_from="", reset_head=False)))
+    validate_run(replace(cfg, train=replace(cfg.train, init_from="", reset_head=False)))
     return cfg
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from rulab.config import load_config
-from rulab.registry import PRESETS
 from rulab.checkpoint import read_meta
+from rulab.presets import load_config
+from rulab.registry import PRESETS
 from rulab.train.loop import fit
 
 torch.set_num_threads(1)

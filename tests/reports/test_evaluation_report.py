@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
-from rulab.results.table import ResultTable
 from rulab.reports.evaluation import evaluation_report
+from rulab.results.table import ResultTable
 
 pytest.importorskip("matplotlib", reason="the report's figures need matplotlib (pip install 'rulab[report]')")
 
@@ -46,5 +46,5 @@ def test_report_of_one_evaluation(tmp_path) -> None:
 def test_report_of_a_table_without_arrays(tmp_path) -> None:
     t = ResultTable()
     t.add("id", "acc", 0.5, dataset="x")
-    html = t.report(tmp_path / "r.html", title="bare").read_text()
+    html = evaluation_report(t, tmp_path / "r.html", title="bare").read_text()
     assert "<title>bare</title>" in html and "<img" not in html

@@ -9,8 +9,8 @@ import pytest
 
 from rulab.config import RunCfg, config_hash, to_dict
 from rulab.errors import StoreError
-from rulab.results.table import ResultTable, Row
 from rulab.results.store import SCHEMA_VERSION, ResultStore, curve_points, run_id_for
+from rulab.results.table import ResultTable, Row
 
 
 def _table(scale: float = 1.0) -> ResultTable:
@@ -67,9 +67,9 @@ def test_round_trip_with_nan_and_inf(tmp_path):
     assert run["preset"] == "fmnist-plain" and run["method"] == "erm" and run["model"] == "fastcnn" and run["seed"] == 0
     assert run["config"] == to_dict(cfg) and run["config_hash"] == config_hash(cfg) and run["status"] == "running"
     assert run["dataset_checksums"] == {"fashion_mnist/t10k-images": "8181f5"} and run["git_commit"] == "abc" and run["study"] == "s"
-    assert not store.is_finished(rid)
+    assert store.run(rid)["status"] != "finished"
     store.finish_run(rid, meta={"device": "cuda:H100"})
-    assert store.is_finished(rid) and store.run(rid)["device"] == "cuda:H100" and store.run(rid)["finished_at"]
+    assert store.run(rid)["status"] == "finished" and store.run(rid)["device"] == "cuda:H100" and store.run(rid)["finished_at"]
 
 
 def test_upsert_replaces_and_restart_keeps_started_at(tmp_path):

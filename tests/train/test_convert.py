@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from rulab.api import convert
+from rulab.checkpoint import load_model, read_meta
 from rulab.cli import main
 from rulab.errors import CheckpointError, ConfigError
-from rulab.checkpoint import load_model, read_meta
-from rulab.train.convert import convert, load_state_dict_file, parse_model_name
+from rulab.train.convert import load_state_dict_file, parse_model_name
 
 MEAN, STD = 0.2860, 0.3530
 SMALL = ["data.train_subset=200", "data.val_size=50"]

@@ -29,14 +29,14 @@ import torch
 from safetensors.torch import load_file
 
 import rulab
-from rulab.config import load_config
+from rulab.checkpoint import load_model
 from rulab.data.tensors import TensorDataset
+from rulab.distributed import DistInfo, shard_batches
 from rulab.errors import ConfigError, RulabError
 from rulab.eval.predict import predict, predict_distributed
 from rulab.metrics import auroc, calibration_metrics
+from rulab.presets import load_config
 from rulab.registry import DATASETS
-from rulab.checkpoint import load_model
-from rulab.distributed import DistInfo, shard_batches, shard_range
 from rulab.train.loop import fit
 
 SRC = str(Path(rulab.__file__).resolve().parents[1])
@@ -84,14 +84,14 @@ assert info.world_size == 2
 model, _ = load_model(run_dir)
 x = DATASETS.create("fashion_mnist", split="test").x
 res = {}
-for n, bs in %r:
+for n, bs in EVAL_CASES:
     o = predict_distributed(model, x[:n], batch_size=bs, features=True)
     res[f"logits_{n}"], res[f"features_{n}"] = o["logits"], o["features"]
 res["rows"] = gather_rows(torch.arange(10 * info.rank, 10 * info.rank + 3 * info.rank, dtype=torch.float64)[:, None])
 res["sum"] = all_reduce_sum(torch.tensor([info.rank + 1.0]))
 if info.main:
     save_file({k: v.contiguous() for k, v in res.items()}, out)
-""" % (EVAL_CASES,)
+""".replace("EVAL_CASES", repr(EVAL_CASES))
 
 
 def _torchrun(tmp_path: Path, out: Path, run_dir: Path) -> subprocess.CompletedProcess:
@@ -165,10 +165,9 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
 
 def test_shards_cover_everything_in_order():
     for n, bs, world in ((1000, 300, 2), (250, 300, 2), (10, 3, 4), (0, 5, 3), (7, 1, 3)):
-        for fn in (lambda r: shard_batches(n, bs, DistInfo(rank=r, world_size=world)), lambda r: shard_range(n, DistInfo(rank=r, world_size=world))):
-            parts = [fn(r) for r in range(world)]
-            assert parts[0][0] == 0 and parts[-1][1] == n
-            assert all(p[1] == q[0] for p, q in zip(parts, parts[1:]))
+        parts = [shard_batches(n, bs, DistInfo(rank=r, world_size=world)) for r in range(world)]
+        assert parts[0][0] == 0 and parts[-1][1] == n
+        assert all(p[1] == q[0] for p, q in zip(parts, parts[1:]))
         for r in range(world):  # shard boundaries fall on batch boundaries
             lo, hi = shard_batches(n, bs, DistInfo(rank=r, world_size=world))
             assert lo % bs == 0 and (hi % bs == 0 or hi == n)

@@ -82,7 +82,7 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
     # the uninterrupted run, in this process (same command-line config, same thread count as the children)
-    from rulab.config import load_config
+    from rulab.presets import load_config
     from rulab.train.loop import fit
 
     cfg = load_config(ARGS[0], overrides=[a[2:] for a in ARGS[1:]] + [f"out_dir={tmp_path}", "name=ref"])
@@ -114,7 +114,7 @@ SMALL = ["device=cpu", "train.max_steps=6", "train.batch_size=32", "train.checkp
 
 
 def _small_cfg(out: Path, name: str):
-    from rulab.config import load_config
+    from rulab.presets import load_config
 
     return load_config("fmnist-plain", overrides=[*SMALL, f"out_dir={out}", f"name={name}"])
 
@@ -182,8 +182,8 @@ def test_disk_full_inside_the_safetensors_writer_is_one_clear_error(tmp_path, mo
 def test_a_failed_model_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     import errno
 
-    from rulab.errors import RulabError
     from rulab.checkpoint import save_model
+    from rulab.errors import RulabError
 
     p = save_model(tmp_path / "model.safetensors", torch.nn.Linear(3, 2), {"model": "a", "model_kwargs": {}})
     before, meta_before = p.read_bytes(), (tmp_path / "meta.json").read_bytes()

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from rulab.config import load_config
+from rulab.checkpoint import _state_for_save, load_weights_into, save_model
 from rulab.errors import ConfigError
 from rulab.methods.erm import ERM
-from rulab.checkpoint import _state_for_save, load_weights_into, save_model
+from rulab.presets import load_config
 from rulab.train.loop import fit
 
 BASE = [

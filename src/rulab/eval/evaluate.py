@@ -1,4 +1,4 @@
-"""``evaluate(model, benchmark=...)``: calibration, OOD detection with every detector, and the hooks for covariate
+"""``run_evaluation(model, benchmark=...)``: calibration, OOD detection with every detector, and the hooks for covariate
 shift and far-away confidence, as one long :class:`~rulab.results.table.ResultTable`.
 
 What it does, in order (each network pass happens once per dataset, convention 6 in docs/conventions.md):
@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rulab.config import EvalCfg, _kwargs_ok
+from rulab.config import EvalCfg, check_kwargs
 from rulab.data.loader import derive_seed
 from rulab.data.tensors import TensorDataset
 from rulab.detectors.base import Detector, Extracted
@@ -48,13 +48,13 @@ from rulab.errors import ConfigError, InputError
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key, extract, weights_hash
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
-from rulab.results.table import ResultTable
 from rulab.metrics.calibration import calibration_metrics, mmc
 from rulab.models.fuse import inference_copy
 from rulab.models.tta import FlipTTA
 from rulab.registry import BENCHMARKS, DETECTORS, PROTOCOLS, UnknownNameError
+from rulab.results.table import ResultTable
 
-__all__ = ["evaluate", "resolve_benchmark"]
+__all__ = ["run_evaluation", "resolve_benchmark"]
 
 _VAL_OOD_SALT = 0x7A1D00D
 """Mixed into the seed of validation-OOD sets so that they never coincide with a test set's draw."""
@@ -101,14 +101,14 @@ def _detectors(names: tuple[str, ...], kwargs: Mapping[str, Mapping[str, Any]] |
     out = {}
     for name in names:
         try:
-            _kwargs_ok(f"eval.detector_kwargs.{name}", DETECTORS, name, kwargs.get(name, {}))  # the check config.validate runs
+            check_kwargs(f"eval.detector_kwargs.{name}", DETECTORS, name, kwargs.get(name, {}))  # the check validate_run runs
             out[name] = DETECTORS.create(name, **kwargs.get(name, {}))
         except UnknownNameError as err:
             raise ConfigError(str(err)) from None
     return out
 
 
-def evaluate(
+def run_evaluation(
     model: nn.Module,
     *,
     benchmark: Benchmark | str,

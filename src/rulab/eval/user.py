@@ -22,7 +22,7 @@ Example:
     >>> table = rulab.evaluate(net, id_test=(x_test, y_test), ood={"svhn": x_svhn, "noise": "gaussian"},
     ...                        id_train=(x_train, y_train), id_val=(x_val, y_val), ood_val=["photos"],
     ...                        mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26), detectors=["msp", "energy", "knn"])
-    >>> print(table.summary()); table.report("report.html")
+    >>> print(table.summary()); rulab.reports.evaluation_report(table, "report.html")
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def evaluate_model(
         progress: print the stages to stderr.
 
     Returns:
-        The result table (``.summary()``, ``.to_pandas()``, ``.to_csv(path)``, ``.report(path)``).
+        The result table (``.summary()``, ``.to_pandas()``, ``.to_csv(path)``; the HTML report: ``rulab.reports.evaluation_report(table, path)``).
 
     Raises:
         RulabError: data rulab cannot read, missing labels, a set whose shape differs from the ID test set,

@@ -6,3 +6,6 @@ CPU-scale counterpart study): :mod:`~rulab.presets.hendrycks2019` (W1), :mod:`~r
 """
 
 from rulab.presets import coursework, fmnist, hein2019, hendrycks2019, odin, studies  # noqa: F401
+from rulab.presets.load import load_config, preset_config
+
+__all__ = ["load_config", "preset_config"]

@@ -34,10 +34,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rulab.config import AugmentCfg, DataCfg, EvalCfg, MethodCfg, ModelCfg, OptimCfg, RunCfg, TrainCfg
+from rulab.config import AugmentCfg, DataCfg, EvalCfg, MethodCfg, ModelCfg, OptimCfg, RunCfg, TrainCfg, config_hash
+from rulab.detectors.odin import odin_score
+from rulab.errors import ConfigError
+from rulab.eval.checkpoint import load_run
+from rulab.eval.ood_eval import load_ood_set, ood_set_size, protocol_metrics
 from rulab.models.spec import ODIN_CIFAR_MEAN, ODIN_CIFAR_STD
 from rulab.presets.paper import PaperStudy, register_preset
-from rulab.registry import STUDIES
+from rulab.registry import PROTOCOLS, STUDIES
+from rulab.results.store import ResultStore, run_id_for
+from rulab.results.table import ResultTable
 
 __all__ = ["ODIN_TEMPERATURE", "ODIN_EPSILON_TABLE", "odin_config", "odin_table_rows", "evaluate_odin_table"]
 
@@ -116,11 +122,6 @@ def odin_table_rows(
         temperature: T.
         batch_size: images per gradient pass.
     """
-    from rulab.detectors.odin import odin_score
-    from rulab.errors import ConfigError
-    from rulab.eval.ood_eval import protocol_metrics
-    from rulab.results.table import ResultTable
-
     missing = [n for n in ood_sets if n not in epsilons]
     if missing:
         raise ConfigError(f"no ODIN ε for OOD set(s) {missing}; the table has {sorted(epsilons)}")
@@ -153,28 +154,14 @@ def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = No
     Returns:
         The :class:`~rulab.results.table.ResultTable` of the ``odin_paper`` rows.
     """
-    from rulab.config import RunCfg as _RunCfg
-    from rulab.config import config_hash, from_dict
-    from rulab.data.splits import load_splits
-    from rulab.errors import ConfigError
-    from rulab.eval.evaluate import resolve_benchmark
-    from rulab.eval.ood_eval import load_ood_set, ood_set_size
-    from rulab.registry import PROTOCOLS
-    from rulab.results.store import ResultStore, run_id_for
-    from rulab.checkpoint import load_model, read_meta, resolve_checkpoint
-    from rulab.distributed import resolve_device
-
-    ckpt = resolve_checkpoint(path)
-    cfg = from_dict(_RunCfg, read_meta(ckpt)["config"])
+    run = load_run(path, device=device)
+    cfg, bench, test = run.cfg, run.benchmark, run.splits.test
     key = table_key or (cfg.preset or cfg.name).removeprefix("odin-")
     if key not in ODIN_EPSILON_TABLE:
         raise ConfigError(f"no ODIN ε table for '{key}'; pass table_key= one of {', '.join(ODIN_EPSILON_TABLE)}")
-    bench = resolve_benchmark(cfg.eval.benchmark)
     protocol = PROTOCOLS.create(cfg.eval.protocol or bench.protocol)
-    model, _ = load_model(ckpt, resolve_device(device or cfg.device))
-    test = load_splits(cfg.data, cfg.seed).test
     sets = {n: load_ood_set(n, test.shape, ood_set_size(n, bench, protocol, len(test), cfg.eval.n_ood), cfg.seed, base=test) for n in bench.ood}
-    table = odin_table_rows(model, test, sets, ODIN_EPSILON_TABLE[key], protocol, cfg.seed, batch_size=min(500, cfg.eval.batch_size))
+    table = odin_table_rows(run.model, test, sets, ODIN_EPSILON_TABLE[key], protocol, cfg.seed, batch_size=min(500, cfg.eval.batch_size))
     if db is not None:
         with ResultStore(Path(db)) as store:
             store.write_results(run_id_for(cfg.name, config_hash(cfg)), table)

@@ -4,7 +4,8 @@ matplotlib (``pip install 'rulab[report]'``) is imported only when a figure is d
 """
 
 from rulab.reports.blocks import pivot_html, records_pivot
+from rulab.reports.evaluation import evaluation_report
 from rulab.reports.html import build_report, mean_table
 from rulab.reports.tables import paper_table_html
 
-__all__ = ["build_report", "mean_table", "paper_table_html", "pivot_html", "records_pivot"]
+__all__ = ["build_report", "evaluation_report", "mean_table", "paper_table_html", "pivot_html", "records_pivot"]

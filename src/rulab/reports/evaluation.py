@@ -1,6 +1,6 @@
 """The single-file HTML report of ONE evaluation (a :class:`~rulab.results.table.ResultTable` in memory, no database).
 
-``evaluation_report(table, "report.html")`` (also ``table.report(path)``) writes the same kind of self-contained page
+``evaluation_report(table, "report.html")`` (``rulab.reports.evaluation_report``) writes the same kind of self-contained page
 as :func:`rulab.reports.build_report` (inline CSS, figures as base64 PNG, no script): what was evaluated, the
 accuracy / calibration table raw and temperature-scaled, the OOD detection tables per detector and OOD set, the
 shift and far-away tables, and the figures drawn from the table's arrays: ROC and precision-recall curves, score
@@ -16,7 +16,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rulab.results.table import ResultTable
 from rulab.reports import plots
 from rulab.reports.blocks import (
     array_figures,
@@ -31,6 +30,7 @@ from rulab.reports.blocks import (
     shift_stats,
     write_page,
 )
+from rulab.results.table import ResultTable
 
 __all__ = ["evaluation_report"]
 

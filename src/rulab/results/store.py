@@ -461,11 +461,6 @@ class ResultStore:
             if cur.rowcount == 0:
                 raise StoreError(f"run '{run_id}' is not in {self.path}; call start_run first")
 
-    def is_finished(self, run_id: str) -> bool:
-        """Whether the run's status is ``finished`` (trained, evaluated and stored)."""
-        rows = self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,))
-        return bool(rows) and rows[0]["status"] == "finished"
-
     def run(self, run_id: str) -> dict[str, Any] | None:
         """The row of one run (``config`` and ``dataset_checksums`` parsed), or ``None``."""
         rows = self.runs(run_id=run_id)

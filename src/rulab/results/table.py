@@ -10,7 +10,8 @@ One row per measured number: ``(kind, dataset, shift, severity, detector, metric
   ``auroc``, ``fpr95_id``, ...); values are fractions, never percent;
 * ``""`` (never ``None``) marks "not applicable" in key columns so the store's unique constraint holds.
 
-Tables, plots, the HTML report and the SQLite store are all views of this table.
+Tables, plots, the HTML report (:func:`rulab.reports.evaluation_report`) and the SQLite store are all views of
+this table.
 """
 
 from __future__ import annotations
@@ -179,13 +180,6 @@ class ResultTable:
 
             atomic_write_text(path, text)
         return text
-
-    def report(self, path: str | os.PathLike[str], title: str | None = None, **kwargs: Any) -> Any:
-        """Write the single-file HTML report of this evaluation and return its path (needs matplotlib,
-        ``pip install 'rulab[report]'``; see :func:`rulab.reports.evaluation.evaluation_report`)."""
-        from rulab.reports.evaluation import evaluation_report  # lazy: reports build on this module
-
-        return evaluation_report(self, path, title=title, **kwargs)
 
     def summary(self, detectors: Iterable[str] | None = None) -> str:
         """A plain-text summary: the ID calibration block, then AUROC / FPR95 per OOD set × detector,

@@ -1,9 +1,11 @@
-"""The study runner: a grid of presets × seeds trained and evaluated into one results database, then reported.
+"""Studies: a grid of presets × seeds trained and evaluated into one results database, then reported.
 
-:mod:`rulab.study.runner` holds the runner; the study definitions themselves are data in
-:mod:`rulab.presets.study_spec` (``Study``) and the ``STUDIES`` registry.
+:mod:`rulab.study.plan` resolves and validates every cell before anything runs; :mod:`rulab.study.runner` trains,
+evaluates and stores them (several processes may share one database) and reports. The study definitions themselves
+are data: :class:`rulab.presets.study_spec.Study`, registered in ``STUDIES``.
 """
 
-from rulab.study.runner import Cell, Evaluator, StudyResult, evaluate_run, get_study, plan_cells, run_study
+from rulab.study.plan import StudyCell, get_study, plan_cells
+from rulab.study.runner import Evaluator, StudyResult, evaluate_run, run_study
 
-__all__ = ["run_study", "plan_cells", "evaluate_run", "Cell", "StudyResult", "get_study", "Evaluator"]
+__all__ = ["run_study", "plan_cells", "evaluate_run", "StudyCell", "StudyResult", "get_study", "Evaluator"]

@@ -26,47 +26,29 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from rulab.config import RunCfg, config_hash, load_config, validate
-from rulab.errors import ConfigError, RulabError
-from rulab.results.table import ResultTable
-from rulab.presets.study_spec import RUN_REF, Study
+import torch
+import yaml
+
+import rulab
+from rulab.checkpoint import read_meta
+from rulab.config import RunCfg, config_hash, from_dict
+from rulab.errors import RulabError
+from rulab.eval.checkpoint import evaluate_checkpoint
+from rulab.presets.study_spec import Study
+from rulab.registry import DATASETS
+from rulab.reports import build_report
 from rulab.results.aggregate import Pivot, summary_pivot
 from rulab.results.export import to_text
-from rulab.results.store import ResultStore, owner_id, run_id_for
+from rulab.results.store import ResultStore, owner_id
+from rulab.results.table import ResultTable
+from rulab.study.plan import StudyCell, get_study, plan_cells
+from rulab.train.loop import fit, git_commit
 
-__all__ = ["run_study", "plan_cells", "evaluate_run", "Cell", "StudyResult", "get_study", "Evaluator"]
+__all__ = ["run_study", "evaluate_run", "StudyResult", "Evaluator"]
 
 #: ``evaluate(run_dir, cfg) -> ResultTable``: what evaluates one trained cell (injectable for tests).
 Evaluator = Callable[[Path, RunCfg], ResultTable]
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (preset, seed) run of a study.
-
-    Attributes:
-        cfg: the resolved run config (``name = <preset>-s<seed>``, ``out_dir`` of the study).
-        run_id: its row in the results database (``<name>-<config hash>``).
-        parents: run ids of the cells its overrides refer to with ``{run:PRESET}``.
-        evaluate: whether the cell is evaluated after training.
-    """
-
-    preset: str
-    seed: int
-    cfg: RunCfg
-    run_id: str
-    parents: tuple[str, ...] = ()
-    evaluate: bool = True
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.cfg.out_dir) / self.cfg.name
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.run_dir / "model.safetensors"
 
 
 @dataclass
@@ -123,91 +105,14 @@ def _duration(seconds: float) -> str:
     return (f"{h} h " if h else "") + f"{m} min {s} s"
 
 
-def get_study(study: Study | str) -> Study:
-    """A :class:`Study` from itself or its registered name (``rulab list studies``)."""
-    if isinstance(study, Study):
-        return study
-    from rulab.registry import STUDIES, UnknownNameError
-
-    try:
-        return STUDIES.create(study)
-    except UnknownNameError as err:
-        raise ConfigError(str(err)) from None
-
-
-def _link(item: str, done: Mapping[str, Cell], refs: list[str], study: str, preset: str) -> str:
-    """Replace each ``{run:PRESET}`` in an override by that (same-seed) cell's run directory; note it in ``refs``."""
-
-    def sub(m: Any) -> str:
-        ref = m.group(1)
-        if ref not in done:
-            raise ConfigError(f"study '{study}': '{preset}' refers to {{run:{ref}}}, which is not an earlier preset of the study")
-        refs.append(ref)
-        return str(done[ref].run_dir)
-
-    return RUN_REF.sub(sub, item)
-
-
-def plan_cells(study: Study, seeds: Sequence[int] | None = None, out_dir: str = "runs", overrides: Sequence[str] = ()) -> list[Cell]:
-    """Resolve and validate every cell of ``study`` (seed-major, presets in study order).
-
-    ``{run:PRESET}`` in an override becomes that preset's run directory for the same seed. A cell whose
-    ``train.init_from`` names such a directory is validated without it (the directory appears when its parent
-    has trained); everything else is fully validated here, before anything runs.
-
-    Raises:
-        ConfigError: an unknown preset, a bad override, or a bad value, naming the preset.
-    """
-    seeds = tuple(int(s) for s in (seeds if seeds else study.seeds))
-    if not seeds:
-        raise ConfigError(f"study '{study.name}' has no seeds to run; pass seeds like --seeds 0,1")
-    cells: list[Cell] = []
-    for seed in seeds:
-        done: dict[str, Cell] = {}
-        for preset in study.presets:
-            refs: list[str] = []
-            items = [_link(item, done, refs, study.name, preset) for item in (*study.overrides_for(preset), *overrides)]
-            items += [f"seed={seed}", f"out_dir={out_dir}", f"name={preset}-s{seed}"]
-            try:
-                cfg = load_config(preset, overrides=items, check=False)
-                validate(replace(cfg, train=replace(cfg.train, init_from="", reset_head=False)) if refs else cfg)
-            except ConfigError as err:
-                raise ConfigError(f"study '{study.name}', preset '{preset}': {err}") from None
-            cell = Cell(
-                preset, seed, cfg, run_id_for(cfg.name, config_hash(cfg)), tuple(done[r].run_id for r in dict.fromkeys(refs)),
-                evaluate=study.evaluate and preset not in study.skip_eval,
-            )
-            done[preset] = cell
-            cells.append(cell)
-    return cells
-
-
-def _evaluation_entry() -> Callable[..., ResultTable]:
-    from rulab import api
-
-    fn = getattr(api, "evaluate_checkpoint", None)
-    if fn is None:
-        raise RulabError("this rulab has no evaluation (rulab.api.evaluate_checkpoint is missing); run the study with --no-eval to only train")
-    return fn
-
-
 def evaluate_run(run_dir: Path, cfg: RunCfg) -> ResultTable:
     """Evaluate one trained cell: the single place where the study calls the evaluation.
 
-    Calls ``rulab.api.evaluate_checkpoint(run_dir, ...)`` with the cell's evaluation settings (benchmark, shift
-    suite, detectors, far-away tests, protocol) passed as keywords where its signature accepts them.
-
-    Raises:
-        RulabError: this rulab build has no evaluation (``rulab.api.evaluate_checkpoint`` is missing).
+    Calls :func:`rulab.eval.checkpoint.evaluate_checkpoint` with the cell's evaluation settings (benchmark, shift
+    suite, detectors, far-away tests, protocol).
     """
-    import inspect
-
-    fn = _evaluation_entry()
-    params = inspect.signature(fn).parameters
     e = cfg.eval
-    wanted = {"benchmark": e.benchmark, "shift": e.shift, "detectors": list(e.detectors), "farconf": e.farconf, "protocol": e.protocol or None}
-    kwargs = {k: v for k, v in wanted.items() if k in params and v is not None}
-    return fn(run_dir, **kwargs)
+    return evaluate_checkpoint(run_dir, benchmark=e.benchmark, shift=e.shift, detectors=list(e.detectors), farconf=e.farconf, protocol=e.protocol or None)
 
 
 def arrays_path(run_dir: Path, cfg: RunCfg) -> Path:
@@ -215,18 +120,13 @@ def arrays_path(run_dir: Path, cfg: RunCfg) -> Path:
     return Path(run_dir) / "eval" / cfg.eval.benchmark / "arrays.safetensors"
 
 
-def _check_run_dir(cell: Cell) -> None:
+def _check_run_dir(cell: StudyCell) -> None:
     """Refuse a run directory that holds a run of another configuration (it would be silently reused)."""
     path = cell.run_dir / "config.yaml"
     if not path.exists():
         return
-    import yaml
-
-    from rulab.config import RunCfg as _RunCfg
-    from rulab.config import from_dict
-
     try:
-        old = config_hash(from_dict(_RunCfg, yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+        old = config_hash(from_dict(RunCfg, yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
     except (RulabError, yaml.YAMLError, TypeError, ValueError):
         return
     if old != config_hash(cell.cfg):
@@ -238,8 +138,6 @@ def _check_run_dir(cell: Cell) -> None:
 
 def _dataset_checksums(cfg: RunCfg) -> dict[str, str]:
     """``{"<dataset>/<file>": md5}`` of the files the run's dataset was read from (empty where unknown)."""
-    from rulab.registry import DATASETS
-
     out: dict[str, str] = {}
     for split in ("train", "test"):
         try:
@@ -277,19 +175,11 @@ def _heartbeat(db: Path, run_id: str, owner: str, interval: float) -> Iterator[N
 
 
 def _provenance() -> dict[str, str]:
-    import torch
-
-    import rulab
-    from rulab.train.loop import git_commit
-
     return {"rulab_version": rulab.__version__, "torch_version": torch.__version__, "git_commit": git_commit()}
 
 
-def _run_cell(cell: Cell, store: ResultStore, study: Study, evaluate: Evaluator, progress: bool, log: Callable[[str], None]) -> None:
+def _run_cell(cell: StudyCell, store: ResultStore, study: Study, evaluate: Evaluator, progress: bool, log: Callable[[str], None]) -> None:
     """Train (or resume), evaluate and store one claimed cell."""
-    from rulab.checkpoint import read_meta
-    from rulab.train.loop import fit
-
     _check_run_dir(cell)
     cfg = cell.cfg
     store.start_run(
@@ -316,7 +206,7 @@ def _run_cell(cell: Cell, store: ResultStore, study: Study, evaluate: Evaluator,
         log(f"{cfg.name}: done in {_duration(time.time() - t0)} (training {_duration(t_train)}, evaluation {_duration(time.time() - t0 - t_train)})")
 
 
-def _done(cell: Cell, store: ResultStore) -> bool:
+def _done(cell: StudyCell, store: ResultStore) -> bool:
     run = store.run(cell.run_id)
     if run is None or not cell.checkpoint.exists():
         return False
@@ -366,8 +256,6 @@ def run_study(
     db_path = Path(db) if db is not None else Path(out_dir) / "results.db"
     store = ResultStore(db_path)
     evaluator: Evaluator = evaluate if callable(evaluate) else evaluate_run
-    if evaluator is evaluate_run and any(c.evaluate for c in cells):
-        _evaluation_entry()  # fail before training, not after the first cell
     owner = owner_id()
     result = StudyResult(study.name, db_path, Path(out_dir), [c.run_id for c in cells])
 
@@ -430,8 +318,6 @@ def run_study(
     result.summary = summary_pivot(records)
     if study.report if report is None else report:
         try:
-            from rulab.reports import build_report
-
             result.report = build_report(db_path, study=study.name, out=Path(out_dir) / "report.html", run_ids=result.run_ids)
         except RulabError as err:
             result.report_error = str(err)

@@ -27,9 +27,15 @@ from typing import Any
 
 import torch
 
+from rulab.checkpoint import save_model
+from rulab.config import ModelCfg, RunCfg, apply_overrides, config_hash, dump_yaml, to_dict
+from rulab.data.splits import load_splits
 from rulab.errors import CheckpointError, ConfigError
+from rulab.eval.validate import validate_run
+from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from rulab.train.loop import build_model, provenance
 
-__all__ = ["convert", "load_state_dict_file", "parse_model_name"]
+__all__ = ["convert_weights", "load_state_dict_file", "parse_model_name"]
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -107,33 +113,35 @@ def _match_keys(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor],
                           "(`rulab list models`, or torchvision:<arch> for a torchvision network)")
 
 
-def convert(
+def convert_weights(
     weights: str | os.PathLike[str],
     model: str,
+    cfg: RunCfg,
     *,
     mean: Sequence[float] | float | None = None,
     std: Sequence[float] | float | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
-    preset: str | None = "fmnist-plain",
-    config: str | os.PathLike[str] | None = None,
-    overrides: Sequence[str] = (),
+    model_overrides: Sequence[str] = (),
     name: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Turn a state_dict trained outside rulab into a rulab run directory that ``rulab eval`` reads.
 
+    :func:`rulab.api.convert` (``rulab.convert``, ``rulab convert``) resolves ``cfg`` from a preset, a YAML file and
+    overrides and calls this.
+
     Args:
         weights: ``.pt``/``.pth`` (``torch.save(model.state_dict(), path)``) or ``.safetensors``.
         model: a registered model name (``resnet18``) or ``torchvision:<arch>`` (any torchvision classifier).
+        cfg: the run config the checkpoint records (dataset, validation split, evaluation settings); its model is
+            replaced by ``model``.
         mean: per-channel mean of the input normalisation used in training, [0, 1] pixel units (``0`` with
             ``std=1`` for a model that took [0, 1] pixels). Required unless the weights hold ``normalize.*``.
         std: per-channel standard deviation of that normalisation.
         model_kwargs: further model keyword arguments (``stem="cifar"``; for ``torchvision:<arch>``:
             ``kwargs={...}`` of the torchvision builder, ``head``, ``feature_layer``).
-        preset: the preset whose config (dataset, validation split, evaluation settings) the checkpoint records.
-        config: a YAML config file instead of, or on top of, the preset.
-        overrides: dotted config overrides (``data.val_size=1000``, ``eval.detectors=[msp,knn]``).
+        model_overrides: dotted ``model.*`` overrides, applied to the converted model.
         name: run name (default: the weights file's stem).
         out_dir: where the run directory goes (default: the config's ``out_dir``, ``runs``).
         overwrite: replace an existing checkpoint of the same name.
@@ -145,12 +153,6 @@ def convert(
         RulabError: unreadable weights, keys or shapes that do not fit the architecture, no normalisation given,
             an existing run directory.
     """
-    from rulab.config import ModelCfg, apply_overrides, config_hash, dump_yaml, load_config, to_dict, validate
-    from rulab.data.splits import load_splits
-    from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir
-    from rulab.checkpoint import save_model
-    from rulab.train.loop import build_model, provenance
-
     state = load_state_dict_file(weights)
     has_norm = any(k.startswith("normalize.") for k in state)
     if has_norm and mean is not None:
@@ -163,12 +165,9 @@ def convert(
         def as_list(v):
             return ([float(v)] if isinstance(v, (int, float)) else [float(x) for x in v])
         kwargs.update(mean=as_list(mean), std=as_list(std))
-    # model.* overrides apply to the converted model, not to the preset's own
-    model_over = [o for o in overrides if o.lstrip("-").startswith("model.")]
-    cfg = load_config(preset, config, [o for o in overrides if o not in model_over], check=False)
     cfg = replace(cfg, name=name or Path(weights).stem, model=ModelCfg(name=reg_name, kwargs=kwargs), **({"out_dir": str(out_dir)} if out_dir is not None else {}))
-    cfg = apply_overrides(cfg, [o.lstrip("-") for o in model_over])
-    validate(cfg)
+    cfg = apply_overrides(cfg, [o.lstrip("-") for o in model_overrides])
+    validate_run(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
     final = run_dir / "model.safetensors"
     if final.exists() and not overwrite:

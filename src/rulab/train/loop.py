@@ -33,15 +33,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import rulab
-from rulab.config import RunCfg, config_hash, dump_yaml, to_dict, validate
+from rulab.checkpoint import init_from_checkpoint, load_train_state, read_meta, save_model, save_train_state
+from rulab.config import RunCfg, config_hash, dump_yaml, to_dict
 from rulab.data.loader import TensorLoader, derive_seed, make_generator
 from rulab.data.splits import Splits, load_splits
+from rulab.distributed import DistInfo, all_reduce_sum, barrier, gather_rows, init_distributed, resolve_device
 from rulab.errors import ConfigError, RulabError
 from rulab.eval.predict import predict_distributed
+from rulab.eval.validate import validate_run
 from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
 from rulab.registry import METHODS, MODELS, OOD_SETS
-from rulab.checkpoint import init_from_checkpoint, load_train_state, read_meta, save_model, save_train_state
-from rulab.distributed import DistInfo, all_reduce_sum, barrier, gather_rows, init_distributed, resolve_device
 from rulab.train.optim import build_optimizer, lr_at
 
 __all__ = ["fit", "build_model", "run_dir_of", "provenance", "git_commit"]
@@ -180,7 +181,7 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
     Raises:
         RulabError: bad config, missing data, incompatible ``init_from`` checkpoint, unwritable output.
     """
-    validate(cfg)
+    validate_run(cfg)
     info = init_distributed(cfg.device.split(":")[0] if cfg.device != "auto" else None)
     device = resolve_device(cfg.device, info)
     if cfg.train.amp == "fp16" and device.type == "cpu":  # it runs, but several times slower than fp32 (measured)

@@ -1,0 +1,213 @@
+"""``rulab eval <run_dir>``: evaluate a trained checkpoint on a benchmark and write its result files.
+
+:func:`load_run` rebuilds everything an evaluation of a run needs from the checkpoint alone: the stored config (with
+overrides, checked), the benchmark, the model and the run's own data splits (same seed, so the validation split is
+the run's held-out split). :func:`evaluate_checkpoint` runs :func:`rulab.eval.evaluate.run_evaluation` on it and writes
+``<run_dir>/eval/<benchmark>/{results.csv,arrays.safetensors,summary.txt,meta.json}``; the ODIN paper table
+(:func:`rulab.presets.odin.evaluate_odin_table`) loads its runs with :func:`load_run` too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from rulab.checkpoint import checkpoint_hash, load_model, read_meta, resolve_checkpoint
+from rulab.config import RunCfg, apply_overrides, from_dict, to_dict
+from rulab.data.fetch import dataset_root
+from rulab.data.splits import Splits, load_splits
+from rulab.distributed import resolve_device
+from rulab.errors import CheckpointError, ConfigError
+from rulab.eval.benchmarks import Benchmark
+from rulab.eval.evaluate import resolve_benchmark, run_evaluation
+from rulab.eval.shift import ShiftCache
+from rulab.eval.validate import validate_run
+from rulab.io import atomic_write_json, atomic_write_text
+from rulab.results.store import ResultStore
+from rulab.results.table import ResultTable
+
+__all__ = ["LoadedRun", "load_run", "evaluate_checkpoint", "eval_dir"]
+
+
+def eval_dir(checkpoint: str | os.PathLike[str], benchmark: str) -> Path:
+    """``<run_dir>/eval/<benchmark>``: where :func:`evaluate_checkpoint` writes its files."""
+    p = Path(checkpoint)
+    run_dir = p if p.is_dir() else p.parent
+    return run_dir / "eval" / benchmark
+
+
+def _eval_config(meta: dict[str, Any], overrides: Sequence[str], **explicit: Any) -> RunCfg:
+    """The run's stored config with ``overrides`` (dotted keys of the whole config) and the explicit eval arguments."""
+    stored = meta.get("config")
+    if not isinstance(stored, dict):
+        raise CheckpointError("the checkpoint has no stored run config, so its data splits cannot be rebuilt; evaluate it with rulab.eval.evaluate.run_evaluation(model, ...)")
+    try:
+        cfg = from_dict(RunCfg, stored)
+    except ConfigError as err:
+        raise CheckpointError(f"the checkpoint's stored config no longer loads ({err}); evaluate it with rulab.eval.evaluate.run_evaluation(model, ...)") from None
+    cfg = apply_overrides(cfg, [o if "." in o.split("=", 1)[0].lstrip("-") else f"eval.{o.lstrip('-')}" for o in overrides])
+    ev = cfg.eval
+    if explicit.get("detectors") is not None:
+        det = explicit["detectors"]
+        det = tuple(d.strip() for d in det.split(",") if d.strip()) if isinstance(det, str) else tuple(det)
+        # the stored per-detector arguments of the detectors still run (a study's ODIN grid) are kept, the rest dropped
+        ev = replace(ev, detectors=det, detector_kwargs={k: v for k, v in ev.detector_kwargs.items() if k in det})
+    for k in ("benchmark", "shift", "farconf", "protocol"):
+        if explicit.get(k) is not None:
+            ev = replace(ev, **{k: explicit[k]})
+    cfg = replace(cfg, eval=ev)
+    # only the evaluation part needs checking now; e.g. a fine-tuned run's parent checkpoint may have moved
+    validate_run(replace(cfg, train=replace(cfg.train, init_from="", reset_head=False)))
+    return cfg
+
+
+@dataclass
+class LoadedRun:
+    """A trained run, rebuilt for evaluation by :func:`load_run`.
+
+    Attributes:
+        checkpoint: the run's ``model.safetensors``.
+        meta: its metadata (:func:`rulab.checkpoint.read_meta`).
+        cfg: the stored run config with the evaluation's overrides applied, checked.
+        benchmark: the benchmark ``cfg.eval.benchmark`` names; its ID dataset is the one the run trained on.
+        model: the classifier on the resolved device.
+        splits: the run's train / validation / test splits, rebuilt with its seed.
+    """
+
+    checkpoint: Path
+    meta: dict[str, Any]
+    cfg: RunCfg
+    benchmark: Benchmark
+    model: nn.Module
+    splits: Splits
+
+
+def load_run(
+    path: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    device: str | None = None,
+    **explicit: Any,
+) -> LoadedRun:
+    """Checkpoint → stored config (+ overrides, checked) → benchmark → model → data splits.
+
+    Args:
+        path: a run directory or its ``model.safetensors``.
+        overrides: config overrides, ``"eval.n_ood=500"`` (a bare ``"n_ood=500"`` means ``eval.n_ood``).
+        device: ``auto``/``cpu``/``cuda``/``mps`` (default: the run's device setting).
+        **explicit: ``benchmark``, ``shift``, ``farconf``, ``detectors``, ``protocol`` replacing the run's
+            ``eval.*`` setting where not ``None`` (see :func:`evaluate_checkpoint`).
+
+    Raises:
+        CheckpointError: no checkpoint, or one without a loadable stored config.
+        ConfigError: a bad override, or a benchmark for another dataset than the run's.
+    """
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    cfg = _eval_config(meta, overrides, **explicit)
+    bench = resolve_benchmark(cfg.eval.benchmark)
+    if bench.id_dataset != cfg.data.dataset:
+        raise ConfigError(f"benchmark '{bench.name}' tests on '{bench.id_dataset}' but the checkpoint was trained on '{cfg.data.dataset}'; choose a benchmark for {cfg.data.dataset} (`rulab list benchmarks`)")
+    model, _ = load_model(ckpt, resolve_device(device or cfg.device))
+    splits = load_splits(cfg.data, cfg.seed)
+    return LoadedRun(ckpt, meta, cfg, bench, model, splits)
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike[str],
+    benchmark: str | None = None,
+    shift: str | None = None,
+    farconf: bool | None = None,
+    detectors: str | Sequence[str] | None = None,
+    protocol: str | None = None,
+    overrides: Sequence[str] = (),
+    db: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    cache: bool = True,
+    progress: bool = True,
+) -> ResultTable:
+    """Evaluate a trained checkpoint on a benchmark and write ``<run_dir>/eval/<benchmark>/{results.csv,
+    arrays.safetensors,summary.txt,meta.json}`` atomically.
+
+    The model is rebuilt from the checkpoint alone; the data splits are rebuilt from the config stored in it with the
+    same seed, so the validation split (temperature scaling, detector tuning) is the run's own held-out split.
+
+    Args:
+        path: a run directory or its ``model.safetensors``.
+        benchmark: BENCHMARKS entry (default: the run's ``eval.benchmark``).
+        shift: shift suite (``""`` for none; default: the run's ``eval.shift``).
+        farconf: run the far-away / worst-case tests (default: the run's ``eval.farconf``).
+        detectors: names, or one comma-separated string (default: the run's ``eval.detectors``).
+        protocol: PROTOCOLS entry overriding the benchmark's.
+        overrides: config overrides, ``"eval.n_ood=500"`` (a bare ``"n_ood=500"`` means ``eval.n_ood``).
+        db: the results database to record the rows in (hook: see ``_record``).
+        device: ``auto``/``cpu``/``cuda``/``mps`` (default: the run's device setting).
+        cache: keep extracted logits/features under ``<run_dir>/eval/cache`` so re-evaluation skips the network, and
+            keep shifted test sets under ``$RULAB_DATA/shift-cache`` (and in memory for this process) so that every
+            checkpoint of a study reuses them.
+        progress: print stage names to stderr.
+
+    Returns:
+        The :class:`ResultTable`.
+    """
+    run = load_run(path, overrides, device, benchmark=benchmark, shift=shift, farconf=farconf, detectors=detectors, protocol=protocol)
+    ckpt, cfg, splits = run.checkpoint, run.cfg, run.splits
+    out_dir = eval_dir(ckpt, run.benchmark.name)
+
+    def stage(text: str) -> None:
+        if progress:
+            print(f"[rulab eval] {text}", file=sys.stderr, flush=True)
+
+    table = run_evaluation(
+        run.model,
+        shift_cache=_shift_cache() if cache else None,
+        benchmark=run.benchmark,
+        eval_cfg=cfg.eval,
+        train=splits.train,
+        val=splits.val,
+        test=splits.test,
+        seed=cfg.seed,
+        cache_dir=out_dir.parent / "cache" if cache else None,
+        parity=cfg.parity,
+        model_key=checkpoint_hash(ckpt),
+        on_stage=stage,
+    )
+    table.meta.update({"checkpoint": str(ckpt), "run": cfg.name, "eval_config": to_dict(cfg.eval)})
+    table.to_csv(out_dir / "results.csv")
+    table.save_arrays(out_dir / "arrays.safetensors")
+    atomic_write_text(out_dir / "summary.txt", table.summary() + "\n")
+    atomic_write_json(out_dir / "meta.json", table.meta)
+    _record(db, table, run.meta, ckpt)
+    return table
+
+
+_SHIFT_CACHE: ShiftCache | None = None
+
+
+def _shift_cache() -> ShiftCache:
+    """The process-wide cache of shifted test sets (memory + ``$RULAB_DATA/shift-cache`` on disk)."""
+    global _SHIFT_CACHE
+    if _SHIFT_CACHE is None:
+        _SHIFT_CACHE = ShiftCache(dataset_root() / "shift-cache", memory=True)
+    return _SHIFT_CACHE
+
+
+def _record(db: str | os.PathLike[str] | None, table: ResultTable, meta: dict[str, Any], ckpt: Path) -> None:
+    """Store an evaluation in the SQLite results store (docs/results-store.md) under the checkpoint's run.
+
+    The run row is keyed like a study's (``<name>-<config hash>``), so evaluating a study's run again updates its rows
+    instead of duplicating them.
+    """
+    if db is None:
+        return
+    cfg = from_dict(RunCfg, meta["config"])
+    store = ResultStore(db)
+    run_id = store.start_run(cfg, checkpoint=str(ckpt), meta=meta, status="running")
+    store.write_curves(run_id, meta.get("history", []))
+    store.write_results(run_id, table)
+    store.finish_run(run_id, "finished", checkpoint=str(ckpt), meta=meta)

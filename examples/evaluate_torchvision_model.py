@@ -101,7 +101,7 @@ def main() -> None:
         print(f"skipped {what}: {why}")
     table.to_csv(out / "results.csv")
     try:
-        print("report:", table.report(out / "report.html"))
+        print("report:", rulab.reports.evaluation_report(table, out / "report.html"))
     except rulab.errors.RulabError as err:  # matplotlib missing
         print("no report:", err)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import rulab.api as api
 from rulab.registry import PRESETS, STUDIES
+from rulab.reports import evaluation_report
 
 PAPER_PRESETS = ("hendrycks2019-fmnist", "coursework-fmnist", "hein2019-fmnist", "odin-fmnist")
 TINY = ["train.max_steps=10", "data.train_subset=600", "data.val_size=200", "eval.n_ood=200", "eval.adv_n=20", "eval.adv_steps=3", "eval.alpha_trials=10"]
@@ -47,7 +48,7 @@ def reproduce(name: str, out: Path, tiny: bool) -> str:
         run_dir = api.train(name, overrides=[*overrides, f"out_dir={out}"], progress=not tiny)
         table = api.evaluate_checkpoint(run_dir, progress=not tiny)
         print(table.summary())
-        report = table.report(run_dir / "report.html")
+        report = evaluation_report(table, run_dir / "report.html")
         return f"{name}: trained and evaluated in {time.time() - t0:.0f} s; report {report}"
     return f"skipping {name}: not registered in this build (see `rulab list presets` and `rulab list studies`)"
 

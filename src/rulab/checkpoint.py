@@ -30,9 +30,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from rulab.distributed import unwrap_model
 from rulab.errors import CheckpointError
 from rulab.io import atomic_path, atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
-from rulab.distributed import unwrap_model
+from rulab.registry import MODELS, UnknownNameError
 
 __all__ = [
     "save_model",
@@ -175,8 +176,6 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     Returns:
         ``(model, meta)``.
     """
-    from rulab.registry import MODELS, UnknownNameError
-
     meta = read_meta(path)
     kwargs = meta.get("model_kwargs", {})
     try:

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rulab.errors import InputError, RulabError
 from rulab.attacks import log_max_confidence, pgd
+from rulab.errors import InputError, RulabError
+from rulab.io import atomic_path, atomic_write_json, ensure_writable_dir
 from rulab.registry import MODELS
 
 __all__ = [
@@ -210,8 +211,6 @@ def _plot(path: Path, name: str, maps: Sequence[tuple[tuple[float, float], torch
         from matplotlib.figure import Figure
     except ImportError:
         raise RulabError("the toy's figures need matplotlib; install it with: pip install 'rulab[report]'") from None
-    from rulab.io import atomic_path
-
     fig = Figure(figsize=(4.2 * len(maps), 4.0))
     FigureCanvasAgg(fig)
     levels = [0.5 + 0.05 * i for i in range(11)]  # 50%, 55%, ..., 100%
@@ -255,8 +254,6 @@ def run_toy2d(
     """
     if not (isinstance(iterations_scale, (int, float)) and math.isfinite(iterations_scale) and iterations_scale > 0):
         raise InputError(f"iterations_scale must be a positive number, got {iterations_scale!r}")
-    from rulab.io import atomic_write_json, ensure_writable_dir
-
     out = ensure_writable_dir(out_dir)
     x, y = two_moons(seed=seed)
     result: dict[str, Any] = {"figures": {}, "mean_conf": {}, "far_conf": {}, "train_acc": {}, "iterations": {},

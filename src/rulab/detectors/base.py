@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import torch
 
 from rulab.errors import InputError, RulabError
+from rulab.metrics.ood import fpr95_id
 
 __all__ = ["Extracted", "Detector", "REQUIREMENTS", "need", "tuning_objective"]
 
@@ -124,8 +125,6 @@ def need(ex: Extracted, what: str, detector: str) -> torch.Tensor:
 def tuning_objective(s_id: torch.Tensor, s_oods: Mapping[str, torch.Tensor]) -> float:
     """The value hyperparameter tuning minimises: mean over validation-OOD sets of ``fpr95_id`` (ODIN's criterion,
     Liang et al. 2018), with ties broken by the grid order."""
-    from rulab.metrics.ood import fpr95_id
-
     if not s_oods:
         raise InputError("tuning needs at least one validation-OOD set")
     return sum(fpr95_id(s_id, s) for s in s_oods.values()) / len(s_oods)

@@ -45,6 +45,8 @@ from rulab.data.tensors import TensorDataset
 from rulab.detectors.base import Detector, Extracted
 from rulab.detectors.temperature import TemperatureScaler
 from rulab.errors import ConfigError, InputError
+from rulab.eval import farconf as farconf_eval
+from rulab.eval import shift as shift_eval
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key, extract, weights_hash
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
@@ -301,21 +303,17 @@ def _evaluate(
 
     # ---- 6. covariate shift and far-away confidence (rulab.eval.shift / rulab.eval.farconf)
     if shift:
-        from rulab.eval.shift import evaluate_shift
-
         note(f"covariate shift ({shift if isinstance(shift, str) else 'custom'})")
         with timer("shift"):
             # shifted test sets are benchmark data: the same corruption draws (seed 0) for every run and method
-            sub = evaluate_shift(model, test, suite=shift, seed=0, batch_size=eval_cfg.batch_size, temperature=temperature,
+            sub = shift_eval.evaluate_shift(model, test, suite=shift, seed=0, batch_size=eval_cfg.batch_size, temperature=temperature,
                                  cache=shift_cache, clean_logits=ex_test.logits, channels_last=channels_last)
             table.extend(sub)
             table.meta["shift"] = sub.meta
     if eval_cfg.farconf:
-        from rulab.eval.farconf import evaluate_farconf
-
         note("far-away confidence")
         with timer("farconf"):
-            sub = evaluate_farconf(model, test, ood_sets, eval_cfg, seed, rejection_index=10 if parity else None, id_logits=ex_test.logits)
+            sub = farconf_eval.evaluate_farconf(model, test, ood_sets, eval_cfg, seed, rejection_index=10 if parity else None, id_logits=ex_test.logits)
             table.extend(sub)
             table.meta["farconf"] = sub.meta
     table.meta["skipped"] = skipped

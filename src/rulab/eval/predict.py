@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rulab.distributed import dist_info, gather_rows, shard_batches, unwrap_model
 from rulab.errors import InputError
 
 __all__ = ["predict", "predict_distributed", "model_device", "check_images"]
@@ -114,8 +115,6 @@ def predict_distributed(
     Returns:
         ``{"logits": float32 [N, K]}`` (and ``"features": float32 [N, D]``), on the CPU, on every rank.
     """
-    from rulab.distributed import dist_info, gather_rows, shard_batches, unwrap_model
-
     info = dist_info()
     if not info.enabled:
         return predict(model, x, batch_size, features, channels_last)

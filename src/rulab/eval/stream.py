@@ -42,6 +42,7 @@ from rulab.data.tensors import TensorDataset
 from rulab.detectors.base import Detector, Extracted
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
+from rulab.metrics.ood import ood_metrics
 
 __all__ = ["StreamScores", "chunks_of", "score_stream", "stream_ood_metrics", "release_free_heap"]
 
@@ -188,8 +189,6 @@ def stream_ood_metrics(
         ``(metrics, id_scores, ood_scores)``: ``metrics[detector]`` is :func:`rulab.metrics.ood.ood_metrics` of
         all ID scores against all OOD scores.
     """
-    from rulab.metrics.ood import ood_metrics
-
     s_id = score_stream(model, id_chunks, detectors, quantize=quantize, channels_last=channels_last)
     s_ood = score_stream(model, ood_chunks, detectors, quantize=quantize, channels_last=channels_last)
     metrics = {name: ood_metrics(s_id.scores[name], s_ood.scores[name]) for name in detectors}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from rulab.checkpoint import check_parent
 from rulab.config import RunCfg, check_choice, check_kwargs, check_registered, validate_values
-from rulab.data.corruptions import SHIFT_SUITES
+from rulab.data import corruptions
 from rulab.errors import ConfigError, RulabError
 from rulab.registry import BENCHMARKS, DATASETS, DETECTORS, METHODS, MODELS, PROTOCOLS
 
@@ -50,5 +50,5 @@ def validate_run(cfg: RunCfg) -> RunCfg:
     if e.protocol:
         check_registered("eval.protocol", e.protocol, PROTOCOLS)
     if e.shift:
-        check_choice("eval.shift", e.shift, [suite.name for suite in SHIFT_SUITES])
+        check_choice("eval.shift", e.shift, [suite.name for suite in corruptions.SHIFT_SUITES])  # read at call time
     return cfg

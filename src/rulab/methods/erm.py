@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rulab.errors import ConfigError
 from rulab.methods.base import Method
 from rulab.registry import METHODS
 
@@ -26,8 +27,6 @@ class ERM(Method):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         if not 0.0 <= label_smoothing < 1.0:
-            from rulab.errors import ConfigError
-
             raise ConfigError(f"method parameter 'label_smoothing' must lie in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
 

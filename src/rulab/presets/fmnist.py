@@ -135,7 +135,7 @@ def fmnist_barlow() -> RunCfg:
 def _finetune(cfg: RunCfg, epochs: int, lr: float) -> RunCfg:
     """``cfg`` as the second stage of a pre-train → fine-tune pipeline: a new head, its own schedule.
 
-    ``train.init_from`` stays empty here; a study fills it with ``{run:PARENT}`` (presets/study.py) or the user passes
+    ``train.init_from`` stays empty here; a study fills it with ``{run:PARENT}`` (presets/study_spec.py) or the user passes
     ``--train.init_from=<run dir>``.
     """
     return replace(cfg, optim=replace(cfg.optim, lr=lr), train=replace(cfg.train, epochs=epochs, reset_head=True))

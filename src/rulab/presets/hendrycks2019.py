@@ -36,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rulab.config import AugmentCfg, DataCfg, EvalCfg, MethodCfg, ModelCfg, OptimCfg, RunCfg, TrainCfg
+from rulab.data.fetch import dataset_root
 from rulab.errors import ConfigError, DataError
 from rulab.presets.paper import PaperStudy, register_preset, with_data, with_eval, with_train
 from rulab.registry import STUDIES
@@ -122,8 +123,6 @@ def cifar10_exclusion(map_clsloc: str | Path | None = None) -> tuple[int, ...]:
         DataError: the file is missing, does not list 1,000 classes with ids 1..1000, or disagrees with
             :data:`IMAGENET_ANCHORS`.
     """
-    from rulab.data.fetch import dataset_root
-
     path = Path(map_clsloc) if map_clsloc is not None else dataset_root() / "imagenet32" / "map_clsloc.txt"
     if not path.is_file():
         raise DataError(

@@ -27,6 +27,10 @@ Conventions:
 Concurrency: the file is opened in WAL journal mode with a busy timeout (30 s by default), and every write is one
 ``BEGIN IMMEDIATE`` transaction, so several processes can write at once; a writer waits for the lock instead of
 failing, and a transaction either lands whole or not at all (an interrupted process loses no stored row).
+
+One cohesive concern, which is why the module is longer than most: the results database. Every SQL statement
+rulab runs is here (schema and version, runs, results, curves, the claims that let study processes share one
+file), so the schema and the code that reads and writes it are read and changed together.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rulab.config import config_hash, to_dict
 from rulab.errors import StoreError
 from rulab.results.table import KEY_COLUMNS, ResultTable, Row
 
@@ -191,8 +196,6 @@ def _config_dict(cfg: Any) -> dict[str, Any]:
     if cfg is None:
         return {}
     if is_dataclass(cfg):
-        from rulab.config import to_dict
-
         return to_dict(cfg)
     if isinstance(cfg, Mapping):
         return dict(cfg)
@@ -347,8 +350,6 @@ class ResultStore:
     @staticmethod
     def run_id_of(cfg: Any) -> str:
         """The run id of a :class:`~rulab.config.RunCfg` (``<name>-<config_hash>``)."""
-        from rulab.config import config_hash
-
         return run_id_for(cfg.name, config_hash(cfg))
 
     def start_run(
@@ -384,8 +385,6 @@ class ResultStore:
             raise StoreError(f"run status must be one of {', '.join(STATUSES)}, got '{status}'")
         d = _config_dict(cfg)
         if cfg is not None and is_dataclass(cfg):
-            from rulab.config import config_hash
-
             chash = config_hash(cfg)
         else:
             chash = str(d.get("config_hash", "")) if d else ""

@@ -25,7 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rulab.errors import InputError
+from rulab.errors import InputError, RulabError
+from rulab.io import atomic_path, atomic_write_text
 from rulab.metrics import catalog
 
 __all__ = ["Row", "ResultTable", "KINDS", "KEY_COLUMNS"]
@@ -80,8 +81,6 @@ class ResultTable:
         """Write :attr:`arrays` (tensors) atomically as one safetensors file."""
         import torch
         from safetensors.torch import save_file
-
-        from rulab.io import atomic_path
 
         tensors = {k: torch.as_tensor(v).detach().cpu().contiguous() for k, v in self.arrays.items()}
         with atomic_path(path) as tmp:
@@ -157,8 +156,6 @@ class ResultTable:
         try:
             import pandas as pd
         except ImportError:
-            from rulab.errors import RulabError
-
             raise RulabError("to_pandas needs pandas; install it with: pip install 'rulab[report]'") from None
         recs = self.records()
         for r in recs:
@@ -176,8 +173,6 @@ class ResultTable:
             w.writerow([getattr(r, c) if c != "value" else repr(r.value) for c in cols])
         text = buf.getvalue()
         if path is not None:
-            from rulab.io import atomic_write_text
-
             atomic_write_text(path, text)
         return text
 

@@ -42,6 +42,7 @@ from rulab.errors import ConfigError, RulabError
 from rulab.eval.predict import predict_distributed
 from rulab.eval.validate import validate_run
 from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
+from rulab.metrics.calibration import calibration_error
 from rulab.registry import METHODS, MODELS, OOD_SETS
 from rulab.train.optim import build_optimizer, lr_at
 
@@ -123,8 +124,6 @@ def _evaluate(model: nn.Module, ds: Any, batch_size: int, channels_last: bool) -
     """Accuracy, NLL and ECE (15 uniform bins) of ``model`` on ``ds``, sharded over ranks and gathered."""
     logits = predict_distributed(model, ds.x, batch_size=batch_size, channels_last=channels_last)["logits"]
     labels = ds.y
-    from rulab.metrics.calibration import calibration_error
-
     conf, pred = logits.softmax(1).max(1)
     correct = (pred == labels).double()
     return {

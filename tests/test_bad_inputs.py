@@ -637,7 +637,7 @@ CASES: list[Case] = [
     # ---- checkpoints
     Case("pickle-as-checkpoint", "a torch.save pickle named model.safetensors", CheckpointError,
          r"is not a safetensors file but a pickled PyTorch file \(\.pt/\.pth\), which rulab never unpickles; "
-         r"load its state dict with torch\.load\(path, weights_only=True\) and save it with rulab\.train\.checkpoint\.save_model$",
+         r"load its state dict with torch\.load\(path, weights_only=True\) and save it with rulab\.checkpoint\.save_model$",
          argv=("eval", "{tmp}/run"), setup=lambda ws: _run_with(ws, lambda b: _torch_save_bytes())),
     Case("safetensors-truncated", "a checkpoint cut 1000 bytes short (the tensor data ends early)", CheckpointError,
          r"model\.safetensors is corrupt or truncated \(.*\); re-create it or restore it from a copy$",

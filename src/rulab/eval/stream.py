@@ -1,6 +1,6 @@
 """Streaming OOD evaluation: score image sets that do not fit in memory, chunk by chunk, with exact metrics.
 
-:func:`rulab.eval.evaluate.evaluate` holds every OOD set as uint8 tensors, which is right for thousands of images but
+:func:`rulab.eval.evaluate.run_evaluation` holds every OOD set as uint8 tensors, which is right for thousands of images but
 not for a 10⁶-image synthetic benchmark (3 GB of uint8 at 3×32×32, 12 GB as float). Here the images arrive as an
 iterable of chunks (a :class:`rulab.data.noise.NoiseStream`, a generator reading files, or a dataset cut into
 chunks by :func:`chunks_of`); each chunk is run through the network once, every detector scores it from those

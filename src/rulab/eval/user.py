@@ -1,5 +1,5 @@
 """Bring your own model and data: :func:`evaluate_model` (``rulab.evaluate``) runs the full evaluation of
-:func:`rulab.eval.evaluate.evaluate` on any ``nn.Module`` that maps images to logits and on data in any common form.
+:func:`rulab.eval.evaluate.run_evaluation` on any ``nn.Module`` that maps images to logits and on data in any common form.
 
 What it does:
 
@@ -219,7 +219,7 @@ def evaluate_model(
     from dataclasses import replace
 
     from rulab.eval.benchmarks import Benchmark
-    from rulab.eval.evaluate import evaluate
+    from rulab.eval.evaluate import run_evaluation
     from rulab.models.wrapped import wrap_model
 
     if not isinstance(model, nn.Module):
@@ -288,7 +288,7 @@ def evaluate_model(
     was_training = net.training
     net.eval()
     try:
-        table = evaluate(
+        table = run_evaluation(
             net, benchmark=bench, eval_cfg=cfg, train=train, val=val, test=test, seed=seed, cache_dir=cache_dir,
             parity=parity, fit_size=fit_size, on_stage=stage, ood_data=ood_data, val_ood_data=val_data,
             shift=shifts if shifts else "",

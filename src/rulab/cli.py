@@ -10,6 +10,9 @@ calibration, covariate shift, far-away confidence) on the same checkpoint, in on
 
 Every command is one Python call (``rulab.train``, ``rulab.evaluate_checkpoint``, ...). A user mistake prints one
 line ``error: ...`` and exits with status 2; Ctrl-C exits with 130 and says how to resume.
+
+Each command imports what it runs inside its function, so that ``rulab --help``, ``rulab --version`` and a mistyped
+command answer without importing torch.
 """
 
 from __future__ import annotations

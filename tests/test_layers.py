@@ -81,14 +81,17 @@ def _lazy_names() -> dict[str, str]:
 
 
 def _registries() -> dict[str, tuple[str, ...]]:
-    """``{REGISTRY: builtin registrant modules}`` from the ``NAME = Registry("kind", (modules...))`` lines."""
+    """``{REGISTRY: builtin registrant modules or packages}`` from the ``NAME = Registry("kind", (modules...),
+    packages=(...))`` lines of ``rulab/registry.py`` (a package stands for all its modules)."""
     out: dict[str, tuple[str, ...]] = {}
     for node in ast.parse(MODULES["rulab.registry"].read_text(encoding="utf-8")).body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call):
             call = node.value
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
             if isinstance(call.func, ast.Name) and call.func.id == "Registry" and isinstance(target, ast.Name):
-                out[target.id] = tuple(ast.literal_eval(call.args[1])) if len(call.args) > 1 else ()
+                names = list(ast.literal_eval(call.args[1])) if len(call.args) > 1 else []
+                names += [m for kw in call.keywords if kw.arg in ("modules", "packages") for m in ast.literal_eval(kw.value)]
+                out[target.id] = tuple(names)
     return out
 
 

@@ -49,6 +49,20 @@ def test_default_study_is_registered():
     assert all(c.cfg.eval.detectors == EvalCfg().detectors for c in cells)  # every detector
 
 
+def test_every_paper_study_names_a_registered_paper_table_and_a_bad_one_is_refused_before_anything_runs(tmp_path):
+    from rulab.presets.paper import PaperStudy
+    from rulab.registry import PAPER_TABLES
+
+    paper = [STUDIES.create(n) for n in STUDIES.list() if isinstance(STUDIES.create(n), PaperStudy)]
+    assert paper and all(s.paper_table in PAPER_TABLES for s in paper)
+    bad = PaperStudy("x", presets=("fmnist-plain",), seeds=(0,), paper_table="nope", paper_columns=(("plain", "fmnist-plain"),))
+    with pytest.raises(ConfigError, match="study 'x' names paper table 'nope'; valid: .*odin"):
+        run_study(bad, out_dir=str(tmp_path / "runs"), overrides=OV, progress=False)
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match="names no paper table"):
+        PaperStudy("y", presets=("fmnist-plain",), paper_columns=(("plain", "fmnist-plain"),))
+
+
 def test_plan_resolves_run_links_per_seed_and_validates_first(tmp_path):
     st = Study("chain", presets=("fmnist-plain", "test-study-finetune"), seeds=(0, 1),
                preset_overrides=(("test-study-finetune", ("train.init_from={run:fmnist-plain}", "train.reset_head=true")),))

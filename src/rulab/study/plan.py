@@ -16,7 +16,7 @@ from rulab.errors import ConfigError
 from rulab.eval.validate import validate_run
 from rulab.presets import load_config
 from rulab.presets.study_spec import RUN_REF, Study
-from rulab.registry import STUDIES, UnknownNameError
+from rulab.registry import PAPER_TABLES, STUDIES, UnknownNameError
 from rulab.results.store import run_id_for
 
 __all__ = ["StudyCell", "get_study", "plan_cells"]
@@ -80,11 +80,15 @@ def plan_cells(study: Study, seeds: Sequence[int] | None = None, out_dir: str = 
     has trained); everything else is fully validated here, before anything runs.
 
     Raises:
-        ConfigError: an unknown preset, a bad override, or a bad value, naming the preset.
+        ConfigError: an unknown preset, a bad override, or a bad value, naming the preset; a paper table that
+            is not registered.
     """
     seeds = tuple(int(s) for s in (seeds if seeds else study.seeds))
     if not seeds:
         raise ConfigError(f"study '{study.name}' has no seeds to run; pass seeds like --seeds 0,1")
+    table = getattr(study, "paper_table", "")
+    if table and table not in PAPER_TABLES:
+        raise ConfigError(f"study '{study.name}' names paper table '{table}'; valid: {', '.join(PAPER_TABLES.list())}")
     cells: list[StudyCell] = []
     for seed in seeds:
         done: dict[str, StudyCell] = {}

@@ -67,7 +67,11 @@ def package_of(module: str) -> str:
 
 def _literal_assign(tree: ast.Module, name: str) -> ast.expr | None:
     for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        target = (
+            node.targets[0]
+            if isinstance(node, ast.Assign) and len(node.targets) == 1
+            else getattr(node, "target", None)
+        )
         if isinstance(target, ast.Name) and target.id == name and getattr(node, "value", None) is not None:
             return node.value
     return None
@@ -90,7 +94,9 @@ def _registries() -> dict[str, tuple[str, ...]]:
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
             if isinstance(call.func, ast.Name) and call.func.id == "Registry" and isinstance(target, ast.Name):
                 names = list(ast.literal_eval(call.args[1])) if len(call.args) > 1 else []
-                names += [m for kw in call.keywords if kw.arg in ("modules", "packages") for m in ast.literal_eval(kw.value)]
+                names += [
+                    m for kw in call.keywords if kw.arg in ("modules", "packages") for m in ast.literal_eval(kw.value)
+                ]
                 out[target.id] = tuple(names)
     return out
 
@@ -243,12 +249,16 @@ def test_no_cycle_between_packages():
     bad = []
     for comp in _cycles(edges):
         bad.append(f"cycle between {', '.join(sorted(comp))}:")
-        bad += [f"  {file}:{line}: {a} -> {b}: {how}" for a, b, file, line, how in sorted(edges, key=lambda e: (e[2], e[3])) if a in comp and b in comp]
+        bad += [
+            f"  {file}:{line}: {a} -> {b}: {how}"
+            for a, b, file, line, how in sorted(edges, key=lambda e: (e[2], e[3]))
+            if a in comp and b in comp
+        ]
     assert not bad, "\n".join(bad)
 
 
 def test_the_checker_sees_hidden_imports(tmp_path):
-    """The parser finds local, relative, ``from rulab import`` and registry forms (a checker that sees nothing passes)."""
+    """The parser finds local, relative, ``from rulab import`` and registry forms (a blind checker would pass)."""
     code = (
         "import rulab\n"
         "from . import fetch\n"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from rulab.registry import MODELS
 from rulab.toy2d import (
     REGIONS,
     TOY_EPS,
@@ -18,7 +19,6 @@ from rulab.toy2d import (
     train_toy,
     two_moons,
 )
-from rulab.registry import MODELS
 
 pytest.importorskip("sklearn")
 

@@ -82,8 +82,10 @@ def convert(
     # model.* overrides apply to the converted model, not to the preset's own
     model_over = [o for o in overrides if o.lstrip("-").startswith("model.")]
     cfg = load_config(preset, config, [o for o in overrides if o not in model_over], check=False)
-    return convert_weights(weights, model, cfg, mean=mean, std=std, model_kwargs=model_kwargs, model_overrides=model_over,
-                           name=name, out_dir=out_dir, overwrite=overwrite)
+    return convert_weights(
+        weights, model, cfg, mean=mean, std=std, model_kwargs=model_kwargs, model_overrides=model_over,
+        name=name, out_dir=out_dir, overwrite=overwrite,
+    )
 
 
 def train(

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from rulab.attacks import log_max_confidence, pgd_confidence
 from rulab.config import EvalCfg
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
@@ -20,7 +21,6 @@ from rulab.eval.farconf import (
     msp,
     resisted,
 )
-from rulab.attacks import log_max_confidence, pgd_confidence
 from rulab.registry import MODELS
 
 

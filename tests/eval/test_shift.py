@@ -12,7 +12,6 @@ from rulab.data.corruptions import corrupt_dataset, shift_suite
 from rulab.data.tensors import TensorDataset
 from rulab.errors import ConfigError, InputError
 from rulab.eval.predict import predict
-from rulab.results.table import ResultTable
 from rulab.eval.shift import (
     CELL_METRICS,
     CLEAN,
@@ -26,6 +25,7 @@ from rulab.eval.shift import (
     shifted_batches,
 )
 from rulab.registry import MODELS
+from rulab.results.table import ResultTable
 
 # a custom suite: both W2 grids, two severities of Gaussian noise and one cell of every other corruption of
 # "fmnist-default" (stochastic ones included); the full 38-cell suite is the same code, only slower

@@ -14,7 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rulab.errors import CheckpointError, ConfigError, InputError
-from rulab.models import BarlowTwinsProjector, Classifier, count_parameters, create_model, default_input_shape, list_models
+from rulab.models import (
+    BarlowTwinsProjector,
+    Classifier,
+    count_parameters,
+    create_model,
+    default_input_shape,
+    list_models,
+)
 from rulab.models.preact_resnet import Conv2dSame, HeinResidualUnit
 from rulab.models.spec import resolve_stats
 from rulab.models.wrn import WideBasicBlock

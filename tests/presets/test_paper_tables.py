@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from rulab.config import RunCfg
-from rulab.results.table import ResultTable
 from rulab.reports.papers import Cell, study_paper_html, study_paper_markdown, study_tables
 from rulab.reports.papers.coursework import coursework_tables
 from rulab.reports.papers.hein2019 import hein2019_tables
 from rulab.reports.papers.hendrycks2019 import hendrycks2019_tables
 from rulab.reports.papers.odin import odin_tables
 from rulab.results.store import ResultStore
+from rulab.results.table import ResultTable
 
 
 def rec(run, kind, metric, value, dataset="", detector="", shift="", severity=""):

@@ -11,9 +11,9 @@ import torch
 from rulab.cli import main
 from rulab.config import RunCfg
 from rulab.errors import RulabError
-from rulab.results.table import ResultTable
 from rulab.reports import build_report, mean_table, paper_table_html
 from rulab.results.store import ResultStore
+from rulab.results.table import ResultTable
 
 pytest.importorskip("matplotlib")
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import torch
 
+from rulab.checkpoint import load_model
 from rulab.config import RunCfg
 from rulab.data.corruptions import apply_shift
 from rulab.detectors.temperature import fit_temperature
 from rulab.eval.predict import predict
-from rulab.results.table import ResultTable
 from rulab.metrics.calibration import calibration_metrics
 from rulab.metrics.ood import ood_metrics
 from rulab.registry import DATASETS
-from rulab.checkpoint import load_model
+from rulab.results.table import ResultTable
 
 N_ID = 200
 SHIFTS = (("brightness_factor", 0.8), ("gaussian_noise", 1), ("gaussian_noise", 5))

@@ -5,7 +5,6 @@ import pytest
 from rulab.cli import main
 from rulab.config import RunCfg
 from rulab.errors import RulabError
-from rulab.results.table import ResultTable
 from rulab.results.aggregate import Pivot, Stat
 from rulab.results.export import (
     format_stat,
@@ -18,6 +17,7 @@ from rulab.results.export import (
     to_text,
 )
 from rulab.results.store import ResultStore
+from rulab.results.table import ResultTable
 
 
 def tiny() -> Pivot:

@@ -4,8 +4,16 @@ import pytest
 import torch
 from torch import nn
 
+from rulab.checkpoint import (
+    _flatten,
+    _unflatten,
+    load_train_state,
+    load_weights_into,
+    read_meta,
+    save_model,
+    save_train_state,
+)
 from rulab.errors import CheckpointError
-from rulab.checkpoint import _flatten, _unflatten, load_train_state, load_weights_into, read_meta, save_model, save_train_state
 
 
 def test_flatten_roundtrip_of_optimizer_state():

@@ -46,12 +46,20 @@ def _eval_config(meta: dict[str, Any], overrides: Sequence[str], **explicit: Any
     """The run's stored config with ``overrides`` (dotted keys of the whole config) and the explicit eval arguments."""
     stored = meta.get("config")
     if not isinstance(stored, dict):
-        raise CheckpointError("the checkpoint has no stored run config, so its data splits cannot be rebuilt; evaluate it with rulab.eval.evaluate.run_evaluation(model, ...)")
+        raise CheckpointError(
+            "the checkpoint has no stored run config, so its data splits cannot be rebuilt; "
+            "evaluate it with rulab.eval.evaluate.run_evaluation(model, ...)"
+        )
     try:
         cfg = from_dict(RunCfg, stored)
     except ConfigError as err:
-        raise CheckpointError(f"the checkpoint's stored config no longer loads ({err}); evaluate it with rulab.eval.evaluate.run_evaluation(model, ...)") from None
-    cfg = apply_overrides(cfg, [o if "." in o.split("=", 1)[0].lstrip("-") else f"eval.{o.lstrip('-')}" for o in overrides])
+        raise CheckpointError(
+            f"the checkpoint's stored config no longer loads ({err}); "
+            "evaluate it with rulab.eval.evaluate.run_evaluation(model, ...)"
+        ) from None
+    cfg = apply_overrides(
+        cfg, [o if "." in o.split("=", 1)[0].lstrip("-") else f"eval.{o.lstrip('-')}" for o in overrides]
+    )
     ev = cfg.eval
     if explicit.get("detectors") is not None:
         det = explicit["detectors"]
@@ -112,7 +120,10 @@ def load_run(
     cfg = _eval_config(meta, overrides, **explicit)
     bench = resolve_benchmark(cfg.eval.benchmark)
     if bench.id_dataset != cfg.data.dataset:
-        raise ConfigError(f"benchmark '{bench.name}' tests on '{bench.id_dataset}' but the checkpoint was trained on '{cfg.data.dataset}'; choose a benchmark for {cfg.data.dataset} (`rulab list benchmarks`)")
+        raise ConfigError(
+            f"benchmark '{bench.name}' tests on '{bench.id_dataset}' but the checkpoint was trained on "
+            f"'{cfg.data.dataset}'; choose a benchmark for {cfg.data.dataset} (`rulab list benchmarks`)"
+        )
     model, _ = load_model(ckpt, resolve_device(device or cfg.device))
     splits = load_splits(cfg.data, cfg.seed)
     return LoadedRun(ckpt, meta, cfg, bench, model, splits)
@@ -155,7 +166,16 @@ def evaluate_checkpoint(
     Returns:
         The :class:`ResultTable`.
     """
-    run = load_run(path, overrides, device, benchmark=benchmark, shift=shift, farconf=farconf, detectors=detectors, protocol=protocol)
+    run = load_run(
+        path,
+        overrides,
+        device,
+        benchmark=benchmark,
+        shift=shift,
+        farconf=farconf,
+        detectors=detectors,
+        protocol=protocol,
+    )
     ckpt, cfg, splits = run.checkpoint, run.cfg, run.splits
     out_dir = eval_dir(ckpt, run.benchmark.name)
 

@@ -36,14 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rulab.attacks import log_max_confidence, pgd
 from rulab.config import EvalCfg
 from rulab.data.noise import NoiseStream
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
-from rulab.results.table import ResultTable
-from rulab.attacks import log_max_confidence, pgd
 from rulab.metrics.ood import auroc, fpr95_id
+from rulab.results.table import ResultTable
 
 __all__ = [
     "ALPHA_THRESHOLD",

@@ -48,9 +48,9 @@ from rulab.data.corruptions import corruption as get_corruption
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
-from rulab.results.table import ResultTable
 from rulab.metrics.calibration import brier, calibration_error, nll
 from rulab.metrics.robustness import corruption_error
+from rulab.results.table import ResultTable
 
 __all__ = [
     "CELL_METRICS",

@@ -36,7 +36,9 @@ def validate_run(cfg: RunCfg) -> RunCfg:
     check_registered("method.name", cfg.method.name, METHODS)
     check_kwargs("method.kwargs", METHODS, cfg.method.name, cfg.method.kwargs)
     validate_values(cfg)
-    if cfg.train.init_from:  # the parent's architecture, from its header alone, before any data is loaded or directory made
+    if (
+        cfg.train.init_from
+    ):  # the parent's architecture, from its header alone, before any data is loaded or directory made
         check_parent(cfg.train.init_from, cfg.model.name)
     check_registered("eval.benchmark", e.benchmark, BENCHMARKS)
     for i, det in enumerate(e.detectors):

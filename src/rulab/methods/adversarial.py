@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rulab.errors import ConfigError
 from rulab.attacks import pgd_ce
+from rulab.errors import ConfigError
 from rulab.methods.base import Method
 from rulab.registry import METHODS
 

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rulab.attacks import log_max_confidence, pgd_confidence
 from rulab.data.noise import hein_noise
 from rulab.errors import ConfigError
-from rulab.attacks import log_max_confidence, pgd_confidence
 from rulab.methods.base import Method
 from rulab.registry import METHODS
 

@@ -22,7 +22,14 @@ from torch import nn
 
 from rulab.errors import ConfigError, InputError
 from rulab.models.base import Classifier, Normalize
-from rulab.models.spec import CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_MEAN, FASHION_MNIST_STD, input_shape, resolve_stats
+from rulab.models.spec import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    input_shape,
+    resolve_stats,
+)
 from rulab.registry import MODELS
 
 __all__ = ["FastCNN", "fastcnn"]

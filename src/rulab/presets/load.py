@@ -51,7 +51,9 @@ def load_config(
     data = read_yaml(path) if path is not None else {}
     file_preset = data.pop("preset", None)
     if preset and file_preset and preset != file_preset:
-        raise ConfigError(f"the preset '{preset}' given on the command line differs from '{file_preset}' in {path}; keep one")
+        raise ConfigError(
+            f"the preset '{preset}' given on the command line differs from '{file_preset}' in {path}; keep one"
+        )
     name = preset or file_preset
     cfg = preset_config(name) if name else RunCfg()
     if data:

@@ -161,7 +161,9 @@ def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = No
         raise ConfigError(f"no ODIN ε table for '{key}'; pass table_key= one of {', '.join(ODIN_EPSILON_TABLE)}")
     protocol = PROTOCOLS.create(cfg.eval.protocol or bench.protocol)
     sets = {n: load_ood_set(n, test.shape, ood_set_size(n, bench, protocol, len(test), cfg.eval.n_ood), cfg.seed, base=test) for n in bench.ood}
-    table = odin_table_rows(run.model, test, sets, ODIN_EPSILON_TABLE[key], protocol, cfg.seed, batch_size=min(500, cfg.eval.batch_size))
+    table = odin_table_rows(
+        run.model, test, sets, ODIN_EPSILON_TABLE[key], protocol, cfg.seed, batch_size=min(500, cfg.eval.batch_size)
+    )
     if db is not None:
         with ResultStore(Path(db)) as store:
             store.write_results(run_id_for(cfg.name, config_hash(cfg)), table)

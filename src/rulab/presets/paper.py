@@ -39,7 +39,9 @@ class PaperStudy(Study):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.paper_table:  # that it is registered is checked by the study planner (reports sit above presets)
-            raise ValueError(f"study '{self.name}' names no paper table; set paper_table to a layout of rulab.reports.papers")
+            raise ValueError(
+                f"study '{self.name}' names no paper table; set paper_table to a layout of rulab.reports.papers"
+            )
         unknown = [p for _, p in self.paper_columns if p not in self.presets]
         if unknown or not self.paper_columns:
             raise ValueError(f"study '{self.name}': paper columns must name presets of the study, got {unknown or 'none'}")

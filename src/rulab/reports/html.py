@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from rulab.errors import StoreError
-from rulab.results.table import ResultTable, Row
 from rulab.registry import STUDIES
 from rulab.reports import plots
 from rulab.reports.blocks import (
@@ -50,6 +49,7 @@ from rulab.reports.papers import study_paper_html
 from rulab.reports.tables import PaperTable
 from rulab.results.aggregate import Stat, describe, group_of, summary_pivot
 from rulab.results.store import DEFAULT_DB, ResultStore
+from rulab.results.table import ResultTable, Row
 
 __all__ = ["build_report", "mean_table"]
 

@@ -11,9 +11,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from rulab.results.table import ResultTable
 from rulab.reports.blocks import escape
 from rulab.results.export import format_value
+from rulab.results.table import ResultTable
 
 __all__ = ["paper_table_html", "PaperTable"]
 

@@ -65,14 +65,18 @@ def _link(item: str, done: Mapping[str, StudyCell], refs: list[str], study: str,
     def sub(m: Any) -> str:
         ref = m.group(1)
         if ref not in done:
-            raise ConfigError(f"study '{study}': '{preset}' refers to {{run:{ref}}}, which is not an earlier preset of the study")
+            raise ConfigError(
+                f"study '{study}': '{preset}' refers to {{run:{ref}}}, which is not an earlier preset of the study"
+            )
         refs.append(ref)
         return str(done[ref].run_dir)
 
     return RUN_REF.sub(sub, item)
 
 
-def plan_cells(study: Study, seeds: Sequence[int] | None = None, out_dir: str = "runs", overrides: Sequence[str] = ()) -> list[StudyCell]:
+def plan_cells(
+    study: Study, seeds: Sequence[int] | None = None, out_dir: str = "runs", overrides: Sequence[str] = ()
+) -> list[StudyCell]:
     """Resolve and validate every cell of ``study`` (seed-major, presets in study order).
 
     ``{run:PRESET}`` in an override becomes that preset's run directory for the same seed. A cell whose
@@ -102,7 +106,11 @@ def plan_cells(study: Study, seeds: Sequence[int] | None = None, out_dir: str = 
             except ConfigError as err:
                 raise ConfigError(f"study '{study.name}', preset '{preset}': {err}") from None
             cell = StudyCell(
-                preset, seed, cfg, run_id_for(cfg.name, config_hash(cfg)), tuple(done[r].run_id for r in dict.fromkeys(refs)),
+                preset,
+                seed,
+                cfg,
+                run_id_for(cfg.name, config_hash(cfg)),
+                tuple(done[r].run_id for r in dict.fromkeys(refs)),
                 evaluate=study.evaluate and preset not in study.skip_eval,
             )
             done[preset] = cell

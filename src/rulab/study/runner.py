@@ -112,7 +112,10 @@ def evaluate_run(run_dir: Path, cfg: RunCfg) -> ResultTable:
     suite, detectors, far-away tests, protocol).
     """
     e = cfg.eval
-    return evaluate_checkpoint(run_dir, benchmark=e.benchmark, shift=e.shift, detectors=list(e.detectors), farconf=e.farconf, protocol=e.protocol or None)
+    return evaluate_checkpoint(
+        run_dir, benchmark=e.benchmark, shift=e.shift, detectors=list(e.detectors), farconf=e.farconf,
+        protocol=e.protocol or None,
+    )
 
 
 def arrays_path(run_dir: Path, cfg: RunCfg) -> Path:

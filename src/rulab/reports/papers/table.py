@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rulab.results.table import ResultTable
 from rulab.reports.blocks import escape
 from rulab.results.aggregate import mean_std
+from rulab.results.table import ResultTable
 
 __all__ = [
     "Records",

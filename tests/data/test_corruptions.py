@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import rulab.data.corruptions as corr
 from rulab.data.corruptions import apply_shift, corrupt_dataset, shift_suite
-from rulab.data.corruptions._filters import (
+from rulab.data.filters import (
     clipped_zoom_matrix,
     filter_matrix,
     motion_blur,

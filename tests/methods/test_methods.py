@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rulab.methods.mixup as mixup_mod
-from rulab.data.noise import hein_noise
+from rulab.data.synthetic import hein_noise
 from rulab.errors import ConfigError
 from rulab.methods.attacks import log_max_confidence, pgd_ce
 from rulab.methods.barlow_twins import BarlowTwins, barlow_twins_loss, ssl_augment

@@ -1,7 +1,7 @@
 """Real out-of-distribution sets: ``OOD_SETS.create(name, shape=(C, H, W), n=None, seed=0, root=None)``.
 
 Every factory returns a :class:`~rulab.data.tensors.TensorDataset` with ``y = -1`` and images converted to the
-ID shape ``(C, H, W)``. Synthetic noise families live in :mod:`rulab.data.noise`, not here.
+ID shape ``(C, H, W)``. Synthetic noise families live in :mod:`rulab.data.synthetic`, not here.
 
 Conversions (one rule for every set):
     * grey from colour: ITU-R 601-2 luma, ``0.299 R + 0.587 G + 0.114 B`` (what PIL's ``convert("L")`` does).

@@ -54,7 +54,7 @@ from rulab.errors import ChecksumError, ConfigError, DataError, DatasetMissingEr
 from rulab.io import atomic_path
 from rulab.registry import DATASETS, OOD_SETS, Registry
 
-from .formats import gunzip
+from rulab.data.formats import gunzip
 
 __all__ = [
     "ENV_DATA",

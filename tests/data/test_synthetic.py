@@ -1,4 +1,4 @@
-"""Tests for rulab.data.noise: moments of the W1 families, exactness of the blob and low-pass filters against
+"""Tests for rulab.data.synthetic: moments of the W1 families, exactness of the blob and low-pass filters against
 scipy/numpy references, permutation properties, determinism, devices, and the registered sets / streams."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rulab.data import noise
+from rulab.data import synthetic as noise
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.registry import OOD_SETS

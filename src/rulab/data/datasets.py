@@ -30,7 +30,17 @@ import torch
 from rulab.errors import ConfigError, DataError
 from rulab.registry import DATASETS
 
-from .fetch import Archive, FoundFile, Prepared, RawFile, Source, declare, load_prepared, load_prepared_folder
+from .fetch import (
+    Archive,
+    FoundFile,
+    Prepared,
+    RawFile,
+    Source,
+    dataset_root,
+    declare,
+    load_prepared,
+    load_prepared_folder,
+)
 from .formats import (
     read_cifar_batch,
     read_cifar_meta,
@@ -407,8 +417,6 @@ def svhn(split: str = "train", root: PathLike | None = None) -> TensorDataset:
 # ----------------------------------------------------------------------------------------------- downsampled ImageNet
 def _imagenet32_classes(root: PathLike | None) -> list[str]:
     """Names from ``map_clsloc.txt`` (``n02119789 1 kit_fox``) when it is in the dataset directory, else ``"0"``..``"999"``."""
-    from .fetch import dataset_root
-
     path = dataset_root(root) / "imagenet32" / "map_clsloc.txt"
     names = [str(i) for i in range(1000)]
     if path.is_file():

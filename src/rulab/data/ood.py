@@ -1,7 +1,7 @@
 """Real out-of-distribution sets: ``OOD_SETS.create(name, shape=(C, H, W), n=None, seed=0, root=None)``.
 
 Every factory returns a :class:`~rulab.data.tensors.TensorDataset` with ``y = -1`` and images converted to the
-ID shape ``(C, H, W)``. Synthetic noise families live in :mod:`rulab.data.synthetic`, not here.
+ID shape ``(C, H, W)``. Synthetic noise families live in :mod:`rulab.data.noise_ood`, not here.
 
 Conversions (one rule for every set):
     * grey from colour: ITU-R 601-2 luma, ``0.299 R + 0.587 G + 0.114 B`` (what PIL's ``convert("L")`` does).
@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from rulab.registry import DATASETS, OOD_SETS
 
 from . import datasets as _datasets  # noqa: F401  (registers the ID datasets the OOD sets reuse)
 from .fetch import Archive, Prepared, Source, declare, load_prepared_folder
-from .tensors import TensorDataset
+from .tensors import TensorDataset, check_image_shape
 
 __all__ = [
     "LUMA",
@@ -51,6 +52,9 @@ __all__ = [
     "TEXTURE_IMAGES",
     "PHOTO_IMAGES",
     "to_shape",
+    "FolderSet",
+    "FOLDER_SETS",
+    "register_folder_set",
     "digits",
     "textures",
     "photos",
@@ -83,10 +87,8 @@ texture still offers ~800 distinct 28×28 windows per image, so crops rarely rep
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    if len(shape) != 3 or any(int(s) < 1 for s in shape) or int(shape[0]) not in (1, 3):
-        raise ConfigError(f"OOD shape must be (C, H, W) with C in {{1, 3}} and positive H, W, got {tuple(shape)}")
-    return int(shape[0]), int(shape[1]), int(shape[2])
+_check_shape = functools.partial(check_image_shape, channels=(1, 3), what="OOD shape", error=ConfigError)
+"""``(C, H, W)`` with C in {1, 3}: OOD images convert between grey and colour (:func:`to_shape`)."""
 
 
 def _bundled(dist: str, module: str) -> Callable[[Callable[..., TensorDataset]], Callable[..., TensorDataset]]:
@@ -337,81 +339,49 @@ def cifar100(
 
 
 # ----------------------------------------------------------------------------------------------- image-folder sets
+@dataclass(frozen=True)
+class FolderSet:
+    """An OOD set made of the images in a folder under ``$RULAB_DATA/<name>/``.
+
+    Attributes:
+        source: where the images come from (an image-folder :class:`~rulab.data.fetch.Source`; its name is the set's
+            name in :data:`~rulab.registry.OOD_SETS`).
+        mode: how an image becomes ``H × W``: ``"resize_crop"`` (Resize(short side) + CenterCrop), ``"random_crop"``
+            (seeded random crops at full resolution) or ``"resize"`` (:func:`rulab.data.folders.load_image_files`).
+        doc: the registered factory's docstring.
+    """
+
+    source: Source
+    mode: str
+    doc: str
+
+
+def register_folder_set(spec: FolderSet) -> Callable[..., TensorDataset]:
+    """Declare ``spec.source`` and register ``factory(shape, n=None, seed=0, root=None) -> TensorDataset`` for it.
+
+    The whole folder is decoded once per (shape, mode[, seed for random crops]) and cached as tensors; ``n`` is then a
+    seeded subset. Returns the factory.
+    """
+    name = declare(spec.source).name
+
+    def factory(
+        shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
+    ) -> TensorDataset:
+        return _folder_ood(name, spec.mode, shape, n, seed, root)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = spec.doc
+    return OOD_SETS.register(name)(factory)
+
+
 def _odin(name: str, title: str, filename: str, md5: str, dropbox: str) -> Source:
     # archives and MD5s of the ODIN release (facebookresearch/odin README links; MD5s as pytorch-ood checks them)
-    return declare(
-        Source(
-            name=name,
-            title=title,
-            archives=(Archive(filename, md5, (f"https://www.dropbox.com/s/raw/{dropbox}/{filename}",)),),
-            image_folder=True,
-        )
-    )
-
-
-declare(
-    Source(
-        name="dtd",
-        title="Describable Textures (DTD)",
-        archives=(
-            Archive(
-                "dtd-r1.0.1.tar.gz",
-                "fff73e5086ae6bdbea199a49dfb8a4c1",
-                ("https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",),
-            ),
-        ),
-        folders=("dtd/images",),
+    return Source(
+        name=name,
+        title=title,
+        archives=(Archive(filename, md5, (f"https://www.dropbox.com/s/raw/{dropbox}/{filename}",)),),
         image_folder=True,
     )
-)
-declare(
-    Source(
-        name="places365",
-        title="Places365 (val_256)",
-        archives=(
-            Archive(
-                "val_256.tar",
-                "e27b17d8d44f4af9a78502beb927f808",
-                ("http://data.csail.mit.edu/places/places365/val_256.tar",),
-            ),
-        ),
-        image_folder=True,
-    )
-)
-_odin("lsun_crop", "LSUN (crop), ODIN release", "LSUN.tar.gz", "458a0a0ab8e5f1cb4516d7400568e460", "fhtsw1m3qxlwj6h")
-_odin(
-    "lsun_resize",
-    "LSUN (resize), ODIN release",
-    "LSUN_resize.tar.gz",
-    "278b7b31c8cb7e804a1465a8ce03a2dc",
-    "moqh2wh8696c3yl",
-)
-_odin(
-    "tin_crop",
-    "Tiny ImageNet (crop), ODIN release",
-    "Imagenet.tar.gz",
-    "7c0827e4246c3718a5ee076e999e52e5",
-    "avgm2u562itwpkl",
-)
-_odin(
-    "tin_resize",
-    "Tiny ImageNet (resize), ODIN release",
-    "Imagenet_resize.tar.gz",
-    "0f9ff11d45babf2eff5fe12281d1ac31",
-    "kp3my3412u5k9rl",
-)
-_odin("isun", "iSUN, ODIN release", "iSUN.tar.gz", "be77b0f2c26fda898afac5f99645ee70", "ssz7qxfqae0cca5")
-declare(
-    Source(
-        name="lsun_classroom",
-        title="LSUN classroom",
-        image_folder=True,
-        manual=(
-            "http://dl.yf.io/lsun/scenes/classroom_train_lmdb.zip (export the first 10,000 images of classroom_train "
-            "to JPEG files with https://github.com/fyu/lsun, as Hein et al. did)"
-        ),
-    )
-)
 
 
 def _folder_ood(
@@ -442,73 +412,112 @@ def _folder_ood(
     return _ood(name, x, str(prep.meta.get("source", "")), meta)
 
 
-@OOD_SETS.register("dtd")
-def dtd(
-    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
-) -> TensorDataset:
-    """DTD textures, all 5,640 images of ``dtd/images``: Resize(short side) + CenterCrop (W1's ``test.py``)."""
-    return _folder_ood("dtd", "resize_crop", shape, n, seed, root)
-
-
-@OOD_SETS.register("places365")
-def places365(
-    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
-) -> TensorDataset:
-    """Places365 scenes: Resize(short side) + CenterCrop (W1's ``test.py``).
+FOLDER_SETS: tuple[FolderSet, ...] = (
+    FolderSet(
+        Source(
+            name="dtd",
+            title="Describable Textures (DTD)",
+            archives=(
+                Archive(
+                    "dtd-r1.0.1.tar.gz",
+                    "fff73e5086ae6bdbea199a49dfb8a4c1",
+                    ("https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",),
+                ),
+            ),
+            folders=("dtd/images",),
+            image_folder=True,
+        ),
+        "resize_crop",
+        """DTD textures, all 5,640 images of ``dtd/images``: Resize(short side) + CenterCrop (W1's ``test.py``).""",
+    ),
+    FolderSet(
+        Source(
+            name="places365",
+            title="Places365 (val_256)",
+            archives=(
+                Archive(
+                    "val_256.tar",
+                    "e27b17d8d44f4af9a78502beb927f808",
+                    ("http://data.csail.mit.edu/places/places365/val_256.tar",),
+                ),
+            ),
+            image_folder=True,
+        ),
+        "resize_crop",
+        """Places365 scenes: Resize(short side) + CenterCrop (W1's ``test.py``).
 
     Any images under ``$RULAB_DATA/places365/`` are used (W1 used a local ``test_subset``); the automatic
     download is the 36,500-image ``val_256.tar``. Pass ``n`` to subsample.
-    """
-    return _folder_ood("places365", "resize_crop", shape, n, seed, root)
-
-
-@OOD_SETS.register("lsun_crop")
-def lsun_crop(
-    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
-) -> TensorDataset:
-    """LSUN (crop), ODIN's 10,000 test images: seeded random ``H × W`` crops at full resolution (Liang et al. 2018)."""
-    return _folder_ood("lsun_crop", "random_crop", shape, n, seed, root)
-
-
-@OOD_SETS.register("lsun_resize")
-def lsun_resize(
-    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
-) -> TensorDataset:
-    """LSUN (resize), ODIN's 10,000 test images downsampled to ``H × W`` (Liang et al. 2018)."""
-    return _folder_ood("lsun_resize", "resize", shape, n, seed, root)
-
-
-@OOD_SETS.register("tin_crop")
-def tin_crop(
-    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
-) -> TensorDataset:
-    """Tiny ImageNet (crop), ODIN's 10,000 test images: seeded random ``H × W`` crops (Liang et al. 2018)."""
-    return _folder_ood("tin_crop", "random_crop", shape, n, seed, root)
-
-
-@OOD_SETS.register("tin_resize")
-def tin_resize(
-    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
-) -> TensorDataset:
-    """Tiny ImageNet (resize), ODIN's 10,000 test images downsampled to ``H × W`` (Liang et al. 2018)."""
-    return _folder_ood("tin_resize", "resize", shape, n, seed, root)
-
-
-@OOD_SETS.register("isun")
-def isun(
-    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
-) -> TensorDataset:
-    """iSUN, ODIN's 8,925 images resized to ``H × W`` (Liang et al. 2018)."""
-    return _folder_ood("isun", "resize", shape, n, seed, root)
-
-
-@OOD_SETS.register("lsun_classroom")
-def lsun_classroom(
-    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
-) -> TensorDataset:
-    """LSUN classroom (Hein et al.: the first 10,000 ``classroom_train`` images), ``Resize((H, W))`` (W3's ``evaluation.py``).
+    """,
+    ),
+    FolderSet(
+        _odin(
+            "lsun_crop",
+            "LSUN (crop), ODIN release",
+            "LSUN.tar.gz",
+            "458a0a0ab8e5f1cb4516d7400568e460",
+            "fhtsw1m3qxlwj6h",
+        ),
+        "random_crop",
+        """LSUN (crop), ODIN's 10,000 test images: seeded random ``H × W`` crops at full resolution (Liang et al. 2018).""",
+    ),
+    FolderSet(
+        _odin(
+            "lsun_resize",
+            "LSUN (resize), ODIN release",
+            "LSUN_resize.tar.gz",
+            "278b7b31c8cb7e804a1465a8ce03a2dc",
+            "moqh2wh8696c3yl",
+        ),
+        "resize",
+        """LSUN (resize), ODIN's 10,000 test images downsampled to ``H × W`` (Liang et al. 2018).""",
+    ),
+    FolderSet(
+        _odin(
+            "tin_crop",
+            "Tiny ImageNet (crop), ODIN release",
+            "Imagenet.tar.gz",
+            "7c0827e4246c3718a5ee076e999e52e5",
+            "avgm2u562itwpkl",
+        ),
+        "random_crop",
+        """Tiny ImageNet (crop), ODIN's 10,000 test images: seeded random ``H × W`` crops (Liang et al. 2018).""",
+    ),
+    FolderSet(
+        _odin(
+            "tin_resize",
+            "Tiny ImageNet (resize), ODIN release",
+            "Imagenet_resize.tar.gz",
+            "0f9ff11d45babf2eff5fe12281d1ac31",
+            "kp3my3412u5k9rl",
+        ),
+        "resize",
+        """Tiny ImageNet (resize), ODIN's 10,000 test images downsampled to ``H × W`` (Liang et al. 2018).""",
+    ),
+    FolderSet(
+        _odin("isun", "iSUN, ODIN release", "iSUN.tar.gz", "be77b0f2c26fda898afac5f99645ee70", "ssz7qxfqae0cca5"),
+        "resize",
+        """iSUN, ODIN's 8,925 images resized to ``H × W`` (Liang et al. 2018).""",
+    ),
+    FolderSet(
+        Source(
+            name="lsun_classroom",
+            title="LSUN classroom",
+            image_folder=True,
+            manual=(
+                "http://dl.yf.io/lsun/scenes/classroom_train_lmdb.zip (export the first 10,000 images of classroom_train "
+                "to JPEG files with https://github.com/fyu/lsun, as Hein et al. did)"
+            ),
+        ),
+        "resize",
+        """LSUN classroom (Hein et al.: the first 10,000 ``classroom_train`` images), ``Resize((H, W))`` (W3's ``evaluation.py``).
 
     LSUN ships as an LMDB database; export the images to ``$RULAB_DATA/lsun_classroom/`` first (the missing-data
     error says how).
-    """
-    return _folder_ood("lsun_classroom", "resize", shape, n, seed, root)
+    """,
+    ),
+)
+"""The image-folder OOD sets, one row each (registered below)."""
+
+for _spec in FOLDER_SETS:
+    register_folder_set(_spec)

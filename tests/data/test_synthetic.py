@@ -1,4 +1,4 @@
-"""Tests for rulab.data.synthetic and rulab.data.noise_ood: moments of the W1 families, exactness of the blob and low-pass filters against
+"""Tests for rulab.data.synthetic and rulab.data.ood.noise_sets: moments of the W1 families, exactness of the blob and low-pass filters against
 scipy/numpy references, permutation properties, determinism, devices, and the registered sets / streams."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rulab.data import noise_ood, synthetic
+from rulab.data import synthetic
+from rulab.data.ood import noise_sets
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.registry import OOD_SETS
@@ -283,7 +284,7 @@ def test_registered_sets_contract(name):
     again = OOD_SETS.create(name, shape=(1, 12, 12), n=130, seed=3)
     assert torch.equal(ds.x, again.x)
     assert not torch.equal(ds.x, OOD_SETS.create(name, shape=(1, 12, 12), n=130, seed=4).x)
-    assert len(OOD_SETS.create(name, shape=(1, 4, 4)).x) == noise_ood.DEFAULT_N
+    assert len(OOD_SETS.create(name, shape=(1, 4, 4)).x) == noise_sets.DEFAULT_N
 
 
 def test_lowpass_sets_record_one_sigma_per_block():
@@ -313,7 +314,7 @@ def test_hein_set_drop_last_and_composition():
     x = ds.x.float()
     assert torch.all(x.amin(dim=(1, 2, 3)) == 0) and torch.all(x.amax(dim=(1, 2, 3)) == 255)
     # block 0 = hein_noise of base rows 0..127 with the recorded σ and the block's generator
-    g = noise_ood.NoiseStream("hein", SHAPE, 256, seed=0, base=base).block_generator(0)
+    g = noise_sets.NoiseStream("hein", SHAPE, 256, seed=0, base=base).block_generator(0)
     sigma = synthetic.lowpass_sigma(g)
     assert sigma == ds.meta["lowpass_sigmas"][0]
     ref = synthetic.hein_noise(base.float()[:128], g, sigma=sigma)
@@ -333,8 +334,8 @@ def test_permuted_set_permutes_base_images():
 def test_stream_is_chunk_size_independent_and_matches_set(name):
     base = fake_base(200, (3, 8, 8)) if name == "hein" else None
     n = 300
-    a = torch.cat(list(noise_ood.NoiseStream(name, (3, 8, 8), n, seed=2, chunk=100, base=base)))
-    b_chunks = list(noise_ood.NoiseStream(name, (3, 8, 8), n, seed=2, chunk=256, base=base))
+    a = torch.cat(list(noise_sets.NoiseStream(name, (3, 8, 8), n, seed=2, chunk=100, base=base)))
+    b_chunks = list(noise_sets.NoiseStream(name, (3, 8, 8), n, seed=2, chunk=256, base=base))
     assert [len(c) for c in b_chunks] == [256, 44]
     torch.testing.assert_close(a, torch.cat(b_chunks), rtol=0, atol=0)
     ds = OOD_SETS.create(name, shape=(3, 8, 8), n=n, seed=2, base=base)
@@ -343,12 +344,12 @@ def test_stream_is_chunk_size_independent_and_matches_set(name):
 
 def test_stream_rejects_non_noise_names_and_bad_arguments():
     with pytest.raises(KeyError):
-        noise_ood.NoiseStream("no_such_set", SHAPE, 10)
+        noise_sets.NoiseStream("no_such_set", SHAPE, 10)
     with pytest.raises(InputError):
-        noise_ood.NoiseStream("uniform", SHAPE, 10, chunk=0)
+        noise_sets.NoiseStream("uniform", SHAPE, 10, chunk=0)
     with pytest.raises(InputError):
-        noise_ood.NoiseStream("uniform", (3, 32), 10)
+        noise_sets.NoiseStream("uniform", (3, 32), 10)
     with pytest.raises(InputError):
-        noise_ood.NoiseStream("hein", SHAPE, 10)
+        noise_sets.NoiseStream("hein", SHAPE, 10)
     with pytest.raises(InputError, match="frac_perm"):
-        noise_ood.NoiseStream("uniform", SHAPE, 10, frac_perm=0.3)
+        noise_sets.NoiseStream("uniform", SHAPE, 10, frac_perm=0.3)

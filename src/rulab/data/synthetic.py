@@ -6,7 +6,7 @@ the families are listed in docs/protocols/index.md).
 :func:`uniform` draw ``[N, C, H, W]`` images; :func:`permuted_pixels`, :func:`lowpass` and :func:`hein_noise`
 transform given images. Random numbers are always drawn on the generator's device and the result is then moved
 to the requested device (or the input's), so a CPU generator gives the same images whatever the target device.
-The OOD sets and streams made of them are in :mod:`rulab.data.noise_ood`; the filters they use (W1's 3-D blur,
+The OOD sets and streams made of them are in :mod:`rulab.data.ood.noise_sets`; the filters they use (W1's 3-D blur,
 W3's low-pass) are the shared ones of :mod:`rulab.data.filters`.
 
 W1 defines its noise in normalised space (W1's ``uncertainty/CIFAR/test.py``). The pixel-space definitions here are the W1

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rulab.config import EvalCfg
-from rulab.data.noise_ood import NoiseStream
+from rulab.data.ood.noise_sets import NoiseStream
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.eval.predict import model_device

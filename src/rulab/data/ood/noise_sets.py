@@ -11,7 +11,11 @@ in its ``evaluation.py``).
 
 Every set is one :class:`NoiseFamily` (how a block is made, its parameters, its docstring) registered by
 :func:`register_noise_family`: the built-in ones are the rows of :data:`NOISE_FAMILIES`; a family defined elsewhere
-registers itself with one :func:`register_noise_family` call in its own module.
+registers itself with one :func:`register_noise_family` call in its own module of :mod:`rulab.data.ood`.
+
+One concern, kept in one file (a little over 400 lines): the synthetic noise OOD sets, i.e. the table of families
+and the two ways of producing the same images from it (materialised, :func:`noise_set`; streamed,
+:class:`NoiseStream`), which must stay in step block for block.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ MD5-checked) and is cached as tensors after the first parse. Images are ``uint8 
 | pathmnist | train 89,996 / val 10,004 / test 7,180 | 3×28×28 | MedMNIST ``pathmnist.npz`` (W2) |
 | tiny_imagenet | train 100,000 / test (= official val) 10,000 | 3×64×64 | ``tiny-imagenet-200.zip`` folders (W1) |
 | oxford_pets | train (= trainval) 3,680 / test 3,669 | 3×size×size | images + annotations (W2) |
+
+One concern, kept in one file (about 600 lines): the catalogue of in-distribution datasets. Each dataset is its
+source declaration (files, archives, published MD5s, mirrors; the first half) and its parser plus registration (the
+second half); the source chain, verification and tensor cache they use are in :mod:`rulab.data.fetch`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ W1 defines its noise in normalised space (W1's ``uncertainty/CIFAR/test.py``). T
 equivalents under W1's mean = std = 0.5; ``parity_normalization=(mean, std)`` reproduces OE's literal normalised
 draw under other statistics (docs/protocols/hendrycks2019.md "Synthetic sets"; the register of convention 5 in
 docs/conventions.md).
+
+One concern, in one file of about 400 lines: the pure generators of the papers' synthetic images (no registry,
+no I/O).
 """
 
 from __future__ import annotations

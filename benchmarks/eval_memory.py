@@ -1,6 +1,6 @@
 """Peak memory of OOD evaluation on a large synthetic set: streamed (rulab.eval.stream) vs held in memory.
 
-The OOD set is W1's Gaussian noise at 3×32×32 (``rulab.data.noise``), 10⁶ images by default: 3.07 GB as uint8 and
+The OOD set is W1's Gaussian noise at 3×32×32 (``rulab.data.ood.noise_sets``), 10⁶ images by default: 3.07 GB as uint8 and
 12.3 GB as float32 if materialised. The ID set is the Fashion-MNIST test set padded to 32×32 and repeated over 3
 channels (10,000 images, 31 MB). The model is ``fastcnn`` for 3×32×32 inputs (random weights; the point is memory
 and equality, not detection quality), scored with five logit detectors (msp, maxlogit, energy, entropy, gen).
@@ -8,7 +8,7 @@ and equality, not detection quality), scored with five logit detectors (msp, max
 Each path runs in its own process so that its peak resident set size (``VmHWM`` from /proc/self/status, or
 ``ru_maxrss``) is its own:
 
-* **stream**: :class:`rulab.data.noise.NoiseStream` chunks → :func:`rulab.eval.stream.stream_ood_metrics`
+* **stream**: :class:`rulab.data.ood.noise_sets.NoiseStream` chunks → :func:`rulab.eval.stream.stream_ood_metrics`
   (``quantize=True``: the images a uint8 set would hold); memory = one chunk + one float per image and detector;
 * **memory**: ``OOD_SETS.create("gaussian", ...)`` (uint8, all images) → :func:`rulab.eval.extract.extract` →
   detectors → metrics: memory grows with N.
@@ -84,7 +84,7 @@ def child(mode: str, n: int, chunk: int, threads: int) -> dict:
     t0 = time.perf_counter()
     s_id = score_stream(model, chunks_of(id_set, chunk), dets).scores
     if mode == "stream":
-        from rulab.data.noise import NoiseStream
+        from rulab.data.ood.noise_sets import NoiseStream
 
         s_ood = score_stream(model, NoiseStream("gaussian", SHAPE, n=n, seed=SEED, chunk=chunk), dets, quantize=True).scores
     else:

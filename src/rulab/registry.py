@@ -182,7 +182,7 @@ class Registry(Generic[T]):
 
 MODELS: Registry[Any] = Registry("model", ("rulab.models",))
 DATASETS: Registry[Any] = Registry("dataset", packages=("rulab.data",))
-OOD_SETS: Registry[Any] = Registry("OOD set", packages=("rulab.data",))
+OOD_SETS: Registry[Any] = Registry("OOD set", packages=("rulab.data", "rulab.data.ood"))
 CORRUPTIONS: Registry[Any] = Registry("corruption", ("rulab.data.corruptions",))
 DETECTORS: Registry[Any] = Registry("detector", packages=("rulab.detectors",))
 METHODS: Registry[Any] = Registry("method", ("rulab.methods",))

@@ -5,6 +5,8 @@ The paper datasets' writers are those of ``tests/presets/conftest.py`` (CIFAR pi
 batches, MNIST IDX, pathMNIST npz, Tiny ImageNet and Oxford Pets folders); Fashion-MNIST's IDX files are added here;
 every OOD set whose source is an image folder gets a few PNG images of different sizes in its folder. Published MD5s
 are replaced by the test files' MD5s, as in ``tests/data/test_datasets.py``.
+
+Also the ``env`` fixture of the data tests: an empty private data cache and system data directory.
 """
 
 from __future__ import annotations
@@ -71,3 +73,19 @@ def every_dataset(tmp_path_factory):
         _write_fashion_mnist(root, mp, rng)
         _write_image_folders(root, rng)
         yield root
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A private data cache (``$RULAB_DATA``) and system data directory (``$RULAB_SYSTEM_DATA``), downloads off.
+
+    Returns:
+        ``(cache, system)``, both empty directories.
+    """
+    cache, system = tmp_path / "cache", tmp_path / "system"
+    cache.mkdir()
+    system.mkdir()
+    monkeypatch.setenv("RULAB_DATA", str(cache))
+    monkeypatch.setenv("RULAB_SYSTEM_DATA", str(system))
+    monkeypatch.setenv("RULAB_OFFLINE", "1")
+    return cache, system

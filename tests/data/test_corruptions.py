@@ -12,16 +12,16 @@ import torch.nn.functional as F
 
 import rulab.data.corruptions as corr
 from rulab.data.corruptions import apply_shift, corrupt_dataset, shift_suite
-from rulab.data.corruptions._filters import (
+from rulab.data.corruptions._textures import plasma_fractal
+from rulab.data.corruptions.blur import defocus_kernel
+from rulab.data.corruptions.digital import _affine_warp, displace
+from rulab.data.filters import (
     clipped_zoom_matrix,
     filter_matrix,
     motion_blur,
     motion_blur_kernel,
     pil_box_matrix,
 )
-from rulab.data.corruptions._textures import plasma_fractal
-from rulab.data.corruptions.blur import defocus_kernel
-from rulab.data.corruptions.digital import _affine_warp, displace
 from rulab.data.tensors import TensorDataset
 from rulab.errors import ConfigError, InputError
 from rulab.registry import CORRUPTIONS

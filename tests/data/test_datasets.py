@@ -38,17 +38,6 @@ def put(path: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    cache, system = tmp_path / "cache", tmp_path / "system"
-    cache.mkdir()
-    system.mkdir()
-    monkeypatch.setenv("RULAB_DATA", str(cache))
-    monkeypatch.setenv("RULAB_SYSTEM_DATA", str(system))
-    monkeypatch.setenv("RULAB_OFFLINE", "1")
-    return cache, system
-
-
 def publish(monkeypatch, name: str, contents: dict[str, bytes], *, content: bool = False) -> None:
     """Make the test files 'published': replace the source's MD5s by theirs (keyed by RawFile.key)."""
     src = SOURCES.get(name)

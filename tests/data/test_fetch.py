@@ -41,14 +41,10 @@ def md5(data: bytes) -> str:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    cache, system = tmp_path / "cache", tmp_path / "system"
-    cache.mkdir()
-    system.mkdir()
-    monkeypatch.setenv("RULAB_DATA", str(cache))
-    monkeypatch.setenv("RULAB_SYSTEM_DATA", str(system))
+def env(env, monkeypatch):
+    """The shared data directories (tests/data/conftest.py) with downloads on: these tests download file:// URLs."""
     monkeypatch.delenv("RULAB_OFFLINE", raising=False)
-    return cache, system
+    return env
 
 
 def use(monkeypatch, src: Source) -> Source:

@@ -24,14 +24,9 @@ REAL_SETS = [n for n in OOD_SETS if not hasattr(OOD_SETS.get(n), "needs_base")] 
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    cache, system = tmp_path / "cache", tmp_path / "system"
-    cache.mkdir()
-    system.mkdir()
-    monkeypatch.setenv("RULAB_DATA", str(cache))
-    monkeypatch.setenv("RULAB_SYSTEM_DATA", str(system))
-    monkeypatch.setenv("RULAB_OFFLINE", "1")
-    return cache
+def env(env):
+    """The data cache of the shared data directories (tests/data/conftest.py), downloads off."""
+    return env[0]
 
 
 def save(path: Path, arr: np.ndarray) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -40,13 +39,7 @@ COVERED = ("brightness_factor", "gaussian_blur_sigma", "gaussian_noise")  # what
 BASELINE = {(c, str(lvl)): 0.5 + 0.01 * i for i, (c, lvl) in enumerate(SUITE) if c in COVERED}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Batches here are 16 small images: one thread is faster and immune to a busy machine's oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

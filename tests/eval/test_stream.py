@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rulab.data.noise import NoiseStream
+from rulab.data.ood.noise_sets import NoiseStream
 from rulab.errors import InputError
 from rulab.eval.extract import extract
 from rulab.eval.stream import chunks_of, score_stream, stream_ood_metrics

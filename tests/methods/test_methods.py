@@ -12,7 +12,7 @@ from torch import nn
 
 import rulab.methods.mixup as mixup_mod
 from rulab.attacks import log_max_confidence, pgd_ce
-from rulab.data.noise import hein_noise
+from rulab.data.synthetic import hein_noise
 from rulab.errors import ConfigError
 from rulab.methods.barlow_twins import BarlowTwins, barlow_twins_loss, ssl_augment
 from rulab.methods.ceda_acet import ACET, CEDA, ceda_loss

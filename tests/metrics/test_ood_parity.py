@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rulab.errors import InputError
-from rulab.metrics import ood
+from rulab.metrics import ood, parity
 
 # ------------------------------------------------------------------------------------- literal reference ports
 
@@ -128,7 +128,7 @@ def grid_tied_case(seed: int, start: float, end: float, n: int) -> tuple[np.ndar
 def test_odin_grid_equals_literal_calmetric(seed, variant):
     start, end, n = 0.4, 0.95, 6000
     s_in, s_out = grid_tied_case(seed, start, end, n)
-    got = ood.odin_grid_metrics(s_in, s_out, start, end, n, variant=variant)
+    got = parity.odin_grid_metrics(s_in, s_out, start, end, n, variant=variant)
     ref = calmetric_port(s_in, s_out, start, end, n, odin_branch=variant == "odin")
     assert got == ref  # bit for bit
 
@@ -137,7 +137,7 @@ def test_odin_grid_equals_literal_calmetric(seed, variant):
 def test_odin_grid_equals_literal_calmetric_at_full_scale():
     # 100,000 thresholds on 9,000 / 9,000 scores, as in the paper (~15 s for the literal loops)
     s_in, s_out = gaussian_scores(0)
-    got = ood.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)
+    got = parity.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)
     assert got == calmetric_port(s_in, s_out, 0.1, 1, 100000, odin_branch=True)
     assert all(type(v) is float for v in got.values())
 
@@ -145,15 +145,15 @@ def test_odin_grid_equals_literal_calmetric_at_full_scale():
 def test_odin_branches_differ_only_in_auroc_on_grid_ties():
     start, end, n = 0.4, 0.95, 6000
     s_in, s_out = grid_tied_case(0, start, end, n)
-    a = ood.odin_grid_metrics(s_in, s_out, start, end, n, variant="odin")
-    b = ood.odin_grid_metrics(s_in, s_out, start, end, n, variant="baseline")
+    a = parity.odin_grid_metrics(s_in, s_out, start, end, n, variant="odin")
+    b = parity.odin_grid_metrics(s_in, s_out, start, end, n, variant="baseline")
     assert {k: v for k, v in a.items() if k != "auroc"} == {k: v for k, v in b.items() if k != "auroc"}
     assert a["auroc"] != b["auroc"]  # OOD scores on grid points count as s >= δ in one branch, not in the other
 
 
 def test_odin_grid_close_to_exact_metrics_in_range():
     s_in, s_out = gaussian_scores(0)
-    grid = ood.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)
+    grid = parity.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)
     exact = ood.ood_metrics(s_in, s_out)
     for key in ("auroc", "aupr_in", "aupr_out", "detection_error", "fpr95_id"):
         assert abs(grid[key] - exact[key]) < 0.005, key  # < 0.5 points in range (docs/protocols/odin.md "Metrics")
@@ -164,15 +164,15 @@ def test_fpr95_conventions_agree_on_gaussian_scores():
     for seed in range(3):
         s_in, s_out = gaussian_scores(seed)
         exact = ood.fpr95_id(s_in, s_out)
-        hein = ood.hein_fpr95(s_in, s_out)
-        window = ood.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)["fpr95_id"]
+        hein = parity.hein_fpr95(s_in, s_out)
+        window = parity.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)["fpr95_id"]
         assert abs(exact - hein) <= 0.002 and abs(exact - window) <= 0.002 and abs(hein - window) <= 0.002
 
 
 def test_odin_detection_error_is_the_min_rule_not_the_error_at_95_tpr():
     # the published numbers (e.g. FPR 34.7% with detection error 10.0%) only fit the min-over-thresholds rule
     s_in, s_out = gaussian_scores(1)
-    grid = ood.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)
+    grid = parity.odin_grid_metrics(s_in, s_out, 0.1, 1, 100000)
     at_95 = 0.5 * 0.05 + 0.5 * grid["fpr95_id"]
     assert grid["detection_error"] < at_95 - 0.03
     assert grid["detection_error"] == pytest.approx(ood.detection_error(s_in, s_out), abs=0.005)
@@ -181,11 +181,11 @@ def test_odin_detection_error_is_the_min_rule_not_the_error_at_95_tpr():
 def test_odin_grid_errors_instead_of_zero_division():
     s_in, s_out = gaussian_scores(0, n=200)
     with pytest.raises(InputError, match="TPR in"):
-        ood.odin_grid_metrics(s_in, s_out, 0.1, 1, 10)  # 10 grid points: none lands in [0.9495, 0.9505]
+        parity.odin_grid_metrics(s_in, s_out, 0.1, 1, 10)  # 10 grid points: none lands in [0.9495, 0.9505]
     with pytest.raises(InputError, match="start < end"):
-        ood.odin_grid_metrics(s_in, s_out, 1, 0.1)
+        parity.odin_grid_metrics(s_in, s_out, 1, 0.1)
     with pytest.raises(InputError, match="variant"):
-        ood.odin_grid_metrics(s_in, s_out, 0.1, 1, variant="ours")
+        parity.odin_grid_metrics(s_in, s_out, 0.1, 1, variant="ours")
 
 
 def test_odin_grid_needs_the_hard_coded_range_to_cover_the_scores():
@@ -195,8 +195,8 @@ def test_odin_grid_needs_the_hard_coded_range_to_cover_the_scores():
     s_in = 0.01 + 0.0003 * rng.random(2000) + 0.0001
     s_out = 0.01 + 0.0003 * rng.random(2000)
     with pytest.raises(InputError, match="TPR in"):
-        ood.odin_grid_metrics(s_in, s_out, 0.1, 1)
-    grid = ood.odin_grid_metrics(s_in, s_out, 0.01, 0.0104)
+        parity.odin_grid_metrics(s_in, s_out, 0.1, 1)
+    grid = parity.odin_grid_metrics(s_in, s_out, 0.01, 0.0104)
     assert grid["auroc"] == pytest.approx(ood.auroc(s_in, s_out), abs=0.005)
 
 
@@ -206,9 +206,9 @@ def test_odin_grid_needs_the_hard_coded_range_to_cover_the_scores():
 def test_hein_fpr95_known_answer_and_interpolation():
     s_id = np.arange(101) / 100.0  # percentile 5 = 0.05 exactly
     s_ood = np.array([0.0, 0.04, 0.05, 0.06, 0.5])
-    assert ood.hein_fpr95(s_id, s_ood) == 3 / 5
+    assert parity.hein_fpr95(s_id, s_ood) == 3 / 5
     # two ID points 0 and 1: the 5th percentile interpolates to 0.05
-    assert ood.hein_fpr95([0.0, 1.0], [0.049, 0.051]) == 0.5
+    assert parity.hein_fpr95([0.0, 1.0], [0.049, 0.051]) == 0.5
 
 
 def test_hein_fpr95_equals_literal_rule_in_float32():
@@ -216,7 +216,7 @@ def test_hein_fpr95_equals_literal_rule_in_float32():
     s_id = rng.random(9984).astype(np.float32)
     s_ood = (rng.random(5000) * 0.8).astype(np.float32)
     ref = np.sum(s_ood >= np.percentile(s_id, 5)) / len(s_ood)
-    assert ood.hein_fpr95(torch.from_numpy(s_id), torch.from_numpy(s_ood)) == ref
+    assert parity.hein_fpr95(torch.from_numpy(s_id), torch.from_numpy(s_ood)) == ref
 
 
 # ------------------------------------------------------------------------------------- W1/OE (Hendrycks)
@@ -231,16 +231,16 @@ def test_hendrycks_measures_equal_display_results(seed):
     s_ood = np.round(rng.normal(0.5, 0.2, n_ood), decimals)
     # W1/OE call get_measures(out_score, in_score) with anomaly scores -MSP: OOD is the positive class
     auroc, aupr, fpr = display_results_port(-s_ood, -s_id)
-    got = ood.hendrycks_measures(s_id, s_ood)
+    got = parity.hendrycks_measures(s_id, s_ood)
     assert got["auroc"] == pytest.approx(auroc, abs=1e-12)
     assert got["aupr_out"] == pytest.approx(aupr, abs=1e-12)
     assert got["fpr_closest"] == fpr
-    assert ood.hendrycks_fpr_and_fdr_at_recall(s_id, s_ood) == fpr
+    assert parity.hendrycks_fpr_and_fdr_at_recall(s_id, s_ood) == fpr
 
 
 def test_hendrycks_closest_recall_can_fall_below_95_percent():
     # 10 OOD: recall steps of 0.1, so 0.9 and 1.0 are candidates; |0.9 - 0.95| < |1.0 - 0.95| in float64
     s_ood = np.arange(10) / 10.0  # 0.0 ... 0.9 (lower = more OOD)
     s_id = np.array([0.9, 0.95, 1.0, 1.1])  # one ID example ties with the top OOD score 0.9
-    assert ood.hendrycks_fpr_and_fdr_at_recall(s_id, s_ood) == 0.0  # closest: recall 0.9 at t = 0.8, no ID flagged
+    assert parity.hendrycks_fpr_and_fdr_at_recall(s_id, s_ood) == 0.0  # closest: recall 0.9 at t = 0.8, no ID flagged
     assert ood.fpr95_ood(s_id, s_ood) == 0.25  # >= 95% of OOD caught needs t = 0.9, which flags the tied ID

@@ -15,6 +15,10 @@ MD5-checked) and is cached as tensors after the first parse. Images are ``uint8 
 | pathmnist | train 89,996 / val 10,004 / test 7,180 | 3×28×28 | MedMNIST ``pathmnist.npz`` (W2) |
 | tiny_imagenet | train 100,000 / test (= official val) 10,000 | 3×64×64 | ``tiny-imagenet-200.zip`` folders (W1) |
 | oxford_pets | train (= trainval) 3,680 / test 3,669 | 3×size×size | images + annotations (W2) |
+
+One concern, kept in one file (about 600 lines): the catalogue of in-distribution datasets. Each dataset is its
+source declaration (files, archives, published MD5s, mirrors; the first half) and its parser plus registration (the
+second half); the source chain, verification and tensor cache they use are in :mod:`rulab.data.fetch`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,17 @@ import torch
 from rulab.errors import ConfigError, DataError
 from rulab.registry import DATASETS
 
-from .fetch import Archive, FoundFile, Prepared, RawFile, Source, declare, load_prepared, load_prepared_folder
+from .fetch import (
+    Archive,
+    FoundFile,
+    Prepared,
+    RawFile,
+    Source,
+    dataset_root,
+    declare,
+    load_prepared,
+    load_prepared_folder,
+)
 from .formats import (
     read_cifar_batch,
     read_cifar_meta,
@@ -407,8 +421,6 @@ def svhn(split: str = "train", root: PathLike | None = None) -> TensorDataset:
 # ----------------------------------------------------------------------------------------------- downsampled ImageNet
 def _imagenet32_classes(root: PathLike | None) -> list[str]:
     """Names from ``map_clsloc.txt`` (``n02119789 1 kit_fox``) when it is in the dataset directory, else ``"0"``..``"999"``."""
-    from .fetch import dataset_root
-
     path = dataset_root(root) / "imagenet32" / "map_clsloc.txt"
     names = [str(i) for i in range(1000)]
     if path.is_file():

@@ -5,13 +5,14 @@ Design: convention 1 in docs/conventions.md; device-resident uint8 tensors as in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from rulab.errors import InputError
+from rulab.errors import InputError, RulabError
 
-__all__ = ["TensorDataset"]
+__all__ = ["TensorDataset", "check_image_shape", "check_count"]
 
 
 @dataclass
@@ -61,3 +62,32 @@ class TensorDataset:
     def float(self, device: torch.device | str | None = None) -> torch.Tensor:
         """All images as ``float32 [N, C, H, W]`` in [0, 1] (on ``device``)."""
         return self.x.to(device).float().div_(255)
+
+
+def check_image_shape(
+    shape: Sequence[int],
+    channels: Sequence[int] | None = None,
+    what: str = "image shape",
+    error: type[RulabError] = InputError,
+) -> tuple[int, int, int]:
+    """``shape`` as three ints ``(C, H, W)``, or ``error`` with one sentence saying what is wrong.
+
+    Args:
+        shape: an image shape without the batch axis; every entry a positive integer.
+        channels: the allowed numbers of channels (``(1, 3)`` for images that convert between grey and colour), or
+            None for any.
+        what: how the message names the shape ("OOD shape").
+        error: the exception raised: :class:`~rulab.errors.InputError` for a function argument,
+            :class:`~rulab.errors.ConfigError` for a configured shape.
+    """
+    if len(shape) != 3 or any(int(s) != s or s < 1 for s in shape) or (channels is not None and int(shape[0]) not in channels):
+        allowed = f" with C in {{{', '.join(map(str, channels))}}}" if channels is not None else ""
+        raise error(f"{what} must be three positive integers (C, H, W){allowed}, got {tuple(shape)}")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def check_count(n: int, what: str = "the number of images") -> int:
+    """``n`` as an int, or :class:`~rulab.errors.InputError` unless it is a non-negative integer."""
+    if int(n) != n or n < 0:
+        raise InputError(f"{what} must be a non-negative integer, got {n!r}")
+    return int(n)

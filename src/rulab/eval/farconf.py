@@ -22,6 +22,10 @@ Step size: W3 trains with ``ε/steps`` and leaves the evaluation step unstated (
 placeholder). The default here is
 Madry et al.'s ``2.5·ε/steps``, which lets an iterate cross the ball 2.5 times; with keep-best the result can only
 improve on the start point.
+
+One concern, kept in one file (about 500 lines): Hein et al.'s far-away / worst-case overconfidence evaluation,
+i.e. the three measurements above and the rows :func:`evaluate_farconf` writes from them; they share the MSP
+score, the seeding and the batching helpers at the top.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from torch import nn
 
 from rulab.attacks import log_max_confidence, pgd
 from rulab.config import EvalCfg
-from rulab.data.noise import NoiseStream
+from rulab.data.ood.noise_sets import NoiseStream
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.eval.predict import model_device

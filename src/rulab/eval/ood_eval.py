@@ -37,7 +37,7 @@ _COUNTS = ("n_id", "n_ood")
 
 
 def is_synthetic(name: str) -> bool:
-    """Whether the OOD set ``name`` is a generated noise family (:mod:`rulab.data.noise`) of any size."""
+    """Whether the OOD set ``name`` is a generated noise family (:mod:`rulab.data.ood.noise_sets`) of any size."""
     return hasattr(OOD_SETS.get(name), "needs_base")
 
 

@@ -33,21 +33,20 @@ Cost: a shifted test set is the same for every checkpoint, so a study evaluating
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from rulab.data.corruptions import apply_shift, corrupt_dataset, shift_suite
+from rulab.data.corruptions import apply_shift, is_level, level_label, shift_suite
 from rulab.data.corruptions import corruption as get_corruption
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
+from rulab.eval.shift_cache import CHUNK, ShiftCache
 from rulab.metrics.calibration import brier, calibration_error, nll
 from rulab.metrics.robustness import corruption_error
 from rulab.results.table import ResultTable
@@ -71,17 +70,9 @@ TS_METRICS = ("nll", "ece", "rms", "rms_uniform10", "mmc", "brier")
 """Metrics stored again under detector ``"ts"`` when a temperature is given (accuracy is unchanged by it)."""
 CLEAN = "clean"
 """The ``shift`` name of the clean reference rows (``severity="0"``)."""
-CHUNK = 1000
-"""Default images per corruption call: :func:`~rulab.data.corruptions.corrupt_dataset`'s default batch size."""
 
 
 # --------------------------------------------------------------------------------------------- shifted images
-
-
-def _sev(level: Any) -> str:
-    """A level as the ``severity`` column writes it: ``3.0 → "3"``, ``0.8 → "0.8"`` (ResultTable's rule)."""
-    v = float(level)
-    return str(int(v)) if v.is_integer() else str(v)
 
 
 def _check_positive_int(value: Any, name: str) -> int:
@@ -116,111 +107,6 @@ def shifted_batches(
     for start in range(0, len(test), chunk):
         x = apply_shift(test.x[start : start + chunk].float().div_(255), corruption, level, generator)
         yield x.mul_(255).round_().clamp_(0, 255).div_(255) if quantize else x
-
-
-def _fingerprint(x: torch.Tensor) -> str:
-    """blake2b of the image bytes and shape (16 hex digits): the cache key of a test set."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(repr(tuple(x.shape)).encode())
-    h.update(x.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-class ShiftCache:
-    """Shifted uint8 test sets, kept in memory and/or on disk, keyed by (test images, corruption, level, seed, chunk).
-
-    A shifted test set depends only on the test images, the cell and the seed, never on the model, so a study that
-    evaluates many checkpoints builds each one once. The key uses a hash of the test images (not only the
-    dataset's name), so a different subset or split never reads a stale entry. Disk entries are safetensors files
-    ``<cache_dir>/<dataset>-<hash>/<corruption>_<level>_seed<seed>_chunk<chunk>_v<rulab version>.safetensors``
-    written atomically; an unreadable file is rebuilt and overwritten.
-
-    Memory: one entry is the size of the test set (7.8 MB for the Fashion-MNIST test set; 30.7 MB for a 32×32
-    colour one), so the 38-cell ``fmnist-default`` suite holds about 300 MB with ``memory=True``.
-
-    Args:
-        cache_dir: directory of the disk cache (None: no disk cache).
-        memory: also keep every entry in memory for the lifetime of this object.
-
-    Example:
-        >>> cache = ShiftCache("runs/.shift-cache")
-        >>> for model in models:
-        ...     table = evaluate_shift(model, test, "fmnist-default", seed=0, cache=cache)
-    """
-
-    def __init__(self, cache_dir: str | os.PathLike[str] | None = None, memory: bool = True) -> None:
-        self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self.memory = bool(memory)
-        self._mem: dict[tuple[Any, ...], torch.Tensor] = {}
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def fingerprint(test: TensorDataset) -> str:
-        """Hash of the test images and their shape (16 hex digits; ~20 ms for the Fashion-MNIST test set)."""
-        return _fingerprint(test.x)
-
-    def _path(self, test: TensorDataset, fp: str, corruption: str, level: float, seed: int, chunk: int) -> Path:
-        from rulab import __version__
-
-        assert self.cache_dir is not None
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (test.name or "test"))
-        return self.cache_dir / f"{name}-{fp}" / f"{corruption}_{_sev(level)}_seed{int(seed)}_chunk{chunk}_v{__version__}.safetensors"
-
-    def get(
-        self, test: TensorDataset, corruption: str, level: float, seed: int, chunk: int = CHUNK, fingerprint: str | None = None
-    ) -> TensorDataset:
-        """The shifted copy of ``test`` (``corrupt_dataset(test, corruption, level, seed, chunk)``), cached.
-
-        Args:
-            fingerprint: :meth:`fingerprint` of ``test`` if already computed (it is recomputed otherwise, so images
-                changed in place are never served from a stale entry).
-
-        Returns:
-            A :class:`TensorDataset` with ``uint8 [N, C, H, W]`` images on the CPU (labels and metadata as
-            :func:`~rulab.data.corruptions.corrupt_dataset` sets them).
-        """
-        fp = self.fingerprint(test) if fingerprint is None else fingerprint
-        key = (fp, corruption, _sev(level), int(seed), int(chunk))
-        meta = dict(test.meta, shift=corruption, level=level, shift_seed=int(seed), shift_batch_size=int(chunk))
-        x = self._mem.get(key)
-        if x is None and self.cache_dir is not None:
-            x = self._read(self._path(test, fp, corruption, level, seed, chunk), tuple(test.x.shape))
-        if x is None:
-            self.misses += 1
-            x = corrupt_dataset(test, corruption, level, seed, batch_size=chunk).x.cpu()
-            if self.cache_dir is not None:
-                self._write(self._path(test, fp, corruption, level, seed, chunk), x)
-        else:
-            self.hits += 1
-        if self.memory:
-            self._mem[key] = x
-        return TensorDataset(x, test.y.clone(), list(test.classes), test.name, test.source, meta)
-
-    @staticmethod
-    def _read(path: Path, shape: tuple[int, ...]) -> torch.Tensor | None:
-        if not path.is_file():
-            return None
-        try:
-            from safetensors.torch import load_file
-
-            x = load_file(str(path))["x"]
-        except Exception:  # a truncated or foreign file: rebuild it
-            return None
-        return x if x.dtype == torch.uint8 and tuple(x.shape) == shape else None
-
-    @staticmethod
-    def _write(path: Path, x: torch.Tensor) -> None:
-        from safetensors.torch import save_file
-
-        from rulab.io import atomic_path, ensure_writable_dir
-
-        ensure_writable_dir(path.parent)
-        with atomic_path(path) as tmp:
-            save_file({"x": x.contiguous()}, str(tmp))
-
-    def __len__(self) -> int:
-        return len(self._mem)
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -259,14 +145,6 @@ def _add_cell(
     return raw
 
 
-def _is_level(severity: str) -> bool:
-    try:
-        float(severity)
-    except ValueError:
-        return False
-    return True
-
-
 def severity_means(table: ResultTable, kind: str = "shift") -> ResultTable:
     """Per (dataset, shift, detector, metric): the unweighted mean over the numeric levels (``severity="mean"``).
 
@@ -281,7 +159,7 @@ def severity_means(table: ResultTable, kind: str = "shift") -> ResultTable:
     """
     groups: dict[tuple[str, str, str, str], list[Any]] = {}
     for r in table:
-        if r.kind == kind and r.shift != CLEAN and _is_level(r.severity):
+        if r.kind == kind and r.shift != CLEAN and is_level(r.severity):
             groups.setdefault((r.dataset, r.shift, r.detector, r.metric), []).append(r)
     out = ResultTable()
     for (dataset, shift, detector, metric), rows in groups.items():
@@ -300,7 +178,7 @@ def shift_errors(table: ResultTable, dataset: str | None = None) -> dict[tuple[s
         dataset: keep only rows of this test set (default: all; raises if there are several).
     """
     rows = [r for r in table if r.kind == "shift" and r.metric == "acc" and r.detector == "" and r.shift != CLEAN
-            and _is_level(r.severity) and (dataset is None or r.dataset == dataset)]
+            and is_level(r.severity) and (dataset is None or r.dataset == dataset)]
     names = {r.dataset for r in rows}
     if len(names) > 1:
         raise InputError(f"the table holds shift results of several test sets ({', '.join(sorted(names))}); pass dataset=")
@@ -323,10 +201,10 @@ def corruption_errors(
     Returns:
         ``({corruption: CE}, mCE)``.
     """
-    base = {(c, _sev(s)): float(v) for (c, s), v in baseline.items()}
+    base = {(c, level_label(s)): float(v) for (c, s), v in baseline.items()}
     by: dict[str, list[tuple[str, float]]] = {}
     for (c, s), v in errors.items():
-        by.setdefault(c, []).append((_sev(s), float(v)))
+        by.setdefault(c, []).append((level_label(s), float(v)))
     ce: dict[str, float] = {}
     for c, cells in by.items():
         have = [(s, v) for s, v in cells if (c, s) in base]
@@ -445,7 +323,7 @@ def evaluate_shift(
             else:
                 z = torch.cat([_forward(net, x, dev, batch_size, channels_last)
                                for x in shifted_batches(test, corruption, level, seed, chunk, quantize)])
-            sev = _sev(level)
+            sev = level_label(level)
             errors[(corruption, sev)] = 1.0 - _add_cell(table, z, test.y, t, shift=corruption, severity=sev, **keys)["acc"]
             if keep_logits:
                 table.arrays[f"shift/{corruption}/{sev}/logits"] = z

@@ -2,7 +2,7 @@
 
 :func:`rulab.eval.evaluate.run_evaluation` holds every OOD set as uint8 tensors, which is right for thousands of images but
 not for a 10⁶-image synthetic benchmark (3 GB of uint8 at 3×32×32, 12 GB as float). Here the images arrive as an
-iterable of chunks (a :class:`rulab.data.noise.NoiseStream`, a generator reading files, or a dataset cut into
+iterable of chunks (a :class:`rulab.data.ood.noise_sets.NoiseStream`, a generator reading files, or a dataset cut into
 chunks by :func:`chunks_of`); each chunk is run through the network once, every detector scores it from those
 logits (and features), and only the scores are kept: one float per image and detector (8 MB for 10⁶ images).
 The metrics then run on all scores, so they are the exact, all-threshold metrics of :func:`rulab.metrics.ood.ood_metrics`
@@ -14,7 +14,7 @@ energy and entropy (measured, ``benchmarks/eval_memory.py``), equal up to float 
 GEN, whose vectorised reductions run over a chunk instead of the whole set, and (~1e-6 relative) for detectors whose
 matrix products do (Mahalanobis, KNN, ViM).
 With ``quantize=True`` float chunks are rounded to uint8 levels first, which makes a
-:class:`~rulab.data.noise.NoiseStream` give exactly the images of the materialised set ``OOD_SETS.create(...)``
+:class:`~rulab.data.ood.noise_sets.NoiseStream` give exactly the images of the materialised set ``OOD_SETS.create(...)``
 (tests/eval/test_stream.py checks both).
 
 Memory on Linux: glibc raises its mmap threshold once large blocks have been freed, after which chunk-sized tensors

@@ -7,7 +7,7 @@ docs/protocols/hein2019.md)::
     L = [ Σ_i CE(f(x_i), y_i) + Σ_j log max_k p_k(ẑ_j) ] / (N + M)
 
 normalised by the TOTAL count N + M as in the reference code (with M = N the clean cross-entropy weighs half of plain
-training's). The noise (:func:`rulab.data.noise.hein_noise`): the first ``⌊frac_perm·M⌋`` images are the clean
+training's). The noise (:func:`rulab.data.synthetic.hein_noise`): the first ``⌊frac_perm·M⌋`` images are the clean
 batch's images with permuted pixels, the rest uniform noise, then one low-pass filter with ``σ ~ U[1, 2.5]`` for the
 batch and per-image min-max rescaling. CEDA uses ``ẑ = z``; ACET maximises the confidence within the L∞ ball of
 radius ε around z (:func:`rulab.attacks.pgd_confidence`: BatchNorm in eval mode, random start, signed
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rulab.attacks import log_max_confidence, pgd_confidence
-from rulab.data.noise import hein_noise
+from rulab.data.synthetic import hein_noise
 from rulab.errors import ConfigError
 from rulab.methods.base import Method
 from rulab.registry import METHODS

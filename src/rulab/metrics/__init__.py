@@ -1,5 +1,6 @@
-"""Pure metric functions on tensors: OOD detection (:mod:`.ood`), calibration (:mod:`.calibration`) and
-corruption robustness (:mod:`.robustness`). No plotting and no scikit-learn imports (conventions 2-4 in docs/conventions.md).
+"""Pure metric functions on tensors: OOD detection (:mod:`.ood`, and the papers' own rules in :mod:`.parity`),
+calibration (:mod:`.calibration`) and corruption robustness (:mod:`.robustness`). No plotting and no scikit-learn
+imports (conventions 2-4 in docs/conventions.md).
 
 Scores are confidences (higher = more in-distribution); results are fractions.
 """
@@ -24,13 +25,10 @@ from rulab.metrics.ood import (
     fpr95_id,
     fpr95_ood,
     fpr_at_tpr,
-    hein_fpr95,
-    hendrycks_fpr_and_fdr_at_recall,
-    hendrycks_measures,
-    odin_grid_metrics,
     ood_metrics,
     roc_curve,
 )
+from rulab.metrics.parity import hein_fpr95, hendrycks_fpr_and_fdr_at_recall, hendrycks_measures, odin_grid_metrics
 from rulab.metrics.robustness import (
     corruption_error,
     mean_corruption_error,

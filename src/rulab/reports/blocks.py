@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rulab.data.corruptions import is_level
 from rulab.io import atomic_write_text
 from rulab.metrics import catalog
 from rulab.metrics.catalog import is_percent
@@ -353,19 +354,10 @@ def array_figures(arrays: Mapping[str, Any], detector: str, max_points: int, tag
     return figs
 
 
-def _is_level(text: Any) -> bool:
-    """Whether a shift row's ``severity`` is a level (``"3"``, ``"0.5"``), not an aggregate (``"mean"``, ``""``)."""
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 def shift_stats(recs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Stat]]], dict[str, Stat]]:
     """Mean ± std over runs per (shift, severity level, metric) of the per-cell rows (aggregate rows left out), and
     the clean test set's accuracy and ECE."""
-    shift = [r for r in recs if r["kind"] == "shift" and r["shift"] and _is_level(r["severity"])]
+    shift = [r for r in recs if r["kind"] == "shift" and r["shift"] and is_level(r["severity"])]
     if any(r["detector"] == "" for r in shift):
         shift = [r for r in shift if r["detector"] == ""]
     acc: dict[tuple[str, str, str], list[float]] = {}

@@ -42,6 +42,8 @@ from rulab.data.corruptions.suites import (
     apply_shift,
     corrupt_dataset,
     corruption,
+    is_level,
+    level_label,
     shift_suite,
 )
 from rulab.data.corruptions.weather import fog, frost, snow
@@ -54,6 +56,8 @@ __all__ = [
     "corrupt_dataset",
     "corruption",
     "shift_suite",
+    "level_label",
+    "is_level",
     "gaussian_noise",
     "shot_noise",
     "impulse_noise",

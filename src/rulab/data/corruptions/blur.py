@@ -14,7 +14,7 @@ from functools import lru_cache
 import torch
 
 from rulab.data.corruptions._contract import corruption, randint, size_scale, uniform
-from rulab.data.corruptions._filters import (
+from rulab.data.filters import (
     clipped_zoom_matrix,
     cv2_gaussian_kernel1d,
     filter2d,
@@ -116,7 +116,7 @@ def motion_blur_corruption(x: torch.Tensor, severity: int, generator: torch.Gene
     """ImageMagick motion blur with (radius, σ) = (6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5) px at an angle ~ U(−45°, 45°).
 
     CIFAR-10-C table (``motion_blur``, Wand's ``MagickMotionBlurImage``), reproduced by
-    :func:`~rulab.data.corruptions._filters.motion_blur` (one-sided Gaussian streak, edge borders), one angle
+    :func:`~rulab.data.filters.motion_blur` (one-sided Gaussian streak, edge borders), one angle
     per image. Radius and σ are scaled by ``min(H, W)/32``.
 
     Args:

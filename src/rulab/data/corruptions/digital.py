@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from rulab.data.corruptions._contract import corruption, uniform
-from rulab.data.corruptions._filters import pil_box_matrix, scipy_gaussian_kernel1d, separable_filter
+from rulab.data.filters import pil_box_matrix, scipy_gaussian_kernel1d, separable_filter
 from rulab.errors import InputError
 
 __all__ = [
@@ -158,7 +158,7 @@ def pixelate(x: torch.Tensor, severity: int, generator: torch.Generator | None =
     """Box-downscale by c = 0.95, 0.9, 0.85, 0.75, 0.65 (to ``int(size·c)``), then box-upscale back (nearest).
 
     CIFAR-10-C table (``pixelate``: ``PIL resize(BOX)`` down and up), as PIL's box coefficients
-    (:func:`~rulab.data.corruptions._filters.pil_box_matrix`) applied as two small matrices per axis; the
+    (:func:`~rulab.data.filters.pil_box_matrix`) applied as two small matrices per axis; the
     reference's intermediate uint8 rounding is skipped.
 
     Args:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -17,7 +18,17 @@ from rulab.data.tensors import TensorDataset
 from rulab.errors import ConfigError, InputError
 from rulab.registry import CORRUPTIONS, UnknownNameError
 
-__all__ = ["COMMON_CORRUPTIONS", "ShiftSuite", "SHIFT_SUITES", "shift_suite", "corruption", "apply_shift", "corrupt_dataset"]
+__all__ = [
+    "COMMON_CORRUPTIONS",
+    "ShiftSuite",
+    "SHIFT_SUITES",
+    "shift_suite",
+    "corruption",
+    "apply_shift",
+    "corrupt_dataset",
+    "level_label",
+    "is_level",
+]
 
 # Hendrycks & Dietterich's 15 common corruptions, in their table order (noise, blur, weather, digital).
 COMMON_CORRUPTIONS: tuple[str, ...] = (
@@ -188,3 +199,18 @@ def corrupt_dataset(ds: TensorDataset, name: str, level: float, seed: int, batch
         out[start : start + batch_size] = shifted.mul(255).round_().clamp_(0, 255).to(torch.uint8)
     meta = dict(ds.meta, shift=name, level=level, shift_seed=int(seed), shift_batch_size=batch_size)
     return TensorDataset(out, ds.y.clone(), list(ds.classes), ds.name, ds.source, meta)
+
+
+def level_label(level: Any) -> str:
+    """A level as the results' ``severity`` column writes it: ``3.0``, ``3`` and ``"3.0"`` → ``"3"``; ``0.8`` → ``"0.8"``."""
+    v = float(level)
+    return str(int(v)) if v.is_integer() else str(v)
+
+
+def is_level(severity: Any) -> bool:
+    """Whether a ``severity`` value is a level (``"3"``, ``"0.5"``), not an aggregate (``"mean"``, ``""``) or None."""
+    try:
+        float(severity)
+    except (TypeError, ValueError):
+        return False
+    return True

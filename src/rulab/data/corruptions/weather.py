@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from rulab.data.corruptions._contract import corruption, randn, size_scale, uniform
-from rulab.data.corruptions._filters import clipped_zoom_matrix, motion_blur
 from rulab.data.corruptions._textures import frost_texture, plasma_fractal
+from rulab.data.filters import clipped_zoom_matrix, motion_blur
 
 __all__ = ["snow", "frost", "fog", "grey"]
 

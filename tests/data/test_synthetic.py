@@ -1,4 +1,4 @@
-"""Tests for rulab.data.noise: moments of the W1 families, exactness of the blob and low-pass filters against
+"""Tests for rulab.data.synthetic and rulab.data.ood.noise_sets: moments of the W1 families, exactness of the blob and low-pass filters against
 scipy/numpy references, permutation properties, determinism, devices, and the registered sets / streams."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rulab.data import noise
+from rulab.data import synthetic
+from rulab.data.ood import noise_sets
 from rulab.data.tensors import TensorDataset
 from rulab.errors import InputError
 from rulab.registry import OOD_SETS
@@ -43,7 +44,7 @@ def binomial_tol(p: float, n: int, k: float = 5.0) -> float:
 
 
 def test_gaussian_w1_mean_and_clipped_mass():
-    x = noise.gaussian(64, SHAPE, gen())
+    x = synthetic.gaussian(64, SHAPE, gen())
     n = x.numel()
     assert x.shape == (64, *SHAPE) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() <= 1
@@ -56,13 +57,13 @@ def test_gaussian_w1_mean_and_clipped_mass():
 
 
 def test_gaussian_odin_clipped_mass():
-    x = noise.gaussian_odin(16, SHAPE, gen())
+    x = synthetic.gaussian_odin(16, SHAPE, gen())
     p = 2 * 0.5 * math.erfc(0.5 / math.sqrt(2))  # P(|N(0,1)| > 0.5) = 2·Φ(−0.5) ≈ 0.617
     assert abs(((x == 0) | (x == 1)).double().mean().item() - p) < binomial_tol(p, x.numel())
 
 
 def test_rademacher_values_and_mean_per_channel():
-    x = noise.rademacher(64, SHAPE, gen())
+    x = synthetic.rademacher(64, SHAPE, gen())
     assert set(x.unique().tolist()) == {0.0, 1.0}
     assert abs(x.mean().item() - 0.5) < binomial_tol(0.5, x.numel())
     # independent per channel: channels disagree about half of the time
@@ -71,13 +72,13 @@ def test_rademacher_values_and_mean_per_channel():
 
 
 def test_rademacher_gray_repeats_one_map():
-    x = noise.rademacher_gray(8, SHAPE, gen())
+    x = synthetic.rademacher_gray(8, SHAPE, gen())
     assert set(x.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])
 
 
 def test_uniform_moments():
-    x = noise.uniform(32, SHAPE, gen())
+    x = synthetic.uniform(32, SHAPE, gen())
     assert x.min() >= 0 and x.max() < 1
     assert abs(x.double().mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / x.numel())
     assert abs(x.double().var().item() - 1 / 12) < 2e-3
@@ -87,7 +88,7 @@ def test_uniform_moments():
 
 
 def test_parity_with_w1_statistics_equals_pixel_definition():
-    for fn in (noise.gaussian, noise.rademacher, noise.uniform, noise.blobs, noise.rademacher_gray):
+    for fn in (synthetic.gaussian, synthetic.rademacher, synthetic.uniform, synthetic.blobs, synthetic.rademacher_gray):
         a = fn(4, SHAPE, gen(3))
         b = fn(4, SHAPE, gen(3), parity_normalization=(0.5, 0.5))
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=fn.__name__)
@@ -96,16 +97,16 @@ def test_parity_with_w1_statistics_equals_pixel_definition():
 def test_parity_oe_statistics_maps_literal_draws():
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
-    r = noise.rademacher(8, SHAPE, gen(), parity_normalization=(mean, std))
+    r = synthetic.rademacher(8, SHAPE, gen(), parity_normalization=(mean, std))
     assert torch.all(torch.isclose(r, m - s) | torch.isclose(r, m + s))
-    g = noise.gaussian(8, SHAPE, gen(), parity_normalization=(mean, std))
+    g = synthetic.gaussian(8, SHAPE, gen(), parity_normalization=(mean, std))
     v = (g - m) / s  # back to the normalised space: clip(N(0, 0.5²), −1, 1)
     assert v.min() >= -1 - 1e-5 and v.max() <= 1 + 1e-5
     assert abs(v.std().item() - 0.5) < 0.02  # clipping at 2σ shrinks the std only slightly (0.5 → 0.44)
     ref = torch.randn(8, *SHAPE, generator=gen()).mul(0.5).clamp(-1, 1)
     torch.testing.assert_close(v, ref, atol=1e-5, rtol=0)
     with pytest.raises(InputError):
-        noise.gaussian(1, SHAPE, gen(), parity_normalization=((0.5, 0.5), (0.5, 0.5)))
+        synthetic.gaussian(1, SHAPE, gen(), parity_normalization=((0.5, 0.5), (0.5, 0.5)))
 
 
 # ------------------------------------------------------------------------------------------ blobs
@@ -115,7 +116,7 @@ def test_parity_oe_statistics_maps_literal_draws():
 def test_gaussian_filter_3d_equals_scipy(shape, sigma):
     ndimage = pytest.importorskip("scipy.ndimage")
     b = (torch.rand(3, *shape, generator=gen()) < 0.7).float()
-    ours = noise.gaussian_filter_3d(b, sigma)
+    ours = synthetic.gaussian_filter_3d(b, sigma)
     for i in range(len(b)):
         hwc = b[i].permute(1, 2, 0).double().numpy()
         ref = ndimage.gaussian_filter(hwc, sigma, mode="nearest", truncate=4.0)
@@ -126,7 +127,7 @@ def test_blobs_equals_scipy_reference_on_same_bernoulli_draw():
     ndimage = pytest.importorskip("scipy.ndimage")
     g = gen(5)
     b = (torch.rand(4, *SHAPE, generator=clone(g)) < 0.7).float()
-    x = noise.blobs(4, SHAPE, g)  # σ = 1.5 at 32 px
+    x = synthetic.blobs(4, SHAPE, g)  # σ = 1.5 at 32 px
     for i in range(4):
         blurred = ndimage.gaussian_filter(b[i].permute(1, 2, 0).double().numpy(), 1.5, mode="nearest", truncate=4.0)
         ref = np.where(blurred < 0.75, 0.0, blurred)
@@ -137,7 +138,7 @@ def test_blobs_equals_scipy_reference_on_same_bernoulli_draw():
 
 def test_blobs_values_and_zero_fraction():
     ndimage = pytest.importorskip("scipy.ndimage")
-    x = noise.blobs(64, SHAPE, gen())
+    x = synthetic.blobs(64, SHAPE, gen())
     nonzero = x[x > 0]
     assert nonzero.min() >= 0.75 and nonzero.max() <= 1
     zero = (x == 0).double().mean().item()
@@ -148,9 +149,9 @@ def test_blobs_values_and_zero_fraction():
 
 
 def test_blobs_sigma_matches_w1_settings():
-    assert noise.blobs_sigma(32) == 1.5 and noise.blobs_sigma(64) == 2.0
+    assert synthetic.blobs_sigma(32) == 1.5 and synthetic.blobs_sigma(64) == 2.0
     meta = OOD_SETS.create("blobs", shape=(1, 28, 28), n=2).meta
-    assert meta["params"]["sigma"] == noise.blobs_sigma(28)
+    assert meta["params"]["sigma"] == synthetic.blobs_sigma(28)
 
 
 # ------------------------------------------------------------------------------------------ permuted pixels
@@ -158,37 +159,25 @@ def test_blobs_sigma_matches_w1_settings():
 
 def test_permuted_pixels_is_a_per_image_permutation_of_channel_vectors():
     x = torch.rand(5, 3, 8, 8, generator=gen())
-    y = noise.permuted_pixels(x, gen(1))
+    y = synthetic.permuted_pixels(x, gen(1))
     assert y.shape == x.shape and not torch.equal(x, y)
     for i in range(len(x)):
         a, b = x[i].flatten(1).T, y[i].flatten(1).T  # [H·W, C] pixel vectors
         torch.testing.assert_close(a[a[:, 0].argsort()], b[b[:, 0].argsort()], rtol=0, atol=0)
     # every image gets its own permutation
     same = x[:1].repeat(2, 1, 1, 1)
-    z = noise.permuted_pixels(same, gen(1))
+    z = synthetic.permuted_pixels(same, gen(1))
     assert not torch.equal(z[0], z[1])
 
 
 def test_permuted_pixels_grayscale_and_uint8():
     x = torch.arange(2 * 16, dtype=torch.uint8).view(2, 1, 4, 4)
-    y = noise.permuted_pixels(x, gen())
+    y = synthetic.permuted_pixels(x, gen())
     assert y.dtype == torch.uint8
     assert torch.equal(y.flatten(1).sort(1).values, x.flatten(1))
 
 
 # ------------------------------------------------------------------------------------------ low-pass
-
-
-@pytest.mark.parametrize("size,pad", [(8, 3), (5, 15), (3, 8)])
-def test_pad_symmetric_equals_numpy(size, pad):
-    x = torch.rand(2, 3, size, size + 1, generator=gen())
-    ref = np.pad(x.numpy(), ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="symmetric")
-    np.testing.assert_array_equal(noise.pad_symmetric(x, pad).numpy(), ref)
-
-
-def test_pad_symmetric_includes_the_edge():
-    x = torch.tensor([[[[1.0, 2.0, 3.0]]]])
-    assert noise.pad_symmetric(x, 2)[0, 0, 2].tolist() == [2.0, 1.0, 1.0, 2.0, 3.0, 3.0, 2.0]
 
 
 def literal_w3_lowpass(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -216,9 +205,9 @@ def literal_w3_lowpass(x: np.ndarray, sigma: float) -> np.ndarray:
 def test_lowpass_equals_literal_w3_filter_with_one_sigma_per_batch():
     x = torch.rand(3, 3, 10, 12, generator=gen())
     g = gen(7)
-    sigma = noise.lowpass_sigma(clone(g))
+    sigma = synthetic.lowpass_sigma(clone(g))
     assert 1.0 <= sigma <= 2.5
-    y = noise.lowpass(x, g)
+    y = synthetic.lowpass(x, g)
     ref = literal_w3_lowpass(x.numpy(), sigma)  # the SAME σ for every image of the batch
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-5, rtol=0)
     other = literal_w3_lowpass(x.numpy(), sigma + 0.3)
@@ -226,8 +215,8 @@ def test_lowpass_equals_literal_w3_filter_with_one_sigma_per_batch():
 
 
 def test_lowpass_range_exactly_zero_one_per_image():
-    x = noise.uniform(6, SHAPE, gen())
-    y = noise.lowpass(x, gen(1))
+    x = synthetic.uniform(6, SHAPE, gen())
+    y = synthetic.lowpass(x, gen(1))
     assert torch.all(y.amin(dim=(1, 2, 3)) == 0) and torch.all(y.amax(dim=(1, 2, 3)) == 1)
     # low-pass: neighbouring pixels correlate strongly, unlike the input
     corr = torch.corrcoef(torch.stack([y[:, :, :, :-1].flatten(), y[:, :, :, 1:].flatten()]))[0, 1]
@@ -235,26 +224,26 @@ def test_lowpass_range_exactly_zero_one_per_image():
 
 
 def test_lowpass_constant_image_and_bad_input():
-    y = noise.lowpass(torch.full((1, 3, 8, 8), 0.3), sigma=1.5)
+    y = synthetic.lowpass(torch.full((1, 3, 8, 8), 0.3), sigma=1.5)
     assert torch.equal(y, torch.zeros_like(y))
     with pytest.raises(InputError):
-        noise.lowpass(torch.rand(3, 8, 8), sigma=1.0)
+        synthetic.lowpass(torch.rand(3, 8, 8), sigma=1.0)
     with pytest.raises(InputError):
-        noise.lowpass(torch.rand(1, 3, 8, 8))  # neither generator nor sigma
+        synthetic.lowpass(torch.rand(1, 3, 8, 8))  # neither generator nor sigma
     with pytest.raises(InputError):
-        noise.lowpass(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), sigma=1.0)
+        synthetic.lowpass(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), sigma=1.0)
 
 
 def test_hein_noise_composition():
     x = torch.rand(4, 3, 8, 8, generator=gen())
     g = gen(2)
-    out = noise.hein_noise(x, g, m=10, sigma=1.7)
+    out = synthetic.hein_noise(x, g, m=10, sigma=1.7)
     # reproduce: base = [x, x, x][:10]; first 5 permuted, last 5 uniform, one low-pass
     g2 = gen(2)
     base = torch.cat([x, x, x])[:5]
-    perm = noise.permuted_pixels(base, g2)
-    uni = noise.uniform(5, (3, 8, 8), g2)
-    ref = noise.lowpass(torch.cat([perm, uni]), sigma=1.7)
+    perm = synthetic.permuted_pixels(base, g2)
+    uni = synthetic.uniform(5, (3, 8, 8), g2)
+    ref = synthetic.lowpass(torch.cat([perm, uni]), sigma=1.7)
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
     assert out.shape == (10, 3, 8, 8)
 
@@ -263,24 +252,24 @@ def test_hein_noise_composition():
 
 
 def test_generators_deterministic_under_seed():
-    for fn in (noise.gaussian, noise.gaussian_odin, noise.rademacher, noise.blobs, noise.uniform):
+    for fn in (synthetic.gaussian, synthetic.gaussian_odin, synthetic.rademacher, synthetic.blobs, synthetic.uniform):
         assert torch.equal(fn(2, SHAPE, gen(4)), fn(2, SHAPE, gen(4)))
         assert not torch.equal(fn(2, SHAPE, gen(4)), fn(2, SHAPE, gen(5)))
     x = torch.rand(2, 3, 8, 8, generator=gen())
-    assert torch.equal(noise.hein_noise(x, gen(1)), noise.hein_noise(x, gen(1)))
+    assert torch.equal(synthetic.hein_noise(x, gen(1)), synthetic.hein_noise(x, gen(1)))
 
 
 def test_device_follows_inputs_and_request():
     x = torch.rand(2, 3, 8, 8, generator=gen())
-    assert noise.permuted_pixels(x, gen()).device == x.device
-    assert noise.lowpass(x, gen()).device == x.device
-    assert noise.gaussian(1, (1, 4, 4), gen(), device="cpu").device.type == "cpu"
+    assert synthetic.permuted_pixels(x, gen()).device == x.device
+    assert synthetic.lowpass(x, gen()).device == x.device
+    assert synthetic.gaussian(1, (1, 4, 4), gen(), device="cpu").device.type == "cpu"
     if torch.cuda.is_available():
         xc = x.cuda()
-        assert noise.permuted_pixels(xc, gen()).device == xc.device
-        assert noise.lowpass(xc, gen()).is_cuda and noise.hein_noise(xc, gen()).is_cuda
+        assert synthetic.permuted_pixels(xc, gen()).device == xc.device
+        assert synthetic.lowpass(xc, gen()).is_cuda and synthetic.hein_noise(xc, gen()).is_cuda
         # draws happen on the generator's device: same numbers whatever the target device
-        torch.testing.assert_close(noise.blobs(2, SHAPE, gen(), device="cuda").cpu(), noise.blobs(2, SHAPE, gen()))
+        torch.testing.assert_close(synthetic.blobs(2, SHAPE, gen(), device="cuda").cpu(), synthetic.blobs(2, SHAPE, gen()))
 
 
 # ------------------------------------------------------------------------------------------ registered sets, streams
@@ -295,7 +284,7 @@ def test_registered_sets_contract(name):
     again = OOD_SETS.create(name, shape=(1, 12, 12), n=130, seed=3)
     assert torch.equal(ds.x, again.x)
     assert not torch.equal(ds.x, OOD_SETS.create(name, shape=(1, 12, 12), n=130, seed=4).x)
-    assert len(OOD_SETS.create(name, shape=(1, 4, 4)).x) == noise.DEFAULT_N
+    assert len(OOD_SETS.create(name, shape=(1, 4, 4)).x) == noise_sets.DEFAULT_N
 
 
 def test_lowpass_sets_record_one_sigma_per_block():
@@ -325,10 +314,10 @@ def test_hein_set_drop_last_and_composition():
     x = ds.x.float()
     assert torch.all(x.amin(dim=(1, 2, 3)) == 0) and torch.all(x.amax(dim=(1, 2, 3)) == 255)
     # block 0 = hein_noise of base rows 0..127 with the recorded σ and the block's generator
-    g = noise.NoiseStream("hein", SHAPE, 256, seed=0, base=base).block_generator(0)
-    sigma = noise.lowpass_sigma(g)
+    g = noise_sets.NoiseStream("hein", SHAPE, 256, seed=0, base=base).block_generator(0)
+    sigma = synthetic.lowpass_sigma(g)
     assert sigma == ds.meta["lowpass_sigmas"][0]
-    ref = noise.hein_noise(base.float()[:128], g, sigma=sigma)
+    ref = synthetic.hein_noise(base.float()[:128], g, sigma=sigma)
     assert (ref.mul(255).round() - x[:128]).abs().max() == 0
 
 
@@ -345,8 +334,8 @@ def test_permuted_set_permutes_base_images():
 def test_stream_is_chunk_size_independent_and_matches_set(name):
     base = fake_base(200, (3, 8, 8)) if name == "hein" else None
     n = 300
-    a = torch.cat(list(noise.NoiseStream(name, (3, 8, 8), n, seed=2, chunk=100, base=base)))
-    b_chunks = list(noise.NoiseStream(name, (3, 8, 8), n, seed=2, chunk=256, base=base))
+    a = torch.cat(list(noise_sets.NoiseStream(name, (3, 8, 8), n, seed=2, chunk=100, base=base)))
+    b_chunks = list(noise_sets.NoiseStream(name, (3, 8, 8), n, seed=2, chunk=256, base=base))
     assert [len(c) for c in b_chunks] == [256, 44]
     torch.testing.assert_close(a, torch.cat(b_chunks), rtol=0, atol=0)
     ds = OOD_SETS.create(name, shape=(3, 8, 8), n=n, seed=2, base=base)
@@ -355,12 +344,12 @@ def test_stream_is_chunk_size_independent_and_matches_set(name):
 
 def test_stream_rejects_non_noise_names_and_bad_arguments():
     with pytest.raises(KeyError):
-        noise.NoiseStream("no_such_set", SHAPE, 10)
+        noise_sets.NoiseStream("no_such_set", SHAPE, 10)
     with pytest.raises(InputError):
-        noise.NoiseStream("uniform", SHAPE, 10, chunk=0)
+        noise_sets.NoiseStream("uniform", SHAPE, 10, chunk=0)
     with pytest.raises(InputError):
-        noise.NoiseStream("uniform", (3, 32), 10)
+        noise_sets.NoiseStream("uniform", (3, 32), 10)
     with pytest.raises(InputError):
-        noise.NoiseStream("hein", SHAPE, 10)
+        noise_sets.NoiseStream("hein", SHAPE, 10)
     with pytest.raises(InputError, match="frac_perm"):
-        noise.NoiseStream("uniform", SHAPE, 10, frac_perm=0.3)
+        noise_sets.NoiseStream("uniform", SHAPE, 10, frac_perm=0.3)

@@ -1,7 +1,9 @@
 """Batched linear filters and resamplers that reproduce the library calls of the CIFAR-10-C reference.
 
-Each function names the call it stands in for (scipy.ndimage / skimage / OpenCV / PIL / ImageMagick) and its
-boundary rule, because the boundary rules differ between those libraries:
+The one implementation of 1-D filtering as a matrix (padding folded in) and of the Gaussian kernel, used by the
+corruptions (:mod:`rulab.data.corruptions`) and by the synthetic OOD images (W1's blobs, W3's low-pass filter in
+:mod:`rulab.data.synthetic`). Each function names the call it stands in for (scipy.ndimage / skimage / OpenCV /
+PIL / ImageMagick) and its boundary rule, because the boundary rules differ between those libraries:
 
 =================  =========================  ==========================  ======================
 rule here          scipy.ndimage / skimage    OpenCV                      torch
@@ -11,6 +13,7 @@ rule here          scipy.ndimage / skimage    OpenCV                      torch
 ``"edge"``         ``nearest`` (aaa|abcd)     ``BORDER_REPLICATE``        ``F.pad(mode="replicate")``
 =================  =========================  ==========================  ======================
 
+TensorFlow's ``SYMMETRIC`` padding (W3's low-pass filter) and numpy's ``symmetric`` are ``"symmetric"`` too.
 All images are ``[B, C, H, W]`` float tensors; kernels are built in float64 and cast to the images' dtype.
 """
 
@@ -24,6 +27,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "filter_matrix",
+    "filter_axis",
+    "gaussian_kernel1d",
     "scipy_gaussian_kernel1d",
     "cv2_gaussian_kernel1d",
     "separable_filter",
@@ -53,8 +58,8 @@ def _pad_index(n: int, before: int, after: int, mode: str) -> torch.Tensor:
     raise ValueError(f"unknown padding mode {mode!r}")
 
 
-@lru_cache(maxsize=256)
-def _filter_matrix(n: int, kernel: tuple[float, ...], mode: str) -> torch.Tensor:
+def _build_filter_matrix(n: int, kernel: tuple[float, ...], mode: str) -> torch.Tensor:
+    """The float64 ``[n, n]`` matrix of :func:`filter_matrix` (row ``i`` holds ``Σ_t k[t]·e_{src(i + t − r)}``)."""
     radius = (len(kernel) - 1) // 2
     src = _pad_index(n, radius, radius, mode)
     m = torch.zeros(n, n, dtype=torch.float64)
@@ -62,6 +67,9 @@ def _filter_matrix(n: int, kernel: tuple[float, ...], mode: str) -> torch.Tensor
     for t, weight in enumerate(kernel):
         m.index_put_((rows, src[t : t + n]), torch.full((n,), weight, dtype=torch.float64), accumulate=True)
     return m
+
+
+_filter_matrix = lru_cache(maxsize=256)(_build_filter_matrix)
 
 
 def filter_matrix(n: int, kernel: torch.Tensor, mode: str) -> torch.Tensor:
@@ -73,6 +81,32 @@ def filter_matrix(n: int, kernel: torch.Tensor, mode: str) -> torch.Tensor:
     return _filter_matrix(n, tuple(kernel.tolist()), mode)
 
 
+def filter_axis(x: torch.Tensor, dim: int, kernel: torch.Tensor, mode: str) -> torch.Tensor:
+    """Correlate ``x`` along ``dim`` with the odd-length 1-D ``kernel``, padding that axis by ``mode``; same size out.
+
+    One product ``x·Mᵀ`` along that axis with the :func:`filter_matrix` ``M``, built for this call and not cached
+    (W3's low-pass filter draws a fresh σ for every batch, so a cache would only fill up). For image-sized axes the
+    dense matmul is several times faster than sliding sums or a one-channel conv1d on CPU (about 9× for 32-px blobs).
+
+    Args:
+        x: any float tensor; ``dim`` is the filtered axis.
+        kernel: odd-length 1-D kernel (float64 is exact; it is cast to ``x``'s dtype as a matrix).
+        mode: ``"symmetric"``, ``"reflect101"`` or ``"edge"`` (see the module docstring).
+
+    Returns:
+        A tensor of ``x``'s shape, dtype and device.
+    """
+    m = _build_filter_matrix(x.shape[dim], tuple(kernel.tolist()), mode).to(device=x.device, dtype=x.dtype)
+    return torch.matmul(x.movedim(dim, -1), m.T).movedim(-1, dim)
+
+
+def gaussian_kernel1d(sigma: float, radius: int) -> torch.Tensor:
+    """``exp(−t²/2σ²)`` on ``t = −radius..radius``, normalised to sum 1 (scipy.ndimage's kernel), float64 on CPU."""
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
 @lru_cache(maxsize=256)
 def scipy_gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
     """``scipy.ndimage.gaussian_filter``'s kernel: radius ``int(truncate·σ + 0.5)``, exp(−x²/2σ²), sum 1.
@@ -82,9 +116,7 @@ def scipy_gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor
     radius = int(truncate * sigma + 0.5)
     if sigma <= 0 or radius == 0:
         return torch.ones(1, dtype=torch.float64)
-    xs = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (xs / sigma) ** 2)
-    return k / k.sum()
+    return gaussian_kernel1d(sigma, radius)
 
 
 @lru_cache(maxsize=64)

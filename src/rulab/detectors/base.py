@@ -143,12 +143,16 @@ class Detector:
             the documentation's detector table.
         fits_on: what :meth:`fit` learns from (``"training features"``); ``""`` when nothing is fitted.
         paper: the source, ``"Authors year, arXiv:id"`` (``"baseline"`` for a textbook score).
+        fit_splits: the splits an overridden :meth:`fit` reads, a subset of ``{"train", "val"}`` (default: the
+            training split). The evaluation extracts the training split only when a detector's ``fit_splits`` names it
+            (or when there is no validation split to fall back on).
 
     Subclasses implement :meth:`score`, and :meth:`fit` when they have fitted state (class-conditional detectors
     fit on the TRAINING split's features).
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"logits"})
+    fit_splits: ClassVar[frozenset[str]] = frozenset({"train"})
     grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
     formula: ClassVar[str] = ""
     fits_on: ClassVar[str] = ""

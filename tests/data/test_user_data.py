@@ -176,3 +176,14 @@ def test_iterable_dataset(images) -> None:
     x, y = images
     ds = as_dataset(_Stream(x, y), batch_size=5)
     assert torch.equal(ds.x, x) and torch.equal(ds.y, y)
+
+
+def test_corrupted_copies_of_float_data_are_8_bit() -> None:
+    """Shift evaluation quantises its corrupted copies to 8 bits (the CIFAR-10-C protocol), whatever the input dtype:
+    float32 pixels equal to an 8-bit set give that set's corrupted copy exactly."""
+    from rulab.data.corruptions import corrupt_dataset
+
+    x, y = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)), torch.zeros(4, dtype=torch.long)
+    as_float = TensorDataset(x.float() / 255, y, [], "f")
+    out_f, out_u = corrupt_dataset(as_float, "gaussian_noise", 3, seed=0), corrupt_dataset(TensorDataset(x, y, [], "u"), "gaussian_noise", 3, seed=0)
+    assert out_f.x.dtype == torch.uint8 and torch.equal(out_f.x, out_u.x)

@@ -44,7 +44,8 @@ class Extracted:
         logits: ``float32 [N, K]``.
         labels: ``int64 [N]`` class indices; ``-1`` for OOD examples.
         features: ``float32 [N, D]`` penultimate features (``model.features(x)``), or None when not extracted.
-        x: ``uint8 [N, C, H, W]`` the images (pixels 0..255), for detectors that go back to the model; or None.
+        x: ``uint8 [N, C, H, W]`` the images (pixels 0..255; ``float32`` [0, 1] pixels for a user's non-8-bit float
+            data), for detectors that go back to the model; or None.
         head_weight: ``[K, D]`` weight of the model's linear head (ReAct and ViM need it), or None.
         head_bias: ``[K]`` bias of the head, or None.
         name: what was extracted (a dataset key), for messages.

@@ -62,35 +62,61 @@ def main() -> None:
     z_pool = feats(pool.x)
     queries = {"id": feats(test.x), **{o: feats(load_ood_set(o, test.shape, args.n_ood, 0, base=test).x) for o in OOD}}
     n_q = sum(len(q) for q in queries.values())
-    print(f"bank pool {len(z_pool)} × {z_pool.shape[1]} features; {n_q} queries ({args.n_test} ID + {len(OOD)} × {args.n_ood} OOD)")
+    print(
+        f"bank pool {len(z_pool)} × {z_pool.shape[1]} features; {n_q} queries ({args.n_test} ID + {len(OOD)} × {args.n_ood} OOD)"
+    )
 
     rows = []
     for m in sizes:
         k_scaled = max(1, round(50 * m / max(sizes)))
-        det = DETECTORS.create("knn", k=50, max_bank=m).fit(Extracted(torch.zeros(len(z_pool), 1), torch.zeros(len(z_pool), dtype=torch.long), features=z_pool))
+        det = DETECTORS.create("knn", k=50, max_bank=m).fit(
+            Extracted(torch.zeros(len(z_pool), 1), torch.zeros(len(z_pool), dtype=torch.long), features=z_pool)
+        )
         bank = det.bank
 
         def score_all(k: int, det: object = det) -> dict[str, torch.Tensor]:
             det.k = k
-            return {n: det.score(Extracted(torch.zeros(len(q), 1), torch.zeros(len(q), dtype=torch.long), features=q)) for n, q in queries.items()}
+            return {
+                n: det.score(Extracted(torch.zeros(len(q), 1), torch.zeros(len(q), dtype=torch.long), features=q))
+                for n, q in queries.items()
+            }
 
         seconds = best_seconds(lambda: score_all(50), args.repeats)
         s50, sk = score_all(50), score_all(min(k_scaled, m))
-        rows.append((m, k_scaled, seconds, bank.numel() * bank.element_size(),
-                     {o: auroc(s50["id"], s50[o]) for o in OOD}, {o: auroc(sk["id"], sk[o]) for o in OOD}))
+        rows.append(
+            (
+                m,
+                k_scaled,
+                seconds,
+                bank.numel() * bank.element_size(),
+                {o: auroc(s50["id"], s50[o]) for o in OOD},
+                {o: auroc(sk["id"], sk[o]) for o in OOD},
+            )
+        )
         print(f"  bank {m}: {seconds:.2f} s")
 
     ref = rows[-1]
     print(f"\nAUROC at k = 50 per OOD set ({', '.join(OOD)}), and against the largest bank ({ref[0]}):")
-    print(f"{'bank':>7} {'MiB':>6} {'seconds':>8} {'time ratio':>10}  " + " ".join(f"{o[:8]:>8}" for o in OOD) + f"  {'mean Δ':>8} {'max |Δ|':>8}")
+    print(
+        f"{'bank':>7} {'MiB':>6} {'seconds':>8} {'time ratio':>10}  "
+        + " ".join(f"{o[:8]:>8}" for o in OOD)
+        + f"  {'mean Δ':>8} {'max |Δ|':>8}"
+    )
     for m, _, sec, mem, a50, _ in rows:
         d = [a50[o] - ref[4][o] for o in OOD]
-        print(f"{m:7d} {mem / 2**20:6.1f} {sec:8.2f} {sec / ref[2]:10.3f}  " + " ".join(f"{a50[o]:8.4f}" for o in OOD)
-              + f"  {sum(d) / len(d):+8.4f} {max(abs(v) for v in d):8.4f}")
+        print(
+            f"{m:7d} {mem / 2**20:6.1f} {sec:8.2f} {sec / ref[2]:10.3f}  "
+            + " ".join(f"{a50[o]:8.4f}" for o in OOD)
+            + f"  {sum(d) / len(d):+8.4f} {max(abs(v) for v in d):8.4f}"
+        )
     print("\nAUROC with k scaled with the bank (k = 50 · M / M_largest):")
     for m, k, _, _, _, ak in rows:
         d = [ak[o] - ref[5][o] for o in OOD]
-        print(f"{m:7d} k={k:<4d} " + " ".join(f"{ak[o]:8.4f}" for o in OOD) + f"  {sum(d) / len(d):+8.4f} {max(abs(v) for v in d):8.4f}")
+        print(
+            f"{m:7d} k={k:<4d} "
+            + " ".join(f"{ak[o]:8.4f}" for o in OOD)
+            + f"  {sum(d) / len(d):+8.4f} {max(abs(v) for v in d):8.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def fit_sklearn(z: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor,
     means = class_means(z, y, k)
     prec = torch.from_numpy(EmpiricalCovariance(assume_centered=False).fit((z.double() - means[y]).numpy()).precision_)
     evals, evecs = torch.linalg.eigh((prec + prec.T) / 2)
-    keep = evals > evals.abs().max() * len(evals) * torch.finfo(torch.float64).eps  # pinvh's exact zeros, up to rounding
+    keep = (
+        evals > evals.abs().max() * len(evals) * torch.finfo(torch.float64).eps
+    )  # pinvh's exact zeros, up to rounding
     return means, evecs[:, keep] * evals[keep].sqrt()
 
 
@@ -88,7 +90,12 @@ class Layers(nn.Module):
         h2 = self.net.stages[1](h1)
         h3 = self.net.stages[2](h2)
         z = h3.flatten(1)
-        return {"features": z, "gap stage 2 (48)": h2.mean((2, 3)), "gap stage 3 (96)": h3.mean((2, 3)), "logits (10)": self.net.fc(z)}
+        return {
+            "features": z,
+            "gap stage 2 (48)": h2.mean((2, 3)),
+            "gap stage 3 (96)": h3.mean((2, 3)),
+            "logits (10)": self.net.fc(z),
+        }
 
 
 def layers_of(net: nn.Module, ds: TensorDataset, batch: int = 500) -> dict[str, torch.Tensor]:
@@ -113,7 +120,10 @@ def analyse(name: str, net: nn.Module, splits: object, n_fit: int, n_test: int, 
     print(f"\n=== {name}")
 
     # ---- A. singular covariance: fit on 600 validation images
-    feat = {n: predict(net, d.x, 500, features=True)["features"] for n, d in {"val": val.subset(slice(0, 600)), "test": test, **sets}.items()}
+    feat = {
+        n: predict(net, d.x, 500, features=True)["features"]
+        for n, d in {"val": val.subset(slice(0, 600)), "test": test, **sets}.items()
+    }
     z, y = feat["val"], val.y[:600]
     print(f"A. fit on 600 validation images, D = {z.shape[1]}: AUROC (uniform, gaussian, textures), rank")
     for fname, fitter in FITS.items():
@@ -153,7 +163,9 @@ def analyse(name: str, net: nn.Module, splits: object, n_fit: int, n_test: int, 
 
     centre = float(d2(ref.unsqueeze(0).float())[0])
     print(f"C. distances (median of min_c d²; centre of the class means: min_c d² = {centre:.0f}, rank {w.shape[1]})")
-    print(f"   {'set':12s} {'median min d²':>14s} {'median ||z||':>13s} {'spread/within':>14s} {'d²(mean, centre)':>17s} {'nearest classes':>16s}")
+    print(
+        f"   {'set':12s} {'median min d²':>14s} {'median ||z||':>13s} {'spread/within':>14s} {'d²(mean, centre)':>17s} {'nearest classes':>16s}"
+    )
     for o in ("test", *OOD):
         q = lay[o]["features"]
         dd = d2(q)
@@ -162,8 +174,10 @@ def analyse(name: str, net: nn.Module, splits: object, n_fit: int, n_test: int, 
         mean_off = float((((qd.mean(0) - ref) @ w) ** 2).sum())
         nearest = torch.cdist((qd - ref) @ w, (means - ref) @ w).argmin(1)
         top = torch.bincount(nearest, minlength=k).float() / len(q)
-        print(f"   {o:12s} {float(dd.median()):14.0f} {float(q.norm(dim=1).median()):13.2f} {spread:14.3f} {mean_off:17.0f} "
-              f"{int(top.argmax())}:{float(top.max()):.0%}".rjust(16))
+        print(
+            f"   {o:12s} {float(dd.median()):14.0f} {float(q.norm(dim=1).median()):13.2f} {spread:14.3f} {mean_off:17.0f} "
+            f"{int(top.argmax())}:{float(top.max()):.0%}".rjust(16)
+        )
 
     # ---- D. other layers
     print(f"D. other layers: AUROC per OOD set ({', '.join(OOD)})")
@@ -180,7 +194,9 @@ def main() -> None:
     parser.add_argument("--n-fit", type=int, default=10_000, help="training images the fit uses (rulab eval: 10,000)")
     parser.add_argument("--n-test", type=int, default=2_000)
     parser.add_argument("--n-ood", type=int, default=2_000)
-    parser.add_argument("--quick", action="store_true", help="a random-weight fastcnn and 1,000-image sets (no run needed)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a random-weight fastcnn and 1,000-image sets (no run needed)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
@@ -191,7 +207,14 @@ def main() -> None:
 
         args.n_fit, args.n_test, args.n_ood = min(args.n_fit, 2_000), min(args.n_test, 1_000), min(args.n_ood, 1_000)
         cfg = load_config("fmnist-plain")
-        analyse("random-weight fastcnn", MODELS.create("fastcnn").eval(), load_splits(cfg.data, 0), args.n_fit, args.n_test, args.n_ood)
+        analyse(
+            "random-weight fastcnn",
+            MODELS.create("fastcnn").eval(),
+            load_splits(cfg.data, 0),
+            args.n_fit,
+            args.n_test,
+            args.n_ood,
+        )
         return
     from rulab.config import RunCfg, from_dict
     from rulab.train.checkpoint import load_model, read_meta, resolve_checkpoint

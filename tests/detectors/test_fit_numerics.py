@@ -96,7 +96,11 @@ def test_singular_covariance_600_by_864_equals_sklearn(issue_case):
     assert rel_err(bad_id, r_id) > 1.0 and auroc(bad_id, bad_ood) < 0.8
 
 
-@pytest.mark.parametrize(("n", "d", "rank", "tol"), [(80, 128, 70, 1e-9), (138, 128, 128, 1e-6), (4000, 128, 128, 1e-9)], ids=["N<D", "N~D", "N>>D"])
+@pytest.mark.parametrize(
+    ("n", "d", "rank", "tol"),
+    [(80, 128, 70, 1e-9), (138, 128, 128, 1e-6), (4000, 128, 128, 1e-9)],
+    ids=["N<D", "N~D", "N>>D"],
+)
 def test_equals_sklearn_for_every_shape(n, d, rank, tol):
     z, y = features(n, d, seed=1)
     zt, zo = features(500, d, seed=2)[0], features(500, d, seed=3, ood=True)[0]
@@ -110,9 +114,15 @@ def test_equals_sklearn_for_every_shape(n, d, rank, tol):
 def test_a_1e_6_feature_perturbation_moves_auroc_by_less_than_1e_4(issue_case):
     z, y, zt, zo, fitted = issue_case
     g = torch.Generator().manual_seed(0)
-    for det in fitted, fit(z + 1e-6 * torch.randn(z.shape, generator=g), y):  # perturb the queries, then the fitting data too
+    for det in (
+        fitted,
+        fit(z + 1e-6 * torch.randn(z.shape, generator=g), y),
+    ):  # perturb the queries, then the fitting data too
         base = auroc(scores(det, zt), scores(det, zo))
-        moved = auroc(scores(det, zt + 1e-6 * torch.randn(zt.shape, generator=g)), scores(det, zo + 1e-6 * torch.randn(zo.shape, generator=g)))
+        moved = auroc(
+            scores(det, zt + 1e-6 * torch.randn(zt.shape, generator=g)),
+            scores(det, zo + 1e-6 * torch.randn(zo.shape, generator=g)),
+        )
         assert abs(moved - base) < 1e-4
         assert base == pytest.approx(0.954315, abs=1e-4)
 
@@ -127,7 +137,10 @@ def test_near_duplicate_features_add_nothing():
     g = torch.Generator().manual_seed(1)
 
     def dup(t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t, (t[:, :5].double() * (1 + 1e-7 * torch.randn(len(t), 5, generator=g, dtype=torch.float64))).float()], dim=1)
+        return torch.cat(
+            [t, (t[:, :5].double() * (1 + 1e-7 * torch.randn(len(t), 5, generator=g, dtype=torch.float64))).float()],
+            dim=1,
+        )
 
     plain, doubled = fit(z, y), fit(dup(z), y)
     assert doubled.rank == plain.rank == 64
@@ -162,7 +175,9 @@ def test_rounding_floor_is_u_squared_times_the_mean_squared_norm():
 # ---------------------------------------------------------------------------------------------------------- ViM
 
 
-def vim_reference(z: torch.Tensor, logits: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dim: int, q: torch.Tensor, lq: torch.Tensor) -> np.ndarray:
+def vim_reference(
+    z: torch.Tensor, logits: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dim: int, q: torch.Tensor, lq: torch.Tensor
+) -> np.ndarray:
     """haoqiwang/vim's fit and score in NumPy float64 (eigh of the uncentred covariance of z - u)."""
     zn, wn, bn = z.double().numpy(), w.double().numpy(), b.double().numpy()
     u = -np.linalg.pinv(wn) @ bn
@@ -176,7 +191,9 @@ def vim_reference(z: torch.Tensor, logits: torch.Tensor, w: torch.Tensor, b: tor
     return energy - alpha * np.linalg.norm((q.double().numpy() - u) @ ns, axis=1)
 
 
-@pytest.mark.parametrize(("n", "d", "dim"), [(100, 128, 64), (140, 128, 64), (4000, 128, 64)], ids=["N<D", "N~D", "N>>D"])
+@pytest.mark.parametrize(
+    ("n", "d", "dim"), [(100, 128, 64), (140, 128, 64), (4000, 128, 64)], ids=["N<D", "N~D", "N>>D"]
+)
 def test_vim_equals_the_float64_reference(n, d, dim):
     z, _ = features(n, d, seed=8)
     q = features(200, d, seed=9, ood=True)[0]
@@ -204,10 +221,16 @@ def test_vim_principal_subspace_must_fit_in_the_resolved_rank():
 
 def test_knn_distances_are_exact_for_near_duplicates_and_any_norm():
     bank_raw = features(500, 64, seed=11)[0] + 0.01
-    q = torch.cat([bank_raw[:20] * 1.0000001, bank_raw[20:40] * 3e30, bank_raw[40:60] * 1e-30])  # near-duplicates, huge and tiny norms
-    det = DETECTORS.create("knn", k=1, max_bank=0).fit(Extracted(torch.zeros(500, 2), torch.zeros(500, dtype=torch.long), features=bank_raw))
+    q = torch.cat(
+        [bank_raw[:20] * 1.0000001, bank_raw[20:40] * 3e30, bank_raw[40:60] * 1e-30]
+    )  # near-duplicates, huge and tiny norms
+    det = DETECTORS.create("knn", k=1, max_bank=0).fit(
+        Extracted(torch.zeros(500, 2), torch.zeros(500, dtype=torch.long), features=bank_raw)
+    )
     s = det.score(Extracted(torch.zeros(60, 2), torch.zeros(60, dtype=torch.long), features=q))
-    assert float(s.abs().max()) < 1e-6  # each query's nearest bank row is its own direction (sqrt(2 - 2cos) gives ~3e-4)
+    assert (
+        float(s.abs().max()) < 1e-6
+    )  # each query's nearest bank row is its own direction (sqrt(2 - 2cos) gives ~3e-4)
     b64 = bank_raw.double().numpy() / np.linalg.norm(bank_raw.double().numpy(), axis=1, keepdims=True)
     qq = torch.randn(30, 64, generator=torch.Generator().manual_seed(4)).relu().double().numpy() + 0.01
     qn = qq / np.linalg.norm(qq, axis=1, keepdims=True)
@@ -219,7 +242,9 @@ def test_knn_keeps_the_full_bank_within_budget_and_says_when_it_subsamples(monke
     feats = torch.rand(3000, 16, generator=torch.Generator().manual_seed(0))
     train = Extracted(torch.zeros(3000, 2), torch.zeros(3000, dtype=torch.long), features=feats)
     det = DETECTORS.create("knn").fit(train)
-    assert det.bank.shape == (3000, 16) and det.hparams() == {"k": 50, "bank": 3000, "bank_of": 3000} and not recwarn.list
+    assert (
+        det.bank.shape == (3000, 16) and det.hparams() == {"k": 50, "bank": 3000, "bank_of": 3000} and not recwarn.list
+    )
     assert 10_000 * 864 <= BANK_BUDGET  # the default evaluation's fit set (10,000 fastcnn features) is kept whole
     monkeypatch.setattr("rulab.detectors.knn.BANK_BUDGET", 16 * 1000)
     with pytest.warns(UserWarning, match="keeps a random 1,000 of the 3,000"):

@@ -128,7 +128,7 @@ class KNN(Detector):
 
     requires = frozenset({"features"})
     formula = "`−‖h/‖h‖ − b_(k)‖`, distance to the k-th nearest normalised training feature"
-    fits_on = "training features (bank ≤ 5,000)"
+    fits_on = "training features (all of the fit set up to 64 MiB)"
     paper = "Sun et al. 2022, arXiv:2204.06165"
     grid = {"k": (1, 5, 10, 20, 50, 100, 200)}
 

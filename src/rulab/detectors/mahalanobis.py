@@ -147,7 +147,7 @@ class Mahalanobis(Detector):
     """
 
     requires = frozenset({"features"})
-    formula = "`−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`, class means and tied covariance"
+    formula = "`−min_c (h − μ_c)ᵀ Σ⁺ (h − μ_c)`, class means and tied covariance (Σ⁺ its pseudo-inverse)"
     fits_on = "training features"
     paper = "Lee et al. 2018, arXiv:1807.03888"
 

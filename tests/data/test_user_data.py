@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -66,12 +68,41 @@ def test_errors_say_what_to_do(images) -> None:
         as_dataset(({"a": 1}, y))
 
 
-def test_non_8bit_float_data_is_rounded_with_a_warning(images) -> None:
+def test_non_8bit_float_data_is_rounded_with_a_warning_when_asked(images) -> None:
     x, _ = images
     off = x.float() / 255 + 0.4 / 255  # 0.4 of a level off the grid
     with pytest.warns(UserWarning, match="not 8-bit"):
-        q = to_pixels(off.clamp(0, 1))
+        q = to_pixels(off.clamp(0, 1), quantize=True)
     assert (q.int() - x.int()).abs().max() <= 1
+
+
+def test_float_data_off_the_8bit_grid_are_kept_exactly(images) -> None:
+    x, y = images
+    off = (x.float() / 255 + 0.4 / 255).clamp(0, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no rounding warning: nothing is rounded
+        ds = as_dataset((off, y), "off")
+    assert ds.x.dtype == torch.float32 and torch.equal(ds.x, off)
+    g = torch.Generator().manual_seed(1)
+    noise64 = torch.rand(4, 3, 6, 5, generator=g, dtype=torch.float64)  # float64 is held at the model's float32
+    assert torch.equal(as_dataset(noise64.numpy(), ood=True).x, noise64.float())
+    normalised = (off - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    back = as_dataset((normalised, y), pixels=False, mean=MEAN, std=STD).x
+    assert back.dtype == torch.float32 and (back - off).abs().max() < 1e-6
+    # 8-bit data given as float stay uint8 (k / 255 exactly, as ToTensor gives)
+    assert as_dataset((x.float() / 255, y)).x.dtype == torch.uint8
+    # a loader mixing 8-bit and other float batches is held as float, each batch exact
+    mixed = [(x[:6].float() / 255, y[:6]), (off[6:], y[6:])]
+    got = as_dataset(torch.utils.data.DataLoader(_ListData(mixed), batch_size=None))
+    assert got.x.dtype == torch.float32 and torch.equal(got.x[:6], x[:6].float() / 255) and torch.equal(got.x[6:], off[6:])
+
+
+class _ListData(torch.utils.data.IterableDataset):
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
 
 
 def test_ood_sets_get_label_minus_one(images) -> None:
@@ -145,3 +176,14 @@ def test_iterable_dataset(images) -> None:
     x, y = images
     ds = as_dataset(_Stream(x, y), batch_size=5)
     assert torch.equal(ds.x, x) and torch.equal(ds.y, y)
+
+
+def test_corrupted_copies_of_float_data_are_8_bit() -> None:
+    """Shift evaluation quantises its corrupted copies to 8 bits (the CIFAR-10-C protocol), whatever the input dtype:
+    float32 pixels equal to an 8-bit set give that set's corrupted copy exactly."""
+    from rulab.data.corruptions import corrupt_dataset
+
+    x, y = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)), torch.zeros(4, dtype=torch.long)
+    as_float = TensorDataset(x.float() / 255, y, [], "f")
+    out_f, out_u = corrupt_dataset(as_float, "gaussian_noise", 3, seed=0), corrupt_dataset(TensorDataset(x, y, [], "u"), "gaussian_noise", 3, seed=0)
+    assert out_f.x.dtype == torch.uint8 and torch.equal(out_f.x, out_u.x)

@@ -4,6 +4,7 @@ through different data forms (rulab.eval.user)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -163,3 +164,38 @@ def test_views_of_the_result(data, tmp_path) -> None:
     html = rulab.reports.evaluation_report(t, tmp_path / "r.html").read_text()
     assert html.count("<img") >= 3 and "AUROC" in html and "<script" not in html and "http://" not in html and "https://" not in html
     assert np.isfinite(t.arrays["scores/knn/digits"].numpy()).all()
+
+
+@pytest.mark.parametrize("form", ["float", "uint8", "numpy"])
+def test_user_data_is_scored_as_given(data, form) -> None:
+    """The issue's case: float pixels that are not multiples of 1/255 (uniform noise) are scored unchanged, so
+    ``rulab.evaluate`` equals the same model scored by hand (and so do uint8 and NumPy inputs)."""
+    net, _, _, te = data
+    g = torch.Generator().manual_seed(3)
+    noise = torch.rand(300, *te.shape, generator=g)  # float32 [0, 1], off the 8-bit grid
+    x_test = (te.x.float() / 255 + 0.3 / 255 * torch.rand(te.x.shape, generator=g)).clamp(0, 1)  # ID images off the grid too
+    if form == "uint8":
+        x_test, noise = te.x, (noise * 255).round().to(torch.uint8)
+    given = {"float": (x_test, noise), "uint8": (x_test, noise), "numpy": (x_test.numpy(), noise.numpy())}[form]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing is rounded, so nothing warns
+        table = rulab.evaluate(net, id_test=(given[0], te.y), ood={"my_uniform": given[1]}, detectors=["msp"], mean=MEAN, std=STD,
+                               temperature=False, id_name="fashion_mnist")
+    pix = (lambda x: x.float() / 255) if form == "uint8" else (lambda x: x)
+    with torch.no_grad():
+        msp_id = net((pix(x_test) - MEAN) / STD).softmax(1).amax(1)
+        msp_ood = net((pix(noise) - MEAN) / STD).softmax(1).amax(1)
+    torch.testing.assert_close(table.arrays["scores/msp/id"].double(), msp_id.double(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(table.arrays["scores/msp/my_uniform"].double(), msp_ood.double(), rtol=0, atol=1e-6)
+    assert table.value(kind="ood", dataset="my_uniform", detector="msp", metric="auroc") == pytest.approx(auroc(msp_id, msp_ood), abs=1e-6)
+
+
+def test_float_user_data_stay_float_in_the_extraction_cache(data, tmp_path) -> None:
+    net, _, _, te = data
+    noise = torch.rand(50, *te.shape, generator=torch.Generator().manual_seed(4))
+    kw = {"id_test": (te.x[:100], te.y[:100]), "ood": {"u": noise}, "detectors": ["msp"], "temperature": False, "cache_dir": tmp_path}
+    first = rulab.evaluate(net, **kw)
+    again = rulab.evaluate(net, **kw)  # from the cache
+    assert torch.equal(first.arrays["scores/msp/u"], again.arrays["scores/msp/u"])
+    shifted = rulab.evaluate(net, **{**kw, "ood": {"u": noise + 1e-7}})  # a different float set is not served from the cache
+    assert not torch.equal(first.arrays["scores/msp/u"], shifted.arrays["scores/msp/u"])

@@ -1,6 +1,9 @@
 """The in-memory dataset type every rulab dataset, OOD set and corrupted set is: uint8 images and int64 labels.
 
-Design: convention 1 in docs/conventions.md; device-resident uint8 tensors as in airbench.
+Images are 8-bit pixels (``uint8``, 0..255) everywhere rulab builds them (convention 1 in docs/conventions.md;
+device-resident uint8 tensors as in airbench). A user's own float images that are not 8-bit data are held as
+``float32`` [0, 1] pixels instead, so they are scored exactly as given (:mod:`rulab.data.user`); every reader converts
+with :func:`unit_pixels`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,13 @@ import torch
 
 from rulab.errors import InputError, RulabError
 
-__all__ = ["TensorDataset", "check_image_shape", "check_count"]
+__all__ = ["TensorDataset", "unit_pixels", "check_image_shape", "check_count"]
+
+
+def unit_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Images as ``float32`` [0, 1] pixels: ``uint8`` divided by 255, float images as float32. Always a new tensor, so
+    callers may modify the result in place."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
 
 
 @dataclass
@@ -20,7 +29,8 @@ class TensorDataset:
     """Images and labels held as tensors.
 
     Attributes:
-        x: images, ``uint8 [N, C, H, W]`` (pixel values 0..255).
+        x: images, ``uint8 [N, C, H, W]`` (pixel values 0..255), or ``float32 [N, C, H, W]`` [0, 1] pixels for a
+            user's float images that are not 8-bit data (:func:`rulab.data.user.as_dataset`).
         y: labels, ``int64 [N]``; ``-1`` marks out-of-distribution examples.
         classes: class names, ``len(classes) == K`` (empty for OOD sets).
         name: registry name of the dataset (``"fashion_mnist"``, ``"uniform"``, ...).
@@ -36,8 +46,8 @@ class TensorDataset:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.x.dtype != torch.uint8 or self.x.ndim != 4:
-            raise InputError(f"dataset '{self.name}' images must be uint8 [N, C, H, W], got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.x.dtype not in (torch.uint8, torch.float32) or self.x.ndim != 4:
+            raise InputError(f"dataset '{self.name}' images must be uint8 [N, C, H, W] (or float32 [0, 1] pixels), got {self.x.dtype} {tuple(self.x.shape)}")
         if self.y.ndim != 1 or len(self.y) != len(self.x):
             raise InputError(f"dataset '{self.name}' needs one label per image, got {len(self.y)} labels for {len(self.x)} images")
         if self.y.dtype != torch.int64:
@@ -61,7 +71,7 @@ class TensorDataset:
 
     def float(self, device: torch.device | str | None = None) -> torch.Tensor:
         """All images as ``float32 [N, C, H, W]`` in [0, 1] (on ``device``)."""
-        return self.x.to(device).float().div_(255)
+        return unit_pixels(self.x.to(device))
 
 
 def check_image_shape(

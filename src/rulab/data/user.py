@@ -1,4 +1,4 @@
-"""A user's own data as a rulab :class:`~rulab.data.tensors.TensorDataset` (uint8 pixels, int64 labels).
+"""A user's own data as a rulab :class:`~rulab.data.tensors.TensorDataset` (pixels and int64 labels).
 
 :func:`as_dataset` accepts what people have at hand and turns it into the one in-memory type every evaluation reads:
 
@@ -11,8 +11,8 @@
 * a folder of images (torchvision's ``ImageFolder`` layout, :func:`rulab.data.folders.load_image_folder`), resized
   and centre-cropped to ``size``.
 
-**Pixel units.** rulab holds images as 8-bit pixels and feeds models ``x / 255`` in [0, 1] (convention 1 in docs/conventions.md).
-The caller says what the values are:
+**Pixel units.** rulab feeds models [0, 1] pixels (``x / 255`` for 8-bit images; convention 1 in
+docs/conventions.md). The caller says what the values are:
 
 * ``uint8`` data are pixels 0..255;
 * float data with ``pixels=True`` are [0, 1] pixels (what ``transforms.ToTensor()`` gives);
@@ -21,9 +21,13 @@ The caller says what the values are:
   layer (:class:`rulab.models.wrapped.WrappedClassifier`), so the model sees what it was trained on while ODIN's ε,
   adversarial ε and corruption severities stay in pixel units.
 
-Float pixels are rounded to the nearest 1/255. Data that came from 8-bit images (every image file and every
-torchvision dataset) round-trips exactly; other float data (e.g. already-resampled images) change by at most 1/510 per
-pixel, and a warning says so with the largest change.
+**Float data are scored as given.** Float pixels that are 8-bit data (``k / 255`` exactly in float32, as every image
+file and torchvision dataset gives; for normalised data within :data:`QUANTIZATION_TOLERANCE` of that grid) are held as
+``uint8``, which reproduces them bit for bit. Any other float data are held as ``float32`` [0, 1] pixels, unrounded
+(float64 input is rounded to float32, the precision the model computes in), and stay so through extraction, its
+on-disk cache and every detector. Only where a protocol defines its images as 8-bit are they quantised: the
+corrupted copies of covariate-shift evaluation (CIFAR-10-C / ImageNet-C are 8-bit images; :mod:`rulab.eval.shift`) and
+the registered OOD sets built from the ID test images (``hein``, ``permuted``: 8-bit like every registered set).
 """
 
 from __future__ import annotations
@@ -37,14 +41,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from rulab.data.tensors import TensorDataset
+from rulab.data.tensors import TensorDataset, unit_pixels
 from rulab.errors import ConfigError, InputError
 
 __all__ = ["as_dataset", "to_pixels", "QUANTIZATION_TOLERANCE"]
 
-QUANTIZATION_TOLERANCE = 1e-3
-"""Largest change (in [0, 1] pixel units) that rounding to 8 bits may make without a warning: float data that came
-from 8-bit images differ from the 1/255 grid only by float rounding (~1e-7)."""
+QUANTIZATION_TOLERANCE = 1e-6
+"""Normalised float data (``pixels=False``) within this distance (in [0, 1] pixel units) of the 8-bit grid after
+un-normalising are 8-bit images and are held as ``uint8`` (normalising an 8-bit image in float32 and mapping it back
+moves it by ~1e-7). Float pixels (``pixels=True``) are held as ``uint8`` only when they are exactly ``k / 255`` in
+float32."""
 
 _RANGE_TOLERANCE = 1e-3
 
@@ -64,8 +70,10 @@ def to_pixels(
     mean: Sequence[float] | float | None = None,
     std: Sequence[float] | float | None = None,
     name: str = "data",
+    quantize: bool = False,
 ) -> torch.Tensor:
-    """Images ``[N, C, H, W]`` (uint8 0..255, float [0, 1] pixels, or normalised floats) → ``uint8 [N, C, H, W]``.
+    """Images ``[N, C, H, W]`` (uint8 0..255, float [0, 1] pixels, or normalised floats) → rulab's pixel tensor:
+    ``uint8 [N, C, H, W]`` for 8-bit data, else ``float32 [N, C, H, W]`` [0, 1] pixels as given (module docstring).
 
     Args:
         x: the images, channels first.
@@ -74,10 +82,12 @@ def to_pixels(
         mean: per-channel mean of the normalisation, in [0, 1] pixel units (needed when ``pixels=False``).
         std: per-channel standard deviation.
         name: the data's name, for messages.
+        quantize: round float data to the nearest 1/255 and return uint8 (for a protocol that defines its images as
+            8-bit); warns when that moves a pixel by more than a float32 rounding (1e-3).
 
     Raises:
-        InputError: values outside [0, 1] pixels after un-normalising, NaN/inf, a normalisation with the wrong
-            number of channels.
+        InputError: values outside [0, 1] pixels after un-normalising (beyond a 1e-3 tolerance), NaN/inf, a
+            normalisation with the wrong number of channels.
     """
     if x.dtype == torch.uint8:  # always pixels 0..255, whatever ``pixels`` says of float data
         return x
@@ -105,12 +115,20 @@ def to_pixels(
         hint = ("it looks normalised: pass pixels=False with its mean and std" if pixels
                 else "the mean/std do not match how it was normalised")
         raise InputError(f"'{name}' spans [{lo:.3g}, {hi:.3g}], not [0, 1] pixels; {hint}")
-    scaled = v.clamp(0, 1) * 255
-    q = scaled.round()
-    err = float((scaled - q).abs().max()) / 255 if v.numel() else 0.0
-    if err > QUANTIZATION_TOLERANCE:
-        warnings.warn(f"'{name}' is not 8-bit image data: rounding it to the nearest 1/255 changes pixels by up to {err:.2g}", stacklevel=3)
-    return q.to(torch.uint8)
+    levels = (v.clamp(0, 1) * 255).round()
+    if quantize:
+        err = float((v.clamp(0, 1) * 255 - levels).abs().max()) / 255 if v.numel() else 0.0
+        if err > _RANGE_TOLERANCE:
+            warnings.warn(f"'{name}' is not 8-bit image data: rounding it to the nearest 1/255 changes pixels by up to {err:.2g}", stacklevel=2)
+        return levels.to(torch.uint8)
+    if pixels:
+        f32 = x.detach().to("cpu", torch.float32)
+        if torch.equal(levels.to(torch.float32).div_(255), f32):  # exactly what rulab computes from uint8
+            return levels.to(torch.uint8)
+        return f32.contiguous()
+    if v.numel() == 0 or float((v - levels / 255).abs().max()) <= QUANTIZATION_TOLERANCE:
+        return levels.to(torch.uint8)
+    return v.to(torch.float32).contiguous()
 
 
 def _as_tensor(a: Any, name: str) -> torch.Tensor:
@@ -158,7 +176,8 @@ def _split_item(item: Any) -> tuple[Any, Any]:
 
 
 def _collect(batches: Iterable[Any], name: str, pixels: bool, mean: Any, std: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Concatenate ``(x, y)`` batches (or ``x`` batches) as uint8 images and labels, converting batch by batch."""
+    """Concatenate ``(x, y)`` batches (or ``x`` batches) as pixel images and labels, converting batch by batch (a set
+    with some float batches and some 8-bit ones is held as float32)."""
     xs: list[torch.Tensor] = []
     ys: list[torch.Tensor] = []
     has_y: bool | None = None
@@ -179,6 +198,8 @@ def _collect(batches: Iterable[Any], name: str, pixels: bool, mean: Any, std: An
     shapes = {tuple(x.shape[1:]) for x in xs}
     if len(shapes) > 1:
         raise InputError(f"'{name}' holds images of different shapes {sorted(shapes)}; resize them to one size (e.g. a torchvision Resize transform)")
+    if len({x.dtype for x in xs}) > 1:
+        xs = [unit_pixels(x) for x in xs]
     return torch.cat(xs), (torch.cat(ys) if ys else None)
 
 
@@ -231,7 +252,8 @@ def as_dataset(
         batch_size: items read at once from a ``Dataset``.
 
     Returns:
-        ``uint8 [N, C, H, W]`` images and ``int64 [N]`` labels (``-1`` for an OOD set).
+        ``uint8 [N, C, H, W]`` images (``float32`` [0, 1] pixels for float data that are not 8-bit, kept exactly) and
+        ``int64 [N]`` labels (``-1`` for an OOD set).
 
     Raises:
         InputError: data of a kind or shape rulab cannot read, missing labels for in-distribution data, values

@@ -45,7 +45,8 @@ class Extracted:
         logits: ``float32 [N, K]``.
         labels: ``int64 [N]`` class indices; ``-1`` for OOD examples.
         features: ``float32 [N, D]`` penultimate features (``model.features(x)``), or None when not extracted.
-        x: ``uint8 [N, C, H, W]`` the images (pixels 0..255), for detectors that go back to the model; or None.
+        x: ``uint8 [N, C, H, W]`` the images (pixels 0..255; ``float32`` [0, 1] pixels for a user's non-8-bit float
+            data), for detectors that go back to the model; or None.
         head_weight: ``[K, D]`` weight of the model's linear head (ReAct and ViM need it), or None.
         head_bias: ``[K]`` bias of the head, or None.
         name: what was extracted (a dataset key), for messages.
@@ -142,12 +143,16 @@ class Detector:
             the documentation's detector table.
         fits_on: what :meth:`fit` learns from (``"training features"``); ``""`` when nothing is fitted.
         paper: the source, ``"Authors year, arXiv:id"`` (``"baseline"`` for a textbook score).
+        fit_splits: the splits an overridden :meth:`fit` reads, a subset of ``{"train", "val"}`` (default: the
+            training split). The evaluation extracts the training split only when a detector's ``fit_splits`` names it
+            (or when there is no validation split to fall back on).
 
     Subclasses implement :meth:`score`, and :meth:`fit` when they have fitted state (class-conditional detectors
     fit on the TRAINING split's features).
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"logits"})
+    fit_splits: ClassVar[frozenset[str]] = frozenset({"train"})
     grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
     formula: ClassVar[str] = ""
     fits_on: ClassVar[str] = ""

@@ -66,6 +66,7 @@ class KLMatching(Detector):
     formula = "`−min_c KL(p ‖ d_c)`, `d_c` the mean softmax of validation images predicted as c"
     fits_on = "validation logits"
     paper = "Hendrycks et al. 2022, arXiv:1911.11132"
+    fit_splits = frozenset({"val"})
 
     def __init__(self) -> None:
         self.templates: torch.Tensor | None = None

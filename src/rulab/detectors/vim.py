@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from rulab.detectors.base import Detector, Extracted, need
+from rulab.detectors.mahalanobis import rounding_floor
 from rulab.errors import InputError, RulabError
 from rulab.registry import DETECTORS
 
@@ -27,11 +28,18 @@ def vim_dim(feature_dim: int) -> int:
 
 
 def vim_fit(features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dim: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Origin, residual basis and α from the training features (the reference code's ``vim`` fit).
+    """Origin, residual basis and α from the training features (Wang et al. 2022, §4; the reference code's fit).
 
     * origin ``u = -pinv(W) b`` (the point the head maps to all-zero logits);
     * ``R``: eigenvectors of the uncentred covariance of ``z - u`` outside the top ``dim`` (the residual space);
     * ``α = mean_i max_k f_k(x_i) / mean_i ||(z_i - u) R||``.
+
+    Everything runs in float64: ``z - u`` is formed and multiplied in float64, so the eigenvectors of the principal
+    subspace are those of the data, not of float32 rounding noise (which would otherwise pick the principal subspace
+    inside the null space when N is small). The principal subspace must lie within what the features resolve: its
+    ``dim``-th eigenvalue must exceed ``max(rounding_floor(z), D · eps64 · λ_max)``
+    (:func:`rulab.detectors.mahalanobis.rounding_floor`), otherwise the training residual would be rounding noise and α
+    meaningless; that raises an error (:class:`ViM` with ``dim=None`` chooses a smaller dimension instead).
 
     Args:
         features: ``[N, D]`` training features.
@@ -42,20 +50,45 @@ def vim_fit(features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, 
 
     Returns:
         ``(u [D], R [D, D - dim], alpha)`` (float64 tensors, float alpha).
+
+    Raises:
+        InputError: ``dim`` outside [1, D), or the features resolve at most ``dim`` directions.
     """
+    evals, evecs, u = _eig(features, weight, bias)
+    return _fit(features, logits, evals, evecs, u, dim)
+
+
+def _fit(features: torch.Tensor, logits: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor, u: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, float]:
     d = features.shape[1]
     if not 1 <= dim < d:
         raise InputError(f"ViM needs a principal subspace smaller than the feature dimension ({d}), got dim={dim}; pass dim=None for the automatic choice")
-    w = weight.to(device=features.device, dtype=torch.float64)
-    u = -(torch.linalg.pinv(w) @ bias.to(w)) if bias is not None else torch.zeros(d, dtype=torch.float64, device=features.device)
-    dtype = features.dtype if features.is_floating_point() else torch.float64
-    centered = (features.to(torch.float64) - u).to(dtype)
-    cov = (centered.T @ centered).to(torch.float64) / features.shape[0]
-    _evals, evecs = torch.linalg.eigh(cov)  # ascending: the first d - dim columns span the residual space
-    r = evecs[:, : d - dim].contiguous()
-    vlogit = (centered @ r.to(dtype)).norm(dim=1).to(torch.float64)
+    rank = _rank(evals, features)
+    if rank <= dim:
+        raise InputError(
+            f"ViM's principal subspace (dim={dim}) must be smaller than the {rank} directions the {features.shape[0]} training "
+            f"features resolve, or their residual is rounding noise; fit on more examples or pass a dim below {rank}"
+        )
+    r = evecs[:, : d - dim].contiguous()  # eigh is ascending: the first d - dim columns span the residual space
+    centered = features.to(torch.float64) - u
+    vlogit = (centered @ r).norm(dim=1)
     alpha = float(logits.to(torch.float64).amax(dim=1).mean() / vlogit.mean())
     return u, r, alpha
+
+
+def _eig(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eigenvalues (ascending), eigenvectors of the uncentred float64 covariance of ``z - u``, and the origin ``u``."""
+    d = features.shape[1]
+    w = weight.to(device=features.device, dtype=torch.float64)
+    u = -(torch.linalg.pinv(w) @ bias.to(w)) if bias is not None else torch.zeros(d, dtype=torch.float64, device=features.device)
+    centered = features.to(torch.float64) - u
+    evals, evecs = torch.linalg.eigh((centered.T @ centered) / features.shape[0])
+    return evals, evecs, u
+
+
+def _rank(evals: torch.Tensor, features: torch.Tensor) -> int:
+    """How many eigenvalues exceed ``max(rounding_floor(features), D · eps64 · λ_max)``: the numerical rank."""
+    cutoff = max(rounding_floor(features), float(evals.abs().max()) * len(evals) * torch.finfo(torch.float64).eps)
+    return int((evals > cutoff).sum())
 
 
 def vim_score(features: torch.Tensor, logits: torch.Tensor, u: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -68,11 +101,12 @@ def vim_score(features: torch.Tensor, logits: torch.Tensor, u: torch.Tensor, r: 
         u: ``[D]`` origin; r: ``[D, D - dim]`` residual basis; alpha: the scale α (:func:`vim_fit`).
 
     Returns:
-        ``[B]``; higher = more in-distribution.
+        ``float64 [B]``; higher = more in-distribution. Computed in float64: ``z - u`` may cancel when the origin is far
+        from the origin of feature space.
     """
-    dtype = features.dtype if features.is_floating_point() else torch.float32
-    vlogit = ((features.to(dtype) - u.to(device=features.device, dtype=dtype)) @ r.to(device=features.device, dtype=dtype)).norm(dim=1)
-    return torch.logsumexp(logits.to(dtype), dim=1) - alpha * vlogit
+    dev = features.device
+    vlogit = ((features.to(torch.float64) - u.to(device=dev, dtype=torch.float64)) @ r.to(device=dev, dtype=torch.float64)).norm(dim=1)
+    return torch.logsumexp(logits.to(device=dev, dtype=torch.float64), dim=1) - alpha * vlogit
 
 
 @DETECTORS.register("vim")
@@ -81,8 +115,9 @@ class ViM(Detector):
     residual outside the principal subspace of the training features.
 
     Args:
-        dim: principal-subspace dimension; None chooses it from the feature dimension (:func:`vim_dim`). Must be
-            smaller than D.
+        dim: principal-subspace dimension; None chooses it from the feature dimension (:func:`vim_dim`), or half the
+            numerical rank of the training features when they resolve no more than that (few training examples). An
+            explicit ``dim`` must be smaller than that rank.
     """
 
     requires = frozenset({"logits", "features"})
@@ -101,8 +136,12 @@ class ViM(Detector):
     def fit(self, train: Extracted, val_id: Extracted | None = None, val_ood: object = None) -> ViM:
         z = need(train, "features", self.name)
         w = need(train, "head_weight", self.name)
-        dim = self.dim if self.dim is not None else vim_dim(z.shape[1])
-        self.u, self.r, self.alpha = vim_fit(z, train.logits, w, train.head_bias, dim)
+        evals, evecs, u = _eig(z, w, train.head_bias)
+        dim = self.dim
+        if dim is None:
+            rank = _rank(evals, z)
+            dim = vim_dim(z.shape[1]) if rank > vim_dim(z.shape[1]) else max(1, rank // 2)
+        self.u, self.r, self.alpha = _fit(z, train.logits, evals, evecs, u, dim)
         self.fitted_dim = dim
         return self
 

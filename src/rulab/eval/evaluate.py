@@ -223,8 +223,14 @@ def _evaluate(
         if fit_size and len(train) > fit_size:
             g = torch.Generator().manual_seed(derive_seed(seed, _FIT_SALT))
             fit_set = train.subset(torch.randperm(len(train), generator=g)[:fit_size].sort().values)
-        ex_train = ext(fit_set, "train", seed if fit_set is not train else "")
         ex_val = ext(val, "val") if val is not None and len(val) else None
+        # the training split is extracted only for detectors whose fit reads it (Detector.fit_splits)
+        fit_train = any("train" in d.fit_splits or ex_val is None for d in dets.values() if type(d).fit is not Detector.fit)
+        if fit_train:
+            ex_train = ext(fit_set, "train", seed if fit_set is not train else "")
+        else:
+            ex_train = ex_val if ex_val is not None else ex_test.subset(slice(0, 0))
+            skipped["extract/train"] = "no detector fits on the training split"
     note("building OOD sets")
     with timer("ood_sets"):
         ood_sets = {
@@ -239,7 +245,7 @@ def _evaluate(
     with timer("extract_ood"):
         ex_ood = {name: ext(ds, "ood", seed) for name, ds in ood_sets.items()}
         ex_val_ood = {name: ext(ds, "val_ood", val_seed) for name, ds in val_ood_sets.items()}
-    table.meta["sizes"] = {"train": len(train), "fit": len(fit_set), "val": 0 if val is None else len(val), "test": len(test),
+    table.meta["sizes"] = {"train": len(train), "fit": len(fit_set) if fit_train else 0, "val": 0 if val is None else len(val), "test": len(test),
                            **{f"ood/{n}": len(d) for n, d in ood_sets.items()}, **{f"val_ood/{n}": len(d) for n, d in val_ood_sets.items()}}
 
     # ---- 2. fit and tune every detector (validation data only)
@@ -266,9 +272,12 @@ def _evaluate(
         if eval_cfg.temperature and ex_val is not None:
             scaler = TemperatureScaler().fit(ex_val.logits, ex_val.labels)
             temperature = scaler.temperature
+            fit_info = scaler.fit_result.as_dict() if scaler.fit_result is not None else {}
+            table.meta["temperature_fit"] = fit_info
             cal = calibration_metrics(scaler(ex_test.logits), ex_test.labels, drop_last_bin=parity)
             table.add_metrics("id", cal, dataset=id_name, detector="ts", n=len(test))
-            table.add("id", "temperature", temperature, dataset=id_name, detector="ts", n=len(val) if val is not None else 0)
+            table.add("id", "temperature", temperature, dataset=id_name, detector="ts", n=len(val) if val is not None else 0,
+                      extra={"converged": fit_info.get("converged"), "method": fit_info.get("method")})
             table.arrays["ts/temperature"] = torch.tensor([temperature], dtype=torch.float64)
         for name, ex in ex_ood.items():
             n = len(ex)

@@ -43,7 +43,7 @@ from torch import nn
 from rulab.attacks import log_max_confidence, pgd
 from rulab.config import EvalCfg
 from rulab.data.ood.noise_sets import NoiseStream
-from rulab.data.tensors import TensorDataset
+from rulab.data.tensors import TensorDataset, unit_pixels
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
 from rulab.metrics.ood import auroc, fpr95_id
@@ -398,7 +398,7 @@ def _detection(table: ResultTable, s_id: torch.Tensor, s: torch.Tensor, dataset:
 def _noise_start(name: str, family: str, test: TensorDataset, ood: Mapping[str, TensorDataset], n: int, seed: int) -> tuple[torch.Tensor, str]:
     """The first ``n`` images of the OOD set ``family`` if the caller has it, else ``n`` freshly generated ones."""
     if family in ood and len(ood[family]):
-        return ood[family].x[:n].float().div_(255), "ood set"
+        return unit_pixels(ood[family].x[:n]), "ood set"
     stream = NoiseStream(family, test.shape, n=n, seed=_seed(seed, name), chunk=max(n, 1), base=test)
     return torch.cat(list(stream)), "generated"
 
@@ -466,7 +466,7 @@ def evaluate_farconf(
     try:
         model.eval()
         if id_logits is None:
-            s_id = torch.cat([_msp_of(model, test.x[i : i + bs].to(dev).float().div_(255), bs).cpu() for i in range(0, len(test), bs)])
+            s_id = torch.cat([_msp_of(model, unit_pixels(test.x[i : i + bs].to(dev)), bs).cpu() for i in range(0, len(test), bs)])
         else:
             s_id = msp(id_logits.float()).cpu()
         s_id = s_id.double()
@@ -491,7 +491,7 @@ def evaluate_farconf(
 
         g = torch.Generator().manual_seed(_seed(seed, "samples"))
         idx = torch.randperm(len(test), generator=g)[: min(n_adv, len(test))].sort().values
-        x, y = test.x[idx].float().div_(255), test.y[idx]
+        x, y = unit_pixels(test.x[idx]), test.y[idx]
         _, logits = attack_samples(model, x, y, eps, steps, step, g, bs)
         res = resisted(logits.double().softmax(dim=1), y, rejection_index)
         rej = logits.shape[1] if rejection_index is None else int(rejection_index)

@@ -43,7 +43,7 @@ from torch import nn
 
 from rulab.data.corruptions import apply_shift, is_level, level_label, shift_suite
 from rulab.data.corruptions import corruption as get_corruption
-from rulab.data.tensors import TensorDataset
+from rulab.data.tensors import TensorDataset, unit_pixels
 from rulab.errors import InputError
 from rulab.eval.predict import model_device
 from rulab.eval.shift_cache import CHUNK, ShiftCache
@@ -105,7 +105,7 @@ def shifted_batches(
     get_corruption(corruption)  # unknown name → error before any work
     generator = torch.Generator(device=test.x.device).manual_seed(int(seed))
     for start in range(0, len(test), chunk):
-        x = apply_shift(test.x[start : start + chunk].float().div_(255), corruption, level, generator)
+        x = apply_shift(unit_pixels(test.x[start : start + chunk]), corruption, level, generator)
         yield x.mul_(255).round_().clamp_(0, 255).div_(255) if quantize else x
 
 

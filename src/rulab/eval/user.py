@@ -6,10 +6,12 @@ What it does:
 1. The model is wrapped into the rulab contract (:func:`rulab.models.wrapped.wrap_model`): its normalisation
    becomes a first layer, features come from the input of its final linear layer, a named graph node or a
    function. A rulab model is used as it is.
-2. Every dataset is converted to uint8 pixels (:func:`rulab.data.user.as_dataset`); data given normalised
-   (``pixels=False``) is mapped back to [0, 1] pixels with the same ``mean``/``std`` that the model's new first
-   layer applies, so the model sees exactly what it was trained on and ODIN's ε, adversarial ε and corruption
-   severities are in pixel units.
+2. Every dataset is converted to pixels (:func:`rulab.data.user.as_dataset`): 8-bit data as ``uint8``, other float
+   data as ``float32`` [0, 1] pixels exactly as given (never rounded to 8 bits; only the corrupted copies of the
+   covariate-shift evaluation are 8-bit, as their benchmarks define them). Data given normalised (``pixels=False``)
+   is mapped back to [0, 1] pixels with the same ``mean``/``std`` that the model's new first layer applies, so the
+   model sees exactly what it was trained on and ODIN's ε, adversarial ε and corruption severities are in pixel
+   units.
 3. A :class:`~rulab.eval.benchmarks.Benchmark` is made on the fly: the ID test set, the OOD sets (your data, or
    names of rulab's registered OOD sets such as ``"gaussian"`` or ``"textures"``, built at the test images' shape),
    the validation-OOD sets used only to tune detector hyperparameters, and the protocol.

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from rulab.data.tensors import TensorDataset
+from rulab.data.tensors import TensorDataset, unit_pixels
 from rulab.errors import ConfigError, InputError
 from rulab.registry import CORRUPTIONS, UnknownNameError
 
@@ -192,9 +192,9 @@ def corrupt_dataset(ds: TensorDataset, name: str, level: float, seed: int, batch
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     corruption(name)  # unknown name → error before any work
     generator = torch.Generator(device=ds.x.device).manual_seed(int(seed))
-    out = torch.empty_like(ds.x)
+    out = torch.empty(ds.x.shape, dtype=torch.uint8, device=ds.x.device)  # corrupted images are 8-bit (the benchmarks' protocol)
     for start in range(0, len(ds), batch_size):
-        batch = ds.x[start : start + batch_size].float().div_(255)
+        batch = unit_pixels(ds.x[start : start + batch_size])
         shifted = apply_shift(batch, name, level, generator)
         out[start : start + batch_size] = shifted.mul(255).round_().clamp_(0, 255).to(torch.uint8)
     meta = dict(ds.meta, shift=name, level=level, shift_seed=int(seed), shift_batch_size=batch_size)

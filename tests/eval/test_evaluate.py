@@ -177,17 +177,17 @@ def test_training_split_is_extracted_only_for_detectors_that_fit_on_it(run, monk
 
     monkeypatch.setattr(ev, "extract", recording)
     cfg = EvalCfg(benchmark=TINY.name, detectors=("msp", "energy", "klm"), shift="", farconf=False)  # klm fits on val
-    table = evaluate(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0)
+    table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0)
     assert "train" not in seen and {"test", "val", "ood", "val_ood"} <= set(seen)
     assert table.meta["sizes"]["fit"] == 0 and "extract/train" in table.meta["skipped"]
     assert table.meta["temperature_fit"]["converged"] is True and table.meta["temperature_fit"]["method"] == "newton"
     row = next(iter(table.filter(kind="id", metric="temperature")))
     assert row.extra == {"converged": True, "method": "newton"} and row.value == table.meta["temperature"]
     seen.clear()
-    evaluate(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("msp", "knn")), train=splits.train, val=splits.val, test=test, seed=0)
+    run_evaluation(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("msp", "knn")), train=splits.train, val=splits.val, test=test, seed=0)
     assert seen.count("train") == 1  # KNN's bank is the training split
     seen.clear()
-    evaluate(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("klm",)), train=splits.train, val=None, test=test, seed=0)
+    run_evaluation(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("klm",)), train=splits.train, val=None, test=test, seed=0)
     assert seen.count("train") == 1  # no validation split: KL matching falls back to the training split
 
 

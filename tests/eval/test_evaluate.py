@@ -84,7 +84,8 @@ def spy(monkeypatch, method: str) -> list[tuple[str, int | None, tuple[str, ...]
 def test_end_to_end_with_every_detector(run, tmp_path, small_odin_grid, monkeypatch):
     _run_dir, model, splits, test = run
     tunes, fits = spy(monkeypatch, "tune"), spy(monkeypatch, "fit")
-    cfg = EvalCfg(benchmark=TINY.name, shift="", farconf=False, batch_size=256)
+    # every registered detector (the default eval.detectors is the cheaper set of rulab 0.1)
+    cfg = EvalCfg(benchmark=TINY.name, shift="", farconf=False, batch_size=256, detectors=tuple(DETECTORS.list()))
     table = evaluate(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0, cache_dir=tmp_path)
     dets = list(cfg.detectors)
     assert set(dets) == set(DETECTORS.list())

@@ -175,7 +175,7 @@ class Detector:
     Subclasses implement :meth:`score`, and :meth:`fit` when they have fitted state (class-conditional detectors
     fit on the TRAINING split's features). A detector with ``"model"`` in :attr:`requires` that fits takes the
     network as a keyword argument, ``fit(train, val_id=None, val_ood=None, model=None)``, and the evaluation passes
-    it (:meth:`fit_with`).
+    it (:meth:`fit_with`); the others keep ``fit(train, val_id=None, val_ood=None)``.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"logits"})
@@ -195,13 +195,21 @@ class Detector:
         """The registry name (the class name when unregistered)."""
         return getattr(type(self), "registry_name", type(self).__name__)
 
-    def fit(self, train: Extracted, val_id: Extracted | None = None, val_ood: Mapping[str, Extracted] | None = None) -> Detector:
+    def fit(
+        self,
+        train: Extracted,
+        val_id: Extracted | None = None,
+        val_ood: Mapping[str, Extracted] | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> Detector:
         """Fit state on the training split (and optionally held-out ID data); the default does nothing.
 
         Args:
             train: the run's TRAINING split (class-conditional statistics, feature banks, percentiles).
             val_id: the run's held-out validation split (never the test set).
             val_ood: validation-OOD sets (never the test OOD sets); unused by the built-in detectors' ``fit``.
+            model: the network, for detectors with ``"model"`` in :attr:`requires` (only those declare it when they
+                override ``fit``).
 
         Returns:
             ``self``.
@@ -217,8 +225,8 @@ class Detector:
     ) -> Detector:
         """:meth:`fit`, passing ``model=`` to the detectors that go back to the network (``"model"`` in
         :attr:`requires`) and nothing to the others; what the evaluation calls."""
-        if "model" in self.requires and type(self).fit is not Detector.fit:
-            return self.fit(train, val_id=val_id, val_ood=val_ood, model=model)  # type: ignore[call-arg]
+        if "model" in self.requires:
+            return self.fit(train, val_id=val_id, val_ood=val_ood, model=model)
         return self.fit(train, val_id=val_id, val_ood=val_ood)
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:

@@ -68,6 +68,11 @@ def test_fits_only_correctly_classified_training_images():
     labels = torch.tensor([0, 0, 1, 1, 1] * 10)  # the fifth image of each row is class 1 predicted as 0
     det = DETECTORS.create("openmax", tailsize=5).fit(Extracted(logits, labels))
     torch.testing.assert_close(det.mavs, torch.tensor([[2.5, 0.0], [0.0, 3.0]], dtype=torch.float64))
+    # a class the network never gets right falls back to all its images
+    wrong = torch.tensor([[3.0, 0.0], [2.0, 0.0], [0.0, 5.0], [4.0, 0.0], [5.0, 1.0]] * 10)
+    never = DETECTORS.create("openmax", tailsize=5).fit(Extracted(wrong, torch.tensor([0, 0, 0, 1, 1] * 10)))
+    assert never.fallback_classes == [1]
+    torch.testing.assert_close(never.mavs[1], torch.tensor([4.5, 0.5], dtype=torch.float64))
     c, scale, low = weibull_tail_fit(torch.arange(30, dtype=torch.float64), 5)
     assert low == 25.0 and c > 0 and scale > 10000
 

@@ -24,6 +24,9 @@ def test_patterns_use_correctly_classified_images_only():
     torch.testing.assert_close(she_score(q, torch.tensor([[1.0, 0.0]]), s), torch.tensor([2.0]))
     with pytest.raises(InputError, match=r"classes \[1\]"):
         she_patterns(z, torch.tensor([[2.0, 0.0]] * 4), labels, 2)
+    # an undertrained network that never predicts class 1: its pattern is the mean of all its images
+    fallback = she_patterns(z, torch.tensor([[2.0, 0.0]] * 4), labels, 2, fallback=True)
+    torch.testing.assert_close(fallback, torch.tensor([[2.0, 0.0], [4.5, 5.5]], dtype=torch.float64))
     det = DETECTORS.create("she").fit(Extracted(logits, labels, features=z))
     torch.testing.assert_close(det.patterns, s)
 

@@ -4,7 +4,7 @@ OpenMax recalibrates the activation vector (AV, the logits ``v``) with extreme-v
 (the paper's §3, Algorithms 1 and 2, as the authors' ``compute_openmax.py`` and ``preprocessing/`` implement them):
 
 * **fit** (Alg. 1): per class c, the mean activation vector ``μ_c`` (MAV) of the TRAINING images of class c that the
-  network classifies correctly; the distances of those images' AVs to ``μ_c``; a Weibull distribution fitted to the
+  network classifies correctly (all of the class's images if it gets none right: an undertrained model); the distances of those images' AVs to ``μ_c``; a Weibull distribution fitted to the
   ``tailsize`` largest of them (libMR's ``FitHigh``: the tail is translated by ``10000 − min(tail)`` before a
   maximum-likelihood fit with location 0, and queries are translated the same way).
 * **recalibrate** (Alg. 2): rank the classes by ``v``; the i-th of the top α gets weight ``(α + 1 − i) / α``
@@ -184,6 +184,10 @@ class OpenMax(Detector):
 
     def fit(self, train: Extracted, val_id: Extracted | None = None, val_ood: object = None) -> OpenMax:
         correct = train.logits.argmax(dim=1) == train.labels
+        # a class the network never gets right (an undertrained model) falls back to all its training images
+        never = torch.bincount(train.labels[correct], minlength=train.num_classes) == 0
+        correct |= never.to(train.labels.device)[train.labels]
+        self.fallback_classes = torch.nonzero(never).flatten().tolist()
         av, y = train.logits[correct], train.labels[correct]
         smallest = int(torch.bincount(y, minlength=train.num_classes).min())
         sizes = sorted({min(ts, smallest) if smallest else ts for ts in (self.tailsize, *self.grid["tailsize"])})

@@ -11,7 +11,8 @@ and scores a test image by the inner product of its features with the pattern of
     s(x) = h(x)ᵀ S_ŷ,   ŷ = argmax_k f_k(x)
 
 (the simplified Hopfield energy with inner-product similarity; OpenOOD's ``she_postprocessor.py`` ``inner_product``).
-No hyperparameters.
+No hyperparameters. A class the network never classifies correctly on the training split (an undertrained model)
+stores the mean of all its training images instead.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from rulab.registry import DETECTORS
 __all__ = ["she_patterns", "she_score", "SHE"]
 
 
-def she_patterns(features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def she_patterns(
+    features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, num_classes: int, fallback: bool = False
+) -> torch.Tensor:
     """``S [C, D]`` (float64): per class, the mean feature of its correctly classified training images.
 
     Args:
@@ -33,11 +36,14 @@ def she_patterns(features: torch.Tensor, logits: torch.Tensor, labels: torch.Ten
         logits: ``[N, C]`` their logits (the prediction is ``argmax``).
         labels: ``[N]`` true classes.
         num_classes: C.
+        fallback: a class without a correctly classified image takes the mean of all its images (else an error).
 
     Raises:
-        InputError: a class has no correctly classified training image.
+        InputError: a class has no correctly classified training image (and ``fallback`` is off), or no image.
     """
     correct = logits.argmax(dim=1) == labels
+    if fallback:
+        correct |= (torch.bincount(labels[correct], minlength=num_classes) == 0).to(labels.device)[labels]
     z, y = features[correct].to(torch.float64), labels[correct]
     counts = torch.bincount(y, minlength=num_classes)
     if bool((counts == 0).any()):
@@ -81,7 +87,7 @@ class SHE(Detector):
 
     def fit(self, train: Extracted, val_id: Extracted | None = None, val_ood: object = None) -> SHE:
         z = need(train, "features", self.name)
-        self.patterns = she_patterns(z, train.logits, train.labels, train.num_classes)
+        self.patterns = she_patterns(z, train.logits, train.labels, train.num_classes, fallback=True)
         return self
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:

@@ -23,7 +23,9 @@ def test_shaping_by_hand():
     # ASH-B: the sum (6 and 6) spread over the 2 kept positions
     torch.testing.assert_close(ash_b(h, 50.0), torch.tensor([[3.0, 0.0, 0.0, 3.0], [0.0, 3.0, 3.0, 0.0]]))
     # ASH-S: pruned times exp(s1 / s2) = exp(6 / 5) and exp(6 / 5.5)
-    expected = torch.tensor([[3.0, 0.0, 0.0, 2.0], [0.0, 4.0, 1.5, 0.0]]) * torch.tensor([[math.exp(6 / 5)], [math.exp(6 / 5.5)]])
+    expected = torch.tensor([[3.0, 0.0, 0.0, 2.0], [0.0, 4.0, 1.5, 0.0]]) * torch.tensor(
+        [[math.exp(6 / 5)], [math.exp(6 / 5.5)]]
+    )
     torch.testing.assert_close(ash_s(h, 50.0), expected)
     # maps [B, C, H, W] are shaped per image over all their entries; an all-zero image stays zero
     maps = h.view(2, 1, 2, 2)

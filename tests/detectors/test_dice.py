@@ -23,7 +23,9 @@ def test_mask_and_score_by_hand():
     assert mask.tolist() == [[True, True, False], [False, True, False]]
     h = torch.tensor([[2.0, 1.0, 7.0]])
     # masked head: (1·2 + 1·1, 3·1) = (3, 3), plus the bias
-    torch.testing.assert_close(dice_score(h, w, torch.tensor([0.0, 1.0]), mask), torch.logsumexp(torch.tensor([[3.0, 4.0]]), dim=1))
+    torch.testing.assert_close(
+        dice_score(h, w, torch.tensor([0.0, 1.0]), mask), torch.logsumexp(torch.tensor([[3.0, 4.0]]), dim=1)
+    )
 
 
 def test_fit_uses_the_mean_training_feature_and_masks_per_p():

@@ -58,15 +58,21 @@ def reference_gram(model: nn.Module, layers, x_train, y_pred_train, x_val, x_eva
             for pi, p in enumerate(poles):
                 g = g_p(f, p)
                 lo, hi = mins[li][pi][pred], maxs[li][pi][pred]
-                dev[:, li] += (torch.relu(lo - g) / (lo + 1e-6).abs()).sum(1) + (torch.relu(g - hi) / (hi + 1e-6).abs()).sum(1)
+                dev[:, li] += (torch.relu(lo - g) / (lo + 1e-6).abs()).sum(1) + (
+                    torch.relu(g - hi) / (hi + 1e-6).abs()
+                ).sum(1)
         return dev / conf[:, None]
 
     with torch.no_grad():
         fl, _ = feats(x_train)
         k = int(y_pred_train.max()) + 1
         # mins[layer][order]: [K, C_l], over the training images predicted as each class
-        mins = [[torch.stack([g_p(f[y_pred_train == c], p).min(0).values for c in range(k)]) for p in poles] for f in fl]
-        maxs = [[torch.stack([g_p(f[y_pred_train == c], p).max(0).values for c in range(k)]) for p in poles] for f in fl]
+        mins = [
+            [torch.stack([g_p(f[y_pred_train == c], p).min(0).values for c in range(k)]) for p in poles] for f in fl
+        ]
+        maxs = [
+            [torch.stack([g_p(f[y_pred_train == c], p).max(0).values for c in range(k)]) for p in poles] for f in fl
+        ]
         norm = deviations(x_val, mins, maxs).mean(0) + 1e-7
         return -(deviations(x_eval, mins, maxs) / norm).sum(1).numpy()
 
@@ -81,8 +87,16 @@ def test_matches_the_authors_procedure_in_float64(fmnist, parity):
     for k in ("test", "near", "far"):
         ex = fmnist.ex(getattr(fmnist, k))
         ours[k] = det.score(ex, model=net)
-        ref[k] = torch.from_numpy(reference_gram(double, list(double.stages), fmnist.train.x.double() / 255, pred,
-                                                 fmnist.val.x.double() / 255, ex.x.double() / 255))
+        ref[k] = torch.from_numpy(
+            reference_gram(
+                double,
+                list(double.stages),
+                fmnist.train.x.double() / 255,
+                pred,
+                fmnist.val.x.double() / 255,
+                ex.x.double() / 255,
+            )
+        )
         # rulab runs the network in float32 and the statistics in float64: close, not equal
         np.testing.assert_allclose(np.corrcoef(ours[k].numpy(), ref[k].numpy())[0, 1], 1.0, atol=1e-4)
     assert max(parity(ours, ref).values()) < 1e-3
@@ -96,7 +110,12 @@ def test_matches_pytorch_ood_on_a_trained_network(fmnist, parity):
     no MSP division and no normaliser must then equal its scores."""
     net = fmnist.model
     layers = [nn.Sequential(net.normalize, net.stages[0]), net.stages[1], net.stages[2]]
-    ref = Gram(head=nn.Sequential(nn.Flatten(), net.fc), feature_layers=layers, num_classes=6, num_poles_list=list(range(1, 11)))
+    ref = Gram(
+        head=nn.Sequential(nn.Flatten(), net.fc),
+        feature_layers=layers,
+        num_classes=6,
+        num_poles_list=list(range(1, 11)),
+    )
     ref.validation_fraction = 0.0
     ref.to("cpu")
     loader = DataLoader(TensorDataset(fmnist.train.x.float() / 255, fmnist.train.y), batch_size=500)

@@ -50,11 +50,17 @@ def test_matches_pytorch_ood_on_a_trained_network(fmnist, parity, k):
 
 def test_tuning_equals_scoring_at_each_k(fmnist):
     det = DETECTORS.create("nnguide", bank_ratio=0.05).fit(fmnist.ex(fmnist.train))
-    chosen = det.tune(fmnist.model, fmnist.ex(fmnist.val), {"far": fmnist.ex(fmnist.far), "near": fmnist.ex(fmnist.near)})
+    chosen = det.tune(
+        fmnist.model, fmnist.ex(fmnist.val), {"far": fmnist.ex(fmnist.far), "near": fmnist.ex(fmnist.near)}
+    )
     for k in det.grid["k"]:
         det.k = k
-        obj = tuning_objective(det.score(fmnist.ex(fmnist.val)), {n: det.score(fmnist.ex(getattr(fmnist, n))) for n in ("far", "near")})
+        obj = tuning_objective(
+            det.score(fmnist.ex(fmnist.val)), {n: det.score(fmnist.ex(getattr(fmnist, n))) for n in ("far", "near")}
+        )
         assert obj >= chosen["objective"] - 1e-12
     det.k = chosen["k"]
-    obj = tuning_objective(det.score(fmnist.ex(fmnist.val)), {n: det.score(fmnist.ex(getattr(fmnist, n))) for n in ("far", "near")})
+    obj = tuning_objective(
+        det.score(fmnist.ex(fmnist.val)), {n: det.score(fmnist.ex(getattr(fmnist, n))) for n in ("far", "near")}
+    )
     assert obj == pytest.approx(chosen["objective"])

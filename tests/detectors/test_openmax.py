@@ -16,7 +16,9 @@ from rulab.errors import InputError
 from rulab.registry import DETECTORS
 
 
-def reference_unknown(av_train: np.ndarray, y_train: np.ndarray, av: np.ndarray, tailsize: int, alpha: int) -> np.ndarray:
+def reference_unknown(
+    av_train: np.ndarray, y_train: np.ndarray, av: np.ndarray, tailsize: int, alpha: int
+) -> np.ndarray:
     """P(unknown) of the authors' ``recalibrate_scores`` + ``computeOpenMaxProbability`` (one channel, eucos)."""
     k = av_train.shape[1]
     correct = av_train.argmax(1) == y_train
@@ -56,7 +58,9 @@ def test_revision_by_hand():
     certain = torch.tensor([[1.0, 1e-9, -1e9], [1.0, 1e-9, -1e9]], dtype=torch.float64)  # CDF 1 at any distance
     revised = openmax_revise(av, mavs, certain, alpha=1)
     torch.testing.assert_close(revised, torch.tensor([[4.0, 0.0, 1.0]], dtype=torch.float64))
-    torch.testing.assert_close(openmax_score(av, mavs, certain, alpha=1), torch.logsumexp(torch.tensor([0.0, 1.0]), 0).double().view(1) - 4.0)
+    torch.testing.assert_close(
+        openmax_score(av, mavs, certain, alpha=1), torch.logsumexp(torch.tensor([0.0, 1.0]), 0).double().view(1) - 4.0
+    )
     d = openmax_distances(av, mavs)
     assert d[0, 0] == pytest.approx(((6**2 + 1) ** 0.5) / 200 + 1 - 40 / (17**0.5 * 10))
     with pytest.raises(InputError, match="distance"):
@@ -86,7 +90,13 @@ def test_matches_the_authors_procedure_on_a_trained_network(fmnist, parity):
     for k in ("test", "near", "far"):
         ex = fmnist.ex(getattr(fmnist, k))
         ours[k] = det.score(ex)
-        p0 = reference_unknown(train.logits.double().numpy(), train.labels.numpy(), ex.logits[:300].double().numpy() if k != "test" else ex.logits.double().numpy(), 20, 6)
+        p0 = reference_unknown(
+            train.logits.double().numpy(),
+            train.labels.numpy(),
+            ex.logits[:300].double().numpy() if k != "test" else ex.logits.double().numpy(),
+            20,
+            6,
+        )
         ref[k] = torch.from_numpy(np.log1p(-p0) - np.log(p0))
         n = len(ref[k])
         ours[k] = ours[k][:n]

@@ -57,9 +57,13 @@ def test_layers_come_from_the_model_contract(fmnist):
     x = fmnist.test.x[:50].float() / 255
     with torch.no_grad():
         both = rankfeat_logits(net, x, ("stages.1", "stages.2"))
-        torch.testing.assert_close(both, (rankfeat_logits(net, x, ("stages.1",)) + rankfeat_logits(net, x, ("stages.2",))) / 2)
+        torch.testing.assert_close(
+            both, (rankfeat_logits(net, x, ("stages.1",)) + rankfeat_logits(net, x, ("stages.2",))) / 2
+        )
         # the inference copy (BatchNorm folded into the convolutions) edits the same stage outputs
-        torch.testing.assert_close(rankfeat_logits(inference_copy(net), x, ("stages.1", "stages.2")), both, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(
+            rankfeat_logits(inference_copy(net), x, ("stages.1", "stages.2")), both, rtol=1e-3, atol=1e-3
+        )
     ex = Extracted(torch.zeros(50, 6), torch.zeros(50, dtype=torch.long), x=fmnist.test.x[:50])
     one = DETECTORS.create("rankfeat", layers=["stages.2"]).score(ex, model=net)
     torch.testing.assert_close(one, energy_score(rankfeat_logits(net, x, ("stages.2",))))

@@ -40,7 +40,9 @@ def test_a_feature_in_the_principal_subspace_has_no_residual():
     basis = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
     z = torch.randn(200, 2, generator=g, dtype=torch.float64) @ basis
     w = torch.randn(3, 4, generator=g, dtype=torch.float64)
-    det = DETECTORS.create("residual", dim=2).fit(Extracted(z @ w.T, torch.zeros(200, dtype=torch.long), features=z, head_weight=w))
+    det = DETECTORS.create("residual", dim=2).fit(
+        Extracted(z @ w.T, torch.zeros(200, dtype=torch.long), features=z, head_weight=w)
+    )
     q = torch.tensor([[5.0, -2.0, 0.0, 0.0], [0.0, 0.0, 3.0, 4.0]], dtype=torch.float64)
     s = det.score(Extracted(q @ w.T, torch.zeros(2, dtype=torch.long), features=q))
     torch.testing.assert_close(s, torch.tensor([0.0, -5.0], dtype=torch.float64), atol=1e-9, rtol=0)

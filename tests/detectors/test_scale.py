@@ -19,7 +19,9 @@ def test_scaling_by_hand():
     w, b = torch.eye(4)[:2], torch.tensor([0.5, -0.5])
     # unlike ASH-S nothing is pruned: the logits are (3 r + 0.5, 1 r − 0.5) with r = exp(1.2)
     r = math.exp(1.2)
-    torch.testing.assert_close(scale_score(h[:1], w, b, 50.0), torch.logsumexp(torch.tensor([[3 * r + 0.5, r - 0.5]]), dim=1))
+    torch.testing.assert_close(
+        scale_score(h[:1], w, b, 50.0), torch.logsumexp(torch.tensor([[3 * r + 0.5, r - 0.5]]), dim=1)
+    )
 
 
 @pytest.mark.parametrize("percentile", [85.0, 60.0])

@@ -2,7 +2,7 @@
 out-of-distribution detection", arXiv:2209.09858).
 
 ASH changes a late activation of each image on the fly and scores the energy of the logits the rest of the network
-computes from it (the paper's §2, "Activation shaping", and its three variants):
+computes from it (the activation-shaping method of the paper and its three variants):
 
 1. **prune**: keep the ``k = D − round(D · p / 100)`` largest entries of the image's activation ``a ∈ R^D`` (the
    p-th percentile of that image's own values is the cut, no training statistics) and set the others to 0;
@@ -146,8 +146,8 @@ class _ASH(Detector):
 
 @DETECTORS.register("ash_p")
 class ASHP(_ASH):
-    """ASH-P (Djurisic et al. 2023, arXiv:2209.09858 §2): prune each image's penultimate features below their own
-    p-th percentile, then score the energy of the head.
+    """ASH-P (Djurisic et al. 2023, arXiv:2209.09858, method section): prune each image's penultimate features
+    below their own p-th percentile, then score the energy of the head.
 
     Args:
         percentile: p (paper, CIFAR: 90); tuned over :attr:`grid` on validation data when the evaluator tunes.
@@ -163,8 +163,8 @@ class ASHP(_ASH):
 
 @DETECTORS.register("ash_b")
 class ASHB(_ASH):
-    """ASH-B (Djurisic et al. 2023, arXiv:2209.09858 §2): prune as ASH-P, set the kept entries to ``s₁ / k`` (the
-    image's feature sum spread evenly over them), score the energy of the head.
+    """ASH-B (Djurisic et al. 2023, arXiv:2209.09858, method section): prune as ASH-P, set the kept entries to
+    ``s₁ / k`` (the image's feature sum spread evenly over them), score the energy of the head.
 
     Args:
         percentile: p (paper, CIFAR: 90).
@@ -180,7 +180,7 @@ class ASHB(_ASH):
 
 @DETECTORS.register("ash_s")
 class ASHS(_ASH):
-    """ASH-S (Djurisic et al. 2023, arXiv:2209.09858 §2): prune as ASH-P and multiply the kept entries by
+    """ASH-S (Djurisic et al. 2023, arXiv:2209.09858, method section): prune as ASH-P and multiply the kept entries by
     ``exp(s₁ / s₂)`` (sums before and after pruning), score the energy of the head.
 
     Args:

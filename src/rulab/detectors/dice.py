@@ -1,10 +1,10 @@
 """DICE: directed sparsification of the last layer (Sun & Li, ECCV 2022, "DICE: Leveraging sparsification for
 out-of-distribution detection", arXiv:2111.09805).
 
-The paper's §3: the contribution of weight ``W_kj`` to class ``k`` is the mean contribution on ID training data,
-``V = m ⊙ W`` with ``m = E_train[h] ∈ R^D`` the mean penultimate feature (``V_kj = m_j W_kj``); DICE keeps the weights
-whose contribution is above the p-th percentile of all ``K × D`` entries of ``V`` (mask ``M = 1[V > q_p(V)]``) and
-scores the energy of the sparsified head,
+The paper's method section: the contribution of weight ``W_kj`` to class ``k`` is the mean contribution on ID training
+data, ``V = m ⊙ W`` with ``m = E_train[h] ∈ R^D`` the mean penultimate feature (``V_kj = m_j W_kj``); DICE keeps the
+weights whose contribution is above the p-th percentile of all ``K × D`` entries of ``V`` (mask ``M = 1[V > q_p(V)]``)
+and scores the energy of the sparsified head,
 
     s(x) = logsumexp((M ⊙ W) h + b).
 
@@ -51,7 +51,9 @@ def dice_mask(contribution: torch.Tensor, p: float) -> torch.Tensor:
     return v > torch.quantile(v.reshape(-1), p / 100.0)
 
 
-def dice_score(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mask: torch.Tensor, t: float = 1.0) -> torch.Tensor:
+def dice_score(
+    features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mask: torch.Tensor, t: float = 1.0
+) -> torch.Tensor:
     """``T · logsumexp(((M ⊙ W) h + b) / T)``.
 
     Args:
@@ -75,7 +77,8 @@ def dice_score(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 @DETECTORS.register("dice")
 class DICE(Detector):
-    """Energy of the head with the weights of the lowest mean contribution removed (Sun & Li 2022, arXiv:2111.09805 §3).
+    """Energy of the head with the weights of the lowest mean contribution removed (Sun & Li 2022,
+    arXiv:2111.09805, method section).
 
     Args:
         p: sparsity, the percentage of weights removed (paper, CIFAR: 90); tuned over :attr:`grid` on validation

@@ -1,10 +1,10 @@
 """fDBD: fast decision-boundary distance (Liu & Qin, ICML 2024, "Fast decision boundary based out-of-distribution
 detector", arXiv:2312.11536).
 
-The paper's §3: for a linear head the distance in feature space from ``h`` to the decision boundary between the
-predicted class ``ŷ`` and another class ``c`` has a closed form, ``|z_ŷ − z_c| / ‖w_ŷ − w_c‖`` (``z = W h + b``). ID
-images lie farther from the boundaries than OOD images at the same distance from the ID mean, so the score is the
-mean boundary distance, regularised by the distance to the mean training feature ``μ``:
+The paper's method section: for a linear head the distance in feature space from ``h`` to the decision boundary between
+the predicted class ``ŷ`` and another class ``c`` has a closed form, ``|z_ŷ − z_c| / ‖w_ŷ − w_c‖`` (``z = W h + b``). ID
+images lie farther from the boundaries than OOD images at the same distance from the ID mean, so the score is the mean
+boundary distance, regularised by the distance to the mean training feature ``μ``:
 
     s(x) = (1 / (K − 1)) Σ_{c ≠ ŷ} |z_ŷ − z_c| / ‖w_ŷ − w_c‖  /  ‖h − μ‖.
 
@@ -41,7 +41,9 @@ def boundary_distances(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tens
     return gap / norms[pred]
 
 
-def fdbd_score(features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, center: torch.Tensor | None) -> torch.Tensor:
+def fdbd_score(
+    features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, center: torch.Tensor | None
+) -> torch.Tensor:
     """Mean distance to the other classes' decision boundaries over ``‖h − μ‖`` (``center=None``: over ``‖h‖``).
 
     Args:
@@ -63,7 +65,7 @@ def fdbd_score(features: torch.Tensor, logits: torch.Tensor, weight: torch.Tenso
 @DETECTORS.register("fdbd")
 class FDBD(Detector):
     """Mean feature-space distance to the decision boundaries of the other classes, over the distance to the mean
-    training feature (Liu & Qin 2024, arXiv:2312.11536 §3).
+    training feature (Liu & Qin 2024, arXiv:2312.11536, method section).
 
     Args:
         normalizer: ``"mean"`` (divide by ``‖h − μ‖``, the paper's score) or ``"norm"`` (divide by ``‖h‖``).
@@ -88,4 +90,6 @@ class FDBD(Detector):
         if self.center is None:
             raise RulabError("detector 'fdbd' is not fitted; call fit(train) on the training split first")
         z = need(ex, "features", self.name)
-        return fdbd_score(z, ex.logits, need(ex, "head_weight", self.name), self.center if self.normalizer == "mean" else None)
+        return fdbd_score(
+            z, ex.logits, need(ex, "head_weight", self.name), self.center if self.normalizer == "mean" else None
+        )

@@ -1,9 +1,9 @@
 """GradNorm (Huang, Geng & Li, NeurIPS 2021, "On the importance of gradients for detecting distributional shifts in
 the wild", arXiv:2110.00218).
 
-The paper's §3 scores an image by the L1 norm of the gradient, with respect to the weights ``W`` of the last layer, of
-the KL divergence between the uniform distribution and the softmax at temperature T. Up to a constant that has no
-gradient, that divergence is the cross-entropy to the all-ones target the authors' code uses
+The paper's method section scores an image by the L1 norm of the gradient, with respect to the weights ``W`` of the last
+layer, of the KL divergence between the uniform distribution and the softmax at temperature T. Up to a constant that has
+no gradient, that divergence is the cross-entropy to the all-ones target the authors' code uses
 (``loss = Σ_k −log softmax_k(f(x)/T)``, ``test_ood.py``):
 
     S(x) = ‖∂L/∂W‖₁,   L(x) = −Σ_k log softmax_k(z / T),   z = W h + b.
@@ -52,8 +52,8 @@ def gradnorm_score(features: torch.Tensor, logits: torch.Tensor, t: float = 1.0)
 
 @DETECTORS.register("gradnorm")
 class GradNorm(Detector):
-    """L1 norm of the last-layer weight gradient of KL(uniform ‖ softmax) (Huang et al. 2021, arXiv:2110.00218 §3),
-    in closed form from the cached features and logits.
+    """L1 norm of the last-layer weight gradient of KL(uniform ‖ softmax) (Huang et al. 2021, arXiv:2110.00218,
+    method section), in closed form from the cached features and logits.
 
     Args:
         t: temperature T (paper: 1).

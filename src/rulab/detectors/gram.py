@@ -1,7 +1,7 @@
 """Gram matrices (Sastry & Oore, ICML 2020, "Detecting out-of-distribution examples with Gram matrices",
 arXiv:1912.12510).
 
-The paper's §3: the feature map ``F_l ∈ R^{C_l × H_l W_l}`` of layer ``l`` has higher-order Gram matrices
+The paper's method section: the feature map ``F_l ∈ R^{C_l × H_l W_l}`` of layer ``l`` has higher-order Gram matrices
 ``G_l^p = (F_l^p F_l^{pᵀ})^{1/p}`` (powers taken entrywise, sign kept); as in the authors' notebooks (``G_p``), each
 is stored as its row sums, a vector of ``C_l`` values. Fitting records, for every predicted class ``c``, layer and
 order ``p``, the minimum and maximum of every entry over the TRAINING images the network assigns to ``c``. An image
@@ -101,7 +101,7 @@ def gram_deviation(g: torch.Tensor, mins: torch.Tensor, maxs: torch.Tensor) -> t
 @DETECTORS.register("gram")
 class Gram(Detector):
     """Deviation of the layers' higher-order Gram matrices from their per-class range on training data (Sastry & Oore
-    2020, arXiv:1912.12510 §3). Goes back to the model, in ``fit`` and in ``score``.
+    2020, arXiv:1912.12510, method section). Goes back to the model, in ``fit`` and in ``score``.
 
     Args:
         layers: feature-layer names (default: all of the model's feature layers).
@@ -111,13 +111,20 @@ class Gram(Detector):
     """
 
     requires = frozenset({"logits", "model"})
-    formula = "`−Σ_l δ_l(x) / MSP(x) / E_val[δ_l / MSP]`, δ_l: deviation of the Gram row sums from the predicted class's training range"
+    formula = (
+        "`−Σ_l δ_l(x) / MSP(x) / E_val[δ_l / MSP]`, δ_l: deviation of the Gram row sums from the predicted class's "
+        "training range"
+    )
     fits_on = "training images (per-class ranges), validation images (expected deviation)"
     paper = "Sastry & Oore 2020, ICML, arXiv:1912.12510"
 
-    def __init__(self, layers: Sequence[str] | None = None, poles: Sequence[int] = POLES, batch_size: int = 256, seed: int = 0) -> None:
+    def __init__(
+        self, layers: Sequence[str] | None = None, poles: Sequence[int] = POLES, batch_size: int = 256, seed: int = 0
+    ) -> None:
         if not poles or min(poles) < 1 or batch_size < 1:
-            raise InputError(f"Gram needs orders p >= 1 and batch_size >= 1, got poles={list(poles)}, batch_size={batch_size}")
+            raise InputError(
+                f"Gram needs orders p >= 1 and batch_size >= 1, got poles={list(poles)}, batch_size={batch_size}"
+            )
         self.layers = tuple(layers) if layers else None
         self.poles = tuple(int(p) for p in poles)
         self.batch_size = int(batch_size)
@@ -132,8 +139,8 @@ class Gram(Detector):
         names = tuple(getattr(model, "feature_layers", ()))
         if not names:
             raise RulabError(
-                f"Gram reads the model's feature layers, but {type(model).__name__} names none; set model.feature_layers "
-                "(see rulab.models.base.Classifier) or pass Gram(layers=...)"
+                f"Gram reads the model's feature layers, but {type(model).__name__} names none; set "
+                "model.feature_layers (see rulab.models.base.Classifier) or pass Gram(layers=...)"
             )
         return names
 
@@ -162,7 +169,9 @@ class Gram(Detector):
         self, train: Extracted, val_id: Extracted | None = None, val_ood: object = None, model: nn.Module | None = None
     ) -> Gram:
         if model is None:
-            raise RulabError("detector 'gram' reads the model's feature layers and needs the model; call fit(train, model=model)")
+            raise RulabError(
+                "detector 'gram' reads the model's feature layers and needs the model; call fit(train, model=model)"
+            )
         x = need(train, "x", self.name)
         logits, stats = self.statistics(model, x)
         self.mins, self.maxs = {}, {}
@@ -194,7 +203,9 @@ class Gram(Detector):
 
     def score(self, ex: Extracted, model: nn.Module | None = None) -> torch.Tensor:
         if model is None:
-            raise RulabError("detector 'gram' reads the model's feature layers and needs the model; call score(ex, model=model)")
+            raise RulabError(
+                "detector 'gram' reads the model's feature layers and needs the model; call score(ex, model=model)"
+            )
         if self.expected is None:
             raise RulabError("detector 'gram' is not fitted; call fit(train, model=model) on the training split first")
         logits, stats = self.statistics(model, need(ex, "x", self.name))

@@ -1,9 +1,9 @@
 """NNGuide: nearest-neighbour guidance (Park, Jung & Teoh, ICCV 2023, "Nearest neighbor guidance for
 out-of-distribution detection", arXiv:2309.14888).
 
-The paper's §3 multiplies a classifier-based confidence, the energy ``E(x) = logsumexp f(x)``, by a guidance term:
-the mean similarity of the image's normalised feature to its k nearest entries of a bank of training features, each
-scaled by its own confidence,
+The paper's method section multiplies a classifier-based confidence, the energy ``E(x) = logsumexp f(x)``, by a guidance
+term: the mean similarity of the image's normalised feature to its k nearest entries of a bank of training features,
+each scaled by its own confidence,
 
     B = { E(x_i) · h_i / ‖h_i‖ : x_i in a random subset of the training set },
     G(x) = (1/k) Σ_{b ∈ top-k of B by ⟨ĥ, b⟩} ⟨ĥ, b⟩,   ĥ = h(x) / ‖h(x)‖,
@@ -64,7 +64,7 @@ def nnguide_score(features: torch.Tensor, logits: torch.Tensor, bank: torch.Tens
 @DETECTORS.register("nnguide")
 class NNGuide(Detector):
     """Energy times the mean similarity to the k nearest confidence-scaled training features (Park et al. 2023,
-    arXiv:2309.14888 §3).
+    arXiv:2309.14888, method section).
 
     Args:
         k: neighbours (authors' default 10); tuned over :attr:`grid` on validation data when the evaluator tunes.
@@ -104,10 +104,14 @@ class NNGuide(Detector):
         bank = self._bank()
         return nnguide_score(need(ex, "features", self.name), ex.logits, bank, min(self.k, bank.shape[0]))
 
-    def tune(self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]) -> dict[str, Any]:
+    def tune(
+        self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]
+    ) -> dict[str, Any]:
         """Pick k on validation data with ONE search for the largest k (every smaller k is a prefix of it)."""
         if not val_ood:
-            raise RulabError("detector 'nnguide' tunes k on validation-OOD data, but none was given; add val_ood to the benchmark")
+            raise RulabError(
+                "detector 'nnguide' tunes k on validation-OOD data, but none was given; add val_ood to the benchmark"
+            )
         bank = self._bank()
         ks = [k for k in self.grid["k"] if k <= bank.shape[0]] or [bank.shape[0]]
         kmax = max(ks)
@@ -122,6 +126,8 @@ class NNGuide(Detector):
 
         p_id = parts(val_id)
         p_ood = {n: parts(e) for n, e in val_ood.items()}
-        best = min((tuning_objective(at(p_id, k), {n: at(p, k) for n, p in p_ood.items()}), i, k) for i, k in enumerate(ks))
+        best = min(
+            (tuning_objective(at(p_id, k), {n: at(p, k) for n, p in p_ood.items()}), i, k) for i, k in enumerate(ks)
+        )
         self.k = best[2]
         return {"k": self.k, "objective": best[0]}

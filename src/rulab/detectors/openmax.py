@@ -1,12 +1,13 @@
 """OpenMax (Bendale & Boult, CVPR 2016, "Towards open set deep networks", arXiv:1511.06233).
 
 OpenMax recalibrates the activation vector (AV, the logits ``v``) with extreme-value statistics of each class
-(the paper's §3, Algorithms 1 and 2, as the authors' ``compute_openmax.py`` and ``preprocessing/`` implement them):
+(the paper's Algorithms 1 and 2, as the authors' ``compute_openmax.py`` and ``preprocessing/`` implement them):
 
 * **fit** (Alg. 1): per class c, the mean activation vector ``μ_c`` (MAV) of the TRAINING images of class c that the
-  network classifies correctly (all of the class's images if it gets none right: an undertrained model); the distances of those images' AVs to ``μ_c``; a Weibull distribution fitted to the
-  ``tailsize`` largest of them (libMR's ``FitHigh``: the tail is translated by ``10000 − min(tail)`` before a
-  maximum-likelihood fit with location 0, and queries are translated the same way).
+  network classifies correctly (all of the class's images if it gets none right: an undertrained model); the distances
+  of those images' AVs to ``μ_c``; a Weibull distribution fitted to the ``tailsize`` largest of them (libMR's
+  ``FitHigh``: the tail is translated by ``10000 − min(tail)`` before a maximum-likelihood fit with location 0, and
+  queries are translated the same way).
 * **recalibrate** (Alg. 2): rank the classes by ``v``; the i-th of the top α gets weight ``(α + 1 − i) / α``
   (the authors' code; 1 for the top class); ``ω_c = 1 − weight_c · WeibullCDF_c(d(v, μ_c))``; revised logits
   ``v̂_c = v_c ω_c`` and an "unknown" logit ``v̂₀ = Σ_c v_c (1 − ω_c)``; the OpenMax probabilities are
@@ -29,7 +30,15 @@ from rulab.detectors.base import Detector, Extracted
 from rulab.errors import InputError, RulabError
 from rulab.registry import DETECTORS
 
-__all__ = ["openmax_distances", "weibull_tail_fit", "weibull_wscore", "openmax_fit", "openmax_revise", "openmax_score", "OpenMax"]
+__all__ = [
+    "openmax_distances",
+    "weibull_tail_fit",
+    "weibull_wscore",
+    "openmax_fit",
+    "openmax_revise",
+    "openmax_score",
+    "OpenMax",
+]
 
 TRANSLATION = 10000.0
 """libMR's translation of the tail before fitting (``FitHigh``)."""
@@ -120,11 +129,15 @@ def openmax_fit(
     own = openmax_distances(v, mavs, distance).gather(1, labels.unsqueeze(1)).squeeze(1)
     fits = {}
     for ts in tailsizes:
-        fits[int(ts)] = torch.tensor([weibull_tail_fit(own[labels == c], int(ts)) for c in range(num_classes)], dtype=torch.float64)
+        fits[int(ts)] = torch.tensor(
+            [weibull_tail_fit(own[labels == c], int(ts)) for c in range(num_classes)], dtype=torch.float64
+        )
     return mavs, fits
 
 
-def openmax_revise(av: torch.Tensor, mavs: torch.Tensor, params: torch.Tensor, alpha: int = 10, distance: str = "eucos") -> torch.Tensor:
+def openmax_revise(
+    av: torch.Tensor, mavs: torch.Tensor, params: torch.Tensor, alpha: int = 10, distance: str = "eucos"
+) -> torch.Tensor:
     """The revised activation vector (Alg. 2): ``[N, K + 1]`` float64, column 0 the unknown class ``v̂₀``.
 
     Args:
@@ -137,13 +150,17 @@ def openmax_revise(av: torch.Tensor, mavs: torch.Tensor, params: torch.Tensor, a
     k = v.shape[1]
     a = max(1, min(int(alpha), k))
     order = v.argsort(dim=1, descending=True)[:, :a]
-    rank_weight = torch.zeros_like(v).scatter_(1, order, ((a + 1 - torch.arange(1, a + 1, dtype=torch.float64, device=v.device)) / a).expand(v.shape[0], a))
+    rank_weight = torch.zeros_like(v).scatter_(
+        1, order, ((a + 1 - torch.arange(1, a + 1, dtype=torch.float64, device=v.device)) / a).expand(v.shape[0], a)
+    )
     w = weibull_wscore(openmax_distances(v, mavs, distance), params)
     omega = 1.0 - w * rank_weight
     return torch.cat([(v * (1.0 - omega)).sum(dim=1, keepdim=True), v * omega], dim=1)
 
 
-def openmax_score(av: torch.Tensor, mavs: torch.Tensor, params: torch.Tensor, alpha: int = 10, distance: str = "eucos") -> torch.Tensor:
+def openmax_score(
+    av: torch.Tensor, mavs: torch.Tensor, params: torch.Tensor, alpha: int = 10, distance: str = "eucos"
+) -> torch.Tensor:
     """``log(1 − P₀) − log P₀``, P₀ the OpenMax probability of the unknown class.
 
     Returns:
@@ -166,7 +183,9 @@ class OpenMax(Detector):
     """
 
     requires = frozenset({"logits"})
-    formula = "`log(1 − P₀) − log P₀`, P₀ the OpenMax unknown-class probability from per-class Weibull fits of `‖z − μ_c‖`"
+    formula = (
+        "`log(1 − P₀) − log P₀`, P₀ the OpenMax unknown-class probability from per-class Weibull fits of `‖z − μ_c‖`"
+    )
     fits_on = "training logits (correctly classified)"
     paper = "Bendale & Boult 2016, CVPR, arXiv:1511.06233"
     grid = {"tailsize": (10, 20, 50)}
@@ -200,7 +219,9 @@ class OpenMax(Detector):
             raise RulabError("detector 'openmax' is not fitted; call fit(train) on the training split first")
         ts = min(self.tailsize, getattr(self, "_cap", self.tailsize))
         if ts not in self.fits:
-            raise RulabError(f"detector 'openmax' was not fitted for tailsize {self.tailsize}; call fit(train) after setting it")
+            raise RulabError(
+                f"detector 'openmax' was not fitted for tailsize {self.tailsize}; call fit(train) after setting it"
+            )
         return self.fits[ts]
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """RankFeat: rank-1 feature removal (Song, Sebe & Wang, NeurIPS 2022, "RankFeat: Rank-1 feature removal for
 out-of-distribution detection", arXiv:2209.08590).
 
-The paper's §3: the feature map of a late block, as a matrix ``X ∈ R^{C × HW}`` per image, has a dominant singular
-value that is much larger for OOD images; removing the rank-1 part,
+The paper's method section: the feature map of a late block, as a matrix ``X ∈ R^{C × HW}`` per image, has a
+dominant singular value that is much larger for OOD images; removing the rank-1 part,
 
     X' = X − s₁ u₁ v₁ᵀ     (s₁, u₁, v₁: the largest singular value and its singular vectors),
 
@@ -46,8 +46,8 @@ def remove_rank1(maps: torch.Tensor) -> torch.Tensor:
     """
     if maps.ndim != 4:
         raise InputError(
-            f"RankFeat removes the rank-1 part of [C, H·W] feature maps, but the layer outputs shape {tuple(maps.shape)}; "
-            "choose convolutional layers (RankFeat(layers=...))"
+            f"RankFeat removes the rank-1 part of [C, H·W] feature maps, but the layer outputs shape "
+            f"{tuple(maps.shape)}; choose convolutional layers (RankFeat(layers=...))"
         )
     b, c, h, w = maps.shape
     m = maps.reshape(b, c, h * w)
@@ -73,7 +73,9 @@ def rankfeat_logits(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) ->
     return torch.stack(logits).mean(dim=0)
 
 
-def rankfeat_score(model: nn.Module, x: torch.Tensor, layers: Sequence[str], t: float = 1.0, batch_size: int = 256) -> torch.Tensor:
+def rankfeat_score(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str], t: float = 1.0, batch_size: int = 256
+) -> torch.Tensor:
     """RankFeat scores of images: ``T · logsumexp(mean_l f'_l(x) / T)``, in eval mode, batched.
 
     Args:
@@ -99,8 +101,8 @@ def _layers(model: nn.Module, layers: Sequence[str] | None) -> tuple[str, ...]:
     names = tuple(getattr(model, "feature_layers", ()))
     if not names:
         raise RulabError(
-            f"RankFeat edits the model's feature layers, but {type(model).__name__} names none; set model.feature_layers "
-            "(see rulab.models.base.Classifier) or pass RankFeat(layers=...)"
+            f"RankFeat edits the model's feature layers, but {type(model).__name__} names none; set "
+            "model.feature_layers (see rulab.models.base.Classifier) or pass RankFeat(layers=...)"
         )
     return names[-2:]
 
@@ -108,7 +110,7 @@ def _layers(model: nn.Module, layers: Sequence[str] | None) -> tuple[str, ...]:
 @DETECTORS.register("rankfeat")
 class RankFeat(Detector):
     """Energy of the logits after removing the rank-1 part of late feature maps, two blocks fused at the logit level
-    (Song et al. 2022, arXiv:2209.08590 §3). Goes back to the model.
+    (Song et al. 2022, arXiv:2209.08590, method section). Goes back to the model.
 
     Args:
         layers: feature-layer names to edit, each in its own pass (default: the model's last two feature layers, the
@@ -130,6 +132,9 @@ class RankFeat(Detector):
 
     def score(self, ex: Extracted, model: nn.Module | None = None) -> torch.Tensor:
         if model is None:
-            raise RulabError("detector 'rankfeat' edits feature maps inside the network and needs the model; call score(ex, model=model)")
+            raise RulabError(
+                "detector 'rankfeat' edits feature maps inside the network and needs the model; "
+                "call score(ex, model=model)"
+            )
         s = rankfeat_score(model, need(ex, "x", self.name), _layers(model, self.layers), self.t, self.batch_size)
         return s.to(ex.logits.device)

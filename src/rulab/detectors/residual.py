@@ -1,7 +1,7 @@
 """Residual: the norm of the feature outside the principal subspace of the training features (Wang, Li, Feng &
 Zhang, CVPR 2022, "ViM: Out-of-distribution with virtual-logit matching", arXiv:2203.10807).
 
-The ViM paper's §3 builds its virtual logit from this residual and lists the residual norm alone as a feature-only
+The ViM paper's method builds its virtual logit from this residual and lists the residual norm alone as a feature-only
 score ("Residual" in its tables):
 
     s(x) = −‖(h − u) R‖,
@@ -42,7 +42,7 @@ def residual_score(features: torch.Tensor, u: torch.Tensor, r: torch.Tensor) -> 
 @DETECTORS.register("residual")
 class Residual(Detector):
     """Minus the norm of the feature's residual outside the principal subspace of the training features (the
-    "Residual" score of Wang et al. 2022, arXiv:2203.10807 §3).
+    "Residual" score of Wang et al. 2022, arXiv:2203.10807).
 
     Args:
         dim: principal-subspace dimension; None chooses it from the feature dimension as ViM does. Must be smaller

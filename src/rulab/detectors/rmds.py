@@ -1,9 +1,9 @@
 """RMDS: the relative Mahalanobis distance (Ren, Fort, Liu, Roy, Padhy & Lakshminarayanan 2021, "A simple fix to
 Mahalanobis distance for improving near-OOD detection", arXiv:2106.09022).
 
-The paper's §3: besides the class-conditional Gaussians of the Mahalanobis detector (class means ``μ_k``, one shared
-covariance ``Σ``; Lee et al. 2018), fit one "background" Gaussian to all training features regardless of class
-(mean ``μ₀``, covariance ``Σ₀``), and subtract its distance:
+The paper's method section: besides the class-conditional Gaussians of the Mahalanobis detector (class means ``μ_k``,
+one shared covariance ``Σ``; Lee et al. 2018), fit one "background" Gaussian to all training features regardless of
+class (mean ``μ₀``, covariance ``Σ₀``), and subtract its distance:
 
     RMD_k(h) = MD_k(h) − MD₀(h),   MD_k(h) = (h − μ_k)ᵀ Σ⁻¹ (h − μ_k),   MD₀(h) = (h − μ₀)ᵀ Σ₀⁻¹ (h − μ₀),
 
@@ -32,7 +32,9 @@ def background_gaussian(features: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return mu0, whitening(tied_covariance(features, zeros, mu0))
 
 
-def rmds_score(features: torch.Tensor, means: torch.Tensor, white: torch.Tensor, mu0: torch.Tensor, white0: torch.Tensor) -> torch.Tensor:
+def rmds_score(
+    features: torch.Tensor, means: torch.Tensor, white: torch.Tensor, mu0: torch.Tensor, white0: torch.Tensor
+) -> torch.Tensor:
     """``−min_k (MD_k(h) − MD₀(h))``.
 
     Args:
@@ -50,7 +52,7 @@ def rmds_score(features: torch.Tensor, means: torch.Tensor, white: torch.Tensor,
 @DETECTORS.register("rmds")
 class RMDS(Detector):
     """Relative Mahalanobis distance: class-conditional minus background Mahalanobis distance (Ren et al. 2021,
-    arXiv:2106.09022 §3). Both Gaussians are fitted on the TRAINING split's penultimate features."""
+    arXiv:2106.09022, method section). Both Gaussians are fitted on the TRAINING split's penultimate features."""
 
     requires = frozenset({"features"})
     formula = "`−min_k [(h − μ_k)ᵀ Σ⁻¹ (h − μ_k) − (h − μ₀)ᵀ Σ₀⁻¹ (h − μ₀)]`, `μ₀, Σ₀` of all training features"

@@ -1,9 +1,9 @@
 """SCALE (Xu, Chen, Franchi & Yao, ICLR 2024, "Scaling for training time and post-hoc out-of-distribution detection
 enhancement", arXiv:2310.00227).
 
-SCALE keeps ASH-S's scaling factor and drops its pruning (the paper's §3, which finds pruning harmful to ID accuracy
-and scaling the part that helps detection): with ``s₁`` the sum of an image's penultimate features ``h ∈ R^D`` and
-``s₂`` the sum of its ``k = D − round(D · p / 100)`` largest entries,
+SCALE keeps ASH-S's scaling factor and drops its pruning (the paper's method section, which finds pruning harmful to ID
+accuracy and scaling the part that helps detection): with ``s₁`` the sum of an image's penultimate features ``h ∈ R^D``
+and ``s₂`` the sum of its ``k = D − round(D · p / 100)`` largest entries,
 
     r = s₁ / s₂,    h' = h · exp(r),    s(x) = logsumexp(W h' + b)    (the energy of the rescaled features).
 
@@ -43,7 +43,9 @@ def scale_factor(activation: torch.Tensor, percentile: float = 85.0) -> torch.Te
     return torch.exp(torch.where(s2 != 0, s1 / safe, torch.zeros_like(s2)))
 
 
-def scale_score(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, percentile: float = 85.0, t: float = 1.0) -> torch.Tensor:
+def scale_score(
+    features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, percentile: float = 85.0, t: float = 1.0
+) -> torch.Tensor:
     """``T · logsumexp((W · h · exp(s₁/s₂) + b) / T)``.
 
     Args:
@@ -68,7 +70,7 @@ def scale_score(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 @DETECTORS.register("scale")
 class SCALE(Detector):
     """Energy of the head applied to penultimate features multiplied by ``exp(s₁/s₂)`` (Xu et al. 2024,
-    arXiv:2310.00227 §3).
+    arXiv:2310.00227, method section).
 
     Args:
         percentile: p (authors' default 85); tuned over :attr:`grid` on validation data when the evaluator tunes.
@@ -76,7 +78,10 @@ class SCALE(Detector):
     """
 
     requires = frozenset({"features"})
-    formula = "`logsumexp(W · h · exp(s₁/s₂) + b)`, `s₁ = Σ h`, `s₂`: the sum of the image's entries above its p-th percentile"
+    formula = (
+        "`logsumexp(W · h · exp(s₁/s₂) + b)`, `s₁ = Σ h`, `s₂`: the sum of the image's entries above its p-th "
+        "percentile"
+    )
     paper = "Xu et al. 2024, arXiv:2310.00227"
     grid = {"percentile": (50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)}
 

@@ -1,8 +1,8 @@
 """SHE: simplified Hopfield energy (Zhang, Fu, Liu, Yang, Wang & Jiao, ICLR 2023, "Out-of-distribution detection
 based on in-distribution data patterns memorization with modern Hopfield energy", OpenReview KkazG4lgKL).
 
-The paper's §3 stores one pattern per class, the mean penultimate feature of the TRAINING images of that class that
-the network classifies correctly,
+The paper's method section stores one pattern per class, the mean penultimate feature of the TRAINING images of
+that class that the network classifies correctly,
 
     S_c = mean{ h(x_i) : y_i = c, argmax f(x_i) = c },
 
@@ -75,7 +75,7 @@ def she_score(features: torch.Tensor, logits: torch.Tensor, patterns: torch.Tens
 @DETECTORS.register("she")
 class SHE(Detector):
     """Inner product of the features with the stored pattern (mean correctly classified training feature) of the
-    predicted class (Zhang et al. 2023, ICLR, §3; OpenReview KkazG4lgKL)."""
+    predicted class (Zhang et al. 2023, ICLR, method section; OpenReview KkazG4lgKL)."""
 
     requires = frozenset({"logits", "features"})
     formula = "`hᵀ S_ŷ`, `S_c` the mean feature of class c's correctly classified training images"

@@ -21,6 +21,9 @@ NAMES = DETECTORS.list()
 
 def test_every_builtin_detector_is_registered():
     assert set(NAMES) >= {"msp", "maxlogit", "energy", "entropy", "odin", "mahalanobis", "knn", "react", "gen", "vim", "klm"}
+    assert set(NAMES) >= {"ash_p", "ash_b", "ash_s", "scale", "dice", "she", "gradnorm", "rmds", "residual", "nnguide",
+                          "fdbd", "rankfeat", "gram", "openmax"}
+    assert len(NAMES) >= 25
 
 
 @pytest.mark.parametrize("name", NAMES)

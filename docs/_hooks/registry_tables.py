@@ -5,6 +5,8 @@ or metric appears in the documentation without an edit to any page:
 
 * ``<!-- rulab:detector-table -->``: one row per registered detector: name, score formula, what it fits on, its tuning
   grid, what it reads and its paper (the class attributes of :class:`rulab.detectors.base.Detector`);
+* ``<!-- rulab:detector-hparams -->``: one row per registered detector: its hyperparameters with their defaults (the
+  ``__init__`` arguments) and the grid each tuned one is searched over on validation data (:attr:`Detector.grid`);
 * ``<!-- rulab:detector-reference -->``: one API-reference entry (``::: module``) per registered detector's module;
 * ``<!-- rulab:metric-table -->``: one row per metric declared in :mod:`rulab.metrics.catalog`.
 
@@ -14,6 +16,7 @@ installed copy). The source files are not changed.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +42,27 @@ def detector_table() -> str:
         reads = ", ".join(sorted(cls.requires))
         fits = _cell(cls.fits_on) or "–"
         lines.append(f"| `{name}` | {_cell(cls.formula)} | {fits} | {tunes} | {reads} | {_cell(cls.paper)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _values(values: Any) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def detector_hparams() -> str:
+    """The Markdown table of every registered detector's hyperparameters (defaults) and tuning grid."""
+    from rulab.registry import DETECTORS
+
+    lines = ["| name | hyperparameters (default) | tuned on validation data over |", "|---|---|---|"]
+    for name in DETECTORS:
+        cls = DETECTORS.get(name)
+        params = [
+            p for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        hp = ", ".join(f"`{p.name}={p.default!r}`" for p in params if p.default is not inspect.Parameter.empty) or "–"
+        grid = "; ".join(f"`{k}` ∈ {{{_values(v)}}}" for k, v in cls.grid.items()) or "–"
+        lines.append(f"| `{name}` | {_cell(hp)} | {_cell(grid)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -69,6 +93,7 @@ def metric_table() -> str:
 
 MARKERS: dict[str, Callable[[], str]] = {
     "<!-- rulab:detector-table -->": detector_table,
+    "<!-- rulab:detector-hparams -->": detector_hparams,
     "<!-- rulab:detector-reference -->": detector_reference,
     "<!-- rulab:metric-table -->": metric_table,
 }

@@ -1,8 +1,10 @@
-"""A tiny trained classifier on a toy image problem, shared by the detector tests.
+"""Trained classifiers shared by the detector tests.
 
-Three classes of 3×6×6 images, each a fixed random pattern plus small noise; OOD = uniform noise. A small MLP with a
-``Normalize`` first layer learns it in a fraction of a second, after which every sensible detector separates ID from
-OOD almost perfectly.
+* ``toy``: three classes of 3×6×6 images, each a fixed random pattern plus small noise; OOD = uniform noise. A small
+  network with a ``Normalize`` first layer learns it in a fraction of a second.
+* ``fmnist``: ``fastcnn`` trained for a few hundred steps on Fashion-MNIST classes 0-5, with the held-out classes 6-9
+  as near OOD and uniform noise as far OOD: real convolutional features on which the detectors are compared with
+  independent implementations (pytorch-ood) and float64 references written from the papers.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ STD = (0.2, 0.25, 0.3)
 
 
 class TinyNet(Classifier):
-    """flatten → Linear(108, 32) → ReLU → Linear(32, 16) → ReLU = features [B, 16]; head Linear(16, K)."""
+    """flatten → Linear(108, 32) → ReLU → Linear(32, 16) → ReLU = features [B, 16]; head Linear(16, K). Feature layers:
+    the two hidden ReLU outputs ``body.2`` ``[B, 32]`` and ``body.5`` ``[B, 16]``."""
+
+    feature_layers = ("body.2", "body.5")
 
     def __init__(self, num_classes: int = 3, dropout: float = 0.0) -> None:
         super().__init__()
@@ -81,6 +86,87 @@ def toy() -> Toy:
         torch.set_num_threads(threads)
     model.eval()
     return Toy(model, train, val, test, ood, val_ood)
+
+
+@dataclass
+class Trained:
+    """A trained ``fastcnn`` (eval mode) and its data; :meth:`ex` extracts once per dataset."""
+
+    model: nn.Module
+    train: TensorDataset
+    val: TensorDataset
+    test: TensorDataset
+    near: TensorDataset
+    far: TensorDataset
+
+    def __post_init__(self) -> None:
+        self._cache: dict[str, Extracted] = {}
+
+    def ex(self, ds: TensorDataset) -> Extracted:
+        if ds.name not in self._cache:
+            self._cache[ds.name] = extract(self.model, ds, batch_size=500, features=True)
+        return self._cache[ds.name]
+
+
+FMNIST_ID = (0, 1, 2, 3, 4, 5)
+"""T-shirt, trouser, pullover, dress, coat, sandal; the near-OOD classes are shirt, sneaker, bag and ankle boot."""
+
+
+@pytest.fixture(scope="session")
+def fmnist() -> Trained:
+    """``fastcnn`` (width 8, 432-d features) after 300 SGD steps of 128 images on 12,000 Fashion-MNIST training images
+    of classes 0-5 (about 88% test accuracy); fit split 2,000 training images, validation 500, ID test 1,000, near
+    OOD 1,000 test images of classes 6-9, far OOD 500 uniform-noise images."""
+    from rulab.data.splits import filter_classes
+    from rulab.models import create_model
+    from rulab.registry import DATASETS
+
+    full_train = DATASETS.create("fashion_mnist", split="train")
+    full_test = DATASETS.create("fashion_mnist", split="test")
+    train = filter_classes(full_train, keep=FMNIST_ID)
+    test = filter_classes(full_test, keep=FMNIST_ID)
+    near_mask = full_test.y >= len(FMNIST_ID)
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(train), generator=g)
+    fit_rows, val_rows, sgd_rows = order[:2000], order[2000:2500], order[2500:14500]
+    torch.manual_seed(0)
+    model = create_model("fastcnn", num_classes=len(FMNIST_ID), width=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x_sgd, y_sgd = train.x[sgd_rows], train.y[sgd_rows]
+    model.train()
+    for _ in range(300):
+        i = torch.randint(len(x_sgd), (128,), generator=g)
+        loss = nn.functional.cross_entropy(model(x_sgd[i].float() / 255), y_sgd[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    near = TensorDataset(full_test.x[near_mask][:1000], torch.full((1000,), -1), [], "fmnist_near")
+    far = TensorDataset((torch.rand(500, 1, 28, 28, generator=g) * 255).to(torch.uint8), torch.full((500,), -1), [], "uniform")
+    return Trained(
+        model,
+        train.subset(fit_rows, name="fmnist_fit"),
+        train.subset(val_rows, name="fmnist_val"),
+        test.subset(torch.arange(1000), name="fmnist_test"),
+        near,
+        far,
+    )
+
+
+def auroc_gaps(ours: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``{ood set: |AUROC(ours) − AUROC(ref)|}`` for score dicts ``{"test": .., "near": .., "far": ..}`` that are both
+    confidences (higher = ID); a reference's outlier score must be negated by the caller."""
+    from rulab.metrics.ood import auroc
+
+    return {k: abs(auroc(ours["test"], ours[k]) - auroc(ref["test"], ref[k])) for k in ("near", "far")}
+
+
+@pytest.fixture
+def parity() -> object:
+    """``parity(ours, ref)``: the AUROC gaps of :func:`auroc_gaps` (test modules cannot import conftest)."""
+    return auroc_gaps
 
 
 @pytest.fixture

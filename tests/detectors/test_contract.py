@@ -21,6 +21,9 @@ NAMES = DETECTORS.list()
 
 def test_every_builtin_detector_is_registered():
     assert set(NAMES) >= {"msp", "maxlogit", "energy", "entropy", "odin", "mahalanobis", "knn", "react", "gen", "vim", "klm"}
+    assert set(NAMES) >= {"ash_p", "ash_b", "ash_s", "scale", "dice", "she", "gradnorm", "rmds", "residual", "nnguide",
+                          "fdbd", "rankfeat", "gram", "openmax"}
+    assert len(NAMES) >= 25
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -29,7 +32,7 @@ def test_declares_what_it_reads_and_cites_its_paper(name):
     assert issubclass(cls, Detector)
     assert cls.requires and set(cls.requires) <= REQUIREMENTS
     doc = (cls.__doc__ or "") + (__import__(cls.__module__, fromlist=["x"]).__doc__ or "")
-    assert "arXiv:" in doc or "CVPR" in doc or name == "entropy"
+    assert "arXiv:" in doc or "CVPR" in doc or "OpenReview" in doc or name == "entropy"
     for key, values in cls.grid.items():
         assert len(values) >= 2 and hasattr(cls(), key)
 
@@ -58,23 +61,55 @@ def test_public_functions_are_exported_numpy_compatible(name):
         assert getattr(package, attr) is wrapped and attr in package.__all__
 
 
+# The toy's 16-d features of a 2-layer MLP on 6×6 images are not the high-dimensional rectified features these
+# detectors assume (activation shaping, last-layer sparsification, gradient and boundary norms): on uniform noise they
+# fall below AUROC 0.9 there (ASH-S even ranks the noise higher), while on the trained fastcnn they rank uniform noise
+# below ID at AUROC >= 0.999 (test_ranks_uniform_noise_below_fashion_mnist). The toy checks their shapes and
+# finiteness only.
+TOY_UNREPRESENTATIVE = {"ash_b", "ash_s", "dice", "fdbd", "gradnorm", "scale"}
+CONV_ONLY = {"rankfeat"}
+"""Detectors that edit convolutional maps ``[C, H·W]``; the toy network is an MLP, so they run on fastcnn instead."""
+
+
+def bench(request: pytest.FixtureRequest, name: str):
+    """The toy, or the trained fastcnn for detectors that need convolutional feature maps (same attributes)."""
+    return request.getfixturevalue("fmnist" if name in CONV_ONLY else "toy")
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_fit_score_gives_finite_scores_higher_for_in_distribution(toy, name):
+def test_fit_score_gives_finite_scores_higher_for_in_distribution(request, name):
+    toy = bench(request, name)
+    ood = toy.far if name in CONV_ONLY else toy.ood
     det = DETECTORS.create(name)
     train, val = toy.ex(toy.train), toy.ex(toy.val)
-    assert det.fit(train, val_id=val) is det
+    assert det.fit_with(train, val_id=val, model=toy.model) is det
     s_id = det.score(toy.ex(toy.test), model=toy.model)
-    s_ood = det.score(toy.ex(toy.ood), model=toy.model)
-    for s, n in ((s_id, len(toy.test)), (s_ood, len(toy.ood))):
+    s_ood = det.score(toy.ex(ood), model=toy.model)
+    for s, n in ((s_id, len(toy.test)), (s_ood, len(ood))):
         assert s.shape == (n,) and s.is_floating_point() and bool(torch.isfinite(s).all())
         assert s.device == train.logits.device
-    assert auroc(s_id, s_ood) > 0.9, f"{name} does not rank toy ID above uniform noise"
+    if name not in TOY_UNREPRESENTATIVE:
+        assert auroc(s_id, s_ood) > 0.9, f"{name} does not rank toy ID above uniform noise"
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_scores_are_per_example(toy, name):
+def test_ranks_uniform_noise_below_fashion_mnist(fmnist, name):
+    """On a trained fastcnn (real convolutional features) every detector ranks Fashion-MNIST test images above uniform
+    noise (a sign or indexing error would put it near or below 0.5), and its scores are finite."""
+    det = DETECTORS.create(name).fit_with(fmnist.ex(fmnist.train), val_id=fmnist.ex(fmnist.val), model=fmnist.model)
+    s_id = det.score(fmnist.ex(fmnist.test), model=fmnist.model)
+    s_far = det.score(fmnist.ex(fmnist.far), model=fmnist.model)
+    assert bool(torch.isfinite(s_id).all()) and bool(torch.isfinite(s_far).all())
+    # 0.7: the distance-based detectors (Mahalanobis, Residual) reach only 0.8-0.9 here, as their 432-d class
+    # statistics rest on 2,000 fitting images, and the trained weights vary with the thread count's float rounding
+    assert auroc(s_id, s_far) > 0.7, f"{name} does not rank Fashion-MNIST above uniform noise"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scores_are_per_example(request, name):
     """Scoring a subset gives the same scores as scoring all and subsetting (no batch statistics leak in)."""
-    det = DETECTORS.create(name).fit(toy.ex(toy.train), val_id=toy.ex(toy.val))
+    toy = bench(request, name)
+    det = DETECTORS.create(name).fit_with(toy.ex(toy.train), val_id=toy.ex(toy.val), model=toy.model)
     ex = toy.ex(toy.test)
     full = det.score(ex, model=toy.model)
     part = det.score(ex.subset(torch.arange(10, 30)), model=toy.model)
@@ -83,7 +118,7 @@ def test_scores_are_per_example(toy, name):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if DETECTORS.get(n).grid])
 def test_tune_picks_a_grid_point_on_validation_data(toy, name):
-    det = DETECTORS.create(name).fit(toy.ex(toy.train), val_id=toy.ex(toy.val))
+    det = DETECTORS.create(name).fit_with(toy.ex(toy.train), val_id=toy.ex(toy.val), model=toy.model)
     if name == "odin":  # the full grid is exercised in test_odin.py; keep this one quick
         det.grid = {"t": (1.0, 1000.0), "eps": (0.0, 0.002)}
     chosen = det.tune(toy.model, toy.ex(toy.val), {"uniform_val": toy.ex(toy.val_ood)})
@@ -98,18 +133,40 @@ def test_tune_refuses_without_validation_ood(toy):
         det.tune(toy.model, toy.ex(toy.val), {})
 
 
-@pytest.mark.parametrize("name", ["mahalanobis", "knn", "react", "vim"])
+FITS = [n for n in NAMES if DETECTORS.get(n).fit is not Detector.fit]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if "features" in DETECTORS.get(n).requires])
 def test_feature_detectors_say_how_to_get_features(toy, name):
     ex = toy.ex(toy.train)
     no_feat = Extracted(ex.logits, ex.labels, name="train")
+    det = DETECTORS.create(name)
     with pytest.raises(InputError, match="features=True"):
-        DETECTORS.create(name).fit(no_feat)
+        if name in FITS:
+            det.fit(no_feat)
+        else:
+            det.score(no_feat)
 
 
-@pytest.mark.parametrize("name", ["mahalanobis", "knn", "vim", "klm"])
-def test_unfitted_detector_says_to_fit(toy, name):
+@pytest.mark.parametrize("name", FITS)
+def test_unfitted_detector_says_to_fit(request, name):
+    toy = bench(request, name)
     with pytest.raises(RulabError, match="not fitted"):
-        DETECTORS.create(name).score(toy.ex(toy.test))
+        DETECTORS.create(name).score(toy.ex(toy.test), model=toy.model)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if "model" in DETECTORS.get(n).requires])
+def test_model_detectors_say_they_need_the_model(request, name):
+    toy = bench(request, name)
+    det = DETECTORS.create(name)
+    if name in FITS:
+        with pytest.raises(RulabError, match="needs the model"):
+            det.fit(toy.ex(toy.train))
+        det.fit_with(toy.ex(toy.train), val_id=toy.ex(toy.val), model=toy.model)
+    if name == "odin":
+        det.eps = 0.001  # ODIN with eps = 0 reads the cached logits only
+    with pytest.raises(RulabError, match="needs the model"):
+        det.score(toy.ex(toy.test))
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if set(DETECTORS.get(n).requires) == {"logits"}])
@@ -131,11 +188,12 @@ def test_temperature_scaling_refuses_detectors_that_read_more_than_logits():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", NAMES)
-def test_scores_follow_the_input_device(toy, name):
+def test_scores_follow_the_input_device(request, name):
+    toy = bench(request, name)
     dev = torch.device("cuda")
     model = toy.model.to(dev)
     try:
-        det = DETECTORS.create(name).fit(toy.ex(toy.train).to(dev), val_id=toy.ex(toy.val).to(dev))
+        det = DETECTORS.create(name).fit_with(toy.ex(toy.train).to(dev), val_id=toy.ex(toy.val).to(dev), model=model)
         s = det.score(toy.ex(toy.test).to(dev), model=model)
         assert s.device.type == "cuda"
     finally:

@@ -26,6 +26,15 @@ def test_detector_table_has_one_row_per_registered_detector() -> None:
     assert all(r.count(" | ") == 5 for r in rows), "a pipe inside a cell would break the table"
 
 
+def test_hyperparameter_table_lists_defaults_and_grids() -> None:
+    rows = [ln for ln in hook.detector_hparams().splitlines() if ln.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == DETECTORS.list()
+    ash = next(r for r in rows if r.startswith("| `ash_s`"))
+    assert "`percentile=95.0`" in ash and "`percentile` ∈ {65, 70, 75, 80, 85, 90, 95}" in ash
+    assert next(r for r in rows if r.startswith("| `msp`")) == "| `msp` | – | – |"
+    assert all(r.count(" | ") == 2 for r in rows), "a pipe inside a cell would break the table"
+
+
 def test_reference_lists_every_detector_module() -> None:
     ref = hook.detector_reference()
     for name in DETECTORS:
@@ -41,11 +50,12 @@ def test_metric_table_has_one_row_per_declared_metric() -> None:
 def test_pages_hold_the_markers_and_the_hook_replaces_them() -> None:
     pages = {
         "detectors.md": "<!-- rulab:detector-table -->",
+        "detectors.md#hparams": "<!-- rulab:detector-hparams -->",
         "reference/detectors.md": "<!-- rulab:detector-reference -->",
         "metrics.md": "<!-- rulab:metric-table -->",
     }
     for page, marker in pages.items():
-        text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+        text = (ROOT / "docs" / page.split("#")[0]).read_text(encoding="utf-8")
         assert marker in text, page
         out = hook.on_page_markdown(text)
         assert marker not in out and hook.MARKERS[marker]() in out

@@ -84,7 +84,8 @@ def spy(monkeypatch, method: str) -> list[tuple[str, int | None, tuple[str, ...]
 def test_end_to_end_with_every_detector(run, tmp_path, small_odin_grid, monkeypatch):
     _run_dir, model, splits, test = run
     tunes, fits = spy(monkeypatch, "tune"), spy(monkeypatch, "fit")
-    cfg = EvalCfg(benchmark=TINY.name, shift="", farconf=False, batch_size=256)
+    # every registered detector (the default eval.detectors is the cheaper set of rulab 0.1)
+    cfg = EvalCfg(benchmark=TINY.name, shift="", farconf=False, batch_size=256, detectors=tuple(DETECTORS.list()))
     table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0, cache_dir=tmp_path)
     dets = list(cfg.detectors)
     assert set(dets) == set(DETECTORS.list())
@@ -250,6 +251,34 @@ def test_evaluate_checkpoint_writes_files_and_cli_prints_the_summary(run, capsys
     assert f"report: {report}" in printed and html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     assert main(["eval", str(run_dir), "--benchmark", "nope"]) == 2
     assert "eval.benchmark" in capsys.readouterr().err
+
+
+def test_post_hoc_detectors_through_the_cli_and_the_python_api(run, capsys):
+    """The detectors added after rulab 0.1 run end to end: ``rulab eval --detectors ...`` writes their rows, and
+    ``rulab.evaluate`` scores a model on the user's own arrays with them (Gram and RankFeat read the feature layers
+    of the fastcnn inference copy)."""
+    import rulab
+    from rulab.api import eval_dir
+    from rulab.cli import main
+
+    run_dir, model, splits, test = run
+    # the CLI scores the run's whole 10,000-image test set: the detectors that read cached outputs only (Gram and
+    # RankFeat, which run the network again, are exercised by the Python API below and by the every-detector test)
+    names = ["ash_s", "dice", "gradnorm", "nnguide", "openmax"]
+    argv = ["eval", str(run_dir), "--benchmark", TINY.name, "--detectors", ",".join(names), "--shift", "", "--no-farconf"]
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    rows = list(csv.DictReader((eval_dir(run_dir, TINY.name) / "results.csv").open()))
+    aurocs = {(r["dataset"], r["detector"]): float(r["value"]) for r in rows if r["metric"] == "auroc"}
+    assert {d for _, d in aurocs} == set(names) and all(0.0 <= v <= 1.0 for v in aurocs.values())
+    assert "nnguide" in printed and "openmax" in printed
+    table = rulab.evaluate(model, id_test=(test.x[:300], test.y[:300]), id_train=(splits.train.x[:600], splits.train.y[:600]),
+                           id_val=(splits.val.x[:300], splits.val.y[:300]), ood=["uniform"], ood_val=["gaussian"], n_ood=100,
+                           n_val_id=100, n_val_ood=100, detectors="ash_s,nnguide,openmax,rankfeat,gram")
+    for d in ("ash_s", "nnguide", "openmax", "rankfeat", "gram"):
+        assert 0.0 <= table.value(kind="ood", dataset="uniform", detector=d, metric="auroc") <= 1.0
+    assert table.meta["detectors"]["nnguide"]["tuned_on"] == ["gaussian"]
+    assert table.meta["detectors"]["ash_s"]["percentile"] in DETECTORS.get("ash_s").grid["percentile"]
 
 
 def _trained_fmnist_plain(cache_root: Path) -> Path:

@@ -80,6 +80,78 @@ def test_model_contract(name: str) -> None:
     assert model.num_classes == 7
 
 
+@pytest.mark.parametrize("name", MODELS.list())
+def test_feature_layers_contract(name: str) -> None:
+    """Every model names its blocks (``feature_layers``); one forward pass returns their outputs with the very logits of
+    ``model(x)``; an identity edit changes nothing, a real edit of any layer changes the logits; the inference copy
+    (BatchNorm folded, pooling moved) has the same layer outputs up to float rounding."""
+    from rulab.models.fuse import inference_copy
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = _input(name)
+    names = tuple(model.feature_layers)
+    assert names, f"{name} names no feature layers"
+    with torch.no_grad():
+        out = model(x)
+        logits, outs = model.layer_outputs(x)
+        assert list(outs) == list(names)
+        torch.testing.assert_close(logits, out, rtol=0, atol=0)
+        for n, t in outs.items():
+            assert t.shape[0] == 2 and t.ndim in (2, 4) and bool(torch.isfinite(t).all()), (n, t.shape)
+        torch.testing.assert_close(model.forward_with(x, {n: (lambda t: t) for n in names}), out, rtol=0, atol=0)
+        for n in names:
+            edited = model.forward_with(x, {n: lambda t: t + 1.0})
+            assert not torch.allclose(edited, out), f"editing layer {n} of {name} does not reach the logits"
+        _, only_last = model.layer_outputs(x, [names[-1]])
+        torch.testing.assert_close(only_last[names[-1]], outs[names[-1]], rtol=0, atol=0)
+        copy = inference_copy(model)
+        copy_logits, copy_outs = copy.layer_outputs(x)
+        torch.testing.assert_close(copy_logits, out, rtol=1e-4, atol=1e-4)
+        for n in names:
+            torch.testing.assert_close(copy_outs[n], outs[n], rtol=1e-4, atol=1e-4 * float(outs[n].abs().max()))
+
+
+def test_feature_layers_known_answers_on_fastcnn() -> None:
+    """fastcnn's features are its last stage flattened, so editing that stage is editing the features."""
+    torch.manual_seed(0)
+    model = create_model("fastcnn", width=4).eval()
+    x = _input("fastcnn", batch=3)
+    with torch.no_grad():
+        _, outs = model.layer_outputs(x)
+        assert [tuple(t.shape) for t in outs.values()] == [(3, 4, 14, 14), (3, 12, 7, 7), (3, 24, 3, 3)]
+        torch.testing.assert_close(outs["stages.0"], model.stages[0](model.normalize(x)), rtol=0, atol=0)
+        torch.testing.assert_close(outs["stages.2"].flatten(1), model.features(x), rtol=0, atol=0)
+        doubled = model.forward_with(x, {"stages.2": lambda t: 2.0 * t})
+        torch.testing.assert_close(doubled, model.head(2.0 * model.features(x)))
+
+
+def test_feature_layers_errors() -> None:
+    model = create_model("fastcnn", width=4).eval()
+    x = _input("fastcnn")
+    with pytest.raises(ConfigError, match="has no layer 'stages.7'; its feature layers are stages.0, stages.1, stages.2"):
+        model.layer_outputs(x, ["stages.7"])
+    with pytest.raises(InputError, match="changed its output shape"):
+        model.forward_with(x, {"stages.2": lambda t: t.flatten(1)})
+
+    class Bare(Classifier):
+        def __init__(self) -> None:
+            super().__init__()
+            self.normalize = nn.Identity()
+            self.relu = nn.ReLU()
+            self.fc = nn.Linear(4, 2)
+
+        def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.relu(x))  # one module run twice
+
+    bare = Bare()
+    with pytest.raises(ConfigError, match="names no feature layers"):
+        bare.layer_outputs(torch.rand(2, 4))
+    bare.feature_layers = ("relu",)
+    with pytest.raises(ConfigError, match="layer 'relu' of Bare ran 2 times in one forward pass"):
+        bare.layer_outputs(torch.rand(2, 4))
+
+
 def test_list_and_create() -> None:
     names = list_models()
     assert {"fastcnn", "lenet", "wrn", "wrn40_2", "wrn28_10", "preact_resnet_hein", "resnet18", "resnet50", "densenet_bc100", "mlp"} <= set(names)

@@ -105,3 +105,21 @@ def test_evaluate_keys_flip_tta_apart_in_the_cache(tmp_path):
     acc = {tta: runs[tta][0].value(kind="id", metric="acc", detector="") for tta in runs}
     for tta, want in ((True, tta_logits), (False, plain_logits)):
         assert acc[tta] == pytest.approx((want.argmax(1) == test.y).double().mean().item())
+
+
+def test_flip_tta_layer_outputs_average_the_aligned_views():
+    """FlipTTA's layer outputs are the mean of the two views' outputs with the mirrored view flipped back; its
+    edited logits are the mean of each view's edited logits."""
+    torch.manual_seed(0)
+    inner = create_model("fastcnn", width=4).eval()
+    tta = FlipTTA(inner)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        logits, outs = tta.layer_outputs(x)
+        _, a = inner.layer_outputs(x)
+        _, b = inner.layer_outputs(x.flip(-1))
+        torch.testing.assert_close(logits, tta(x))
+        torch.testing.assert_close(outs["stages.0"], (a["stages.0"] + b["stages.0"].flip(-1)) / 2)
+        edit = {"stages.1": lambda t: t * 0.5}
+        torch.testing.assert_close(tta.forward_with(x, edit), (inner.forward_with(x, edit) + inner.forward_with(x.flip(-1), edit)) / 2)
+    assert tta.feature_layers == inner.feature_layers

@@ -150,3 +150,30 @@ def test_torchvision_entry_errors_and_kwargs() -> None:
     assert m.head_name == "classifier.3" and m(torch.rand(2, 1, 32, 32)).shape == (2, 5)
     with pytest.raises(ConfigError, match="does not accept"):
         MODELS.create("torchvision", arch="resnet18", kwargs={"bogus": 1})
+
+
+def test_default_feature_layers_of_wrapped_networks() -> None:
+    """A wrapped ResNet's blocks are layer1..layer4 (named inside the wrapper under ``net.``); a MobileNet's are the
+    children of ``features``; a plain Sequential's are its parametrised layers but the head; ``layers=`` overrides."""
+    import torchvision
+
+    from rulab.models.wrapped import default_feature_layers
+
+    resnet = torchvision.models.resnet18(num_classes=3)
+    assert default_feature_layers(resnet, "fc") == ("layer1", "layer2", "layer3", "layer4")
+    mobile = torchvision.models.mobilenet_v3_small(num_classes=3)
+    names = default_feature_layers(mobile, "classifier.3")
+    assert names[0] == "features.0" and names[-1] == f"features.{len(mobile.features) - 1}"
+    seq = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+    assert default_feature_layers(seq, "3") == ("1",)
+    wrapped = wrap_model(resnet, mean=0.5, std=0.25)
+    assert wrapped.feature_layers == ("net.layer1", "net.layer2", "net.layer3", "net.layer4")
+    x = torch.rand(2, 3, 32, 32)
+    wrapped.eval()
+    with torch.no_grad():
+        logits, outs = wrapped.layer_outputs(x, ["net.layer4"])
+        torch.testing.assert_close(logits, resnet((x - 0.5) / 0.25))
+        assert outs["net.layer4"].shape == (2, 512, 1, 1)
+    assert wrap_model(resnet, mean=0.5, std=0.25, layers=["layer3"]).feature_layers == ("net.layer3",)
+    with pytest.raises(ConfigError, match="no layer 'layer9'"):
+        wrap_model(resnet, mean=0.5, std=0.25, layers=["layer9"])

@@ -7,7 +7,9 @@ are such confidences; an anomaly score is ``-score`` and is never stored. Metric
 Detectors never run the network themselves unless they must: :func:`rulab.eval.extract.extract` runs it once per
 (checkpoint, dataset) and stores the logits, penultimate features and labels in an :class:`Extracted`; every
 logit/feature detector reads that (convention 6). Only detectors with ``"model"`` in :attr:`Detector.requires`
-(ODIN) go back to the model, with the uint8 images kept in :attr:`Extracted.x`.
+(ODIN, RankFeat, Gram matrices) go back to the model, with the uint8 images kept in :attr:`Extracted.x`; those that
+also fit (Gram) receive it in :meth:`Detector.fit` as ``model=``, and read intermediate layers through the model
+contract (:meth:`rulab.models.base.Classifier.layer_outputs` / ``forward_with``), never through hooks of their own.
 
 Adding a detector touches its module and its test, nothing else: a pure score function (``energy_score(logits, t)``,
 listed in the module's ``__all__``) holds the math; a small class registered with ``@DETECTORS.register("name")``
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -31,7 +34,7 @@ import torch
 from rulab.errors import InputError, RulabError
 from rulab.metrics.ood import fpr95_id
 
-__all__ = ["Extracted", "Detector", "REQUIREMENTS", "need", "tuning_objective"]
+__all__ = ["Extracted", "Detector", "REQUIREMENTS", "need", "tuning_objective", "image_batches", "eval_mode"]
 
 REQUIREMENTS = frozenset({"logits", "features", "model"})
 """What a detector may ask for: cached ``logits``, cached penultimate ``features``, or the ``model`` itself."""
@@ -123,6 +126,31 @@ def need(ex: Extracted, what: str, detector: str) -> torch.Tensor:
     return value
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model in eval mode and without gradients for the block; its mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def image_batches(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> Iterator[torch.Tensor]:
+    """``x`` (``uint8`` 0..255 or float in [0, 1], ``[N, C, H, W]``) as float batches in [0, 1] on the model's device,
+    channels-last for a convolutional model (faster on CPUs, same values): how detectors that go back to the model
+    feed it the images kept in :attr:`Extracted.x`."""
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    conv = x.ndim == 4 and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(device)
+        xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb.float()
+        yield xb.contiguous(memory_format=torch.channels_last) if conv else xb
+
+
 def tuning_objective(s_id: torch.Tensor, s_oods: Mapping[str, torch.Tensor]) -> float:
     """The value hyperparameter tuning minimises: mean over validation-OOD sets of ``fpr95_id`` (ODIN's criterion,
     Liang et al. 2018), with ties broken by the grid order."""
@@ -148,7 +176,9 @@ class Detector:
             (or when there is no validation split to fall back on).
 
     Subclasses implement :meth:`score`, and :meth:`fit` when they have fitted state (class-conditional detectors
-    fit on the TRAINING split's features).
+    fit on the TRAINING split's features). A detector with ``"model"`` in :attr:`requires` that fits takes the
+    network as a keyword argument, ``fit(train, val_id=None, val_ood=None, model=None)``, and the evaluation passes
+    it (:meth:`fit_with`); the others keep ``fit(train, val_id=None, val_ood=None)``.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"logits"})
@@ -169,18 +199,39 @@ class Detector:
         """The registry name (the class name when unregistered)."""
         return getattr(type(self), "registry_name", type(self).__name__)
 
-    def fit(self, train: Extracted, val_id: Extracted | None = None, val_ood: Mapping[str, Extracted] | None = None) -> Detector:
+    def fit(
+        self,
+        train: Extracted,
+        val_id: Extracted | None = None,
+        val_ood: Mapping[str, Extracted] | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> Detector:
         """Fit state on the training split (and optionally held-out ID data); the default does nothing.
 
         Args:
             train: the run's TRAINING split (class-conditional statistics, feature banks, percentiles).
             val_id: the run's held-out validation split (never the test set).
             val_ood: validation-OOD sets (never the test OOD sets); unused by the built-in detectors' ``fit``.
+            model: the network, for detectors with ``"model"`` in :attr:`requires` (only those declare it when they
+                override ``fit``).
 
         Returns:
             ``self``.
         """
         return self
+
+    def fit_with(
+        self,
+        train: Extracted,
+        val_id: Extracted | None = None,
+        val_ood: Mapping[str, Extracted] | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> Detector:
+        """:meth:`fit`, passing ``model=`` to the detectors that go back to the network (``"model"`` in
+        :attr:`requires`) and nothing to the others; what the evaluation calls."""
+        if "model" in self.requires:
+            return self.fit(train, val_id=val_id, val_ood=val_ood, model=model)
+        return self.fit(train, val_id=val_id, val_ood=val_ood)
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:
         """Confidence scores ``[N]`` (higher = more in-distribution), float, on ``ex.logits``' device."""

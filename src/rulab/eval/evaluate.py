@@ -254,7 +254,7 @@ def _evaluate(
     for name, det in dets.items():
         note(f"fitting {name}")
         with timer(f"fit/{name}"):
-            det.fit(ex_train, val_id=ex_val, val_ood=ex_val_ood or None)
+            det.fit_with(ex_train, val_id=ex_val, val_ood=ex_val_ood or None, model=model)
             tuned: dict[str, Any] = {}
             if det.grid:
                 if ex_val_tune is not None and ex_val_ood:

@@ -48,7 +48,8 @@ class FastCNN(Classifier):
     BN+ReLU → flatten → Linear(6w·s², K), with ``s = ⌊⌊⌊H/2⌋/2⌋/2⌋`` (3 for 28×28, 4 for 32×32).
 
     Convolutions have no bias (each is followed by BN). ``features(x)`` is the flattened output of the last
-    stage, ``[B, 6w·s²]`` (864 for ``width=16`` at 28×28).
+    stage, ``[B, 6w·s²]`` (864 for ``width=16`` at 28×28). Feature layers: the three stages ``stages.0``,
+    ``stages.1``, ``stages.2`` (``[B, w, H/2, W/2]``, ``[B, 3w, H/4, W/4]``, ``[B, 6w, s, s]``).
 
     Args:
         num_classes: K.
@@ -59,6 +60,8 @@ class FastCNN(Classifier):
         std: per-channel standard deviation.
         pool_first: pool before BN and ReLU (default); ``False`` builds rulab 0.1's conv–BN–ReLU–maxpool stages.
     """
+
+    feature_layers = ("stages.0", "stages.1", "stages.2")
 
     def __init__(
         self,

@@ -92,7 +92,12 @@ class DenseNetBC(Classifier):
         in_channels: C.
         mean: Normalize mean, [0, 1] pixel units.
         std: Normalize standard deviation.
+
+    Feature layers: the two transitions ``trans1``, ``trans2`` and the last dense block ``block3`` (before the final
+    BN and ReLU).
     """
+
+    feature_layers = ("trans1", "trans2", "block3")
 
     def __init__(
         self,

@@ -56,7 +56,12 @@ class LeNet(Classifier):
         hidden: width of the hidden FC layer (1024 in the paper).
         mean: Normalize mean, [0, 1] pixel units.
         std: Normalize standard deviation.
+
+    Feature layers: the outputs of the two conv–ReLU–pool stages, ``conv.2`` ``[B, 32, ⌈H/2⌉, ⌈W/2⌉]`` and ``conv.5``
+    ``[B, 64, s, s]``.
     """
+
+    feature_layers = ("conv.2", "conv.5")
 
     def __init__(
         self,

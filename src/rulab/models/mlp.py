@@ -44,6 +44,8 @@ class MLP(Classifier):
         num_classes: K.
         mean: per-feature mean of the VectorNormalize layer.
         std: per-feature standard deviation.
+
+    Feature layers: the output of each hidden layer's ReLU, ``body.1``, ``body.3``, … (``[B, hidden[i]]``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class MLP(Classifier):
         for a, b in zip([in_features, *widths[:-1]], widths):
             layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*layers)
+        self.feature_layers = tuple(f"body.{2 * i + 1}" for i in range(len(widths)))
         self.in_features = in_features
         self.feature_dim = widths[-1]
         self.num_classes = num_classes

@@ -100,7 +100,11 @@ class PreActResNetHein(Classifier):
         units_per_stage: residual units per stage (3).
         mean: Normalize mean, [0, 1] pixel units.
         std: Normalize standard deviation.
+
+    Feature layers: the three stages ``stage1``, ``stage2``, ``stage3`` (``stage3`` before the final BN and ReLU).
     """
+
+    feature_layers = ("stage1", "stage2", "stage3")
 
     def __init__(
         self,

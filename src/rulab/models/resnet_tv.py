@@ -57,7 +57,11 @@ class TorchvisionResNet(Classifier):
         zero_init_residual: zero the last BN γ of every residual block (torchvision option; Barlow Twins uses it).
         mean: Normalize mean, [0, 1] pixel units.
         std: Normalize standard deviation.
+
+    Feature layers: the four stages ``layer1`` … ``layer4`` (``layer4``'s output is what the average pool reads).
     """
+
+    feature_layers = ("layer1", "layer2", "layer3", "layer4")
 
     def __init__(
         self,

@@ -13,14 +13,20 @@ its cache entries are keyed apart from the plain model's, because the accuracy i
 two-view predictor, which costs two forward passes per image. Gradient-based evaluations (ODIN, PGD) differentiate
 through both views, so they perturb and attack the predictor that is actually evaluated. Only meaningful where a
 horizontal flip preserves the label (Fashion-MNIST clothes, CIFAR, natural images; not digits or text).
+
+Intermediate layers (:meth:`FlipTTA.layer_outputs`) are the wrapped model's, averaged over the two views with the
+mirrored view's maps flipped back so that positions align; :meth:`FlipTTA.forward_with` applies the edit to each
+view's pass and averages the two edited logits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from torch import nn
 
-from rulab.models.base import Classifier
+from rulab.models.base import Classifier, LayerEdit
 
 __all__ = ["FlipTTA"]
 
@@ -51,6 +57,23 @@ class FlipTTA(Classifier):
     @property
     def normalize(self) -> nn.Module:  # type: ignore[override]
         return self.inner.normalize
+
+    @property
+    def feature_layers(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The wrapped model's feature layers."""
+        return tuple(getattr(self.inner, "feature_layers", ()))
+
+    def layer_outputs(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The mean over the two views of the logits and of each layer's output (4-D maps of the mirrored view flipped
+        back first)."""
+        la, outs_a = self.inner.layer_outputs(x, layers)
+        lb, outs_b = self.inner.layer_outputs(_mirror(x), layers)
+        back = {n: _mirror(t) if t.ndim == 4 else t for n, t in outs_b.items()}
+        return (la + lb) * 0.5, {n: (outs_a[n] + back[n]) * 0.5 for n in outs_a}
+
+    def forward_with(self, x: torch.Tensor, edits: Mapping[str, LayerEdit]) -> torch.Tensor:
+        """The mean of the edited logits of ``x`` and of its mirror image."""
+        return (self.inner.forward_with(x, edits) + self.inner.forward_with(_mirror(x), edits)) * 0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` in [0, 1] → ``[B, K]``: the mean of the logits of ``x`` and ``x.flip(-1)``."""

@@ -27,6 +27,11 @@ maps images to logits and knows nothing of rulab (a torchvision network you trai
   With 2 and 3 the logits still come from the full network (one traced pass returns both for 2); the head's
   weights are unknown, so ReAct and ViM are not available.
 
+* **Feature layers** (for the multi-layer detectors, :meth:`~rulab.models.base.Classifier.layer_outputs`): the
+  modules named by ``layers`` (dotted names inside the network, e.g. ``("layer3", "layer4")``), by default the
+  network's top-level blocks that hold parameters and not the head (:func:`default_feature_layers`: ``layer1`` …
+  ``layer4`` of a ResNet, the children of ``features`` of a MobileNet).
+
 The registered ``torchvision`` model builds any torchvision classifier by name (``arch``) inside the wrapper, so a
 checkpoint converted with ``rulab convert weights.pt --model torchvision:mobilenet_v3_small`` rebuilds exactly that
 architecture from its metadata, and ``model.name=torchvision`` with ``model.kwargs.arch=...`` trains one.
@@ -45,7 +50,7 @@ from rulab.models.base import Classifier, Normalize
 from rulab.models.spec import IMAGENET_MEAN, IMAGENET_STD, input_shape, resolve_stats
 from rulab.registry import MODELS
 
-__all__ = ["WrappedClassifier", "wrap_model", "torchvision_model", "replace_first_conv", "find_head"]
+__all__ = ["WrappedClassifier", "wrap_model", "torchvision_model", "replace_first_conv", "find_head", "default_feature_layers"]
 
 FeatureSource = str | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -63,6 +68,24 @@ def find_head(net: nn.Module, head: str | None = None) -> str | None:
         return head
     names = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     return names[-1] if names else None
+
+
+def _has_params(m: nn.Module) -> bool:
+    return next(m.parameters(), None) is not None
+
+
+def default_feature_layers(net: nn.Module, head: str | None = None) -> tuple[str, ...]:
+    """The network's blocks, input to output: its top-level children that hold parameters, have children of their own
+    and do not hold the head (``layer1`` … ``layer4`` of a torchvision ResNet); when that is a single
+    ``nn.Sequential`` (``features`` of a MobileNet or VGG), its children; when no child has children (a plain
+    ``nn.Sequential`` of layers), every child with parameters but the head. Names are relative to ``net``."""
+    top = head.split(".")[0] if head else None
+    kids = [(n, m) for n, m in net.named_children() if n != top and _has_params(m)]
+    blocks = [(n, m) for n, m in kids if next(m.children(), None) is not None]
+    if len(blocks) == 1 and isinstance(blocks[0][1], nn.Sequential):
+        name, seq = blocks[0]
+        return tuple(f"{name}.{n}" for n, m in seq.named_children() if _has_params(m))
+    return tuple(n for n, _ in (blocks or kids))
 
 
 def replace_first_conv(net: nn.Module, in_channels: int) -> None:
@@ -104,6 +127,8 @@ class WrappedClassifier(Classifier):
         feature_layer: where features come from: None (the input of the final linear layer), a graph node name
             (torchvision's ``create_feature_extractor``) or a function ``f(x) -> [B, D]``.
         head: dotted name of the final ``nn.Linear`` (default: the last one in the network).
+        layers: dotted names (inside ``net``) of the blocks the multi-layer detectors read, input to output
+            (default: :func:`default_feature_layers`). They are exposed as ``feature_layers`` with a ``net.`` prefix.
 
     Raises:
         ConfigError: ``mean`` without ``std`` (or the reverse), an unknown or non-linear ``head``.
@@ -116,6 +141,7 @@ class WrappedClassifier(Classifier):
         std: Sequence[float] | float | None = None,
         feature_layer: FeatureSource = None,
         head: str | None = None,
+        layers: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if (mean is None) != (std is None):
@@ -137,6 +163,13 @@ class WrappedClassifier(Classifier):
         self.feature_dim = lin.in_features if (lin is not None and feature_layer is None) else 0
         self.num_classes = lin.out_features if lin is not None else 0
         self._verified = False
+        names = default_feature_layers(net, self.head_name) if layers is None else tuple(layers)
+        for name in names:
+            try:
+                net.get_submodule(name)
+            except AttributeError:
+                raise ConfigError(f"the model has no layer '{name}'; name blocks of the network (see print(model))") from None
+        self.feature_layers = tuple(f"net.{name}" for name in names)
 
     # ------------------------------------------------------------------ the contract
     def _head_module(self) -> nn.Linear | None:
@@ -254,14 +287,15 @@ def wrap_model(
     std: Sequence[float] | float | None = None,
     feature_layer: FeatureSource = None,
     head: str | None = None,
+    layers: Sequence[str] | None = None,
 ) -> Classifier:
     """``model`` as a rulab :class:`~rulab.models.base.Classifier`: a rulab model (already one) is returned as it
     is, anything else is wrapped in a :class:`WrappedClassifier` (arguments as there)."""
-    if isinstance(model, Classifier) and mean is None and feature_layer is None and head is None:
+    if isinstance(model, Classifier) and mean is None and feature_layer is None and head is None and layers is None:
         return model
     if isinstance(model, Classifier) and mean is not None:
         raise ConfigError("a rulab model normalises its input itself (its first layer); do not pass mean/std for it")
-    return WrappedClassifier(model, mean, std, feature_layer, head)
+    return WrappedClassifier(model, mean, std, feature_layer, head, layers)
 
 
 @MODELS.register("torchvision")
@@ -275,6 +309,7 @@ def torchvision_model(
     head: str | None = None,
     feature_layer: str | None = None,
     kwargs: Mapping[str, Any] | None = None,
+    layers: Sequence[str] | None = None,
 ) -> WrappedClassifier:
     """Any torchvision classifier by name, untrained, inside a :class:`WrappedClassifier`.
 
@@ -292,6 +327,7 @@ def torchvision_model(
         head: the final linear layer's name (default: the last ``nn.Linear``).
         feature_layer: a graph node to take features from (default: the head's input).
         kwargs: further keyword arguments of the torchvision builder (``dropout``, ``width_mult``, ...).
+        layers: the blocks multi-layer detectors read (default: :func:`default_feature_layers`).
     """
     import torchvision
 
@@ -309,4 +345,4 @@ def torchvision_model(
     if in_channels != 3:
         replace_first_conv(net, in_channels)
     m, s = resolve_stats(mean, std, in_channels, IMAGENET_MEAN, IMAGENET_STD, f"torchvision:{arch}")
-    return WrappedClassifier(net, m, s, feature_layer, head)
+    return WrappedClassifier(net, m, s, feature_layer, head, layers)

@@ -116,7 +116,11 @@ class WideResNet(Classifier):
         dropout_placement: ``"before_conv2"`` (W1) or ``"after_conv1"`` (ODIN).
         mean: Normalize mean, [0, 1] pixel units.
         std: Normalize standard deviation.
+
+    Feature layers: the three stages ``block1``, ``block2``, ``block3`` (``block3`` before the final BN and ReLU).
     """
+
+    feature_layers = ("block1", "block2", "block3")
 
     def __init__(
         self,

@@ -65,7 +65,7 @@ class Residual(Detector):
         z = need(train, "features", self.name)
         w = need(train, "head_weight", self.name)
         dim = self.dim if self.dim is not None else vim_dim(z.shape[1])
-        self.u, self.r, _alpha = vim_fit(z, train.logits, w, train.head_bias, dim)
+        self.u, self.r, _alpha = vim_fit(z, train.logits, w, train.head_bias, dim, scaled=False)
         self.fitted_dim = dim
         return self
 

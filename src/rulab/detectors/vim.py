@@ -27,7 +27,9 @@ def vim_dim(feature_dim: int) -> int:
     return max(1, feature_dim // 2)
 
 
-def vim_fit(features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dim: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def vim_fit(
+    features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dim: int, *, scaled: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Origin, residual basis and α from the training features (Wang et al. 2022, §4; the reference code's fit).
 
     * origin ``u = -pinv(W) b`` (the point the head maps to all-zero logits);
@@ -47,6 +49,10 @@ def vim_fit(features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, 
         weight: ``[K, D]`` head weight.
         bias: ``[K]`` head bias or None (then ``u = 0``).
         dim: principal-subspace dimension, ``1 <= dim < D``.
+        scaled: whether α is needed (ViM). Without it (the Residual detector) a principal subspace of exactly the
+            resolved rank is allowed: its complement is then the null space of the training features, where their
+            residual is zero by construction; only a ``dim`` above the rank (null-space directions counted as
+            principal) is refused.
 
     Returns:
         ``(u [D], R [D, D - dim], alpha)`` (float64 tensors, float alpha).
@@ -55,15 +61,17 @@ def vim_fit(features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, 
         InputError: ``dim`` outside [1, D), or the features resolve at most ``dim`` directions.
     """
     evals, evecs, u = _eig(features, weight, bias)
-    return _fit(features, logits, evals, evecs, u, dim)
+    return _fit(features, logits, evals, evecs, u, dim, scaled)
 
 
-def _fit(features: torch.Tensor, logits: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor, u: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _fit(
+    features: torch.Tensor, logits: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor, u: torch.Tensor, dim: int, scaled: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     d = features.shape[1]
     if not 1 <= dim < d:
         raise InputError(f"ViM needs a principal subspace smaller than the feature dimension ({d}), got dim={dim}; pass dim=None for the automatic choice")
     rank = _rank(evals, features)
-    if rank <= dim:
+    if rank < dim or (scaled and rank == dim):
         raise InputError(
             f"ViM's principal subspace (dim={dim}) must be smaller than the {rank} directions the {features.shape[0]} training "
             f"features resolve, or their residual is rounding noise; fit on more examples or pass a dim below {rank}"

@@ -44,9 +44,10 @@ import pytest
 import torch
 
 import rulab
+import rulab.api
 import rulab.cli as cli_module
 from rulab.checkpoint import load_model, load_train_state, read_meta, save_model, save_train_state
-from rulab.config import EvalCfg, to_dict
+from rulab.config import EvalCfg, OptimCfg, RunCfg, to_dict
 from rulab.data.loader import TensorLoader
 from rulab.data.splits import filter_classes
 from rulab.data.tensors import TensorDataset
@@ -65,6 +66,7 @@ from rulab.eval.extract import extract
 from rulab.eval.ood_eval import load_ood_set
 from rulab.eval.predict import predict
 from rulab.eval.shift import evaluate_shift
+from rulab.eval.validate import validate_run
 from rulab.metrics.calibration import calibration_error, calibration_metrics
 from rulab.metrics.ood import ood_metrics
 from rulab.presets import load_config
@@ -713,6 +715,489 @@ def _with_pragma(ws: Ws, pragma: Callable[[sqlite3.Connection], str]) -> None:
         _write_big_table(ws)
 
 
+# ------------------------------------------------------------------------------------------------ issue 15 setups
+_TINY = ("eval.detectors=[]", "train.max_steps=1", "data.train_subset=64", "data.val_size=32", "train.deterministic=false")
+"""Every case below fails before training; should one not, it trains one step on 64 images, not a whole run."""
+
+
+def _fit_args(*extra: str, name: str = "r") -> tuple[str, ...]:
+    """``rulab train fmnist-plain`` into ``{tmp}/runs/<name>``, tiny and on the CPU."""
+    return ("train", "fmnist-plain", f"--name={name}", "--out={tmp}/runs", "--device=cpu", *(f"--{o}" for o in _TINY), *extra)
+
+
+def _run_cfg(ws: Ws, name: str = "r", **over: Any) -> Any:
+    """The config :func:`_fit_args` gives, with ``over`` (``optim.lr=0.4`` as ``**{"optim.lr": 0.4}``)."""
+    overrides = [*_TINY, "device=cpu", f"name={name}", f"out_dir={ws.tmp / 'runs'}", *(f"{k}={v}" for k, v in over.items())]
+    return load_config("fmnist-plain", overrides=overrides)
+
+
+def _interrupted_run(name: str = "r", step: int = 4, **over: Any) -> Callable[[Ws], Path]:
+    """An interrupted run ``tmp/runs/<name>``: a training state at ``step`` recording its config, and config.yaml."""
+
+    def setup(ws: Ws) -> Path:
+        from rulab.config import config_hash, dump_yaml
+
+        cfg = _run_cfg(ws, name, **over)
+        run = ws.tmp / "runs" / name
+        model = MODELS.create("fastcnn", num_classes=10)
+        record = {"config": to_dict(cfg), "config_history": [{"step": 0, "config_hash": config_hash(cfg)}]}
+        d = save_train_state(run, step, model, {"optimizer": {}, "extra": {}, "sums": {}, "history": []}, record=record)
+        (run / "config.yaml").write_text(dump_yaml(cfg))
+        ws.remember(d / "state.json", d / "model.safetensors", run / "checkpoints" / "LATEST", run / "config.yaml")
+        return run
+
+    return setup
+
+
+def _with_state_json(text: bytes) -> Callable[[Ws], None]:
+    def setup(ws: Ws) -> None:
+        run = _interrupted_run()(ws)
+        p = run / "checkpoints" / "step-00000004" / "state.json"
+        p.write_bytes(text)
+        ws.remember(p)
+
+    return setup
+
+
+def _with_latest(data: bytes | None) -> Callable[[Ws], None]:
+    """An interrupted run whose ``LATEST`` holds ``data`` (``None``: a directory in its place)."""
+
+    def setup(ws: Ws) -> None:
+        run = _interrupted_run()(ws)
+        latest = run / "checkpoints" / "LATEST"
+        ws.saved.pop(latest, None)
+        latest.unlink()
+        if data is None:
+            latest.mkdir()
+        else:
+            latest.write_bytes(data)
+            ws.remember(latest)
+
+    return setup
+
+
+def _escaping_latest(ws: Ws) -> None:
+    """Run ``r`` whose LATEST points into run ``other`` (which must stay untouched)."""
+    _interrupted_run("other")(ws)
+    _with_latest(b"../../other/checkpoints/step-00000004\n")(ws)
+
+
+def _meta_checkpoint(meta_text: str) -> Callable[[Ws], None]:
+    """``tmp/run/model.safetensors`` holding a fastcnn's weights with the raw rulab metadata ``meta_text``."""
+
+    def setup(ws: Ws) -> None:
+        from safetensors.torch import save_file
+
+        run = ws.tmp / "run"
+        run.mkdir()
+        model = MODELS.create("fastcnn", num_classes=10)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run / "model.safetensors"), metadata={"rulab": meta_text})
+        ws.remember(run / "model.safetensors")
+
+    return setup
+
+
+def _lock_held_by(pid: int | None, host: str | None = None, age: float = 0.0, text: str | None = None) -> Callable[[Ws], None]:
+    """``tmp/runs/r/run.lock`` written by ``pid`` on ``host`` (this process / this host when None), ``age`` seconds old."""
+
+    def setup(ws: Ws) -> None:
+        import json
+        import socket
+        import time
+
+        run = ws.tmp / "runs" / "r"
+        run.mkdir(parents=True, exist_ok=True)
+        lock = run / "run.lock"
+        holder = {"pid": os.getpid() if pid is None else pid, "host": host or socket.gethostname(), "token": "0123456789abcdef",
+                  "started": time.time() - age, "command": "rulab train (another process)"}
+        lock.write_text(text if text is not None else json.dumps(holder))
+        if age:
+            os.utime(lock, (time.time() - age, time.time() - age))
+
+    return setup
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _take_lock(ws: Ws) -> Any:
+    from rulab.lock import RunLock
+
+    lock = RunLock(ws.tmp / "runs" / "r").acquire()
+    ws.state["lock_taken_over"] = lock.taken_over
+    lock.release()
+    return lock
+
+
+def _lock_released(ws: Ws) -> None:
+    assert ws.state.get("lock_taken_over"), "the stale lock was not taken over"
+    assert not (ws.tmp / "runs" / "r" / "run.lock").exists(), "the lock was not released"
+
+
+def _sql(name: str, *statements: str) -> Callable[[Ws], None]:
+    """A results database ``tmp/<name>`` (two rows, see :func:`_db_with_rows`) changed by raw SQL, as another tool could."""
+
+    def setup(ws: Ws) -> None:
+        path = _db_with_rows(ws, name)
+        con = sqlite3.connect(path)
+        for st in statements:
+            con.execute(st)
+        con.commit()
+        con.close()
+
+    return setup
+
+
+def _read_results(ws: Ws) -> Any:
+    with ResultStore(ws.tmp / "r.db", read_only=True) as store:
+        ws.state["records"] = {r["metric"]: r["value"] for r in store.results()}
+        ws.state["runs"] = store.runs()
+        ws.state["curves"] = store.curves()
+    return ws.state["records"]
+
+
+def _records_are(expected: dict[str, float]) -> Callable[[Ws], None]:
+    def check(ws: Ws) -> None:
+        assert ws.state["records"] == expected, ws.state["records"]
+
+    return check
+
+
+def _connect_fails(message: str, ro_only: bool = False) -> Callable[[Ws], None]:
+    """SQLite connections fail with ``message`` (e.g. a read-only directory): all of them, or only ``mode=ro`` ones."""
+
+    def setup(ws: Ws) -> None:
+        import rulab.results.store as store_module
+
+        real = sqlite3.connect
+
+        def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+            if not ro_only or "mode=ro" in str(database):
+                raise sqlite3.OperationalError(message)
+            return real(database, *args, **kwargs)
+
+        ws.mp.setattr(store_module.sqlite3, "connect", connect)
+
+    return setup
+
+
+def _toy_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+
+
+class _Outputs(torch.nn.Module):
+    """A small network whose forward returns ``how(logits)``: a tuple, a dict, one logit, a 3-D tensor."""
+
+    def __init__(self, how: Callable[[torch.Tensor], Any]) -> None:
+        super().__init__()
+        self.net, self.how = _toy_net(), how
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.how(self.net(x))
+
+
+def _api(model: Any = None, **kwargs: Any) -> Callable[[Ws], Any]:
+    """``rulab.evaluate`` of a small grey network on 20 8x8 images with one OOD set and MSP, ``kwargs`` replacing those."""
+
+    def run(ws: Ws) -> Any:
+        g = torch.Generator().manual_seed(0)
+        args: dict[str, Any] = {"id_test": (torch.rand(20, 1, 8, 8, generator=g), torch.arange(20) % 2),
+                                "ood": {"noise": torch.rand(6, 1, 8, 8, generator=g)}, "detectors": ["msp"], **kwargs}
+        return rulab.evaluate(_toy_net() if model is None else model, **args)
+
+    return run
+
+
+def _copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(model).to(dtype)
+
+
+def _nothing_outside(ws: Ws) -> None:
+    """Nothing was written next to the case directory or into it besides what the setup made."""
+    assert not (ws.tmp.parent / "escaped").exists() and not (ws.tmp / "escaped").exists()
+    assert not (ws.tmp / "runs").exists() or not any((ws.tmp / "runs").iterdir()), list((ws.tmp / "runs").iterdir())
+
+
+def _no_eval_output(ws: Ws) -> None:
+    assert not (ws.tmp / "run" / "eval" / "fmnist" / "results.csv").exists(), "the evaluation ran before its database was checked"
+
+
+CASES += [
+    # ---- run names and paths (issue 15 §1): refused before anything is written
+    Case("name-escapes-with-dotdot", "`--name ../../escaped` (would write outside --out)", ConfigError,
+         r"^the run name '\.\./\.\./escaped' contains a path separator, so it would point outside the output directory; use letters",
+         argv=_fit_args(name="../../escaped"), kept=_nothing_outside),
+    Case("name-absolute", "an absolute --name (would write anywhere)", ConfigError,
+         r"contains a path separator, so it would point outside the output directory",
+         argv=_fit_args(name="{tmp}/escaped"), kept=_nothing_outside),
+    Case("name-empty", "`--name=` (would write the model straight into --out)", ConfigError,
+         r"^the run name is empty; use letters, digits, '-', '_' and '\.'", argv=_fit_args(name=""), kept=_nothing_outside),
+    Case("name-dotdot", "`--name=..`", ConfigError, r"^the run name '\.\.' names a directory, not a run; use letters",
+         argv=_fit_args(name=".."), kept=_nothing_outside),
+    Case("name-dot", "`--name=.`", ConfigError, r"^the run name '\.' names a directory, not a run", argv=_fit_args(name=".")),
+    Case("name-hidden", "a name starting with '.' (the prefix of rulab's temporary files)", ConfigError,
+         r"^the run name '\.hidden' starts with '\.', which marks rulab's temporary files; use letters", argv=_fit_args(name=".hidden")),
+    Case("name-backslash", "a name with a backslash", ConfigError, r"contains a path separator", argv=_fit_args(name="a\\b")),
+    Case("name-too-long", "a 101-character name", ConfigError,
+         r"^the run name 'aaaa.*\.\.\. has 101 characters, more than the limit of 100; choose a shorter one$", argv=_fit_args(name="a" * 101)),
+    Case("name-trailing-space", "a run name ending with a space (Python API; the command line's YAML value parsing strips it)", ConfigError,
+         r"^the run name 'run ' starts or ends with a space; use letters", action="rulab.train(RunCfg(name='run '))",
+         run=lambda ws: rulab.api.train(RunCfg(name="run ", out_dir=str(ws.tmp / "runs"))), kept=_nothing_outside),
+    Case("name-nul-in-yaml", "a NUL byte in the name of a YAML config", ConfigError,
+         r"^config key 'name' holds the control character '\\x00' \('a\\x00b'\); use printable characters only$",
+         argv=("train", "--config", "{tmp}/c.yaml", "--out={tmp}/runs"), setup=_yaml('preset: fmnist-plain\nname: "a\\0b"\n'),
+         kept=_nothing_outside),
+    Case("name-newline-api", "a run name with a newline through the Python API", ConfigError,
+         r"holds the control character '\\n'", action="rulab.train(RunCfg(name='a\\nb'))",
+         run=lambda ws: rulab.api.train(RunCfg(name="a\nb", out_dir=str(ws.tmp / "runs"))), kept=_nothing_outside),
+    Case("out-dir-nul", "an output directory holding a NUL byte", ConfigError, r"^config key 'out_dir' holds the control character",
+         action="load_config(overrides=['out_dir=a\\x00b'])", run=lambda ws: load_config("fmnist-plain", overrides=["out_dir=a\x00b"])),
+    Case("api-train-name-escapes", "rulab.train with a config whose name climbs out of out_dir", ConfigError,
+         r"contains a path separator", action="rulab.train(cfg with name='../x')",
+         run=lambda ws: rulab.api.train(RunCfg(name="../x", out_dir=str(ws.tmp / "runs"))),
+         kept=_nothing_outside),
+    # ---- resume: never mix two configs in one run (issue 15 §1)
+    Case("resume-changed-config", "`rulab train --resume --optim.lr=0.5` on a run trained at 0.4", ConfigError,
+         r"^run directory \S+runs/r was trained with another config \(optim\.lr 0\.4 -> 0\.5\); resume with the same settings, "
+         r"or pass --allow-config-change", argv=_fit_args("--resume", "--optim.lr=0.5"), setup=_interrupted_run()),
+    Case("resume-two-keys-changed", "`--resume` with two keys changed", ConfigError,
+         r"trained with another config \(optim\.lr 0\.4 -> 0\.5, train\.epochs 5 -> 7\)",
+         argv=_fit_args("--resume", "--optim.lr=0.5", "--train.epochs=7"), setup=_interrupted_run()),
+    Case("resume-finished-changed-config", "`--resume` with another config on a finished run (used to print 'trained')", ConfigError,
+         r"^run directory \S+runs/r holds a finished run trained with another config \(optim\.lr 0\.4 -> 0\.5\); --resume never trains "
+         r"a finished run further, so the new config would not be used; choose another --name",
+         argv=_fit_args("--resume", "--optim.lr=0.5"),
+         setup=lambda ws: ws.remember(_save_run(ws.tmp / "runs" / "r", config=to_dict(_run_cfg(ws))))),
+    Case("allow-config-change-without-resume", "--allow-config-change without --resume", ConfigError,
+         r"^--allow-config-change changes the config of a run being resumed; use it together with --resume$",
+         argv=_fit_args("--allow-config-change")),
+    Case("resume-unreadable-recorded-config", "`--resume` of a state without a record whose config.yaml is garbage", ConfigError,
+         r"^cannot tell which config run directory \S+ was trained with: \S+config\.yaml cannot be read \(.*\); pass --allow-config-change",
+         argv=_fit_args("--resume"),
+         setup=lambda ws: (save_train_state(ws.tmp / "runs" / "r", 4, MODELS.create("fastcnn", num_classes=10), {}),
+                           (ws.tmp / "runs" / "r" / "config.yaml").write_bytes(b"\xff\xfe: [unclosed"))),
+    # ---- one writer per run directory (issue 15 §1; two real processes: tests/train/test_run_integrity.py)
+    Case("run-dir-in-use", "`rulab train` on a run directory whose lock a live process holds", RulabError,
+         r"^the run directory \S+runs/r is in use by process \d+ on host \S+ \(started [\d: -]+\); wait for it to finish, or stop it, "
+         r"or choose another --name or --out$", argv=_fit_args(), setup=_lock_held_by(None)),
+    Case("run-dir-in-use-other-host", "a lock of another host refreshed a moment ago", RulabError,
+         r"is in use by process 4242 on host another-host", action="RunLock(run_dir).acquire()", run=_take_lock,
+         setup=_lock_held_by(4242, "another-host")),
+    Case("lock-of-dead-process", "a lock left by a killed process on this host", None,
+         r"^took over the stale lock of \S+runs/r: process \d+ on host \S+ \(started .*\) no longer exists; this process owns it now$",
+         action="RunLock(run_dir).acquire()", run=_take_lock, setup=lambda ws: _lock_held_by(_dead_pid())(ws), kept=_lock_released),
+    Case("lock-of-silent-host", "a lock of another host silent for 1000 s", None,
+         r"took over the stale lock of \S+: process 4242 on host another-host \(started .*\) has not refreshed it for 1\d\d\d s",
+         action="RunLock(run_dir).acquire()", run=_take_lock, setup=_lock_held_by(4242, "another-host", age=1000), kept=_lock_released),
+    Case("lock-file-garbage", "a lock file holding garbage for 60 s (a kill while it was created)", None,
+         r"took over the stale lock of \S+: the lock file is unreadable and \d+ s old", action="RunLock(run_dir).acquire()",
+         run=_take_lock, setup=_lock_held_by(1, age=60, text="\x00garbage"), kept=_lock_released),
+    # ---- checkpoints and run state (issue 15 §2)
+    Case("meta-not-json", "checkpoint metadata that is not JSON", CheckpointError,
+         r"^the rulab metadata of \S+model\.safetensors is not JSON \(damaged or written by another tool\); re-create the checkpoint",
+         argv=("eval", "{tmp}/run"), setup=_meta_checkpoint("{not json")),
+    Case("meta-without-model", "checkpoint metadata without 'model'", CheckpointError,
+         r"^the rulab metadata of \S+model\.safetensors does not name its model \(no 'model' entry\); re-create the checkpoint",
+         action="load_model(run)", run=lambda ws: load_model(ws.tmp / "run"), setup=_meta_checkpoint('{"model_kwargs": {"num_classes": 10}}')),
+    Case("meta-negative-classes", "checkpoint metadata with num_classes = -3", CheckpointError,
+         r"has model_kwargs\.num_classes = -3, not a positive integer; re-create the checkpoint",
+         argv=("eval", "{tmp}/run"), setup=_meta_checkpoint('{"model": "fastcnn", "model_kwargs": {"num_classes": -3}}')),
+    Case("meta-a-list", "checkpoint metadata that is a JSON list", CheckpointError,
+         r"the rulab metadata of \S+ is a JSON list, not an object", action="read_meta(run)", run=lambda ws: read_meta(ws.tmp / "run"),
+         setup=_meta_checkpoint("[1, 2]")),
+    Case("meta-classes-not-names", "checkpoint metadata whose classes is a number", CheckpointError,
+         r"has 'classes' that is not a list of names", action="read_meta(run)", run=lambda ws: read_meta(ws.tmp / "run"),
+         setup=_meta_checkpoint('{"model": "fastcnn", "model_kwargs": {}, "classes": 10}')),
+    Case("latest-not-utf8", "a LATEST of bytes that are not UTF-8", CheckpointError,
+         r"^the resume pointer \S+LATEST is not UTF-8 text \(damaged\); delete it to start the run over$",
+         argv=_fit_args("--resume"), setup=_with_latest(b"\xff\xfe\x00step")),
+    Case("latest-a-directory", "a directory where LATEST belongs", CheckpointError,
+         r"^the resume pointer \S+LATEST is not a file \(a directory or another kind of entry\); remove it to start the run over$",
+         action="load_train_state(run, model)", run=lambda ws: load_train_state(ws.tmp / "runs" / "r", MODELS.create("fastcnn", num_classes=10)),
+         setup=_with_latest(None)),
+    Case("latest-escapes-the-run", "a LATEST pointing into another run (../../other/checkpoints/step-N)", CheckpointError,
+         r"^the resume pointer \S+LATEST names '\.\./\.\./other/checkpoints/step-00000004', which is not an entry of \S+, so the run "
+         r"would resume from a state that is not its own; delete \S+LATEST to start the run over$",
+         argv=_fit_args("--resume"), setup=_escaping_latest),
+    Case("latest-empty", "an empty LATEST", CheckpointError, r"names '', which is not an entry of", action="load_train_state(run, model)",
+         run=lambda ws: load_train_state(ws.tmp / "runs" / "r", MODELS.create("fastcnn", num_classes=10)), setup=_with_latest(b"")),
+    Case("state-json-without-step", "a state.json without 'step'", CheckpointError,
+         r"state\.json holds no valid 'step' \(the number of steps taken\); delete \S+LATEST to start the run over$",
+         argv=_fit_args("--resume"), setup=_with_state_json(b'{"state": {}}')),
+    Case("state-json-negative-step", "a state.json with step -1", CheckpointError, r"holds no valid 'step'",
+         action="load_train_state(run, model)", run=lambda ws: load_train_state(ws.tmp / "runs" / "r", MODELS.create("fastcnn", num_classes=10)),
+         setup=_with_state_json(b'{"step": -1, "state": {}}')),
+    Case("state-json-not-utf8", "a state.json of binary garbage", CheckpointError, r"state\.json is corrupt; delete \S+LATEST",
+         action="load_train_state(run, model)", run=lambda ws: load_train_state(ws.tmp / "runs" / "r", MODELS.create("fastcnn", num_classes=10)),
+         setup=_with_state_json(b"\x89PNG\r\n\x1a\n")),
+    Case("state-json-without-state", "a state.json holding only the step", CheckpointError,
+         r"state\.json holds no training state; delete \S+LATEST", action="load_train_state(run, model)",
+         run=lambda ws: load_train_state(ws.tmp / "runs" / "r", MODELS.create("fastcnn", num_classes=10)), setup=_with_state_json(b'{"step": 4}')),
+    # ---- config values (issue 15 §2)
+    Case("yaml-preset-list", "a YAML `preset:` given as a list", ConfigError,
+         r"^'preset' in \S+c\.yaml must be one preset name \(`rulab list presets`\), got \['fmnist-plain', 'fmnist-oe'\]; a config file names at most one preset$",
+         argv=("train", "--config", "{tmp}/c.yaml"), setup=_yaml("preset: [fmnist-plain, fmnist-oe]\n")),
+    Case("yaml-preset-mapping", "a YAML `preset:` given as a mapping", ConfigError, r"must be one preset name",
+         argv=("train", "--config", "{tmp}/c.yaml"), setup=_yaml("preset:\n  name: fmnist-plain\n")),
+    Case("device-cuda-x", "`--device=cuda:x`", ConfigError,
+         r"^config key 'device' must be auto, cpu, cuda, cuda:N \(a GPU index such as cuda:1\) or mps, got 'cuda:x'$", argv=_fit_args("--device=cuda:x")),
+    Case("device-cuda-negative", "`--device=cuda:-1`", ConfigError, r"config key 'device' must be auto, cpu, cuda, cuda:N", argv=_fit_args("--device=cuda:-1")),
+    Case("device-cpu-index", "`--device=cpu:0:1`", ConfigError, r"config key 'device' must be auto", argv=_fit_args("--device=cpu:0:1")),
+    Case("lr-inf", "`--optim.lr=.inf` (YAML infinity)", ConfigError, r"^config key 'optim\.lr' must be a finite number, got inf$",
+         argv=_fit_args("--optim.lr=.inf")),
+    Case("lr-nan", "`--optim.lr=.nan`", ConfigError, r"^config key 'optim\.lr' must be a finite number, got nan$", argv=_fit_args("--optim.lr=.nan")),
+    Case("lr-word-inf", "`--optim.lr=inf` (a word, not a number)", ConfigError, r"^config key 'optim\.lr' must be a number, got 'inf'$",
+         argv=_fit_args("--optim.lr=inf")),
+    Case("lr-inf-in-dataclass", "RunCfg(optim=OptimCfg(lr=inf)) built directly", ConfigError, r"config key 'optim\.lr' must be a finite number",
+         action="validate_run(RunCfg(optim=OptimCfg(lr=math.inf)))",
+         run=lambda ws: validate_run(RunCfg(optim=OptimCfg(lr=float("inf"))))),
+    Case("seed-beyond-64-bit", "`--seed` beyond 64 bits (used to end in OverflowError at the database write)", ConfigError,
+         r"^config key 'seed' must fit in a signed 64-bit integer \(at most 2\*\*63 - 1\), got 1000000000000000000000$",
+         argv=_fit_args("--seed", "1000000000000000000000")),
+    Case("seed-negative", "`--seed=-1`", ConfigError, r"^config key 'seed' must be an integer >= 0, got -1$", argv=_fit_args("--seed=-1")),
+    Case("epochs-beyond-64-bit", "`--train.epochs` beyond 64 bits", ConfigError, r"^config key 'train\.epochs' must fit in a signed 64-bit integer",
+         argv=_fit_args("--train.epochs=99999999999999999999999")),
+    Case("epochs-a-list", "`--train.epochs=[1,2]`", ConfigError, r"^config key 'train\.epochs' must be an integer, got \[1, 2\]$",
+         argv=_fit_args("--train.epochs=[1,2]")),
+    Case("study-seeds-empty", "`rulab study --seeds ''` (used to run the study's own seeds silently)", ConfigError,
+         r"^--seeds is empty; give comma-separated seeds such as 0,1,2, or leave the flag out for the study's own$",
+         argv=("study", "fmnist-default", "--seeds", "", "--out", "{tmp}/runs"), kept=_absent("runs", "the study started")),
+    Case("study-seeds-beyond-64-bit", "`rulab study --seeds 0,2**70`", ConfigError, r"^--seeds entry must fit in a signed 64-bit integer",
+         argv=("study", "fmnist-default", "--seeds", "0,1180591620717411303424", "--out", "{tmp}/runs"), kept=_absent("runs", "the study started")),
+    Case("study-seeds-word", "`rulab study --seeds 0,one`", ConfigError, r"^--seeds must be comma-separated integers such as 0,1,2, got '0,one'$",
+         argv=("study", "fmnist-default", "--seeds", "0,one", "--out", "{tmp}/runs")),
+    Case("study-seeds-twice", "`rulab study --seeds 1,1`", ConfigError, r"^--seeds lists a seed twice \('1,1'\); give each seed once$",
+         argv=("study", "fmnist-default", "--seeds", "1,1", "--out", "{tmp}/runs")),
+    Case("study-api-seeds-empty", "rulab.api.study(..., seeds=[])", ConfigError,
+         r"^no seeds given for study 'fmnist-default'; pass seeds like --seeds 0,1, or none to run the study's own$",
+         action="rulab.api.study('fmnist-default', seeds=[])", run=lambda ws: rulab.api.study("fmnist-default", seeds=[], out_dir=str(ws.tmp / "runs")),
+         kept=_absent("runs", "the study started")),
+    Case("calibration-n-bins-zero", "calibration_error(n_bins=0) (used to return a number)", InputError,
+         r"^n_bins must be a positive integer, got 0$", action="calibration_error(conf, correct, n_bins=0)",
+         run=lambda ws: calibration_error(torch.rand(10), torch.ones(10), n_bins=0)),
+    Case("calibration-bin-size-zero", "calibration_error(binning='uniform', bin_size=0)", InputError, r"^bin_size must be a positive integer, got 0$",
+         action="calibration_error(conf, correct, binning='uniform', bin_size=0)",
+         run=lambda ws: calibration_error(torch.rand(10), torch.ones(10), binning="uniform", bin_size=0)),
+    Case("calibration-n-bins-fraction", "calibration_error(n_bins=2.5)", InputError, r"^n_bins must be a positive integer, got 2\.5$",
+         action="calibration_error(conf, correct, 'l1', 'uniform', n_bins=2.5)",
+         run=lambda ws: calibration_error(torch.rand(10), torch.ones(10), "l1", "uniform", n_bins=2.5)),
+    # ---- the results database (issue 15 §2)
+    Case("db-value-not-a-number", "a result whose value cell holds text (written by another tool)", None,
+         r"r\.db: skipped 1 malformed row\(s\) \(first: result row \d+ of the query \(run 'before-\w+', metric 'acc'\): value 'abc' is not a number\); "
+         r"rulab never writes such rows, so repair or delete them", action="ResultStore(db, read_only=True).results()", run=_read_results,
+         setup=_sql("r.db", "UPDATE results SET value = 'abc' WHERE metric = 'acc'"), kept=_records_are({"ece": 0.9})),
+    Case("db-extra-json-broken", "a result whose extra_json is not JSON", None, r"skipped 1 malformed row\(s\) .*extra_json is not valid JSON",
+         action="ResultStore(db, read_only=True).results()", run=_read_results,
+         setup=_sql("r.db", "UPDATE results SET extra_json = '{broken' WHERE metric = 'ece'"), kept=_records_are({"acc": 0.9})),
+    Case("db-n-not-integer", "a result whose n cell holds text", None, r"skipped 1 malformed row\(s\) .*n 'many' is not an integer",
+         action="ResultStore(db, read_only=True).results()", run=_read_results,
+         setup=_sql("r.db", "UPDATE results SET n = 'many' WHERE metric = 'ece'"), kept=_records_are({"acc": 0.9})),
+    Case("db-config-json-broken", "a run whose config_json is malformed (used to break `rulab report`)", None,
+         r"r\.db: read 1 run field\(s\) that are not JSON objects as empty \(first: run 'before-\w+': config_json is not valid JSON\)",
+         action="ResultStore(db, read_only=True).runs()", run=_read_results,
+         setup=_sql("r.db", "UPDATE runs SET config_json = '{\"optim\": '"), kept=_records_are({"acc": 0.9, "ece": 0.9})),
+    Case("db-config-json-a-list", "a run whose config_json is a JSON list", None, r"config_json is a JSON list, not an object",
+         action="ResultStore(db, read_only=True).runs()", run=_read_results, setup=_sql("r.db", "UPDATE runs SET config_json = '[1]'")),
+    Case("db-curve-value-blob", "a curve point whose value is a blob", None, r"skipped 1 malformed row\(s\) \(first: curve row 1 .*value b'\\x00\\x01' is not a number",
+         action="ResultStore(db, read_only=True).curves()", run=_read_results,
+         setup=_sql("r.db", "INSERT INTO curves (run_id, epoch, split, metric, value) SELECT run_id, 1, 'train', 'loss', x'0001' FROM runs")),
+    Case("db-read-only-directory", "reading a results database whose directory cannot be written (simulated: mode=ro cannot open the WAL index)",
+         None, "", action="ResultStore(db, read_only=True).results() with mode=ro connections failing", run=_read_results,
+         setup=_all(lambda ws: _db_with_rows(ws), _connect_fails("unable to open database file", ro_only=True)),
+         kept=_records_are({"acc": 0.9, "ece": 0.9})),
+    Case("db-cannot-open-for-writing", "a writer on a database it cannot open (read-only file system; simulated)", StoreError,
+         r"^cannot open the results database \S+r\.db for writing \(its directory is read-only, not writable by you, or missing\); make it "
+         r"writable or pass another --db \(nothing in it was changed\)$", action="ResultStore(db) with connections failing",
+         run=lambda ws: ResultStore(ws.tmp / "r.db"), setup=_all(lambda ws: _db_with_rows(ws), _connect_fails("unable to open database file"))),
+    Case("db-disk-io-error", "a writer meeting a disk I/O error (never called 'not a rulab database')", StoreError,
+         r"^a disk I/O error \(disk I/O error\) stopped the use of the results database \S+r\.db \(a full disk or a read-only file system\?\); check",
+         action="ResultStore(db) with a disk I/O error", run=lambda ws: ResultStore(ws.tmp / "r.db"),
+         setup=_all(lambda ws: _db_with_rows(ws), _connect_fails("disk I/O error"))),
+    Case("db-foreign-sqlite", "`rulab results` on a SQLite file of another program", StoreError,
+         r"^\S+other\.db is a SQLite file without rulab results \(no rulab schema\); pass the --db that `rulab study` or `rulab eval --db` wrote$",
+         argv=("results", "--db", "{tmp}/other.db"),
+         setup=lambda ws: sqlite3.connect(ws.tmp / "other.db").execute("CREATE TABLE notes (t TEXT)").connection.commit()),
+    Case("db-write-text-value", "storing a result whose value is text", StoreError,
+         r"^cannot store the value of metric 'acc' 'high': it is not a number; .*nothing was written$",
+         action="store.write_results(run, [Row('id', 'acc', 'high')])",
+         run=lambda ws: ResultStore(ws.tmp / "r.db").write_results(ws.state["run_id"], [Row("id", "acc", "high")]),  # type: ignore[arg-type]
+         setup=lambda ws: _db_with_rows(ws), kept=_rows_kept()),
+    Case("db-write-huge-count", "storing a result with n = 2**70", StoreError, r"^cannot store the count n 1180591620717411303424: it must be an integer that fits in 64 bits$",
+         action="store.write_results(run, [Row(..., n=2**70)])",
+         run=lambda ws: ResultStore(ws.tmp / "r.db").write_results(ws.state["run_id"], [Row("id", "nll", 0.1, n=2**70)]),
+         setup=lambda ws: _db_with_rows(ws), kept=_rows_kept()),
+    Case("db-write-huge-seed", "a run row with seed 2**70 (used to end in OverflowError)", StoreError, r"^cannot store the seed 1180591620717411303424",
+         action="store.start_run({'name': 'x', 'seed': 2**70})", run=lambda ws: ResultStore(ws.tmp / "r.db").start_run({"name": "x", "seed": 2**70}),
+         setup=lambda ws: _db_with_rows(ws), kept=_rows_kept()),
+    Case("eval-bad-db-before-work", "`rulab eval --db bad.db` (used to fail only after the whole evaluation)", StoreError,
+         r"bad\.db is not a readable rulab results database \(file is not a database\); move it aside",
+         argv=("eval", "{tmp}/run", "--db", "{tmp}/bad.db", "--detectors", "msp", "--shift", "", "--no-farconf"),
+         setup=_all(lambda ws: ws.remember(_save_run(ws.tmp / "run")), _file("bad.db", b"SQLite format 3\x00" + bytes(range(256)) * 16)),
+         kept=_no_eval_output),
+    Case("eval-report-unwritable", "`rulab eval --report` into a directory that is a file (checked before the work)", RulabError,
+         r"^cannot write \S+afile: .*; check the path and try again$",
+         argv=("eval", "{tmp}/run", "--report", "{tmp}/afile/report.html"),
+         setup=_all(lambda ws: ws.remember(_save_run(ws.tmp / "run")), _file("afile", b"a file, not a directory\n")), kept=_no_eval_output),
+    # ---- the Python API with ordinary models and data (issue 15 §2)
+    Case("api-model-returns-tuple", "a model returning (logits, features)", InputError,
+         r"^the model returns a tuple of 2 items, not a logits tensor \[B, K\]; wrap it so that forward returns only the logits",
+         action="rulab.evaluate(tuple-returning model, ...)", run=_api(_Outputs(lambda z: (z, z)))),
+    Case("api-model-returns-dict", "a model returning {'logits': ...}", InputError, r"^the model returns a dict \(keys \['logits'\]\), not a logits tensor",
+         action="rulab.evaluate(dict-returning model, ...)", run=_api(_Outputs(lambda z: {"logits": z}))),
+    Case("api-model-one-logit", "a model with one output (a binary classifier with a sigmoid head)", InputError,
+         r"^the model returns 1 logit\(s\) per image; a classifier needs at least two classes", action="rulab.evaluate(model [B, 1], ...)",
+         run=_api(_Outputs(lambda z: z[:, :1]))),
+    Case("api-model-3d-output", "a model returning [B, 1, K]", InputError, r"maps one image to an output of shape \(1, 1, 2\), not logits \[1, K\]",
+         action="rulab.evaluate(model [B, 1, K], ...)", run=_api(_Outputs(lambda z: z[:, None]))),
+    Case("api-model-float64", "a float64 model", InputError,
+         r"^the model's parameters are float64, but rulab evaluates in float32; pass a float32 copy \(copy\.deepcopy\(model\)\.float\(\)\)$",
+         action="rulab.evaluate(model.double(), ...)", run=lambda ws: _api(_copy(_toy_net(), torch.float64))(ws)),
+    Case("api-model-bfloat16", "a bfloat16 model", InputError, r"^the model's parameters are bfloat16", action="rulab.evaluate(model.bfloat16(), ...)",
+         run=lambda ws: _api(_copy(_toy_net(), torch.bfloat16))(ws)),
+    Case("api-model-not-a-module", "a function instead of a module", InputError, r"^model must be a torch\.nn\.Module mapping images to logits, got function$",
+         action="rulab.evaluate(lambda x: x, ...)", run=_api(lambda x: x)),
+    Case("api-model-wrong-input-size", "an MLP built for 100 inputs given 8x8 images", InputError,
+         r"^each input has 64 values \(shape \(1, 8, 8\)\) but the model takes 100; give inputs of the shape it was built for$",
+         action="rulab.evaluate(Linear(100, 2), 8x8 images)", run=_api(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 2)))),
+    Case("api-three-means-on-grey", "a 3-value mean with grey images", InputError,
+         r"^mean has 3 values but the images have 1 channel\(s\); give one value per channel \(or one for all\)$",
+         action="rulab.evaluate(..., mean=(0.5,)*3, std=(0.2,)*3)", run=_api(mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))),
+    Case("api-two-stds-on-grey", "a 2-value std with grey images", InputError, r"^std has 2 values but the images have 1 channel",
+         action="rulab.evaluate(..., mean=0.5, std=(0.2, 0.3))", run=_api(mean=0.5, std=(0.2, 0.3))),
+    Case("api-batch-size-zero", "batch_size=0 (used to end in ValueError from range())", ConfigError, r"^batch_size must be an integer >= 1, got 0$",
+         action="rulab.evaluate(..., batch_size=0)", run=_api(batch_size=0)),
+    Case("api-batch-size-fraction", "batch_size=2.5", ConfigError, r"^batch_size must be an integer, got 2\.5$",
+         action="rulab.evaluate(..., batch_size=2.5)", run=_api(batch_size=2.5)),
+    Case("api-n-ood-negative", "n_ood=-1", ConfigError, r"^n_ood must be an integer >= 0, got -1$", action="rulab.evaluate(..., n_ood=-1)", run=_api(n_ood=-1)),
+    Case("api-seed-negative", "seed=-1", ConfigError, r"^seed must be an integer >= 0, got -1$", action="rulab.evaluate(..., seed=-1)", run=_api(seed=-1)),
+    Case("api-ood-list-of-tensor", "ood=[tensor] (used to print a 55-line message)", InputError,
+         r"^ood given as a list takes names of registered OOD sets \(`rulab list ood`\), got a Tensor of shape \(6, 1, 8, 8\); pass your own data as ood=\{'name': data\}$",
+         action="rulab.evaluate(..., ood=[tensor])", run=_api(ood=[torch.rand(6, 1, 8, 8)])),
+    Case("api-ood-a-number", "ood=5", InputError, r"^ood must be a list of registered OOD set names or a dict \{'name': data\}, got 5$",
+         action="rulab.evaluate(..., ood=5)", run=_api(ood=5)),
+    Case("api-ood-key-not-text", "ood={1: data}", InputError, r"^the keys of ood name the sets and must be text, got 1$",
+         action="rulab.evaluate(..., ood={1: data})", run=_api(ood={1: torch.rand(6, 1, 8, 8)})),
+    Case("api-ood-empty", "an empty OOD set (used to end in RuntimeError from min())", InputError, r"^'noise' holds no images; give at least one$",
+         action="rulab.evaluate(..., ood={'noise': empty})", run=_api(ood={"noise": torch.rand(0, 1, 8, 8)})),
+    Case("api-id-empty", "an empty ID test set", InputError, r"^'id' holds no images; give at least one$",
+         action="rulab.evaluate(..., id_test=(empty, empty))", run=_api(id_test=(torch.rand(0, 1, 8, 8), torch.zeros(0)))),
+    Case("api-id-none", "id_test=None", InputError, r"^'id' holds a NoneType, not images; pass tensors, NumPy arrays or PIL images$",
+         action="rulab.evaluate(..., id_test=None)", run=_api(id_test=None)),
+    Case("api-id-nan", "NaN pixels in the ID test set", InputError, r"^'id' contains NaN or infinite values; replace them",
+         action="rulab.evaluate(..., id_test=(NaN images, labels))", run=_api(id_test=(torch.full((4, 1, 8, 8), float("nan")), torch.arange(4) % 2))),
+    Case("api-protocol-not-text", "protocol=3", ConfigError, r"^protocol must be a name \(`rulab list protocols`\), got 3$",
+         action="rulab.evaluate(..., protocol=3)", run=_api(protocol=3)),
+    Case("predict-batch-size-zero", "predict(model, x, batch_size=0)", InputError, r"^batch_size must be a positive integer, got 0$",
+         action="predict(model, x, batch_size=0)", run=lambda ws: predict(_toy_net(), torch.rand(4, 1, 8, 8), batch_size=0)),
+]
+
+
 # ------------------------------------------------------------------------------------------------ the harness
 def _says_what_to_do(message: str) -> bool:
     """A clause after ';' (``...; delete it and ...``), a rule the value must follow (``must be``, ``needs``) or an
@@ -816,3 +1301,112 @@ ELSEWHERE = {
 def test_cases_covered_elsewhere_still_exist(what: str) -> None:
     rel, name = ELSEWHERE[what]
     assert re.search(rf"^def {name}\(", (TESTS / rel).read_text(encoding="utf-8"), re.M), f"{what}: {rel}::{name} is gone"
+
+
+# ------------------------------------------------------------------------------------------------ beyond the table
+def test_an_unexpected_exception_is_reported_as_a_bug(monkeypatch, capsys):
+    """Only a RulabError is the user's mistake (exit 2, one line); anything else is rulab's bug: its traceback, a
+    request to report it, exit status 1 (never disguised as an `error:` line)."""
+
+    def broken(args: Any, overrides: Any) -> int:
+        raise ZeroDivisionError("a bug")
+
+    parser = cli_module.build_parser
+    monkeypatch.setattr(cli_module, "build_parser", lambda: _with_func(parser(), "list", broken))
+    assert cli_module.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError: a bug" in err and not err.startswith("error:")
+    assert err.rstrip().splitlines()[-1].startswith("internal error in rulab") and "please report it" in err
+
+
+def _with_func(parser: Any, command: str, func: Callable[..., int]) -> Any:
+    sub = next(a for a in parser._actions if a.dest == "command")
+    sub.choices[command].set_defaults(func=func)
+    return parser
+
+
+@pytest.mark.parametrize(("command", "advice", "never"), [
+    ("train", "run the same command with --resume to continue from the last checkpoint", ""),
+    ("eval", "run the same command again (the network outputs computed so far are cached)", "--resume"),
+    ("study", "run the same command again to continue (finished runs are kept, an interrupted one resumes)", "--resume"),
+    ("list", "interrupted", "--resume"),
+])
+def test_ctrl_c_says_how_to_continue_that_command(command, advice, never, monkeypatch, capsys):
+    """Ctrl-C exits 130 with one line; `rulab eval` used to advise --resume, which it rejects."""
+
+    def interrupted(args: Any, overrides: Any) -> int:
+        raise KeyboardInterrupt
+
+    parser = cli_module.build_parser
+    monkeypatch.setattr(cli_module, "build_parser", lambda: _with_func(parser(), command, interrupted))
+    argv = {"train": ["train"], "eval": ["eval", "run"], "study": ["study", "s"], "list": ["list"]}[command]
+    assert cli_module.main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and advice in err and (not never or never not in err)
+
+
+def test_the_temp_files_a_kill_leaves_are_removed_and_nothing_else(tmp_path):
+    from rulab.io import atomic_write_json, remove_stale_temps
+
+    d = tmp_path / "run"
+    d.mkdir()
+    ours = [d / ".env.json.k1ll3d42.tmp", d / ".metrics.jsonl.a_b_c_d_.tmp", d / ".run.lock.0123456789abcdef.tmp"]
+    theirs = [d / "notes.tmp", d / ".hidden", d / ".env.json.tmp", d / "env.json"]
+    for p in ours + theirs:
+        p.write_text("x")
+    sub = d / ".x.abcdefgh.tmp"  # a directory is never removed (training states are cleaned by save_train_state)
+    sub.mkdir()
+    atomic_write_json(d / "meta.json", {"ok": 1})  # an atomic write leaves nothing behind
+    assert sorted(remove_stale_temps(d, older_than=3600)) == []  # all fresh: another writer may still be renaming them
+    assert sorted(remove_stale_temps(d)) == sorted(ours)
+    assert all(p.exists() for p in theirs) and sub.is_dir() and (d / "meta.json").exists()
+
+
+def test_a_resumed_run_refuses_a_state_its_optimizer_cannot_take(tmp_path):
+    """A training state whose optimizer state does not fit (here: none at all) is a CheckpointError naming the run, and
+    the temp files an earlier kill left in the run directory are gone (removed under the run's lock, before loading)."""
+    cfg = load_config("fmnist-plain", overrides=["eval.detectors=[]", "device=cpu", "name=r", f"out_dir={tmp_path}", "train.max_steps=1",
+                                                 "data.train_subset=64", "data.val_size=32", "train.batch_size=32", "train.deterministic=false"])
+    run = tmp_path / "r"
+    save_train_state(run, 1, MODELS.create("fastcnn", num_classes=10), {"optimizer": {}, "extra": {}, "sums": {}, "history": []},
+                     record={"config": to_dict(cfg), "config_history": [{"step": 0, "config_hash": "x"}]})
+    left = [run / ".env.json.abcdefgh.tmp", run / "checkpoints" / ".LATEST.abcdefgh.tmp"]
+    for p in left:
+        p.write_text("{")
+    with pytest.raises(CheckpointError, match=r"^the training state of \S+ at step 1 does not fit this run's optimizer or method \(.*\); "
+                                              r"a resume cannot change them, so start a new run \(another --name\)$"):
+        rulab.api.train(cfg, resume=True, progress=False)
+    assert not any(p.exists() for p in left) and not (run / "run.lock").exists()
+
+
+def test_a_finished_run_resumed_says_it_was_already_trained(tmp_path, capsys):
+    args = ["train", "fmnist-plain", "--name=r", f"--out={tmp_path}", "--device=cpu", "--eval.detectors=[]", "--train.max_steps=1",
+            "--data.train_subset=64", "--data.val_size=32", "--train.batch_size=32", "--train.deterministic=false"]
+    assert cli_module.main(args) == 0
+    assert cli_module.main([*args, "--resume"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("trained r in ") and out[1] == f"r was already trained (nothing to resume) -> {tmp_path / 'r'}"
+
+
+def test_data_fetch_names_the_directory_the_files_are_in(tmp_path, monkeypatch, capsys):
+    """With the system copy of Fashion-MNIST and an empty (or read-only) $RULAB_DATA, the path printed exists."""
+    _need_fmnist()
+    monkeypatch.setenv("RULAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("RULAB_OFFLINE", "1")
+    assert cli_module.main(["data", "fetch", "fashion_mnist"]) == 0
+    where = Path(capsys.readouterr().out.strip().split(" -> ")[-1])
+    assert where.is_dir() and (where / T10K_IMAGES).is_file()
+
+
+def test_a_linear_first_model_is_evaluated_without_training_data():
+    """An MLP (nn.Linear first) with only id_test and registered OOD sets: used to end in IndexError (an empty
+    training split indexed in the input check); MSP needs no training data."""
+    g = torch.Generator().manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    table = rulab.evaluate(mlp, id_test=(torch.rand(20, 1, 8, 8, generator=g), torch.arange(20) % 2), ood=["gaussian"], detectors=["msp"])
+    assert {r.detector for r in table if r.kind == "ood"} == {"msp"}
+    predict(mlp, torch.rand(0, 1, 8, 8))  # the input check of an empty split no longer indexes its first image
+
+
+def test_a_table_of_at_least_100_cases():
+    assert len(CASES) >= 100, len(CASES)

@@ -2,7 +2,7 @@
 
 The order (lowest first; docs/architecture.md, "Imports go one way"):
 
-    errors, config, registry, io
+    errors, config, registry, io, checks, lock
     <- data, models, metrics, distributed
     <- detectors, methods, attacks, checkpoint
     <- train, eval, results
@@ -38,7 +38,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = SRC / "rulab"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "config", "registry", "io"),
+    ("errors", "config", "registry", "io", "checks", "lock"),  # checks: names, paths, numbers; lock: a run's owner
     ("data", "models", "metrics", "distributed"),  # distributed: torch.distributed plumbing for train and eval
     ("detectors", "methods", "attacks", "checkpoint"),  # attacks: PGD, used by methods and eval; checkpoint: the file
     ("train", "eval", "results"),

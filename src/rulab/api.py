@@ -90,17 +90,20 @@ def convert(
 
 def train(
     cfg: RunCfg | str, resume: bool = False, overrides: Sequence[str] = (), progress: bool = True, track: str | Sequence[str] | None = None,
+    allow_config_change: bool = False,
 ) -> Path:
     """Train a run (a :class:`RunCfg` or a preset name plus overrides); returns its run directory.
 
     ``track``: experiment trackers, ``"tensorboard,mlflow"`` or a list of names (:mod:`rulab.tracking`); they get
-    the config, the per-epoch curves and the checkpoint.
+    the config, the per-epoch curves and the checkpoint. ``resume`` continues an interrupted run with the config it
+    was trained with; ``allow_config_change`` lets it continue with another one, recorded in the run's
+    ``config_history`` (:func:`rulab.train.loop.fit`).
     """
     if isinstance(cfg, str):
         cfg = load_config(cfg, overrides=overrides)
     if track:
-        return train_tracked(cfg, track, resume=resume, progress=progress)
-    return fit(cfg, resume=resume, progress=progress)
+        return train_tracked(cfg, track, resume=resume, progress=progress, allow_config_change=allow_config_change)
+    return fit(cfg, resume=resume, progress=progress, allow_config_change=allow_config_change)
 
 
 def study(
@@ -130,7 +133,7 @@ def results(db: str | Path = "runs/results.db", frame: bool = False, **filters: 
     """
     if not Path(db).exists():
         raise StoreError(f"there is no results database at {db}; run a study first (`rulab study fmnist-default`)")
-    with ResultStore(db) as store:
+    with ResultStore(db, read_only=True) as store:
         return store.results(frame=frame, **filters)
 
 

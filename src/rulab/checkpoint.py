@@ -30,8 +30,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from rulab.checks import brief, child_path
 from rulab.distributed import unwrap_model
-from rulab.errors import CheckpointError
+from rulab.errors import CheckpointError, ConfigError
 from rulab.io import atomic_path, atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
 from rulab.registry import MODELS, UnknownNameError
 
@@ -46,6 +47,9 @@ __all__ = [
     "load_train_state",
     "resolve_checkpoint",
     "checkpoint_hash",
+    "check_meta",
+    "latest_state_dir",
+    "read_train_record",
 ]
 
 _META_KEY = "rulab"
@@ -95,10 +99,43 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata of a checkpoint (run directory or ``.safetensors`` file)."""
     p = resolve_checkpoint(path)
     header = _read_header(p)
-    raw = (header.get("__metadata__") or {}).get(_META_KEY)
+    stored = header.get("__metadata__") or {}
+    raw = stored.get(_META_KEY) if isinstance(stored, dict) else None
     if raw is None:
         raise CheckpointError(f"{p} holds weights but no rulab metadata (model name, classes); load it with rulab.evaluate(model=...) or re-save it with rulab.checkpoint.save_model")
-    return json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"the rulab metadata of {p} is not JSON (damaged or written by another tool); re-create the checkpoint or restore it from a copy") from None
+    return check_meta(meta, p)
+
+
+def check_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """The checkpoint metadata ``meta`` read from ``path``, checked to describe a model rulab can rebuild.
+
+    It must be a JSON object with ``model`` (a registry name, text) and ``model_kwargs`` (an object); the sizes a
+    model is built from (``num_classes``, ``in_channels``, ``input_size``) must be positive integers, and ``classes``
+    a list of names when present.
+
+    Raises:
+        CheckpointError: naming the file and the first bad entry.
+    """
+    fix = "re-create the checkpoint (rulab train / rulab convert) or restore it from a copy"
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"the rulab metadata of {path} is a JSON {type(meta).__name__}, not an object; {fix}")
+    if not isinstance(meta.get("model"), str) or not meta["model"]:
+        raise CheckpointError(f"the rulab metadata of {path} does not name its model (no 'model' entry); {fix}")
+    kwargs = meta.get("model_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"the rulab metadata of {path} has 'model_kwargs' that is not an object; {fix}")
+    for key in ("num_classes", "in_channels", "input_size"):
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise CheckpointError(f"the rulab metadata of {path} has model_kwargs.{key} = {value!r}, not a positive integer; {fix}")
+    classes = meta.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise CheckpointError(f"the rulab metadata of {path} has 'classes' that is not a list of names; {fix}")
+    return meta
 
 
 def checkpoint_hash(path: str | os.PathLike[str]) -> str:
@@ -192,7 +229,13 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     if from_state is not None:
         names = set(_read_header(resolve_checkpoint(path))) - {"__metadata__"}  # the header's keys: tensor names
         kwargs = {**from_state(names), **kwargs}
-    model = MODELS.create(meta["model"], **kwargs)
+    try:
+        model = MODELS.create(meta["model"], **kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:  # stored arguments the model cannot be built from
+        raise CheckpointError(
+            f"checkpoint {path} stores model arguments that model '{meta['model']}' cannot be built from "
+            f"({type(err).__name__}: {brief(str(err), 120)}); re-create it with this rulab"
+        ) from None
     load_weights_into(model, path)
     return model.to(device).eval(), meta
 
@@ -256,7 +299,10 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def save_train_state(run_dir: str | os.PathLike[str], step: int, model: nn.Module, state: dict[str, Any], keep: int = 2) -> Path:
+def save_train_state(
+    run_dir: str | os.PathLike[str], step: int, model: nn.Module, state: dict[str, Any], keep: int = 2,
+    record: dict[str, Any] | None = None,
+) -> Path:
     """Atomically write a resumable training state and point ``checkpoints/LATEST`` at it.
 
     Args:
@@ -264,6 +310,8 @@ def save_train_state(run_dir: str | os.PathLike[str], step: int, model: nn.Modul
         model: its weights go to ``model.safetensors`` of the state directory.
         state: nested dicts/lists of tensors and scalars (optimizer, scaler, method modules, counters).
         keep: how many state directories to keep (older ones are deleted after the pointer moved).
+        record: plain JSON stored beside the state and readable without loading it (:func:`read_train_record`):
+            the training loop keeps the config the state was trained with and its history there.
     """
     root = Path(run_dir) / "checkpoints"
     name = f"step-{step:08d}"
@@ -278,7 +326,7 @@ def save_train_state(run_dir: str | os.PathLike[str], step: int, model: nn.Modul
     try:
         _save_file(_state_for_save(model), tmp / "model.safetensors")
         _save_file(tensors, tmp / "state.safetensors")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "state": skeleton}), encoding="utf-8")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "state": skeleton, "record": record or {}}), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -295,23 +343,90 @@ def save_train_state(run_dir: str | os.PathLike[str], step: int, model: nn.Modul
     return final
 
 
+def _read_state_json(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:
+    """``(state directory, parsed state.json)`` of the state ``LATEST`` names, checked; ``None`` without ``LATEST``."""
+    d = latest_state_dir(run_dir)
+    if d is None:
+        return None
+    latest = Path(run_dir) / "checkpoints" / "LATEST"
+    state_json = d / "state.json"
+    if not state_json.is_file():
+        raise CheckpointError(f"the resume pointer {latest} names {d.name}, which is incomplete; delete {latest} to start over")
+    try:
+        info = json.loads(state_json.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{state_json} is corrupt; delete {latest} to start the run over") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {state_json} ({err.strerror or err}); check its permissions, or delete {latest} to start the run over") from None
+    step = info.get("step") if isinstance(info, dict) else None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{state_json} holds no valid 'step' (the number of steps taken); delete {latest} to start the run over")
+    if not isinstance(info.get("state"), dict):
+        raise CheckpointError(f"{state_json} holds no training state; delete {latest} to start the run over")
+    if not isinstance(info.get("record", {}), dict):
+        raise CheckpointError(f"{state_json} has a 'record' that is not an object; delete {latest} to start the run over")
+    return d, info
+
+
+def read_train_record(run_dir: str | os.PathLike[str]) -> tuple[int, dict[str, Any]] | None:
+    """``(step, record)`` of the newest training state (the ``record`` given to :func:`save_train_state`; ``{}`` for
+    a state written before records existed), read from its ``state.json`` alone; ``None`` when there is no state.
+
+    Raises:
+        CheckpointError: a bad ``LATEST`` or ``state.json`` (the message names the file).
+    """
+    found = _read_state_json(run_dir)
+    if found is None:
+        return None
+    return found[1]["step"], dict(found[1].get("record") or {})
+
+
 def load_train_state(run_dir: str | os.PathLike[str], model: nn.Module) -> tuple[int, dict[str, Any]] | None:
     """Load the newest complete training state of ``run_dir`` into ``model``; ``None`` if there is none.
 
     Returns:
         ``(step, state)`` with ``state`` as given to :func:`save_train_state`.
     """
+    found = _read_state_json(run_dir)
+    if found is None:
+        return None
+    d, info = found
+    latest, state_json, step = Path(run_dir) / "checkpoints" / "LATEST", d / "state.json", info["step"]
+    load_weights_into(model, d / "model.safetensors")
+    tensors = _load_tensors(d / "state.safetensors")
+    try:
+        state = _unflatten(info["state"], tensors)
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{state_json} does not match {d / 'state.safetensors'} (a tensor it names is missing); delete {latest} to start the run over") from None
+    return step, state
+
+
+_STATE_DIR = r"step-\d{8}"
+
+
+def latest_state_dir(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The training-state directory ``checkpoints/LATEST`` names, or ``None`` when there is no ``LATEST``.
+
+    ``LATEST`` holds one name ``step-NNNNNNNN`` written by :func:`save_train_state`; anything else (a path into
+    another run such as ``../../other/checkpoints/step-00000012``, bytes that are not UTF-8 text, a directory in
+    its place) is refused, so a run never resumes from a state that is not its own.
+
+    Raises:
+        CheckpointError: naming ``LATEST`` and what to do.
+    """
     root = Path(run_dir) / "checkpoints"
     latest = root / "LATEST"
-    if not latest.exists():
+    if not latest.exists() and not latest.is_symlink():
         return None
-    d = root / latest.read_text(encoding="utf-8").strip()
-    if not (d / "state.json").exists():
-        raise CheckpointError(f"the resume pointer {latest} names {d.name}, which is incomplete; delete {latest} to start over")
-    load_weights_into(model, d / "model.safetensors")
+    if not latest.is_file():
+        raise CheckpointError(f"the resume pointer {latest} is not a file (a directory or another kind of entry); remove it to start the run over")
     try:
-        info = json.loads((d / "state.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{d / 'state.json'} is corrupt; delete {latest} to start the run over") from None
-    tensors = _load_tensors(d / "state.safetensors")
-    return int(info["step"]), _unflatten(info["state"], tensors)
+        text = latest.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CheckpointError(f"the resume pointer {latest} is not UTF-8 text (damaged); delete it to start the run over") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read the resume pointer {latest} ({err.strerror or err}); check its permissions") from None
+    try:
+        return child_path(root, text, _STATE_DIR, f"the resume pointer {latest}")
+    except ConfigError as err:
+        raise CheckpointError(f"{err}, so the run would resume from a state that is not its own; delete {latest} to start the run over") from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -84,14 +85,21 @@ def _resolve(args: argparse.Namespace, overrides: list[str]) -> Any:
 
 def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.api import train
+    from rulab.train.loop import run_dir_of
 
+    if args.allow_config_change and not args.resume:
+        raise ConfigError("--allow-config-change changes the config of a run being resumed; use it together with --resume")
     cfg = _resolve(args, overrides)
+    finished_before = args.resume and (run_dir_of(cfg) / "model.safetensors").exists()
     t0 = time.time()
-    run_dir = train(cfg, resume=args.resume, track=args.track)
+    run_dir = train(cfg, resume=args.resume, track=args.track, allow_config_change=args.allow_config_change)
     from rulab.distributed import is_main
 
     if is_main():
-        print(f"trained {cfg.name} in {time.time() - t0:.1f} s -> {run_dir}")
+        if finished_before:
+            print(f"{cfg.name} was already trained (nothing to resume) -> {run_dir}")
+        else:
+            print(f"trained {cfg.name} in {time.time() - t0:.1f} s -> {run_dir}")
     return 0
 
 
@@ -99,6 +107,12 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.api import evaluate_checkpoint
 
     t0 = time.time()
+    if args.report:  # outputs are checked before the evaluation, not after it
+        from pathlib import Path
+
+        from rulab.io import ensure_writable_dir
+
+        ensure_writable_dir(Path(args.report).resolve().parent)
     kw: dict[str, Any] = {"overrides": overrides}
     for key in ("benchmark", "shift", "detectors", "db", "protocol"):
         if getattr(args, key, None) is not None:
@@ -187,10 +201,9 @@ def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
 def _seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds takes comma-separated integers such as 0,1,2, got '{text}'") from None
+    from rulab.checks import parse_seeds
+
+    return parse_seeds(text)
 
 
 def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -201,11 +214,7 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
         kw["report"] = False
     if args.no_eval:
         kw["evaluate"] = False
-    try:
-        study(args.name, **kw)  # prints progress, the summary table, the report's path and the time
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to continue (finished runs are kept, an interrupted one resumes)", file=sys.stderr)
-        return 130
+    study(args.name, **kw)  # prints progress, the summary table, the report's path and the time
     return 0
 
 
@@ -216,6 +225,7 @@ def cmd_results(args: argparse.Namespace, overrides: list[str]) -> int:
 
     store = _open_db(args.db)
     records = store.results(**({"study": args.study} if args.study else {}))
+    store.close()
     if not records:
         where = f" for study '{args.study}'" if args.study else ""
         raise StoreError(f"{args.db} holds no results{where}; run `rulab study NAME` (or `rulab eval`) first")
@@ -233,7 +243,7 @@ def _open_db(path: str) -> Any:
 
     if not Path(path).exists():
         raise StoreError(f"there is no results database at {path}; run `rulab study fmnist-default` first or pass --db")
-    return ResultStore(path)
+    return ResultStore(path, read_only=True)
 
 
 def cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -262,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (a preset, a YAML file, overrides)")
     _add_config_args(p)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint (with the config it was trained with)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: continue with a config that differs from the run's recorded one (the step and the changed keys are recorded)")
     p.add_argument("--track", help="experiment trackers, comma-separated: tensorboard, mlflow (pip install 'rulab[tracking]')")
     p.set_defaults(func=cmd_train)
 
@@ -329,22 +341,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_INTERRUPTED = {
+    "train": "interrupted; run the same command with --resume to continue from the last checkpoint",
+    "study": "interrupted; run the same command again to continue (finished runs are kept, an interrupted one resumes)",
+    "eval": "interrupted before the results were written; run the same command again (the network outputs computed so far are cached)",
+}
+
+
+def _one_line(message: str) -> str:
+    """``message`` as one printable line (an error that spans lines, or holds a control character, is a bug to fix,
+    but the user still gets one line)."""
+    text = " ".join(str(message).split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Print rulab's own warnings as ``warning: <message>`` (others keep Python's format)."""
+    from rulab.errors import RulabWarning
+
+    if issubclass(category, RulabWarning):
+        print(f"warning: {_one_line(str(message))}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rulab`` command; returns the exit status."""
+    """Entry point of the ``rulab`` command; returns the exit status.
+
+    0: done; 2: a user mistake or bad input (one ``error: ...`` line); 130: Ctrl-C (one line saying how to
+    continue); 1: an internal error, a bug in rulab (its traceback and a request to report it).
+    """
     parser = build_parser()
+    command = None
+    saved = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         args, extra = parser.parse_known_args(argv)
+        command = args.command
         if args.command is None:
             parser.print_help()
             return 0
         overrides = _split_overrides(extra)
         return int(args.func(args, overrides) or 0)
     except RulabError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; run the same command with --resume to continue where it stopped", file=sys.stderr)
+        print(_INTERRUPTED.get(command or "", "interrupted"), file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - anything else is a bug: show it as one, with its traceback
+        import traceback
+
+        traceback.print_exc()
+        print(f"internal error in rulab {rulab.__version__} (a bug, not a mistake in your input); please report it with the "
+              "traceback above and the command you ran", file=sys.stderr)
+        return 1
+    finally:
+        warnings.showwarning = saved
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from rulab.checks import brief, check_device, check_int, check_name, check_number, check_seed, check_text, quoted
 from rulab.errors import ConfigError
 
 __all__ = [
@@ -51,10 +52,13 @@ __all__ = [
     "from_dict",
     "to_dict",
     "config_hash",
+    "config_diff",
     "validate_values",
     "check_choice",
     "check_registered",
     "check_kwargs",
+    "check_leaves",
+    "validate_eval",
     "read_yaml",
     "dump_yaml",
     "fields_of",
@@ -214,27 +218,27 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as err:
                 errors.append(err)
-        raise errors[0] if errors else ConfigError(f"config key '{key}' has an invalid value {value!r}")
+        raise errors[0] if errors else ConfigError(f"config key '{key}' has an invalid value {brief(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be true or false, got {brief(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return check_int(f"config key '{key}'", value)
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+            return check_int(f"config key '{key}'", int(value))
+        raise ConfigError(f"config key '{key}' must be an integer, got {brief(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+            return check_number(f"config key '{key}'", value)  # finite: lr=inf or nan is refused here
+        raise ConfigError(f"config key '{key}' must be a number, got {brief(value)}")
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be a string, got {brief(value)}")
     if origin is tuple:
         args = typing.get_args(tp)
         inner = args[0] if args else Any
@@ -242,17 +246,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if isinstance(value, (int, float, str)) and not isinstance(value, bool):
                 value = [value]
             else:
-                raise ConfigError(f"config key '{key}' must be a list of {_type_name(inner)}, got {value!r}")
+                raise ConfigError(f"config key '{key}' must be a list of {_type_name(inner)}, got {brief(value)}")
         return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
     if origin in (Mapping, dict) or tp is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}' must be a mapping of names to values, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a mapping of names to values, got {brief(value)}")
         return dict(value)
     if is_dataclass(tp):
         if is_dataclass(value):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}' is a section; give it a mapping, got {value!r}")
+            raise ConfigError(f"config key '{key}' is a section; give it a mapping, got {brief(value)}")
         return from_dict(tp, value, prefix=key)
     return value
 
@@ -265,15 +269,15 @@ def _unknown_key(key: str, valid: Sequence[str]) -> ConfigError:
     name = key.rsplit(".", 1)[-1]
     parent = key.rsplit(".", 1)[0] if "." in key else ""
     close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" (did you mean '{parent + '.' if parent else ''}{close[0]}'?)" if close else ""
-    where = f" under '{parent}'" if parent else ""
-    return ConfigError(f"unknown config key '{key}'{hint}; valid keys{where}: {', '.join(valid)}")
+    hint = f" (did you mean {quoted((parent + '.' if parent else '') + close[0])}?)" if close else ""
+    where = f" under {quoted(parent)}" if parent else ""
+    return ConfigError(f"unknown config key {quoted(key)}{hint}; valid keys{where}: {', '.join(valid)}")
 
 
 def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     """Build the dataclass ``cls`` from a (nested) mapping, checking every key and type."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"config section '{prefix or 'root'}' must be a mapping, got {data!r}")
+        raise ConfigError(f"config section '{prefix or 'root'}' must be a mapping, got {brief(data)}")
     hints = _hints(cls)
     names = [f.name for f in fields(cls)]
     kwargs = {}
@@ -334,6 +338,35 @@ def config_hash(cfg: RunCfg) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def config_diff(old: RunCfg, new: RunCfg) -> dict[str, tuple[Any, Any]]:
+    """The dotted keys whose values differ between two configs, as ``{key: (old value, new value)}``, over exactly
+    what :func:`config_hash` covers (so the diff is empty exactly when the hashes agree): ``name``, ``out_dir``
+    and ``device`` are left out, and a key added after rulab 0.1 counts only where it is not at its default.
+    """
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, dict) and v and not key.endswith("kwargs"):
+                out.update(flat(v, key))
+            else:
+                out[key] = v
+        return out
+
+    a, b = _hash_dict(old), _hash_dict(new)
+    for d in (a, b):
+        for k in ("name", "out_dir", "device"):
+            d.pop(k, None)
+    fa, fb = flat(a), flat(b)
+
+    def same(k: str) -> bool:  # compared as the hash sees them: JSON with sorted keys
+        canon = [json.dumps(d.get(k), sort_keys=True, default=str) for d in (fa, fb)]
+        return (k in fa) == (k in fb) and canon[0] == canon[1]
+
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if not same(k)}
+
+
 def dump_yaml(cfg: RunCfg) -> str:
     """The resolved config as YAML text."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
@@ -368,7 +401,7 @@ def _set_path(cfg: Any, path: list[str], value: Any, full: str) -> Any:
                 node = node[p]
             node[rest[-1]] = value
             return replace(cfg, **{head: new})
-        raise ConfigError(f"config key '{full}' goes below '{head}', which is a {_type_name(tp)}, not a section")
+        raise ConfigError(f"config key {quoted(full)} goes below '{head}', which is a {_type_name(tp)}, not a section")
     if is_dataclass(current) and isinstance(value, Mapping):
         merged = to_dict(current)
         _deep_update(merged, value)
@@ -393,11 +426,11 @@ def apply_overrides(cfg: RunCfg, overrides: Sequence[str] | Mapping[str, Any]) -
     for item in overrides:
         text = item[2:] if item.startswith("--") else item
         if "=" not in text:
-            raise ConfigError(f"override '{item}' must look like key=value, e.g. optim.lr=0.05")
+            raise ConfigError(f"override {quoted(item)} must look like key=value, e.g. optim.lr=0.05")
         key, raw = text.split("=", 1)
         key = key.strip()
         if not key:
-            raise ConfigError(f"override '{item}' has an empty key; write it as key=value, e.g. train.epochs=3")
+            raise ConfigError(f"override {quoted(item)} has an empty key; write it as key=value, e.g. train.epochs=3")
         cfg = _set_path(cfg, key.split("."), _parse_value(raw), key)
     return cfg
 
@@ -454,9 +487,48 @@ def _prob(key: str, value: float) -> None:
 def check_choice(key: str, value: str, choices: Sequence[str]) -> None:
     """Raise a :class:`ConfigError` naming ``key``, the closest choice and all choices when ``value`` is not one."""
     if value not in choices:
-        close = difflib.get_close_matches(value, choices, n=1)
+        close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"config key '{key}' has unknown value '{value}'{hint}; valid choices: {', '.join(choices)}")
+        shown = f"'{value}'" if isinstance(value, str) and value.isprintable() and len(value) <= 60 else brief(value)
+        raise ConfigError(f"config key '{key}' has unknown value {shown}{hint}; valid choices: {', '.join(choices)}")
+
+
+def check_leaves(cfg: Any, prefix: str = "") -> None:
+    """Check every leaf of a config dataclass that its type alone cannot: numbers are finite and fit in 64 bits, and
+    every text (names, paths, the free-form ``kwargs`` values) is printable, without a NUL byte or control character.
+
+    Configs built by :func:`from_dict` and :func:`apply_overrides` are checked as they are read; this catches the
+    same in a dataclass built directly (``RunCfg(optim=OptimCfg(lr=math.inf))``).
+
+    Raises:
+        ConfigError: naming the dotted key.
+    """
+
+    def walk(value: Any, key: str) -> None:
+        if is_dataclass(value):
+            for f in fields(value):
+                walk(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                if isinstance(k, str):
+                    check_text(f"a key of config key '{key}'", k)
+                walk(v, f"{key}.{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{key}[{i}]")
+        elif isinstance(value, str):
+            check_text(f"config key '{key}'", value)
+        elif isinstance(value, float) and not _in_kwargs(key):
+            check_number(f"config key '{key}'", value)
+        elif isinstance(value, int) and not isinstance(value, bool) and not _in_kwargs(key):
+            check_int(f"config key '{key}'", value)
+
+    walk(cfg, prefix)
+
+
+def _in_kwargs(key: str) -> bool:
+    """Whether a dotted key lies in a free-form ``kwargs`` mapping (its numbers are checked by the entry's own types)."""
+    return "kwargs." in key
 
 
 def check_registered(key: str, value: str, registry: Any) -> None:
@@ -490,6 +562,9 @@ def validate_values(cfg: RunCfg) -> RunCfg:
     Raises:
         ConfigError: naming the first bad key and its valid values.
     """
+    check_leaves(cfg)
+    check_name(cfg.name)
+    check_seed("config key 'seed'", cfg.seed)
     o, t, d, e = cfg.optim, cfg.train, cfg.data, cfg.eval
     check_choice("optim.name", o.name, ["sgd", "adamw"])
     check_choice("optim.schedule", o.schedule, ["cosine", "step", "onecycle", "constant"])
@@ -539,17 +614,30 @@ def validate_values(cfg: RunCfg) -> RunCfg:
     _positive("data.augment.crop_padding", a.crop_padding, strict=False)
     _positive("data.augment.rotate_deg", a.rotate_deg, strict=False)
     check_choice("device", cfg.device.split(":")[0], ["auto", "cpu", "cuda", "mps"])
+    check_device("config key 'device'", cfg.device)
+    validate_eval(e)
+    return cfg
+
+
+def validate_eval(e: EvalCfg) -> EvalCfg:
+    """The value checks of the ``eval`` section alone (:func:`validate_values` runs them on a whole run config;
+    :func:`rulab.eval.user.evaluate_model` on the settings it builds from its arguments).
+
+    Raises:
+        ConfigError: naming the first bad key.
+    """
+    check_leaves(e, "eval")
     for det, kwargs in e.detector_kwargs.items():
         if det not in e.detectors:
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' names a detector that eval.detectors does not run; valid choices: {', '.join(e.detectors)}")
         if not isinstance(kwargs, Mapping):
-            raise ConfigError(f"config key 'eval.detector_kwargs.{det}' must map parameter names to values, got {kwargs!r}")
+            raise ConfigError(f"config key 'eval.detector_kwargs.{det}' must map parameter names to values, got {brief(kwargs)}")
     for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n"):
         if getattr(e, k) < 0:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")
     _positive("eval.batch_size", e.batch_size)
     _positive("eval.adv_eps", e.adv_eps, strict=False)
-    return cfg
+    return e
 
 
 def fields_of(cls: type) -> list[str]:

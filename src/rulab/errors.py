@@ -16,6 +16,7 @@ __all__ = [
     "CheckpointError",
     "InputError",
     "StoreError",
+    "RulabWarning",
 ]
 
 
@@ -49,3 +50,8 @@ class InputError(RulabError, ValueError):
 
 class StoreError(RulabError):
     """The results database cannot be opened, written or read."""
+
+
+class RulabWarning(UserWarning):
+    """Something rulab handled but the user should know about (a stale lock taken over, malformed database rows
+    skipped); the command line prints it as ``warning: <message>``."""

@@ -11,14 +11,19 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from rulab.errors import RulabError
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "ensure_writable_dir", "explain_os_error"]
+__all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "ensure_writable_dir", "explain_os_error", "remove_stale_temps"]
+
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8,}\.tmp$")
+"""The names :func:`atomic_path` gives its temporary files: ``.<final name>.<random>.tmp``."""
 
 
 def explain_os_error(err: OSError, path: Path) -> RulabError:
@@ -91,3 +96,33 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def remove_stale_temps(directory: str | os.PathLike[str], older_than: float = 0.0) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_path` that a killed process left in ``directory`` (not below it).
+
+    A process killed between creating its temp file and renaming it (SIGKILL, a power cut) leaves
+    ``.<name>.<random>.tmp``; nothing else ever removes it. Call this where no other process can be writing
+    (``older_than=0``, e.g. while holding the run directory's lock) or with an age in seconds beyond which no write
+    is still in progress. Other files are never touched.
+
+    Returns:
+        The removed paths.
+    """
+    removed: list[Path] = []
+    d = Path(directory)
+    try:
+        entries = list(d.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for p in entries:
+        if not _TEMP_NAME.match(p.name):
+            continue
+        try:
+            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime >= older_than:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    return removed

@@ -334,7 +334,7 @@ def log_results(table: Any, track: str | Sequence[str] | Sequence[Tracker], run_
         t.log_table(table)  # type: ignore[union-attr]
 
 
-def train_tracked(cfg: Any, track: str | Sequence[str], resume: bool = False, progress: bool = True) -> Path:
+def train_tracked(cfg: Any, track: str | Sequence[str], resume: bool = False, progress: bool = True, allow_config_change: bool = False) -> Path:
     """:func:`rulab.train.loop.fit` with trackers: the config as params, every epoch's curves (the loop's
     ``loggers=`` hook), then the checkpoint, its metadata and the curves file as artifacts. Under ``torchrun`` only
     rank 0 tracks.
@@ -352,7 +352,7 @@ def train_tracked(cfg: Any, track: str | Sequence[str], resume: bool = False, pr
     try:
         for t in trackers:
             t.log_params(to_dict(cfg))
-        run_dir = fit(cfg, resume=resume, progress=progress, loggers=trackers)
+        run_dir = fit(cfg, resume=resume, progress=progress, loggers=trackers, allow_config_change=allow_config_change)
         for t in trackers:
             for name in ("model.safetensors", "meta.json", "config.yaml", "metrics.jsonl"):
                 if (run_dir / name).is_file():

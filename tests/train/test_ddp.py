@@ -78,6 +78,22 @@ def interrupt_once(step, *a, **k):
 loop.lr_at = interrupt_once
 assert main(["train", *args]) == 130
 assert open(run_dir + "/checkpoints/LATEST").read().strip() == "step-00000003"
+# the run directory's owner lock: rank 0 held it and released it on Ctrl-C; a live lock of another process stops
+# every rank with exit status 2 (rank 0 tells the others), none hangs in a collective
+import json, os, time
+from rulab.distributed import barrier
+lock = run_dir + "/run.lock"
+barrier()  # rank 0 has released it
+assert not os.path.exists(lock)
+if dist_info().main:
+    with open(lock, "w") as fh:
+        json.dump({"pid": 4242, "host": "another-host", "token": "t", "started": time.time()}, fh)
+barrier()
+assert main(["train", *args, "--resume"]) == 2
+barrier()
+if dist_info().main:
+    os.remove(lock)
+barrier()
 assert main(["train", *args, "--resume"]) == 0
 info = dist_info()
 assert info.world_size == 2

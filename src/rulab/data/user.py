@@ -89,6 +89,8 @@ def to_pixels(
         InputError: values outside [0, 1] pixels after un-normalising (beyond a 1e-3 tolerance), NaN/inf, a
             normalisation with the wrong number of channels.
     """
+    if x.ndim >= 1 and len(x) == 0:
+        raise InputError(f"'{name}' holds no images; give at least one")
     if x.dtype == torch.uint8:  # always pixels 0..255, whatever ``pixels`` says of float data
         return x
     if x.dtype == torch.bool or not (x.is_floating_point() or x.dtype in (torch.int16, torch.int32, torch.int64)):
@@ -100,7 +102,7 @@ def to_pixels(
         return x.to(torch.uint8)
     v = x.detach().to("cpu", torch.float64)
     if not bool(torch.isfinite(v).all()):
-        raise InputError(f"'{name}' contains NaN or infinite values")
+        raise InputError(f"'{name}' contains NaN or infinite values; replace them (torch.nan_to_num) or drop those images")
     if not pixels:
         m, s = _stats(mean, "mean"), _stats(std, "std")
         if m is None or s is None:

@@ -28,7 +28,7 @@ from rulab.eval.benchmarks import Benchmark
 from rulab.eval.evaluate import resolve_benchmark, run_evaluation
 from rulab.eval.shift import ShiftCache
 from rulab.eval.validate import validate_run
-from rulab.io import atomic_write_json, atomic_write_text
+from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir, remove_stale_temps
 from rulab.results.store import ResultStore
 from rulab.results.table import ResultTable
 
@@ -178,6 +178,10 @@ def evaluate_checkpoint(
     )
     ckpt, cfg, splits = run.checkpoint, run.cfg, run.splits
     out_dir = eval_dir(ckpt, run.benchmark.name)
+    # every output is checked before the work: a bad database or an unwritable directory fails now, not after it
+    ensure_writable_dir(out_dir)
+    remove_stale_temps(out_dir, older_than=_STALE_TEMP_S)
+    store = ResultStore(db) if db is not None else None
 
     def stage(text: str) -> None:
         if progress:
@@ -202,8 +206,15 @@ def evaluate_checkpoint(
     table.save_arrays(out_dir / "arrays.safetensors")
     atomic_write_text(out_dir / "summary.txt", table.summary() + "\n")
     atomic_write_json(out_dir / "meta.json", table.meta)
-    _record(db, table, run.meta, ckpt)
+    if store is not None:
+        with store:
+            _record(store, table, run.meta, ckpt)
     return table
+
+
+_STALE_TEMP_S = 3600.0
+"""Temporary files in an evaluation's directory older than this were left by a killed process (a write takes
+seconds); younger ones may belong to another evaluation of the same run that is writing now."""
 
 
 _SHIFT_CACHE: ShiftCache | None = None
@@ -217,16 +228,13 @@ def _shift_cache() -> ShiftCache:
     return _SHIFT_CACHE
 
 
-def _record(db: str | os.PathLike[str] | None, table: ResultTable, meta: dict[str, Any], ckpt: Path) -> None:
+def _record(store: ResultStore, table: ResultTable, meta: dict[str, Any], ckpt: Path) -> None:
     """Store an evaluation in the SQLite results store (docs/results-store.md) under the checkpoint's run.
 
     The run row is keyed like a study's (``<name>-<config hash>``), so evaluating a study's run again updates its rows
     instead of duplicating them.
     """
-    if db is None:
-        return
     cfg = from_dict(RunCfg, meta["config"])
-    store = ResultStore(db)
     run_id = store.start_run(cfg, checkpoint=str(ckpt), meta=meta, status="running")
     store.write_curves(run_id, meta.get("history", []))
     store.write_results(run_id, table)

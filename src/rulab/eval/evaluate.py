@@ -49,6 +49,7 @@ from rulab.eval import farconf as farconf_eval
 from rulab.eval import shift as shift_eval
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key, extract, weights_hash
+from rulab.eval.inputs import check_evaluation
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
 from rulab.metrics.calibration import calibration_metrics, mmc
 from rulab.models.fuse import inference_copy
@@ -162,6 +163,7 @@ def run_evaluation(
     Returns:
         The result table (rows, ``meta``, ``arrays``); see the module docstring for its contents.
     """
+    check_evaluation(model, test, val, train)  # data shapes and the model's output, before any work
     key = model_key or weights_hash(model)
     if eval_cfg.flip_tta:
         model, key = FlipTTA(model), f"{key}+flip_tta"  # other logits: never share the non-TTA cache entries

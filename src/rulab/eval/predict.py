@@ -6,6 +6,8 @@ This is the one forward pass of convention 6 (docs/conventions.md); :mod:`rulab.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -39,9 +41,9 @@ def check_images(model: nn.Module, x: torch.Tensor) -> None:
                 f"the images have {x.shape[1]} channels but the model takes {c}; convert them with "
                 f"rulab.data.ood.to_shape(x, ({c}, {h}, {w})) (ITU-R 601-2 grey or replicated colour)"
             )
-    elif isinstance(first, nn.Linear) and x.ndim >= 2 and first.in_features != x[0].numel():
-        raise InputError(
-            f"each input has {x[0].numel()} values (shape {tuple(x.shape[1:])}) but the model takes {first.in_features}; "
+    elif isinstance(first, nn.Linear) and x.ndim >= 2 and first.in_features != math.prod(x.shape[1:]):
+        raise InputError(  # the shape, not x[0]: an empty split (no image to index) is checked too
+            f"each input has {math.prod(x.shape[1:])} values (shape {tuple(x.shape[1:])}) but the model takes {first.in_features}; "
             "give inputs of the shape it was built for"
         )
 
@@ -69,6 +71,8 @@ def predict(
         InputError: ``x`` is not ``[N, C, H, W]`` with the model's channel count (:func:`check_images`).
     """
     check_images(model, x)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     was_training = model.training
     model.eval()
     dev = model_device(model)

@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rulab.config import EvalCfg
+from rulab.checks import brief, check_int, check_seed, check_text
+from rulab.config import EvalCfg, validate_eval
 from rulab.data.tensors import TensorDataset
 from rulab.data.user import as_dataset
 from rulab.errors import ConfigError, InputError
@@ -77,15 +78,25 @@ def resolve_ood(
     if isinstance(sets, str):
         sets = [sets]
     if not isinstance(sets, Mapping):
+        if not isinstance(sets, (list, tuple)):
+            raise InputError(f"{what} must be a list of registered OOD set names or a dict {{'name': data}}, got {brief(sets)}")
         items: list[tuple[str, Any]] = []
         for name in sets:
+            if not isinstance(name, str):
+                raise InputError(f"{what} given as a list takes names of registered OOD sets (`rulab list ood`), got {brief(name)}; "
+                                 f"pass your own data as {what}={{'name': data}}")
             if not _registered_ood(name):
                 from rulab.registry import OOD_SETS
 
                 raise ConfigError(f"'{name}' in {what} is not a registered OOD set ({', '.join(OOD_SETS.list())}); pass your own data as {what}={{'name': data}}")
             items.append((name, name))
     else:
-        items = [(str(k), v) for k, v in sets.items()]
+        items = []
+        for k, v in sets.items():
+            if not isinstance(k, str):
+                raise InputError(f"the keys of {what} name the sets and must be text, got {brief(k)}")
+            check_text(f"the name of a set in {what}", k)
+            items.append((k, v))
     names: list[str] = []
     data: dict[str, TensorDataset] = {}
     for name, value in items:
@@ -226,10 +237,20 @@ def evaluate_model(
 
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module mapping images to logits, got {type(model).__name__}")
+    check_int("batch_size", batch_size, 1)
+    for key, value in (("n_ood", n_ood), ("n_val_id", n_val_id), ("n_val_ood", n_val_ood), ("fit_size", fit_size)):
+        check_int(key, value, 0)
+    check_seed("seed", seed)
+    if not isinstance(protocol, str):
+        raise ConfigError(f"protocol must be a name (`rulab list protocols`), got {brief(protocol)}")
     net = wrap_model(model, mean, std, feature_layer, head)
     kw = {"pixels": pixels, "mean": mean, "std": std}
     test = as_dataset(id_test, id_name, classes=classes, size=size, channels=channels, **kw)
     shape = test.shape
+    for what, values in (("mean", mean), ("std", std)):
+        n = 1 if isinstance(values, (int, float)) or values is None else len(values)
+        if n not in (1, shape[0]):
+            raise InputError(f"{what} has {n} values but the images have {shape[0]} channel(s); give one value per channel (or one for all)")
     folder = {"size": size or shape[1:], "channels": channels or shape[0]}
     val = None if id_val is None else as_dataset(id_val, f"{test.name}_val", classes=test.classes, **folder, **kw)
     train = None if id_train is None else as_dataset(id_train, f"{test.name}_train", classes=test.classes, **folder, **kw)
@@ -257,7 +278,7 @@ def evaluate_model(
         train = val if val is not None else test.subset(slice(0, 0), name=f"{test.name}_train")
         if needs_fit:
             fit_note = "no id_train given: detectors were fitted on id_val"
-    cfg = replace(base, detectors=names, shift="", farconf=farconf, temperature=temperature, batch_size=batch_size, protocol="")
+    cfg = validate_eval(replace(base, detectors=names, shift="", farconf=farconf, temperature=temperature, batch_size=batch_size, protocol=""))
 
     ood_names, ood_data = resolve_ood(ood, "ood", shape, **kw)
     val_names, val_data = resolve_ood(ood_val, "ood_val", shape, **kw)

@@ -72,10 +72,11 @@ def _pair(confidence: ArrayLike, correct: ArrayLike) -> tuple[torch.Tensor, torc
 def _check_binning(binning: str, bin_size: int, n_bins: int) -> None:
     if binning not in ("adaptive", "uniform"):
         raise InputError(f"binning must be 'adaptive' or 'uniform', got {binning!r}")
-    if binning == "adaptive" and (int(bin_size) != bin_size or bin_size < 1):
-        raise InputError(f"bin_size must be a positive integer, got {bin_size!r}")
-    if binning == "uniform" and (int(n_bins) != n_bins or n_bins < 1):
-        raise InputError(f"n_bins must be a positive integer, got {n_bins!r}")
+    # both are checked whatever the binning: a nonsense value is a mistake even where it is not used
+    for key, value in (("bin_size", bin_size), ("n_bins", n_bins)):
+        whole = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value) and value.is_integer())
+        if isinstance(value, bool) or not whole or value < 1:
+            raise InputError(f"{key} must be a positive integer, got {value!r}")
 
 
 def _adaptive(conf: torch.Tensor, corr: torch.Tensor, bin_size: int) -> ReliabilityBins:

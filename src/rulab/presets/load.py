@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from rulab.checks import brief
 from rulab.config import RunCfg, apply_overrides, read_yaml
 from rulab.errors import ConfigError
 from rulab.eval.validate import validate_run
@@ -50,6 +51,11 @@ def load_config(
     """
     data = read_yaml(path) if path is not None else {}
     file_preset = data.pop("preset", None)
+    if file_preset is not None and not isinstance(file_preset, str):
+        raise ConfigError(f"'preset' in {path} must be one preset name (`rulab list presets`), got {brief(file_preset)}; "
+                          "a config file names at most one preset")
+    if preset is not None and not isinstance(preset, str):
+        raise ConfigError(f"the preset must be one name (`rulab list presets`), got {brief(preset)}")
     if preset and file_preset and preset != file_preset:
         raise ConfigError(
             f"the preset '{preset}' given on the command line differs from '{file_preset}' in {path}; keep one"

@@ -251,7 +251,7 @@ def build_report(
     if not db.exists():
         raise StoreError(f"there is no results database at {db}; run a study first (`rulab study fmnist-default`) or pass --db")
     out = Path(out) if out is not None else db.parent / "report.html"
-    store = ResultStore(db)
+    store = ResultStore(db, read_only=True)  # a report only reads: works on a read-only file system or a full disk
     runs = store.runs(**({"study": study} if study else {}))
     if run_ids is not None:
         keep = set(run_ids)

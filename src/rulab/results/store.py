@@ -42,14 +42,18 @@ import os
 import socket
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from rulab.checks import INT64_MAX, INT64_MIN, brief
 from rulab.config import config_hash, to_dict
-from rulab.errors import StoreError
+from rulab.errors import RulabWarning, StoreError
+from rulab.results.rows import MalformedRow, ReadReport, parse_curve, parse_result, parse_run
 from rulab.results.table import KEY_COLUMNS, ResultTable, Row
 
 __all__ = [
@@ -141,13 +145,50 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _value_in(v: Any) -> float | None:
-    f = float(v)
+def _value_in(v: Any, what: str = "value") -> float | None:
+    """A value to store: a real number (NaN → ``NULL``); anything else is refused before the write."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
+        raise StoreError(f"cannot store the {what} {brief(v)}: it is not a number; rows hold real numbers (NaN for undefined), so nothing was written")
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise StoreError(f"cannot store the {what} {brief(v)}: it is not a real number; rows hold real numbers (NaN for undefined), so nothing was written") from None
     return None if math.isnan(f) else f
 
 
-def _value_out(v: Any) -> float:
-    return math.nan if v is None else float(v)
+def _text_in(v: Any, column: str, required: bool = False) -> str:
+    """A key column to store: text (``None`` → ``''``, "none"); anything else is refused before the write."""
+    if required and not v:
+        raise StoreError(f"cannot store a row without a {column} name; every row needs a kind and a metric name; nothing was written")
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise StoreError(f"cannot store {column} {brief(v)}: key columns hold text")
+    if "\x00" in v:
+        raise StoreError(f"cannot store {column} {brief(v)}: it holds a NUL byte")
+    return v
+
+
+def _n_in(v: Any, what: str = "count n") -> int:
+    """An integer column to store (``n``, ``seed``): SQLite's INTEGER is signed 64-bit."""
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int) or not INT64_MIN <= v <= INT64_MAX:
+        if isinstance(v, float) and v.is_integer() and abs(v) < 2**63:
+            return int(v)
+        raise StoreError(f"cannot store the {what} {brief(v, 40)}: it must be an integer that fits in 64 bits")
+    return v
+
+
+def _extra_in(extra: Any) -> str:
+    if not extra:
+        return "{}"
+    if not isinstance(extra, Mapping):
+        raise StoreError(f"cannot store extra = {brief(extra)}: it must be a mapping (stored as a JSON object)")
+    try:
+        return json.dumps(extra, sort_keys=True, default=str)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise StoreError(f"cannot store extra = {brief(extra)} as JSON ({type(err).__name__}); give plain numbers, text, lists and mappings") from None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -208,6 +249,11 @@ class ResultStore:
     Args:
         path: the database file (created with its parent directory if missing); default ``runs/results.db``.
         timeout: seconds a writer waits for another process's lock before giving up.
+        read_only: open for reading only (``rulab results``, ``rulab report``): the file must exist and is never
+            created, migrated or changed. This works on a read-only file system or a full disk too: the file is
+            opened with SQLite's ``mode=ro``, and where even that fails because the write-ahead log's index
+            (``-shm``) cannot be created beside it, as ``immutable`` (then with a warning if a ``-wal`` file holds
+            rows that cannot be read without it).
 
     Raises:
         StoreError: the file is not a SQLite database, was written by a newer rulab, or cannot be created.
@@ -219,9 +265,12 @@ class ResultStore:
         >>> store.finish_run(run_id)
     """
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_DB, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_DB, timeout: float = 30.0, read_only: bool = False) -> None:
         self.path = Path(path)
         self.timeout = float(timeout)
+        self.read_only = bool(read_only)
+        #: what the last read skipped or emptied (:class:`rulab.results.rows.ReadReport`); also given as a warning
+        self.last_read: ReadReport = ReadReport(str(self.path))
         self._con_obj: sqlite3.Connection | None = None
         self._pid = -1
         self._con()  # open (and create or migrate) now, so a bad file fails here with a clear message
@@ -229,27 +278,86 @@ class ResultStore:
     # ------------------------------------------------------------------------------------------- connection
 
     def _bad_file(self, err: Exception) -> StoreError:
-        """The one-sentence error for a failed SQLite call: a full disk, a read-only file, or a file that is not a database."""
-        code = getattr(err, "sqlite_errorname", "")
-        if code.startswith("SQLITE_FULL") or "disk is full" in str(err):
+        """The one-sentence error for a failed SQLite call. Only a file SQLite itself calls damaged or foreign
+        (``SQLITE_NOTADB``, ``SQLITE_CORRUPT``) is "not a readable rulab results database"; a full disk, a
+        read-only file system, a missing permission or an I/O error say so and leave the file alone."""
+        code = getattr(err, "sqlite_errorname", "") or ""
+        text = str(err)
+        if code.startswith("SQLITE_FULL") or "disk is full" in text:
             return StoreError(
                 f"no space left on the device while writing the results database {self.path}; free some disk space or pass another --db "
                 "(this write was not stored; earlier rows are kept)"
             )
-        if code.startswith("SQLITE_READONLY") or "readonly database" in str(err):
+        if code.startswith("SQLITE_READONLY") or "readonly database" in text:
             return StoreError(f"cannot write the results database {self.path} (read-only or no permission); make it writable or pass another --db")
-        return StoreError(
-            f"{self.path} is not a readable rulab results database ({err}); move it aside (nothing is deleted) and run again, or pass another --db"
-        )
+        if code.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or "unable to open" in text:
+            return StoreError(
+                f"cannot open the results database {self.path} for writing (its directory is read-only, not writable by you, or missing); "
+                "make it writable or pass another --db (nothing in it was changed)"
+            )
+        if code.startswith("SQLITE_IOERR") or "disk I/O error" in text:
+            return StoreError(
+                f"a disk I/O error ({text}) stopped the use of the results database {self.path} (a full disk or a read-only file system?); "
+                "check the disk and run again, or pass another --db (the file was left as it is)"
+            )
+        if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text or "malformed" in text:
+            return StoreError(
+                f"{self.path} is not a readable rulab results database ({err}); move it aside (nothing is deleted) and run again, or pass another --db"
+            )
+        return StoreError(f"the results database {self.path} failed ({text}); check the file and the disk, or pass another --db")
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A read-only connection (see ``read_only`` in the class docstring); nothing is created or written."""
+        if not self.path.is_file():
+            raise StoreError(f"there is no results database at {self.path}; run `rulab study fmnist-default` first or pass --db")
+        uri = "file:" + quote(str(self.path.resolve()))
+        errors: list[sqlite3.Error] = []
+        for params in ("?mode=ro", "?immutable=1"):
+            try:
+                con = sqlite3.connect(uri + params, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as err:
+                errors.append(err)
+                continue
+            try:
+                con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError as err:
+                con.close()
+                errors.append(err)
+                code = getattr(err, "sqlite_errorname", "") or ""
+                if code.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_PERM")) or "unable to open" in str(err):
+                    continue  # the -shm index cannot be made here (read-only directory, full disk): try immutable
+                break
+            if params == "?immutable=1":
+                wal = self.path.with_name(self.path.name + "-wal")
+                if wal.is_file() and wal.stat().st_size > 0:
+                    warnings.warn(
+                        f"read {self.path} without its write-ahead log {wal.name} (the directory cannot be written), so the newest rows "
+                        "may be missing; copy the database with its -wal and -shm files to a writable directory to read them all",
+                        RulabWarning, stacklevel=4,
+                    )
+            if version > SCHEMA_VERSION:
+                con.close()
+                raise StoreError(f"{self.path} was written by a newer rulab (schema {version}, this one reads {SCHEMA_VERSION}); upgrade rulab or use another --db")
+            if version == 0:
+                con.close()
+                raise StoreError(f"{self.path} is a SQLite file without rulab results (no rulab schema); pass the --db that `rulab study` or `rulab eval --db` wrote")
+            return con
+        raise self._bad_file(errors[-1]) from None
 
     def _con(self) -> sqlite3.Connection:
         if self._con_obj is not None and self._pid == os.getpid():
             return self._con_obj
+        if self.read_only:
+            self._con_obj, self._pid = self._open_read_only(), os.getpid()
+            return self._con_obj
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as err:
-            raise StoreError(f"cannot open the results database {self.path} ({err}); check the path and its permissions") from None
+        except sqlite3.Error as err:
+            raise self._bad_file(err) from None
+        except OSError as err:
+            raise StoreError(f"cannot open the results database {self.path} ({err.strerror or err}); check the path and its permissions") from None
         try:
             con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             self._retry(lambda: con.execute("PRAGMA journal_mode = WAL").fetchone())
@@ -317,6 +425,8 @@ class ResultStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``: waits for other writers, then holds the lock)."""
+        if self.read_only:
+            raise StoreError(f"the results database {self.path} was opened read-only; open it with ResultStore(path) to write")
         con = self._con()
         try:
             self._retry(lambda: con.execute("BEGIN IMMEDIATE"))
@@ -398,7 +508,7 @@ class ResultStore:
             "method": str((d.get("method") or {}).get("name", "")) if isinstance(d.get("method"), Mapping) else str(d.get("method", "")),
             "model": str((d.get("model") or {}).get("name", "")) if isinstance(d.get("model"), Mapping) else str(d.get("model", "")),
             "dataset": str((d.get("data") or {}).get("dataset", "")) if isinstance(d.get("data"), Mapping) else "",
-            "seed": d.get("seed"),
+            "seed": None if d.get("seed") is None else _n_in(d.get("seed"), "seed"),
             "config_json": json.dumps(d, sort_keys=True, default=str) if d else "{}",
             "config_hash": chash,
             "git_commit": str(meta.get("git_commit", "")),
@@ -471,11 +581,28 @@ class ResultStore:
         Each dict has every column, plus ``config`` (the parsed ``config_json``) and ``dataset_checksums`` parsed.
         """
         where, args = _where(filters, RUN_COLUMNS, "runs")
-        rows = self._read(f"SELECT * FROM runs{where} ORDER BY rowid", args)
-        for r in rows:
-            r["config"] = json.loads(r["config_json"] or "{}")
-            r["dataset_checksums"] = json.loads(r["dataset_checksums"] or "{}")
+        report = ReadReport(str(self.path))
+        rows = [parse_run(r, report) for r in self._read(f"SELECT * FROM runs{where} ORDER BY rowid", args)]
+        self._report(report)
         return rows
+
+    def _parsed(self, raw: list[dict[str, Any]], parse: Any, what: str) -> list[dict[str, Any]]:
+        """``parse`` applied to every raw row; malformed rows are skipped, counted and reported (:mod:`rulab.results.rows`)."""
+        report = ReadReport(str(self.path))
+        out = []
+        for i, r in enumerate(raw):
+            try:
+                out.append(parse(r))
+            except MalformedRow as err:
+                where = f"run '{r.get('run_id')}'" + (f", metric '{r.get('metric')}'" if isinstance(r.get("metric"), str) else "")
+                report.skipped.append(f"{what} row {i + 1} of the query ({where}): {err}")
+        self._report(report)
+        return out
+
+    def _report(self, report: ReadReport) -> None:
+        self.last_read = report
+        if report:
+            warnings.warn(report.message(), RulabWarning, stacklevel=4)
 
     # ------------------------------------------------------------------------------------------------ claims
 
@@ -538,8 +665,9 @@ class ResultStore:
             StoreError: the run is not in the database (call :meth:`start_run` first).
         """
         rows = [
-            (run_id, r.kind, r.dataset or "", r.shift or "", r.severity or "", r.detector or "", r.metric, _value_in(r.value), int(r.n or 0),
-             json.dumps(r.extra, sort_keys=True, default=str) if r.extra else "{}")
+            (run_id, _text_in(r.kind, "kind", required=True), _text_in(r.dataset, "dataset"), _text_in(r.shift, "shift"), _text_in(r.severity, "severity"),
+             _text_in(r.detector, "detector"), _text_in(r.metric, "metric", required=True), _value_in(r.value, f"value of metric '{r.metric}'"),
+             _n_in(r.n), _extra_in(r.extra))
             for r in table
         ]
         sql = (
@@ -567,7 +695,7 @@ class ResultStore:
 
     def write_curves(self, run_id: str, history: Iterable[Mapping[str, Any]]) -> int:
         """Insert or replace training/validation curves from the loop's per-epoch records (see :func:`curve_points`)."""
-        points = [(run_id, e, s, m, _value_in(v)) for e, s, m, v in curve_points(history)]
+        points = [(run_id, e, s, m, _value_in(v, f"curve value '{s}_{m}'")) for e, s, m, v in curve_points(history)]
         sql = (
             f"INSERT INTO curves ({', '.join(CURVE_COLUMNS)}) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (run_id, epoch, split, metric) DO UPDATE SET value = excluded.value"
@@ -594,10 +722,7 @@ class ResultStore:
             "r.kind, r.dataset, r.shift, r.severity, r.detector, r.metric, r.value, r.n, r.extra_json "
             "FROM results r JOIN runs u ON u.run_id = r.run_id" + (f" WHERE {where}" if where else "") + " ORDER BY u.rowid, r.rowid"
         )
-        recs = self._read(sql, [*a1, *a2])
-        for r in recs:
-            r["value"] = _value_out(r["value"])
-            r["extra"] = json.loads(r.pop("extra_json") or "{}")
+        recs = self._parsed(self._read(sql, [*a1, *a2]), parse_result, "result")
         if frame:
             try:
                 import pandas as pd
@@ -621,9 +746,7 @@ class ResultStore:
         """Stored curve points ``{run_id, epoch, split, metric, value}`` matching column filters, by run and epoch."""
         where, args = _where(filters, CURVE_COLUMNS, "curves")
         rows = self._read(f"SELECT run_id, epoch, split, metric, value FROM curves{where} ORDER BY run_id, epoch, split, metric", args)
-        for r in rows:
-            r["value"] = _value_out(r["value"])
-        return rows
+        return self._parsed(rows, parse_curve, "curve")
 
     def counts(self) -> dict[str, int]:
         """Row counts of the three tables."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rulab.checks import check_seed
 from rulab.config import RunCfg, config_hash
 from rulab.errors import ConfigError
 from rulab.eval.validate import validate_run
@@ -87,9 +88,13 @@ def plan_cells(
         ConfigError: an unknown preset, a bad override, or a bad value, naming the preset; a paper table that
             is not registered.
     """
-    seeds = tuple(int(s) for s in (seeds if seeds else study.seeds))
+    if seeds is not None and len(seeds) == 0:  # an empty list is a mistake, not "the study's own seeds"
+        raise ConfigError(f"no seeds given for study '{study.name}'; pass seeds like --seeds 0,1, or none to run the study's own")
+    seeds = tuple(check_seed("a seed", s) for s in (seeds if seeds is not None else study.seeds))
     if not seeds:
         raise ConfigError(f"study '{study.name}' has no seeds to run; pass seeds like --seeds 0,1")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"the seeds {list(seeds)} list a seed twice; give each seed once")
     table = getattr(study, "paper_table", "")
     if table and table not in PAPER_TABLES:
         raise ConfigError(f"study '{study.name}' names paper table '{table}'; valid: {', '.join(PAPER_TABLES.list())}")

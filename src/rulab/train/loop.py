@@ -23,6 +23,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -33,25 +34,35 @@ import torch.nn.functional as F
 from torch import nn
 
 import rulab
-from rulab.checkpoint import init_from_checkpoint, load_train_state, read_meta, save_model, save_train_state
-from rulab.config import RunCfg, config_hash, dump_yaml, to_dict
+from rulab.checkpoint import (
+    init_from_checkpoint,
+    load_train_state,
+    read_meta,
+    read_train_record,
+    save_model,
+    save_train_state,
+)
+from rulab.checks import run_path
+from rulab.config import RunCfg, config_diff, config_hash, dump_yaml, from_dict, to_dict
 from rulab.data.loader import TensorLoader, derive_seed, make_generator
 from rulab.data.splits import Splits, load_splits
 from rulab.distributed import DistInfo, all_reduce_sum, barrier, gather_rows, init_distributed, resolve_device
-from rulab.errors import ConfigError, RulabError
+from rulab.errors import CheckpointError, ConfigError, RulabError, RulabWarning
 from rulab.eval.predict import predict_distributed
 from rulab.eval.validate import validate_run
-from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error
+from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir, explain_os_error, remove_stale_temps
+from rulab.lock import RunLock
 from rulab.metrics.calibration import calibration_error
 from rulab.registry import METHODS, MODELS, OOD_SETS
 from rulab.train.optim import build_optimizer, lr_at
 
-__all__ = ["fit", "build_model", "run_dir_of", "provenance", "git_commit"]
+__all__ = ["fit", "build_model", "run_dir_of", "provenance", "git_commit", "recorded_config"]
 
 
 def run_dir_of(cfg: RunCfg) -> Path:
-    """``<out_dir>/<name>``: where a run keeps its checkpoints, config and logs."""
-    return Path(cfg.out_dir) / cfg.name
+    """``<out_dir>/<name>``: where a run keeps its checkpoints, config and logs (the name is checked to be one
+    directory name, :func:`rulab.checks.run_path`, so a run is never written outside ``out_dir``)."""
+    return run_path(cfg.out_dir, cfg.name)
 
 
 def git_commit() -> str:
@@ -167,18 +178,31 @@ def _outlier_loader(method: Any, splits: Splits, cfg: RunCfg, info: DistInfo, de
     )
 
 
-def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits | None = None, loggers: list[Any] | None = None) -> Path:
+def fit(
+    cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits | None = None, loggers: list[Any] | None = None,
+    allow_config_change: bool = False,
+) -> Path:
     """Train the model of ``cfg`` with its method; return the run directory.
+
+    The process holds the run directory's owner lock (:class:`rulab.lock.RunLock`; under DDP rank 0 holds it) from
+    before it reads the directory until it returns, so a second process on the same run refuses instead of mixing
+    files with this one.
 
     Args:
         cfg: a validated run configuration.
-        resume: continue from the newest training state in the run directory; a finished run is left as is.
+        resume: continue from the newest training state in the run directory; a finished run is left as is. The
+            config must be the one the run was trained with (:func:`rulab.config.config_diff` is empty), else the
+            run is refused with the differing keys.
         progress: show a progress bar with ETA (rank 0 only).
         splits: pre-loaded data (tests, studies); default loads ``cfg.data``.
         loggers: objects with ``log_metrics(step: int, metrics: dict)`` (TensorBoard, MLflow, ...).
+        allow_config_change: with ``resume``, continue an interrupted run with a config that differs from its
+            recorded one; the step and the changed keys are recorded in its ``config_history`` (the training
+            state, ``meta.json``) and as a ``{"event": "config_change", ...}`` line in ``metrics.jsonl``.
 
     Raises:
-        RulabError: bad config, missing data, incompatible ``init_from`` checkpoint, unwritable output.
+        RulabError: bad config, missing data, incompatible ``init_from`` checkpoint, unwritable output, a run
+            directory in use by another process, or a resume with a changed config.
     """
     validate_run(cfg)
     info = init_distributed(cfg.device.split(":")[0] if cfg.device != "auto" else None)
@@ -191,19 +215,149 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of the number of processes ({info.world_size}) "
                           f"times train.accum_steps ({cfg.train.accum_steps}); change one of them")
     run_dir = run_dir_of(cfg)
+    lock = _lock_run_dir(run_dir, info, device)
+    try:
+        return _fit(cfg, resume, progress, splits, loggers, allow_config_change, info, device, run_dir, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_run_dir(run_dir: Path, info: DistInfo, device: torch.device) -> RunLock | None:
+    """Rank 0 creates ``run_dir`` and takes its owner lock (a stale one is taken over with a warning) and removes the
+    temporary files a killed process left there; every rank learns whether that worked (a collective under DDP).
+
+    Returns:
+        The held lock on rank 0, ``None`` on the other ranks.
+    """
+    lock: RunLock | None = None
+    failure: RulabError | None = None
+    if info.main:
+        try:
+            ensure_writable_dir(run_dir)
+            lock = RunLock(run_dir).acquire()
+        except RulabError as err:
+            failure = err
+    if info.enabled:
+        failed = all_reduce_sum(torch.tensor([float(failure is not None)], device=device))
+        if failure is None and float(failed[0]) > 0:
+            raise RulabError(f"rank 0 could not take the run directory {run_dir} (its error message says why); fix that and start again")
+    if failure is not None:
+        raise failure
+    if lock is not None:
+        for d in (run_dir, run_dir / "checkpoints"):  # nobody else writes here now: every temp file is a leftover
+            remove_stale_temps(d)
+    return lock
+
+
+def _describe_diff(diff: dict[str, tuple[Any, Any]], limit: int = 5) -> str:
+    """``optim.lr 0.4 -> 0.5, train.epochs 5 -> 10`` (at most ``limit`` keys, then how many more)."""
+    parts = [f"{k} {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}" for k, (a, b) in list(diff.items())[:limit]]
+    more = f" and {len(diff) - limit} more" if len(diff) > limit else ""
+    return ", ".join(parts) + more
+
+
+def recorded_config(run_dir: Path) -> tuple[RunCfg | None, str]:
+    """The config an interrupted run was last trained with, and where it was read: the newest training state's
+    record, else the run's ``config.yaml`` (states written before records existed). ``(None, reason)`` when it
+    cannot be read.
+    """
+    found = read_train_record(run_dir)
+    stored: Any = None
+    where = ""
+    if found is not None and isinstance(found[1].get("config"), dict):
+        stored, where = found[1]["config"], f"the training state in {run_dir / 'checkpoints'}"
+    else:
+        path = run_dir / "config.yaml"
+        try:
+            import yaml
+
+            stored, where = yaml.safe_load(path.read_text(encoding="utf-8")), str(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            return None, f"{path} cannot be read ({type(err).__name__})"
+    try:
+        return from_dict(RunCfg, stored or {}), where
+    except ConfigError as err:
+        return None, f"the config in {where} no longer loads ({err})"
+
+
+def _resume_history(run_dir: Path, cfg: RunCfg, allow_change: bool) -> list[dict[str, Any]]:
+    """The config history a resumed interrupted run continues: ``[{"step": 0, "config_hash": ...}, ...]`` plus, when
+    ``cfg`` differs from the recorded config and ``allow_change``, an entry ``{"step", "config_hash",
+    "previous_hash", "changed": {key: [old, new]}}``.
+
+    Raises:
+        ConfigError: ``cfg`` differs from the recorded config (or that cannot be read) and not ``allow_change``.
+    """
+    new_hash = config_hash(cfg)
+    found = read_train_record(run_dir)
+    if found is None:
+        return [{"step": 0, "config_hash": new_hash}]
+    step, record = found
+    history = [dict(h) for h in record.get("config_history") or [] if isinstance(h, dict)]
+    old, where = recorded_config(run_dir)
+    diff = config_diff(old, cfg) if old is not None else None
+    if diff == {}:
+        return history or [{"step": 0, "config_hash": new_hash}]
+    flag = "pass --allow-config-change (rulab.train(..., allow_config_change=True)) to continue with the new one, recorded in the run's config_history"
+    if not allow_change:
+        if diff is None:
+            raise ConfigError(f"cannot tell which config run directory {run_dir} was trained with: {where}; {flag}")
+        raise ConfigError(f"run directory {run_dir} was trained with another config ({_describe_diff(diff)}); "
+                          f"resume with the same settings, or {flag}")
+    old_hash = config_hash(old) if old is not None else ""
+    entry = {"step": step, "config_hash": new_hash, "previous_hash": old_hash,
+             "changed": {k: [a, b] for k, (a, b) in diff.items()} if diff is not None else f"unknown: {where}"}
+    warnings.warn(f"resuming {run_dir} at step {step} with a changed config"
+                  + (f" ({_describe_diff(diff)})" if diff else "") + "; recorded in its config_history", RulabWarning, stacklevel=3)
+    return (history or [{"step": 0, "config_hash": old_hash}]) + [entry]
+
+
+def _refuse_changed_finished(run_dir: Path, final: Path, cfg: RunCfg) -> None:
+    """A finished run is not trained further by ``resume``: refuse a config that differs from the one it was
+    trained with instead of silently ignoring it (a config the checkpoint no longer loads is not compared)."""
+    stored = read_meta(final).get("config")
+    try:
+        old = from_dict(RunCfg, stored) if isinstance(stored, dict) else None
+    except ConfigError:
+        old = None
+    diff = config_diff(old, cfg) if old is not None else {}
+    if diff:
+        raise ConfigError(f"run directory {run_dir} holds a finished run trained with another config ({_describe_diff(diff)}); "
+                          "--resume never trains a finished run further, so the new config would not be used; choose another --name or --out to train it")
+
+
+def _metrics_lines(history: list[dict[str, Any]], config_history: list[dict[str, Any]]) -> str:
+    """``metrics.jsonl``: the epoch records, with a ``{"event": "config_change", ...}`` line before the first record
+    trained under each changed config."""
+    events = [{"event": "config_change", **h} for h in config_history[1:]]
+    lines: list[str] = []
+    for rec in history:
+        while events and events[0]["step"] < rec.get("step", 0):
+            lines.append(json.dumps(events.pop(0), default=str))
+        lines.append(json.dumps(rec))
+    lines += [json.dumps(e, default=str) for e in events]
+    return "".join(line + "\n" for line in lines)
+
+
+def _fit(
+    cfg: RunCfg, resume: bool, progress: bool, splits: Splits | None, loggers: list[Any] | None, allow_config_change: bool,
+    info: DistInfo, device: torch.device, run_dir: Path, lock: RunLock | None,
+) -> Path:
+    """The body of :func:`fit`, run while the run directory's lock is held."""
     final = run_dir / "model.safetensors"
     if info.enabled:
         _check_same_run_dir(run_dir, device)
     if final.exists():
         if resume:
+            _refuse_changed_finished(run_dir, final, cfg)
             if info.main and not (run_dir / "meta.json").exists():  # killed between the two files of save_model
                 atomic_write_json(run_dir / "meta.json", read_meta(final))
             return run_dir
         raise RulabError(f"run directory {run_dir} already holds a finished run; pass --resume to keep it, or choose another --name / out_dir")
     if (run_dir / "checkpoints" / "LATEST").exists() and not resume:
         raise RulabError(f"run directory {run_dir} holds an interrupted run; pass --resume to continue it, or delete the directory to start over")
-    if info.main:
-        ensure_writable_dir(run_dir)
+    config_history = _resume_history(run_dir, cfg, allow_config_change) if resume else [{"step": 0, "config_hash": config_hash(cfg)}]
     if cfg.train.deterministic:
         if device.type == "cuda":  # deterministic cuBLAS (must be set before its first use)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -256,9 +410,19 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
         loaded = load_train_state(run_dir, model)
         if loaded is not None:
             step, state = loaded
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
-            extra.load_state_dict(state["extra"])
+            missing = [k for k in ("optimizer", "extra", "sums", "history") if k not in state]
+            if missing:
+                raise CheckpointError(f"the training state of {run_dir} at step {step} lacks '{missing[0]}' (written by another rulab version?); "
+                                      f"delete {run_dir / 'checkpoints' / 'LATEST'} to start the run over")
+            try:
+                optimizer.load_state_dict(state["optimizer"])
+                scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
+                extra.load_state_dict(state["extra"])
+            except (ValueError, KeyError, RuntimeError, TypeError) as err:  # a changed optimizer or method cannot take the old state
+                raise CheckpointError(
+                    f"the training state of {run_dir} at step {step} does not fit this run's optimizer or method ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0][:120] if str(err) else ''}); a resume cannot change them, so start a new run (another --name)"
+                ) from None
             # the saved sums are totals over ranks (see checkpoint()): rank 0 carries them on, the others restart at 0
             sums = dict(state["sums"]) if info.main else {k: 0.0 for k in sums}
             history = list(state["history"])
@@ -266,19 +430,21 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
         "model": cfg.model.name, "model_kwargs": model_kwargs, "classes": splits.classes, "input_shape": list(shape),
         "mean": getattr(model, "mean", None), "std": getattr(model, "std", None), "method": cfg.method.name,
         "config": to_dict(cfg), "config_hash": config_hash(cfg), "parent_checkpoint": parent, "seed": cfg.seed,
-        "dataset": cfg.data.dataset, **provenance(device),
+        "dataset": cfg.data.dataset, "config_history": config_history, **provenance(device),
     }
     if info.main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         atomic_write_json(run_dir / "env.json", {k: meta_base[k] for k in ("rulab_version", "torch_version", "git_commit", "device", "python", "threads")})
-        atomic_write_text(metrics_path, "".join(json.dumps(h) + "\n" for h in history))
+        atomic_write_text(metrics_path, _metrics_lines(history, config_history))
 
     def checkpoint() -> None:
         total_sums = _reduce_sums(sums, info, device)  # a collective: every rank calls checkpoint()
         if info.main:
+            assert lock is not None
+            lock.check()  # never write over a run another process has taken over
             state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
                      "extra": extra.state_dict(), "sums": total_sums, "history": history}
-            save_train_state(run_dir, step, model, state)
+            save_train_state(run_dir, step, model, state, record={"config": to_dict(cfg), "config_history": config_history})
         barrier()
 
     bar = None
@@ -354,6 +520,8 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
                 history.append(rec)
                 sums = {"loss": 0.0, "correct": 0.0, "n": 0.0, "batches": 0.0}
                 if info.main:
+                    assert lock is not None
+                    lock.check()
                     try:
                         with open(metrics_path, "a", encoding="utf-8") as fh:
                             fh.write(json.dumps(rec) + "\n")
@@ -371,6 +539,8 @@ def fit(cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits
     if bar is not None:
         bar.close()
     if info.main:
+        assert lock is not None
+        lock.check()
         meta = {**meta_base, "epochs": epochs, "steps": step, "history": history, "train_seconds": round(time.time() - t_start, 3)}
         save_model(final, model, meta)
     barrier()

@@ -60,10 +60,12 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, An
         return {"name": name, "kind": "folder", "path": str(directory), "origin": origin, "files": {}}
     found = ensure_files(src, None, base)
     origins = sorted({f.origin for f in found.values()})
+    # where the files really are: the cache, or a system directory when the cache was not written (read-only $RULAB_DATA)
+    dirs = sorted({os.path.dirname(os.path.abspath(f.path)) for f in found.values()})
     return {
         "name": name,
         "kind": "files",
-        "path": str(base / name),
+        "path": os.path.commonpath(dirs) if dirs else str(base / name),
         "origin": ",".join(origins),
         "files": {
             k: {"path": str(f.path), "origin": f.origin, "md5": f.md5, "checked": f.checked, "verified": f.verified}

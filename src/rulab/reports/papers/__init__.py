@@ -66,7 +66,7 @@ def study_paper_html(study: str | None, records_by_preset: Mapping[str, Sequence
 
 def study_paper_markdown(db: str | os.PathLike[str], study: str) -> str:
     """The paper tables of ``study`` from a results database, as markdown (for a README or the docs)."""
-    with ResultStore(Path(db)) as store:
+    with ResultStore(Path(db), read_only=True) as store:
         runs = store.runs(study=study)
         records = store.results(run_id=[r["run_id"] for r in runs]) if runs else []
     group = {r["run_id"]: group_of(r) for r in runs}

@@ -274,21 +274,23 @@ def test_slurm_jobs_carry_the_resources_and_afterok_dependencies(tmp_path, monke
     assert _sbatch_flags(rec / "4245.sh")["array"] == "0-1%1" and _sbatch_flags(rec / "4245.sh")["dependency"] == "afterok:4244_0:4244_1"
 
 
-def test_a_worker_that_cannot_see_the_run_directory_fails_with_one_line(tmp_path):
+def test_a_worker_that_cannot_see_the_run_directory_fails_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the worker changes to the driver's directory; this puts the test's back afterwards
     (cell,) = plan_cells(Study("x", presets=("fmnist-plain",), seeds=(0,)), out_dir=str(tmp_path / "runs"), overrides=OV)
+    (relative,) = plan_cells(Study("x", presets=("fmnist-plain",), seeds=(0,)), out_dir="runs", overrides=OV)
     sd = tmp_path / "runs" / ".study" / "x"
     sd.mkdir(parents=True)
     (sd / SHARED_CHECK).write_text("driver-token\n", encoding="utf-8")
     for job, what in (
         (CellJob(cell, "x", None, str(tmp_path), str(tmp_path / "node-local" / ".study" / "x"), "driver-token", 1, "s"), "is missing"),
         (CellJob(cell, "x", None, str(tmp_path), str(sd), "another-token", 1, "s"), "holds another driver token"),
-        (CellJob(cell, "x", None, str(tmp_path / "not-mounted"), str(sd), "driver-token", 1, "s"), None),
+        (CellJob(relative, "x", None, str(tmp_path / "not-mounted"), str(sd), "driver-token", 1, "s"), "the driver's working directory"),
     ):
         with pytest.raises(RulabError) as err:
             run_cell_job(job)
         msg = str(err.value)
         assert "\n" not in msg and "cannot see" in msg and "file system every node mounts at the same path" in msg
-        assert (what or "the driver's working directory") in msg
+        assert what in msg
     assert not (cell.run_dir / STARTED_FILE).exists() and not (cell.run_dir / CELL_FILE).exists()
 
 

@@ -133,6 +133,9 @@ def test_submitit_local_executor_stores_the_local_launchers_database(workdir, re
     assert all(c["job_id"].isdigit() and c["attempts"] == 1 for c in state["cells"])
     again = _run("slurm", SUBMITIT)  # nothing to do: every cell is finished
     assert again.ran == [] and len(again.skipped) == 6 and _rows(workdir / "runs" / "results.db") == reference
+    (workdir / "runs" / "results.db").unlink()  # the run directories hold every record: the database is rebuilt, no job runs
+    rebuilt = _run("slurm", SUBMITIT)
+    assert rebuilt.ran == [] and len(rebuilt.skipped) == 6 and _rows(workdir / "runs" / "results.db") == reference
 
 
 def test_ray_stores_the_local_launchers_database(workdir, reference):

@@ -2,9 +2,10 @@
 
 :func:`run_cell_job` is the job's entry point. In order, it
 
-1. changes to the driver's working directory and checks that it sees the study's run directory: the driver leaves a
-   random token in ``<out>/.study/<study>/shared-check`` and the job carries it; a worker on a node that does not
-   mount the same file system fails with one line saying so;
+1. changes to the driver's working directory (a relative ``--out`` is taken from there; with an absolute one, a node
+   without that directory may still run the cell) and checks that it sees the study's run directory: the driver
+   leaves a random token in ``<out>/.study/<study>/shared-check`` and the job carries it; a worker on a node that
+   does not mount the same file system fails with one line saying so;
 2. in a SLURM job of several tasks (``launcher.slurm.tasks_per_node`` or ``gpus_per_node`` > 1, or several nodes),
    sets the variables ``torchrun`` sets (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``,
    ``MASTER_ADDR``, ``MASTER_PORT``; :func:`torchrun_env`), so every task joins one DDP process group for training;
@@ -120,10 +121,12 @@ def check_shared(job: CellJob) -> None:
     try:
         os.chdir(job.cwd)
     except OSError:
-        raise RulabError(
-            f"the worker on {host} cannot see the study's directory {job.cwd} (the driver's working directory); run the study "
-            "from a directory on a file system every node mounts at the same path (docs/distributed.md)"
-        ) from None
+        if not Path(job.cell.cfg.out_dir).is_absolute():  # relative run paths resolve against the driver's directory
+            raise RulabError(
+                f"the worker on {host} cannot see the study's directory {job.cwd} (the driver's working directory, which "
+                "the relative --out is taken from); run the study from a directory on a file system every node mounts at "
+                "the same path, or pass an absolute --out there (docs/distributed.md)"
+            ) from None
     check = Path(job.state_dir) / SHARED_CHECK
     try:
         seen = check.read_text(encoding="utf-8").strip()

@@ -87,6 +87,10 @@ def test_launcher_settings_from_overrides_a_study_file_and_their_errors(tmp_path
     assert (st.name, st.presets, st.seeds, st.skip_eval) == ("chain", ("fmnist-plain", "fmnist-oe"), (0, 1), ("fmnist-plain",))
     assert st.preset_overrides == (("fmnist-oe", ("train.init_from={run:fmnist-plain}",)),)
     assert (st.launcher.name, st.launcher.retries, st.launcher.slurm.partition, st.launcher.slurm.cpus_per_task) == ("slurm", 2, "gpu", 8)
+    example = load_study(Path(__file__).resolve().parents[2] / "examples" / "cluster-study.yaml")  # the documented file
+    cells = plan_cells(example, out_dir="runs")
+    assert len(cells) == 6 and cells[1].parents == (cells[0].run_id,) and cells[1].cfg.train.init_from == "runs/fmnist-plain-s0"
+    assert (example.launcher.name, example.launcher.slurm.partition, example.launcher.slurm.gpus_per_node) == ("slurm", "gpu", 1)
     bad = tmp_path / "bad.yaml"
     bad.write_text("presets: [fmnist-plain]\nlaunchers: {name: ray}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"study file .*bad.yaml: unknown key 'launchers'"):

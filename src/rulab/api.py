@@ -26,12 +26,13 @@ from rulab.eval.user import evaluate_model as evaluate
 from rulab.presets import load_config
 from rulab.reports import build_report
 from rulab.results.store import ResultStore
-from rulab.study import run_study
+from rulab.study import get_study, plan_cells, run_study
+from rulab.study.status import study_status as status_of_study
 from rulab.tracking import train_tracked
 from rulab.train.convert import convert_weights
 from rulab.train.loop import fit
 
-__all__ = ["train", "config", "evaluate", "evaluate_checkpoint", "convert", "eval_dir", "study", "results", "report"]
+__all__ = ["train", "config", "evaluate", "evaluate_checkpoint", "convert", "eval_dir", "study", "study_status", "results", "report"]
 
 
 def config(preset: str | None = None, path: str | None = None, overrides: Sequence[str] = ()) -> RunCfg:
@@ -115,14 +116,34 @@ def study(
     progress: bool = True,
     evaluate: Callable[..., Any] | bool | None = None,
     report: bool | None = None,
+    launcher: Any = None,
 ) -> Any:
-    """Run a study (a registered name such as ``"fmnist-default"`` or a :class:`rulab.presets.study_spec.Study`).
+    """Run a study (a registered name such as ``"fmnist-default"``, a study YAML file or a
+    :class:`rulab.presets.study_spec.Study`).
 
     Trains and evaluates every (preset, seed) cell into ``<out_dir>/results.db`` (or ``db``), skipping finished
     cells, then writes ``<out_dir>/report.html``; with ``progress`` it prints the summary table, the report's
-    path and the time. Returns a :class:`rulab.study.StudyResult`. See :func:`rulab.study.run_study`.
+    path and the time. ``launcher``: ``"local"`` (default), ``"slurm"`` (submitit) or ``"ray"``, or a
+    :class:`rulab.presets.study_spec.LauncherCfg`; ``launcher.*`` items in ``overrides`` set its resources
+    (``"launcher.slurm.partition=gpu"``). Returns a :class:`rulab.study.StudyResult`. See
+    :func:`rulab.study.run_study`.
     """
-    return run_study(name, out_dir=out_dir, db=db, seeds=seeds, overrides=overrides, progress=progress, evaluate=evaluate, report=report)
+    return run_study(
+        name, out_dir=out_dir, db=db, seeds=seeds, overrides=overrides, progress=progress, evaluate=evaluate, report=report,
+        launcher=launcher,
+    )
+
+
+def study_status(
+    name: Any, seeds: Sequence[int] | None = None, out_dir: str = "runs", db: str | Path | None = None, overrides: Sequence[str] = ()
+) -> str:
+    """Where each cell of a study stands (queued, running, finished, failed; job ids; failed cells' log tails), as
+    ``rulab study NAME --status`` prints it, for a running or finished study under any launcher. It reads the
+    database, the run directories and the cluster driver's state file, and changes none of them.
+    """
+    st = get_study(name)
+    cells = plan_cells(st, seeds, out_dir, [o for o in overrides if not o.lstrip("-").startswith("launcher.")])
+    return status_of_study(st.name, cells, Path(db) if db is not None else Path(out_dir) / "results.db", out_dir)
 
 
 def results(db: str | Path = "runs/results.db", frame: bool = False, **filters: Any) -> Any:

@@ -4,7 +4,7 @@ calibration, covariate shift, far-away confidence) on the same checkpoint, in on
     rulab train [PRESET] [--config FILE] [--resume] [--track tensorboard,mlflow] [--a.b=value ...]
     rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--track ...] [--a.b=value ...]
     rulab convert WEIGHTS.pt --model NAME --mean M --std S [--preset P] [--a.b=value ...]
-    rulab study NAME            rulab results         rulab report
+    rulab study NAME [--launcher local|slurm|ray] [--status]     rulab results     rulab report
     rulab data fetch NAME       rulab data list
     rulab list [WHAT]           rulab --version
 
@@ -207,9 +207,16 @@ def _seeds(text: str | None) -> list[int] | None:
 
 
 def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
+    if args.status:
+        from rulab.api import study_status
+
+        print(study_status(args.name, seeds=_seeds(args.seeds), out_dir=args.out_dir, db=args.db, overrides=overrides))
+        return 0
     from rulab.api import study
 
     kw: dict[str, Any] = {"out_dir": args.out_dir, "db": args.db, "seeds": _seeds(args.seeds), "overrides": overrides}
+    if args.launcher is not None:
+        kw["launcher"] = args.launcher
     if args.no_report:
         kw["report"] = False
     if args.no_eval:
@@ -305,12 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("study", help="train and evaluate a study (presets x seeds), then summarise and report")
-    p.add_argument("name", help="a registered study (`rulab list studies`), e.g. fmnist-default")
+    p.add_argument("name", help="a registered study (`rulab list studies`), e.g. fmnist-default, or a study YAML file")
     p.add_argument("--seeds", help="comma-separated seeds to run instead of the study's, e.g. 0,1")
     p.add_argument("--out", dest="out_dir", default="runs", help="directory for run directories, the database and the report (default: runs)")
     p.add_argument("--db", help="results database (default: <out>/results.db)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report")
     p.add_argument("--no-eval", action="store_true", help="only train (evaluate later by running the study again)")
+    p.add_argument("--launcher", choices=["local", "slurm", "ray"],
+                   help="where the cells run: local (default), slurm (submitit) or ray (pip install 'rulab[cluster]'); "
+                        "resources as --launcher.slurm.partition=gpu, --launcher.ray.num_gpus=1 (docs/distributed.md)")
+    p.add_argument("--status", action="store_true", help="print where each cell stands (queued/running/finished/failed, job ids, logs of failures) and exit")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method")

@@ -474,6 +474,7 @@ class ResultStore:
         meta: Mapping[str, Any] | None = None,
         dataset_checksums: Mapping[str, str] | None = None,
         status: str = "running",
+        started_at: str | None = None,
     ) -> str:
         """Create or update the row of a run and mark it ``status``; returns its ``run_id``.
 
@@ -488,6 +489,7 @@ class ResultStore:
             meta: provenance (``rulab_version``, ``torch_version``, ``git_commit``, ``device``), e.g.
                 :func:`rulab.train.loop.provenance` or a checkpoint's metadata.
             dataset_checksums: ``{"<dataset>/<file>": md5}`` of the data it trained on.
+            started_at: when the run started (ISO 8601 UTC; default now), e.g. a cluster worker's start time.
 
         A re-started run keeps its first ``started_at``; ``finished_at`` is cleared until :meth:`finish_run`.
         """
@@ -518,7 +520,7 @@ class ResultStore:
             "checkpoint": str(checkpoint),
             "parent_run": parent_run,
             "status": status,
-            "started_at": _now(),
+            "started_at": started_at or _now(),
             "finished_at": None,
             "dataset_checksums": json.dumps(dict(dataset_checksums or {}), sort_keys=True),
             "study": study,
@@ -546,7 +548,10 @@ class ResultStore:
             con.execute(sql, [values[c] for c in cols])
         return run_id
 
-    def finish_run(self, run_id: str, status: str = "finished", checkpoint: str | None = None, meta: Mapping[str, Any] | None = None) -> None:
+    def finish_run(
+        self, run_id: str, status: str = "finished", checkpoint: str | None = None, meta: Mapping[str, Any] | None = None,
+        finished_at: str | None = None,
+    ) -> None:
         """Mark a run ``status`` (``finished``, ``trained`` or ``failed``) and stamp ``finished_at``; ``finished`` and
         ``failed`` also drop its claim (``trained`` keeps it: evaluation follows).
 
@@ -554,10 +559,11 @@ class ResultStore:
             checkpoint: path of the run's ``model.safetensors`` (kept if ``None``).
             meta: provenance to record (``rulab_version``, ``torch_version``, ``git_commit``, ``device``), e.g.
                 the checkpoint's metadata, which names the device the run really used.
+            finished_at: when it finished (ISO 8601 UTC; default now), e.g. a cluster worker's finish time.
         """
         if status not in STATUSES:
             raise StoreError(f"run status must be one of {', '.join(STATUSES)}, got '{status}'")
-        sets: dict[str, Any] = {"status": status, "finished_at": _now() if status in ("finished", "trained", "failed") else None}
+        sets: dict[str, Any] = {"status": status, "finished_at": (finished_at or _now()) if status in ("finished", "trained", "failed") else None}
         if status in ("finished", "failed"):
             sets["claimed_by"] = ""
         if checkpoint is not None:

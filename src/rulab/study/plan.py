@@ -16,7 +16,7 @@ from rulab.config import RunCfg, config_hash
 from rulab.errors import ConfigError
 from rulab.eval.validate import validate_run
 from rulab.presets import load_config
-from rulab.presets.study_spec import RUN_REF, Study
+from rulab.presets.study_spec import RUN_REF, Study, load_study
 from rulab.registry import PAPER_TABLES, STUDIES, UnknownNameError
 from rulab.results.store import run_id_for
 
@@ -50,10 +50,16 @@ class StudyCell:
         return self.run_dir / "model.safetensors"
 
 
-def get_study(study: Study | str) -> Study:
-    """A :class:`Study` from itself or its registered name (``rulab list studies``)."""
+def get_study(study: Study | str | Path) -> Study:
+    """A :class:`Study` from itself, its registered name (``rulab list studies``) or a YAML file (``*.yaml``).
+
+    Raises:
+        ConfigError: an unknown name, or a study file that cannot be read (see :func:`load_study`).
+    """
     if isinstance(study, Study):
         return study
+    if isinstance(study, Path) or str(study).endswith((".yaml", ".yml")):
+        return load_study(study)
     try:
         return STUDIES.create(study)
     except UnknownNameError as err:

@@ -23,27 +23,22 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import torch
-import yaml
-
-import rulab
-from rulab.checkpoint import read_meta
-from rulab.config import RunCfg, config_hash, from_dict
+from rulab.config import RunCfg
 from rulab.errors import RulabError
 from rulab.eval.checkpoint import evaluate_checkpoint
-from rulab.presets.study_spec import Study
-from rulab.registry import DATASETS
+from rulab.presets.study_spec import LauncherCfg, Study, launcher_config
 from rulab.reports import build_report
 from rulab.results.aggregate import Pivot, summary_pivot
 from rulab.results.export import to_text
 from rulab.results.store import ResultStore, owner_id
 from rulab.results.table import ResultTable
+from rulab.study.cell import dataset_checksums, work_cell
 from rulab.study.plan import StudyCell, get_study, plan_cells
-from rulab.train.loop import fit, git_commit
 
 __all__ = ["run_study", "evaluate_run", "StudyResult", "Evaluator"]
 
@@ -64,6 +59,8 @@ class StudyResult:
         report: the HTML report (``None`` when not written).
         seconds: wall time of the call.
         summary: the per-method summary (mean ± std over seeds).
+        launcher: ``local``, ``slurm`` or ``ray``.
+        status: the cells' status table (cluster launchers: what the driver printed at the end).
     """
 
     study: str
@@ -76,10 +73,13 @@ class StudyResult:
     seconds: float = 0.0
     summary: Pivot | None = None
     report_error: str = ""
+    launcher: str = "local"
+    status: str = ""
 
     def text(self) -> str:
         """The summary table, the report path and the time, as printed at the end of a study."""
-        lines = [f"study {self.study}: {len(self.run_ids)} runs ({len(self.ran)} run now, {len(self.skipped)} already finished)"]
+        where = "" if self.launcher == "local" else f" on {self.launcher}"
+        lines = [f"study {self.study}: {len(self.run_ids)} runs{where} ({len(self.ran)} run now, {len(self.skipped)} already finished)"]
         if self.summary is not None and self.summary.columns:
             lines.append(to_text(self.summary).rstrip("\n"))
         else:
@@ -118,42 +118,6 @@ def evaluate_run(run_dir: Path, cfg: RunCfg) -> ResultTable:
     )
 
 
-def arrays_path(run_dir: Path, cfg: RunCfg) -> Path:
-    """Where a cell's evaluation arrays live: ``<run_dir>/eval/<benchmark>/arrays.safetensors``."""
-    return Path(run_dir) / "eval" / cfg.eval.benchmark / "arrays.safetensors"
-
-
-def _check_run_dir(cell: StudyCell) -> None:
-    """Refuse a run directory that holds a run of another configuration (it would be silently reused)."""
-    path = cell.run_dir / "config.yaml"
-    if not path.exists():
-        return
-    try:
-        old = config_hash(from_dict(RunCfg, yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
-    except (RulabError, yaml.YAMLError, TypeError, ValueError):
-        return
-    if old != config_hash(cell.cfg):
-        raise RulabError(
-            f"{cell.run_dir} holds a run of another configuration (hash {old}, this study needs {config_hash(cell.cfg)}); "
-            "delete that directory or run the study with another --out"
-        )
-
-
-def _dataset_checksums(cfg: RunCfg) -> dict[str, str]:
-    """``{"<dataset>/<file>": md5}`` of the files the run's dataset was read from (empty where unknown)."""
-    out: dict[str, str] = {}
-    for split in ("train", "test"):
-        try:
-            ds = DATASETS.create(cfg.data.dataset, split=split, root=cfg.data.root or None)
-        except (RulabError, TypeError):
-            continue
-        files = (getattr(ds, "meta", None) or {}).get("files") or {}
-        for key, info in files.items():
-            if isinstance(info, Mapping) and info.get("md5"):
-                out[f"{cfg.data.dataset}/{key}"] = str(info["md5"])
-    return out
-
-
 @contextlib.contextmanager
 def _heartbeat(db: Path, run_id: str, owner: str, interval: float) -> Iterator[None]:
     """Refresh ``owner``'s claim on ``run_id`` every ``interval`` seconds while the body runs."""
@@ -177,36 +141,24 @@ def _heartbeat(db: Path, run_id: str, owner: str, interval: float) -> Iterator[N
         thread.join(timeout=5)
 
 
-def _provenance() -> dict[str, str]:
-    return {"rulab_version": rulab.__version__, "torch_version": torch.__version__, "git_commit": git_commit()}
-
-
 def _run_cell(cell: StudyCell, store: ResultStore, study: Study, evaluate: Evaluator, progress: bool, log: Callable[[str], None]) -> None:
-    """Train (or resume), evaluate and store one claimed cell."""
-    _check_run_dir(cell)
+    """Train (or resume), evaluate and store one claimed cell (the ``local`` launcher: this process writes the database)."""
     cfg = cell.cfg
-    store.start_run(
-        cfg, run_id=cell.run_id, study=study.name, parent_run=cell.parents[0] if cell.parents else "",
-        meta=_provenance(), dataset_checksums=_dataset_checksums(cfg), checkpoint=str(cell.checkpoint),
-    )
-    if cell.checkpoint.exists():
-        log(f"{cfg.name}: trained before, not training again")
-    else:
-        log(f"{cfg.name}: training" + (" (resuming)" if (cell.run_dir / "checkpoints" / "LATEST").exists() else ""))
-    t0 = time.time()
-    run_dir = fit(cfg, resume=True, progress=progress)
-    t_train = time.time() - t0
-    meta = read_meta(run_dir)
-    store.write_curves(cell.run_id, meta.get("history", []))
-    store.finish_run(cell.run_id, "trained", checkpoint=str(cell.checkpoint), meta=meta)
+
+    def on_start(prov: dict[str, str]) -> None:
+        store.start_run(
+            cfg, run_id=cell.run_id, study=study.name, parent_run=cell.parents[0] if cell.parents else "",
+            meta=prov, dataset_checksums=dataset_checksums(cfg), checkpoint=str(cell.checkpoint),
+        )
+
+    def on_trained(meta: dict[str, Any]) -> None:
+        store.write_curves(cell.run_id, meta.get("history", []))
+        store.finish_run(cell.run_id, "trained", checkpoint=str(cell.checkpoint), meta=meta)
+
+    record = work_cell(cell, evaluate, progress=progress, log=log, on_start=on_start, on_trained=on_trained)
     if cell.evaluate:
-        log(f"{cfg.name}: evaluating")
-        table = evaluate(run_dir, cfg)
-        if table.arrays and not arrays_path(run_dir, cfg).exists():
-            table.save_arrays(arrays_path(run_dir, cfg))
-        store.write_results(cell.run_id, table)
-        store.finish_run(cell.run_id, "finished", checkpoint=str(cell.checkpoint), meta=meta)
-        log(f"{cfg.name}: done in {_duration(time.time() - t0)} (training {_duration(t_train)}, evaluation {_duration(time.time() - t0 - t_train)})")
+        store.write_results(cell.run_id, record.table())
+        store.finish_run(cell.run_id, "finished", checkpoint=str(cell.checkpoint), meta=record.meta)
 
 
 def _done(cell: StudyCell, store: ResultStore) -> bool:
@@ -227,41 +179,111 @@ def run_study(
     report: bool | None = None,
     stale_after: float = 120.0,
     poll_s: float = 5.0,
+    launcher: str | LauncherCfg | None = None,
 ) -> StudyResult:
     """Run a study: train and evaluate every (preset, seed) cell, store everything, report, summarise.
 
     Args:
-        study: a :class:`Study` or a registered name (``rulab list studies``).
+        study: a :class:`Study`, a registered name (``rulab list studies``) or a study YAML file
+            (:func:`rulab.presets.study_spec.load_study`).
         out_dir: where run directories (``<out_dir>/<preset>-s<seed>``) and, by default, the database and the
             report (``<out_dir>/report.html``) go.
         db: the results database (default ``<out_dir>/results.db``).
         seeds: run these seeds instead of the study's.
-        overrides: dotted config overrides applied to every cell after the study's own (``train.epochs=1``).
+        overrides: dotted config overrides applied to every cell after the study's own (``train.epochs=1``);
+            ``launcher.*`` items set the launcher instead (``launcher.slurm.partition=gpu``).
         progress: progress bars and one line per step; also prints the summary at the end.
         evaluate: ``evaluate(run_dir, cfg) -> ResultTable`` (default :func:`evaluate_run`); ``False`` only trains
             (status ``trained``; a later run with evaluation evaluates those cells without training them again).
         report: write the HTML report (default: the study's ``report`` flag).
-        stale_after: seconds without a heartbeat after which another process's claim on a cell is taken over.
-        poll_s: seconds between checks while waiting for cells that other processes run.
+        stale_after: seconds without a heartbeat after which another process's claim on a cell is taken over
+            (``local`` launcher).
+        poll_s: seconds between checks while waiting for cells that other processes run (``local`` launcher; a
+            cluster driver polls every ``launcher.poll_s``).
+        launcher: ``"local"`` (default), ``"slurm"``, ``"ray"`` or a
+            :class:`~rulab.presets.study_spec.LauncherCfg`; default: the study's own ``launcher``. ``slurm`` and
+            ``ray`` run each cell as a job of that engine and store the results from this process alone
+            (:mod:`rulab.study.launch`; docs/distributed.md, "A study on a cluster").
 
     Returns:
         A :class:`StudyResult` (its ``text()`` is what is printed at the end).
 
     Raises:
-        RulabError: a bad study, preset or override (before anything runs), or a failing cell (its status is
-            ``failed`` in the database; re-running the study retries it and skips the finished cells).
+        RulabError: a bad study, preset, override or launcher setting (before anything runs), or a failing cell
+            (its status is ``failed`` in the database; re-running the study retries it and skips the finished
+            cells). On a cluster the other cells finish first, and the error names every failed cell.
     """
     t0 = time.time()
     study = get_study(study)
+    launcher_items = [o for o in overrides if o.lstrip("-").startswith("launcher.")]
+    overrides = [o for o in overrides if o not in launcher_items]
+    lcfg = launcher_config(
+        launcher if isinstance(launcher, LauncherCfg) else study.launcher, launcher if isinstance(launcher, str) else None, launcher_items
+    )
     cells = plan_cells(study, seeds, out_dir, overrides)
+    if lcfg.name != "local":
+        from rulab.study.backends import require_engine
+
+        require_engine(lcfg)
     if evaluate is False:
         cells = [replace(c, evaluate=False) for c in cells]
     db_path = Path(db) if db is not None else Path(out_dir) / "results.db"
     store = ResultStore(db_path)
     evaluator: Evaluator = evaluate if callable(evaluate) else evaluate_run
-    owner = owner_id()
-    result = StudyResult(study.name, db_path, Path(out_dir), [c.run_id for c in cells])
+    result = StudyResult(study.name, db_path, Path(out_dir), [c.run_id for c in cells], launcher=lcfg.name)
 
+    if lcfg.name == "local":
+        _run_local(study, cells, store, db_path, evaluator, result, progress, stale_after, poll_s)
+    else:
+        _run_on_cluster(study, cells, lcfg, store, evaluator, result, out_dir, progress)
+
+    records = store.results(run_id=result.run_ids)
+    result.summary = summary_pivot(records)
+    if study.report if report is None else report:
+        try:
+            result.report = build_report(db_path, study=study.name, out=Path(out_dir) / "report.html", run_ids=result.run_ids)
+        except RulabError as err:
+            result.report_error = str(err)
+    result.seconds = time.time() - t0
+    store.close()
+    if progress:
+        print(result.text())
+    return result
+
+
+def _run_on_cluster(
+    study: Study, cells: list[StudyCell], lcfg: LauncherCfg, store: ResultStore, evaluator: Evaluator, result: StudyResult,
+    out_dir: str, progress: bool,
+) -> None:
+    """The ``slurm`` and ``ray`` launchers: jobs compute, this process alone stores (:func:`rulab.study.launch.run_cluster`)."""
+    from rulab.study.launch import run_cluster
+    from rulab.study.status import render_status, status_rows
+
+    def log(msg: str) -> None:
+        if progress:
+            print(f"[{study.name}] {msg}", flush=True)
+
+    ran, skipped, states = run_cluster(study.name, cells, lcfg, store, evaluator, out_dir, log)
+    result.ran, result.skipped = ran, skipped
+    failed = [s for s in states if s.state == "failed"]
+    if progress or failed:
+        result.status = render_status(status_rows(cells, store, {"cells": [vars(s) for s in states]}, study.name))
+        if progress:
+            print(result.status, flush=True)
+    if failed:
+        store.close()
+        raise RulabError(
+            f"{len(failed)} of {len(cells)} cells of study '{study.name}' failed ({', '.join(s.name for s in failed)}: {failed[0].error}); "
+            f"`rulab study {study.name} --status` shows their logs; running the study again retries them and keeps the finished ones"
+        )
+
+
+def _run_local(
+    study: Study, cells: list[StudyCell], store: ResultStore, db_path: Path, evaluator: Evaluator, result: StudyResult,
+    progress: bool, stale_after: float, poll_s: float,
+) -> None:
+    """The ``local`` launcher: this process (and any other study process on the database) runs the cells itself."""
+    owner = owner_id()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -316,16 +338,3 @@ def run_study(
     finally:
         if bar is not None:
             bar.close()
-
-    records = store.results(run_id=result.run_ids)
-    result.summary = summary_pivot(records)
-    if study.report if report is None else report:
-        try:
-            result.report = build_report(db_path, study=study.name, out=Path(out_dir) / "report.html", run_ids=result.run_ids)
-        except RulabError as err:
-            result.report_error = str(err)
-    result.seconds = time.time() - t0
-    store.close()
-    if progress:
-        print(result.text())
-    return result

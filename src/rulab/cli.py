@@ -1,10 +1,11 @@
 """rulab: train an image classifier with a robustness method and measure how far to trust it (OOD detection,
 calibration, covariate shift, far-away confidence) on the same checkpoint, in one report.
 
-    rulab train [PRESET] [--config FILE] [--resume] [--track tensorboard,mlflow] [--a.b=value ...]
+    rulab train [PRESET] [--config FILE] [--resume] [--dry-run] [--track tensorboard,mlflow] [--a.b=value ...]
     rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--track ...] [--a.b=value ...]
     rulab convert WEIGHTS.pt --model NAME --mean M --std S [--preset P] [--a.b=value ...]
-    rulab study NAME            rulab results         rulab report
+    rulab study NAME [--dry-run]   rulab results      rulab report
+    rulab show PRESET|STUDY [--measure] [--a.b=value ...]
     rulab data fetch NAME       rulab data list
     rulab list [WHAT]           rulab --version
 
@@ -86,6 +87,12 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.api import train
 
     cfg = _resolve(args, overrides)
+    if args.dry_run:
+        from rulab.study.show import plan_run, render_run
+
+        print(render_run(plan_run(cfg)), end="")
+        print("dry run: the config is valid; nothing was trained or written")
+        return 0
     t0 = time.time()
     run_dir = train(cfg, resume=args.resume, track=args.track)
     from rulab.distributed import is_main
@@ -194,6 +201,15 @@ def _seeds(text: str | None) -> list[int] | None:
 
 
 def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
+    if args.dry_run:
+        from rulab.study.show import plan_study, render_study
+
+        plan = plan_study(args.name, _seeds(args.seeds), args.out_dir, overrides)
+        print(render_study(plan), end="")
+        if plan.error:
+            raise ConfigError(plan.error)
+        print("dry run: every cell resolved and validated; nothing was trained, evaluated or written")
+        return 0
     from rulab.api import study
 
     kw: dict[str, Any] = {"out_dir": args.out_dir, "db": args.db, "seeds": _seeds(args.seeds), "overrides": overrides}
@@ -206,6 +222,13 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to continue (finished runs are kept, an interrupted one resumes)", file=sys.stderr)
         return 130
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rulab.study.show import show
+
+    print(show(args.name, overrides, config=args.config, measure=args.measure, seeds=_seeds(args.seeds), out_dir=args.out_dir), end="")
     return 0
 
 
@@ -263,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (a preset, a YAML file, overrides)")
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="resolve and validate the config, print the plan (data, cost), train nothing")
     p.add_argument("--track", help="experiment trackers, comma-separated: tensorboard, mlflow (pip install 'rulab[tracking]')")
     p.set_defaults(func=cmd_train)
 
@@ -299,7 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="results database (default: <out>/results.db)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report")
     p.add_argument("--no-eval", action="store_true", help="only train (evaluate later by running the study again)")
+    p.add_argument("--dry-run", action="store_true", help="plan and validate every cell, print the plan (runs, data, cost), run nothing")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser(
+        "show", help="what a preset or study will do: resolved config, data needed (present here?), runs, cost estimate",
+        description="Show the resolved config of a preset (or each preset of a study), the data it reads and whether each "
+        "is on this machine, the number of runs, and an estimate of the cost: the model's forward FLOPs (counted on the "
+        "meta device) times the method's passes per training image times the images of every epoch, plus the "
+        "evaluation's forward passes; --measure also times one training step here and converts the work to time. "
+        "Reads no data and writes nothing.",
+    )
+    p.add_argument("name", help="a registered preset or study (`rulab list presets`, `rulab list studies`)")
+    p.add_argument("--config", help="a YAML file with config keys applied to the preset")
+    p.add_argument("--measure", action="store_true", help="time one training step of the model on this machine to estimate the time")
+    p.add_argument("--seeds", help="for a study: comma-separated seeds instead of the study's")
+    p.add_argument("--out", dest="out_dir", default="runs", help="for a study: the output directory it would use (default: runs)")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method")
     p.add_argument("--db", default="runs/results.db", help="results database (default: runs/results.db)")

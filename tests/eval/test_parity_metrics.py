@@ -61,8 +61,9 @@ def test_protocols_without_a_port_stay_exact(scores):
 
 
 def test_a_parity_evaluation_stores_the_definition_with_each_row():
-    import rulab
     from torch import nn
+
+    import rulab
 
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (600, 1, 8, 8), generator=g, dtype=torch.uint8)

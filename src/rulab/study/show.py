@@ -46,7 +46,6 @@ from rulab.data.datasets import DATASET_FACTS
 from rulab.data.fetch import SOURCES, dataset_root, list_data
 from rulab.distributed import resolve_device
 from rulab.errors import ConfigError, RulabError
-from rulab.eval.ood_eval import is_synthetic
 from rulab.presets import load_config
 from rulab.presets.study_spec import Study
 from rulab.registry import BENCHMARKS, METHODS, MODELS, PRESETS, STUDIES
@@ -289,13 +288,27 @@ def forward_flops(cfg: RunCfg, shape: tuple[int, int, int], num_classes: int) ->
     """FLOPs of the configured model's forward pass of one ``shape`` image, counted on the ``meta`` device (eval mode;
     NaN when the model cannot run there). Counts are kept per (model, keyword arguments) for the process."""
     kwargs = _model_kwargs(cfg, shape, num_classes)
-    key = (cfg.model.name, repr(sorted(kwargs.items())), tuple(shape))
+    # normalisation and dropout do not change the count, and the class count only changes the head (2·D·K FLOPs of
+    # the Linear head on D features): one count serves every preset of an architecture and input size
+    key = (cfg.model.name, repr(sorted((k, v) for k, v in kwargs.items() if k not in _NO_FLOPS)), tuple(shape))
     if key not in _FLOPS:
-        _FLOPS[key] = _count_flops(cfg.model.name, kwargs, shape)
-    return _FLOPS[key]
+        _FLOPS[key] = (_count_flops(cfg.model.name, kwargs, shape), kwargs.get("num_classes", num_classes))
+    flops, counted_k = _FLOPS[key]
+    return flops + 2.0 * _feature_dim(cfg.model.name, kwargs) * (num_classes - counted_k) if "num_classes" in kwargs else flops
 
 
-_FLOPS: dict[tuple[str, str, tuple[int, ...]], float] = {}
+_FLOPS: dict[tuple[str, str, tuple[int, ...]], tuple[float, int]] = {}
+_NO_FLOPS = ("mean", "std", "dropout", "dropout_placement", "zero_init_residual", "num_classes")
+_FEATURES: dict[tuple[str, str], int] = {}
+
+
+def _feature_dim(name: str, kwargs: dict[str, Any]) -> int:
+    """The model's feature dimension D (the input of its Linear head), read from a ``meta``-device instance."""
+    key = (name, repr(sorted((k, v) for k, v in kwargs.items() if k not in _NO_FLOPS)))
+    if key not in _FEATURES:
+        with torch.device("meta"):
+            _FEATURES[key] = int(getattr(MODELS.create(name, **kwargs), "feature_dim", 0))
+    return _FEATURES[key]
 
 
 def _count_flops(name: str, kwargs: dict[str, Any], shape: tuple[int, int, int]) -> float:

@@ -159,3 +159,16 @@ def test_read_map_clsloc():
         read_map_clsloc("n01440764 1 tench\n")
     with pytest.raises(DataError, match="line 1"):
         read_map_clsloc("tench one\n")
+
+
+def test_dataset_facts_cover_every_dataset():
+    """``rulab show`` sizes runs from DATASET_FACTS without reading data: every registered dataset has its entry, with
+    the splits its factory offers and the sizes of the module's table (pathMNIST's official validation split too)."""
+    from rulab.data.datasets import DATASET_FACTS
+    from rulab.data.splits import dataset_splits
+
+    assert set(DATASET_FACTS) == set(DATASETS.list())
+    for name, facts in DATASET_FACTS.items():
+        assert set(facts.sizes) == set(dataset_splits(name)), name
+    assert DATASET_FACTS["pathmnist"].sizes == {"train": 89_996, "val": 10_004, "test": 7_180}
+    assert DATASET_FACTS["imagenet64"].shape == (3, 64, 64) and DATASET_FACTS["imagenet64"].classes == 1000

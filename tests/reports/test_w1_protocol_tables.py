@@ -98,3 +98,32 @@ def test_report_draws_mixup_training_accuracy(tmp_path):
     for c in store.curves(run_id=[run_id]):
         by.setdefault(c["metric"], {}).setdefault(c["split"], {}).setdefault(c["epoch"], []).append(c["value"])
     assert training_curves(by, metrics=("acc",)).startswith("data:image/png;base64,")
+
+
+@pytest.mark.slow
+def test_adversarial_study_end_to_end_on_cpu(tmp_path, monkeypatch):
+    """W1's adversarial pipeline at CPU scale: a plain and a PGD-trained fastcnn, then PGD pre-training on classes 0-4
+    → adversarial tuning on 5-9 with a fresh default-initialised head, each evaluated by clean and PGD accuracy;
+    the study's report holds the clean-vs-adversarial table and the paper table."""
+    pytest.importorskip("matplotlib")
+    from rulab.presets.paper import PaperStudy
+    from rulab.registry import STUDIES
+    from rulab.study import run_study
+
+    adv = ("method.name=adversarial", "method.kwargs={eps: 0.1, steps: 2, step_size: 0.05}")
+    study = PaperStudy(
+        name="w1-adv-cpu", presets=("fmnist-pretrain-0to4", "fmnist-scratch-5to9", "fmnist-finetune-5to9"), seeds=(0,),
+        overrides=("model.kwargs.width=4", "data.train_subset=256", "data.val_size=64", "train.batch_size=64", "train.epochs=1",
+                   "eval.benchmark=fmnist", "eval.detectors=[msp]", "eval.shift=", "eval.n_ood=100", "eval.farconf=true",
+                   "eval.farconf_tests=[samples]", "eval.adv_eps=0.1", "eval.adv_steps=3", "eval.adv_step_size=0.04", "eval.adv_n=40",
+                   *adv),
+        preset_overrides=(("fmnist-finetune-5to9", ("train.init_from={run:fmnist-pretrain-0to4}", "train.head_init=pytorch")),),
+        skip_eval=("fmnist-pretrain-0to4",), compare_to="fmnist-scratch-5to9",
+        paper_table="hendrycks2019-adv",
+        paper_columns=(("Adversarial Training", "fmnist-scratch-5to9"), ("Adv. Pre-Training and Tuning", "fmnist-finetune-5to9")),
+    )
+    monkeypatch.setitem(STUDIES._entries, study.name, lambda: study)  # the report finds a study's paper table by name
+    result = run_study(study, out_dir=str(tmp_path), progress=False)
+    page = result.report.read_text(encoding="utf-8")
+    assert "<h3>Clean and adversarial accuracy</h3>" in page and "PGD-3 at ε = 25.5/255, step 10.2/255, 1 random start(s)" in page
+    assert "Adversarial robustness (%): clean accuracy and accuracy under L∞ PGD" in page

@@ -101,8 +101,18 @@ def test_keys_added_after_0_1_keep_old_hashes():
     d = to_dict(c)
     for k in ("name", "out_dir", "device"):
         d.pop(k)
-    d["train"].pop("accum_steps")
+    for section, keys in {
+        "train": ("accum_steps", "drop_last", "head_init", "keep_best"),
+        "data": ("kwargs",),
+        "model": ("stats",),
+        "eval": ("adv_step_size", "adv_restarts", "farconf_tests"),
+    }.items():
+        for k in keys:
+            d[section].pop(k)
+    d["data"]["augment"].pop("rotate_interp")
     assert config_hash(c) == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    for key in ("train.drop_last=false", "train.keep_best=val_acc", "eval.adv_restarts=2", "data.augment.rotate_interp=nearest"):
+        assert config_hash(apply_overrides(c, [key])) != config_hash(c), key
     assert config_hash(apply_overrides(c, ["train.accum_steps=1"])) == config_hash(c)
     assert config_hash(apply_overrides(c, ["train.accum_steps=2"])) != config_hash(c)
 

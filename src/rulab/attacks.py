@@ -115,12 +115,25 @@ def pgd_confidence(
 
 def pgd_ce(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255, steps: int = 10, step_size: float = 2 / 255,
-    generator: torch.Generator | None = None, keep_best: bool = False,
+    generator: torch.Generator | None = None, keep_best: bool = False, restarts: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adversarial examples: maximise the cross-entropy of the true label ``y`` (W1's ``robustness/adversarial/`` defaults).
+
+    With ``restarts > 1`` PGD runs again from fresh uniform random starts (Madry et al. 2018, Section 3) and each
+    example keeps the result with the highest cross-entropy over the restarts (the first on ties).
 
     Returns:
         ``(x_adv, ce)`` with ``x_adv: [B, C, H, W]`` in [0, 1], ``‖x_adv − x‖_∞ ≤ ε``, and the per-example CE.
     """
-    return pgd(model, x, lambda logits: F.cross_entropy(logits, y, reduction="none"), eps, steps, step_size, generator,
-               random_start="uniform", keep_best=keep_best)
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, got {restarts}")
+    def objective(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, reduction="none")
+
+    best_x, best_ce = pgd(model, x, objective, eps, steps, step_size, generator, random_start="uniform", keep_best=keep_best)
+    for _ in range(restarts - 1):
+        x_adv, ce = pgd(model, x, objective, eps, steps, step_size, generator, random_start="uniform", keep_best=keep_best)
+        better = ce > best_ce
+        best_x = torch.where(better.view(-1, *([1] * (x.ndim - 1))), x_adv, best_x)
+        best_ce = torch.where(better, ce, best_ce)
+    return best_x, best_ce

@@ -1,10 +1,11 @@
 """rulab: train an image classifier with a robustness method and measure how far to trust it (OOD detection,
 calibration, covariate shift, far-away confidence) on the same checkpoint, in one report.
 
-    rulab train [PRESET] [--config FILE] [--resume] [--track tensorboard,mlflow] [--a.b=value ...]
+    rulab train [PRESET] [--config FILE] [--resume] [--dry-run] [--track tensorboard,mlflow] [--a.b=value ...]
     rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--track ...] [--a.b=value ...]
     rulab convert WEIGHTS.pt --model NAME --mean M --std S [--preset P] [--a.b=value ...]
-    rulab study NAME [--launcher local|slurm|ray] [--status]     rulab results     rulab report
+    rulab study NAME [--launcher local|slurm|ray] [--status] [--dry-run]     rulab results     rulab report
+    rulab show PRESET|STUDY [--measure] [--a.b=value ...]
     rulab data fetch NAME       rulab data list
     rulab list [WHAT]           rulab --version
 
@@ -91,6 +92,12 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError("--allow-config-change changes the config of a run being resumed; use it together with --resume")
     cfg = _resolve(args, overrides)
     finished_before = args.resume and (run_dir_of(cfg) / "model.safetensors").exists()
+    if args.dry_run:
+        from rulab.study.show import plan_run, render_run
+
+        print(render_run(plan_run(cfg)), end="")
+        print("dry run: the config is valid; nothing was trained or written")
+        return 0
     t0 = time.time()
     run_dir = train(cfg, resume=args.resume, track=args.track, allow_config_change=args.allow_config_change)
     from rulab.distributed import is_main
@@ -212,6 +219,15 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
 
         print(study_status(args.name, seeds=_seeds(args.seeds), out_dir=args.out_dir, db=args.db, overrides=overrides))
         return 0
+    if args.dry_run:
+        from rulab.study.show import plan_study, render_study
+
+        plan = plan_study(args.name, _seeds(args.seeds), args.out_dir, [o for o in overrides if not o.lstrip("-").startswith("launcher.")])
+        print(render_study(plan), end="")
+        if plan.error:
+            raise ConfigError(plan.error)
+        print("dry run: every cell resolved and validated; nothing was trained, evaluated or written")
+        return 0
     from rulab.api import study
 
     kw: dict[str, Any] = {"out_dir": args.out_dir, "db": args.db, "seeds": _seeds(args.seeds), "overrides": overrides}
@@ -222,6 +238,13 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.no_eval:
         kw["evaluate"] = False
     study(args.name, **kw)  # prints progress, the summary table, the report's path and the time
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rulab.study.show import show
+
+    print(show(args.name, overrides, config=args.config, measure=args.measure, seeds=_seeds(args.seeds), out_dir=args.out_dir), end="")
     return 0
 
 
@@ -282,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint (with the config it was trained with)")
     p.add_argument("--allow-config-change", action="store_true",
                    help="with --resume: continue with a config that differs from the run's recorded one (the step and the changed keys are recorded)")
+    p.add_argument("--dry-run", action="store_true", help="resolve and validate the config, print the plan (data, cost), train nothing")
     p.add_argument("--track", help="experiment trackers, comma-separated: tensorboard, mlflow (pip install 'rulab[tracking]')")
     p.set_defaults(func=cmd_train)
 
@@ -322,7 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the cells run: local (default), slurm (submitit) or ray (pip install 'rulab[cluster]'); "
                         "resources as --launcher.slurm.partition=gpu, --launcher.ray.num_gpus=1 (docs/distributed.md)")
     p.add_argument("--status", action="store_true", help="print where each cell stands (queued/running/finished/failed, job ids, logs of failures) and exit")
+    p.add_argument("--dry-run", action="store_true", help="plan and validate every cell, print the plan (runs, data, cost), run nothing")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser(
+        "show", help="what a preset or study will do: resolved config, data needed (present here?), runs, cost estimate",
+        description="Show the resolved config of a preset (or each preset of a study), the data it reads and whether each "
+        "is on this machine, the number of runs, and an estimate of the cost: the model's forward FLOPs (counted on the "
+        "meta device) times the method's passes per training image times the images of every epoch, plus the "
+        "evaluation's forward passes; --measure also times one training step here and converts the work to time. "
+        "Reads no data and writes nothing.",
+    )
+    p.add_argument("name", help="a registered preset or study (`rulab list presets`, `rulab list studies`)")
+    p.add_argument("--config", help="a YAML file with config keys applied to the preset")
+    p.add_argument("--measure", action="store_true", help="time one training step of the model on this machine to estimate the time")
+    p.add_argument("--seeds", help="for a study: comma-separated seeds instead of the study's")
+    p.add_argument("--out", dest="out_dir", default="runs", help="for a study: the output directory it would use (default: runs)")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method")
     p.add_argument("--db", default="runs/results.db", help="results database (default: runs/results.db)")

@@ -62,6 +62,8 @@ __all__ = [
     "read_yaml",
     "dump_yaml",
     "fields_of",
+    "KEEP_BEST",
+    "FARCONF_TESTS",
 ]
 
 
@@ -74,6 +76,8 @@ class AugmentCfg:
     crop_padding: int = 0  # random crop with this zero padding in pixels (CIFAR: 4)
     rotate_deg: float = 0.0  # maximum rotation angle in degrees (W2: 20)
     rotate_p: float = 0.0  # probability of applying a rotation (W2: 0.4)
+    # resampling of the rotation: "bilinear" or "nearest" (torchvision RandomRotation's default, which W2 used)
+    rotate_interp: str = field(default="bilinear", metadata={"hash_omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,11 @@ class DataCfg:
     exclude_classes: tuple[int, ...] = ()  # drop these original classes (W1 pre-training class exclusion)
     train_subset: int = 0  # use only this many labelled training examples (0 = all), stratified, seeded
     val_size: int = 5000  # examples held out of the training split for validation and temperature scaling
-    val_split: str = "random"  # "random" (seeded) or "tail" (contiguous last examples, as W1's ``utils/validation_dataset.py``)
+    val_split: str = "random"  # "random" (seeded), "tail" (contiguous last examples, as W1's ``utils/validation_dataset.py``) or "official" (the dataset's own validation split; val_size is ignored)
     augment: AugmentCfg = field(default_factory=AugmentCfg)
     root: str = ""  # data directory; "" = $RULAB_DATA or ~/.cache/rulab
+    # keyword arguments of the dataset's factory for every split (checked against its signature), e.g. {"size": 224} for oxford_pets
+    kwargs: Mapping[str, Any] = field(default_factory=dict, metadata={"hash_omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class ModelCfg:
 
     name: str = "fastcnn"
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # normalisation statistics: "" = model.kwargs (or the model's default); "train" = the per-channel mean and std of the
+    # run's training split, computed before training and stored in the checkpoint (W2's from-scratch runs)
+    stats: str = field(default="", metadata={"hash_omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,14 @@ class TrainCfg:
     # split every batch into this many micro-batches, one backward pass each, one optimizer step (memory; and on
     # CPUs a DDP step over W processes equals a one-process step with accum_steps=W bit for bit, see the loop)
     accum_steps: int = field(default=1, metadata={"hash_omit_default": True})
+    # drop the last incomplete batch of every epoch (False: W1's loaders, whose last batch is smaller)
+    drop_last: bool = field(default=True, metadata={"hash_omit_default": True})
+    # the fresh head of a fine-tuning run (train.reset_head): "model" (the model's own initialisation; WRN and DenseNet
+    # zero the bias) or "pytorch" (nn.Linear's default, weight and bias uniform in ±1/sqrt(fan_in): W1's tune.py)
+    head_init: str = field(default="model", metadata={"hash_omit_default": True})
+    # keep the weights of the epoch with the best value of this validation metric ("val_acc", "val_nll", "val_ece")
+    # instead of the last epoch's (W2); "" = the last epoch. The kept epoch is recorded in the checkpoint and results.
+    keep_best: str = field(default="", metadata={"hash_omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -164,6 +181,13 @@ class EvalCfg:
     adv_eps: float = 0.3  # adversarial noise / samples: L-inf radius in pixels
     adv_steps: int = 40
     adv_n: int = 500  # examples attacked per set
+    # PGD step in pixel units; 0 = Madry et al.'s 2.5·adv_eps/adv_steps (W1's adversarial evaluation: 2/255)
+    adv_step_size: float = field(default=0.0, metadata={"hash_omit_default": True})
+    # PGD runs from this many random starts; an example counts as broken if any start breaks it (Madry et al. 2018)
+    adv_restarts: int = field(default=1, metadata={"hash_omit_default": True})
+    # which far-away / worst-case tests eval.farconf runs: "alpha" (alpha scaling), "noise" (adversarial noise),
+    # "samples" (adversarial samples: resistance, clean and adversarial accuracy)
+    farconf_tests: tuple[str, ...] = field(default=("alpha", "noise", "samples"), metadata={"hash_omit_default": True})
     detector_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per detector, e.g. {"odin": {"search": "coarse"}}
     flip_tta: bool = False  # test-time augmentation: average each image with its horizontal mirror (rulab.models.tta)
 
@@ -472,6 +496,12 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- validation
 
+KEEP_BEST: dict[str, bool] = {"val_acc": True, "val_nll": False, "val_ece": False}
+"""Validation metrics ``train.keep_best`` may select an epoch by, and whether higher is better."""
+FARCONF_TESTS = ("alpha", "noise", "samples")
+"""The parts of the far-away / worst-case evaluation ``eval.farconf_tests`` may name (rulab.eval.farconf)."""
+
+
 
 def _positive(key: str, value: float, strict: bool = True) -> None:
     if value != value or (value <= 0 if strict else value < 0):
@@ -598,7 +628,16 @@ def validate_values(cfg: RunCfg) -> RunCfg:
         raise ConfigError("config key 'train.reset_head' needs train.init_from (the checkpoint to fine-tune)")
     if t.init_from and not Path(t.init_from).exists():
         raise ConfigError(f"config key 'train.init_from' points to {t.init_from}, which does not exist; give a run directory or a .safetensors file")
-    check_choice("data.val_split", d.val_split, ["random", "tail"])
+    check_choice("data.val_split", d.val_split, ["random", "tail", "official"])
+    check_choice("data.augment.rotate_interp", d.augment.rotate_interp, ["bilinear", "nearest"])
+    check_choice("model.stats", cfg.model.stats, ["", "train"])
+    check_choice("train.head_init", t.head_init, ["model", "pytorch"])
+    if t.keep_best:
+        check_choice("train.keep_best", t.keep_best, list(KEEP_BEST))
+        if t.eval_every != 1:
+            raise ConfigError("config key 'train.keep_best' compares the validation metric of every epoch; set train.eval_every=1")
+        if d.val_size == 0 and d.val_split != "official":
+            raise ConfigError("config key 'train.keep_best' selects an epoch on the validation split; set data.val_size > 0 or data.val_split=official")
     for k in ("val_size", "train_subset"):
         if getattr(d, k) < 0:
             raise ConfigError(f"config key 'data.{k}' must be >= 0, got {getattr(d, k)}")
@@ -637,6 +676,13 @@ def validate_eval(e: EvalCfg) -> EvalCfg:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")
     _positive("eval.batch_size", e.batch_size)
     _positive("eval.adv_eps", e.adv_eps, strict=False)
+    _positive("eval.adv_step_size", e.adv_step_size, strict=False)
+    if e.adv_restarts < 1:
+        raise ConfigError(f"config key 'eval.adv_restarts' must be at least 1, got {e.adv_restarts}")
+    for i, test in enumerate(e.farconf_tests):
+        check_choice(f"eval.farconf_tests[{i}]", test, list(FARCONF_TESTS))
+    if e.farconf and not e.farconf_tests:
+        raise ConfigError("config key 'eval.farconf_tests' is empty while eval.farconf is true; name a test (alpha, noise, samples) or set eval.farconf=false")
     return e
 
 

@@ -196,7 +196,7 @@ def test_evaluate_farconf_rows_and_arrays(farconf_table):
         "adv_noise": {"mmc", "auroc", "fpr95_id"},
         "noise_uniform": {"mmc", "auroc", "fpr95_id"},
         "adv_noise_uniform": {"mmc", "auroc", "fpr95_id"},
-        "adv_samples": {"mmc", "auroc", "fpr95_id", "resistance"},
+        "adv_samples": {"mmc", "auroc", "fpr95_id", "resistance", "clean_acc", "adv_acc"},
     }
     got: dict[str, set[str]] = {}
     for r in t:

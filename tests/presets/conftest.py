@@ -67,6 +67,14 @@ def write_paper_data(root: Path, mp: pytest.MonkeyPatch, rng: np.random.Generato
     buf = io.BytesIO()
     np.savez(buf, data=rng.integers(0, 256, (2, 3072), dtype=np.uint8), labels=np.array([1, 1000]))
     _put(root / "imagenet32" / "val_data.npz", buf.getvalue())
+    # downsampled ImageNet 64x64: batches 1-5 in Imagenet64_train_part1/, 6-10 in part2/ (Python-3 pickles), val as npz
+    for i in range(1, 11):
+        blob = pickle.dumps({"data": rng.integers(0, 256, (2, 12288), dtype=np.uint8), "labels": [1, int(rng.integers(4, 1001))],
+                             "mean": np.zeros(12288)})
+        _put(root / "imagenet64" / f"Imagenet64_train_part{1 if i <= 5 else 2}" / f"train_data_batch_{i}", blob)
+    buf = io.BytesIO()
+    np.savez(buf, data=rng.integers(0, 256, (2, 12288), dtype=np.uint8), labels=np.array([5, 1000]))
+    _put(root / "imagenet64" / "Imagenet64_val_npz" / "val_data.npz", buf.getvalue())
     # MNIST IDX .gz
     mnist = {}
     for stem, n in (("train", 20), ("t10k", 6)):
@@ -88,6 +96,8 @@ def write_paper_data(root: Path, mp: pytest.MonkeyPatch, rng: np.random.Generato
     # Tiny ImageNet folders: 3 classes × 4 train images, 3 val images
     base = root / "tiny_imagenet" / "tiny-imagenet-200"
     wnids = ["n01", "n02", "n03"]
+    (base / "wnids.txt").parent.mkdir(parents=True, exist_ok=True)
+    (base / "wnids.txt").write_text("".join(w + "\n" for w in wnids))
     for j, w in enumerate(wnids):
         for k in range(4):
             data_helpers._png(base / "train" / w / "images" / f"{w}_{k}.JPEG", (40 * j, 30 * k, 100))

@@ -35,7 +35,7 @@ def test_every_paper_preset_validates(name):
     cfg = cfg_of(name)
     assert cfg.preset == name and cfg.name == name
     bench = BENCHMARKS.create(cfg.eval.benchmark)
-    if cfg.data.dataset != "imagenet32":  # pre-training runs are not evaluated
+    if cfg.data.dataset not in ("imagenet32", "imagenet64"):  # pre-training runs are not evaluated
         assert bench.id_dataset == cfg.data.dataset
 
 
@@ -75,8 +75,13 @@ def test_w1_ood_sets_and_protocol():
 @pytest.mark.parametrize("name", W1)
 def test_w1_baseline_hyperparameters(name):
     """W1 "Normal" (``baseline.py``): 100 epochs, lr 0.1, batch 128, dropout 0.3; SGD Nesterov 0.9, wd 5e-4, cosine/iter to 1e-6;
-    WRN-40-2, mean = std = 0.5, crop 4 (CIFAR) / 8 (Tiny ImageNet) + flip; the ``validation_split`` calibration split."""
-    c = cfg_of(name)
+    WRN-40-2, mean = std = 0.5, crop 4 (CIFAR) / 8 (Tiny ImageNet) + flip; the OOD model on every training image with
+    ``drop_last=False`` loaders, the calibration model with the ``validation_split`` calibration split."""
+    ood = cfg_of(name)
+    assert (ood.data.val_size, ood.train.drop_last, ood.eval.temperature) == (0, False, False)  # all 50,000, last batch kept
+    c = cfg_of(name + "-calibration")
+    assert not c.train.drop_last and c.eval.temperature
+    assert replace(c, data=ood.data, name=ood.name, preset=ood.preset, eval=ood.eval) == ood  # the split is the only difference
     assert c.model.name == "wrn40_2" and c.model.kwargs["dropout"] == 0.3
     assert c.model.kwargs["mean"] == [0.5] * 3 and c.model.kwargs["std"] == [0.5] * 3
     o = c.optim
@@ -107,25 +112,66 @@ def test_w1_finetune_hyperparameters(which, epochs):
     """W1 fine-tuning (``tune.py``): new head, all layers, lr 0.001, 10 epochs (Tiny ImageNet 20), dropout 0, cosine to 1e-6."""
     c = cfg_of(f"hendrycks2019-{which}-finetune")
     assert c.train.reset_head and c.optim.backbone_lr_mult == 1.0 and not c.train.freeze_bn
+    assert c.train.head_init == "pytorch"  # tune.py: a fresh nn.Linear(128, K), PyTorch's default initialisation
+    assert (c.data.val_size, c.train.drop_last) == (0, False)
     assert (c.optim.lr, c.train.epochs, c.model.kwargs["dropout"], c.train.batch_size) == (0.001, epochs, 0.0, 128)
     assert (c.optim.schedule, c.optim.lr_floor, c.optim.nesterov) == ("cosine", 1e-6, True)
 
 
 def test_w1_parity_variants():
     """W1 parity (the register of convention 5 in docs/conventions.md): parity=True (scheduler shift, top bin dropped) and T = 1 only."""
-    for name in ("hendrycks2019-cifar10-parity", "hendrycks2019-cifar100-finetune-parity"):
+    for name in ("hendrycks2019-cifar10-parity", "hendrycks2019-cifar100-finetune-parity", "hendrycks2019-cifar10-calibration-parity"):
         c = cfg_of(name)
+        base = cfg_of(name.removesuffix("-parity"))
         assert c.parity and not c.eval.temperature
-        assert replace(c, parity=False, name="x", preset="x", eval=replace(c.eval, temperature=True)) == replace(
-            cfg_of(name.removesuffix("-parity")), name="x", preset="x")
+        assert replace(c, parity=False, name="x", preset="x", eval=replace(c.eval, temperature=base.eval.temperature)) == replace(
+            base, name="x", preset="x")
+    assert cfg_of("hendrycks2019-cifar10-calibration").eval.temperature  # the parity variant drops a tuned T
 
 
 def test_w1_studies_link_pretraining_to_finetuning(tmp_path):
     study = STUDIES.create("hendrycks2019-cifar10")
-    assert study.presets == ("hendrycks2019-cifar10-pretrain", "hendrycks2019-cifar10", "hendrycks2019-cifar10-finetune")
+    assert study.presets == ("hendrycks2019-cifar10-pretrain", "hendrycks2019-cifar10", "hendrycks2019-cifar10-finetune",
+                             "hendrycks2019-cifar10-calibration", "hendrycks2019-cifar10-finetune-calibration")
     cells = {c.preset: c for c in plan_cells(study, seeds=(0,), out_dir=str(tmp_path))}
-    assert cells["hendrycks2019-cifar10-finetune"].cfg.train.init_from == str(tmp_path / "hendrycks2019-cifar10-pretrain-s0")
+    for tuned in ("hendrycks2019-cifar10-finetune", "hendrycks2019-cifar10-finetune-calibration"):
+        assert cells[tuned].cfg.train.init_from == str(tmp_path / "hendrycks2019-cifar10-pretrain-s0")
     assert not cells["hendrycks2019-cifar10-pretrain"].evaluate and study.paper_columns[1] == ("Pre-Train", "hendrycks2019-cifar10-finetune")
+    assert study.paper_columns[3] == ("calibration:Pre-Train", "hendrycks2019-cifar10-finetune-calibration")
+
+
+def test_w1_tinyimagenet_pretraining_excludes_the_tiny_classes(tmp_path):
+    """W1 Section 4: Tiny ImageNet models are pre-trained on ImageNet 64×64 without the 200 Tiny ImageNet classes; the
+    study links that run to the 20-epoch fine-tuning."""
+    c = cfg_of("hendrycks2019-tinyimagenet-pretrain")
+    assert (c.data.dataset, dict(c.data.kwargs)) == ("imagenet64", {"exclude_classes_of": "tiny_imagenet"})
+    assert (c.train.epochs, c.optim.lr, c.train.batch_size, c.model.kwargs["dropout"], c.data.augment.crop_padding) == (100, 0.1, 256, 0.0, 8)
+    study = STUDIES.create("hendrycks2019-tinyimagenet")
+    cells = {c.preset: c for c in plan_cells(study, seeds=(0,), out_dir=str(tmp_path))}
+    assert cells["hendrycks2019-tinyimagenet-finetune"].cfg.train.init_from == str(tmp_path / "hendrycks2019-tinyimagenet-pretrain-s0")
+    assert cells["hendrycks2019-tinyimagenet-finetune"].cfg.train.epochs == 20
+
+
+def test_w1_adversarial_presets():
+    """W1's adversarial part (``robustness/adversarial/``, Table 2): WRN-28-10 on 2x − 1; PGD ε 8/255, step 2/255, 10 steps
+    to train, 20 to evaluate, one random start; adversarial ImageNet 32×32 pre-training (100 epochs, lr 0.1, batch 256)
+    then 5 epochs of adversarial tuning at lr 0.001 with a fresh head; evaluated by clean and adversarial accuracy."""
+    for which in ("cifar10", "cifar100"):
+        normal, adv, tuned = (cfg_of(f"hendrycks2019-adv-{which}-{k}") for k in ("normal", "advtrain", "finetune"))
+        for c in (normal, adv, tuned):
+            assert c.model.name == "wrn28_10" and c.model.kwargs["mean"] == [0.5] * 3 and c.model.kwargs["dropout"] == 0.0
+            e = c.eval
+            assert (e.farconf, e.farconf_tests, e.adv_steps, e.adv_restarts, e.adv_n) == (True, ("samples",), 20, 1, 10_000)
+            assert (e.adv_eps, e.adv_step_size) == (pytest.approx(8 / 255), pytest.approx(2 / 255))
+        assert normal.method.name == "erm"
+        for c in (adv, tuned):
+            k = c.method.kwargs
+            assert c.method.name == "adversarial" and (k["eps"], k["step_size"], k["steps"]) == (pytest.approx(8 / 255), pytest.approx(2 / 255), 10)
+        assert (tuned.train.epochs, tuned.optim.lr, tuned.train.reset_head, tuned.train.head_init) == (5, 0.001, True, "pytorch")
+    pre = cfg_of("hendrycks2019-adv-pretrain")
+    assert (pre.data.dataset, pre.train.epochs, pre.optim.lr, pre.train.batch_size, pre.method.name) == ("imagenet32", 100, 0.1, 256, "adversarial")
+    study = STUDIES.create("hendrycks2019-adv-cifar10")
+    assert study.paper_table == "hendrycks2019-adv" and study.skip_eval == ("hendrycks2019-adv-pretrain",)
 
 
 def test_w2_pathmnist_hyperparameters():
@@ -145,6 +191,9 @@ def test_w2_pathmnist_hyperparameters():
     assert "mean" not in pt.model.kwargs and pt.model.kwargs["pretrained"]  # ImageNet statistics (model default)
     assert pt.optim.lr == 5e-4 and pt.optim.lr * pt.optim.backbone_lr_mult == pytest.approx(5e-5)
     assert pt.train.freeze_bn and pt.train.epochs == 60 and pt.method.kwargs["alpha"] == 0.3
+    for c in (basic, mixup, pt):  # the official 89,996 / 10,004 split; the best validation-accuracy epoch is evaluated
+        assert (c.data.val_split, c.train.keep_best) == ("official", "val_acc")
+    assert a.rotate_interp == "nearest"  # torchvision RandomRotation's default
     assert shift_suite("w2-pathmnist") == [("brightness_factor", f) for f in (0.8, 0.9, 1.1, 1.2)] + [("gaussian_blur_sigma", s) for s in (0.3, 0.5, 0.7, 0.9)]
 
 
@@ -156,6 +205,8 @@ def test_w2_pets_hyperparameters():
     assert sup.model.kwargs["pretrained"] != bt.model.kwargs["pretrained"]
     assert all(c.method.name == "mixup" and c.data.augment.rotate_deg == 20.0 and c.eval.shift == "w2-pets" for c in (scratch, sup, bt))
     assert shift_suite("w2-pets") == [("brightness_factor", f) for f in (0.6, 0.8, 1.2, 1.4)] + [("gaussian_blur_sigma", s) for s in (0.3, 0.5, 0.7, 0.9)]
+    assert all(c.train.keep_best == "val_acc" and c.data.kwargs["size"] == 224 for c in (scratch, sup, bt))
+    assert (scratch.model.stats, sup.model.stats, bt.model.stats) == ("train", "", "")  # report §5: training-set statistics from scratch
     barlow = cfg_of("coursework-pets-barlow")
     assert barlow.method.kwargs == {"hidden": [8192, 8192], "out": 8192, "lambd": 0.0051} and barlow.model.kwargs["zero_init_residual"]
     assert barlow.optim.weight_decay == 1e-6 and barlow.optim.lr_floor == pytest.approx(0.2 * 0.001)

@@ -34,12 +34,20 @@ PARENT = {
     "hendrycks2019-cifar100-finetune": "hendrycks2019-cifar100-pretrain",
     "hendrycks2019-cifar10-finetune-parity": "hendrycks2019-cifar10-pretrain",
     "hendrycks2019-cifar100-finetune-parity": "hendrycks2019-cifar100-pretrain",
+    "hendrycks2019-cifar10-finetune-calibration": "hendrycks2019-cifar10-pretrain",
+    "hendrycks2019-cifar100-finetune-calibration": "hendrycks2019-cifar100-pretrain",
+    "hendrycks2019-cifar10-finetune-calibration-parity": "hendrycks2019-cifar10-pretrain",
+    "hendrycks2019-cifar100-finetune-calibration-parity": "hendrycks2019-cifar100-pretrain",
     "hendrycks2019-cifar10-finetune-nocifar": "hendrycks2019-cifar10-pretrain-nocifar",
-    "hendrycks2019-tinyimagenet-finetune": "hendrycks2019-cifar10-pretrain",
-    "hendrycks2019-tinyimagenet-finetune-parity": "hendrycks2019-cifar10-pretrain",
+    "hendrycks2019-tinyimagenet-finetune": "hendrycks2019-tinyimagenet-pretrain",
+    "hendrycks2019-tinyimagenet-finetune-parity": "hendrycks2019-tinyimagenet-pretrain",
+    "hendrycks2019-tinyimagenet-finetune-calibration": "hendrycks2019-tinyimagenet-pretrain",
+    "hendrycks2019-tinyimagenet-finetune-calibration-parity": "hendrycks2019-tinyimagenet-pretrain",
+    "hendrycks2019-adv-cifar10-finetune": "hendrycks2019-adv-pretrain",
+    "hendrycks2019-adv-cifar100-finetune": "hendrycks2019-adv-pretrain",
     "coursework-pets-barlow-ft": "coursework-pets-barlow",
 }
-SLOW = ("odin-wrn-", "coursework-pets-")
+SLOW = ("odin-wrn-", "coursework-pets-", "hendrycks2019-adv-")
 PAPER = [p for p in PRESETS.list() if p.startswith(("hendrycks2019-", "coursework-pathmnist", "coursework-pets", "hein2019-", "odin-"))]
 
 
@@ -82,6 +90,10 @@ def runs(paper_data, tmp_path_factory, make_map_clsloc, weights):
     done: dict[str, Path] = {}
     text, _ = make_map_clsloc(np.random.default_rng(0))
     (paper_data / "imagenet32" / "map_clsloc.txt").write_text(text)
+    # imagenet64's class map names the tiny Tiny ImageNet's three WordNet ids (n01, n02, n03) among its 1,000 classes
+    lines = text.splitlines()
+    lines[:3] = [f"n0{i + 1} {line.split()[1]} tiny_{i}" for i, line in enumerate(lines[:3])]
+    (paper_data / "imagenet64" / "map_clsloc.txt").write_text("\n".join(lines) + "\n")
 
     def run(name: str) -> Path:
         if name in done:
@@ -109,3 +121,7 @@ def test_one_training_step(name, runs):
     if cfg.data.dataset == "imagenet32":
         n_classes = 1000 - len(cfg.data.exclude_classes)
         assert meta["model_kwargs"]["num_classes"] == n_classes and (n_classes == 1000) == ("nocifar" not in name)
+    if cfg.data.dataset == "imagenet64":  # the three Tiny ImageNet classes are dropped by WordNet id
+        assert meta["model_kwargs"]["num_classes"] == 997 and meta["input_shape"] == [3, 64, 64]
+    if cfg.train.keep_best:
+        assert meta["kept"]["epoch"] == 1 and meta["kept"]["metric"] == cfg.train.keep_best

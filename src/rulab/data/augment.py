@@ -3,11 +3,11 @@
 Everything runs on whole batches on the batch's device (as airbench does: masked batch operations
 instead of per-image PIL transforms): random crop with zero padding (torchvision
 ``RandomCrop(size, padding)``), horizontal and vertical flips, and rotation by a random angle with zero fill
-(torchvision ``RandomRotation``), each drawn from an explicit ``torch.Generator``.
+(torchvision ``RandomRotation``, bilinear or nearest-neighbour), each drawn from an explicit ``torch.Generator``.
 
 Named presets live in the ``AUGMENTATIONS`` registry and return an :class:`~rulab.config.AugmentCfg`:
 ``none``, ``flip``, ``fmnist`` (crop 2 + flip), ``cifar`` (crop 4 + flip, W1), ``svhn`` (crop 4, W3),
-``w2_basic`` (flips p = 0.4, rotation 20° with p = 0.4, W2); sources in docs/protocols/.
+``w2_basic`` (flips p = 0.4, rotation 20° with p = 0.4, nearest, W2); sources in docs/protocols/.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from rulab.config import AugmentCfg
+from rulab.errors import ConfigError
 from rulab.registry import AUGMENTATIONS
 
 __all__ = ["augment_batch", "random_crop", "random_flip", "random_rotate"]
@@ -57,14 +58,21 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def random_rotate(x: torch.Tensor, max_deg: float, p: float, generator: torch.Generator) -> torch.Tensor:
+def random_rotate(
+    x: torch.Tensor, max_deg: float, p: float, generator: torch.Generator, interpolation: str = "bilinear"
+) -> torch.Tensor:
     """Rotate each image with probability ``p`` by an angle ~ U[-max_deg, max_deg] about its centre; zero fill.
 
-    Bilinear interpolation as torchvision's ``RandomRotation(max_deg, interpolation=BILINEAR)``.
+    ``interpolation="bilinear"`` is torchvision's ``RandomRotation(max_deg, interpolation=BILINEAR)``;
+    ``"nearest"`` is torchvision's default (``InterpolationMode.NEAREST``, which W2's ``RandomRotation(20)`` used):
+    every output pixel is a copy of one input pixel (or the zero fill), so the image keeps its pixel values.
 
     Args:
         x: ``[B, C, H, W]``; max_deg in degrees.
+        interpolation: ``"bilinear"`` or ``"nearest"``.
     """
+    if interpolation not in ("bilinear", "nearest"):
+        raise ConfigError(f"rotation interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
     if max_deg <= 0 or p <= 0:
         return x
     b = len(x)
@@ -77,7 +85,7 @@ def random_rotate(x: torch.Tensor, max_deg: float, p: float, generator: torch.Ge
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    rotated = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    rotated = F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
     return torch.where(apply.view(-1, 1, 1, 1), rotated, x)
 
 
@@ -95,7 +103,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentCfg, generator: torch.Generator) 
     x = random_crop(x, cfg.crop_padding, generator)
     x = random_flip(x, cfg.hflip, generator, dim=3)
     x = random_flip(x, cfg.vflip, generator, dim=2)
-    return random_rotate(x, cfg.rotate_deg, cfg.rotate_p, generator)
+    return random_rotate(x, cfg.rotate_deg, cfg.rotate_p, generator, cfg.rotate_interp)
 
 
 @AUGMENTATIONS.register("none")
@@ -133,5 +141,6 @@ def _tin() -> AugmentCfg:
 
 @AUGMENTATIONS.register("w2_basic")
 def _w2_basic() -> AugmentCfg:
-    """W2 "basic" (report §6.1; ``jeffwiroj/ece228`` configs): horizontal and vertical flips with p = 0.4, rotation up to 20° with p = 0.4."""
-    return AugmentCfg(hflip=0.4, vflip=0.4, rotate_deg=20.0, rotate_p=0.4)
+    """W2 "basic" (report §6.1; ``jeffwiroj/ece228`` configs): horizontal and vertical flips with p = 0.4, rotation up to
+    20° with p = 0.4, nearest-neighbour resampling (torchvision ``RandomRotation``'s default)."""
+    return AugmentCfg(hflip=0.4, vflip=0.4, rotate_deg=20.0, rotate_p=0.4, rotate_interp="nearest")

@@ -12,6 +12,7 @@ MD5-checked) and is cached as tensors after the first parse. Images are ``uint8 
 | cifar10, cifar100 | train 50,000 / test 10,000 | 3×32×32 | CIFAR python batches (W1) |
 | svhn | train 73,257 / test 26,032 / extra 531,131 | 3×32×32 | ``*_32x32.mat``, label 10 → 0 (W1's SVHN loader) |
 | imagenet32 | train 1,281,167 / test (= val_data) 50,000 | 3×32×32 | downsampled ImageNet batches, labels 1..1000 → 0..999 (W1's ``imagenet_downsampled.py``) |
+| imagenet64 | train 1,281,167 / test (= val_data) 50,000 | 3×64×64 | the same release at 64×64 (``Imagenet64_train_part1/2``, ``Imagenet64_val``), W1's Tiny ImageNet pre-training |
 | pathmnist | train 89,996 / val 10,004 / test 7,180 | 3×28×28 | MedMNIST ``pathmnist.npz`` (W2) |
 | tiny_imagenet | train 100,000 / test (= official val) 10,000 | 3×64×64 | ``tiny-imagenet-200.zip`` folders (W1) |
 | oxford_pets | train (= trainval) 3,680 / test 3,669 | 3×size×size | images + annotations (W2) |
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ from .formats import (
     read_cifar_meta,
     read_idx,
     read_imagenet32_batch,
+    read_map_clsloc,
     read_medmnist_npz,
     read_svhn_mat,
 )
@@ -64,6 +67,10 @@ __all__ = [
     "cifar100",
     "svhn",
     "imagenet32",
+    "imagenet64",
+    "tiny_imagenet_wnids",
+    "DatasetFacts",
+    "DATASET_FACTS",
     "pathmnist",
     "tiny_imagenet",
     "oxford_pets",
@@ -95,6 +102,36 @@ PATHMNIST_CLASSES = [
     "cancer-associated stroma",
     "colorectal adenocarcinoma epithelium",
 ]
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a dataset is without reading it (for plans and cost estimates, ``rulab show``; data, not dispatch).
+
+    Attributes:
+        shape: ``(C, H, W)`` of its images (``H = W = size`` for a dataset whose factory takes ``size``).
+        classes: number of classes.
+        sizes: images per split as published.
+    """
+
+    shape: tuple[int, int, int]
+    classes: int
+    sizes: dict[str, int]
+
+
+DATASET_FACTS: dict[str, DatasetFacts] = {
+    "fashion_mnist": DatasetFacts((1, 28, 28), 10, {"train": 60_000, "test": 10_000}),
+    "mnist": DatasetFacts((1, 28, 28), 10, {"train": 60_000, "test": 10_000}),
+    "cifar10": DatasetFacts((3, 32, 32), 10, {"train": 50_000, "test": 10_000}),
+    "cifar100": DatasetFacts((3, 32, 32), 100, {"train": 50_000, "test": 10_000}),
+    "svhn": DatasetFacts((3, 32, 32), 10, {"train": 73_257, "test": 26_032, "extra": 531_131}),
+    "imagenet32": DatasetFacts((3, 32, 32), 1000, {"train": 1_281_167, "test": 50_000}),
+    "imagenet64": DatasetFacts((3, 64, 64), 1000, {"train": 1_281_167, "test": 50_000}),
+    "pathmnist": DatasetFacts((3, 28, 28), 9, {"train": 89_996, "val": 10_004, "test": 7_180}),
+    "tiny_imagenet": DatasetFacts((3, 64, 64), 200, {"train": 100_000, "test": 10_000}),
+    "oxford_pets": DatasetFacts((3, 64, 64), 37, {"train": 3_680, "test": 3_669}),
+}
+"""The published split sizes, image shapes and class counts of the ID datasets (the table in the module docstring)."""
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -231,6 +268,29 @@ declare(
         archives=(Archive("Imagenet32_train.zip", None), Archive("Imagenet32_val.zip", None)),
         system_subdirs=("imagenet32",),
         manual="https://image-net.org/download-images (Downsampled ImageNet 32x32 train and val; needs an ImageNet account)",
+    )
+)
+
+_IMAGENET64_PART = {k: 1 if i <= 5 else 2 for i, k in enumerate(_IMAGENET32_TRAIN, 1)}
+declare(
+    Source(
+        name="imagenet64",
+        title="Downsampled ImageNet 64x64",
+        # Chrabaszcz et al.'s 64x64 release: Imagenet64_train_part1.zip (batches 1-5), _part2.zip (6-10) and
+        # Imagenet64_val.zip, each also as an _npz.zip; no MD5 is published, so the batches are read with the
+        # array-only unpickler (formats.safe_unpickle) or np.load(allow_pickle=False)
+        files=tuple(
+            RawFile(k, (f"{folder}/{k}", f"Imagenet64_train/{k}", k, f"{folder}_npz/{k}.npz", f"{k}.npz"))
+            for k, folder in ((k, f"Imagenet64_train_part{part}") for k, part in _IMAGENET64_PART.items())
+        )
+        + (RawFile("val_data", ("Imagenet64_val/val_data", "val_data", "Imagenet64_val_npz/val_data.npz", "val_data.npz")),),
+        archives=tuple(
+            Archive(f"Imagenet64_{part}{suffix}.zip", None)
+            for part in ("train_part1", "train_part2", "val")
+            for suffix in ("", "_npz")
+        ),
+        system_subdirs=("imagenet64",),
+        manual="https://image-net.org/download-images (Downsampled ImageNet 64x64 train parts 1-2 and val; needs an ImageNet account)",
     )
 )
 
@@ -418,22 +478,142 @@ def svhn(split: str = "train", root: PathLike | None = None) -> TensorDataset:
     return _dataset("svhn", split, load_prepared("svhn", split, (split,), parse, root))
 
 
+svhn.SPLITS = ("train", "test", "extra")  # type: ignore[attr-defined]
+
+
 # ----------------------------------------------------------------------------------------------- downsampled ImageNet
-def _imagenet32_classes(root: PathLike | None) -> list[str]:
-    """Names from ``map_clsloc.txt`` (``n02119789 1 kit_fox``) when it is in the dataset directory, else ``"0"``..``"999"``."""
-    path = dataset_root(root) / "imagenet32" / "map_clsloc.txt"
+def _map_clsloc_path(root: PathLike | None, name: str) -> Path:
+    """``map_clsloc.txt`` in the dataset's directory, else in the other downsampled-ImageNet directory."""
+    base = dataset_root(root)
+    for d in dict.fromkeys((name, "imagenet32", "imagenet64")):
+        if (base / d / "map_clsloc.txt").is_file():
+            return base / d / "map_clsloc.txt"
+    return base / name / "map_clsloc.txt"
+
+
+def _imagenet_classes(root: PathLike | None, name: str = "imagenet32") -> tuple[list[str], list[str]]:
+    """``(names, wnids)`` per 0-based label from ``map_clsloc.txt`` (``n02119789 1 kit_fox``) when it is in the dataset
+    directory, else ``"0"``..``"999"`` and no WordNet ids."""
+    path = _map_clsloc_path(root, name)
     names = [str(i) for i in range(1000)]
+    wnids: list[str] = []
     if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
             parts = line.split()
             if len(parts) >= 3 and parts[1].isdigit() and 1 <= int(parts[1]) <= 1000:
                 names[int(parts[1]) - 1] = parts[2]
-    return names
+        try:
+            ids = read_map_clsloc(text, path)
+        except DataError:
+            return names, []
+        wnids = [""] * 1000
+        for wnid, i in ids.items():
+            wnids[i - 1] = wnid
+    return names, wnids
+
+
+def tiny_imagenet_wnids(root: PathLike | None = None) -> list[str]:
+    """The 200 WordNet ids of Tiny ImageNet, from ``tiny-imagenet-200/wnids.txt`` (else its ``train/`` folder names),
+    without decoding any image; the folder is found or fetched through the source chain.
+
+    Raises:
+        DatasetMissingError: Tiny ImageNet is not available (the message says how to get it).
+        DataError: the folder lists no WordNet ids.
+    """
+    from .fetch import ensure_folders
+
+    directory, _ = ensure_folders("tiny_imagenet", root)
+    base = directory / "tiny-imagenet-200"
+    listing = base / "wnids.txt"
+    if listing.is_file():
+        wnids = [w.strip() for w in listing.read_text(encoding="utf-8").split() if w.strip()]
+    else:
+        wnids = sorted(p.name for p in (base / "train").iterdir() if p.is_dir() and p.name.startswith("n"))
+    if not wnids:
+        raise DataError(f"{base} lists no WordNet ids (wnids.txt or train/n*/); extract tiny-imagenet-200.zip again")
+    return wnids
+
+
+_WNID_SETS = {"tiny_imagenet": tiny_imagenet_wnids}
+"""Datasets whose classes ``exclude_classes_of`` can drop from downsampled ImageNet, and where their WordNet ids come from."""
+
+
+def _downsampled_imagenet(
+    name: str,
+    side: int,
+    split: str,
+    root: PathLike | None,
+    keys: Sequence[str],
+    exclude_classes: Sequence[int] | None,
+    exclude_wnids: Sequence[str] | None,
+    exclude_classes_of: str,
+) -> TensorDataset:
+    """Load one split of downsampled ImageNet at ``side`` pixels and drop the excluded classes (see :func:`imagenet64`)."""
+    if exclude_classes_of and exclude_classes_of not in _WNID_SETS:
+        raise ConfigError(f"exclude_classes_of names '{exclude_classes_of}'; valid choices: {', '.join(_WNID_SETS)}")
+
+    def parse(found: dict[str, FoundFile]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        # two passes, so that only the output and one batch are in memory at a time (a 64x64 batch is about 1.6 GB,
+        # the whole training split 15.7 GB): the first counts the images, the second copies them into place
+        sizes = [len(read_imagenet32_batch(found[k].data(), found[k].path, side=side)[1]) for k in keys]
+        x = torch.empty((sum(sizes), 3, side, side), dtype=torch.uint8)
+        y = torch.empty(sum(sizes), dtype=torch.int64)
+        i = 0
+        for k, n in zip(keys, sizes):
+            px, py = read_imagenet32_batch(found[k].data(), found[k].path, side=side)
+            _labels_in_range(py, 1000, found[k].path)
+            if len(px) != n:
+                raise DataError(f"{found[k].path} changed while it was read; read it again")
+            x[i : i + n] = torch.from_numpy(px)
+            y[i : i + n] = torch.from_numpy(py)
+            i += n
+        return x, y, {}
+
+    prep = load_prepared(name, split, tuple(keys), parse, root)
+    classes, wnids = _imagenet_classes(root, name)
+    drop = {int(c) for c in exclude_classes or ()}
+    wanted = list(exclude_wnids or ())
+    if exclude_classes_of:
+        wanted += _WNID_SETS[exclude_classes_of](root)
+    if wanted:
+        path = _map_clsloc_path(root, name)
+        if not wnids:
+            raise DataError(
+                f"{path} is missing or malformed, but excluding classes by WordNet id needs it (ILSVRC devkit "
+                "data/map_clsloc.txt, also shipped with the Imagenet32 scripts); copy it there"
+            )
+        index = {w: i for i, w in enumerate(wnids)}
+        unknown = sorted(set(wanted) - set(index))
+        if unknown:
+            raise DataError(f"{len(unknown)} WordNet ids to exclude are not ImageNet-1k classes of {path}, e.g. {unknown[0]}; check the list")
+        drop |= {index[w] for w in wanted}
+    if not drop:
+        return _dataset(name, split, prep, classes)
+    dropped = sorted(drop)
+    if dropped[0] < 0 or dropped[-1] > 999:
+        raise ConfigError(
+            f"exclude_classes must be ImageNet class indices in 0..999, got {dropped[0] if dropped[0] < 0 else dropped[-1]}"
+        )
+    keep = [c for c in range(1000) if c not in drop]
+    remap = torch.full((1000,), -1, dtype=torch.int64)
+    remap[keep] = torch.arange(len(keep))
+    mask = remap[prep.y] >= 0
+    meta = {**prep.meta, "excluded_classes": dropped, "class_index": keep}
+    if wanted:
+        meta["excluded_wnids"] = sorted(set(wanted))
+    if exclude_classes_of:
+        meta["excluded_classes_of"] = exclude_classes_of
+    return _dataset(name, split, Prepared(prep.x[mask], remap[prep.y[mask]], meta), [classes[c] for c in keep])
 
 
 @DATASETS.register("imagenet32")
 def imagenet32(
-    split: str = "train", root: PathLike | None = None, exclude_classes: Sequence[int] | None = None
+    split: str = "train",
+    root: PathLike | None = None,
+    exclude_classes: Sequence[int] | None = None,
+    exclude_wnids: Sequence[str] | None = None,
+    exclude_classes_of: str = "",
 ) -> TensorDataset:
     """Downsampled ImageNet 32×32 (Chrabaszcz et al. 2017), W1's pre-training set (docs/protocols/hendrycks2019.md).
 
@@ -444,41 +624,49 @@ def imagenet32(
         exclude_classes: class indices (0..999, after the 1 → 0 shift) to drop, e.g. the classes that overlap
             CIFAR for W1's "ImageNet minus CIFAR" pre-training. The remaining labels are renumbered 0..K'-1 in
             increasing original order; ``meta["class_index"]`` maps new → original index.
+        exclude_wnids: WordNet ids of classes to drop (needs ``map_clsloc.txt``).
+        exclude_classes_of: drop the classes of this dataset by WordNet id (``"tiny_imagenet"``).
 
     Returns:
         ``x: uint8 [N, 3, 32, 32]``, ``y: int64 [N]``.
     """
     _check_split("imagenet32", split, ("train", "test"))
     keys = _IMAGENET32_TRAIN if split == "train" else ("val_data",)
+    return _downsampled_imagenet("imagenet32", 32, split, root, keys, exclude_classes, exclude_wnids, exclude_classes_of)
 
-    def parse(found: dict[str, FoundFile]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        parts = [read_imagenet32_batch(found[k].data(), found[k].path) for k in keys]
-        n = sum(len(p[0]) for p in parts)
-        x = torch.empty((n, 3, 32, 32), dtype=torch.uint8)
-        y = torch.empty(n, dtype=torch.int64)
-        i = 0
-        for px, py in parts:
-            _labels_in_range(py, 1000, found[keys[0]].path)
-            x[i : i + len(px)] = torch.from_numpy(px)
-            y[i : i + len(px)] = torch.from_numpy(py)
-            i += len(px)
-        return x, y, {}
 
-    prep = load_prepared("imagenet32", split, keys, parse, root)
-    classes = _imagenet32_classes(root)
-    if not exclude_classes:
-        return _dataset("imagenet32", split, prep, classes)
-    drop = sorted({int(c) for c in exclude_classes})
-    if drop[0] < 0 or drop[-1] > 999:
-        raise ConfigError(
-            f"exclude_classes must be ImageNet class indices in 0..999, got {drop[0] if drop[0] < 0 else drop[-1]}"
-        )
-    keep = [c for c in range(1000) if c not in set(drop)]
-    remap = torch.full((1000,), -1, dtype=torch.int64)
-    remap[keep] = torch.arange(len(keep))
-    mask = remap[prep.y] >= 0
-    meta = {**prep.meta, "excluded_classes": drop, "class_index": keep}
-    return _dataset("imagenet32", split, Prepared(prep.x[mask], remap[prep.y[mask]], meta), [classes[c] for c in keep])
+@DATASETS.register("imagenet64")
+def imagenet64(
+    split: str = "train",
+    root: PathLike | None = None,
+    exclude_classes: Sequence[int] | None = None,
+    exclude_wnids: Sequence[str] | None = None,
+    exclude_classes_of: str = "",
+) -> TensorDataset:
+    """Downsampled ImageNet 64×64 (Chrabaszcz et al. 2017): W1's Tiny ImageNet pre-training set once the 200 Tiny
+    ImageNet classes are dropped (``exclude_classes_of="tiny_imagenet"``; Hendrycks et al. 2019, Section 4.1).
+
+    The release's ``Imagenet64_train_part1.zip`` (``train_data_batch_1..5``), ``Imagenet64_train_part2.zip`` (``6..10``)
+    and ``Imagenet64_val.zip`` (``val_data``), or their ``_npz`` variants, go to ``<root>/imagenet64/`` (zips or
+    extracted folders). Each batch holds ``data: uint8 [N, 12288]`` (channel-planar) and ``labels`` 1..1000 in the
+    devkit order of ``map_clsloc.txt``. The whole training split is 15.7 GB of uint8 pixels in memory.
+
+    Args:
+        split: ``"train"`` (1,281,167 images) or ``"test"`` (``val_data``, 50,000).
+        root: data cache directory.
+        exclude_classes: 0-based class indices to drop (labels are then renumbered 0..K'-1 in increasing order;
+            ``meta["class_index"]`` maps new → original index).
+        exclude_wnids: WordNet ids of classes to drop; needs ``map_clsloc.txt`` (ILSVRC devkit) in
+            ``<root>/imagenet64/`` or ``<root>/imagenet32/``.
+        exclude_classes_of: drop every class of this dataset, by WordNet id: ``"tiny_imagenet"`` reads the 200 ids
+            from ``tiny-imagenet-200/wnids.txt`` of the ``tiny_imagenet`` dataset (800 classes remain).
+
+    Returns:
+        ``x: uint8 [N, 3, 64, 64]``, ``y: int64 [N]``.
+    """
+    _check_split("imagenet64", split, ("train", "test"))
+    keys = _IMAGENET32_TRAIN if split == "train" else ("val_data",)
+    return _downsampled_imagenet("imagenet64", 64, split, root, keys, exclude_classes, exclude_wnids, exclude_classes_of)
 
 
 # ----------------------------------------------------------------------------------------------- MedMNIST
@@ -498,6 +686,9 @@ def pathmnist(split: str = "train", root: PathLike | None = None) -> TensorDatas
         return (*_tensors(x, y), {"classes": PATHMNIST_CLASSES})
 
     return _dataset("pathmnist", split, load_prepared("pathmnist", split, ("npz",), parse, root))
+
+
+pathmnist.SPLITS = ("train", "val", "test")  # type: ignore[attr-defined]  # data.val_split=official reads "val"
 
 
 # ----------------------------------------------------------------------------------------------- image folders

@@ -9,8 +9,9 @@ Formats:
     * IDX (MNIST, Fashion-MNIST), optionally gzip-compressed: :func:`read_idx`, :func:`gunzip`.
     * CIFAR-10/100 "python version" batches (pickled dicts): :func:`read_cifar_batch`, :func:`read_cifar_meta`.
     * SVHN cropped digits ``*_32x32.mat`` (MATLAB v5): :func:`read_svhn_mat`.
-    * Downsampled ImageNet (Chrabaszcz et al. 2017) pickled batches or their ``.npz`` variant:
-      :func:`read_imagenet32_batch` (labels are 1-indexed in the files; W1's ``imagenet_downsampled.py`` subtracts 1).
+    * Downsampled ImageNet (Chrabaszcz et al. 2017) 32×32 and 64×64 pickled batches or their ``.npz`` variant:
+      :func:`read_imagenet32_batch` with ``side=32`` or ``64`` (labels are 1-indexed in the files; W1's
+      ``imagenet_downsampled.py`` subtracts 1), and the devkit's class list :func:`read_map_clsloc`.
     * MedMNIST ``.npz`` (pathMNIST, W2): :func:`read_medmnist_npz`.
 
 Pickles are never unpickled with the plain :mod:`pickle` loader: :func:`safe_unpickle` only lets through
@@ -39,6 +40,7 @@ __all__ = [
     "read_svhn_mat",
     "read_imagenet32_batch",
     "read_medmnist_npz",
+    "read_map_clsloc",
 ]
 
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -247,10 +249,11 @@ def read_svhn_mat(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]
 def read_imagenet32_batch(
     data: bytes, path: str | os.PathLike[str] | None = None, side: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one downsampled-ImageNet batch (``train_data_batch_1`` … ``train_data_batch_10``, ``val_data``).
+    """Parse one downsampled-ImageNet batch (``train_data_batch_1`` … ``train_data_batch_10``, ``val_data``) of the
+    32×32 (``side=32``) or 64×64 (``side=64``, ``Imagenet64_train_part1/2`` and ``Imagenet64_val``) release.
 
     Accepts the pickled-dict release and the ``.npz`` release; both hold ``data``: ``uint8 [N, 3*side*side]``
-    (channel-planar like CIFAR) and ``labels`` numbered 1..1000. Labels are shifted to 0..999
+    (channel-planar like CIFAR) and ``labels`` numbered 1..1000 (the training batches also hold ``mean``, unused). Labels are shifted to 0..999
     (as W1's ``downsampled_train/imagenet_downsampled.py`` does).
 
     Returns:
@@ -267,6 +270,30 @@ def read_imagenet32_batch(
             f"{_name(path)} has a label {int(y.min())} but downsampled-ImageNet labels start at 1; {_REDOWNLOAD}"
         )
     return x, y - 1
+
+
+def read_map_clsloc(data: bytes | str, path: str | os.PathLike[str] | None = None) -> dict[str, int]:
+    """Parse the ILSVRC devkit's ``map_clsloc.txt`` (``n02119789 1 kit_fox`` per line), which numbers the classes of
+    downsampled ImageNet (Chrabaszcz et al. 2017): WordNet id → label 1..1000.
+
+    Returns:
+        ``{wnid: label}`` with the 1-based labels of the file (the datasets subtract 1).
+
+    Raises:
+        DataError: a line is not ``<wnid> <id> <name>``, or the file does not map 1,000 WordNet ids to ids 1..1000.
+    """
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    ids: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2 or not parts[1].isdigit() or not parts[0].startswith("n"):
+            raise DataError(f"{_name(path)} line {n} is not '<wnid> <id> <name>' ('{line[:60]}'); use the devkit's map_clsloc.txt")
+        ids[parts[0]] = int(parts[1])
+    if len(ids) != 1000 or sorted(ids.values()) != list(range(1, 1001)):
+        raise DataError(f"{_name(path)} lists {len(ids)} classes; it must map the 1,000 ILSVRC-2012 WordNet IDs to ids 1..1000")
+    return ids
 
 
 def _read_npz(data: bytes | str | os.PathLike[str], path: str | os.PathLike[str] | None) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from rulab.data.tensors import TensorDataset
 from rulab.errors import ConfigError
 from rulab.registry import DATASETS
 
-__all__ = ["Splits", "load_splits", "filter_classes"]
+__all__ = ["Splits", "load_splits", "filter_classes", "dataset_splits"]
 
 
 @dataclass
@@ -63,18 +63,34 @@ def _stratified(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.cat(take).sort().values
 
 
+def dataset_splits(name: str) -> tuple[str, ...]:
+    """The splits the registered dataset ``name`` offers, read from its factory's ``SPLITS`` attribute (``("train",
+    "test")`` when it declares none); a dataset with an official validation split lists ``"val"``."""
+    return tuple(getattr(DATASETS.get(name), "SPLITS", ("train", "test")))
+
+
 def load_splits(cfg: DataCfg, seed: int = 0) -> Splits:
     """Load the configured dataset and derive its splits.
+
+    The validation split is the dataset's own ``val`` split with ``data.val_split=official`` (pathMNIST's 10,004
+    images, W2), else ``data.val_size`` examples held out of the training split (seeded ``random`` or W1's contiguous
+    ``tail``), else none. ``data.kwargs`` go to the dataset's factory for every split (``{"size": 224}``).
 
     Args:
         cfg: the data section of a run config.
         seed: seeds the validation split and the labelled subset.
     """
     root = cfg.root or None
-    train = filter_classes(DATASETS.create(cfg.dataset, split="train", root=root), cfg.classes, cfg.exclude_classes)
-    test = filter_classes(DATASETS.create(cfg.dataset, split="test", root=root), cfg.classes, cfg.exclude_classes)
+    kwargs = dict(cfg.kwargs)
+    if cfg.val_split == "official" and "val" not in dataset_splits(cfg.dataset):
+        raise ConfigError(f"dataset '{cfg.dataset}' has no official validation split; set data.val_split to random or tail")
+    train = filter_classes(DATASETS.create(cfg.dataset, split="train", root=root, **kwargs), cfg.classes, cfg.exclude_classes)
+    test = filter_classes(DATASETS.create(cfg.dataset, split="test", root=root, **kwargs), cfg.classes, cfg.exclude_classes)
     val = None
-    if cfg.val_size:
+    if cfg.val_split == "official":
+        val = filter_classes(DATASETS.create(cfg.dataset, split="val", root=root, **kwargs), cfg.classes, cfg.exclude_classes)
+        val = TensorDataset(val.x, val.y, val.classes, f"{cfg.dataset}:val", val.source, val.meta)
+    elif cfg.val_size:
         if cfg.val_size >= len(train):
             raise ConfigError(f"config key 'data.val_size' ({cfg.val_size}) must be smaller than the training set ({len(train)} examples)")
         if cfg.val_split == "tail":

@@ -201,6 +201,11 @@ def evaluate_checkpoint(
         model_key=checkpoint_hash(ckpt),
         on_stage=stage,
     )
+    kept = run.meta.get("kept")
+    if isinstance(kept, dict) and kept.get("epoch"):  # train.keep_best: which epoch's weights these results are of
+        table.add("id", "checkpoint_epoch", float(kept["epoch"]), dataset=run.benchmark.id_dataset, n=int(kept.get("epochs", 0)),
+                  extra={"selected_by": kept.get("metric", ""), "value": kept.get("value")})
+        table.meta["kept"] = kept
     table.meta.update({"checkpoint": str(ckpt), "run": cfg.name, "eval_config": to_dict(cfg.eval)})
     table.to_csv(out_dir / "results.csv")
     table.save_arrays(out_dir / "arrays.safetensors")

@@ -299,7 +299,7 @@ def _evaluate(
             for set_name, ex in ex_ood.items():
                 s_ood = det.score(ex, model).detach().cpu()
                 table.arrays[f"scores/{name}/{set_name}"] = s_ood
-                values, extra = protocol_metrics(s_id, s_ood, protocol, seed)
+                values, extra = protocol_metrics(s_id, s_ood, protocol, seed, parity=parity)
                 extra["hparams"] = hparams[name]
                 for metric, value in values.items():
                     row_extra = {**extra, "std": extra["std"][metric]} if "std" in extra else extra

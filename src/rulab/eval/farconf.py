@@ -12,16 +12,20 @@ Three measurements on one model, all with the maximum softmax probability (MSP) 
   eval mode; MMC, AUROC and FPR@95 (``fpr95_id``) of the noise and of the adversarial noise against the ID test set.
 * **Adversarial samples** (W3's ``evaluation.py`` / ``analysis.py``, :func:`resisted`): PGD on the cross-entropy from test images; Hein's
   resistance measure (a rejection column of value 1.01/K inserted into the softmax outputs, resisted = the argmax
-  is the true label) and MMC / AUROC / FPR@95 of the adversarial examples that were NOT resisted.
+  is the true label) and MMC / AUROC / FPR@95 of the adversarial examples that were NOT resisted; and the clean and
+  adversarial accuracy of the attacked images side by side (``clean_acc``, ``adv_acc``: W1's adversarial table,
+  Hendrycks et al. 2019 Table 2, PGD-20 at ε = 8/255 with step 2/255), with ``eval.adv_restarts`` random starts.
+
+``eval.farconf_tests`` selects the parts (``alpha``, ``noise``, ``samples``; all three by default).
 
 Rows (:func:`evaluate_farconf`) have kind ``"farconf"``, ``detector ""`` (the score is always MSP) and ``dataset``
 ``"alpha_scaling"``, ``"noise"``, ``"adv_noise"``, ``"noise_uniform"``, ``"adv_noise_uniform"``,
 ``"adv_samples"``. Curves and scores go to ``table.arrays`` under ``farconf/...``.
 
-Step size: W3 trains with ``ε/steps`` and leaves the evaluation step unstated (its README's command leaves it a
-placeholder). The default here is
-Madry et al.'s ``2.5·ε/steps``, which lets an iterate cross the ball 2.5 times; with keep-best the result can only
-improve on the start point.
+Step size: ``eval.adv_step_size`` (pixels); 0, the default, means Madry et al.'s ``2.5·ε/steps``, which lets an
+iterate cross the ball 2.5 times (W3 trains with ``ε/steps`` and leaves the evaluation step unstated: its README's
+command leaves it a placeholder; W1 evaluates with 2/255 over 20 steps). With keep-best the result can only improve
+on the start point.
 
 One concern, kept in one file (about 500 lines): Hein et al.'s far-away / worst-case overconfidence evaluation,
 i.e. the three measurements above and the rows :func:`evaluate_farconf` writes from them; they share the MSP
@@ -41,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rulab.attacks import log_max_confidence, pgd
-from rulab.config import EvalCfg
+from rulab.config import FARCONF_TESTS, EvalCfg
 from rulab.data.ood.noise_sets import NoiseStream
 from rulab.data.tensors import TensorDataset, unit_pixels
 from rulab.errors import InputError
@@ -316,37 +320,59 @@ def attack_samples(
     step_size: float | None = None,
     generator: torch.Generator | None = None,
     batch_size: int = 256,
+    restarts: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adversarial samples (W3's ``evaluation.py``): PGD on the cross-entropy of the true label from test images.
+    """Adversarial samples (W3's ``evaluation.py``; W1's PGD-20 evaluation): PGD on the cross-entropy of the true label
+    from test images.
 
-    Uniform random start in the ε-ball, keep-best (the highest cross-entropy seen), BN in eval mode.
+    Uniform random start in the ε-ball, keep-best (the highest cross-entropy seen), BN in eval mode. With
+    ``restarts > 1`` PGD runs again from fresh random starts and an example keeps the first result that is
+    misclassified, else the one with the highest cross-entropy: it counts as broken if any restart breaks it
+    (Madry et al. 2018, Section 3).
 
     Args:
         x: ``float [N, C, H, W]`` in [0, 1].
         y: ``[N]`` labels.
         eps: L-inf radius in pixel units.
         step_size: step in pixel units (default :func:`default_step_size`).
+        restarts: random starts per example (>= 1).
 
     Returns:
         ``(x_adv [N, C, H, W], logits [N, K])``: the adversarial images and their logits (float32, CPU).
     """
     _check_int(steps, "steps", 0)
     _check_int(batch_size, "batch_size", 1)
+    _check_int(restarts, "restarts", 1)
     step = default_step_size(eps, steps) if step_size is None else float(step_size)
     dev, dtype = model_device(model), _param_dtype(model)
     advs, logits = [], []
     was_training = model.training
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size].to(dev, dtype), y[i : i + batch_size].to(dev)
-        x_adv, _ = pgd(model, xb, lambda logits, yb=yb: F.cross_entropy(logits, yb, reduction="none"), eps, steps, step,
-                       generator, random_start="uniform", keep_best=True)
-        model.eval()
-        try:
-            with torch.no_grad():
-                logits.append(model(x_adv).float().cpu())
-        finally:
-            model.train(was_training)
-        advs.append(x_adv)
+        best_x = best_logits = best_ce = broken = None
+        for _ in range(restarts):
+            x_adv, _ = pgd(model, xb, lambda logits, yb=yb: F.cross_entropy(logits, yb, reduction="none"), eps, steps, step,
+                           generator, random_start="uniform", keep_best=True)
+            model.eval()
+            try:
+                with torch.no_grad():
+                    out = model(x_adv).float()
+            finally:
+                model.train(was_training)
+            ce = F.cross_entropy(out, yb, reduction="none")
+            wrong = out.argmax(dim=1) != yb
+            if best_x is None or best_logits is None or best_ce is None or broken is None:
+                best_x, best_logits, best_ce, broken = x_adv, out, ce, wrong
+                continue
+            take = (~broken) & (wrong | (ce > best_ce))
+            best_x = torch.where(take.view(-1, *([1] * (xb.ndim - 1))), x_adv, best_x)
+            best_logits = torch.where(take.view(-1, 1), out, best_logits)
+            best_ce = torch.where(take, ce, best_ce)
+            broken = broken | wrong
+        if best_x is None or best_logits is None:
+            continue
+        advs.append(best_x)
+        logits.append(best_logits.cpu())
     if not advs:
         raise InputError("attack_samples needs at least one image")
     return torch.cat(advs), torch.cat(logits)
@@ -403,6 +429,17 @@ def _noise_start(name: str, family: str, test: TensorDataset, ood: Mapping[str, 
     return torch.cat(list(stream)), "generated"
 
 
+def _alpha_rows(table: ResultTable, model: nn.Module, shape: tuple[int, int, int], trials: int, seed: int,
+                alpha_threshold: float, alpha_max: float, bs: int) -> None:
+    """The α-scaling rows and arrays of :func:`evaluate_farconf`."""
+    a = alpha_scaling(model, shape, trials, _seed(seed, "alpha"), alpha_threshold, alpha_max, batch_size=bs)
+    extra = {"reached_frac": a.reached_frac, "threshold": alpha_threshold, "alpha_max": alpha_max, "trials": trials}
+    table.add("farconf", "alpha_median", a.median, dataset="alpha_scaling", n=trials, extra=extra)
+    table.add("farconf", "overconf_frac", a.overconf_frac, dataset="alpha_scaling", n=trials, extra={"clip_conf": 0.95})
+    table.arrays.update({"farconf/alpha/alphas": a.curve_alphas, "farconf/alpha/conf": a.curve_conf,
+                         "farconf/alpha/trials": a.alphas})
+
+
 def evaluate_farconf(
     model: nn.Module,
     test: TensorDataset,
@@ -425,8 +462,12 @@ def evaluate_farconf(
       ``reached_frac``), ``overconf_frac``;
     * for every ``(name, family)`` of ``noise_sources``: ``name`` (the noise) and ``"adv_" + name`` (after PGD):
       ``mmc``, ``auroc``, ``fpr95_id`` against the ID test set's MSP;
-    * ``adv_samples``: ``resistance`` over all attacked test images; ``mmc``, ``auroc``, ``fpr95_id`` over the
+    * ``adv_samples``: ``resistance``, ``clean_acc`` and ``adv_acc`` over all attacked test images (the same images
+      before and after PGD; ``extra`` holds ε, steps, step size and restarts); ``mmc``, ``auroc``, ``fpr95_id`` over the
       non-resisted ones only (as W3's ``analysis.py``; NaN with ``n = 0`` when every example resisted).
+
+    Only the parts named in ``eval_cfg.farconf_tests`` run (``alpha``: the first bullet, ``noise``: the second,
+    ``samples``: the third).
 
     Arrays: ``farconf/alpha/alphas`` (grid), ``farconf/alpha/conf`` (mean MSP on the grid),
     ``farconf/alpha/trials`` (α per trial), ``farconf/<name>/scores``, ``farconf/adv_<name>/scores``,
@@ -440,10 +481,11 @@ def evaluate_farconf(
         ood: OOD sets already loaded by the caller; a noise family of ``noise_sources`` found here (``"hein"``,
             ``"uniform"``) supplies the start images (its first ``adv_n``), otherwise they are generated from ``seed``.
         eval_cfg: an :class:`rulab.config.EvalCfg`; reads ``alpha_trials``, ``adv_eps``, ``adv_steps``, ``adv_n``,
-            ``batch_size``.
+            ``adv_step_size``, ``adv_restarts``, ``farconf_tests``, ``batch_size``.
         seed: seed of the directions, noise, random starts and the attacked subset.
         rejection_index: where :func:`resisted` puts the rejection column (default K; W3 parity: 10).
-        step_size: PGD step in pixels (default :func:`default_step_size`, 2.5·ε/steps).
+        step_size: PGD step in pixels (default ``eval_cfg.adv_step_size`` when positive, else
+            :func:`default_step_size`, 2.5·ε/steps).
         noise_sources: ``(row name, noise family)`` pairs to attack.
         alpha_threshold: see :func:`alpha_scaling`.
         alpha_max: see :func:`alpha_scaling`.
@@ -458,10 +500,19 @@ def evaluate_farconf(
         raise InputError(f"eval.adv_eps is an L-inf radius in [0, 1] pixel units, got {eps}")
     if len(test) == 0:
         raise InputError(f"test set '{test.name}' is empty")
+    configured = float(getattr(eval_cfg, "adv_step_size", 0.0) or 0.0)
+    if step_size is None and configured > 0:
+        step_size = configured
     step = default_step_size(eps, steps) if step_size is None else float(step_size)
+    restarts = _check_int(int(getattr(eval_cfg, "adv_restarts", 1)), "eval.adv_restarts", 1)
+    tests = tuple(getattr(eval_cfg, "farconf_tests", FARCONF_TESTS))
+    unknown = sorted(set(tests) - set(FARCONF_TESTS))
+    if unknown:
+        raise InputError(f"eval.farconf_tests names '{unknown[0]}'; valid choices: {', '.join(FARCONF_TESTS)}")
     dev = model_device(model)
     was_training = model.training
-    table = ResultTable(meta={"farconf_seed": int(seed), "adv_eps": eps, "adv_steps": steps, "adv_step_size": step})
+    table = ResultTable(meta={"farconf_seed": int(seed), "adv_eps": eps, "adv_steps": steps, "adv_step_size": step,
+                              "adv_restarts": restarts, "tests": list(tests)})
     pgd_extra = {"eps": eps, "steps": steps, "step_size": step}
     try:
         model.eval()
@@ -472,14 +523,10 @@ def evaluate_farconf(
         s_id = s_id.double()
         table.arrays["farconf/id/scores"] = s_id.float()
 
-        a = alpha_scaling(model, test.shape, trials, _seed(seed, "alpha"), alpha_threshold, alpha_max, batch_size=bs)
-        extra = {"reached_frac": a.reached_frac, "threshold": alpha_threshold, "alpha_max": alpha_max, "trials": trials}
-        table.add("farconf", "alpha_median", a.median, dataset="alpha_scaling", n=trials, extra=extra)
-        table.add("farconf", "overconf_frac", a.overconf_frac, dataset="alpha_scaling", n=trials, extra={"clip_conf": 0.95})
-        table.arrays.update({"farconf/alpha/alphas": a.curve_alphas, "farconf/alpha/conf": a.curve_conf,
-                             "farconf/alpha/trials": a.alphas})
+        if "alpha" in tests:
+            _alpha_rows(table, model, test.shape, trials, seed, alpha_threshold, alpha_max, bs)
 
-        for name, family in noise_sources:
+        for name, family in noise_sources if "noise" in tests else ():
             z, origin = _noise_start(name, family, test, ood, n_adv, seed)
             g = torch.Generator().manual_seed(_seed(seed, "pgd:" + name))
             att = attack_noise(model, z, eps, steps, step, g, bs)
@@ -489,17 +536,29 @@ def evaluate_farconf(
                                  f"farconf/adv_{name}/scores": att.conf_adv.float(),
                                  f"farconf/adv_{name}/pgd_conf": att.curve})
 
-        g = torch.Generator().manual_seed(_seed(seed, "samples"))
-        idx = torch.randperm(len(test), generator=g)[: min(n_adv, len(test))].sort().values
-        x, y = unit_pixels(test.x[idx]), test.y[idx]
-        _, logits = attack_samples(model, x, y, eps, steps, step, g, bs)
-        res = resisted(logits.double().softmax(dim=1), y, rejection_index)
-        rej = logits.shape[1] if rejection_index is None else int(rejection_index)
-        table.add("farconf", "resistance", float(res.double().mean()), dataset="adv_samples", n=len(y),
-                  extra={"rejection_index": rej, **pgd_extra})
-        s_adv = msp(logits).double()
-        _detection(table, s_id, s_adv[~res], "adv_samples", {"non_resisted_of": len(y), **pgd_extra})
-        table.arrays.update({"farconf/adv_samples/scores": s_adv.float(), "farconf/adv_samples/resisted": res})
+        if "samples" in tests:
+            g = torch.Generator().manual_seed(_seed(seed, "samples"))
+            idx = torch.randperm(len(test), generator=g)[: min(n_adv, len(test))].sort().values
+            x, y = unit_pixels(test.x[idx]), test.y[idx]
+            _, logits = attack_samples(model, x, y, eps, steps, step, g, bs, restarts=restarts)
+            res = resisted(logits.double().softmax(dim=1), y, rejection_index)
+            rej = logits.shape[1] if rejection_index is None else int(rejection_index)
+            sample_extra = {**pgd_extra, "restarts": restarts}
+            table.add("farconf", "resistance", float(res.double().mean()), dataset="adv_samples", n=len(y),
+                      extra={"rejection_index": rej, **sample_extra})
+            # clean and adversarial accuracy of the same attacked images, side by side (W1's adversarial table)
+            if id_logits is not None:
+                clean = id_logits[idx].float().cpu()
+            else:
+                with torch.no_grad():
+                    clean = torch.cat([model(x[i : i + bs].to(dev, _param_dtype(model))).float().cpu() for i in range(0, len(x), bs)])
+            table.add("farconf", "clean_acc", float((clean.argmax(dim=1) == y).double().mean()), dataset="adv_samples", n=len(y),
+                      extra=sample_extra)
+            table.add("farconf", "adv_acc", float((logits.argmax(dim=1) == y).double().mean()), dataset="adv_samples", n=len(y),
+                      extra=sample_extra)
+            s_adv = msp(logits).double()
+            _detection(table, s_id, s_adv[~res], "adv_samples", {"non_resisted_of": len(y), **pgd_extra})
+            table.arrays.update({"farconf/adv_samples/scores": s_adv.float(), "farconf/adv_samples/resisted": res})
     finally:
         model.train(was_training)
     return table

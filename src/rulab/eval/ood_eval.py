@@ -15,6 +15,7 @@ Metric names added here (lower-case, kind ``ood``, one row per OOD set):
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,9 +28,10 @@ from rulab.eval.protocols import Protocol
 from rulab.metrics.calibration import ood_calibration, soft_f1
 from rulab.metrics.catalog import names
 from rulab.metrics.ood import ood_metrics
+from rulab.metrics.parity import hein_fpr95, hendrycks_measures
 from rulab.registry import OOD_SETS, UnknownNameError
 
-__all__ = ["is_synthetic", "ood_set_size", "load_ood_set", "protocol_metrics", "ood_calibration_metrics", "OOD_METRICS"]
+__all__ = ["is_synthetic", "ood_set_size", "load_ood_set", "protocol_metrics", "ood_calibration_metrics", "OOD_METRICS", "PARITY_METRICS"]
 
 OOD_METRICS = names("detection")
 """The detection metrics written per (OOD set, detector): the ``detection`` group of :mod:`rulab.metrics.catalog`."""
@@ -107,7 +109,30 @@ def _create_ood_set(name: str, n: int, kwargs: dict[str, Any]) -> TensorDataset:
         return ds
 
 
-def protocol_metrics(s_id: torch.Tensor, s_ood: torch.Tensor, protocol: Protocol, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+def _hendrycks_parity(s_id: torch.Tensor, s_ood: torch.Tensor) -> dict[str, float]:
+    m = hendrycks_measures(s_id, s_ood)
+    return {"auroc": m["auroc"], "aupr_out": m["aupr_out"], "fpr95_ood": m["fpr_closest"]}
+
+
+def _hein_parity(s_id: torch.Tensor, s_ood: torch.Tensor) -> dict[str, float]:
+    return {"fpr95_id": hein_fpr95(s_id, s_ood)}
+
+
+PARITY_METRICS: dict[str, tuple[Callable[[torch.Tensor, torch.Tensor], dict[str, float]], str]] = {
+    "hendrycks": (_hendrycks_parity, "hendrycks_measures"),
+    "hendrycks_oe": (_hendrycks_parity, "hendrycks_measures"),
+    "hein": (_hein_parity, "hein_fpr95"),
+}
+"""Per protocol, the original's own metric code that a ``parity=True`` evaluation uses in place of the exact metrics
+it covers (:mod:`rulab.metrics.parity`): W1/OE's ``get_measures`` (AUROC, AUPR-Out and the closest-recall FPR95,
+stored as ``fpr95_ood``) under ``hendrycks``, W3's percentile FPR@95 (``fpr95_id``) under ``hein``; the name is what a
+row's ``extra["definitions"]`` records. ODIN's threshold-grid metrics (:func:`rulab.metrics.parity.odin_grid_metrics`)
+need the grid range ODIN's code hard-codes per data set and temperature, so no protocol uses them automatically."""
+
+
+def protocol_metrics(
+    s_id: torch.Tensor, s_ood: torch.Tensor, protocol: Protocol, seed: int, parity: bool = False
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Every OOD metric of one detector on one OOD set under ``protocol``.
 
     Args:
@@ -115,18 +140,29 @@ def protocol_metrics(s_id: torch.Tensor, s_ood: torch.Tensor, protocol: Protocol
         s_ood: ``[N_ood]`` scores of the OOD set.
         protocol: which rows each run scores (:mod:`rulab.eval.protocols`).
         seed: seeds the protocol's subsampling.
+        parity: replace the metrics the protocol's original code computes by that code's port
+            (:data:`PARITY_METRICS`), run by run; the other metrics stay exact.
 
     Returns:
-        ``(values, extra)``: the metric values (the mean over runs) and ``{"n_runs", "n_id", "n_ood", "std"}`` (the
-        std over runs, 0 for one run; ``n_id``/``n_ood`` per run).
+        ``(values, extra)``: the metric values (the mean over runs) and ``{"n_runs", "n_id", "n_ood", "std",
+        "definitions"}`` (the std over runs, 0 for one run; ``n_id``/``n_ood`` per run; per metric, ``"exact"``
+        (:func:`rulab.metrics.ood.ood_metrics`) or the name of the parity function that produced it).
     """
     splits = protocol.splits(len(s_id), len(s_ood), seed)
+    port, port_name = PARITY_METRICS.get(protocol.name, (None, "")) if parity else (None, "")
     runs = []
+    definitions: dict[str, str] = {}
     for sp in splits:
-        m = ood_metrics(s_id[sp.id.to(s_id.device)], s_ood[sp.ood.to(s_ood.device)])
-        runs.append({k: float(v) for k, v in m.items() if k not in _COUNTS})
+        a, b = s_id[sp.id.to(s_id.device)], s_ood[sp.ood.to(s_ood.device)]
+        m = {k: float(v) for k, v in ood_metrics(a, b).items() if k not in _COUNTS}
+        if port is not None:
+            original = port(a, b)
+            m.update(original)
+            definitions.update(dict.fromkeys(original, port_name))
+        runs.append(m)
     agg = protocol.aggregate(runs)
-    extra = {"n_runs": agg["n_runs"], "n_id": len(splits[0].id), "n_ood": len(splits[0].ood), "protocol": protocol.name}
+    extra = {"n_runs": agg["n_runs"], "n_id": len(splits[0].id), "n_ood": len(splits[0].ood), "protocol": protocol.name,
+             "definitions": {k: definitions.get(k, "exact") for k in agg["mean"]}}
     if agg["n_runs"] > 1:
         extra["std"] = agg["std"]
     return agg["mean"], extra

@@ -117,6 +117,10 @@ class BarlowTwins(Method):
             raise ConfigError(f"method parameters need lambd >= 0, 0 < crop_scale <= 1, 0 <= jitter < 1, noise_std >= 0; got {lambd}, {crop_scale}, {jitter}, {noise_std}")
         self.hidden, self.out, self.lambd = tuple(int(h) for h in hidden), int(out), lambd
         self.extra_augment, self.crop_scale, self.jitter, self.noise_std = extra_augment, crop_scale, jitter, noise_std
+
+    def passes_per_image(self) -> float:
+        """A forward and backward pass of each of the two views (the projector is not counted)."""
+        return 6.0
         self._projector: BarlowTwinsProjector | None = None
         self._bn: nn.BatchNorm1d | None = None
 

@@ -45,6 +45,11 @@ class Method:
     def setup(self, model: nn.Module, num_classes: int, input_shape: tuple[int, int, int]) -> None:
         """Build any state the objective needs before training (default: nothing)."""
 
+    def passes_per_image(self) -> float:
+        """Forward-pass equivalents one training image costs, for cost estimates (``rulab show``): a forward and a
+        backward pass count as 3 forward passes; methods that run more (PGD, a second view, outliers) override it."""
+        return 3.0
+
     def modules(self) -> dict[str, nn.Module]:
         """Extra trainable modules (e.g. a projector): optimised with the model and saved in training state."""
         return {}

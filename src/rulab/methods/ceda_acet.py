@@ -62,6 +62,10 @@ class CEDA(Method):
         self.frac_perm = frac_perm
         self.sigma_range = (float(sigma_range[0]), float(sigma_range[1]))
 
+    def passes_per_image(self) -> float:
+        """A forward and backward pass of the ID image and of ``at_frac`` noise images."""
+        return 3.0 * (1.0 + self.at_frac)
+
     def noise(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The M noise images ẑ for the clean batch ``x: [N, C, H, W]`` in [0, 1] → ``[M, C, H, W]`` in [0, 1]."""
         m = int(self.at_frac * len(x))
@@ -107,6 +111,11 @@ class ACET(CEDA):
         self.eps = eps
         self.steps = steps
         self.step_size = step_size
+
+    def passes_per_image(self) -> float:
+        """CEDA's passes plus PGD on the ``at_frac`` noise images: ``steps`` forward-and-input-gradient passes (3 each)
+        and a last forward pass."""
+        return super().passes_per_image() + self.at_frac * (3.0 * self.steps + 1.0)
 
     def noise(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """CEDA's noise moved by PGD to the most confident point within ε (the model's BN in eval mode meanwhile)."""

@@ -85,8 +85,10 @@ class MixUp(Method):
     Args:
         alpha: α of ``Beta(α, α)`` (W2: 0.3); 0 disables mixing (λ = 1).
         parity: W2's quirk (register of convention 5, docs/conventions.md): a clean forward pass in train mode before the mixed one, so BatchNorm running
-            statistics are updated twice per step; its logits give the training accuracy. Off by default (no extra
-            pass; the loop then reports no training accuracy, since accuracy on mixed images means little).
+            statistics are updated twice per step; its logits give the training accuracy against the true labels.
+            Off by default: no extra pass, and the training accuracy is measured on the mixed images against their
+            dominant label (``y`` where λ ≥ ½, else ``y[π]``: the argmax of the mixed target ``λ·e_y + (1 − λ)·e_y[π]``,
+            ties going to ``y``), returned as ``acc_target`` beside the mixed batch's logits.
     """
 
     batch_spec = "id"
@@ -96,6 +98,10 @@ class MixUp(Method):
             raise ConfigError(f"method parameter 'alpha' must be >= 0, got {alpha}")
         self.alpha = alpha
         self.parity = parity
+
+    def passes_per_image(self) -> float:
+        """One forward and backward pass of the mixed batch (3), plus the clean forward pass under ``parity``."""
+        return 4.0 if self.parity else 3.0
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x, y, g = batch["x"], batch["y"], batch["generator"]
@@ -108,4 +114,7 @@ class MixUp(Method):
         logits = model(lam * x + (1.0 - lam) * x[perm])
         out["loss"] = mixup_loss(logits, y, y[perm], lam)
         out["lam"] = torch.tensor(lam)
+        if not self.parity:  # training accuracy on the mixed images, against the dominant label
+            out["logits"] = logits.detach()
+            out["acc_target"] = y if lam >= 0.5 else y[perm]
         return out

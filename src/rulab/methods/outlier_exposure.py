@@ -58,6 +58,10 @@ class OutlierExposure(Method):
         self.outlier_pool = outlier_pool
         self.outlier_batch_ratio = outlier_batch_ratio
 
+    def passes_per_image(self) -> float:
+        """A forward and backward pass of the ID image and of ``outlier_batch_ratio`` outliers."""
+        return 3.0 * (1.0 + self.outlier_batch_ratio)
+
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x, y, x_out = batch["x"], batch["y"], batch["x_out"]
         logits = model(torch.cat([x, x_out]))

@@ -10,7 +10,8 @@ The lists the rest of the library uses are read from here (:func:`names`, :func:
 * ``group="pooled"``: the ID test set pooled with an OOD set counted as wrong (OE's OOD calibration);
 * ``group="robustness"``: corruption errors relative to a baseline model (:mod:`.robustness`);
 * ``group="farconf"``: the far-away and worst-case numbers of Hein et al. (2019), besides ``mmc``, ``auroc`` and
-  ``fpr95_id``.
+  ``fpr95_id``, and the clean and adversarial accuracy of Hendrycks et al. (2019, Table 2);
+* ``group="training"``: facts about the evaluated checkpoint (which epoch ``train.keep_best`` kept).
 
 Declaring a metric is one call of :func:`declare`, here or in the module that computes it (every module of
 :mod:`rulab.metrics` is imported when the catalog is first read). The test ``tests/metrics/test_catalog.py`` fails
@@ -32,7 +33,7 @@ from rulab.registry import METRICS
 
 __all__ = ["GROUPS", "Metric", "declare", "get", "metrics", "names", "is_percent"]
 
-GROUPS = ("calibration", "detection", "pooled", "robustness", "farconf")
+GROUPS = ("calibration", "detection", "pooled", "robustness", "farconf", "training")
 """The groups a metric may belong to (see the module docstring)."""
 
 
@@ -217,12 +218,38 @@ for _m in (
         "farconf",
     ),
     Metric(
+        "clean_acc",
+        "clean accuracy",
+        "accuracy on the test images the adversarial-sample attack starts from, before the attack",
+        True,
+        _HIGHER,
+        "farconf",
+    ),
+    Metric(
+        "adv_acc",
+        "adversarial accuracy",
+        "accuracy on the same images after L∞ PGD on the cross-entropy (any restart that breaks an image counts)",
+        True,
+        _HIGHER,
+        "farconf",
+    ),
+    Metric(
         "resistance",
         "resistance",
         "fraction of adversarial samples still predicted as their class beside a rejection column of 1.01/K",
         False,
         _HIGHER,
         "farconf",
+    ),
+    # the evaluated checkpoint (rulab.eval.checkpoint)
+    Metric(
+        "checkpoint_epoch",
+        "kept epoch",
+        "the training epoch whose weights were evaluated (train.keep_best; extra: the metric and its value)",
+        False,
+        _NEITHER,
+        "training",
+        summary=False,
     ),
 ):
     declare(_m)

@@ -44,6 +44,7 @@ __all__ = [
     "id_block",
     "ood_blocks",
     "farconf_block",
+    "robust_accuracy_block",
     "array_figures",
     "shift_stats",
 ]
@@ -297,6 +298,32 @@ def farconf_block(recs: Sequence[Mapping[str, Any]]) -> str:
     return "<h3>Far-away and worst-case confidence</h3>" + scrolling(
         pivot_html(p, caption="MMC: mean max-confidence; lower on noise is better", seeds_column=False)
     )
+
+
+def robust_accuracy_block(recs_by_group: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Clean and adversarial accuracy side by side, one row per method (the ``adv_samples`` rows ``clean_acc`` and
+    ``adv_acc``: the same attacked test images before and after PGD); "" when no method has them."""
+    rows = [
+        {**r, "method": group}
+        for group, recs in recs_by_group.items()
+        for r in recs
+        if r["kind"] == "farconf" and r["dataset"] == "adv_samples" and r["metric"] in ("clean_acc", "adv_acc")
+    ]
+    if not rows:
+        return ""
+    attacks = []
+    for r in rows:
+        e = r.get("extra") or {}
+        if r["metric"] == "adv_acc" and e.get("eps") is not None:
+            text = (f"PGD-{e.get('steps')} at ε = {float(e['eps']) * 255:.3g}/255, step {float(e.get('step_size', 0.0)) * 255:.3g}/255, "
+                    f"{e.get('restarts', 1)} random start(s)")
+            if text not in attacks:
+                attacks.append(text)
+    p = records_pivot(rows, "method", "metric", col_order=("clean_acc", "adv_acc"), row_header="method")
+    caption = "accuracy on the attacked test images before and after L∞ PGD on the cross-entropy"
+    if attacks:
+        caption += "; " + "; ".join(attacks)
+    return "<h3>Clean and adversarial accuracy</h3>" + scrolling(pivot_html(p, caption=caption, seeds_column=False))
 
 
 def _float64(values: Any) -> np.ndarray:

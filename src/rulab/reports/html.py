@@ -41,6 +41,7 @@ from rulab.reports.blocks import (
     id_block,
     ood_blocks,
     pivot_html,
+    robust_accuracy_block,
     scrolling,
     shift_stats,
     write_page,
@@ -290,6 +291,7 @@ def build_report(
         if sbm:
             figs.append(figure_html(plots.shift_by_method(sbm), "mean accuracy over the severity-graded corruptions against severity, per method"))
         comp.append('<div class="figs">' + "".join(f for f in figs if f) + "</div>")
+        comp.append(robust_accuracy_block(recs_of))
     else:
         comp.append('<p class="note">No evaluation results are stored for these runs yet.</p>')
     if study:  # a paper study (rulab.presets.paper.PaperStudy) adds its paper-style tables

@@ -43,7 +43,7 @@ from rulab.checkpoint import (
     save_train_state,
 )
 from rulab.checks import run_path
-from rulab.config import RunCfg, config_diff, config_hash, dump_yaml, from_dict, to_dict
+from rulab.config import KEEP_BEST, RunCfg, config_diff, config_hash, dump_yaml, from_dict, to_dict
 from rulab.data.loader import TensorLoader, derive_seed, make_generator
 from rulab.data.splits import Splits, load_splits
 from rulab.distributed import DistInfo, all_reduce_sum, barrier, gather_rows, init_distributed, resolve_device
@@ -56,7 +56,7 @@ from rulab.metrics.calibration import calibration_error
 from rulab.registry import METHODS, MODELS, OOD_SETS
 from rulab.train.optim import build_optimizer, lr_at
 
-__all__ = ["fit", "build_model", "run_dir_of", "provenance", "git_commit", "recorded_config"]
+__all__ = ["fit", "build_model", "channel_stats", "run_dir_of", "provenance", "git_commit", "recorded_config"]
 
 
 def run_dir_of(cfg: RunCfg) -> Path:
@@ -92,22 +92,66 @@ def provenance(device: torch.device | str) -> dict[str, Any]:
     }
 
 
-def build_model(cfg: RunCfg, num_classes: int, input_shape: tuple[int, int, int]) -> tuple[nn.Module, dict[str, Any]]:
+def build_model(
+    cfg: RunCfg, num_classes: int, input_shape: tuple[int, int, int], stats: tuple[list[float], list[float]] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Create the configured model for ``num_classes`` and ``input_shape`` = (C, H, W).
 
-    The loop supplies ``num_classes``, ``in_channels`` and ``input_size`` where the entrypoint accepts them;
-    ``model.kwargs`` from the config override nothing the data decides.
+    The loop supplies ``num_classes``, ``in_channels`` and ``input_size`` where the entrypoint accepts them, and the
+    training split's ``(mean, std)`` as ``stats`` when ``model.stats="train"``; ``model.kwargs`` from the config
+    override nothing the data decides.
 
     Returns:
         ``(model, kwargs)`` with the full keyword arguments (stored in the checkpoint).
     """
     params = MODELS.parameters(cfg.model.name)
     kwargs: dict[str, Any] = dict(cfg.model.kwargs)
+    if stats is not None:
+        if not {"mean", "std"} <= set(params):
+            raise ConfigError(f"model.stats=train sets the normalisation, but model '{cfg.model.name}' takes no mean/std; set model.stats to ''")
+        kwargs["mean"], kwargs["std"] = stats
     auto = {"num_classes": num_classes, "in_channels": input_shape[0], "input_size": input_shape[1]}
     for k, v in auto.items():
         if k in params:
             kwargs[k] = v
     return MODELS.create(cfg.model.name, **kwargs), kwargs
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (population) standard deviation of uint8 images in [0, 1] units (``model.stats="train"``).
+
+    W2 normalised its from-scratch models by the statistics of the training images (report §5). Accumulated in
+    float64 over chunks of images, so a large split needs no float copy.
+
+    Args:
+        x: ``uint8 [N, C, H, W]``.
+
+    Returns:
+        ``(mean, std)``, each a list of C floats.
+    """
+    c = x.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for i in range(0, len(x), chunk):
+        xb = x[i : i + chunk].to(torch.float64).div_(255.0)
+        total += xb.sum(dim=(0, 2, 3))
+        total_sq += xb.pow(2).sum(dim=(0, 2, 3))
+    count = x.numel() / c
+    mean = total / count
+    var = (total_sq / count - mean.pow(2)).clamp_min(0.0)
+    return [float(v) for v in mean], [float(v) for v in var.sqrt()]
+
+
+def _reset_head(model: nn.Module, how: str) -> None:
+    """Initialise the fresh head of a fine-tuning run: ``"model"`` keeps the model's own initialisation, ``"pytorch"``
+    runs ``nn.Linear.reset_parameters`` (weight and bias uniform in ±1/sqrt(fan_in); W1's ``tune.py`` builds a fresh
+    ``nn.Linear``)."""
+    if how == "model":
+        return
+    head = getattr(model, "fc", None)
+    if not isinstance(head, nn.Linear):
+        raise ConfigError(f"train.head_init={how} resets an nn.Linear head called 'fc', which {type(model).__name__} does not have; use train.head_init=model")
+    head.reset_parameters()
 
 
 def _keep_eval(module: nn.Module, args: Any) -> None:
@@ -367,11 +411,13 @@ def _fit(
     # ---- data, model, method, optimizer
     splits = splits or load_splits(cfg.data, cfg.seed)
     k, shape = len(splits.classes), splits.train.shape
-    model, model_kwargs = build_model(cfg, k, shape)
+    model, model_kwargs = build_model(cfg, k, shape, channel_stats(splits.train.x) if cfg.model.stats == "train" else None)
     parent = ""
     if cfg.train.init_from:
         init_from_checkpoint(model, cfg.train.init_from, cfg.model.name, cfg.train.reset_head)
         parent = str(cfg.train.init_from)
+        if cfg.train.reset_head:
+            _reset_head(model, cfg.train.head_init)
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -389,7 +435,7 @@ def _fit(
     if cfg.train.compile:
         net = torch.compile(net)
     loader = TensorLoader(
-        splits.train.x, splits.train.y, cfg.train.batch_size, shuffle=True, drop_last=True, augment=cfg.data.augment,
+        splits.train.x, splits.train.y, cfg.train.batch_size, shuffle=True, drop_last=cfg.train.drop_last, augment=cfg.data.augment,
         seed=cfg.seed, device=device, rank=info.rank, world_size=info.world_size,
         channels_last=cfg.train.channels_last, two_views=method.batch_spec == "two_views",
     )
@@ -405,6 +451,7 @@ def _fit(
     # ---- resume
     step, sums = 0, {"loss": 0.0, "correct": 0.0, "n": 0.0, "batches": 0.0}
     history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}  # train.keep_best: {"epoch", "value", "weights"} of the best epoch so far
     metrics_path = run_dir / "metrics.jsonl"
     if resume:
         loaded = load_train_state(run_dir, model)
@@ -426,6 +473,7 @@ def _fit(
             # the saved sums are totals over ranks (see checkpoint()): rank 0 carries them on, the others restart at 0
             sums = dict(state["sums"]) if info.main else {k: 0.0 for k in sums}
             history = list(state["history"])
+            best = dict(state.get("best") or {})
     meta_base = {
         "model": cfg.model.name, "model_kwargs": model_kwargs, "classes": splits.classes, "input_shape": list(shape),
         "mean": getattr(model, "mean", None), "std": getattr(model, "std", None), "method": cfg.method.name,
@@ -444,6 +492,8 @@ def _fit(
             lock.check()  # never write over a run another process has taken over
             state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
                      "extra": extra.state_dict(), "sums": total_sums, "history": history}
+            if best:
+                state["best"] = best
             save_train_state(run_dir, step, model, state, record={"config": to_dict(cfg), "config_history": config_history})
         barrier()
 
@@ -490,7 +540,7 @@ def _fit(
                     scaler.scale(loss / accum if accum > 1 else loss).backward()
                 step_loss += loss.item()
                 if method.supervised and "logits" in out:
-                    y = micro["y"]
+                    y = out.get("acc_target", micro["y"])  # MixUp: the dominant label of each mixed image
                     sums["correct"] += (out["logits"][: len(y)].argmax(1) == y).sum().item()
                     sums["n"] += len(y)
             if cfg.optim.grad_clip:
@@ -517,6 +567,12 @@ def _fit(
                     net.train()
                     if cfg.train.freeze_bn:
                         _freeze_bn(model)
+                if cfg.train.keep_best and cfg.train.keep_best in rec:
+                    value = float(rec[cfg.train.keep_best])
+                    higher = KEEP_BEST[cfg.train.keep_best]
+                    if not best or (value > best["value"] if higher else value < best["value"]):  # ties keep the earlier epoch
+                        best = {"epoch": epoch + 1, "value": value,
+                                "weights": {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()}}
                 history.append(rec)
                 sums = {"loss": 0.0, "correct": 0.0, "n": 0.0, "batches": 0.0}
                 if info.main:
@@ -538,10 +594,18 @@ def _fit(
                 break
     if bar is not None:
         bar.close()
+    kept: dict[str, Any] = {}
+    if cfg.train.keep_best:
+        if not best:
+            raise RulabError(f"train.keep_best={cfg.train.keep_best} found no epoch with that validation metric; the run needs a validation split and a supervised method")
+        model.load_state_dict(best["weights"])
+        kept = {"metric": cfg.train.keep_best, "epoch": best["epoch"], "value": best["value"], "epochs": epochs}
     if info.main:
         assert lock is not None
         lock.check()
         meta = {**meta_base, "epochs": epochs, "steps": step, "history": history, "train_seconds": round(time.time() - t_start, 3)}
+        if kept:
+            meta["kept"] = kept
         save_model(final, model, meta)
     barrier()
     return run_dir

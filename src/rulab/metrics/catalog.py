@@ -10,7 +10,9 @@ The lists the rest of the library uses are read from here (:func:`names`, :func:
 * ``group="pooled"``: the ID test set pooled with an OOD set counted as wrong (OE's OOD calibration);
 * ``group="robustness"``: corruption errors relative to a baseline model (:mod:`.robustness`);
 * ``group="farconf"``: the far-away and worst-case numbers of Hein et al. (2019), besides ``mmc``, ``auroc`` and
-  ``fpr95_id``.
+  ``fpr95_id``;
+* ``group="tuning"``: detector hyperparameters chosen by tuning, one row per (OOD set, detector) named
+  ``<detector>_<hyperparameter>`` (ODIN's ``odin_t`` and ``odin_eps``; Liang et al. 2018 report them per OOD set).
 
 Declaring a metric is one call of :func:`declare`, here or in the module that computes it (every module of
 :mod:`rulab.metrics` is imported when the catalog is first read). The test ``tests/metrics/test_catalog.py`` fails
@@ -32,7 +34,7 @@ from rulab.registry import METRICS
 
 __all__ = ["GROUPS", "Metric", "declare", "get", "metrics", "names", "is_percent"]
 
-GROUPS = ("calibration", "detection", "pooled", "robustness", "farconf")
+GROUPS = ("calibration", "detection", "pooled", "robustness", "farconf", "tuning")
 """The groups a metric may belong to (see the module docstring)."""
 
 
@@ -49,6 +51,7 @@ class Metric:
             mean confidence, which is good on ID data and bad on OOD data).
         group: one of :data:`GROUPS`.
         summary: shown in the plain-text summary (:meth:`rulab.results.table.ResultTable.summary`).
+        fmt: a ``format`` spec for tables (``".4g"``); ``""`` = the default (percent with 2 decimals, else 3).
     """
 
     name: str
@@ -58,6 +61,7 @@ class Metric:
     higher_is_better: bool | None
     group: str
     summary: bool = True
+    fmt: str = ""
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -224,6 +228,11 @@ for _m in (
         _HIGHER,
         "farconf",
     ),
+    # hyperparameters chosen by tuning, per (OOD set, detector) (rulab.eval.evaluate)
+    Metric("odin_t", "ODIN T", "ODIN's temperature T chosen by tuning (Liang et al. 2018)", False, _NEITHER, "tuning",
+           summary=False, fmt=".4g"),
+    Metric("odin_eps", "ODIN ε", "ODIN's input step ε in [0, 1] pixel units chosen by tuning (Liang et al. 2018)", False,
+           _NEITHER, "tuning", summary=False, fmt=".4g"),
 ):
     declare(_m)
 del _m

@@ -186,3 +186,15 @@ def test_study_tables_from_the_registered_study_and_the_report(tmp_path):
     assert block.count("<h3>Paper tables</h3>") == 1 and page.count("<h3>Paper tables</h3>") == 1
     assert "MMC / AUROC / FPR@95 of MSP" in block and '<th class="num" colspan="3">CEDA</th>' in block
     assert ">0.700 ± 0.000</td>" in block
+
+
+def test_cli_results_paper_prints_the_study_tables(tmp_path, capsys):
+    from rulab.cli import main
+
+    db = _paper_db(tmp_path, "hein2019-fmnist", ("fmnist-plain", "fmnist-ceda", "fmnist-acet"))
+    assert main(["results", "--db", str(db), "--study", "hein2019-fmnist", "--paper"]) == 0
+    assert capsys.readouterr().out.strip() == study_paper_markdown(db, "hein2019-fmnist").strip()
+    assert main(["results", "--db", str(db), "--paper"]) == 2  # which study's tables: the error says --study
+    assert "--study" in capsys.readouterr().err
+    assert main(["results", "--db", str(db), "--study", "fmnist-default", "--paper"]) == 2
+    assert "no paper table" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import torch
 from rulab.cli import main
 from rulab.config import RunCfg
 from rulab.errors import RulabError
-from rulab.reports import build_report, mean_table, paper_table_html
+from rulab.reports import build_report, mean_table, paper_table_html, plots
 from rulab.results.store import ResultStore
 from rulab.results.table import ResultTable
 
@@ -215,3 +215,111 @@ def test_report_renders_in_headless_chromium(tmp_path):
     shot = tmp_path / "shot.png"
     subprocess.run([*flags, f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000
+
+
+# --------------------------------------------------------------------------------------------- W3 / W4 figures and layout
+
+
+def _add_w3_w4_arrays(root: Path, preset: str = "fmnist-plain", seeds=SEEDS) -> None:
+    """Give every run's arrays what a real evaluation writes for the far-away section (rulab.eval.farconf) and for
+    ODIN's per-set tuning (rulab.eval.evaluate): PGD curves, scores, the most confident images, the tuning grid."""
+    g = torch.Generator().manual_seed(5)
+    for seed in seeds:
+        path = root / f"{preset}-s{seed}" / "eval" / "fmnist" / "arrays.safetensors"
+        arrays = ResultTable.load_arrays(path)
+        arrays.update({
+            "farconf/id/scores": torch.rand(300, generator=g) * 0.2 + 0.8,
+            "farconf/alpha/alphas": torch.logspace(0, 20, 21, dtype=torch.float64),
+            "farconf/alpha/conf": torch.linspace(0.5, 1.0, 21, dtype=torch.float64),
+            "farconf/alpha/trials": torch.rand(50, generator=g, dtype=torch.float64) * 100,
+            "farconf/noise/scores": torch.rand(64, generator=g) * 0.5 + 0.3,
+            "farconf/adv_noise/scores": torch.rand(64, generator=g) * 0.2 + 0.8,
+            "farconf/adv_noise/pgd_conf": torch.linspace(0.5, 0.99, 12, dtype=torch.float64),
+            "farconf/adv_noise_200/scores": torch.rand(64, generator=g) * 0.1 + 0.9,
+            "farconf/adv_noise_200/pgd_conf": torch.linspace(0.5, 0.995, 22, dtype=torch.float64),
+            "farconf/adv_samples/scores": torch.rand(64, generator=g),
+            "farconf/adv_samples/resisted": torch.rand(64, generator=g) < 0.3,
+            "farconf_top/adv_noise/images": torch.randint(0, 256, (8, 1, 28, 28), generator=g, dtype=torch.uint8),
+            "farconf_top/adv_noise/conf": torch.linspace(0.99, 0.9, 8),
+            "farconf_top/digits/images": torch.randint(0, 256, (8, 1, 28, 28), generator=g, dtype=torch.uint8),
+            "farconf_top/digits/conf": torch.linspace(0.97, 0.8, 8),
+        })
+        for src in ("digits", "uniform"):
+            arrays.update({
+                f"tuning/odin/{src}/t": torch.tensor([1.0, 10.0, 100.0, 1000.0], dtype=torch.float64),
+                f"tuning/odin/{src}/eps": torch.tensor([0.0, 0.001, 0.002, 0.003, 0.004], dtype=torch.float64),
+                f"tuning/odin/{src}/fpr95_id": torch.rand(4, 5, generator=g, dtype=torch.float64),
+                f"tuning/odin/{src}/auroc": torch.rand(4, 5, generator=g, dtype=torch.float64),
+            })
+        ResultTable(arrays=arrays).save_arrays(path)
+
+
+def test_far_away_tuning_and_top_image_figures(tmp_path):
+    db = make_db(tmp_path, presets=("fmnist-plain",))
+    _add_w3_w4_arrays(tmp_path)
+    text = build_report(db, study="mini", out=tmp_path / "r.html").read_text()
+    doc = parse(tmp_path / "r.html")
+    assert len(doc.imgs) == FIGS_COMPARISON + FIGS_PER_METHOD + 2  # + ODIN's T/ε plots + the most confident inputs
+    assert "odin: FPR at 95% TPR and AUROC on the tuning images against T and ε" in text
+    assert "the most confident inputs of every noise, attack and OOD set" in text
+    # the far-away and the new figures span the page's width (class "wide"), not half a grid cell
+    for caption in ("far-away confidence", "odin: FPR at 95% TPR", "the most confident inputs"):
+        i = text.index(f'alt="{caption}')
+        assert text.rfind('<figure class="wide">', 0, i) > text.rfind("<figure>", 0, i), caption
+
+
+def test_far_away_panels_are_laid_out_in_a_grid_of_legible_size():
+    """Every panel of the far-away figure is drawn 5 × 3.5 inches in a grid of at most two columns, however many
+    attacked sets the evaluation has (the old layout put them all in one row of a half-width figure)."""
+    import io
+
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    arrays = {
+        "farconf/id/scores": torch.rand(100, generator=g),
+        "farconf/alpha/alphas": torch.logspace(0, 20, 21, dtype=torch.float64),
+        "farconf/alpha/conf": torch.linspace(0.5, 1, 21, dtype=torch.float64),
+    }
+    for name in ("noise", "noise_uniform"):
+        arrays[f"farconf/{name}/scores"] = torch.rand(50, generator=g)
+        for adv in (f"adv_{name}", f"adv_{name}_200"):
+            arrays[f"farconf/{adv}/scores"] = torch.rand(50, generator=g)
+            arrays[f"farconf/{adv}/pgd_conf"] = torch.linspace(0.1, 0.9, 10, dtype=torch.float64)
+    arrays["farconf/adv_samples/scores"] = torch.rand(50, generator=g)
+    uri = plots.farconf_curves(arrays)
+    img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    # four panels (alpha scaling, PGD progress, noise vs ID, attacked vs ID) in 2 × 2, at the report's 90 dpi
+    assert 750 <= img.width <= 950 and 560 <= img.height <= 720, img.size  # ~400 × 300 pixels per panel
+
+
+def test_the_clean_reference_is_a_line_not_a_panel():
+    from rulab.reports.blocks import shift_stats
+
+    recs = [
+        {"kind": "shift", "shift": "clean", "severity": "0", "metric": "acc", "value": 0.9, "detector": "", "run_id": "a"},
+        {"kind": "shift", "shift": "brightness_factor", "severity": "0.5", "metric": "acc", "value": 0.8, "detector": "", "run_id": "a"},
+        {"kind": "id", "shift": "", "severity": "", "metric": "acc", "value": 0.9, "detector": "", "run_id": "a", "dataset": "x"},
+    ]
+    stats, clean = shift_stats(recs)
+    assert set(stats) == {"brightness_factor"} and clean["acc"].mean == pytest.approx(0.9)
+
+
+def test_toy2d_maps_beside_the_database_join_the_report(tmp_path):
+    """`rulab toy2d --out <study out>/toy2d` puts the two-moons maps at the four scales into the study's report."""
+    from safetensors.torch import save_file
+
+    db = make_db(tmp_path, presets=("fmnist-plain",), seeds=(0,), arrays=False)
+    toy = tmp_path / "toy2d"
+    toy.mkdir()
+    maps = {"toy2d/points/x": torch.rand(50, 2), "toy2d/points/y": torch.arange(50) % 2}
+    for model in ("plain", "ceda", "acet"):
+        for label, (lo, hi) in {"[0,1]": (0, 1), "[-2,3]": (-2, 3), "[-5,6]": (-5, 6), "[-10,10]": (-10, 10)}.items():
+            maps[f"toy2d/{model}/{label}/axis"] = torch.linspace(lo, hi, 10)
+            maps[f"toy2d/{model}/{label}/conf"] = torch.full((10, 10), 0.75)
+    save_file(maps, str(toy / "toy2d.safetensors"))
+    text = build_report(db, out=tmp_path / "r.html").read_text()
+    assert '<section id="toy2d">' in text and 'href="#toy2d"' in text
+    assert "[−10,10]²" in text
+    (toy / "toy2d.safetensors").write_bytes(b"damaged")
+    assert '<section id="toy2d">' not in build_report(db, out=tmp_path / "r2.html").read_text()

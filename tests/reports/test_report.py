@@ -323,3 +323,54 @@ def test_toy2d_maps_beside_the_database_join_the_report(tmp_path):
     assert "[−10,10]²" in text
     (toy / "toy2d.safetensors").write_bytes(b"damaged")
     assert '<section id="toy2d">' not in build_report(db, out=tmp_path / "r2.html").read_text()
+
+
+_SIZE_PROBE = """<script>window.addEventListener('load', function () {
+  var out = Array.prototype.slice.call(document.images).map(function (i) {
+    var r = i.getBoundingClientRect();
+    return [i.alt.slice(0, 40), Math.round(r.width), Math.round(r.height), i.naturalWidth, i.naturalHeight];
+  });
+  var d = document.createElement('pre'); d.id = 'sizes'; d.textContent = JSON.stringify(out);
+  document.body.appendChild(d);
+});</script>"""
+
+
+@pytest.mark.browser
+def test_far_away_figure_renders_legibly_in_headless_chromium(tmp_path):
+    """As a reader sees it in a 1400 × 900 window: the far-away figure is drawn at its own size (not shrunk into half
+    a grid cell), so each of its panels is about 390 × 260 screen pixels; the T/ε plots and the most confident
+    inputs are not shrunk either. Also a screenshot at that window size, as a reader's first screen."""
+    import json
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium); the report's browser check needs it")
+    db = make_db(tmp_path, presets=("fmnist-plain",))
+    _add_w3_w4_arrays(tmp_path)
+    out = build_report(db, study="mini", out=tmp_path / "report.html")
+    probe = tmp_path / "probe.html"
+    probe.write_text(out.read_text().replace("</body>", _SIZE_PROBE + "</body>"), encoding="utf-8")
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1400,900"]
+    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r'<pre id="sizes">(.*?)</pre>', dom, re.S)
+    assert m, "the probe did not run in Chromium"
+    sizes = {alt: (w, h, nw, nh) for alt, w, h, nw, nh in json.loads(m.group(1).replace("&quot;", '"'))}
+
+    def size(prefix):
+        (hit,) = [v for k, v in sizes.items() if k.startswith(prefix)]
+        return hit
+
+    w, h, nw, nh = size("far-away confidence")
+    assert (w, h) == (nw, nh)  # drawn at its natural size: nothing scaled down
+    # five panels here (alpha scaling, PGD progress, noise vs ID, attacked vs ID, the generic adv-noise histogram) in
+    # two columns and three rows, each at least 360 × 230 screen pixels (the old layout: ~110 px wide panels)
+    assert w >= 2 * 360 and h >= 3 * 230, (w, h)
+    for prefix in ("odin: FPR at 95% TPR", "the most confident inputs"):
+        w, h, nw, nh = size(prefix)
+        assert w == nw and h == nh, prefix
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
+    from PIL import Image
+
+    assert Image.open(shot).size == (1400, 900)

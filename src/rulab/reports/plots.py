@@ -334,8 +334,8 @@ def comparison_bars(p: Pivot, ncols: int = 4) -> str | None:
 def farconf_curves(arrays: Mapping[str, Any], max_points: int = 400, ncols: int = 2) -> str | None:
     """Far-away / worst-case confidence arrays (``farconf/<group>/<name>``) as a grid of legible panels.
 
-    Panels, in order, ``ncols`` per row (each 5 × 3.5 inches, about 450 × 315 pixels at the report's 90 dpi, so a reader
-    sees every one at full size):
+    Panels, in order, ``ncols`` per row (each 5 × 3.5 inches, about 390 × 260 pixels once the margins are cropped at
+    the report's 90 dpi; the figure spans the page, so a reader sees every panel at that size):
 
     * a line panel per group with an x array (``alphas``, ``eps``, ``steps``, ...): every other array of the same
       length (``[T]``, or ``[T, M]`` averaged over M) against it, log x when it spans two decades (α-scaling: mean

@@ -296,8 +296,8 @@ class ODIN(Detector):
 
         Returns:
             ``{"t", "eps", "objective", "grid"}``: the chosen pair, its mean ``fpr95_id``, and the whole grid for the
-            paper's plots of detection against T and ε: ``grid = {"t": [nT], "eps": [nE], "fpr95_id": [nT][nE],
-            "auroc": [nT][nE]}`` (each a mean over the tuning OOD sets; nested lists of floats).
+            paper's plots of detection against T and ε: ``grid`` has ``"t"`` (nT values), ``"eps"`` (nE values),
+            ``"fpr95_id"`` and ``"auroc"`` (nT lists of nE floats each; means over the tuning OOD sets).
         """
         if model is None:
             raise RulabError("detector 'odin' tunes T and ε by perturbing validation images and needs the model")

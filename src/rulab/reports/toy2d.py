@@ -87,8 +87,9 @@ def toy2d_section(directory: str | os.PathLike[str]) -> str:
     fig = figure_html(
         plots.confidence_maps({m: maps[m] for m in order}, points),
         "maximum confidence of each model over [0,1]², [−2,3]², [−5,6]² and [−10,10]² (filled contours 50-100%; "
-        "dots: the training points). Plain training is confident far from the data; CEDA and ACET are not "
-        "(Hein et al. 2019, Figure 1)",
+        "dots: the training points). Plain training is confident almost everywhere; CEDA and ACET bring the confidence "
+        "down around the data, yet stay confident far out along some directions, as ReLU networks must "
+        "(Hein et al. 2019, Theorem 3.1 and Figure 1)",
         wide=True,
     )
     return (f'<section id="toy2d"><h2>Two-moons toy (Hein et al. 2019, §3.7)</h2><p class="sub">{escape(sub)}</p>'

@@ -321,6 +321,18 @@ def test_toy2d_maps_beside_the_database_join_the_report(tmp_path):
     text = build_report(db, out=tmp_path / "r.html").read_text()
     assert '<section id="toy2d">' in text and 'href="#toy2d"' in text
     assert "[−10,10]²" in text
+    # the numbers table: regions smallest first and each value under its own region, although toy2d.json's keys
+    # are written sorted as strings ("[-10,10]" before "[0,1]")
+    from rulab.io import atomic_write_json
+
+    conf = {"[0,1]": 0.6, "[-2,3]": 0.7, "[-5,6]": 0.8, "[-10,10]": 0.9}
+    atomic_write_json(toy / "toy2d.json", {"mean_conf": {"plain": conf}, "train_acc": {"plain": 1.0}, "seed": 0,
+                                           "iterations": {"plain": 400, "acet": 3000, "ceda": 3000}})
+    text = build_report(db, out=tmp_path / "r1.html").read_text()
+    heads = re.findall(r'<th class="num">(\[[^<]*)² \(%\)</th>', text)
+    assert heads == ["[0,1]", "[-2,3]", "[-5,6]", "[-10,10]"]
+    assert re.findall(r'<td class="num"[^>]*>([\d.]+)</td>', text[text.index('<section id="toy2d">'):])[:5] == ["60.0", "70.0", "80.0", "90.0", "100.0"]
+    assert "iterations plain 400, ceda 3000, acet 3000" in text
     (toy / "toy2d.safetensors").write_bytes(b"damaged")
     assert '<section id="toy2d">' not in build_report(db, out=tmp_path / "r2.html").read_text()
 

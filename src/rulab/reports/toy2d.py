@@ -68,15 +68,18 @@ def toy2d_section(directory: str | os.PathLike[str]) -> str:
     order = [m for m in ("plain", "ceda", "acet") if m in maps] + [m for m in maps if m not in ("plain", "ceda", "acet")]
     sub = "plain training, CEDA and ACET on two moons (2,000 points, MLP 2-100-100-2)"
     if info:
-        iters = ", ".join(f"{m} {n}" for m, n in (info.get("iterations") or {}).items())
+        its = info.get("iterations") or {}
+        iters = ", ".join(f"{m} {its[m]}" for m in [*order, *(m for m in its if m not in order)] if m in its)
         sub += f"; seed {info.get('seed')}, iterations {iters}" + ("; parity: the notebook's no-op PGD" if info.get("parity") else "")
     rows = ""
     if info.get("mean_conf"):
-        regions = list(next(iter(info["mean_conf"].values())))
+        # smallest region first (toy2d.json's keys may come back sorted as strings)
+        regions = sorted(next(iter(info["mean_conf"].values())), key=lambda r: _region(r)[1] - _region(r)[0])
         head = "".join(f'<th class="num">{escape(r)}² (%)</th>' for r in regions)
         body = "".join(
             f"<tr><th scope=\"row\">{escape(m)}</th>"
-            + "".join(f'<td class="num" data-mean="{v!r}">{100 * v:.1f}</td>' for v in info["mean_conf"][m].values())
+            + "".join(f'<td class="num" data-mean="{v!r}">{100 * v:.1f}</td>'
+                      for v in (info["mean_conf"][m].get(r, float("nan")) for r in regions))
             + (f'<td class="num">{100 * info["train_acc"][m]:.1f}</td>' if m in (info.get("train_acc") or {}) else "")
             + "</tr>"
             for m in order if m in info["mean_conf"]

@@ -386,3 +386,31 @@ def test_far_away_figure_renders_legibly_in_headless_chromium(tmp_path):
     from PIL import Image
 
     assert Image.open(shot).size == (1400, 900)
+
+
+def test_tuning_grids_and_image_grid_inputs():
+    """The T/ε figure takes only complete grids (t, eps, fpr95_id, auroc) per detector and source; the image grid has
+    one row of at most 8 images per set, so two sets draw a figure about twice as tall as one."""
+    import io
+
+    from PIL import Image
+
+    from rulab.reports.blocks import tuning_grids
+
+    t, e = torch.tensor([1.0, 1000.0]), torch.tensor([0.0, 0.002, 0.004])
+    full = {"t": t, "eps": e, "fpr95_id": torch.rand(2, 3), "auroc": torch.rand(2, 3)}
+    arrays = {f"tuning/odin/digits/{k}": v for k, v in full.items()}
+    arrays |= {"tuning/odin/uniform/t": t, "tuning/odin/uniform/eps": e, "tuning/odin/uniform/id_scores": torch.rand(5),
+               "tuning/energy/x/t": t}
+    got = tuning_grids(arrays)
+    assert list(got) == ["odin"] and list(got["odin"]) == ["digits"] and set(got["odin"]["digits"]) == set(full)
+    assert tuning_grids({}) == {} and plots.tuning_grids({}) is None
+
+    def height(n_sets):
+        imgs = {f"s{i}": (torch.rand(10, 1, 28, 28), torch.linspace(1, 0.5, 10)) for i in range(n_sets)}
+        uri = plots.image_grid(imgs)
+        return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size
+
+    (w1, h1), (w2, h2) = height(1), height(2)
+    assert abs(w1 - w2) <= 10 and 1.6 * h1 < h2 < 2.4 * h1  # same width (8 columns), one row more
+    assert plots.image_grid({"empty": (torch.zeros(0, 1, 28, 28), torch.zeros(0))}) is None

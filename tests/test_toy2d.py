@@ -90,3 +90,32 @@ def test_full_toy_matches_the_paper_picture(tmp_path):
     assert out["far_conf"]["ceda"] < 0.9 and out["far_conf"]["acet"] < 0.9
     parity = run_toy2d(tmp_path / "parity", seed=0, parity=True, figures=False)
     assert parity["far_conf"]["plain"] == out["far_conf"]["plain"]
+
+
+def test_cli_toy2d_writes_the_maps_and_a_page(tmp_path, capsys, monkeypatch):
+    from safetensors.torch import load_file
+
+    import rulab.toy2d
+    from rulab.cli import main
+
+    monkeypatch.setattr(rulab.toy2d, "_plot", lambda *a, **k: None)  # the PNGs are checked above; keep this one quick
+
+    out = tmp_path / "toy"
+    assert main(["toy2d", "--out", str(out), "--iterations-scale", "0.005", "--resolution", "12", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "plain" in printed and "ceda" in printed and "acet" in printed and "toy2d.html" in printed
+    maps = load_file(str(out / "toy2d.safetensors"))
+    info = json.loads((out / "toy2d.json").read_text())
+    for model in ("plain", "ceda", "acet"):
+        for lo, hi in REGIONS:
+            label = f"[{lo:g},{hi:g}]"
+            axis, conf = maps[f"toy2d/{model}/{label}/axis"], maps[f"toy2d/{model}/{label}/conf"]
+            assert axis.shape == (12,) and conf.shape == (12, 12)
+            assert float(axis[0]) == lo and float(axis[-1]) == hi
+            assert float(conf.mean()) == pytest.approx(info["mean_conf"][model][label], abs=1e-6)
+            assert float(conf.min()) >= 0.5 - 1e-6 and float(conf.max()) <= 1.0  # max of a 2-class softmax
+    assert maps["toy2d/points/x"].shape == (2000, 2)
+    page = (out / "toy2d.html").read_text()
+    assert "Two-moons toy" in page and page.count("<img") == 1 and "data:image/png;base64," in page
+    assert main(["toy2d", "--out", str(out), "--resolution", "1"]) == 2
+    assert "resolution" in capsys.readouterr().err

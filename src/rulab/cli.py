@@ -6,6 +6,7 @@ calibration, covariate shift, far-away confidence) on the same checkpoint, in on
     rulab convert WEIGHTS.pt --model NAME --mean M --std S [--preset P] [--a.b=value ...]
     rulab study NAME [--launcher local|slurm|ray] [--status] [--dry-run]     rulab results     rulab report
     rulab show PRESET|STUDY [--measure] [--a.b=value ...]
+    rulab toy2d [--out DIR]     (Hein et al.'s two-moons toy: plain / CEDA / ACET confidence maps)
     rulab data fetch NAME       rulab data list
     rulab list [WHAT]           rulab --version
 
@@ -254,6 +255,18 @@ def cmd_results(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.results.export import render, results_pivot, write
 
     store = _open_db(args.db)
+    if args.paper:
+        if not args.study:
+            raise ConfigError("`rulab results --paper` prints a paper study's tables; say which with --study NAME")
+        from rulab.reports.papers import study_paper_markdown
+
+        text = study_paper_markdown(args.db, args.study)
+        if not text:
+            raise StoreError(f"{args.db} holds no results of study '{args.study}' or it declares no paper table")
+        write(text, args.out)
+        if args.out:
+            print(f"wrote {args.out}")
+        return 0
     records = store.results(**({"study": args.study} if args.study else {}))
     store.close()
     if not records:
@@ -284,6 +297,22 @@ def cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
     t0 = time.time()
     path = report(db=args.db, study=args.study, out=args.out)
     print(f"wrote {path} in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_toy2d(args: argparse.Namespace, overrides: list[str]) -> int:
+    if overrides:
+        raise ConfigError(f"`rulab toy2d` takes no config overrides, got '{overrides[0]}'")
+    from rulab.reports import toy2d_report
+    from rulab.toy2d import run_toy2d
+
+    t0 = time.time()
+    out = run_toy2d(args.out_dir, seed=args.seed, iterations_scale=args.iterations_scale, parity=args.parity, resolution=args.resolution)
+    print("mean confidence (%) over [0,1]², [-2,3]², [-5,6]², [-10,10]²:")
+    for model, regions in out["mean_conf"].items():
+        print(f"  {model:<6}" + "".join(f"{100 * v:>9.1f}" for v in regions.values()) + f"   train acc {100 * out['train_acc'][model]:.1f}%")
+    page = toy2d_report(args.out_dir)
+    print(f"trained in {time.time() - t0:.1f} s -> {page} (a study report shows the maps when {args.out_dir} is <study --out>/toy2d)")
     return 0
 
 
@@ -373,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="comma-separated datasets / OOD sets")
     p.add_argument("--format", default="text", choices=["text", "md", "latex", "csv"], help="output format (default: text)")
     p.add_argument("--out", help="write to this file instead of printing")
+    p.add_argument("--paper", action="store_true",
+                   help="print the study's paper-style tables (markdown) as the report shows them, e.g. ODIN's per-set T, ε, FPR95, "
+                        "detection error, AUROC, AUPR-In/Out")
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("report", help="write the single-file HTML report from the results database")
@@ -380,6 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="only the runs of this study")
     p.add_argument("--out", help="the HTML file (default: report.html beside the database)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("toy2d", help="Hein et al.'s two-moons toy: train plain, CEDA and ACET MLPs and map their confidence")
+    p.add_argument("--out", dest="out_dir", default="runs/toy2d",
+                   help="output directory: PNGs, toy2d.json, toy2d.safetensors and toy2d.html (default: runs/toy2d, "
+                        "where the report of a study run with --out runs finds it)")
+    p.add_argument("--seed", type=int, default=0, help="data, initialisation and noise seed (default: 0)")
+    p.add_argument("--iterations-scale", type=float, default=1.0,
+                   help="multiply every recipe's iterations (default 1: 400 plain, 3,000 CEDA/ACET, as the notebook)")
+    p.add_argument("--resolution", type=int, default=200, help="grid points per axis of each map (default: 200)")
+    p.add_argument("--parity", action="store_true", help="ACET with the notebook's no-op PGD projection (its bug)")
+    p.set_defaults(func=cmd_toy2d)
 
     p = sub.add_parser("list", help="list registered names")
     p.add_argument("what", nargs="?", help=", ".join(_LISTABLE))

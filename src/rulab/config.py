@@ -188,6 +188,8 @@ class EvalCfg:
     # which far-away / worst-case tests eval.farconf runs: "alpha" (alpha scaling), "noise" (adversarial noise),
     # "samples" (adversarial samples: resistance, clean and adversarial accuracy)
     farconf_tests: tuple[str, ...] = field(default=("alpha", "noise", "samples"), metadata={"hash_omit_default": True})
+    # further PGD step counts for the adversarial noise only (W3 runs 80 and 200): rows "adv_<noise>_<steps>"
+    adv_noise_steps: tuple[int, ...] = field(default=(), metadata={"hash_omit_default": True})
     detector_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per detector, e.g. {"odin": {"search": "coarse"}}
     flip_tta: bool = False  # test-time augmentation: average each image with its horizontal mirror (rulab.models.tta)
 
@@ -674,6 +676,8 @@ def validate_eval(e: EvalCfg) -> EvalCfg:
     for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n"):
         if getattr(e, k) < 0:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")
+    if any(k < 1 for k in e.adv_noise_steps) or len(set(e.adv_noise_steps)) != len(e.adv_noise_steps) or e.adv_steps in e.adv_noise_steps:
+        raise ConfigError(f"config key 'eval.adv_noise_steps' must list distinct step counts >= 1 other than eval.adv_steps ({e.adv_steps}), got {list(e.adv_noise_steps)}")
     _positive("eval.batch_size", e.batch_size)
     _positive("eval.adv_eps", e.adv_eps, strict=False)
     _positive("eval.adv_step_size", e.adv_step_size, strict=False)

@@ -13,7 +13,9 @@ two-moons points:
   is undone (the step 0.02 is below ε): the "ACET" noise is then the random start, i.e. CEDA on jittered noise.
 
 The maps are the MSP over a 200×200 grid on ``[0,1]²``, ``[−2,3]²``, ``[−5,6]²`` and ``[−10,10]²`` with filled
-contours at 50–100%. :func:`run_toy2d` trains the three models, writes one PNG per model and a JSON of the numbers.
+contours at 50–100%. :func:`run_toy2d` trains the three models, writes one PNG per model, a JSON of the numbers and
+``toy2d.safetensors`` with every map (what the HTML report draws: ``rulab toy2d`` writes ``toy2d.html``, and a study
+report shows the maps when ``toy2d/`` lies beside its database, see :func:`rulab.reports.toy2d_section`).
 scikit-learn (the data) and matplotlib (the figures) are imported only when needed.
 """
 
@@ -47,6 +49,7 @@ __all__ = [
     "train_toy",
     "confidence_map",
     "run_toy2d",
+    "MAPS_FILE",
 ]
 
 REGIONS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (-2.0, 3.0), (-5.0, 6.0), (-10.0, 10.0))
@@ -57,6 +60,9 @@ TOY_STEP_SIZE = 0.02
 N_NOISE = 4000
 """Fresh uniform noise points per iteration."""
 LR = 0.01
+MAPS_FILE = "toy2d.safetensors"
+"""The maps :func:`run_toy2d` keeps: ``toy2d/<model>/<region>/axis [R]`` and ``.../conf [R, R]`` (region labels as
+``"[-2,3]"``), the training points ``toy2d/points/x [N, 2]`` and ``toy2d/points/y [N]``."""
 
 
 @dataclass(frozen=True)
@@ -237,8 +243,9 @@ def run_toy2d(
 ) -> dict[str, Any]:
     """Train plain, CEDA and ACET on two moons and map their confidence (W3's ``toy2d.ipynb``).
 
-    Writes ``<out_dir>/toy2d_<model>.png`` (one panel per region, filled contours 50–100%) and
-    ``<out_dir>/toy2d.json`` (the returned numbers), atomically.
+    Writes ``<out_dir>/toy2d_<model>.png`` (one panel per region, filled contours 50–100%),
+    ``<out_dir>/toy2d.json`` (the returned numbers) and ``<out_dir>/toy2d.safetensors`` (:data:`MAPS_FILE`: every
+    map and the training points), atomically.
 
     Args:
         out_dir: output directory (created).
@@ -250,19 +257,34 @@ def run_toy2d(
 
     Returns:
         ``{"figures": {model: path}, "mean_conf": {model: {region: mean MSP}}, "far_conf": {model: mean MSP on
-        [−10,10]²}, "train_acc": {model: accuracy}, "iterations": {model: n}, "seed", "parity"}``.
+        [−10,10]²}, "train_acc": {model: accuracy}, "iterations": {model: n}, "seed", "parity", "maps": path}``.
     """
     if not (isinstance(iterations_scale, (int, float)) and math.isfinite(iterations_scale) and iterations_scale > 0):
         raise InputError(f"iterations_scale must be a positive number, got {iterations_scale!r}")
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
+        raise InputError(f"resolution must be an integer number of grid points >= 2, got {resolution!r}")
     out = ensure_writable_dir(out_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 4,000 × 100 matrices: one thread is faster, and immune to a busy machine
+    try:
+        return _run(out, seed, iterations_scale, parity, resolution, figures)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, seed: int, iterations_scale: float, parity: bool, resolution: int, figures: bool) -> dict[str, Any]:
     x, y = two_moons(seed=seed)
     result: dict[str, Any] = {"figures": {}, "mean_conf": {}, "far_conf": {}, "train_acc": {}, "iterations": {},
                               "seed": int(seed), "parity": bool(parity)}
+    arrays: dict[str, torch.Tensor] = {"toy2d/points/x": x, "toy2d/points/y": y}
     for recipe in TOY_MODELS:
         model = train_toy(recipe, x, y, seed, iterations_scale, parity)
         with torch.no_grad():
             result["train_acc"][recipe.name] = float((model(x).argmax(dim=1) == y).float().mean())
         maps = [(region, *confidence_map(model, region, resolution)) for region in REGIONS]
+        for region, axis, conf in maps:
+            arrays[f"toy2d/{recipe.name}/{_region_label(region)}/axis"] = axis.contiguous()
+            arrays[f"toy2d/{recipe.name}/{_region_label(region)}/conf"] = conf.contiguous()
         result["mean_conf"][recipe.name] = {_region_label(r): float(c.mean()) for r, _, c in maps}
         result["far_conf"][recipe.name] = float(maps[-1][2].mean())
         result["iterations"][recipe.name] = max(1, round(recipe.iterations * iterations_scale))
@@ -270,5 +292,10 @@ def run_toy2d(
             path = out / f"toy2d_{recipe.name}.png"
             _plot(path, recipe.name, maps, x, y)
             result["figures"][recipe.name] = str(path)
+    from safetensors.torch import save_file
+
+    with atomic_path(out / MAPS_FILE) as tmp:
+        save_file(arrays, str(tmp))
+    result["maps"] = str(out / MAPS_FILE)
     atomic_write_json(out / "toy2d.json", result)
     return result

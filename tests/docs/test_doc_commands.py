@@ -47,7 +47,7 @@ STATEFUL_ERRORS = ("was trained with another config", "is in use by process")
 
 def _registered() -> set[str]:
     suites = {s.name for s in SHIFT_SUITES}
-    return set(PRESETS.list()) | set(STUDIES.list()) | set(BENCHMARKS.list()) | suites | set(OOD_SETS.list()) | set(PAPER_TABLES.list())
+    return set(PRESETS.list()) | set(STUDIES.list()) | set(BENCHMARKS.list()) | suites | set(OOD_SETS.list()) | set(PAPER_TABLES.list()) | set(PROTOCOLS.list())
 
 
 def _expand(token: str) -> list[str]:

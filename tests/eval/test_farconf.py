@@ -259,3 +259,50 @@ def test_farconf_arrays_round_trip_through_safetensors(farconf_table, tmp_path):
     assert set(back) == set(farconf_table.arrays)
     for k, v in farconf_table.arrays.items():
         assert torch.equal(back[k], torch.as_tensor(v))
+
+
+def test_more_adv_noise_steps_add_rows_and_keep_the_default_ones(small_test, farconf_table):
+    """W3 attacks its noise with 80 and with 200 steps: ``eval.adv_noise_steps`` adds ``adv_<noise>_<k>`` rows from the
+    same start images while the default rows keep their keys and values."""
+    from dataclasses import replace
+
+    cfg = replace(CFG, adv_noise_steps=(7,))
+    t = evaluate_farconf(_fastcnn(3), small_test, {}, cfg, seed=0)
+    for name in ("noise", "noise_uniform"):
+        for m in ("mmc", "auroc", "fpr95_id"):  # the default rows are unchanged
+            assert t.value(dataset="adv_" + name, metric=m) == pytest.approx(farconf_table.value(dataset="adv_" + name, metric=m))
+        row = next(iter(t.filter(dataset=f"adv_{name}_7", metric="mmc")))
+        assert row.extra["steps"] == 7 and row.extra["step_size"] == pytest.approx(2.5 * 0.2 / 7)
+        assert t.arrays[f"farconf/adv_{name}_7/pgd_conf"].shape == (7 + 2,)
+        # keep-best PGD from the same start: never below the noise itself
+        assert torch.all(t.arrays[f"farconf/adv_{name}_7/scores"] >= t.arrays[f"farconf/{name}/scores"])
+        assert row.value == pytest.approx(float(t.arrays[f"farconf/adv_{name}_7/scores"].double().mean()), abs=1e-6)
+
+
+def test_top_images_are_the_most_confident_ones(small_test, farconf_table):
+    from rulab.eval.farconf import TOP_K, top_images
+
+    x = torch.rand(12, 1, 4, 4)
+    conf = torch.tensor([0.3, 0.9, 0.1, 0.9, 0.5, 0.2, 0.8, 0.4, 0.6, 0.7, 0.05, 0.95])
+    imgs, c = top_images(x, conf, k=4)
+    assert c.tolist() == pytest.approx([0.95, 0.9, 0.9, 0.8])
+    assert torch.equal(imgs, (x[[11, 1, 3, 6]] * 255).round().to(torch.uint8))  # ties in input order
+    assert top_images(x[:2], conf[:2], k=4)[0].shape == (2, 1, 4, 4)
+    t = farconf_table
+    for name in ("noise", "adv_noise", "noise_uniform", "adv_noise_uniform"):
+        imgs, c = t.arrays[f"farconf_top/{name}/images"], t.arrays[f"farconf_top/{name}/conf"]
+        assert imgs.dtype == torch.uint8 and imgs.shape == (TOP_K, 1, 28, 28)
+        scores = t.arrays[f"farconf/{name}/scores"]
+        assert torch.allclose(c, scores.sort(descending=True).values[:TOP_K])
+    with pytest.raises(InputError, match="one confidence per image"):
+        top_images(x, conf[:3])
+
+
+def test_ood_logits_give_the_most_confident_ood_images(small_test):
+    g = torch.Generator().manual_seed(3)
+    ood = TensorDataset(torch.randint(0, 256, (15, 1, 28, 28), generator=g, dtype=torch.uint8), torch.full((15,), -1), [], "digits", "generated")
+    z = torch.randn(15, 10, generator=g) * 3
+    t = evaluate_farconf(_fastcnn(3), small_test, {"digits": ood}, CFG, seed=0, noise_sources=(), ood_logits={"digits": z})
+    order = msp(z).sort(descending=True).indices[:8]
+    assert torch.equal(t.arrays["farconf_top/digits/images"], ood.x[order])
+    assert torch.allclose(t.arrays["farconf_top/digits/conf"], msp(z)[order])

@@ -229,6 +229,7 @@ def test_w3_hyperparameters(data):
             assert (o.name, o.lr, o.momentum, o.nesterov) == ("sgd", 0.1, 0.9, False)
         assert c.data.augment.crop_padding == 4 and c.data.augment.hflip == (0.5 if data.startswith("cifar") else 0.0)
         assert (c.eval.benchmark, c.eval.farconf, c.eval.adv_eps, c.eval.adv_steps, c.eval.alpha_trials) == (f"{data}-hein", True, 0.3, 80, 10_000)
+        assert c.eval.adv_noise_steps == (200,)  # W3 attacks its noise with 80 and with 200 steps
     assert plain.method.name == "erm"
     assert ceda.method.name == "ceda" and ceda.method.kwargs == {"at_frac": 1.0, "frac_perm": 0.5, "sigma_range": [1.0, 2.5]}
     k = acet.method.kwargs
@@ -238,12 +239,13 @@ def test_w3_hyperparameters(data):
 
 
 def test_w3_benchmark_sets():
-    """W3 ``evaluation.py``: CIFAR-10 OOD SVHN, CIFAR-100, LSUN CR; SVHN OOD CIFAR-10, CIFAR-100, LSUN CR; CIFAR-100 OOD CIFAR-10, SVHN,
-    LSUN CR; MNIST grey CIFAR-10; plus W3's noise everywhere."""
-    assert BENCHMARKS.create("cifar10-hein").ood == ("svhn", "cifar100", "lsun_classroom", "hein")
-    assert BENCHMARKS.create("svhn-hein").ood == ("cifar10", "cifar100", "lsun_classroom", "hein")
-    assert BENCHMARKS.create("cifar100-hein").ood == ("cifar10", "svhn", "lsun_classroom", "hein")
-    assert BENCHMARKS.create("mnist-hein").ood == ("cifar10", "hein")
+    """W3 ``evaluation.py``: CIFAR-10 OOD SVHN, CIFAR-100, LSUN CR, ImageNet−; SVHN OOD CIFAR-10, CIFAR-100, LSUN CR,
+    ImageNet−; CIFAR-100 OOD CIFAR-10, SVHN, LSUN CR, ImageNet−; MNIST FashionMNIST, EMNIST letters, grey CIFAR-10; plus
+    W3's noise everywhere."""
+    assert BENCHMARKS.create("cifar10-hein").ood == ("svhn", "cifar100", "lsun_classroom", "imagenet_minus", "hein")
+    assert BENCHMARKS.create("svhn-hein").ood == ("cifar10", "cifar100", "lsun_classroom", "imagenet_minus", "hein")
+    assert BENCHMARKS.create("cifar100-hein").ood == ("cifar10", "svhn", "lsun_classroom", "imagenet_minus", "hein")
+    assert BENCHMARKS.create("mnist-hein").ood == ("fashion_mnist", "emnist", "cifar10", "hein")
 
 
 @pytest.mark.parametrize("arch,model,epochs", (("densenet", "densenet_bc100", 300), ("wrn", "wrn28_10", 200)))
@@ -262,6 +264,7 @@ def test_w4_hyperparameters(arch, model, epochs, data):
         assert c.model.kwargs["dropout_placement"] == "after_conv1"
     assert (c.optim.lr, c.train.batch_size, c.train.epochs) == (0.1, 64, epochs)
     assert c.eval.detectors == ("msp", "odin") and c.eval.benchmark == f"{data}-odin"
+    assert c.eval.protocol == "odin-paper"  # (T, ε) tuned per OOD set on its first 1,000 images, as the paper
     b = BENCHMARKS.create(c.eval.benchmark)
     assert b.ood == ("tin_crop", "tin_resize", "lsun_crop", "lsun_resize", "isun", "uniform", "gaussian_odin") and b.protocol == "odin"
     from rulab.detectors.odin import ODIN
@@ -287,6 +290,6 @@ def test_w4_epsilon_table_is_the_readme_table():
 def test_cpu_counterpart_studies_reuse_the_fmnist_presets():
     assert STUDIES.create("hendrycks2019-fmnist").presets == ("fmnist-pretrain-0to4", "fmnist-scratch-5to9", "fmnist-finetune-5to9")
     assert STUDIES.create("hein2019-fmnist").presets == ("fmnist-plain", "fmnist-ceda", "fmnist-acet")
-    assert STUDIES.create("odin-fmnist").overrides_for("fmnist-plain")[:3] == ("eval.benchmark=fmnist", "eval.protocol=odin", "eval.detectors=[msp,odin]")
+    assert STUDIES.create("odin-fmnist").overrides_for("fmnist-plain")[:3] == ("eval.benchmark=fmnist", "eval.protocol=odin-paper", "eval.detectors=[msp,odin]")
     c = cfg_of("coursework-fmnist-basic")
     assert (c.optim.name, c.optim.lr, c.optim.weight_decay, c.eval.shift) == ("adamw", 1e-3, 1e-6, "w2-pathmnist")

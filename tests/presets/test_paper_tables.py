@@ -186,3 +186,32 @@ def test_study_tables_from_the_registered_study_and_the_report(tmp_path):
     assert block.count("<h3>Paper tables</h3>") == 1 and page.count("<h3>Paper tables</h3>") == 1
     assert "MMC / AUROC / FPR@95 of MSP" in block and '<th class="num" colspan="3">CEDA</th>' in block
     assert ">0.700 ± 0.000</td>" in block
+
+
+def test_cli_results_paper_prints_the_study_tables(tmp_path, capsys):
+    from rulab.cli import main
+
+    db = _paper_db(tmp_path, "hein2019-fmnist", ("fmnist-plain", "fmnist-ceda", "fmnist-acet"))
+    assert main(["results", "--db", str(db), "--study", "hein2019-fmnist", "--paper"]) == 0
+    assert capsys.readouterr().out.strip() == study_paper_markdown(db, "hein2019-fmnist").strip()
+    assert main(["results", "--db", str(db), "--paper"]) == 2  # which study's tables: the error says --study
+    assert "--study" in capsys.readouterr().err
+    assert main(["results", "--db", str(db), "--study", "fmnist-default", "--paper"]) == 2
+    assert "no paper table" in capsys.readouterr().err
+
+
+def test_w4_table_shows_the_t_and_eps_chosen_per_set_under_odin_paper():
+    recs = []
+    for run, (t, e, v) in (("s0", (1000.0, 0.002, 0.10)), ("s1", (100.0, 0.004, 0.20))):
+        for det in ("msp", "odin"):
+            extra = {"protocol": "odin-paper"} if det == "odin" else {}
+            recs += [dict(rec(run, "ood", m, v + (0.3 if det == "msp" else 0.0), "tin_crop", det), extra=extra)
+                     for m in ("fpr95_id", "detection_error", "auroc", "aupr_in", "aupr_out")]
+        recs += [rec(run, "ood", "odin_t", t, "tin_crop", "odin"), rec(run, "ood", "odin_eps", e, "tin_crop", "odin")]
+    (t,) = odin_tables({"m": recs}, (("DenseNet-BC CIFAR-10", "m"),), "densenet-cifar10")
+    assert t.columns[:4] == ("T", "ε", "Baseline", "ODIN") and t.groups[0] == ("ODIN (T, ε)", 2)
+    assert t.cell("TinyImageNet (crop)", "ODIN (T, ε) T").display() == "550 ± 636.4"  # mean ± std of 1000 and 100
+    assert t.cell("TinyImageNet (crop)", "ODIN (T, ε) ε").display() == "0.003 ± 0.001414"
+    assert t.cell("TinyImageNet (crop)", "FPR at 95% TPR ↓ ODIN").display() == "15.00 ± 7.07"
+    assert t.cell("TinyImageNet (crop) (paper)", "ODIN (T, ε) T").display() == "1000"  # the README's T, and its ε per set
+    assert any("tuned per OOD set on its first 1,000 images" in n for n in t.notes)

@@ -37,6 +37,7 @@ from torch import nn
 
 from rulab.detectors.base import Detector, Extracted, need, tuning_objective
 from rulab.errors import ConfigError, InputError, RulabError
+from rulab.metrics.ood import auroc
 from rulab.registry import DETECTORS
 
 __all__ = [
@@ -287,7 +288,17 @@ class ODIN(Detector):
         return s.to(ex.logits.device)
 
     def tune(self, model: nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]) -> dict[str, Any]:
-        """Grid search of (T, ε) minimising the mean validation ``fpr95_id`` (Liang et al. 2018), batched."""
+        """Grid search of (T, ε) minimising the mean ``fpr95_id`` over the given OOD sets (Liang et al. 2018), batched.
+
+        ``val_id`` / ``val_ood`` are the tuning images: the run's validation split and the benchmark's validation-OOD
+        sets by default, or, under the ``odin-paper`` protocol, the first 1,000 images of the ID test set and of one
+        test OOD set (the paper's choice; those images are then never scored).
+
+        Returns:
+            ``{"t", "eps", "objective", "grid"}``: the chosen pair, its mean ``fpr95_id``, and the whole grid for the
+            paper's plots of detection against T and ε: ``grid`` has ``"t"`` (nT values), ``"eps"`` (nE values),
+            ``"fpr95_id"`` and ``"auroc"`` (nT lists of nE floats each; means over the tuning OOD sets).
+        """
         if model is None:
             raise RulabError("detector 'odin' tunes T and ε by perturbing validation images and needs the model")
         if not val_ood:
@@ -297,12 +308,19 @@ class ODIN(Detector):
         scores = odin_grid_scores(model, torch.cat([p.cpu() for p in parts]), temps, epss, self.batch_size)
         bounds = torch.tensor([0] + [len(p) for p in parts]).cumsum(0).tolist()
         best: tuple[float, int, int] | None = None
+        fpr_grid = [[0.0] * len(epss) for _ in temps]
+        auroc_grid = [[0.0] * len(epss) for _ in temps]
         for ti in range(len(temps)):
             for ei in range(len(epss)):
                 s = scores[ti, ei]
-                obj = tuning_objective(s[: bounds[1]], {n: s[bounds[k + 1] : bounds[k + 2]] for k, n in enumerate(val_ood)})
+                s_id = s[: bounds[1]]
+                s_oods = {n: s[bounds[k + 1] : bounds[k + 2]] for k, n in enumerate(val_ood)}
+                obj = tuning_objective(s_id, s_oods)
+                fpr_grid[ti][ei] = obj
+                auroc_grid[ti][ei] = sum(auroc(s_id, so) for so in s_oods.values()) / len(s_oods)
                 if best is None or obj < best[0]:
                     best = (obj, ti, ei)
         assert best is not None
         self.t, self.eps = float(temps[best[1]]), float(epss[best[2]])
-        return {"t": self.t, "eps": self.eps, "objective": best[0]}
+        grid = {"t": [float(t) for t in temps], "eps": [float(e) for e in epss], "fpr95_id": fpr_grid, "auroc": auroc_grid}
+        return {"t": self.t, "eps": self.eps, "objective": best[0], "grid": grid}

@@ -10,7 +10,11 @@ What it does, in order (each network pass happens once per dataset, convention 6
    validation split is the held-out ID data);
    detectors with a hyperparameter grid (ODIN's T and ε, KNN's k, ReAct's percentile) are tuned on the first
    ``benchmark.n_val_id`` validation images against the benchmark's validation-OOD sets (``benchmark.val_ood``) —
-   never on a test set. Chosen values go to ``table.meta["detectors"]`` and each row's ``extra["hparams"]``.
+   never on a test set. Chosen values go to ``table.meta["detectors"]``, each row's ``extra["hparams"]`` and, where
+   the metric catalogue declares them (``odin_t``, ``odin_eps``), rows of their own; the tuning grid's metrics go
+   to ``table.arrays["tuning/<detector>/val_ood/..."]``. Under a protocol that tunes per OOD set (``odin-paper``,
+   W4's protocol) the grid detectors are instead tuned in step 4 on each test OOD set's tuning split (its first
+   1,000 images and the ID test set's), which the protocol never scores.
 3. **ID block** (kind ``id``, dataset = the benchmark's ID dataset): :func:`rulab.metrics.calibration.calibration_metrics`
    on the raw test logits (detector ``""``) and after temperature scaling fitted on the validation split (detector
    ``"ts"``, plus metric ``temperature``).
@@ -51,10 +55,11 @@ from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key, extract, weights_hash
 from rulab.eval.inputs import check_evaluation
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
+from rulab.eval.protocols import Protocol
 from rulab.metrics.calibration import calibration_metrics, mmc
 from rulab.models.fuse import inference_copy
 from rulab.models.tta import FlipTTA
-from rulab.registry import BENCHMARKS, DETECTORS, PROTOCOLS, UnknownNameError
+from rulab.registry import BENCHMARKS, DETECTORS, METRICS, PROTOCOLS, UnknownNameError
 from rulab.results.table import ResultTable
 
 __all__ = ["run_evaluation", "resolve_benchmark"]
@@ -109,6 +114,72 @@ def _detectors(names: tuple[str, ...], kwargs: Mapping[str, Mapping[str, Any]] |
         except UnknownNameError as err:
             raise ConfigError(str(err)) from None
     return out
+
+
+def _add_detection_rows(table: ResultTable, detector: str, set_name: str, values: Mapping[str, float], extra: dict[str, Any]) -> None:
+    """The detection rows of one (detector, OOD set), plus one row per tuned hyperparameter that the metric catalogue
+    declares as ``<detector>_<name>`` (``odin_t``, ``odin_eps``), so that the chosen values are in the database."""
+    for metric, value in values.items():
+        row_extra = {**extra, "std": extra["std"][metric]} if "std" in extra else extra
+        table.add("ood", metric, value, dataset=set_name, detector=detector, n=extra["n_ood"], extra=row_extra)
+    for key, value in (extra.get("hparams") or {}).items():
+        metric = f"{detector}_{key}"
+        if metric in METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            table.add("ood", metric, float(value), dataset=set_name, detector=detector, n=extra["n_ood"],
+                      extra={"tuned_on": extra["hparams"].get("tuned_on", "")})
+
+
+def _store_grid(table: ResultTable, detector: str, where: str, grid: Mapping[str, Any] | None) -> None:
+    """Keep a tuning grid (:meth:`rulab.detectors.odin.ODIN.tune`'s ``grid``) as arrays ``tuning/<detector>/<where>/<key>``:
+    the axes (``t [nT]``, ``eps [nE]``) and the metric of every grid point (``fpr95_id``, ``auroc``: ``[nT, nE]``)."""
+    if not grid:
+        return
+    for key, value in grid.items():
+        table.arrays[f"tuning/{detector}/{where}/{key}"] = torch.as_tensor(value, dtype=torch.float64)
+
+
+def _score_tuned_per_set(
+    table: ResultTable, name: str, det: Detector, model: nn.Module, ex_test: Extracted, ex_ood: Mapping[str, Extracted],
+    protocol: Protocol, seed: int,
+) -> dict[str, dict[str, Any]]:
+    """W4's protocol (``odin-paper``): per OOD set, tune ``det`` on the protocol's tuning split of the ID test set and
+    of that set (their first 1,000 images), then score both with the chosen values; the protocol's splits never
+    include the tuning images. Each ID test image is scored at most once per distinct choice, and only where a run
+    of the protocol scores it (NaN elsewhere in ``tuning/<det>/<set>/id_scores``).
+
+    Rows: the detection metrics per set (``extra["hparams"]`` holds that set's values) and the declared
+    hyperparameter rows (``odin_t``, ``odin_eps``). Arrays: ``scores/<det>/<set>``, the ID scores at that set's
+    values ``tuning/<det>/<set>/id_scores``, and the tuning grid ``tuning/<det>/<set>/...``.
+
+    Returns:
+        ``{set: hyperparameters and objective}`` (for ``table.meta["detectors"]``).
+    """
+    chosen: dict[str, dict[str, Any]] = {}
+    id_scores: dict[str, torch.Tensor] = {}
+    for set_name, ex in ex_ood.items():
+        tsplit = protocol.tuning_split(len(ex_test), len(ex))
+        if tsplit is None:
+            raise ConfigError(f"protocol '{protocol.name}' tunes per OOD set but reserves no tuning images")
+        tuned = det.tune(model, ex_test.subset(tsplit.id), {set_name: ex.subset(tsplit.ood)})
+        _store_grid(table, name, set_name, tuned.pop("grid", None))
+        hp = {**det.hparams(), "objective": tuned.get("objective"), "tuned_on": f"{set_name}[:{len(tsplit.ood)}]"}
+        # only the ID images this set's runs score are scored (the others stay NaN): a small OOD set uses few of them
+        rows = torch.cat([sp.id for sp in protocol.splits(len(ex_test), len(ex), seed)]).unique()
+        key = repr(sorted(det.hparams().items()))
+        if key not in id_scores:
+            id_scores[key] = torch.full((len(ex_test),), float("nan"))
+        s_id = id_scores[key]
+        todo = rows[torch.isnan(s_id[rows])]
+        if len(todo):
+            s_id[todo] = det.score(ex_test.subset(todo), model).detach().cpu().to(s_id.dtype)
+        s_ood = det.score(ex, model).detach().cpu()
+        table.arrays[f"scores/{name}/{set_name}"] = s_ood
+        table.arrays[f"tuning/{name}/{set_name}/id_scores"] = s_id.clone()  # sets may share a choice; arrays never share memory
+        values, extra = protocol_metrics(s_id, s_ood, protocol, seed)
+        extra["hparams"] = hp
+        _add_detection_rows(table, name, set_name, values, extra)
+        chosen[set_name] = hp
+    return chosen
 
 
 def run_evaluation(
@@ -253,17 +324,23 @@ def _evaluate(
     # ---- 2. fit and tune every detector (validation data only)
     hparams: dict[str, dict[str, Any]] = {}
     ex_val_tune = ex_val.subset(slice(0, min(bench.n_val_id, len(ex_val)))) if ex_val is not None else None
+    per_set = protocol.tunes_per_set
     for name, det in dets.items():
         note(f"fitting {name}")
         with timer(f"fit/{name}"):
             det.fit_with(ex_train, val_id=ex_val, val_ood=ex_val_ood or None, model=model)
             tuned: dict[str, Any] = {}
-            if det.grid:
+            if det.grid and per_set:
+                pass  # tuned per OOD set in step 4 (the protocol's tuning split)
+            elif det.grid:
                 if ex_val_tune is not None and ex_val_ood:
                     tuned = det.tune(model, ex_val_tune, ex_val_ood)
+                    _store_grid(table, name, "val_ood", tuned.pop("grid", None))
                 else:
                     skipped[f"tune/{name}"] = "no validation split or no validation-OOD set: default hyperparameters"
         hparams[name] = {**det.hparams(), **({"objective": tuned["objective"], "tuned_on": sorted(ex_val_ood)} if tuned else {})}
+        if det.grid and per_set:
+            hparams[name]["tuned_on"] = f"each OOD set's tuning images (protocol {protocol.name})"
     table.meta["detectors"] = hparams
 
     # ---- 3. ID calibration, raw and temperature-scaled
@@ -293,6 +370,10 @@ def _evaluate(
     # ---- 4. OOD detection
     for name, det in dets.items():
         note(f"scoring {name}")
+        if det.grid and per_set:
+            with timer(f"score/{name}"):
+                hparams[name]["per_set"] = _score_tuned_per_set(table, name, det, model, ex_test, ex_ood, protocol, seed)
+            continue
         with timer(f"score/{name}"):
             s_id = det.score(ex_test, model).detach().cpu()
             table.arrays[f"scores/{name}/id"] = s_id
@@ -301,9 +382,7 @@ def _evaluate(
                 table.arrays[f"scores/{name}/{set_name}"] = s_ood
                 values, extra = protocol_metrics(s_id, s_ood, protocol, seed, parity=parity)
                 extra["hparams"] = hparams[name]
-                for metric, value in values.items():
-                    row_extra = {**extra, "std": extra["std"][metric]} if "std" in extra else extra
-                    table.add("ood", metric, value, dataset=set_name, detector=name, n=extra["n_ood"], extra=row_extra)
+                _add_detection_rows(table, name, set_name, values, extra)
 
     # ---- 5. raw arrays
     table.arrays["id/logits"] = ex_test.logits
@@ -324,7 +403,8 @@ def _evaluate(
     if eval_cfg.farconf:
         note("far-away confidence")
         with timer("farconf"):
-            sub = farconf_eval.evaluate_farconf(model, test, ood_sets, eval_cfg, seed, rejection_index=10 if parity else None, id_logits=ex_test.logits)
+            sub = farconf_eval.evaluate_farconf(model, test, ood_sets, eval_cfg, seed, rejection_index=10 if parity else None, id_logits=ex_test.logits,
+                                                ood_logits={n: ex.logits for n, ex in ex_ood.items()})
             table.extend(sub)
             table.meta["farconf"] = sub.meta
     table.meta["skipped"] = skipped

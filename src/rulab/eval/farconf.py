@@ -20,7 +20,11 @@ Three measurements on one model, all with the maximum softmax probability (MSP) 
 
 Rows (:func:`evaluate_farconf`) have kind ``"farconf"``, ``detector ""`` (the score is always MSP) and ``dataset``
 ``"alpha_scaling"``, ``"noise"``, ``"adv_noise"``, ``"noise_uniform"``, ``"adv_noise_uniform"``,
-``"adv_samples"``. Curves and scores go to ``table.arrays`` under ``farconf/...``.
+``"adv_samples"``, and ``"adv_noise_<steps>"`` / ``"adv_noise_uniform_<steps>"`` for every further step count of
+``eval.adv_noise_steps`` (W3 attacks its noise with 80 and with 200 steps). Curves and scores go to
+``table.arrays`` under ``farconf/...``; the :data:`TOP_K` most confident images of every noise, adversarial noise,
+adversarial sample and OOD set (W3's figures of the inputs its models are most confident on) under
+``farconf_top/<set>/images`` (uint8) and ``farconf_top/<set>/conf``.
 
 Step size: ``eval.adv_step_size`` (pixels); 0, the default, means Madry et al.'s ``2.5·ε/steps``, which lets an
 iterate cross the ball 2.5 times (W3 trains with ``ε/steps`` and leaves the evaluation step unstated: its README's
@@ -66,6 +70,8 @@ __all__ = [
     "resisted",
     "default_step_size",
     "evaluate_farconf",
+    "TOP_K",
+    "top_images",
 ]
 
 ALPHA_THRESHOLD = 0.999
@@ -74,6 +80,9 @@ ALPHA_MAX = 1e20
 """Upper end of the α search; a trial that never reaches the threshold is recorded as this value."""
 NOISE_SOURCES: tuple[tuple[str, str], ...] = (("noise", "hein"), ("noise_uniform", "uniform"))
 """(row dataset name, OOD_SETS noise family) pairs PGD starts from; the attacked set is ``"adv_" + name``."""
+TOP_K = 8
+"""Most confident images kept per set for the report's figures (W3 shows the noise and adversarial noise its models
+are most confident on)."""
 
 
 def _seed(seed: int, part: str) -> int:
@@ -411,6 +420,26 @@ def resisted(probs: torch.Tensor, labels: torch.Tensor, rejection_index: int | N
 # --------------------------------------------------------------------------------------------- evaluation
 
 
+def top_images(x: torch.Tensor, conf: torch.Tensor, k: int = TOP_K) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` images of highest confidence, highest first, as uint8 (what the report draws).
+
+    Args:
+        x: ``[N, C, H, W]`` uint8 (0..255) or float in [0, 1] (clipped).
+        conf: ``[N]`` confidences (MSP).
+        k: how many (fewer when ``N < k``).
+
+    Returns:
+        ``(images uint8 [k', C, H, W], conf float32 [k'])`` with ``k' = min(k, N)``, ties kept in input order.
+    """
+    if len(x) != len(conf):
+        raise InputError(f"top_images needs one confidence per image, got {len(x)} images and {len(conf)} confidences")
+    order = torch.sort(conf.detach().double().cpu(), descending=True, stable=True).indices[: min(int(k), len(conf))]
+    imgs = x.detach().cpu()[order]
+    if imgs.dtype != torch.uint8:
+        imgs = (imgs.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return imgs, conf.detach().float().cpu()[order]
+
+
 def _detection(table: ResultTable, s_id: torch.Tensor, s: torch.Tensor, dataset: str, extra: dict[str, Any]) -> None:
     """mmc, auroc and fpr95_id of scores ``s`` against the ID scores (NaN with n = 0 when ``s`` is empty)."""
     if len(s):
@@ -419,6 +448,14 @@ def _detection(table: ResultTable, s_id: torch.Tensor, s: torch.Tensor, dataset:
         values = dict.fromkeys(("mmc", "auroc", "fpr95_id"), math.nan)
     for metric, value in values.items():
         table.add("farconf", metric, value, dataset=dataset, n=len(s), extra=extra)
+
+
+def _keep_top(table: ResultTable, name: str, x: torch.Tensor, conf: torch.Tensor) -> None:
+    """Store the :data:`TOP_K` most confident images of a set as ``farconf_top/<name>/images`` / ``.../conf``."""
+    if len(x):
+        imgs, c = top_images(x, conf)
+        table.arrays[f"farconf_top/{name}/images"] = imgs
+        table.arrays[f"farconf_top/{name}/conf"] = c
 
 
 def _noise_start(name: str, family: str, test: TensorDataset, ood: Mapping[str, TensorDataset], n: int, seed: int) -> tuple[torch.Tensor, str]:
@@ -453,6 +490,7 @@ def evaluate_farconf(
     alpha_threshold: float = ALPHA_THRESHOLD,
     alpha_max: float = ALPHA_MAX,
     id_logits: torch.Tensor | None = None,
+    ood_logits: Mapping[str, torch.Tensor] | None = None,
 ) -> ResultTable:
     """α-scaling, adversarial noise and adversarial samples of one model (module docstring).
 
@@ -460,8 +498,10 @@ def evaluate_farconf(
 
     * ``alpha_scaling``: ``alpha_median`` (``ALPHA_MAX`` = 1e20 stands for "never reached"; ``extra`` holds
       ``reached_frac``), ``overconf_frac``;
-    * for every ``(name, family)`` of ``noise_sources``: ``name`` (the noise) and ``"adv_" + name`` (after PGD):
-      ``mmc``, ``auroc``, ``fpr95_id`` against the ID test set's MSP;
+    * for every ``(name, family)`` of ``noise_sources``: ``name`` (the noise) and ``"adv_" + name`` (after PGD with
+      ``eval.adv_steps``): ``mmc``, ``auroc``, ``fpr95_id`` against the ID test set's MSP; and ``f"adv_{name}_{k}"``
+      for every ``k`` of ``eval.adv_noise_steps`` (the same noise, attacked again with ``k`` steps of the default
+      size ``2.5·ε/k``);
     * ``adv_samples``: ``resistance``, ``clean_acc`` and ``adv_acc`` over all attacked test images (the same images
       before and after PGD; ``extra`` holds ε, steps, step size and restarts); ``mmc``, ``auroc``, ``fpr95_id`` over the
       non-resisted ones only (as W3's ``analysis.py``; NaN with ``n = 0`` when every example resisted).
@@ -473,7 +513,8 @@ def evaluate_farconf(
     ``farconf/alpha/trials`` (α per trial), ``farconf/<name>/scores``, ``farconf/adv_<name>/scores``,
     ``farconf/adv_<name>/pgd_conf`` (mean keep-best MSP per PGD evaluation, see :class:`NoiseAttack`),
     ``farconf/adv_samples/scores`` and ``farconf/adv_samples/resisted`` (all attacked images),
-    ``farconf/id/scores``.
+    ``farconf/id/scores``; ``farconf_top/<set>/images`` and ``farconf_top/<set>/conf`` (:func:`top_images`) for
+    the noise, every adversarial noise, the adversarial samples and every set of ``ood_logits``.
 
     Args:
         model: classifier on ``[B, C, H, W]`` in [0, 1].
@@ -490,10 +531,13 @@ def evaluate_farconf(
         alpha_threshold: see :func:`alpha_scaling`.
         alpha_max: see :func:`alpha_scaling`.
         id_logits: the model's logits on ``test`` if already computed (``[N, K]``), to skip that forward pass.
+        ood_logits: the model's logits on sets of ``ood`` (``{name: [N, K]}``, as the evaluation extracted them): their
+            most confident images are kept for the report.
     """
     trials = _check_int(int(eval_cfg.alpha_trials), "eval.alpha_trials", 1)
     eps = float(eval_cfg.adv_eps)
     steps = _check_int(int(eval_cfg.adv_steps), "eval.adv_steps", 0)
+    more_steps = [_check_int(int(k), "eval.adv_noise_steps", 1) for k in getattr(eval_cfg, "adv_noise_steps", ())]
     n_adv = _check_int(int(eval_cfg.adv_n), "eval.adv_n", 1)
     bs = _check_int(int(eval_cfg.batch_size), "eval.batch_size", 1)
     if not 0.0 <= eps <= 1.0:
@@ -535,12 +579,22 @@ def evaluate_farconf(
             table.arrays.update({f"farconf/{name}/scores": att.conf_start.float(),
                                  f"farconf/adv_{name}/scores": att.conf_adv.float(),
                                  f"farconf/adv_{name}/pgd_conf": att.curve})
+            _keep_top(table, name, z, att.conf_start)
+            _keep_top(table, "adv_" + name, att.x_adv, att.conf_adv)
+            for k in more_steps:  # W3 runs the attack on noise with 80 and with 200 steps
+                g = torch.Generator().manual_seed(_seed(seed, f"pgd:{name}:{k}"))
+                more = attack_noise(model, z, eps, k, default_step_size(eps, k) if step_size is None else step, g, bs)
+                label = f"adv_{name}_{k}"
+                _detection(table, s_id, more.conf_adv, label, {"family": family, "source": origin, "eps": eps, "steps": k,
+                                                               "step_size": default_step_size(eps, k) if step_size is None else step})
+                table.arrays.update({f"farconf/{label}/scores": more.conf_adv.float(), f"farconf/{label}/pgd_conf": more.curve})
+                _keep_top(table, label, more.x_adv, more.conf_adv)
 
         if "samples" in tests:
             g = torch.Generator().manual_seed(_seed(seed, "samples"))
             idx = torch.randperm(len(test), generator=g)[: min(n_adv, len(test))].sort().values
             x, y = unit_pixels(test.x[idx]), test.y[idx]
-            _, logits = attack_samples(model, x, y, eps, steps, step, g, bs, restarts=restarts)
+            x_adv_samples, logits = attack_samples(model, x, y, eps, steps, step, g, bs, restarts=restarts)
             res = resisted(logits.double().softmax(dim=1), y, rejection_index)
             rej = logits.shape[1] if rejection_index is None else int(rejection_index)
             sample_extra = {**pgd_extra, "restarts": restarts}
@@ -559,6 +613,10 @@ def evaluate_farconf(
             s_adv = msp(logits).double()
             _detection(table, s_id, s_adv[~res], "adv_samples", {"non_resisted_of": len(y), **pgd_extra})
             table.arrays.update({"farconf/adv_samples/scores": s_adv.float(), "farconf/adv_samples/resisted": res})
+            _keep_top(table, "adv_samples", x_adv_samples[~res.to(x_adv_samples.device)], s_adv[~res])
+        for set_name, z_ood in (ood_logits or {}).items():
+            if set_name in ood and len(ood[set_name]) == len(z_ood):
+                _keep_top(table, set_name, ood[set_name].x, msp(z_ood.float()).cpu())
     finally:
         model.train(was_training)
     return table

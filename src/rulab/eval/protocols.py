@@ -13,6 +13,11 @@ computes the metrics of every run and combines them with :func:`aggregate` (mean
                         tuning images (:meth:`Protocol.tuning_split`); the evaluation skips them and scores equal
                         numbers of ID and OOD images, ``min(n_id, n_ood) − 1,000`` each (10,000 → 9,000; iSUN
                         8,925 → 7,925).
+``odin-paper``          W4's whole protocol (Liang et al. 2018, Section 4): the ``odin`` splits, and every detector
+                        with a hyperparameter grid is tuned PER OOD SET on that set's first 1,000 images and the
+                        ID test set's first 1,000 (:attr:`Protocol.tunes_per_set`), then scored with the chosen
+                        values on the rest. The tuning images are never scored, but they are test-set images: the
+                        paper's choice, not rulab's default (which tunes on separate validation-OOD sets).
 ``hein``                W3 (``evaluation.py``): full sets read in batches of 128 with drop_last (10,000 → 9,984).
 ``full``                every ID and every OOD example, one run.
 ======================  =========================================================================================
@@ -36,7 +41,7 @@ import torch
 from rulab.errors import ConfigError, InputError
 from rulab.registry import PROTOCOLS
 
-__all__ = ["Split", "Protocol", "Full", "Hendrycks", "Odin", "Hein", "aggregate"]
+__all__ = ["Split", "Protocol", "Full", "Hendrycks", "Odin", "OdinPaper", "Hein", "aggregate"]
 
 
 class Split(NamedTuple):
@@ -99,6 +104,12 @@ class Protocol:
     def tuning_split(self, n_id: int, n_ood: int) -> Split | None:
         """Indices reserved for tuning detector hyperparameters, or None when the protocol reserves none."""
         return None
+
+    @property
+    def tunes_per_set(self) -> bool:
+        """Whether detectors with a hyperparameter grid are tuned separately for every test OOD set on its
+        :meth:`tuning_split` (W4's protocol) instead of once on the benchmark's validation-OOD sets."""
+        return False
 
     def synthetic_size(self, n_id: int) -> int:
         """How many synthetic OOD images to generate for an ID test set of ``n_id`` (the pool the runs draw from)."""
@@ -208,6 +219,28 @@ class Odin(Protocol):
             raise InputError(f"protocol '{self.name}' tunes on the first {self.skip} images but a set has only {min(n_id, n_ood)}; use larger sets or a smaller skip")
         idx = torch.arange(self.skip)
         return Split(idx, idx.clone())
+
+
+@PROTOCOLS.register("odin-paper")
+@dataclass(frozen=True)
+class OdinPaper(Odin):
+    """ODIN's whole protocol (Liang et al. 2018, Section 4 and ``code/calData.py``): the :class:`Odin` splits, plus
+    per-set tuning.
+
+    For every test OOD set, a detector with a hyperparameter grid (ODIN's T and ε) is tuned on the first ``skip``
+    images of that set and of the ID test set (:meth:`tuning_split`), minimising ``fpr95_id`` as the paper does, and
+    then scores images ``skip …`` of both with the chosen values; so each OOD set has its own (T, ε) and its own ID
+    scores. Detectors without a grid (MSP) are scored as under ``odin``.
+
+    Attributes:
+        skip: leading images of every set used for tuning and never scored (ODIN: 1,000).
+    """
+
+    name: str = "odin-paper"
+
+    @property
+    def tunes_per_set(self) -> bool:
+        return True
 
 
 @PROTOCOLS.register("hein")

@@ -11,7 +11,9 @@ The lists the rest of the library uses are read from here (:func:`names`, :func:
 * ``group="robustness"``: corruption errors relative to a baseline model (:mod:`.robustness`);
 * ``group="farconf"``: the far-away and worst-case numbers of Hein et al. (2019), besides ``mmc``, ``auroc`` and
   ``fpr95_id``, and the clean and adversarial accuracy of Hendrycks et al. (2019, Table 2);
-* ``group="training"``: facts about the evaluated checkpoint (which epoch ``train.keep_best`` kept).
+* ``group="training"``: facts about the evaluated checkpoint (which epoch ``train.keep_best`` kept);
+* ``group="tuning"``: detector hyperparameters chosen by tuning, one row per (OOD set, detector) named
+  ``<detector>_<hyperparameter>`` (ODIN's ``odin_t`` and ``odin_eps``; Liang et al. 2018 report them per OOD set).
 
 Declaring a metric is one call of :func:`declare`, here or in the module that computes it (every module of
 :mod:`rulab.metrics` is imported when the catalog is first read). The test ``tests/metrics/test_catalog.py`` fails
@@ -33,7 +35,7 @@ from rulab.registry import METRICS
 
 __all__ = ["GROUPS", "Metric", "declare", "get", "metrics", "names", "is_percent"]
 
-GROUPS = ("calibration", "detection", "pooled", "robustness", "farconf", "training")
+GROUPS = ("calibration", "detection", "pooled", "robustness", "farconf", "training", "tuning")
 """The groups a metric may belong to (see the module docstring)."""
 
 
@@ -50,6 +52,7 @@ class Metric:
             mean confidence, which is good on ID data and bad on OOD data).
         group: one of :data:`GROUPS`.
         summary: shown in the plain-text summary (:meth:`rulab.results.table.ResultTable.summary`).
+        fmt: a ``format`` spec for tables (``".4g"``); ``""`` = the default (percent with 2 decimals, else 3).
     """
 
     name: str
@@ -59,6 +62,7 @@ class Metric:
     higher_is_better: bool | None
     group: str
     summary: bool = True
+    fmt: str = ""
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -251,6 +255,11 @@ for _m in (
         "training",
         summary=False,
     ),
+    # hyperparameters chosen by tuning, per (OOD set, detector) (rulab.eval.evaluate)
+    Metric("odin_t", "ODIN T", "ODIN's temperature T chosen by tuning (Liang et al. 2018)", False, _NEITHER, "tuning",
+           summary=False, fmt=".4g"),
+    Metric("odin_eps", "ODIN ε", "ODIN's input step ε in [0, 1] pixel units chosen by tuning (Liang et al. 2018)", False,
+           _NEITHER, "tuning", summary=False, fmt=".4g"),
 ):
     declare(_m)
 del _m

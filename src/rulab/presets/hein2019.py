@@ -20,8 +20,10 @@ away from the training data and how to mitigate the problem" — plain training,
 Evaluation (W3's ``evaluation.py`` / ``analysis.py``): the ``<data>-hein`` benchmarks under the ``hein`` protocol (batches of 128 with drop_last), MSP;
 MMC, AUROC and FPR@95 (``fpr95_id``) on the real OOD sets and W3's noise, plus adversarial noise and adversarial
 samples (``farconf``: ε = 0.3, 80 PGD steps as in the README's evaluation command; up to 10,000 attacked images) and
-α-scaling with 10,000 trials (the paper's Table 2). W3 evaluated PGD on noise with both 80 and 200 steps; which fed the table is
-[unverified]. The step size of the evaluation attack is [unverified] in W3; rulab's default is 2.5·ε/steps.
+α-scaling with 10,000 trials (the paper's Table 2). W3 evaluated PGD on noise with both 80 and 200 steps (which fed
+the table is [unverified]), so the presets run both: ``eval.adv_noise_steps=[200]`` adds the rows ``adv_noise_200``
+and ``adv_noise_uniform_200`` beside the 80-step ``adv_noise`` / ``adv_noise_uniform``. The step size of the
+evaluation attack is [unverified] in W3; rulab's default is 2.5·ε/steps.
 
 ``hein2019-fmnist`` is the CPU counterpart: the ``fmnist-plain`` / ``fmnist-ceda`` / ``fmnist-acet`` presets (their
 CPU-scale deviations are in :mod:`rulab.presets.fmnist`) at 3 epochs each, evaluated as W3 evaluates.
@@ -70,7 +72,7 @@ def hein_config(data: str, method: str) -> RunCfg:
         method=HEIN_METHODS[method],
         train=TrainCfg(epochs=100, batch_size=128),
         eval=EvalCfg(benchmark=f"{data}-hein", detectors=("msp",), shift="", farconf=True, temperature=False,
-                     alpha_trials=10_000, adv_eps=0.3, adv_steps=80, adv_n=10_000),
+                     alpha_trials=10_000, adv_eps=0.3, adv_steps=80, adv_noise_steps=(200,), adv_n=10_000),
     )
 
 

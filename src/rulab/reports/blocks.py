@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from rulab.data.corruptions import is_level
+from rulab.eval.shift import CLEAN
 from rulab.io import atomic_write_text
 from rulab.metrics import catalog
 from rulab.metrics.catalog import is_percent
@@ -47,6 +48,7 @@ __all__ = [
     "robust_accuracy_block",
     "array_figures",
     "shift_stats",
+    "tuning_grids",
 ]
 
 _CSS = """
@@ -336,8 +338,10 @@ def array_figures(arrays: Mapping[str, Any], detector: str, max_points: int, tag
 
     ROC and precision-recall curves and score histograms of ``detector`` (else the first detector with scores; keys
     ``scores/<detector>/id`` and ``scores/<detector>/<ood set>``), reliability diagrams before and after temperature
-    scaling (``id/logits``, ``id/labels``, ``ts/temperature``), and the far-away curves (``farconf/...``); what the
-    arrays cannot draw is ``""``. ``tag`` ends every caption (e.g. ``" (seed 0)"``).
+    scaling (``id/logits``, ``id/labels``, ``ts/temperature``), ODIN's detection against T and ε from its tuning grid
+    (``tuning/<detector>/<source>/...``), the far-away panels (``farconf/...``) and the most confident inputs of the
+    far-away section (``farconf_top/<set>/...``); what the arrays cannot draw is ``""``. ``tag`` ends every caption
+    (e.g. ``" (seed 0)"``).
     """
     figs: list[str] = []
     dets = distinct(k.split("/")[1] for k in arrays if k.startswith("scores/") and k.count("/") == 2)
@@ -373,18 +377,53 @@ def array_figures(arrays: Mapping[str, Any], detector: str, max_points: int, tag
                 f"reliability diagrams before and after temperature scaling{tag}",
             )
         )
+    grids = tuning_grids(arrays)
+    for det_name, per_source in grids.items():
+        figs.append(
+            figure_html(
+                plots.tuning_grids(per_source, det_name),
+                f"{det_name}: FPR at 95% TPR and AUROC on the tuning images against T and ε, per tuning source "
+                f"(Liang et al. 2018, Figures 3-4; circles: the chosen point){tag}",
+                wide=True,
+            )
+        )
     figs.append(
         figure_html(
-            plots.farconf_curves(arrays, max_points), f"far-away confidence: alpha scaling and adversarial noise{tag}"
+            plots.farconf_curves(arrays, max_points),
+            f"far-away confidence: alpha scaling, PGD on noise and the confidence of noise and attacks{tag}",
+            wide=True,
         )
     )
+    top = {k.split("/")[1]: (arrays[k], arrays.get(k[: -len("images")] + "conf")) for k in arrays
+           if k.startswith("farconf_top/") and k.endswith("/images")}
+    top = {k: (x.float() / 255 if hasattr(x, "float") else np.asarray(x) / 255.0, c) for k, (x, c) in top.items() if c is not None}
+    if top:
+        figs.append(
+            figure_html(
+                plots.image_grid(top),
+                f"the most confident inputs of every noise, attack and OOD set, confidence in % (Hein et al. 2019){tag}",
+                wide=True,
+            )
+        )
     return figs
+
+
+def tuning_grids(arrays: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The tuning grids an evaluation kept (``tuning/<detector>/<source>/{t,eps,fpr95_id,auroc}``), as
+    ``{detector: {source: {key: array}}}``; sources without a complete grid are left out."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for k, v in arrays.items():
+        parts = k.split("/")
+        if len(parts) == 4 and parts[0] == "tuning" and parts[3] in ("t", "eps", "fpr95_id", "auroc"):
+            out.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = v
+    return {d: {s: g for s, g in srcs.items() if len(g) == 4} for d, srcs in out.items() if any(len(g) == 4 for g in srcs.values())}
 
 
 def shift_stats(recs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Stat]]], dict[str, Stat]]:
     """Mean ± std over runs per (shift, severity level, metric) of the per-cell rows (aggregate rows left out), and
     the clean test set's accuracy and ECE."""
-    shift = [r for r in recs if r["kind"] == "shift" and r["shift"] and is_level(r["severity"])]
+    # the clean reference (shift "clean", severity 0) is the dashed line of every panel, not a corruption of its own
+    shift = [r for r in recs if r["kind"] == "shift" and r["shift"] and r["shift"] != CLEAN and is_level(r["severity"])]
     if any(r["detector"] == "" for r in shift):
         shift = [r for r in shift if r["detector"] == ""]
     acc: dict[tuple[str, str, str], list[float]] = {}

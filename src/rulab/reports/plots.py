@@ -33,6 +33,9 @@ __all__ = [
     "training_curves",
     "comparison_bars",
     "farconf_curves",
+    "tuning_grids",
+    "image_grid",
+    "confidence_maps",
 ]
 
 DPI = 90
@@ -328,22 +331,35 @@ def comparison_bars(p: Pivot, ncols: int = 4) -> str | None:
     return to_data_uri(fig)
 
 
-def farconf_curves(arrays: Mapping[str, Any], max_points: int = 400) -> str | None:
-    """Far-away / worst-case confidence arrays (``farconf/<group>/<name>``), plotted generically.
+def farconf_curves(arrays: Mapping[str, Any], max_points: int = 400, ncols: int = 2) -> str | None:
+    """Far-away / worst-case confidence arrays (``farconf/<group>/<name>``) as a grid of legible panels.
 
-    For each group: when it has an x array (``alphas``, ``eps``, ``steps``, ...), every other array of the same
-    length (``[T]``, or ``[T, M]`` averaged over M) is a line against it (log x when x spans two decades, as
-    for alpha scaling); otherwise its 1-D arrays are shown as histograms (e.g. confidences on adversarial noise).
-    Scalars and arrays that fit neither are skipped. Returns ``None`` when nothing can be drawn.
+    Panels, in order, ``ncols`` per row (each 5 × 3.5 inches, about 390 × 260 pixels once the margins are cropped at
+    the report's 90 dpi; the figure spans the page, so a reader sees every panel at that size):
+
+    * a line panel per group with an x array (``alphas``, ``eps``, ``steps``, ...): every other array of the same
+      length (``[T]``, or ``[T, M]`` averaged over M) against it, log x when it spans two decades (α-scaling: mean
+      confidence against α, with the 99.9% threshold dashed);
+    * PGD progress: the ``pgd_conf`` curve of every attacked group (mean keep-best confidence after each step);
+    * confidence histograms of the ``scores`` arrays: the noise as generated beside the ID test set, then everything
+      after an attack (adversarial noise, adversarial samples) beside the ID test set;
+    * any other 1-D array of a group (at least 10 values) as a histogram panel of its own.
+
+    Scalars, boolean masks and arrays that fit none of these are skipped. Returns ``None`` when nothing can be drawn.
     """
     groups: dict[str, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         parts = key.split("/")
         if len(parts) < 3 or parts[0] != "farconf":
             continue
+        if hasattr(value, "dtype") and str(value.dtype).endswith("bool"):
+            continue
         v = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64)
         groups.setdefault(parts[1], {})["/".join(parts[2:])] = v
     panels: list[tuple[str, Any]] = []
+    pgd: dict[str, np.ndarray] = {}
+    start: dict[str, np.ndarray] = {}
+    attacked: dict[str, np.ndarray] = {}
     for g, arrs in groups.items():
         xname = next((n for n in _X_NAMES if n in arrs and arrs[n].ndim == 1 and arrs[n].size > 1), None)
         if xname is not None:
@@ -351,31 +367,183 @@ def farconf_curves(arrays: Mapping[str, Any], max_points: int = 400) -> str | No
             lines = {n: (a if a.ndim == 1 else a.reshape(a.shape[0], -1).mean(axis=1)) for n, a in arrs.items()
                      if n != xname and a.ndim in (1, 2) and a.shape[0] == x.size}
             if lines:
-                panels.append((g, ("lines", xname, x, lines)))
+                panels.append((g.replace("_", " "), ("lines", xname, x, lines, g == "alpha")))
                 continue
-        hists = {n: a for n, a in arrs.items() if a.ndim == 1 and a.size >= 10}
+        if "pgd_conf" in arrs and arrs["pgd_conf"].ndim == 1 and arrs["pgd_conf"].size > 1:
+            pgd[g] = arrs["pgd_conf"]
+        if "scores" in arrs and arrs["scores"].ndim == 1 and arrs["scores"].size:
+            (attacked if g.startswith("adv_") else start)[g] = arrs["scores"]
+        hists = {n: a for n, a in arrs.items() if n not in ("scores", "pgd_conf", "trials") and a.ndim == 1 and a.size >= 10}
         if hists:
-            panels.append((g, ("hist", hists)))
+            panels.append((g.replace("_", " "), ("hist", hists, None)))
+    if pgd:
+        panels.append(("PGD on noise: mean confidence per step (keep-best)", ("pgd", pgd)))
+    ref = start.pop("id", None)
+    for title, sets in (("confidence (MSP): ID test set vs noise", start), ("confidence (MSP) after the attack", attacked)):
+        if sets:
+            panels.append((title, ("hist", sets, ref)))
     if not panels:
         return None
-    fig, axes = figure(3.5 * len(panels) + 0.3, 2.9, 1, len(panels))
-    for ax, (g, spec) in zip(axes[0], panels):
+    cols = min(ncols, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = figure(5.0 * cols + 0.3, 3.5 * nrows + 0.2, nrows, cols)
+    fig.subplots_adjust(wspace=0.28, hspace=0.55)
+    for ax, (title, spec) in zip(axes.flat, panels):
         if spec[0] == "lines":
-            _, xname, x, lines = spec
+            _, xname, x, lines, alpha = spec
             order = np.argsort(x)
             idx = order[downsample(len(order), max_points)]
             for (n, y), color in zip(lines.items(), _palette(len(lines))):
                 ax.plot(x[idx], y[idx], lw=1.4, color=color, label=n.replace("_", " "))
             if np.all(x > 0) and x.max() / x.min() > 100:
                 ax.set_xscale("log")
-            ax.set_xlabel(xname, fontsize=8)
+            if alpha:
+                ax.axhline(0.999, color="#999999", lw=0.8, ls="--", label="99.9%")
+                ax.set_ylabel("mean confidence", fontsize=8)
+                title = "alpha scaling: mean confidence on α·u"
+            ax.set_xlabel("α" if xname in ("alphas", "alpha") else xname, fontsize=8)
+        elif spec[0] == "pgd":
+            for (n, y), color in zip(spec[1].items(), _palette(len(spec[1]))):
+                steps = np.arange(len(y)) - 1  # index 0: the noise itself, 1: the random start, 1 + k: after step k
+                ax.plot(steps, y, lw=1.4, color=color, label=n.replace("_", " "))
+            ax.set_xlabel("PGD step (−1: the noise, 0: random start)", fontsize=8)
+            ax.set_ylabel("mean confidence", fontsize=8)
         else:
-            hists = spec[1]
-            both = np.concatenate([a[np.isfinite(a)] for a in hists.values()])
+            hists, reference = spec[1], spec[2]
+            values = [a[np.isfinite(a)] for a in hists.values()] + ([reference[np.isfinite(reference)]] if reference is not None else [])
+            both = np.concatenate(values) if values else np.zeros(0)
             edges = np.linspace(float(both.min()), float(both.max()) + 1e-9, 31) if both.size else 30
+            if reference is not None:
+                ax.hist(reference, bins=edges, density=True, color=_ID_COLOR, alpha=0.45, label="ID test set")
             for (n, a), color in zip(hists.items(), _palette(len(hists))):
-                ax.hist(a, bins=edges, histtype="step", lw=1.4, color=color, label=n.replace("_", " "))
-            ax.set_xlabel("value", fontsize=8)
-        ax.set_title(g.replace("_", " "), fontsize=9)
+                ax.hist(a, bins=edges, density=True, histtype="step", lw=1.4, color=color, label=n.replace("_", " "))
+            ax.set_xlabel("value" if reference is None else "max. softmax probability", fontsize=8)
+            ax.set_yticks([])
+        ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, frameon=False)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    return to_data_uri(fig)
+
+
+def tuning_grids(grids: Mapping[str, Mapping[str, Any]], detector: str = "odin") -> str | None:
+    """How ODIN's temperature T and step ε move detection (Liang et al. 2018, Figures 3-4), from the tuning grid.
+
+    A 2 × 2 figure: FPR at 95% TPR (top) and AUROC (bottom) against T (left, log axis, at each source's chosen ε)
+    and against ε (right, at each source's chosen T); one line per tuning source (an OOD set under ``odin-paper``,
+    or the validation-OOD sets), its chosen point circled; one legend beside the panels.
+
+    Args:
+        grids: ``{source: {"t": [nT], "eps": [nE], "fpr95_id": [nT, nE], "auroc": [nT, nE]}}`` (the arrays
+            ``tuning/<detector>/<source>/...`` of an evaluation).
+        detector: named in the titles.
+    """
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    usable = {k: g for k, g in grids.items() if all(n in g for n in ("t", "eps", "fpr95_id", "auroc"))}
+    if not usable:
+        return None
+    fig, axes = figure(8.6, 5.8, 2, 2)
+    fig.subplots_adjust(wspace=0.3, hspace=0.42, right=0.78)
+    colors = _palette(len(usable))
+    handles = []
+    for (src, g), color in zip(usable.items(), colors):
+        t = np.asarray(g["t"], dtype=np.float64).reshape(-1)
+        eps = np.asarray(g["eps"], dtype=np.float64).reshape(-1)
+        fpr = np.asarray(g["fpr95_id"], dtype=np.float64).reshape(len(t), len(eps))
+        au = np.asarray(g["auroc"], dtype=np.float64).reshape(len(t), len(eps))
+        ti, ei = np.unravel_index(int(np.argmin(fpr)), fpr.shape)  # the tuning's choice: the first grid minimum
+        for row, values in enumerate((fpr, au)):
+            ax_t, ax_e = axes[row]
+            (line,) = ax_t.plot(t, 100 * values[:, ei], color=color, lw=1.4, marker="o", ms=2.5)
+            ax_t.plot([t[ti]], [100 * values[ti, ei]], "o", mfc="none", mec=color, ms=8, mew=1.2)
+            ax_e.plot(eps, 100 * values[ti, :], color=color, lw=1.4, marker="o", ms=2.5)
+            ax_e.plot([eps[ei]], [100 * values[ti, ei]], "o", mfc="none", mec=color, ms=8, mew=1.2)
+            if row == 0:
+                line.set_label(f"{src}: T = {t[ti]:g}, ε = {eps[ei]:g}")
+                handles.append(line)
+    first_t = np.asarray(next(iter(usable.values()))["t"], dtype=np.float64)
+    for row, name in enumerate(("FPR at 95% TPR (%)", "AUROC (%)")):
+        ax_t, ax_e = axes[row]
+        if np.all(first_t > 0) and first_t.max() / first_t.min() > 10:
+            ax_t.set_xscale("log")
+        ax_t.set_ylabel(name, fontsize=8)
+        ax_e.xaxis.set_major_locator(MaxNLocator(5))
+        ax_e.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axes[1][0].set_xlabel("temperature T (at the chosen ε)", fontsize=8)
+    axes[1][1].set_xlabel("step ε in [0, 1] pixels (at the chosen T)", fontsize=8)
+    axes[0][0].set_title(f"{detector}: detection against T", fontsize=9)
+    axes[0][1].set_title(f"{detector}: detection against ε", fontsize=9)
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.8, 0.5), fontsize=7, frameon=False,
+               title="tuned on (choice circled)", title_fontsize=7.5)
+    return to_data_uri(fig)
+
+
+def image_grid(images: Mapping[str, tuple[Any, Any]], ncols: int = 8) -> str | None:
+    """The most confident images of some sets, one row per set (W3's figures of the noise and adversarial noise
+    the models are most confident on): each image titled with its confidence in percent.
+
+    Args:
+        images: ``{set: (x [k, C, H, W] in [0, 1], conf [k])}``, highest confidence first.
+        ncols: images per row (the first ``ncols`` of each set).
+    """
+    rows = [(name, np.asarray(x, dtype=np.float64), np.asarray(c, dtype=np.float64)) for name, (x, c) in images.items() if len(x)]
+    if not rows:
+        return None
+    cols = min(ncols, max(len(x) for _, x, _ in rows))
+    fig, axes = figure(1.15 * cols + 1.2, 1.35 * len(rows) + 0.2, len(rows), cols)
+    fig.subplots_adjust(wspace=0.08, hspace=0.45)
+    for r, (name, x, conf) in enumerate(rows):
+        for j in range(cols):
+            ax = axes[r][j]
+            ax.grid(False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ("left", "bottom"):
+                ax.spines[side].set_visible(False)
+            if j >= len(x):
+                ax.set_visible(False)
+                continue
+            img = np.clip(x[j], 0.0, 1.0)
+            if img.shape[0] == 1:
+                ax.imshow(img[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            else:
+                ax.imshow(np.transpose(img[:3], (1, 2, 0)), interpolation="nearest")
+            ax.set_title(f"{100 * conf[j]:.1f}%", fontsize=7)
+        axes[r][0].set_ylabel(name.replace("_", " "), fontsize=8, rotation=0, ha="right", va="center", labelpad=8)
+        axes[r][0].yaxis.label.set_visible(True)
+    return to_data_uri(fig)
+
+
+def confidence_maps(maps: Mapping[str, Sequence[tuple[tuple[float, float], Any, Any]]], points: tuple[Any, Any] | None = None) -> str | None:
+    """Two-moons confidence maps (W3's ``toy2d.ipynb``): one row per model, one panel per region ``[lo, hi]²``,
+    filled contours of the maximum softmax probability at 50-100%.
+
+    Args:
+        maps: ``{model: [((lo, hi), axis [R], conf [R, R]), ...]}``.
+        points: the training points ``(x [N, 2], y [N])`` drawn on every panel.
+    """
+    if not maps:
+        return None
+    names = list(maps)
+    ncols = max(len(v) for v in maps.values())
+    fig, axes = figure(2.7 * ncols + 0.9, 2.55 * len(names) + 0.2, len(names), ncols)
+    levels = [0.5 + 0.05 * i for i in range(11)]
+    cs = None
+    for r, name in enumerate(names):
+        for j, (region, axis, conf) in enumerate(maps[name]):
+            ax = axes[r][j]
+            ax.grid(False)
+            a = np.asarray(axis, dtype=np.float64)
+            c = np.clip(np.asarray(conf, dtype=np.float64), 0.5, 1.0)
+            cs = ax.contourf(a, a, c, levels=levels, cmap="viridis", vmin=0.5, vmax=1.0)
+            if points is not None:
+                px, py = np.asarray(points[0]), np.asarray(points[1])
+                ax.scatter(px[:, 0], px[:, 1], c=py, s=0.8, cmap="coolwarm", linewidths=0)
+            ax.set_xlim(*region)
+            ax.set_ylim(*region)
+            ax.set_aspect("equal")
+            ax.set_title(f"{name}: [{region[0]:g}, {region[1]:g}]², mean {100 * float(np.mean(np.asarray(conf))):.1f}%", fontsize=8)
+    if cs is not None:
+        fig.colorbar(cs, ax=list(axes.flat), fraction=0.02, pad=0.02, label="max. confidence")
     return to_data_uri(fig)

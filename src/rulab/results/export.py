@@ -18,6 +18,7 @@ from typing import Any
 
 from rulab.errors import RulabError
 from rulab.metrics.catalog import is_percent
+from rulab.registry import METRICS
 from rulab.results.aggregate import Pivot, Stat, aggregate, pivot, summary_pivot
 
 __all__ = ["FORMATS", "format_value", "format_stat", "to_text", "to_markdown", "to_latex", "to_csv", "render", "results_pivot", "write"]
@@ -26,11 +27,15 @@ FORMATS = ("text", "md", "latex", "csv")
 
 
 def format_value(value: float, metric: str) -> str:
-    """A number as shown in tables: percent with 2 decimals for fraction metrics, else 3 decimals."""
+    """A number as shown in tables: the metric's declared format if any, else percent with 2 decimals for fraction
+    metrics and 3 decimals for the others."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
+    fmt = METRICS.get(metric).fmt if metric in METRICS else ""
+    if fmt:
+        return format(value, fmt)
     return f"{100.0 * value:.2f}" if is_percent(metric) else f"{value:.3f}"
 
 

@@ -22,6 +22,14 @@ def _bundled_with(name: str) -> tuple[str, str] | None:
     return None
 
 
+def _source_of(name: str) -> str:
+    """The source whose files the dataset or OOD set ``name`` reads: its own, or the one an OOD set built from another
+    dataset names in its factory's ``data_source`` attribute (``imagenet_minus`` reads ``imagenet32``)."""
+    if name not in SOURCES and name in OOD_SETS:
+        return str(getattr(OOD_SETS.get(name), "data_source", name))
+    return name
+
+
 def fetch(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Make sure the raw data of ``name`` is present and verified, downloading it if needed (``rulab data fetch``).
 
@@ -36,6 +44,8 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, An
         ChecksumError, DataError, DatasetMissingError: as :func:`ensure_files` / :func:`ensure_folders`.
     """
     import_registrations()
+    if _source_of(name) != name:
+        return {**fetch(_source_of(name), root), "name": name}
     if name not in SOURCES:
         if name in OOD_SETS or name in DATASETS:
             pkg = _bundled_with(name)
@@ -96,9 +106,9 @@ def list_data(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]
             "size_bytes": 0,
             "cached": [],
         }
-        if name in SOURCES:
-            src = SOURCES.get(name)
-            cache_dir = base / name
+        if _source_of(name) in SOURCES:
+            src = SOURCES.get(_source_of(name))
+            cache_dir = base / src.name
             row["cached"] = sorted(p.name for p in cache_dir.glob("*.safetensors")) if cache_dir.is_dir() else []
             if src.image_folder:
                 for d in folder_dirs(src, base):

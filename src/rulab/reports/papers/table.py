@@ -308,6 +308,8 @@ SET_NAMES = {
     "fashion_mnist": "Fashion-MNIST",
     "tiny_imagenet": "Tiny ImageNet",
     "photos": "Photos (skimage)",
+    "emnist": "EMNIST letters",
+    "imagenet_minus": "ImageNet−",
 }
 """Display names of OOD sets and datasets (data)."""
 

@@ -212,14 +212,21 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
 def cmd_results(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ConfigError(f"`rulab results` takes no config overrides, got '{overrides[0]}'")
+    from rulab.results.compare import compare_pivot
     from rulab.results.export import render, results_pivot, write
+    from rulab.results.replicates import ArrayReplicates
 
     store = _open_db(args.db)
     records = store.results(**({"study": args.study} if args.study else {}))
     if not records:
         where = f" for study '{args.study}'" if args.study else ""
         raise StoreError(f"{args.db} holds no results{where}; run `rulab study NAME` (or `rulab eval`) first")
-    table = results_pivot(records, metrics=args.metric, kind=args.kind, detector=args.detector, dataset=args.dataset)
+    replicates = ArrayReplicates(store.runs(run_id=sorted({r["run_id"] for r in records})))
+    filters = {"metrics": args.metric, "kind": args.kind, "detector": args.detector, "dataset": args.dataset}
+    if args.compare:
+        table = compare_pivot(records, args.compare, replicates=replicates, **filters)
+    else:
+        table = results_pivot(records, replicates=replicates, **filters)
     write(render(table, args.format), args.out)
     if args.out:
         print(f"wrote {args.out}")
@@ -301,13 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eval", action="store_true", help="only train (evaluate later by running the study again)")
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method")
+    p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method, with 95% intervals")
     p.add_argument("--db", default="runs/results.db", help="results database (default: runs/results.db)")
     p.add_argument("--study", help="only the runs of this study")
     p.add_argument("--metric", help="comma-separated metrics (acc,ece,auroc,...); default: the study summary")
     p.add_argument("--kind", choices=["id", "ood", "shift", "farconf"], help="only rows of this kind")
     p.add_argument("--detector", help="comma-separated detectors (msp,energy,...)")
     p.add_argument("--dataset", help="comma-separated datasets / OOD sets")
+    p.add_argument("--compare", metavar="BASELINE", help="show each method's paired difference to this method (e.g. fmnist-plain), with its 95%% interval")
     p.add_argument("--format", default="text", choices=["text", "md", "latex", "csv"], help="output format (default: text)")
     p.add_argument("--out", help="write to this file instead of printing")
     p.set_defaults(func=cmd_results)

@@ -162,6 +162,7 @@ class EvalCfg:
     adv_n: int = 500  # examples attacked per set
     detector_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per detector, e.g. {"odin": {"search": "coarse"}}
     flip_tta: bool = False  # test-time augmentation: average each image with its horizontal mirror (rulab.models.tta)
+    bootstrap: int = field(default=1000, metadata={"hash_omit_default": True})  # resamples of the per-image 95% intervals (0 = none; docs/metrics.md)
 
 
 @dataclass(frozen=True)

@@ -154,8 +154,8 @@ def detection_replicates(
 
     Returns:
         ``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95_id``, ``fpr95_ood``, ``detection_error``: float64 ``[B]`` on the
-        CPU, each the metric of :func:`rulab.metrics.ood.ood_metrics` on the resampled scores (to float32 rounding in
-        AUPR-In, exact otherwise); for a mapping, ``{name: {metric: [B]}}``.
+        CPU, each the metric of :func:`rulab.metrics.ood.ood_metrics` on the resampled scores (AUPR-In to float32
+        rounding, about 1e-7; the others exactly); for a mapping, ``{name: {metric: [B]}}``.
 
     How: with the ID scores sorted once (descending) and ``CW`` the cumulative ID count along that order, and each OOD
     set sorted once with ``CV`` its cumulative count, every metric reads ``CW`` at the OOD ranks and ``CV`` at the ID
@@ -211,11 +211,13 @@ def detection_replicates(
             prec = torch.add(t_end, f_at).clamp_min_(1.0)
             torch.div(t_end, prec, out=prec)
             o["aupr_in"].append(torch.linalg.vecdot(w, prec).to(torch.float64) / n1)
-            # AUPR-Out (OOD positive on -s) over OOD examples: precision among the examples with s <= s_j
-            rest = ((n1 + n0) - w_above - v_above).clamp_min_(1.0)
-            o["aupr_out"].append((v * (n0 - v_above) / rest).sum(dim=1, dtype=torch.float64) / n0)
-            # detection error: min over "accept every s > s_j" (and accept nothing: 0) of FPR - TPR
-            gap = (v_above / n0 - w_above / n1).amin(dim=1).to(torch.float64)
+            # AUPR-Out (OOD positive on -s) over OOD examples: precision among the examples with s <= s_j (float64:
+            # these are only N_ood wide)
+            wa, va = w_above.double(), v_above.double()
+            rest = ((n1 + n0) - wa - va).clamp_min_(1.0)
+            o["aupr_out"].append((v.double() * (n0 - va) / rest).sum(dim=1) / n0)
+            # detection error: min over "accept every s > s_j" (and accept nothing: 0) of F n1 - T n0 (exact integers)
+            gap = (va * n1 - wa * n0).amin(dim=1) / (n1 * n0)
             o["detection_error"].append(0.5 + 0.5 * gap.clamp(max=0.0))
             # FPR of OOD at the ID threshold: OOD count with s >= the threshold ID score
             o["fpr95_id"].append(f_at.gather(1, i_star).squeeze(1).to(torch.float64) / n0)

@@ -102,9 +102,12 @@ def test_keys_added_after_0_1_keep_old_hashes():
     for k in ("name", "out_dir", "device"):
         d.pop(k)
     d["train"].pop("accum_steps")
+    d["eval"].pop("bootstrap")
     assert config_hash(c) == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
     assert config_hash(apply_overrides(c, ["train.accum_steps=1"])) == config_hash(c)
     assert config_hash(apply_overrides(c, ["train.accum_steps=2"])) != config_hash(c)
+    assert config_hash(apply_overrides(c, ["eval.bootstrap=1000"])) == config_hash(c)
+    assert config_hash(apply_overrides(c, ["eval.bootstrap=0"])) != config_hash(c)
 
 
 @pytest.mark.parametrize("value", ["0", "3", "-1"])

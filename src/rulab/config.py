@@ -545,7 +545,7 @@ def validate_values(cfg: RunCfg) -> RunCfg:
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' names a detector that eval.detectors does not run; valid choices: {', '.join(e.detectors)}")
         if not isinstance(kwargs, Mapping):
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' must map parameter names to values, got {kwargs!r}")
-    for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n"):
+    for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n", "bootstrap"):
         if getattr(e, k) < 0:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")
     _positive("eval.batch_size", e.batch_size)

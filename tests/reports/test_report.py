@@ -215,3 +215,18 @@ def test_report_renders_in_headless_chromium(tmp_path):
     shot = tmp_path / "shot.png"
     subprocess.run([*flags, f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000
+
+
+def test_report_shows_intervals_and_paired_differences(tmp_path):
+    """Every table of the report has a 95% CI row under each row, and the comparison section holds each method's
+    paired difference to the first method (fmnist-oe's accuracy is 2 points below fmnist-plain's on every seed)."""
+    from rulab.metrics.bootstrap import t_quantile
+
+    db = make_db(tmp_path, arrays=False)
+    text = build_report(db, study="mini", out=tmp_path / "r.html").read_text()
+    assert "Paired differences to fmnist-plain" in text and "fmnist-oe − fmnist-plain" in text
+    assert '<td class="num sig"' in text and "[-2.00, -2.00] *" in text  # the interval excludes 0: bold and starred
+    # the summary's accuracy cell of fmnist-plain: 0.90, 0.91, 0.92 -> 91.00 ± 1.00, t interval ± t(0.975, 2) · 1 / sqrt(3)
+    half = t_quantile(0.975, 2) * 1.0 / 3**0.5
+    assert f"[{91 - half:.2f}, {91 + half:.2f}]" in text and "Student t over 3 seeds" in text
+    assert text.count('<tr class="ci">') >= 2 * 2  # the summary and the comparison, two methods each

@@ -7,8 +7,8 @@ evaluation's arrays, on the same self-contained page (CSS inline, figures as bas
 turning result records into report HTML; the page layouts themselves live in :mod:`rulab.reports.html` and
 :mod:`rulab.reports.evaluation`.
 
-Table cells show ``mean ± std`` with the 95% interval on a second, smaller line (Student t over seeds; for a single
-run the percentile bootstrap over test images; :mod:`rulab.results.aggregate`), and carry ``data-mean`` (the stored
+Table cells show ``mean ± std``, with the 95% interval in a smaller row below each row (Student t over seeds; for a
+single run the percentile bootstrap over test images; :mod:`rulab.results.aggregate`); the value cells carry ``data-mean`` (the stored
 fraction, full precision), ``data-n`` (seeds), ``data-lo``/``data-hi`` and a tooltip with the interval's method and the
 per-seed values, so the page is readable and the numbers stay checkable. In a comparison the rows other than the
 baseline hold signed differences, in bold where the interval excludes 0. Which metrics
@@ -41,6 +41,7 @@ __all__ = [
     "scrolling",
     "write_page",
     "stat_cell",
+    "interval_cell",
     "pivot_html",
     "records_pivot",
     "ID_CAPTION",
@@ -79,8 +80,11 @@ table.results tbody th{font-weight:600}
 table.results .num{text-align:right}
 table.results tbody tr:nth-child(even){background:var(--alt)}
 table.results td.missing{color:#9aa4ae}
-table.results .ci{display:block;font-size:11px;color:var(--muted)}
-table.results td.sig{font-weight:600}
+table.results .ci{font-size:11px;color:var(--muted);font-weight:400}
+table.results tr.v td,table.results tr.v th{border-bottom:0}
+table.results td.sig{font-weight:600;color:inherit}
+table.with-ci tbody tr:nth-child(4n+3),table.with-ci tbody tr:nth-child(4n+4){background:var(--alt)}
+table.with-ci tbody tr:nth-child(4n+1),table.with-ci tbody tr:nth-child(4n+2){background:transparent}
 table.results caption{caption-side:bottom;text-align:left;color:var(--muted);font-size:12px;padding-top:5px;
   white-space:normal;max-width:1100px}
 .tables{display:flex;flex-wrap:wrap;gap:0 40px;align-items:flex-start}
@@ -150,8 +154,9 @@ def _method_text(stat: Stat) -> str:
 
 
 def stat_cell(stat: Stat | None, metric: str, row_n: int = 0, difference: bool = False) -> str:
-    """One ``<td>`` showing ``mean ± std`` (percent for fraction metrics) and its 95% interval, with the numbers in data
-    attributes; ``difference``: a signed difference, bold where its interval excludes 0."""
+    """One ``<td>`` showing ``mean ± std`` (percent for fraction metrics), with the numbers in data attributes;
+    ``difference``: a signed difference, bold where its interval excludes 0. The interval itself is the cell below
+    (:func:`interval_cell`)."""
     if stat is None or stat.n == 0:
         return '<td class="num missing">–</td>'
     pct = is_percent(metric)
@@ -161,37 +166,46 @@ def stat_cell(stat: Stat | None, metric: str, row_n: int = 0, difference: bool =
     if stat.values:
         tip += "; per seed: " + ", ".join(format_value(v, metric, difference) for v in stat.values)
     text = format_stat(stat, metric, row_n=row_n, signed=difference)
-    ci = format_interval(stat, metric, signed=difference)
     attrs = f'data-mean="{stat.mean!r}" data-n="{stat.n}" data-pct="{int(pct)}" title="{escape(tip)}"'
     if stat.has_interval:
         attrs += f' data-lo="{stat.lo!r}" data-hi="{stat.hi!r}"'
     cls = "num sig" if difference and significant(stat) else "num"
-    ci_html = f'<span class="ci">{escape(ci)}</span>' if ci else ""
-    return f'<td class="{cls}" {attrs}>{escape(text)}{ci_html}</td>'
+    return f'<td class="{cls}" {attrs}>{escape(text)}</td>'
+
+
+def interval_cell(stat: Stat | None, metric: str, difference: bool = False) -> str:
+    """The ``<td>`` under a :func:`stat_cell`: ``[lo, hi]`` of its 95% interval (empty without one)."""
+    text = format_interval(stat, metric, signed=difference)
+    cls = "num ci sig" if difference and significant(stat) else "num ci"
+    title = f' title="{escape(_method_text(stat))}"' if stat is not None and stat.has_interval else ""
+    return f'<td class="{cls}"{title}>{escape(text)}</td>'
 
 
 def pivot_html(p: Pivot, caption: str | None = None, cls: str = "", seeds_column: bool = True) -> str:
-    """A :class:`~rulab.results.aggregate.Pivot` as an HTML table (rows = methods or row labels)."""
+    """A :class:`~rulab.results.aggregate.Pivot` as an HTML table (rows = methods or row labels); with intervals, each
+    row is followed by a row holding them (``95% CI``)."""
     cap = caption if caption is not None else p.caption
     head = [f"<th>{escape(p.row_header)}</th>"] + (['<th class="num">seeds</th>'] if seeds_column else [])
     head += [
         f'<th class="num">{escape(label)}{" (%)" if is_percent(metric) else ""}</th>' for label, metric in p.columns
     ]
+    ci = p.has_intervals()
     body = []
     for row in p.rows:
         n = p.seeds(row)
-        label = row + (" (%)" if is_percent(p.row_metrics.get(row, "")) else "")
-        if p.is_difference(row):
-            label += f" − {p.baseline}"
+        diff = p.is_difference(row)
+        label = row + (" (%)" if is_percent(p.row_metrics.get(row, "")) else "") + (f" − {p.baseline}" if diff else "")
         cells = [f'<th scope="row">{escape(label)}</th>'] + ([f'<td class="num">{n}</td>'] if seeds_column else [])
-        cells += [
-            stat_cell(p.cells.get((row, col)), p.metric_of(row, metric), n, p.is_difference(row)) for col, metric in p.columns
-        ]
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        cells += [stat_cell(p.cells.get((row, col)), p.metric_of(row, metric), n, diff) for col, metric in p.columns]
+        body.append('<tr class="v">' + "".join(cells) + "</tr>")
+        if ci:
+            cells = ['<th scope="row" class="ci">95% CI</th>'] + (['<td class="num ci"></td>'] if seeds_column else [])
+            cells += [interval_cell(p.cells.get((row, col)), p.metric_of(row, metric), diff) for col, metric in p.columns]
+            body.append('<tr class="ci">' + "".join(cells) + "</tr>")
     if p.notes:
         cap = (cap + ". " if cap else "") + "; ".join(p.notes)
     cap_html = f"<caption>{escape(cap)}</caption>" if cap else ""
-    table_cls = escape(("results " + cls).strip())
+    table_cls = escape(("results " + cls + (" with-ci" if ci else "")).strip())
     thead = f"<thead><tr>{''.join(head)}</tr></thead>"
     return f'<table class="{table_cls}">{cap_html}{thead}<tbody>{"".join(body)}</tbody></table>'
 

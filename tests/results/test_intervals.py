@@ -15,7 +15,7 @@ from rulab.config import RunCfg
 from rulab.errors import RulabError, StoreError
 from rulab.metrics.bootstrap import t_quantile
 from rulab.results.aggregate import Pivot, Stat, aggregate, describe, summary_pivot
-from rulab.results.compare import compare_pivot
+from rulab.results.compare import compare_pivot, paired_difference
 from rulab.results.export import results_pivot, to_csv, to_latex, to_markdown, to_text
 from rulab.results.replicates import ArrayReplicates
 from rulab.results.store import SCHEMA_VERSION, ResultStore
@@ -212,6 +212,19 @@ def test_compare_pairs_by_seed_with_a_t_interval(tmp_path):
     assert "|  | 95% CI | [+0.10, +0.10] * | [+3.00, +3.00] * |" in md  # both exclude 0: marked
     with pytest.raises(RulabError, match="not a method of these results; methods: plain, oe"):
         compare_pivot(store.results(), "erm")
+
+
+def test_paired_t_interval_is_cut_to_the_range_a_difference_can_take():
+    # two seeds whose differences are +0.8 and -0.8: mean 0, sd 0.8·√2, half-width t(0.975, 1)·sd/√2 = 12.706·0.8
+    method = {0: ("m0", 0.9, []), 1: ("m1", 0.1, [])}
+    base = {0: ("b0", 0.1, []), 1: ("b1", 0.9, [])}
+    half = t_quantile(0.975, 1) * 0.8
+    raw = paired_difference(method, base)  # no metric: no range to cut to
+    assert raw.lo == pytest.approx(-half) and raw.hi == pytest.approx(half) and half > 10
+    auroc = paired_difference(method, base, metric="auroc")  # AUROC in [0, 1]: a difference lies in [-1, 1]
+    assert (auroc.lo, auroc.hi, auroc.method) == (-1.0, 1.0, "paired-t-seeds") and auroc.mean == pytest.approx(0.0)
+    nll = paired_difference(method, base, metric="nll")  # NLL in [0, inf): a difference can be anything
+    assert nll.lo == pytest.approx(-half) and nll.hi == pytest.approx(half)
 
 
 def test_compare_with_one_seed_pairs_by_test_image(tmp_path):

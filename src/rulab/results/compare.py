@@ -25,6 +25,7 @@ from typing import Any
 
 from rulab.errors import RulabError
 from rulab.metrics.bootstrap import percentile_interval, t_interval
+from rulab.metrics.catalog import bounds as metric_bounds
 from rulab.results.aggregate import (
     SUMMARY_MEASURES,
     Measure,
@@ -51,6 +52,8 @@ def paired_difference(
     baseline: Mapping[Any, tuple[str, float, Sequence[Mapping[str, Any]]]],
     replicates: Replicates | None = None,
     level: float = LEVEL,
+    *,
+    metric: str = "",
 ) -> Stat | None:
     """The paired difference ``method − baseline`` over their common seeds, with its interval.
 
@@ -58,6 +61,9 @@ def paired_difference(
         method, baseline: ``{seed: (run_id, value, rows)}``: each run's value and the result rows it is the mean of.
         replicates: reads a run's bootstrap replicates (needed for the one-seed, per-image pairing).
         level: coverage.
+        metric: the metric; the t interval is cut to the range a difference of two values in its declared range
+            ``[lo, hi]`` can take, ``[lo − hi, hi − lo]`` (:func:`rulab.metrics.catalog.bounds`), as the mean's
+            interval is cut to ``[lo, hi]``.
 
     Returns:
         A :class:`Stat` of the per-seed differences (``values``), with the paired t interval over seeds or, for one
@@ -72,7 +78,9 @@ def paired_difference(
     how = ""
     if n >= 2:
         lo, hi = t_interval(diffs, level)
-        how = PAIRED_T if not math.isnan(lo) else ""
+        if not math.isnan(lo):
+            b_lo, b_hi = metric_bounds(metric)
+            lo, hi, how = max(lo, b_lo - b_hi), min(hi, b_hi - b_lo), PAIRED_T
     elif n == 1 and replicates is not None:
         s = seeds[0]
         ra, rb = replicates(method[s][0], method[s][2]), replicates(baseline[s][0], baseline[s][2])
@@ -142,7 +150,7 @@ def compare_pivot(
         cells[(baseline, m.label)] = describe([v for _, v, _ in base.values()], metric=m.metric, interval=single)
         for g, runs in per.items():
             if g != baseline:
-                stat = paired_difference(runs, base, replicates)
+                stat = paired_difference(runs, base, replicates, metric=m.metric)
                 if stat is not None:
                     cells[(g, m.label)] = stat
     rows = [baseline] + [g for g in groups if g != baseline]

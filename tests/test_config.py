@@ -105,7 +105,7 @@ def test_keys_added_after_0_1_keep_old_hashes():
         "train": ("accum_steps", "drop_last", "head_init", "keep_best"),
         "data": ("kwargs",),
         "model": ("stats",),
-        "eval": ("adv_step_size", "adv_restarts", "farconf_tests"),
+        "eval": ("adv_step_size", "adv_restarts", "farconf_tests", "adv_noise_steps", "bootstrap"),
     }.items():
         for k in keys:
             d[section].pop(k)
@@ -115,6 +115,8 @@ def test_keys_added_after_0_1_keep_old_hashes():
         assert config_hash(apply_overrides(c, [key])) != config_hash(c), key
     assert config_hash(apply_overrides(c, ["train.accum_steps=1"])) == config_hash(c)
     assert config_hash(apply_overrides(c, ["train.accum_steps=2"])) != config_hash(c)
+    assert config_hash(apply_overrides(c, ["eval.bootstrap=1000"])) == config_hash(c)
+    assert config_hash(apply_overrides(c, ["eval.bootstrap=0"])) != config_hash(c)
 
 
 @pytest.mark.parametrize("value", ["0", "3", "-1"])

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import rulab
-from rulab.errors import ConfigError, RulabError, StoreError
+from rulab.errors import ConfigError, RulabError, RulabWarning, StoreError
 
 __all__ = ["main", "build_parser"]
 
@@ -252,7 +252,9 @@ def cmd_show(args: argparse.Namespace, overrides: list[str]) -> int:
 def cmd_results(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ConfigError(f"`rulab results` takes no config overrides, got '{overrides[0]}'")
+    from rulab.results.compare import compare_pivot
     from rulab.results.export import render, results_pivot, write
+    from rulab.results.replicates import ArrayReplicates
 
     store = _open_db(args.db)
     if args.paper:
@@ -268,11 +270,20 @@ def cmd_results(args: argparse.Namespace, overrides: list[str]) -> int:
             print(f"wrote {args.out}")
         return 0
     records = store.results(**({"study": args.study} if args.study else {}))
-    store.close()
     if not records:
+        store.close()
         where = f" for study '{args.study}'" if args.study else ""
         raise StoreError(f"{args.db} holds no results{where}; run `rulab study NAME` (or `rulab eval`) first")
-    table = results_pivot(records, metrics=args.metric, kind=args.kind, detector=args.detector, dataset=args.dataset)
+    with warnings.catch_warnings():  # only the runs' directories are read here (their configs are not shown)
+        warnings.simplefilter("ignore", RulabWarning)
+        runs = store.runs(run_id=sorted({r["run_id"] for r in records}))
+    store.close()
+    replicates = ArrayReplicates(runs)
+    filters = {"metrics": args.metric, "kind": args.kind, "detector": args.detector, "dataset": args.dataset}
+    if args.compare:
+        table = compare_pivot(records, args.compare, replicates=replicates, **filters)
+    else:
+        table = results_pivot(records, replicates=replicates, **filters)
     write(render(table, args.format), args.out)
     if args.out:
         print(f"wrote {args.out}")
@@ -393,13 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", dest="out_dir", default="runs", help="for a study: the output directory it would use (default: runs)")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method")
+    p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method, with 95% intervals")
     p.add_argument("--db", default="runs/results.db", help="results database (default: runs/results.db)")
     p.add_argument("--study", help="only the runs of this study")
     p.add_argument("--metric", help="comma-separated metrics (acc,ece,auroc,...); default: the study summary")
     p.add_argument("--kind", choices=["id", "ood", "shift", "farconf"], help="only rows of this kind")
     p.add_argument("--detector", help="comma-separated detectors (msp,energy,...)")
     p.add_argument("--dataset", help="comma-separated datasets / OOD sets")
+    p.add_argument("--compare", metavar="BASELINE", help="show each method's paired difference to this method (e.g. fmnist-plain), with its 95%% interval")
     p.add_argument("--format", default="text", choices=["text", "md", "latex", "csv"], help="output format (default: text)")
     p.add_argument("--out", help="write to this file instead of printing")
     p.add_argument("--paper", action="store_true",
@@ -451,7 +463,6 @@ def _one_line(message: str) -> str:
 
 def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
     """Print rulab's own warnings as ``warning: <message>`` (others keep Python's format)."""
-    from rulab.errors import RulabWarning
 
     if issubclass(category, RulabWarning):
         print(f"warning: {_one_line(str(message))}", file=sys.stderr)

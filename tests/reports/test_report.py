@@ -414,3 +414,18 @@ def test_tuning_grids_and_image_grid_inputs():
     (w1, h1), (w2, h2) = height(1), height(2)
     assert abs(w1 - w2) <= 10 and 1.6 * h1 < h2 < 2.4 * h1  # same width (8 columns), one row more
     assert plots.image_grid({"empty": (torch.zeros(0, 1, 28, 28), torch.zeros(0))}) is None
+
+
+def test_report_shows_intervals_and_paired_differences(tmp_path):
+    """Every table of the report has a 95% CI row under each row, and the comparison section holds each method's
+    paired difference to the first method (fmnist-oe's accuracy is 2 points below fmnist-plain's on every seed)."""
+    from rulab.metrics.bootstrap import t_quantile
+
+    db = make_db(tmp_path, arrays=False)
+    text = build_report(db, study="mini", out=tmp_path / "r.html").read_text()
+    assert "Paired differences to fmnist-plain" in text and "fmnist-oe − fmnist-plain" in text
+    assert '<td class="num sig"' in text and "[-2.00, -2.00] *" in text  # the interval excludes 0: bold and starred
+    # the summary's accuracy cell of fmnist-plain: 0.90, 0.91, 0.92 -> 91.00 ± 1.00, t interval ± t(0.975, 2) · 1 / sqrt(3)
+    half = t_quantile(0.975, 2) * 1.0 / 3**0.5
+    assert f"[{91 - half:.2f}, {91 + half:.2f}]" in text and "Student t over 3 seeds" in text
+    assert text.count('<tr class="ci">') >= 2 * 2  # the summary and the comparison, two methods each

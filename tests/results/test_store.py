@@ -35,7 +35,9 @@ def test_schema_is_the_design_contract(tmp_path):
         "rulab_version", "torch_version", "device", "checkpoint", "parent_run", "status", "started_at", "finished_at",
     ]
     assert {"dataset_checksums", "study", "claimed_by", "heartbeat_at"} <= set(cols["runs"])
-    assert cols["results"] == ["run_id", "kind", "dataset", "shift", "severity", "detector", "metric", "value", "n", "extra_json"]
+    # schema 2 (0.2) appends the interval columns to the schema-1 columns (docs/results-store.md)
+    assert cols["results"] == ["run_id", "kind", "dataset", "shift", "severity", "detector", "metric", "value", "n", "extra_json",
+                               "ci_low", "ci_high", "ci_method"]
     assert cols["curves"] == ["run_id", "epoch", "split", "metric", "value"]
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -21,9 +21,13 @@ What it does, in order (each network pass happens once per dataset, convention 6
 4. **OOD block** (kind ``ood``, dataset = the OOD set): every detection metric per detector under the protocol
    (:func:`rulab.eval.ood_eval.protocol_metrics`), the MMC of every OOD set (detector ``msp``, metric ``mmc``) and OE's
    OOD calibration (``ood_rms``, ``ood_mad``, ``ood_soft_f1``; detector ``msp`` raw, ``ts`` temperature-scaled).
-5. **Arrays** (``table.arrays``) for plots: ``scores/<detector>/id``, ``scores/<detector>/<ood set>``, ``id/logits``,
+5. **Intervals** (``eval_cfg.bootstrap`` resamples, 1,000 by default; 0 switches them off): every row that is a
+   statistic of the test images gets its 95% percentile bootstrap interval over test images (``ci_low``, ``ci_high``,
+   ``ci_method``) and its replicates in ``table.arrays["bootstrap/<key>"]``; :mod:`rulab.eval.intervals` lists which
+   rows.
+6. **Arrays** (``table.arrays``) for plots: ``scores/<detector>/id``, ``scores/<detector>/<ood set>``, ``id/logits``,
    ``id/labels``, ``val/logits``, ``val/labels``, ``ts/temperature``.
-6. **Shift and far-away tests** when ``eval_cfg.shift`` (or ``shift``) / ``eval_cfg.farconf`` are set: :mod:`rulab.eval.shift` and
+7. **Shift and far-away tests** when ``eval_cfg.shift`` (or ``shift``) / ``eval_cfg.farconf`` are set: :mod:`rulab.eval.shift` and
    :mod:`rulab.eval.farconf`. The shifted test sets use corruption seed 0 for every run: they are benchmark data, the
    same images for every method and seed (like the released CIFAR-10-C arrays).
 
@@ -54,6 +58,7 @@ from rulab.eval import shift as shift_eval
 from rulab.eval.benchmarks import Benchmark
 from rulab.eval.extract import dataset_key, extract, weights_hash
 from rulab.eval.inputs import check_evaluation
+from rulab.eval.intervals import Resampler, id_replicates, ood_replicates
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
 from rulab.eval.protocols import Protocol
 from rulab.metrics.calibration import calibration_metrics, mmc
@@ -384,20 +389,30 @@ def _evaluate(
                 extra["hparams"] = hparams[name]
                 _add_detection_rows(table, name, set_name, values, extra)
 
-    # ---- 5. raw arrays
+    # ---- 5. per-image bootstrap intervals (rulab.eval.intervals): the same resampled images for every model
+    resampler = Resampler(eval_cfg.bootstrap) if eval_cfg.bootstrap > 0 else None
+    if resampler is not None:
+        note("bootstrap intervals")
+        with timer("intervals"):
+            id_replicates(table, ex_test.logits, ex_test.labels, resampler, bench.id_dataset, temperature, parity)
+            scores = {d: {k.split("/", 2)[2]: v for k, v in table.arrays.items() if k.startswith(f"scores/{d}/")} for d in dets}
+            msp = {name: ex.logits.to(torch.float64).softmax(dim=1).amax(dim=1) for name, ex in ex_ood.items()}
+            ood_replicates(table, scores, protocol, seed, resampler, msp_ood=msp)
+
+    # ---- 6. raw arrays
     table.arrays["id/logits"] = ex_test.logits
     table.arrays["id/labels"] = ex_test.labels
     if ex_val is not None:
         table.arrays["val/logits"] = ex_val.logits
         table.arrays["val/labels"] = ex_val.labels
 
-    # ---- 6. covariate shift and far-away confidence (rulab.eval.shift / rulab.eval.farconf)
+    # ---- 7. covariate shift and far-away confidence (rulab.eval.shift / rulab.eval.farconf)
     if shift:
         note(f"covariate shift ({shift if isinstance(shift, str) else 'custom'})")
         with timer("shift"):
             # shifted test sets are benchmark data: the same corruption draws (seed 0) for every run and method
             sub = shift_eval.evaluate_shift(model, test, suite=shift, seed=0, batch_size=eval_cfg.batch_size, temperature=temperature,
-                                 cache=shift_cache, clean_logits=ex_test.logits, channels_last=channels_last)
+                                 cache=shift_cache, clean_logits=ex_test.logits, channels_last=channels_last, resampler=resampler)
             table.extend(sub)
             table.meta["shift"] = sub.meta
     if eval_cfg.farconf:
@@ -407,6 +422,10 @@ def _evaluate(
                                                 ood_logits={n: ex.logits for n, ex in ex_ood.items()})
             table.extend(sub)
             table.meta["farconf"] = sub.meta
+    if resampler is not None:
+        with timer("intervals"):
+            table.attach_intervals()
+        table.meta["bootstrap"] = {"resamples": resampler.n_resamples, "seed": resampler.seed}
     table.meta["skipped"] = skipped
     table.meta["timing"] = timer.seconds
     table.meta["cpu_timing"] = timer.cpu

@@ -45,6 +45,7 @@ from rulab.data.corruptions import apply_shift, is_level, level_label, shift_sui
 from rulab.data.corruptions import corruption as get_corruption
 from rulab.data.tensors import TensorDataset, unit_pixels
 from rulab.errors import InputError
+from rulab.eval.intervals import shift_replicates
 from rulab.eval.predict import model_device
 from rulab.eval.shift_cache import CHUNK, ShiftCache
 from rulab.metrics.calibration import brier, calibration_error, nll
@@ -253,6 +254,7 @@ def evaluate_shift(
     channels_last: bool = True,
     clean_logits: torch.Tensor | None = None,
     keep_logits: bool = False,
+    resampler: Any = None,
 ) -> ResultTable:
     """Accuracy and calibration on every cell of a shift suite, plus means over levels, the clean reference and CE.
 
@@ -278,6 +280,8 @@ def evaluate_shift(
             rounding level (~1e-7). The caller's model is not modified.
         clean_logits: the model's logits on ``test`` if already computed (``[N, K]``), to skip the clean pass.
         keep_logits: store every cell's logits in ``table.arrays["shift/<corruption>/<level>/logits"]``.
+        resampler: a :class:`rulab.eval.intervals.Resampler`: the raw cells' rows and their means over levels get
+            bootstrap replicates and intervals over the test images (:func:`rulab.eval.intervals.shift_replicates`).
 
     Returns:
         A :class:`ResultTable` of kind ``"shift"`` rows; ``meta`` records the suite, seed, chunk, quantize and the
@@ -315,6 +319,7 @@ def evaluate_shift(
         if tuple(z.shape[:1]) != (len(test),):
             raise InputError(f"clean_logits must have one row per test image ({len(test)}), got shape {tuple(z.shape)}")
         _add_cell(table, z, test.y, t, shift=CLEAN, severity="0", **keys)
+        kept: list[tuple[str, str, torch.Tensor]] = [(CLEAN, "0", z)] if resampler is not None else []
         errors: dict[tuple[str, str], float] = {}
         for corruption, level in cells:
             if cache is not None:
@@ -327,9 +332,14 @@ def evaluate_shift(
             errors[(corruption, sev)] = 1.0 - _add_cell(table, z, test.y, t, shift=corruption, severity=sev, **keys)["acc"]
             if keep_logits:
                 table.arrays[f"shift/{corruption}/{sev}/logits"] = z
+            if resampler is not None:
+                kept.append((corruption, sev, z))
     finally:
         model.train(was_training)
     table.extend(severity_means(table))
+    if resampler is not None:
+        shift_replicates(table, kept, test.y, resampler, test.name)
+        table.attach_intervals()
     if baseline:
         ce, mce = corruption_errors(errors, baseline)
         for corruption, value in ce.items():

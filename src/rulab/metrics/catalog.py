@@ -29,11 +29,12 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rulab.registry import METRICS
 
-__all__ = ["GROUPS", "Metric", "declare", "get", "metrics", "names", "is_percent"]
+__all__ = ["GROUPS", "Metric", "declare", "get", "metrics", "names", "is_percent", "bounds"]
 
 GROUPS = ("calibration", "detection", "pooled", "robustness", "farconf", "training", "tuning")
 """The groups a metric may belong to (see the module docstring)."""
@@ -53,6 +54,8 @@ class Metric:
         group: one of :data:`GROUPS`.
         summary: shown in the plain-text summary (:meth:`rulab.results.table.ResultTable.summary`).
         fmt: a ``format`` spec for tables (``".4g"``); ``""`` = the default (percent with 2 decimals, else 3).
+        bounds: the values the metric can take, ``(lo, hi)`` (``inf`` for none): an interval over seeds (a Student t
+            interval, which knows no range) is cut to them, so an AUROC interval never passes 100%.
     """
 
     name: str
@@ -63,8 +66,11 @@ class Metric:
     group: str
     summary: bool = True
     fmt: str = ""
+    bounds: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
+        if not self.bounds[0] < self.bounds[1]:
+            raise ValueError(f"metric '{self.name}' has bounds {self.bounds}; give (lo, hi) with lo < hi")
         if self.group not in GROUPS:
             raise ValueError(f"metric '{self.name}' has group '{self.group}'; valid groups: {', '.join(GROUPS)}")
         if not self.name or self.name != self.name.lower() or " " in self.name:
@@ -104,13 +110,18 @@ def is_percent(name: str) -> bool:
     return name in METRICS and METRICS.get(name).percent
 
 
+def bounds(name: str) -> tuple[float, float]:
+    """The declared range of ``name`` (``(-inf, inf)`` for an undeclared name)."""
+    return METRICS.get(name).bounds if name in METRICS else (-math.inf, math.inf)
+
+
 # --------------------------------------------------------------------------------------------- the declarations
 _LOWER, _HIGHER, _NEITHER = False, True, None
 
 for _m in (
     # calibration of the ID test set (and of every shift cell), rulab.metrics.calibration.calibration_metrics
     Metric("acc", "accuracy", "fraction of correct top-1 predictions", True, _HIGHER, "calibration"),
-    Metric("nll", "NLL", "negative log-likelihood of the true class, nats", False, _LOWER, "calibration"),
+    Metric("nll", "NLL", "negative log-likelihood of the true class, nats", False, _LOWER, "calibration", bounds=(0.0, math.inf)),
     Metric("ece", "ECE", "expected calibration error, 15 equal-width bins", True, _LOWER, "calibration"),
     Metric("mce", "MCE", "maximum calibration error, 15 equal-width bins", True, _LOWER, "calibration", summary=False),
     Metric("rms", "RMS", "RMS calibration error, adaptive bins of 100 (W1)", True, _LOWER, "calibration"),
@@ -127,7 +138,7 @@ for _m in (
     Metric(
         "soft_f1", "Soft-F1", "Soft-F1 of the confidence as a detector of errors (W1)", True, _HIGHER, "calibration"
     ),
-    Metric("brier", "Brier", "multi-class Brier score, in [0, 2]", False, _LOWER, "calibration"),
+    Metric("brier", "Brier", "multi-class Brier score, in [0, 2]", False, _LOWER, "calibration", bounds=(0.0, 2.0)),
     Metric(
         "mmc",
         "MMC",
@@ -143,6 +154,7 @@ for _m in (
         False,
         _NEITHER,
         "calibration",
+        bounds=(0.0, math.inf),
     ),
     # OOD detection per (OOD set, detector), rulab.metrics.ood.ood_metrics
     Metric("auroc", "AUROC", "higher is better; ID is the positive class", True, _HIGHER, "detection"),
@@ -171,6 +183,7 @@ for _m in (
         True,
         _LOWER,
         "detection",
+        bounds=(0.0, 0.5),
     ),
     Metric(
         "ood_ratio",
@@ -180,6 +193,7 @@ for _m in (
         _NEITHER,
         "detection",
         summary=False,
+        bounds=(0.0, math.inf),
     ),
     # ID test set pooled with an OOD set counted as wrong (OE's OOD calibration), rulab.eval.ood_eval
     Metric(
@@ -200,9 +214,9 @@ for _m in (
     ),
     Metric("ood_soft_f1", "OOD Soft-F1", "Soft-F1 of ID pooled with OOD counted as wrong", True, _HIGHER, "pooled"),
     # corruption errors relative to a baseline model (Hendrycks & Dietterich 2019), rulab.metrics.robustness
-    Metric("ce", "CE", "error summed over severities, relative to the baseline model's", True, _LOWER, "robustness"),
+    Metric("ce", "CE", "error summed over severities, relative to the baseline model's", True, _LOWER, "robustness", bounds=(0.0, math.inf)),
     Metric(
-        "mce_rel", "relative mCE", "mean over corruptions of the relative corruption error", True, _LOWER, "robustness"
+        "mce_rel", "relative mCE", "mean over corruptions of the relative corruption error", True, _LOWER, "robustness", bounds=(0.0, math.inf)
     ),
     # far-away and worst-case confidence (Hein et al. 2019, Sections 3.5-3.6), rulab.eval.farconf
     Metric(
@@ -212,6 +226,7 @@ for _m in (
         False,
         _HIGHER,
         "farconf",
+        bounds=(0.0, math.inf),
     ),
     Metric(
         "overconf_frac",

@@ -7,8 +7,11 @@ evaluation's arrays, on the same self-contained page (CSS inline, figures as bas
 turning result records into report HTML; the page layouts themselves live in :mod:`rulab.reports.html` and
 :mod:`rulab.reports.evaluation`.
 
-Table cells carry ``data-mean`` (the stored fraction, full precision), ``data-n`` (seeds) and a tooltip with the
-bootstrap interval and the per-seed values, so the page is readable and the numbers stay checkable. Which metrics
+Table cells show ``mean ± std``, with the 95% interval in a smaller row below each row (Student t over seeds; for a
+single run the percentile bootstrap over test images; :mod:`rulab.results.aggregate`); the value cells carry ``data-mean`` (the stored
+fraction, full precision), ``data-n`` (seeds), ``data-lo``/``data-hi`` and a tooltip with the interval's method and the
+per-seed values, so the page is readable and the numbers stay checkable. In a comparison the rows other than the
+baseline hold signed differences, in bold where the interval excludes 0. Which metrics
 the tables show, their labels, captions and units come from :mod:`rulab.metrics.catalog`. Markdown and LaTeX
 versions of the same pivots are in :mod:`rulab.results.export`.
 """
@@ -29,8 +32,8 @@ from rulab.io import atomic_write_text
 from rulab.metrics import catalog
 from rulab.metrics.catalog import is_percent
 from rulab.reports import plots
-from rulab.results.aggregate import Pivot, Stat, describe
-from rulab.results.export import format_stat, format_value
+from rulab.results.aggregate import T_SEEDS, Pivot, Replicates, Stat, describe, interval_of, replicate_interval
+from rulab.results.export import format_interval, format_stat, format_value, significant
 
 __all__ = [
     "escape",
@@ -39,6 +42,7 @@ __all__ = [
     "scrolling",
     "write_page",
     "stat_cell",
+    "interval_cell",
     "pivot_html",
     "records_pivot",
     "ID_CAPTION",
@@ -79,6 +83,11 @@ table.results tbody th{font-weight:600}
 table.results .num{text-align:right}
 table.results tbody tr:nth-child(even){background:var(--alt)}
 table.results td.missing{color:#9aa4ae}
+table.results .ci{font-size:11px;color:var(--muted);font-weight:400}
+table.results tr.v td,table.results tr.v th{border-bottom:0}
+table.results td.sig{font-weight:600;color:inherit}
+table.with-ci tbody tr:nth-child(4n+3),table.with-ci tbody tr:nth-child(4n+4){background:var(--alt)}
+table.with-ci tbody tr:nth-child(4n+1),table.with-ci tbody tr:nth-child(4n+2){background:transparent}
 table.results caption{caption-side:bottom;text-align:left;color:var(--muted);font-size:12px;padding-top:5px;
   white-space:normal;max-width:1100px}
 .tables{display:flex;flex-wrap:wrap;gap:0 40px;align-items:flex-start}
@@ -134,41 +143,72 @@ def write_page(path: Path, title: str, body: str) -> Path:
 # --------------------------------------------------------------------------------------------- pivot tables
 
 
-def stat_cell(stat: Stat | None, metric: str, row_n: int = 0) -> str:
-    """One ``<td>`` showing ``mean ± std`` (percent for fraction metrics) with the numbers in data attributes."""
+def _method_text(stat: Stat) -> str:
+    """How a cell's interval was computed, in words."""
+    if stat.method == T_SEEDS:
+        return f"95% interval: Student t over {stat.n} seeds"
+    if stat.method == "paired-t-seeds":
+        return f"95% interval: paired t over {stat.n} seeds"
+    if stat.method.startswith("paired-bootstrap-percentile-"):
+        return f"95% interval: paired percentile bootstrap over test images, {stat.method.rsplit('-', 1)[1]} resamples"
+    if stat.method.startswith("bootstrap-percentile-"):
+        return f"95% interval: percentile bootstrap over test images, {stat.method.rsplit('-', 1)[1]} resamples"
+    return f"95% interval ({stat.method})" if stat.method else "no interval"
+
+
+def stat_cell(stat: Stat | None, metric: str, row_n: int = 0, difference: bool = False) -> str:
+    """One ``<td>`` showing ``mean ± std`` (percent for fraction metrics), with the numbers in data attributes;
+    ``difference``: a signed difference, bold where its interval excludes 0. The interval itself is the cell below
+    (:func:`interval_cell`)."""
     if stat is None or stat.n == 0:
         return '<td class="num missing">–</td>'
     pct = is_percent(metric)
     tip = f"n = {stat.n}"
-    if stat.n > 1 and not math.isnan(stat.lo):
-        tip += (
-            f"; 95% bootstrap interval of the mean [{format_value(stat.lo, metric)}, {format_value(stat.hi, metric)}]"
-        )
+    if stat.has_interval:
+        tip += f"; {_method_text(stat)}"
     if stat.values:
-        tip += "; per seed: " + ", ".join(format_value(v, metric) for v in stat.values)
-    text = format_stat(stat, metric, row_n=row_n)
+        tip += "; per seed: " + ", ".join(format_value(v, metric, difference) for v in stat.values)
+    text = format_stat(stat, metric, row_n=row_n, signed=difference)
     attrs = f'data-mean="{stat.mean!r}" data-n="{stat.n}" data-pct="{int(pct)}" title="{escape(tip)}"'
-    return f'<td class="num" {attrs}>{escape(text)}</td>'
+    if stat.has_interval:
+        attrs += f' data-lo="{stat.lo!r}" data-hi="{stat.hi!r}"'
+    cls = "num sig" if difference and significant(stat) else "num"
+    return f'<td class="{cls}" {attrs}>{escape(text)}</td>'
+
+
+def interval_cell(stat: Stat | None, metric: str, difference: bool = False) -> str:
+    """The ``<td>`` under a :func:`stat_cell`: ``[lo, hi]`` of its 95% interval (empty without one)."""
+    text = format_interval(stat, metric, signed=difference)
+    cls = "num ci sig" if difference and significant(stat) else "num ci"
+    title = f' title="{escape(_method_text(stat))}"' if stat is not None and stat.has_interval else ""
+    return f'<td class="{cls}"{title}>{escape(text)}</td>'
 
 
 def pivot_html(p: Pivot, caption: str | None = None, cls: str = "", seeds_column: bool = True) -> str:
-    """A :class:`~rulab.results.aggregate.Pivot` as an HTML table (rows = methods or row labels)."""
+    """A :class:`~rulab.results.aggregate.Pivot` as an HTML table (rows = methods or row labels); with intervals, each
+    row is followed by a row holding them (``95% CI``)."""
     cap = caption if caption is not None else p.caption
     head = [f"<th>{escape(p.row_header)}</th>"] + (['<th class="num">seeds</th>'] if seeds_column else [])
     head += [
         f'<th class="num">{escape(label)}{" (%)" if is_percent(metric) else ""}</th>' for label, metric in p.columns
     ]
+    ci = p.has_intervals()
     body = []
     for row in p.rows:
         n = p.seeds(row)
-        label = row + (" (%)" if is_percent(p.row_metrics.get(row, "")) else "")
+        diff = p.is_difference(row)
+        label = row + (" (%)" if is_percent(p.row_metrics.get(row, "")) else "") + (f" − {p.baseline}" if diff else "")
         cells = [f'<th scope="row">{escape(label)}</th>'] + ([f'<td class="num">{n}</td>'] if seeds_column else [])
-        cells += [stat_cell(p.cells.get((row, col)), p.metric_of(row, metric), n) for col, metric in p.columns]
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        cells += [stat_cell(p.cells.get((row, col)), p.metric_of(row, metric), n, diff) for col, metric in p.columns]
+        body.append('<tr class="v">' + "".join(cells) + "</tr>")
+        if ci:
+            cells = ['<th scope="row" class="ci">95% CI</th>'] + (['<td class="num ci"></td>'] if seeds_column else [])
+            cells += [interval_cell(p.cells.get((row, col)), p.metric_of(row, metric), diff) for col, metric in p.columns]
+            body.append('<tr class="ci">' + "".join(cells) + "</tr>")
     if p.notes:
         cap = (cap + ". " if cap else "") + "; ".join(p.notes)
     cap_html = f"<caption>{escape(cap)}</caption>" if cap else ""
-    table_cls = escape(("results " + cls).strip())
+    table_cls = escape(("results " + cls + (" with-ci" if ci else "")).strip())
     thead = f"<thead><tr>{''.join(head)}</tr></thead>"
     return f'<table class="{table_cls}">{cap_html}{thead}<tbody>{"".join(body)}</tbody></table>'
 
@@ -184,6 +224,7 @@ def records_pivot(
     col_order: Sequence[str] | None = None,
     mean_column: str = "",
     row_header: str = "",
+    replicates: Replicates | None = None,
 ) -> Pivot:
     """Pivot stored records of one method: rows by column ``row``, columns by column ``col``, stats over runs.
 
@@ -200,9 +241,12 @@ def records_pivot(
         mean_column: if set, add a column with this label holding, per run, the mean over the row's columns,
             summarised over runs.
         row_header: header of the label column.
+        replicates: reads a run's bootstrap replicates, so that the mean column of a single run gets an interval.
+
+    Cells over several runs get the Student t interval over runs; a single run's cell gets its stored interval.
     """
-    per: dict[tuple[str, str], list[float]] = {}
-    per_run_mean: dict[str, dict[str, list[float]]] = {}
+    per: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    per_run_mean: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
     rows: list[str] = []
     cols: list[str] = []
     for r in records:
@@ -211,9 +255,9 @@ def records_pivot(
             rows.append(rv)
         if cv not in cols:
             cols.append(cv)
-        per.setdefault((rv, cv), []).append(float(r["value"]))
+        per.setdefault((rv, cv), []).append(r)
         if mean_column:
-            per_run_mean.setdefault(rv, {}).setdefault(r["run_id"], []).append(float(r["value"]))
+            per_run_mean.setdefault(rv, {}).setdefault(r["run_id"], []).append(r)
 
     def ordered(values: list[str], order: Sequence[str] | None) -> list[str]:
         if not order:
@@ -225,13 +269,23 @@ def records_pivot(
     cells: dict[tuple[str, str], Stat] = {}
     columns = [(clabels.get(c, c), metric or (c if col == "metric" else "")) for c in cols]
     row_metrics = {labels.get(r, r): r for r in rows} if row == "metric" and metric is None else {}
-    for (rv, cv), vals in per.items():
-        cells[(labels.get(rv, rv), clabels.get(cv, cv))] = describe(vals)
+    for (rv, cv), recs in per.items():
+        m = metric or (cv if col == "metric" else rv if row == "metric" else "")
+        cells[(labels.get(rv, rv), clabels.get(cv, cv))] = describe(
+            [float(r["value"]) for r in recs], metric=m, interval=interval_of(recs[0]) if len(recs) == 1 else None
+        )
     if mean_column:
         columns.append((mean_column, metric or ""))
         for rv, runs in per_run_mean.items():
-            means = [float(sum(v) / len(v)) if not any(math.isnan(x) for x in v) else math.nan for v in runs.values()]
-            cells[(labels.get(rv, rv), mean_column)] = describe(means)
+            means = [
+                float(sum(float(r["value"]) for r in v) / len(v)) if not any(math.isnan(float(r["value"])) for r in v) else math.nan
+                for v in runs.values()
+            ]
+            single = None
+            if len(runs) == 1 and replicates is not None:
+                run_id, recs = next(iter(runs.items()))
+                single = replicate_interval(replicates(run_id, recs))
+            cells[(labels.get(rv, rv), mean_column)] = describe(means, metric=metric or "", interval=single)
     return Pivot([labels.get(r, r) for r in rows], columns, cells, row_header=row_header, row_metrics=row_metrics)
 
 
@@ -264,7 +318,10 @@ def id_block(recs: Sequence[Mapping[str, Any]], caption: str = ID_CAPTION) -> st
 
 
 def ood_blocks(
-    ood: Sequence[Mapping[str, Any]], detectors: Sequence[str], metrics: Sequence[str] | None = None
+    ood: Sequence[Mapping[str, Any]],
+    detectors: Sequence[str],
+    metrics: Sequence[str] | None = None,
+    replicates: Replicates | None = None,
 ) -> list[str]:
     """One table per OOD detection metric (the ``detection`` metrics of :mod:`rulab.metrics.catalog` that have a
     direction; only ``metrics`` if given) that the ``kind="ood"`` rows hold.
@@ -282,7 +339,8 @@ def ood_blocks(
         if m.name.startswith("aupr") and ratio:
             note += "; OOD:ID ratio " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items())
         p = records_pivot(
-            sel, "detector", "dataset", metric=m.name, row_order=detectors, mean_column="mean", row_header="detector"
+            sel, "detector", "dataset", metric=m.name, row_order=detectors, mean_column="mean", row_header="detector",
+            replicates=replicates,
         )
         blocks.append(
             f"<h3>OOD detection: {escape(m.heading)}</h3>" + scrolling(pivot_html(p, caption=note, seeds_column=False))

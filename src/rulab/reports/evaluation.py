@@ -2,8 +2,8 @@
 
 ``evaluation_report(table, "report.html")`` (``rulab.reports.evaluation_report``) writes the same kind of self-contained page
 as :func:`rulab.reports.build_report` (inline CSS, figures as base64 PNG, no script): what was evaluated, the
-accuracy / calibration table raw and temperature-scaled, the OOD detection tables per detector and OOD set, the
-shift and far-away tables, and the figures drawn from the table's arrays: ROC and precision-recall curves, score
+accuracy / calibration table raw and temperature-scaled, the OOD detection tables per detector and OOD set (every
+number with its 95% bootstrap interval over test images when the evaluation computed one), the shift and far-away tables, and the figures drawn from the table's arrays: ROC and precision-recall curves, score
 histograms ID vs each OOD set, reliability diagrams before and after temperature scaling, accuracy and ECE against
 shift severity, and the far-away curves. Whatever the table lacks is left out without an error.
 """
@@ -30,6 +30,7 @@ from rulab.reports.blocks import (
     shift_stats,
     write_page,
 )
+from rulab.results.replicates import table_replicates
 from rulab.results.table import ResultTable
 
 __all__ = ["evaluation_report"]
@@ -78,7 +79,8 @@ def evaluation_report(table: ResultTable, out: str | os.PathLike[str], title: st
     parts = [f"<header><h1>{escape(page_title)}</h1><dl class=\"meta\">" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in _meta_items(table)) + "</dl></header>"]
 
     ood = [r for r in recs if r["kind"] == "ood"]
-    blocks = [id_block(recs), *ood_blocks(ood, list(dict.fromkeys([detector] + [r["detector"] for r in ood])))]
+    reps = table_replicates(table)
+    blocks = [id_block(recs), *ood_blocks(ood, list(dict.fromkeys([detector] + [r["detector"] for r in ood])), replicates=reps)]
     sh = [r for r in recs if r["kind"] == "shift" and r["metric"] == "acc" and r["detector"] == ""]
     if sh:
         p = records_pivot(sh, "shift", "severity", metric="acc", row_header="shift")

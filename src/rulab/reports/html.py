@@ -4,15 +4,17 @@
 no script and no external asset, so it can be mailed or archived as it is. Sections:
 
 * a header: study, date, versions, git commits, devices, seeds, datasets and wall time;
-* the comparison of methods: the summary table (mean ± std over seeds), bar charts, accuracy against shift
-  severity per method, and, for a paper study, the paper-style tables of :mod:`rulab.reports.papers`;
+* the comparison of methods: the summary table (mean ± std over seeds with 95% intervals), the paired differences of
+  every method to the first one (the baseline, :func:`rulab.results.compare.compare_pivot`), bar charts, accuracy
+  against shift severity per method, and, for a paper study, the paper-style tables of :mod:`rulab.reports.papers`;
 * per method: the accuracy / calibration table (raw and temperature-scaled), OOD AUROC and FPR95 per detector and
   OOD set, the far-away table, ROC and precision-recall curves, score histograms ID vs each OOD set, reliability
   diagrams before and after temperature scaling, accuracy and ECE against severity per corruption, alpha-scaling /
   adversarial-noise curves, and training / validation curves;
 * the two-moons toy's confidence maps when ``toy2d/`` lies beside the database (``rulab toy2d``, :mod:`rulab.reports.toy2d`).
 
-Tables come from the ``results`` and ``curves`` tables (mean ± std over seeds); curves and histograms come from the
+Tables come from the ``results`` and ``curves`` tables (mean ± std over seeds, intervals from
+:mod:`rulab.results.aggregate`, which also reads the bootstrap replicates kept in the arrays files); curves and histograms come from the
 arrays each evaluation saved in ``<run_dir>/eval/<benchmark>/arrays.safetensors`` (keys ``scores/<detector>/id``,
 ``scores/<detector>/<ood set>``, ``id/logits``, ``id/labels``, ``ts/temperature``, ``farconf/...``) of the
 lowest seed that has them; whatever is missing is left out without an error. The blocks these sections are made of
@@ -51,6 +53,8 @@ from rulab.reports.papers import study_paper_html
 from rulab.reports.tables import PaperTable
 from rulab.reports.toy2d import TOY2D_DIR, toy2d_section
 from rulab.results.aggregate import Stat, describe, group_of, summary_pivot
+from rulab.results.compare import compare_pivot
+from rulab.results.replicates import ArrayReplicates, arrays_file
 from rulab.results.store import DEFAULT_DB, ResultStore
 from rulab.results.table import ResultTable, Row
 
@@ -64,15 +68,7 @@ def _anchor(name: str) -> str:
 
 
 def _arrays_file(run: Mapping[str, Any]) -> Path | None:
-    ckpt = run.get("checkpoint") or ""
-    if not ckpt:
-        return None
-    run_dir = Path(ckpt).parent if ckpt.endswith(".safetensors") else Path(ckpt)
-    bench = ((run.get("config") or {}).get("eval") or {}).get("benchmark", "")
-    if bench and (run_dir / "eval" / bench / "arrays.safetensors").exists():
-        return run_dir / "eval" / bench / "arrays.safetensors"
-    found = sorted((run_dir / "eval").glob("*/arrays.safetensors")) if (run_dir / "eval").is_dir() else []
-    return found[0] if found else None
+    return arrays_file(run)
 
 
 def _load_arrays(path: Path) -> dict[str, Any]:
@@ -168,18 +164,19 @@ def _header(title: str, description: str, runs: Sequence[Mapping[str, Any]], gro
 
 def _method_section(
     group: str, runs: Sequence[Mapping[str, Any]], recs: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, Any]],
-    detector: str, max_points: int, paper: str,
+    detector: str, max_points: int, paper: str, replicates: ArrayReplicates | None = None,
 ) -> str:
     parts = [f'<section id="{_anchor(group)}"><h2>{escape(group)}</h2>']
     seeds = sorted({r["seed"] for r in runs if r.get("seed") is not None})
     parts.append(f'<p class="sub">method {escape(", ".join(distinct(r["method"] for r in runs)) or "–")} · model {escape(", ".join(distinct(r["model"] for r in runs)) or "–")} · '
-                 f"{len(runs)} run(s), seeds {escape(', '.join(map(str, seeds)) or '–')} · tables: mean ± std over seeds (hover a number for its seeds and bootstrap interval)</p>")
+                 f"{len(runs)} run(s), seeds {escape(', '.join(map(str, seeds)) or '–')} · tables: mean ± std over seeds, 95% interval below "
+                 "(Student t over seeds; one seed: bootstrap over test images; hover a number for its seeds)</p>")
 
     # ---- tables (side by side where they fit)
     ood = [r for r in recs if r["kind"] == "ood"]
     blocks = [
         id_block(recs, ID_CAPTION + "; temperature fitted on the validation split"),
-        *ood_blocks(ood, distinct([detector] + [r["detector"] for r in ood]), metrics=("auroc", "fpr95_id")),
+        *ood_blocks(ood, distinct([detector] + [r["detector"] for r in ood]), metrics=("auroc", "fpr95_id"), replicates=replicates),
         farconf_block(recs),
     ]
     blocks = [b for b in blocks if b]
@@ -220,6 +217,12 @@ def _method_section(
                  f"<th>run id</th><th>finished (UTC)</th><th>device</th><th>checkpoint</th></tr></thead><tbody>{rows}</tbody></table></div></details>")
     parts.append("</section>")
     return "".join(parts)
+
+
+def _t975(n: int) -> float:
+    from rulab.metrics.bootstrap import t_quantile
+
+    return t_quantile(0.975, n - 1)
 
 
 def build_report(
@@ -281,13 +284,18 @@ def build_report(
         curves_by_run.setdefault(c["run_id"], []).append(c)
 
     # ---- comparison
-    summary = summary_pivot(records)
+    replicates = ArrayReplicates(runs)
+    summary = summary_pivot(records, replicates=replicates)
     comp = ['<section id="comparison"><h2>Comparison of methods</h2>']
     if summary.columns:
         n_max = max((summary.seeds(r) for r in summary.rows), default=0)
         comp.append(scrolling(pivot_html(summary)))
-        if n_max and n_max < 10:
-            comp.append(f'<p class="note">With {n_max} seed(s) the bootstrap intervals in the tooltips are crude; the std (ddof=1) is the number to read.</p>')
+        if n_max > 1:
+            comp.append(f'<p class="note">The intervals are Student t intervals over {n_max} seeds (t = {_t975(n_max):.2f}): they say where '
+                        "the mean over training runs lies on these test sets, and they are wide because few seeds say little.</p>")
+        if len(groups) > 1:
+            cmp = compare_pivot(records, groups[0], replicates=replicates)
+            comp.append(f"<h3>Paired differences to {escape(groups[0])}</h3>" + scrolling(pivot_html(cmp)))
         figs = [figure_html(plots.comparison_bars(summary), "summary measures per method (error bars: std over seeds)", wide=True)]
         sbm = _shift_by_method(recs_of)
         if sbm:
@@ -308,7 +316,7 @@ def build_report(
             paper = "".join(scrolling(f(mt)) for f in paper_tables)
             paper = f"<h3>Paper tables</h3>{paper}" if paper else ""
         group_curves = [c for r in runs_of[g] for c in curves_by_run.get(r["run_id"], [])]
-        sections.append(_method_section(g, runs_of[g], recs_of[g], group_curves, detector, max_points, paper))
+        sections.append(_method_section(g, runs_of[g], recs_of[g], group_curves, detector, max_points, paper, replicates))
 
     toy = toy2d_section(db.parent / TOY2D_DIR)  # `rulab toy2d --out <this directory>` (Hein et al. 2019, §3.7)
     page_title = title or f"rulab report: {study or 'all runs'}"

@@ -89,7 +89,11 @@ def parse_result(raw: dict[str, Any]) -> dict[str, Any]:
     r["value"] = parse_value(r.get("value"))
     r["n"] = _count(r.get("n"))
     r["extra"] = parse_json_object(r.pop("extra_json", None), "extra_json")
-    for col in ("kind", "metric", "dataset", "shift", "severity", "detector"):
+    # the interval columns (schema 2; a schema-1 file is read with NULL intervals)
+    r["ci_low"] = parse_value(r.get("ci_low"), "ci_low")
+    r["ci_high"] = parse_value(r.get("ci_high"), "ci_high")
+    r["ci_method"] = r.get("ci_method") or ""
+    for col in ("kind", "metric", "dataset", "shift", "severity", "detector", "ci_method"):
         v = r.get(col)
         if col in r and not isinstance(v, str):
             if isinstance(v, (int, float)) and not isinstance(v, bool):

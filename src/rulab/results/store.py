@@ -9,8 +9,9 @@ Schema (version :data:`SCHEMA_VERSION`, kept in ``PRAGMA user_version``):
   ``dataset_checksums`` (JSON ``{"<dataset>/<file>": md5}``), ``study``, plus the claim columns ``claimed_by``
   (``host:pid:token``) and ``heartbeat_at`` used by concurrent study processes (see :meth:`ResultStore.claim`).
 * ``results``: ``run_id``, ``kind``, ``dataset``, ``shift``, ``severity``, ``detector``, ``metric``, ``value``, ``n``,
-  ``extra_json``; unique on ``(run_id, kind, dataset, shift, severity, detector, metric)``; ``''`` (never NULL)
-  means "none" in the key columns.
+  ``extra_json``, and (schema 2) ``ci_low``, ``ci_high`` (a 95% interval around ``value``, NULL when there is none)
+  and ``ci_method`` (how it was computed, e.g. ``bootstrap-percentile-1000``; ``''`` when none); unique on
+  ``(run_id, kind, dataset, shift, severity, detector, metric)``; ``''`` (never NULL) means "none" in the key columns.
 * ``curves``: ``run_id``, ``epoch``, ``split``, ``metric``, ``value``; unique on the first four (training and
   validation curves, from the loop's ``metrics.jsonl`` history).
 
@@ -62,13 +63,14 @@ __all__ = [
     "DEFAULT_DB",
     "RUN_COLUMNS",
     "RESULT_COLUMNS",
+    "CI_COLUMNS",
     "STATUSES",
     "run_id_for",
     "curve_points",
     "owner_id",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = "runs/results.db"
 STATUSES = ("running", "trained", "finished", "failed")
 
@@ -77,7 +79,13 @@ RUN_COLUMNS = (
     "rulab_version", "torch_version", "device", "checkpoint", "parent_run", "status", "started_at", "finished_at",
     "dataset_checksums", "study", "claimed_by", "heartbeat_at",
 )
-RESULT_COLUMNS = ("run_id", *KEY_COLUMNS, "value", "n", "extra_json")
+RESULT_COLUMNS = ("run_id", *KEY_COLUMNS, "value", "n", "extra_json", "ci_low", "ci_high", "ci_method")
+CI_COLUMNS = ("ci_low", "ci_high", "ci_method")
+_ADD_CI = (  # schema 1 -> 2: the interval columns (docs/results-store.md, "Versions and migration")
+    "ALTER TABLE results ADD COLUMN ci_low REAL",
+    "ALTER TABLE results ADD COLUMN ci_high REAL",
+    "ALTER TABLE results ADD COLUMN ci_method TEXT NOT NULL DEFAULT ''",
+)
 CURVE_COLUMNS = ("run_id", "epoch", "split", "metric", "value")
 
 _SCHEMA = """
@@ -117,6 +125,9 @@ CREATE TABLE results (
     value      REAL,
     n          INTEGER NOT NULL DEFAULT 0,
     extra_json TEXT NOT NULL DEFAULT '{}',
+    ci_low     REAL,
+    ci_high    REAL,
+    ci_method  TEXT NOT NULL DEFAULT '',
     UNIQUE (run_id, kind, dataset, shift, severity, detector, metric)
 );
 CREATE INDEX results_metric ON results (metric, kind, detector);
@@ -389,8 +400,10 @@ class ResultStore:
                 delay = min(delay * 2, 0.5)
 
     def _migrate(self, con: sqlite3.Connection) -> None:
+        """Create a new file's schema; refuse a newer one. An older file (schema 1) is left as it is until the first
+        write (:meth:`_upgrade`), so that reading never changes a file."""
         version = con.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
+        if 1 <= version <= SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer rulab (schema {version}, this one reads {SCHEMA_VERSION}); upgrade rulab or use another --db")
@@ -422,9 +435,22 @@ class ResultStore:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    @staticmethod
+    def _upgrade(con: sqlite3.Connection) -> None:
+        """Inside a write transaction: migrate a schema-1 file to the current schema (adds the interval columns)."""
+        if con.execute("PRAGMA user_version").fetchone()[0] == 1:
+            for stmt in _ADD_CI:
+                con.execute(stmt)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _has_ci(self) -> bool:
+        """Whether the file has the interval columns (schema 2); a schema-1 file is read without them."""
+        return any(r["name"] == "ci_low" for r in self._read("PRAGMA table_info(results)"))
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``: waits for other writers, then holds the lock)."""
+        """One write transaction (``BEGIN IMMEDIATE``: waits for other writers, then holds the lock); an older file is
+        migrated in place first, within the same transaction."""
         if self.read_only:
             raise StoreError(f"the results database {self.path} was opened read-only; open it with ResultStore(path) to write")
         con = self._con()
@@ -433,6 +459,7 @@ class ResultStore:
         except sqlite3.OperationalError as err:
             raise self._locked() if "locked" in str(err) or "busy" in str(err) else self._bad_file(err) from None
         try:
+            self._upgrade(con)
             yield con
             con.execute("COMMIT")
         except BaseException as err:
@@ -673,13 +700,17 @@ class ResultStore:
         rows = [
             (run_id, _text_in(r.kind, "kind", required=True), _text_in(r.dataset, "dataset"), _text_in(r.shift, "shift"), _text_in(r.severity, "severity"),
              _text_in(r.detector, "detector"), _text_in(r.metric, "metric", required=True), _value_in(r.value, f"value of metric '{r.metric}'"),
-             _n_in(r.n), _extra_in(r.extra))
+             _n_in(r.n), _extra_in(r.extra),
+             _value_in(getattr(r, "ci_low", math.nan), f"interval of metric '{r.metric}'"),
+             _value_in(getattr(r, "ci_high", math.nan), f"interval of metric '{r.metric}'"),
+             _text_in(getattr(r, "ci_method", "") or "", "ci_method"))
             for r in table
         ]
         sql = (
             f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' for _ in RESULT_COLUMNS)}) "
             "ON CONFLICT (run_id, kind, dataset, shift, severity, detector, metric) "
-            "DO UPDATE SET value = excluded.value, n = excluded.n, extra_json = excluded.extra_json"
+            "DO UPDATE SET value = excluded.value, n = excluded.n, extra_json = excluded.extra_json, "
+            "ci_low = excluded.ci_low, ci_high = excluded.ci_high, ci_method = excluded.ci_method"
         )
         return self._upsert(sql, rows, run_id, "results")
 
@@ -716,7 +747,8 @@ class ResultStore:
         ``method``, ``model``, ``seed``, ``name``, ``status``; ``train_dataset`` is the run's training set).
 
         Each record: ``run_id, name, preset, method, model, seed, study, train_dataset, status, kind, dataset, shift,
-        severity, detector, metric, value`` (NaN for a stored NULL), ``n``, ``extra`` (dict).
+        severity, detector, metric, value`` (NaN for a stored NULL), ``n``, ``extra`` (dict), ``ci_low``, ``ci_high``
+        (NaN when there is no interval, and in a schema-1 file, which is read as it is) and ``ci_method`` (``''``).
         """
         res_filters = {k: v for k, v in filters.items() if k in RESULT_COLUMNS}
         run_filters = {("dataset" if k == "train_dataset" else k): v for k, v in filters.items() if k not in RESULT_COLUMNS}
@@ -725,8 +757,9 @@ class ResultStore:
         where = " AND ".join(x for x in (w1.replace(" WHERE ", "", 1), w2.replace(" WHERE ", "", 1)) if x)
         sql = (
             "SELECT r.run_id, u.name, u.preset, u.method, u.model, u.seed, u.study, u.dataset AS train_dataset, u.status, "
-            "r.kind, r.dataset, r.shift, r.severity, r.detector, r.metric, r.value, r.n, r.extra_json "
-            "FROM results r JOIN runs u ON u.run_id = r.run_id" + (f" WHERE {where}" if where else "") + " ORDER BY u.rowid, r.rowid"
+            "r.kind, r.dataset, r.shift, r.severity, r.detector, r.metric, r.value, r.n, r.extra_json, "
+            + ("r.ci_low, r.ci_high, r.ci_method " if self._has_ci() else "NULL AS ci_low, NULL AS ci_high, '' AS ci_method ")
+            + "FROM results r JOIN runs u ON u.run_id = r.run_id" + (f" WHERE {where}" if where else "") + " ORDER BY u.rowid, r.rowid"
         )
         recs = self._parsed(self._read(sql, [*a1, *a2]), parse_result, "result")
         if frame:
@@ -743,7 +776,8 @@ class ResultStore:
         if run is None:
             raise StoreError(f"run '{run_id}' is not in {self.path}; `rulab results --db {self.path}` lists what is stored")
         rows = [
-            Row(r["kind"], r["metric"], r["value"], r["dataset"], r["shift"], r["severity"], r["detector"], r["n"], r["extra"])
+            Row(r["kind"], r["metric"], r["value"], r["dataset"], r["shift"], r["severity"], r["detector"], r["n"], r["extra"],
+                r["ci_low"], r["ci_high"], r["ci_method"])
             for r in self.results(run_id=run_id)
         ]
         return ResultTable(rows, meta=run)

@@ -8,7 +8,12 @@ One row per measured number: ``(kind, dataset, shift, severity, detector, metric
   cell (``severity`` is a string such as ``"3"`` or ``"0.8"``); ``detector`` the score (``msp``, ``odin``, ...);
 * ``metric`` is one of the lower-case names declared in :mod:`rulab.metrics.catalog` (``acc``, ``nll``, ``ece``,
   ``auroc``, ``fpr95_id``, ...); values are fractions, never percent;
-* ``""`` (never ``None``) marks "not applicable" in key columns so the store's unique constraint holds.
+* ``""`` (never ``None``) marks "not applicable" in key columns so the store's unique constraint holds;
+* ``ci_low``, ``ci_high``, ``ci_method``: the row's 95% interval and how it was computed (``bootstrap-percentile-1000``:
+  the percentile bootstrap over test images with 1,000 resamples; NaN, NaN, ``""`` when there is none). The bootstrap
+  replicates behind it are kept in :attr:`ResultTable.arrays` under ``"bootstrap/<key as JSON>"`` (float32 ``[B]``),
+  so that a mean over rows or a paired difference of two runs can be given its own interval later
+  (:mod:`rulab.metrics.bootstrap`).
 
 Tables, plots, the HTML report (:func:`rulab.reports.evaluation_report`) and the SQLite store are all views of
 this table.
@@ -22,17 +27,31 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rulab.errors import InputError, RulabError
 from rulab.io import atomic_path, atomic_write_text
 from rulab.metrics import catalog
 
-__all__ = ["Row", "ResultTable", "KINDS", "KEY_COLUMNS"]
+__all__ = ["Row", "ResultTable", "KINDS", "KEY_COLUMNS", "REPLICATES", "replicates_key", "bootstrap_method"]
 
 KINDS = ("id", "ood", "shift", "farconf")
 KEY_COLUMNS = ("kind", "dataset", "shift", "severity", "detector", "metric")
+REPLICATES = "bootstrap/"
+"""Prefix of the array keys holding a row's bootstrap replicates (``"bootstrap/" + json.dumps(list(row.key))``)."""
+LEVEL = 0.95
+"""Coverage of every interval rulab computes."""
+
+
+def replicates_key(key: tuple[str, ...]) -> str:
+    """The :attr:`ResultTable.arrays` key of the bootstrap replicates of the row with key ``key``."""
+    return REPLICATES + json.dumps(list(key))
+
+
+def bootstrap_method(n_resamples: int, paired: bool = False) -> str:
+    """The ``ci_method`` of a percentile bootstrap over test images: ``bootstrap-percentile-1000``."""
+    return f"{'paired-' if paired else ''}bootstrap-percentile-{int(n_resamples)}"
 
 
 def _sev(value: Any) -> str:
@@ -56,6 +75,14 @@ class Row:
     detector: str = ""
     n: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    ci_low: float = field(default=math.nan, compare=False)
+    ci_high: float = field(default=math.nan, compare=False)
+    ci_method: str = field(default="", compare=False)
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the row carries an interval (both bounds are numbers)."""
+        return not (math.isnan(self.ci_low) or math.isnan(self.ci_high))
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -96,11 +123,14 @@ class ResultTable:
     def add(
         self, kind: str, metric: str, value: float, dataset: str = "", shift: str = "", severity: Any = "",
         detector: str = "", n: int = 0, extra: dict[str, Any] | None = None,
+        ci_low: float = math.nan, ci_high: float = math.nan, ci_method: str = "",
     ) -> Row:
-        """Append one number (a float; NaN is allowed and means "undefined", e.g. too few examples)."""
+        """Append one number (a float; NaN is allowed and means "undefined", e.g. too few examples), optionally with
+        its interval ``[ci_low, ci_high]`` and how that was computed (``ci_method``)."""
         if kind not in KINDS:
             raise InputError(f"result kind must be one of {', '.join(KINDS)}, got '{kind}'")
-        row = Row(kind, metric, float(value), dataset, shift, _sev(severity), detector, int(n), dict(extra or {}))
+        row = Row(kind, metric, float(value), dataset, shift, _sev(severity), detector, int(n), dict(extra or {}),
+                  float(ci_low), float(ci_high), str(ci_method or ""))
         self._rows[row.key] = row
         return row
 
@@ -118,6 +148,41 @@ class ResultTable:
         if isinstance(other, ResultTable):
             self.arrays.update(other.arrays)
         return self
+
+    def get(self, key: tuple[str, ...]) -> Row | None:
+        """The row with key ``(kind, dataset, shift, severity, detector, metric)``, or ``None``."""
+        return self._rows.get(tuple(key))
+
+    def set_replicates(self, key: tuple[str, ...], replicates: Any) -> None:
+        """Keep the bootstrap replicates ``[B]`` of the row with key ``key`` (float32, in :attr:`arrays`)."""
+        import torch
+
+        self.arrays[replicates_key(tuple(key))] = torch.as_tensor(replicates).detach().reshape(-1).to(torch.float32)
+
+    def replicates(self, key: tuple[str, ...]) -> Any:
+        """The bootstrap replicates ``[B]`` kept for the row with key ``key``, or ``None``."""
+        return self.arrays.get(replicates_key(tuple(key)))
+
+    def attach_intervals(self, level: float = LEVEL) -> int:
+        """Give every row that has bootstrap replicates its percentile interval; returns how many rows got one.
+
+        ``ci_method`` is :func:`bootstrap_method` of the number of replicates (``bootstrap-percentile-1000``).
+        """
+        from rulab.metrics.bootstrap import percentile_interval
+
+        done = 0
+        for key, row in list(self._rows.items()):
+            reps = self.replicates(key)
+            if reps is None or reps.numel() == 0:
+                continue
+            lo, hi = percentile_interval(reps, level)
+            self._rows[key] = replace(row, ci_low=lo, ci_high=hi, ci_method=bootstrap_method(reps.numel()))
+            done += 1
+        return done
+
+    def has_intervals(self) -> bool:
+        """Whether any row carries an interval."""
+        return any(r.has_interval for r in self)
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self._rows.values())
@@ -160,7 +225,7 @@ class ResultTable:
         recs = self.records()
         for r in recs:
             r["extra"] = json.dumps(r["extra"], sort_keys=True) if r["extra"] else ""
-        cols = ["kind", "dataset", "shift", "severity", "detector", "metric", "value", "n", "extra"]
+        cols = ["kind", "dataset", "shift", "severity", "detector", "metric", "value", "n", "extra", "ci_low", "ci_high", "ci_method"]
         return pd.DataFrame(recs, columns=cols)
 
     def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -168,9 +233,11 @@ class ResultTable:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         cols = ["kind", "dataset", "shift", "severity", "detector", "metric", "value", "n"]
+        if self.has_intervals():  # the interval columns appear when there are intervals
+            cols += ["ci_low", "ci_high", "ci_method"]
         w.writerow(cols)
         for r in self:
-            w.writerow([getattr(r, c) if c != "value" else repr(r.value) for c in cols])
+            w.writerow([repr(getattr(r, c)) if c in ("value", "ci_low", "ci_high") else getattr(r, c) for c in cols])
         text = buf.getvalue()
         if path is not None:
             atomic_write_text(path, text)
@@ -178,33 +245,46 @@ class ResultTable:
 
     def summary(self, detectors: Iterable[str] | None = None) -> str:
         """A plain-text summary: the ID calibration block, then AUROC / FPR95 per OOD set × detector,
-        then shift and far-away numbers when present."""
+        then shift and far-away numbers when present. A row with an interval gets a second line with ``[lo, hi]``
+        under each number (the 95% bootstrap interval over test images)."""
         lines: list[str] = []
+        ci = self.has_intervals()
+        cw = 18 if ci else 0  # column width that fits "[0.8650, 0.8771]"
+
+        def bounds(row: Row | None) -> str:
+            return f"[{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]" if row is not None and row.has_interval else ""
+
         idrows = self.filter(kind="id")
         if len(idrows):
-            lines.append("in-distribution")
-            groups: dict[str, dict[str, float]] = {}
+            lines.append("in-distribution" + (" (second line: 95% bootstrap interval over test images)" if ci else ""))
+            groups: dict[str, dict[str, Row]] = {}
             for r in idrows:
-                groups.setdefault(r.detector or "-", {})[r.metric] = r.value
+                groups.setdefault(r.detector or "-", {})[r.metric] = r
             names = [m.name for m in catalog.metrics("calibration") if m.summary]
-            widths = [max(9, len(m) + 1) for m in names]
+            widths = [max(9, len(m) + 1, cw) for m in names]
             lines.append("  " + f"{'':<14}" + "".join(f"{m:>{w}}" for m, w in zip(names, widths)))
-            for g, vals in groups.items():
+            for g, rows in groups.items():
                 label = {"-": "raw", "ts": "temp-scaled"}.get(g, g)
-                lines.append("  " + f"{label:<14}" + "".join(f"{_fmt(vals.get(m)):>{w}}" for m, w in zip(names, widths)))
+                lines.append("  " + f"{label:<14}" + "".join(f"{_fmt(_value(rows.get(m))):>{w}}" for m, w in zip(names, widths)))
+                if any(r.has_interval for r in rows.values()):
+                    lines.append("  " + f"{'':<14}" + "".join(f"{bounds(rows.get(m)):>{w}}" for m, w in zip(names, widths)))
         ood = self.filter(kind="ood")
         if len(ood):
             dets = list(detectors) if detectors else sorted({r.detector for r in ood})
             sets = list(dict.fromkeys(r.dataset for r in ood))
             metrics = [m.name for m in catalog.metrics("detection") if m.summary]
+            w = max(16, cw)
             lines.append("OOD detection (AUPR at the OOD:ID ratio shown)")
-            lines.append("  " + f"{'ood set':<16}{'detector':<12}" + "".join(f"{m:>16}" for m in metrics) + f"{'ratio':>8}")
+            lines.append("  " + f"{'ood set':<16}{'detector':<12}" + "".join(f"{m:>{w}}" for m in metrics) + f"{'ratio':>8}")
             for s in sets:
                 for d in dets:
-                    vals = {r.metric: r.value for r in ood if r.dataset == s and r.detector == d}
-                    if not any(m in vals for m in metrics):  # e.g. only OOD-calibration rows ("ts")
+                    cells = {r.metric: r for r in ood if r.dataset == s and r.detector == d}
+                    if not any(m in cells for m in metrics):  # e.g. only OOD-calibration rows ("ts")
                         continue
-                    lines.append("  " + f"{s:<16}{d:<12}" + "".join(f"{_fmt(vals.get(m)):>16}" for m in metrics) + f"{_fmt(vals.get('ood_ratio'), 2):>8}")
+                    lines.append("  " + f"{s:<16}{d:<12}" + "".join(f"{_fmt(_value(cells.get(m))):>{w}}" for m in metrics)
+                                 + f"{_fmt(_value(cells.get('ood_ratio')), 2):>8}")
+                    if any(cells[m].has_interval for m in metrics if m in cells):
+                        lines.append("  " + " " * 28 + "".join(f"{bounds(cells.get(m)):>{w}}" for m in metrics))
         sh = self.filter(kind="shift", metric="acc")
         if len(sh):
             lines.append("covariate shift (accuracy)")
@@ -219,6 +299,10 @@ class ResultTable:
             for r in fc:
                 lines.append(f"  {r.dataset or '-':<22}{r.detector or '':<10}{r.metric:<16}{_fmt(r.value)}")
         return "\n".join(lines)
+
+
+def _value(row: Row | None) -> float | None:
+    return None if row is None else row.value
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:

@@ -15,7 +15,8 @@
    ``stale_after / 4`` seconds by a background thread). Cells claimed by another live process are skipped and
    waited for at the end (or when a later cell needs them); a claim whose owner died (same host: its PID is gone)
    or went silent for ``stale_after`` seconds is taken over. See :meth:`ResultStore.claim`.
-5. At the end it prints the summary table (mean ± std over seeds per method), the report's path and the time.
+5. At the end it prints the summary table (mean ± std over seeds per method, each with its 95% interval), the
+   report's path and the time.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rulab.presets.study_spec import LauncherCfg, Study, launcher_config
 from rulab.reports import build_report
 from rulab.results.aggregate import Pivot, summary_pivot
 from rulab.results.export import to_text
+from rulab.results.replicates import ArrayReplicates
 from rulab.results.store import ResultStore, owner_id
 from rulab.results.table import ResultTable
 from rulab.study.cell import dataset_checksums, work_cell
@@ -238,7 +240,7 @@ def run_study(
         _run_on_cluster(study, cells, lcfg, store, evaluator, result, out_dir, progress)
 
     records = store.results(run_id=result.run_ids)
-    result.summary = summary_pivot(records)
+    result.summary = summary_pivot(records, replicates=ArrayReplicates(store.runs(run_id=result.run_ids)))
     if study.report if report is None else report:
         try:
             result.report = build_report(db_path, study=study.name, out=Path(out_dir) / "report.html", run_ids=result.run_ids)

@@ -98,6 +98,8 @@ def test_each_set_is_scored_on_the_rest_with_its_own_choice(evaluated):
         scored = ~torch.isnan(kept)
         assert scored.nonzero().flatten().tolist() == list(range(1000, 1000 + got["auroc"].n))
         torch.testing.assert_close(kept[scored], odin_score(net, test.x, t, e)[scored])
+        # its bootstrap interval is computed from those ID scores (never the NaN ones) and holds the value
+        assert got["auroc"].ci_low <= got["auroc"].value <= got["auroc"].ci_high and got["auroc"].ci_high > got["auroc"].ci_low
     # MSP has no grid: scored as under the odin protocol, first 1,000 images skipped
     msp = [r for r in table if r.detector == "msp" and r.metric == "auroc" and r.kind == "ood"]
     assert msp and all(r.n == N_TEST - 1000 for r in msp)

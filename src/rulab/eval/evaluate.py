@@ -397,7 +397,12 @@ def _evaluate(
             id_replicates(table, ex_test.logits, ex_test.labels, resampler, bench.id_dataset, temperature, parity)
             scores = {d: {k.split("/", 2)[2]: v for k, v in table.arrays.items() if k.startswith(f"scores/{d}/")} for d in dets}
             msp = {name: ex.logits.to(torch.float64).softmax(dim=1).amax(dim=1) for name, ex in ex_ood.items()}
-            ood_replicates(table, scores, protocol, seed, resampler, msp_ood=msp)
+            tuned = {d for d in dets if f"scores/{d}/id" not in table.arrays}  # tuned per OOD set (odin-paper)
+            ood_replicates(table, {d: v for d, v in scores.items() if d not in tuned}, protocol, seed, resampler, msp_ood=msp)
+            for d in tuned:  # set by set, with the ID scores at that set's chosen hyperparameters
+                for set_name in ex_ood:
+                    s_id = table.arrays[f"tuning/{d}/{set_name}/id_scores"]
+                    ood_replicates(table, {d: {"id": s_id, set_name: scores[d][set_name]}}, protocol, seed, resampler)
 
     # ---- 6. raw arrays
     table.arrays["id/logits"] = ex_test.logits

@@ -162,6 +162,8 @@ class EvalCfg:
     adv_n: int = 500  # examples attacked per set
     detector_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per detector, e.g. {"odin": {"search": "coarse"}}
     flip_tta: bool = False  # test-time augmentation: average each image with its horizontal mirror (rulab.models.tta)
+    # MC dropout (rulab.models.mc_dropout): evaluate the mean predictive of this many seeded dropout passes (0 = off)
+    mc_dropout: int = field(default=0, metadata={"hash_omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -544,7 +546,7 @@ def validate_values(cfg: RunCfg) -> RunCfg:
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' names a detector that eval.detectors does not run; valid choices: {', '.join(e.detectors)}")
         if not isinstance(kwargs, Mapping):
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' must map parameter names to values, got {kwargs!r}")
-    for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n"):
+    for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n", "mc_dropout"):
         if getattr(e, k) < 0:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")
     _positive("eval.batch_size", e.batch_size)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rulab.errors import StoreError
+from rulab.eval.checkpoint import eval_name
 from rulab.registry import STUDIES
 from rulab.reports import plots
 from rulab.reports.blocks import (
@@ -65,7 +66,8 @@ def _arrays_file(run: Mapping[str, Any]) -> Path | None:
     if not ckpt:
         return None
     run_dir = Path(ckpt).parent if ckpt.endswith(".safetensors") else Path(ckpt)
-    bench = ((run.get("config") or {}).get("eval") or {}).get("benchmark", "")
+    ev = (run.get("config") or {}).get("eval") or {}
+    bench = eval_name(ev.get("benchmark", ""), int(ev.get("mc_dropout") or 0)) if ev.get("benchmark") else ""
     if bench and (run_dir / "eval" / bench / "arrays.safetensors").exists():
         return run_dir / "eval" / bench / "arrays.safetensors"
     found = sorted((run_dir / "eval").glob("*/arrays.safetensors")) if (run_dir / "eval").is_dir() else []

@@ -57,7 +57,8 @@ def combine_layers(scores: torch.Tensor, center: torch.Tensor, spread: torch.Ten
 
     Args:
         scores: ``[B, L]`` layer scores.
-        center, spread: ``[L]`` their mean and standard deviation on validation ID images.
+        center: ``[L]`` their mean on validation ID images.
+        spread: ``[L]`` their standard deviation on validation ID images.
         weights: ``[L]`` the α_l.
 
     Returns:

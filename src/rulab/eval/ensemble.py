@@ -177,8 +177,13 @@ def evaluate_ensemble(
 
     Args:
         runs: two or more run directories (or their ``model.safetensors``) trained on the same data.
-        benchmark, shift, farconf, protocol, overrides, device: as :func:`rulab.eval.checkpoint.evaluate_checkpoint`,
-            applied to every member's stored config (the first member's evaluation settings are used).
+        benchmark: as in :func:`rulab.eval.checkpoint.evaluate_checkpoint`.
+        shift: as in :func:`rulab.eval.checkpoint.evaluate_checkpoint`.
+        farconf: as in :func:`rulab.eval.checkpoint.evaluate_checkpoint`.
+        protocol: as in :func:`rulab.eval.checkpoint.evaluate_checkpoint`.
+        overrides: as in :func:`rulab.eval.checkpoint.evaluate_checkpoint`, applied to every member's stored config
+            (the first member's evaluation settings are used).
+        device: as in :func:`rulab.eval.checkpoint.evaluate_checkpoint`.
         detectors: names, or one comma-separated string; default: the first member's ``eval.detectors`` less those
             that read one linear head, plus ``mutual_info`` and ``disagreement``.
         db: the results database to store the ensemble's run in (None: none).

@@ -6,14 +6,16 @@ The detectors are grouped by what they read (:attr:`rulab.detectors.base.Detecto
 detector is measured without an edit here):
 
 1. the forward pass that extraction runs (logits + features, channels-last, eval mode) over N images: the unit;
-2. the LOGIT detectors (``requires == {"logits"}``: msp, maxlogit, energy, entropy, gen, klm, openmax) fitted and
-   scored from the cached logits: each one's scoring time as a multiple of the forward pass, and all together
-   (forward + scoring) / forward (goal: at most 1.2);
+2. the LOGIT detectors (``requires == {"logits"}``: msp, maxlogit, energy, entropy, gen, klm, openmax; and those
+   that read the cached member logits of an averaged predictive, ``"members"``: mutual_info, disagreement, here on
+   the logits of three networks) fitted and scored from the cached logits: each one's scoring time as a multiple of
+   the forward pass of one network, and all together (forward + scoring) / forward (goal: at most 1.2);
 3. the FEATURE detectors (cached logits and features: mahalanobis, knn, react, vim, ash_p/b/s, scale, dice, she,
-   gradnorm, rmds, residual, nnguide, fdbd): fitting time on the N images and scoring time, likewise;
+   gradnorm, rmds, residual, nnguide, fdbd, dml): fitting time on the N images and scoring time, likewise;
 4. the detectors that go back to the MODEL, per image and as multiples of the forward pass per image: ODIN at a fixed
    (T, ε) and for its full 10 × 21 tuning grid; RankFeat (one pass per edited block, an SVD per map); Gram (one pass
-   plus the statistics of every feature layer; fitting reads the training and validation images once each).
+   plus the statistics of every feature layer; fitting reads the training and validation images once each),
+   mahalanobis_layers (one pass per scored set; fitting reads the training and validation images).
 
 Usage:
     PYTHONPATH=src python benchmarks/detector_cost.py [--n 10000] [--model-n 1000] [--checkpoint RUN_DIR] [--threads N]
@@ -95,7 +97,10 @@ def main() -> None:
     t_fwd = best_of(lambda: predict(model, x, batch_size=1000, features=True, channels_last=True), args.repeats)
     per_fwd = t_fwd / args.n
     w, b = model.fc.weight.detach(), model.fc.bias.detach()
-    ex = Extracted(out["logits"], y, out["features"], x=x, head_weight=w, head_bias=b)
+    # the member detectors read the logits of several networks (a deep ensemble): the model and two random fastcnns
+    others = [MODELS.create("fastcnn").eval().to(memory_format=torch.channels_last) for _ in range(2)]
+    members = torch.stack([out["logits"], *(predict(m, x, batch_size=1000, channels_last=True)["logits"] for m in others)], dim=1)
+    ex = Extracted(out["logits"], y, out["features"], x=x, head_weight=w, head_bias=b, members=members)
     print(f"forward pass (logits + features) over {args.n} images: {t_fwd:.3f} s ({1e3 * per_fwd:.4f} ms/image)")
 
     logit, feature, model_dets = groups()

@@ -105,7 +105,7 @@ def test_keys_added_after_0_1_keep_old_hashes():
         "train": ("accum_steps", "drop_last", "head_init", "keep_best"),
         "data": ("kwargs",),
         "model": ("stats",),
-        "eval": ("adv_step_size", "adv_restarts", "farconf_tests", "adv_noise_steps", "bootstrap"),
+        "eval": ("adv_step_size", "adv_restarts", "farconf_tests", "adv_noise_steps", "bootstrap", "mc_dropout"),
     }.items():
         for k in keys:
             d[section].pop(k)

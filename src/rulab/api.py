@@ -4,6 +4,8 @@
 >>> run_dir = api.train("fmnist-plain", overrides=["train.epochs=1"], track="tensorboard")
 >>> table = api.evaluate_checkpoint(run_dir, benchmark="fmnist", shift="", farconf=False)
 >>> print(table.summary())
+>>> mc = api.evaluate_checkpoint("runs/fmnist-dropout", mc_dropout=20)       # MC dropout, 20 seeded passes
+>>> ens = api.evaluate_ensemble(["runs/fmnist-plain-s0", "runs/fmnist-plain-s1", "runs/fmnist-plain-s2"], db="runs/results.db")
 
 Your own model and data (any ``nn.Module`` mapping images to logits, see :mod:`rulab.eval.user`):
 
@@ -22,6 +24,7 @@ from typing import Any
 from rulab.config import RunCfg
 from rulab.errors import StoreError
 from rulab.eval.checkpoint import eval_dir, evaluate_checkpoint
+from rulab.eval.ensemble import evaluate_ensemble
 from rulab.eval.user import evaluate_model as evaluate
 from rulab.presets import load_config
 from rulab.reports import build_report
@@ -32,7 +35,7 @@ from rulab.tracking import train_tracked
 from rulab.train.convert import convert_weights
 from rulab.train.loop import fit
 
-__all__ = ["train", "config", "evaluate", "evaluate_checkpoint", "convert", "eval_dir", "study", "study_status", "results", "report"]
+__all__ = ["train", "config", "evaluate", "evaluate_checkpoint", "evaluate_ensemble", "convert", "eval_dir", "study", "study_status", "results", "report"]
 
 
 def config(preset: str | None = None, path: str | None = None, overrides: Sequence[str] = ()) -> RunCfg:
@@ -117,6 +120,8 @@ def study(
     evaluate: Callable[..., Any] | bool | None = None,
     report: bool | None = None,
     launcher: Any = None,
+    ensemble: bool | None = None,
+    mc_dropout: int | None = None,
 ) -> Any:
     """Run a study (a registered name such as ``"fmnist-default"``, a study YAML file or a
     :class:`rulab.presets.study_spec.Study`).
@@ -125,12 +130,13 @@ def study(
     cells, then writes ``<out_dir>/report.html``; with ``progress`` it prints the summary table, the report's
     path and the time. ``launcher``: ``"local"`` (default), ``"slurm"`` (submitit) or ``"ray"``, or a
     :class:`rulab.presets.study_spec.LauncherCfg`; ``launcher.*`` items in ``overrides`` set its resources
-    (``"launcher.slurm.partition=gpu"``). Returns a :class:`rulab.study.StudyResult`. See
-    :func:`rulab.study.run_study`.
+    (``"launcher.slurm.partition=gpu"``). ``ensemble`` also evaluates each method's seeds as a deep ensemble,
+    ``mc_dropout=T`` the runs with dropout with MC dropout (defaults: the study's). Returns a
+    :class:`rulab.study.StudyResult`. See :func:`rulab.study.run_study`.
     """
     return run_study(
         name, out_dir=out_dir, db=db, seeds=seeds, overrides=overrides, progress=progress, evaluate=evaluate, report=report,
-        launcher=launcher,
+        launcher=launcher, ensemble=ensemble, mc_dropout=mc_dropout,
     )
 
 

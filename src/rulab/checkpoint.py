@@ -37,6 +37,7 @@ from rulab.io import atomic_path, atomic_write_json, atomic_write_text, ensure_w
 from rulab.registry import MODELS, UnknownNameError
 
 __all__ = [
+    "eval_name",
     "save_model",
     "read_meta",
     "load_model",
@@ -430,3 +431,9 @@ def latest_state_dir(run_dir: str | os.PathLike[str]) -> Path | None:
         return child_path(root, text, _STATE_DIR, f"the resume pointer {latest}")
     except ConfigError as err:
         raise CheckpointError(f"{err}, so the run would resume from a state that is not its own; delete {latest} to start the run over") from None
+
+
+def eval_name(benchmark: str, mc_dropout: int = 0) -> str:
+    """The name of an evaluation's directory under ``<run_dir>/eval``: the benchmark, plus ``+mc<T>`` for an MC
+    dropout evaluation with T passes (its files sit beside the deterministic evaluation's)."""
+    return f"{benchmark}+mc{int(mc_dropout)}" if mc_dropout else benchmark

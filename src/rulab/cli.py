@@ -2,7 +2,8 @@
 calibration, covariate shift, far-away confidence) on the same checkpoint, in one report.
 
     rulab train [PRESET] [--config FILE] [--resume] [--dry-run] [--track tensorboard,mlflow] [--a.b=value ...]
-    rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--track ...] [--a.b=value ...]
+    rulab eval CHECKPOINT [--benchmark NAME] [--shift SUITE] [--farconf] [--mc-dropout T] [--track ...] [--a.b=value ...]
+    rulab eval --ensemble RUN RUN [RUN ...] [--benchmark NAME] [...]
     rulab convert WEIGHTS.pt --model NAME --mean M --std S [--preset P] [--a.b=value ...]
     rulab study NAME [--launcher local|slurm|ray] [--status] [--dry-run]     rulab results     rulab report
     rulab show PRESET|STUDY [--measure] [--a.b=value ...]
@@ -112,9 +113,15 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    from rulab.api import evaluate_checkpoint
+    from rulab.api import evaluate_checkpoint, evaluate_ensemble
 
     t0 = time.time()
+    if (args.checkpoint is None) == (args.ensemble is None):
+        raise ConfigError("give either one CHECKPOINT (a run directory) or --ensemble RUN RUN ..., not both and not neither")
+    if args.ensemble is not None and args.mc_dropout is not None:
+        raise ConfigError("--mc-dropout applies to one checkpoint; evaluate the ensemble without it (or each member with it)")
+    if args.name is not None and args.ensemble is None:
+        raise ConfigError("--name names an ensemble's run; use it with --ensemble")
     if args.report:  # outputs are checked before the evaluation, not after it
         from pathlib import Path
 
@@ -129,7 +136,12 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
         kw["farconf"] = True
     if args.no_farconf:
         kw["farconf"] = False
-    result = evaluate_checkpoint(args.checkpoint, **kw)
+    if args.ensemble is not None:
+        result = evaluate_ensemble(args.ensemble, name=args.name, **kw)
+    else:
+        if args.mc_dropout is not None:
+            kw["mc_dropout"] = args.mc_dropout
+        result = evaluate_checkpoint(args.checkpoint, **kw)
     print(result.summary())
     for what, why in result.meta.get("skipped", {}).items():
         print(f"skipped {what}: {why}")
@@ -137,19 +149,27 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
     for det, hp in tuned.items():
         values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items() if k not in ("objective", "tuned_on"))
         print(f"tuned {det} on {', '.join(hp['tuned_on'])}: {values} (validation fpr95_id {hp['objective']:.4f})")
+    from pathlib import Path
+
     from rulab.api import eval_dir
 
-    if args.track:
+    if args.ensemble is not None:
+        run_dir = Path(result.meta["ensemble"]["dir"])
+        where = run_dir / "eval" / result.meta["benchmark"]
+    else:
         from rulab.checkpoint import resolve_checkpoint
-        from rulab.tracking import log_results
 
         run_dir = resolve_checkpoint(args.checkpoint).parent
+        where = eval_dir(args.checkpoint, result.meta["benchmark"], (result.meta.get("mc_dropout") or {}).get("passes", 0))
+    if args.track:
+        from rulab.tracking import log_results
+
         log_results(result, args.track, run_dir, run_dir.name)
     if args.report:
         from rulab.reports import evaluation_report
 
         print(f"report: {evaluation_report(result, args.report)}")
-    print(f"evaluated in {time.time() - t0:.1f} s -> {eval_dir(args.checkpoint, result.meta['benchmark'])}")
+    print(f"evaluated in {time.time() - t0:.1f} s -> {where}")
     return 0
 
 
@@ -238,6 +258,12 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
         kw["report"] = False
     if args.no_eval:
         kw["evaluate"] = False
+    if args.ensemble and args.no_ensemble:
+        raise ConfigError("give --ensemble or --no-ensemble, not both")
+    if args.ensemble or args.no_ensemble:
+        kw["ensemble"] = bool(args.ensemble)
+    if args.mc_dropout is not None:
+        kw["mc_dropout"] = args.mc_dropout
     study(args.name, **kw)  # prints progress, the summary table, the report's path and the time
     return 0
 
@@ -350,7 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: OOD detection, calibration, shift, far-away confidence")
-    p.add_argument("checkpoint", help="a run directory or .safetensors file")
+    p.add_argument("checkpoint", nargs="?", help="a run directory or .safetensors file")
+    p.add_argument("--ensemble", nargs="+", metavar="RUN", help="evaluate the deep ensemble of these runs (two or more run directories, same data)")
+    p.add_argument("--name", help="the ensemble's run name (default <preset>-ens-s0-s1-...)")
+    p.add_argument("--mc-dropout", type=int, metavar="T", help="evaluate MC dropout: the mean of T seeded dropout passes (a model with dropout)")
     p.add_argument("--benchmark", help="benchmark (`rulab list benchmarks`)")
     p.add_argument("--protocol", help="OOD protocol (`rulab list protocols`)")
     p.add_argument("--shift", help="shift suite, or '' for none")
@@ -387,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "resources as --launcher.slurm.partition=gpu, --launcher.ray.num_gpus=1 (docs/distributed.md)")
     p.add_argument("--status", action="store_true", help="print where each cell stands (queued/running/finished/failed, job ids, logs of failures) and exit")
     p.add_argument("--dry-run", action="store_true", help="plan and validate every cell, print the plan (runs, data, cost), run nothing")
+    p.add_argument("--ensemble", action="store_true", help="also evaluate each method's seeds as one deep ensemble (a run of its own)")
+    p.add_argument("--no-ensemble", action="store_true", help="do not evaluate ensembles, even if the study does by default")
+    p.add_argument("--mc-dropout", type=int, metavar="T", help="also evaluate every run whose model has dropout with MC dropout over T passes")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser(

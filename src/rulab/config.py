@@ -193,6 +193,8 @@ class EvalCfg:
     detector_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per detector, e.g. {"odin": {"search": "coarse"}}
     flip_tta: bool = False  # test-time augmentation: average each image with its horizontal mirror (rulab.models.tta)
     bootstrap: int = field(default=1000, metadata={"hash_omit_default": True})  # resamples of the per-image 95% intervals (0 = none; docs/metrics.md)
+    # MC dropout (rulab.models.mc_dropout): evaluate the mean predictive of this many seeded dropout passes (0 = off)
+    mc_dropout: int = field(default=0, metadata={"hash_omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -674,7 +676,7 @@ def validate_eval(e: EvalCfg) -> EvalCfg:
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' names a detector that eval.detectors does not run; valid choices: {', '.join(e.detectors)}")
         if not isinstance(kwargs, Mapping):
             raise ConfigError(f"config key 'eval.detector_kwargs.{det}' must map parameter names to values, got {brief(kwargs)}")
-    for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n", "bootstrap"):
+    for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n", "bootstrap", "mc_dropout"):
         if getattr(e, k) < 0:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")
     if any(k < 1 for k in e.adv_noise_steps) or len(set(e.adv_noise_steps)) != len(e.adv_noise_steps) or e.adv_steps in e.adv_noise_steps:

@@ -5,6 +5,8 @@
 * ``fmnist``: ``fastcnn`` trained for a few hundred steps on Fashion-MNIST classes 0-5, with the held-out classes 6-9
   as near OOD and uniform noise as far OOD: real convolutional features on which the detectors are compared with
   independent implementations (pytorch-ood) and float64 references written from the papers.
+* ``toy_ensemble`` / ``fmnist_ensemble``: the same data with a deep ensemble of three such networks (the first is the
+  fixture's own, the others trained from seeds 1 and 2), for the detectors that read the members (``"members"``).
 """
 
 from __future__ import annotations
@@ -63,14 +65,9 @@ class Toy:
         return extract(self.model, ds, batch_size=128, features=True)
 
 
-@pytest.fixture(scope="session")
-def toy() -> Toy:
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
-    templates = 0.2 + 0.6 * torch.rand(3, *SHAPE, generator=g)
-    train, val, test = (toy_images(n, templates, g) for n in (300, 150, 150))
-    ood = TensorDataset((torch.rand(150, *SHAPE, generator=g) * 255).to(torch.uint8), torch.full((150,), -1), [], "uniform")
-    val_ood = TensorDataset((torch.rand(100, *SHAPE, generator=g) * 255).to(torch.uint8), torch.full((100,), -1), [], "uniform_val")
+def _train_tiny(train: TensorDataset, seed: int) -> TinyNet:
+    """A TinyNet after 150 full-batch Adam steps from the initialisation of ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
     model = TinyNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     xb = train.float()
@@ -84,8 +81,27 @@ def toy() -> Toy:
             opt.step()
     finally:
         torch.set_num_threads(threads)
-    model.eval()
-    return Toy(model, train, val, test, ood, val_ood)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def toy() -> Toy:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    templates = 0.2 + 0.6 * torch.rand(3, *SHAPE, generator=g)
+    train, val, test = (toy_images(n, templates, g) for n in (300, 150, 150))
+    ood = TensorDataset((torch.rand(150, *SHAPE, generator=g) * 255).to(torch.uint8), torch.full((150,), -1), [], "uniform")
+    val_ood = TensorDataset((torch.rand(100, *SHAPE, generator=g) * 255).to(torch.uint8), torch.full((100,), -1), [], "uniform_val")
+    return Toy(_train_tiny(train, 0), train, val, test, ood, val_ood)
+
+
+@pytest.fixture(scope="session")
+def toy_ensemble(toy: Toy) -> Toy:
+    """The toy's data with a deep ensemble of its network and two more trained from seeds 1 and 2."""
+    from rulab.models.ensemble import Ensemble
+
+    members = [toy.model, _train_tiny(toy.train, 1), _train_tiny(toy.train, 2)]
+    return Toy(Ensemble(members).eval(), toy.train, toy.val, toy.test, toy.ood, toy.val_ood)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -118,7 +134,6 @@ def fmnist() -> Trained:
     of classes 0-5 (about 88% test accuracy); fit split 2,000 training images, validation 500, ID test 1,000, near
     OOD 1,000 test images of classes 6-9, far OOD 500 uniform-noise images."""
     from rulab.data.splits import filter_classes
-    from rulab.models import create_model
     from rulab.registry import DATASETS
 
     full_train = DATASETS.create("fashion_mnist", split="train")
@@ -129,23 +144,10 @@ def fmnist() -> Trained:
     g = torch.Generator().manual_seed(0)
     order = torch.randperm(len(train), generator=g)
     fit_rows, val_rows, sgd_rows = order[:2000], order[2000:2500], order[2500:14500]
-    torch.manual_seed(0)
-    model = create_model("fastcnn", num_classes=len(FMNIST_ID), width=8)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    x_sgd, y_sgd = train.x[sgd_rows], train.y[sgd_rows]
-    model.train()
-    for _ in range(300):
-        i = torch.randint(len(x_sgd), (128,), generator=g)
-        loss = nn.functional.cross_entropy(model(x_sgd[i].float() / 255), y_sgd[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = _train_fastcnn(train.x[sgd_rows], train.y[sgd_rows], 0, g)
     near = TensorDataset(full_test.x[near_mask][:1000], torch.full((1000,), -1), [], "fmnist_near")
     far = TensorDataset((torch.rand(500, 1, 28, 28, generator=g) * 255).to(torch.uint8), torch.full((500,), -1), [], "uniform")
-    return Trained(
+    trained = Trained(
         model,
         train.subset(fit_rows, name="fmnist_fit"),
         train.subset(val_rows, name="fmnist_val"),
@@ -153,6 +155,39 @@ def fmnist() -> Trained:
         near,
         far,
     )
+    trained.sgd = (train.x[sgd_rows], train.y[sgd_rows])  # type: ignore[attr-defined]
+    return trained
+
+
+def _train_fastcnn(x: torch.Tensor, y: torch.Tensor, seed: int, g: torch.Generator) -> nn.Module:
+    """``fastcnn`` (width 8) after 300 SGD steps of 128 images drawn with ``g``, initialised by ``torch.manual_seed(seed)``;
+    eval mode, frozen."""
+    from rulab.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("fastcnn", num_classes=len(FMNIST_ID), width=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    model.train()
+    for _ in range(300):
+        i = torch.randint(len(x), (128,), generator=g)
+        loss = nn.functional.cross_entropy(model(x[i].float() / 255), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def fmnist_ensemble(fmnist: Trained) -> Trained:
+    """``fmnist``'s data with a deep ensemble of its network and two more trained the same way from seeds 1 and 2."""
+    from rulab.models.ensemble import Ensemble
+
+    x, y = fmnist.sgd  # type: ignore[attr-defined]
+    members = [fmnist.model] + [_train_fastcnn(x, y, seed, torch.Generator().manual_seed(seed)) for seed in (1, 2)]
+    return Trained(Ensemble(members).eval(), fmnist.train, fmnist.val, fmnist.test, fmnist.near, fmnist.far)
 
 
 def auroc_gaps(ours: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -129,7 +129,7 @@ class _ASH(Detector):
     """Shared body of the three ASH variants (the subclasses fix :attr:`variant` and the default percentile)."""
 
     variant: ClassVar[str] = "s"
-    requires = frozenset({"features"})
+    requires = frozenset({"features", "head"})
     paper = "Djurisic et al. 2023, arXiv:2209.09858"
     grid = {"percentile": ASH_GRID}
 

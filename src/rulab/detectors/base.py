@@ -36,8 +36,10 @@ from rulab.metrics.ood import fpr95_id
 
 __all__ = ["Extracted", "Detector", "REQUIREMENTS", "need", "tuning_objective", "image_batches", "eval_mode"]
 
-REQUIREMENTS = frozenset({"logits", "features", "model"})
-"""What a detector may ask for: cached ``logits``, cached penultimate ``features``, or the ``model`` itself."""
+REQUIREMENTS = frozenset({"logits", "features", "model", "head", "members"})
+"""What a detector may ask for: cached ``logits``, cached penultimate ``features``, the ``model`` itself, the weights of
+the model's linear ``head`` (``Extracted.head_weight``/``head_bias``), or the logits of the ``members`` of an
+averaged predictive (a deep ensemble or MC dropout: ``Extracted.members``)."""
 
 
 @dataclass
@@ -53,6 +55,9 @@ class Extracted:
         head_weight: ``[K, D]`` weight of the model's linear head (ReAct and ViM need it), or None.
         head_bias: ``[K]`` bias of the head, or None.
         name: what was extracted (a dataset key), for messages.
+        members: ``float32 [N, M, K]`` the logits of each member of an averaged predictive (the networks of a deep
+            ensemble, the passes of MC dropout; :class:`rulab.models.ensemble.MemberAverage`), whose average
+            ``logits`` holds; None for a single network.
 
     Raises:
         InputError: mismatched shapes, or NaN/inf in ``logits`` or ``features``.
@@ -65,6 +70,7 @@ class Extracted:
     head_weight: torch.Tensor | None = None
     head_bias: torch.Tensor | None = None
     name: str = ""
+    members: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.logits.ndim != 2:
@@ -76,7 +82,9 @@ class Extracted:
             raise InputError(f"'{self.name}' features must be [N, D] with N = {n}, got shape {tuple(self.features.shape)}")
         if self.x is not None and (self.x.ndim != 4 or self.x.shape[0] != n):
             raise InputError(f"'{self.name}' images must be [N, C, H, W] with N = {n}, got shape {tuple(self.x.shape)}")
-        for what, t in (("logits", self.logits), ("features", self.features)):
+        if self.members is not None and (self.members.ndim != 3 or self.members.shape[0] != n or self.members.shape[2] != self.logits.shape[1]):
+            raise InputError(f"'{self.name}' member logits must be [N, M, K] with N = {n} and K = {self.logits.shape[1]}, got shape {tuple(self.members.shape)}")
+        for what, t in (("logits", self.logits), ("features", self.features), ("member logits", self.members)):
             if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 bad = int((~torch.isfinite(t)).sum())
                 raise InputError(
@@ -97,7 +105,8 @@ class Extracted:
         def take(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[index.to(t.device) if isinstance(index, torch.Tensor) else index]
 
-        return replace(self, logits=take(self.logits), labels=take(self.labels), features=take(self.features), x=take(self.x))
+        return replace(self, logits=take(self.logits), labels=take(self.labels), features=take(self.features), x=take(self.x),
+                       members=take(self.members))
 
     def with_logits(self, logits: torch.Tensor) -> Extracted:
         """A copy with other logits (e.g. temperature-scaled ones)."""
@@ -109,7 +118,8 @@ class Extracted:
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
-        return Extracted(mv(self.logits), mv(self.labels), mv(self.features), mv(self.x), mv(self.head_weight), mv(self.head_bias), self.name)
+        return Extracted(mv(self.logits), mv(self.labels), mv(self.features), mv(self.x), mv(self.head_weight), mv(self.head_bias), self.name,
+                         mv(self.members))
 
 
 def need(ex: Extracted, what: str, detector: str) -> torch.Tensor:
@@ -121,6 +131,8 @@ def need(ex: Extracted, what: str, detector: str) -> torch.Tensor:
             "x": "keep the images (Extracted.x) for detectors that go back to the model",
             "head_weight": "extract with features=True from a model with a linear head (model.fc)",
             "head_bias": "extract with features=True from a model with a linear head (model.fc)",
+            "members": "extract from a deep ensemble or an MC-dropout model (rulab.models.Ensemble / MCDropout; "
+            "`rulab eval --ensemble RUN RUN ...` or `rulab eval RUN --mc-dropout T`)",
         }.get(what, "extract it")
         raise InputError(f"detector '{detector}' needs {what} of '{ex.name or 'the data'}'; {how}")
     return value
@@ -163,8 +175,10 @@ class Detector:
     """Base class of every OOD detector. ``score`` returns a confidence: **higher = more in-distribution**.
 
     Class attributes:
-        requires: a subset of ``{"logits", "features", "model"}``: what :meth:`score` reads. ``"model"`` means the
-            detector runs the network itself on ``Extracted.x`` (pass ``model=`` to :meth:`score`).
+        requires: a subset of ``{"logits", "features", "model", "head", "members"}``: what :meth:`score` reads.
+            ``"model"`` means the detector runs the network itself on ``Extracted.x`` (pass ``model=`` to
+            :meth:`score`); ``"head"`` that it reads the linear head's weights (a model without one, such as a deep
+            ensemble, cannot run it); ``"members"`` that it reads the members' logits of an averaged predictive.
         grid: hyperparameter name → candidate values, searched by :meth:`tune` on validation data; empty = nothing to
             tune. The chosen values are the instance attributes of the same names (:meth:`hparams`).
         formula: the score in one line of Markdown (``z``: logits, ``h``: penultimate features, ``p = softmax(z)``), for

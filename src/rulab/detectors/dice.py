@@ -86,7 +86,7 @@ class DICE(Detector):
         t: energy temperature (paper: 1).
     """
 
-    requires = frozenset({"features"})
+    requires = frozenset({"features", "head"})
     formula = "`logsumexp((M ⊙ W) h + b)`, `M = 1[m ⊙ W > q_p]`, `m` the mean training feature"
     fits_on = "training features (their mean)"
     paper = "Sun & Li 2022, arXiv:2111.09805"

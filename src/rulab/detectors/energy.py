@@ -28,7 +28,8 @@ def energy_score(logits: torch.Tensor, t: float = 1.0) -> torch.Tensor:
 
 @DETECTORS.register("energy")
 class Energy(Detector):
-    """Negative energy ``T · logsumexp(f / T)`` (Liu et al. 2020, arXiv:2010.03759).
+    """Negative energy ``T · logsumexp(f / T)`` (Liu et al. 2020, arXiv:2010.03759: the free energy
+    ``E(x; f) = −T · log Σ_i exp(f_i(x) / T)`` of §2, used as the score in §3.1).
 
     Args:
         t: temperature (paper: 1).

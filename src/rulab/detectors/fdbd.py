@@ -71,7 +71,7 @@ class FDBD(Detector):
         normalizer: ``"mean"`` (divide by ``‖h − μ‖``, the paper's score) or ``"norm"`` (divide by ``‖h‖``).
     """
 
-    requires = frozenset({"logits", "features"})
+    requires = frozenset({"logits", "features", "head"})
     formula = "`mean_{c≠ŷ} |z_ŷ − z_c| / ‖w_ŷ − w_c‖ / ‖h − μ‖`, μ the mean training feature"
     fits_on = "training features (their mean)"
     paper = "Liu & Qin 2024, arXiv:2312.11536"

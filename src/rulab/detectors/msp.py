@@ -25,7 +25,8 @@ def msp_score(logits: torch.Tensor) -> torch.Tensor:
 
 @DETECTORS.register("msp")
 class MSP(Detector):
-    """Maximum softmax probability, ``max_k p_k(x)`` (Hendrycks & Gimpel 2017, arXiv:1610.02136)."""
+    """Maximum softmax probability, ``max_k p_k(x)`` (Hendrycks & Gimpel 2017, arXiv:1610.02136, §3; the paper
+    states the score in words and numbers no equation)."""
 
     requires = frozenset({"logits"})
     formula = "`max_k p_k`"

@@ -249,7 +249,8 @@ def _check(t: float, eps: float) -> None:
 
 @DETECTORS.register("odin")
 class ODIN(Detector):
-    """ODIN score: temperature-scaled MSP after a signed-gradient input step (Liang et al. 2018, arXiv:1706.02690).
+    """ODIN score: temperature-scaled MSP after a signed-gradient input step (Liang et al. 2018, arXiv:1706.02690, §3:
+    temperature scaling Eq. 1, input preprocessing Eq. 2).
 
     Goes back to the model (``requires`` has ``"model"``): pass ``model=`` to :meth:`score` and keep the images in
     ``Extracted.x``. With ``eps = 0`` it reduces to ``max softmax(logits / T)`` on the cached logits.

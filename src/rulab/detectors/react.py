@@ -66,7 +66,7 @@ class ReAct(Detector):
         seed: seeds the row subset used for very large training feature sets.
     """
 
-    requires = frozenset({"features"})
+    requires = frozenset({"features", "head"})
     formula = "`logsumexp(W · min(h, c) + b)`, `c` a percentile of the training features"
     fits_on = "training features"
     paper = "Sun et al. 2021, arXiv:2111.12797"

@@ -49,7 +49,7 @@ class Residual(Detector):
             than D.
     """
 
-    requires = frozenset({"features"})
+    requires = frozenset({"features", "head"})
     formula = "`−‖(h − u) R‖`, R the residual of the principal subspace of the training features"
     fits_on = "training features"
     paper = "Wang et al. 2022, arXiv:2203.10807"

@@ -77,7 +77,7 @@ class SCALE(Detector):
         t: energy temperature (paper: 1).
     """
 
-    requires = frozenset({"features"})
+    requires = frozenset({"features", "head"})
     formula = (
         "`logsumexp(W · h · exp(s₁/s₂) + b)`, `s₁ = Σ h`, `s₂`: the sum of the image's entries above its p-th "
         "percentile"

@@ -128,7 +128,7 @@ class ViM(Detector):
             explicit ``dim`` must be smaller than that rank.
     """
 
-    requires = frozenset({"logits", "features"})
+    requires = frozenset({"logits", "features", "head"})
     formula = "`logsumexp(z) − α ‖(h − u) R‖`, R the residual of the principal subspace"
     fits_on = "training features"
     paper = "Wang et al. 2022, arXiv:2203.10807"

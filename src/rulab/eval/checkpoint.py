@@ -16,33 +16,39 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from rulab.checkpoint import checkpoint_hash, load_model, read_meta, resolve_checkpoint
-from rulab.config import RunCfg, apply_overrides, from_dict, to_dict
+from rulab.checkpoint import checkpoint_hash, eval_name, load_model, read_meta, resolve_checkpoint
+from rulab.config import RunCfg, apply_overrides, config_hash, from_dict, to_dict
 from rulab.data.fetch import dataset_root
 from rulab.data.splits import Splits, load_splits
 from rulab.distributed import resolve_device
 from rulab.errors import CheckpointError, ConfigError
 from rulab.eval.benchmarks import Benchmark
+from rulab.eval.derived import derived_label, member_detectors, record_derived
 from rulab.eval.evaluate import resolve_benchmark, run_evaluation
+from rulab.eval.extract import linear_head
+from rulab.eval.predict import model_device
 from rulab.eval.shift import ShiftCache
 from rulab.eval.validate import validate_run
 from rulab.io import atomic_write_json, atomic_write_text, ensure_writable_dir, remove_stale_temps
-from rulab.results.store import ResultStore
+from rulab.models.mc_dropout import MCDropout
+from rulab.results.store import ResultStore, run_id_for
 from rulab.results.table import ResultTable
 
-__all__ = ["LoadedRun", "load_run", "evaluate_checkpoint", "eval_dir"]
+__all__ = ["LoadedRun", "load_run", "evaluate_checkpoint", "eval_dir", "eval_name", "eval_config", "shared_shift_cache"]
 
 
-def eval_dir(checkpoint: str | os.PathLike[str], benchmark: str) -> Path:
-    """``<run_dir>/eval/<benchmark>``: where :func:`evaluate_checkpoint` writes its files."""
+def eval_dir(checkpoint: str | os.PathLike[str], benchmark: str, mc_dropout: int = 0) -> Path:
+    """``<run_dir>/eval/<benchmark>`` (``<benchmark>+mc<T>`` with MC dropout): where :func:`evaluate_checkpoint`
+    writes its files."""
     p = Path(checkpoint)
     run_dir = p if p.is_dir() else p.parent
-    return run_dir / "eval" / benchmark
+    return run_dir / "eval" / eval_name(benchmark, mc_dropout)
 
 
-def _eval_config(meta: dict[str, Any], overrides: Sequence[str], **explicit: Any) -> RunCfg:
+def eval_config(meta: dict[str, Any], overrides: Sequence[str], **explicit: Any) -> RunCfg:
     """The run's stored config with ``overrides`` (dotted keys of the whole config) and the explicit eval arguments."""
     stored = meta.get("config")
     if not isinstance(stored, dict):
@@ -66,7 +72,7 @@ def _eval_config(meta: dict[str, Any], overrides: Sequence[str], **explicit: Any
         det = tuple(d.strip() for d in det.split(",") if d.strip()) if isinstance(det, str) else tuple(det)
         # the stored per-detector arguments of the detectors still run (a study's ODIN grid) are kept, the rest dropped
         ev = replace(ev, detectors=det, detector_kwargs={k: v for k, v in ev.detector_kwargs.items() if k in det})
-    for k in ("benchmark", "shift", "farconf", "protocol"):
+    for k in ("benchmark", "shift", "farconf", "protocol", "mc_dropout"):
         if explicit.get(k) is not None:
             ev = replace(ev, **{k: explicit[k]})
     cfg = replace(cfg, eval=ev)
@@ -108,8 +114,8 @@ def load_run(
         path: a run directory or its ``model.safetensors``.
         overrides: config overrides, ``"eval.n_ood=500"`` (a bare ``"n_ood=500"`` means ``eval.n_ood``).
         device: ``auto``/``cpu``/``cuda``/``mps`` (default: the run's device setting).
-        **explicit: ``benchmark``, ``shift``, ``farconf``, ``detectors``, ``protocol`` replacing the run's
-            ``eval.*`` setting where not ``None`` (see :func:`evaluate_checkpoint`).
+        **explicit: ``benchmark``, ``shift``, ``farconf``, ``detectors``, ``protocol``, ``mc_dropout`` replacing the
+            run's ``eval.*`` setting where not ``None`` (see :func:`evaluate_checkpoint`).
 
     Raises:
         CheckpointError: no checkpoint, or one without a loadable stored config.
@@ -117,7 +123,7 @@ def load_run(
     """
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
-    cfg = _eval_config(meta, overrides, **explicit)
+    cfg = eval_config(meta, overrides, **explicit)
     bench = resolve_benchmark(cfg.eval.benchmark)
     if bench.id_dataset != cfg.data.dataset:
         raise ConfigError(
@@ -141,12 +147,20 @@ def evaluate_checkpoint(
     device: str | None = None,
     cache: bool = True,
     progress: bool = True,
+    mc_dropout: int | None = None,
+    study: str = "",
 ) -> ResultTable:
     """Evaluate a trained checkpoint on a benchmark and write ``<run_dir>/eval/<benchmark>/{results.csv,
     arrays.safetensors,summary.txt,meta.json}`` atomically.
 
     The model is rebuilt from the checkpoint alone; the data splits are rebuilt from the config stored in it with the
     same seed, so the validation split (temperature scaling, detector tuning) is the run's own held-out split.
+
+    With ``mc_dropout=T`` (or ``eval.mc_dropout`` in the run's config) the model evaluated is its MC-dropout
+    predictive over T seeded passes (:class:`rulab.models.mc_dropout.MCDropout`, masks seeded by the run's seed):
+    the files go to ``<run_dir>/eval/<benchmark>+mc<T>``, the detectors gain ``mutual_info`` and ``disagreement``
+    (unless ``detectors`` names them explicitly), and the database gets a run of its own, ``<name>+mc<T>`` with the
+    checkpoint's run as its parent (:mod:`rulab.eval.derived`).
 
     Args:
         path: a run directory or its ``model.safetensors``.
@@ -162,6 +176,9 @@ def evaluate_checkpoint(
             keep shifted test sets under ``$RULAB_DATA/shift-cache`` (and in memory for this process) so that every
             checkpoint of a study reuses them.
         progress: print stage names to stderr.
+        mc_dropout: T > 0 evaluates MC dropout with T passes; 0 the network as trained (default: the run's
+            ``eval.mc_dropout``).
+        study: the study an MC-dropout evaluation's run row belongs to (``rulab study``).
 
     Returns:
         The :class:`ResultTable`.
@@ -175,9 +192,11 @@ def evaluate_checkpoint(
         farconf=farconf,
         detectors=detectors,
         protocol=protocol,
+        mc_dropout=mc_dropout,
     )
     ckpt, cfg, splits = run.checkpoint, run.cfg, run.splits
-    out_dir = eval_dir(ckpt, run.benchmark.name)
+    passes = cfg.eval.mc_dropout
+    out_dir = eval_dir(ckpt, run.benchmark.name, passes)
     # every output is checked before the work: a bad database or an unwritable directory fails now, not after it
     ensure_writable_dir(out_dir)
     remove_stale_temps(out_dir, older_than=_STALE_TEMP_S)
@@ -187,18 +206,27 @@ def evaluate_checkpoint(
         if progress:
             print(f"[rulab eval] {text}", file=sys.stderr, flush=True)
 
+    model, eval_cfg, key, skipped = run.model, cfg.eval, checkpoint_hash(ckpt), {}
+    if passes:
+        model = MCDropout(run.model, passes, seed=cfg.seed)
+        with torch.no_grad():  # one call on two images tells whether dropout acts inside the features (recorded below)
+            model.eval()(splits.test.x[:2].to(model_device(run.model)).float() / 255)
+        key = f"{key}+mc{passes}s{cfg.seed}"
+        if detectors is None:  # the run's detectors plus the member scores; explicit detectors are taken as given
+            names, kwargs, skipped = member_detectors(eval_cfg.detectors, eval_cfg.detector_kwargs, linear_head(model) is not None)
+            eval_cfg = replace(eval_cfg, detectors=names, detector_kwargs=kwargs)
     table = run_evaluation(
-        run.model,
-        shift_cache=_shift_cache() if cache else None,
+        model,
+        shift_cache=shared_shift_cache() if cache else None,
         benchmark=run.benchmark,
-        eval_cfg=cfg.eval,
+        eval_cfg=eval_cfg,
         train=splits.train,
         val=splits.val,
         test=splits.test,
         seed=cfg.seed,
         cache_dir=out_dir.parent / "cache" if cache else None,
         parity=cfg.parity,
-        model_key=checkpoint_hash(ckpt),
+        model_key=key,
         on_stage=stage,
     )
     kept = run.meta.get("kept")
@@ -206,14 +234,21 @@ def evaluate_checkpoint(
         table.add("id", "checkpoint_epoch", float(kept["epoch"]), dataset=run.benchmark.id_dataset, n=int(kept.get("epochs", 0)),
                   extra={"selected_by": kept.get("metric", ""), "value": kept.get("value")})
         table.meta["kept"] = kept
-    table.meta.update({"checkpoint": str(ckpt), "run": cfg.name, "eval_config": to_dict(cfg.eval)})
+    table.meta.update({"checkpoint": str(ckpt), "run": cfg.name, "eval_config": to_dict(eval_cfg)})
+    if passes:
+        table.meta["skipped"] = {**table.meta.get("skipped", {}), **skipped}
+        table.meta["mc_dropout"] = {"passes": passes, "seed": cfg.seed, "layers": list(model.layers),
+                                    "deterministic_features": model.deterministic_features}
     table.to_csv(out_dir / "results.csv")
     table.save_arrays(out_dir / "arrays.safetensors")
     atomic_write_text(out_dir / "summary.txt", table.summary() + "\n")
     atomic_write_json(out_dir / "meta.json", table.meta)
     if store is not None:
         with store:
-            _record(store, table, run.meta, ckpt)
+            if passes:
+                _record_mc(store, table, run.meta, ckpt, passes, study)
+            else:
+                _record(store, table, run.meta, ckpt)
     return table
 
 
@@ -225,12 +260,24 @@ seconds); younger ones may belong to another evaluation of the same run that is 
 _SHIFT_CACHE: ShiftCache | None = None
 
 
-def _shift_cache() -> ShiftCache:
+def shared_shift_cache() -> ShiftCache:
     """The process-wide cache of shifted test sets (memory + ``$RULAB_DATA/shift-cache`` on disk)."""
     global _SHIFT_CACHE
     if _SHIFT_CACHE is None:
         _SHIFT_CACHE = ShiftCache(dataset_root() / "shift-cache", memory=True)
     return _SHIFT_CACHE
+
+
+def _record_mc(store: ResultStore, table: ResultTable, meta: dict[str, Any], ckpt: Path, passes: int, study: str) -> None:
+    """Store an MC-dropout evaluation as the run ``<name>+mc<T>`` (group ``<preset>+mc<T>``) whose parent is the
+    checkpoint's run (:func:`rulab.eval.derived.record_derived`)."""
+    base = from_dict(RunCfg, meta["config"])
+    mc = replace(base, eval=replace(base.eval, mc_dropout=passes))
+    config = to_dict(mc)
+    record_derived(
+        store.path, table, config, config_hash(mc), name=f"{base.name}+mc{passes}", label=derived_label(config, f"+mc{passes}"),
+        parent_run=run_id_for(base.name, config_hash(base)), checkpoint=str(ckpt), meta=meta, study=study,
+    )
 
 
 def _record(store: ResultStore, table: ResultTable, meta: dict[str, Any], ckpt: Path) -> None:

@@ -56,12 +56,13 @@ from rulab.errors import ConfigError, InputError
 from rulab.eval import farconf as farconf_eval
 from rulab.eval import shift as shift_eval
 from rulab.eval.benchmarks import Benchmark
-from rulab.eval.extract import dataset_key, extract, weights_hash
+from rulab.eval.extract import dataset_key, extract, linear_head, weights_hash
 from rulab.eval.inputs import check_evaluation
 from rulab.eval.intervals import Resampler, id_replicates, ood_replicates
 from rulab.eval.ood_eval import load_ood_set, ood_calibration_metrics, ood_set_size, protocol_metrics
 from rulab.eval.protocols import Protocol
 from rulab.metrics.calibration import calibration_metrics, mmc
+from rulab.models.ensemble import MemberAverage
 from rulab.models.fuse import inference_copy
 from rulab.models.tta import FlipTTA
 from rulab.registry import BENCHMARKS, DETECTORS, METRICS, PROTOCOLS, UnknownNameError
@@ -187,6 +188,24 @@ def _score_tuned_per_set(
     return chosen
 
 
+def _check_model_reads(model: nn.Module, dets: Mapping[str, Detector]) -> None:
+    """Refuse, before anything runs, detectors that read what the model cannot give: the members' logits of an
+    averaged predictive (``"members"``) or a linear head's weights (``"head"``)."""
+    members = [n for n, d in dets.items() if "members" in d.requires]
+    if members and not isinstance(model, MemberAverage):
+        raise ConfigError(
+            f"detector(s) {', '.join(members)} read the members of a deep ensemble or the passes of MC dropout, but "
+            f"{type(model).__name__} is a single network; evaluate an ensemble (`rulab eval --ensemble RUN RUN ...`) or a "
+            "dropout model with MC dropout (`--mc-dropout T`), or remove them from eval.detectors"
+        )
+    head = [n for n, d in dets.items() if "head" in d.requires]
+    if head and isinstance(model, MemberAverage) and linear_head(model) is None:
+        raise ConfigError(
+            f"detector(s) {', '.join(head)} read the weights of one linear head, which an ensemble of "
+            f"{getattr(model, 'num_members', 'several')} networks does not have; remove them from eval.detectors"
+        )
+
+
 def run_evaluation(
     model: nn.Module,
     *,
@@ -278,6 +297,7 @@ def _evaluate(
     except UnknownNameError as err:
         raise ConfigError(str(err)) from None
     dets = _detectors(tuple(eval_cfg.detectors), eval_cfg.detector_kwargs)
+    _check_model_reads(model, dets)
     fitting = [n for n, d in dets.items() if type(d).fit is not Detector.fit]  # detectors that learn from the training split
     for role, split, used in (("training", train, bool(fitting)), ("validation", val, True), ("ID test", test, True)):
         if used and split is not None and len(split) == 0:

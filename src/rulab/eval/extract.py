@@ -24,8 +24,9 @@ from rulab.detectors.base import Extracted
 from rulab.errors import InputError
 from rulab.eval.predict import predict
 from rulab.io import atomic_path
+from rulab.models.ensemble import MemberAverage
 
-__all__ = ["extract", "dataset_key", "weights_hash", "cache_path"]
+__all__ = ["extract", "dataset_key", "weights_hash", "cache_path", "linear_head"]
 
 _FORMAT = "rulab-extract-1"
 
@@ -70,16 +71,24 @@ def cache_path(cache_dir: str | os.PathLike[str], model_key: str, key: str) -> P
     return Path(cache_dir) / model_key / f"{name}.safetensors"
 
 
-def _head(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def linear_head(model: nn.Module) -> nn.Linear | None:
+    """The model's linear head ``fc`` (through DDP and ``torch.compile`` wrappers), or None when it has none (a deep
+    ensemble, a network whose head is another module): what detectors with ``"head"`` in ``requires`` read."""
     target = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
     fc = getattr(target, "fc", None)
-    if isinstance(fc, nn.Linear):
+    return fc if isinstance(fc, nn.Linear) else None
+
+
+def _head(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    fc = linear_head(model)
+    if fc is not None:
         return fc.weight.detach().float().cpu().clone(), None if fc.bias is None else fc.bias.detach().float().cpu().clone()
     return None, None
 
 
-def _load(path: Path, key: str, n: int, features: bool) -> dict[str, torch.Tensor] | None:
-    """The cached tensors, or None when absent, unreadable, for another key, the wrong size or without features."""
+def _load(path: Path, key: str, n: int, features: bool, members: bool = False) -> dict[str, torch.Tensor] | None:
+    """The cached tensors, or None when absent, unreadable, for another key, the wrong size, or without the features
+    or member logits asked for."""
     if not path.is_file():
         return None
     try:
@@ -95,6 +104,8 @@ def _load(path: Path, key: str, n: int, features: bool) -> dict[str, torch.Tenso
     if "logits" not in tensors or "labels" not in tensors or tensors["logits"].shape[0] != n or tensors["labels"].shape[0] != n:
         return None
     if features and tensors.get("features") is None:
+        return None
+    if members and (tensors.get("members") is None or tensors["members"].shape[0] != n):
         return None
     if not all(bool(torch.isfinite(t).all()) for k, t in tensors.items() if t.is_floating_point() and k != "features"):
         return None
@@ -135,7 +146,8 @@ def extract(
 
     Returns:
         :class:`Extracted` with CPU tensors: ``logits float32 [N, K]``, ``labels int64 [N]``, ``features float32
-        [N, D]`` (when asked), ``head_weight [K, D]`` / ``head_bias [K]`` (when the model has a linear ``fc``).
+        [N, D]`` (when asked), ``head_weight [K, D]`` / ``head_bias [K]`` (when the model has a linear ``fc``), and
+        ``members float32 [N, M, K]`` for an averaged predictive (a deep ensemble, MC dropout).
 
     Raises:
         InputError: the images do not fit the model, or the model's outputs hold NaN/inf (broken weights).
@@ -144,7 +156,7 @@ def extract(
     path = None
     if cache_dir is not None:
         path = cache_path(cache_dir, model_key or weights_hash(model), key)
-        cached = _load(path, key, len(ds), features)
+        cached = _load(path, key, len(ds), features, isinstance(model, MemberAverage))
         if cached is not None:
             return _build(cached, ds, key, keep_images)
     out = predict(model, ds.x, batch_size=batch_size, features=features, channels_last=channels_last)
@@ -156,6 +168,8 @@ def extract(
                 "diverged or the checkpoint is corrupt); re-train it or restore the checkpoint from a copy"
             )
     tensors: dict[str, Any] = {"logits": out["logits"], "labels": ds.y.cpu().clone()}
+    if "members" in out:
+        tensors["members"] = out["members"]
     if features:
         tensors["features"] = out["features"]
         w, b = _head(model)
@@ -177,4 +191,5 @@ def _build(t: dict[str, torch.Tensor], ds: TensorDataset, key: str, keep_images:
         head_weight=t.get("head_weight"),
         head_bias=t.get("head_bias"),
         name=key,
+        members=t.get("members"),
     )

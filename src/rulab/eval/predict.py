@@ -13,6 +13,7 @@ from torch import nn
 
 from rulab.distributed import dist_info, gather_rows, shard_batches, unwrap_model
 from rulab.errors import InputError
+from rulab.models.ensemble import MemberAverage, average_logits
 
 __all__ = ["predict", "predict_distributed", "model_device", "check_images"]
 
@@ -65,7 +66,9 @@ def predict(
         features: also return the penultimate features.
 
     Returns:
-        ``{"logits": float32 [N, K]}`` (and ``"features": float32 [N, D]``), on the CPU.
+        ``{"logits": float32 [N, K]}`` (and ``"features": float32 [N, D]``), on the CPU; for an averaged predictive
+        (:class:`~rulab.models.ensemble.MemberAverage`: a deep ensemble, MC dropout) also ``"members": float32
+        [N, M, K]``, the members' logits of the same forward passes, whose average the logits are.
 
     Raises:
         InputError: ``x`` is not ``[N, C, H, W]`` with the model's channel count (:func:`check_images`).
@@ -76,14 +79,21 @@ def predict(
     was_training = model.training
     model.eval()
     dev = model_device(model)
-    logits, feats = [], []
+    averaged = isinstance(model, MemberAverage)
+    logits, feats, members = [], [], []
     try:
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(dev)
             xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb.float()
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            if features:
+            if averaged:
+                z, m = model.member_forward(xb, features=features)
+                logits.append(average_logits(m).float().cpu())
+                members.append(m.float().cpu())
+                if z is not None:
+                    feats.append(z.float().cpu())
+            elif features:
                 z = model.features(xb)
                 logits.append(model.head(z).float().cpu())
                 feats.append(z.float().cpu())
@@ -94,6 +104,8 @@ def predict(
     out = {"logits": torch.cat(logits) if logits else torch.zeros(0, 0)}
     if features:
         out["features"] = torch.cat(feats) if feats else torch.zeros(0, 0)
+    if averaged:
+        out["members"] = torch.cat(members) if members else torch.zeros(0, 0, 0)
     return out
 
 

@@ -16,6 +16,9 @@ name                   what                                                    d
 ``torchvision``        any torchvision classifier by name (``arch=``)          3×32×32
 =====================  ======================================================  ======================
 
+Wrappers (not registered; they average trained classifiers): :class:`Ensemble` (a deep ensemble,
+:mod:`rulab.models.ensemble`) and :class:`MCDropout` (MC dropout, :mod:`rulab.models.mc_dropout`).
+
 Example:
     >>> import torch
     >>> from rulab.models import create_model
@@ -30,7 +33,9 @@ from typing import Any
 
 from rulab.models import cnn, densenet, heads, lenet, mlp, preact_resnet, resnet_tv, wrapped, wrn  # noqa: F401  (registration)
 from rulab.models.base import Classifier, Normalize
+from rulab.models.ensemble import Ensemble, MemberAverage
 from rulab.models.heads import BarlowTwinsProjector
+from rulab.models.mc_dropout import MCDropout
 from rulab.models.spec import count_parameters, default_input_shape
 from rulab.registry import MODELS
 
@@ -38,6 +43,9 @@ __all__ = [
     "Classifier",
     "Normalize",
     "BarlowTwinsProjector",
+    "Ensemble",
+    "MemberAverage",
+    "MCDropout",
     "create_model",
     "list_models",
     "count_parameters",

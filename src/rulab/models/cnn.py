@@ -59,6 +59,9 @@ class FastCNN(Classifier):
         mean: per-channel mean of the Normalize layer, [0, 1] pixel units.
         std: per-channel standard deviation.
         pool_first: pool before BN and ReLU (default); ``False`` builds rulab 0.1's conv–BN–ReLU–maxpool stages.
+        dropout: drop probability p of an ``nn.Dropout`` on the features, in the head (``head(z) = fc(dropout(z))``,
+            active in training only; with p > 0 MC dropout, :mod:`rulab.models.mc_dropout`, can sample it while the
+            features are computed once). 0 (the default) builds no dropout layer.
     """
 
     feature_layers = ("stages.0", "stages.1", "stages.2")
@@ -72,11 +75,14 @@ class FastCNN(Classifier):
         mean: Sequence[float],
         std: Sequence[float],
         pool_first: bool = True,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         side = input_size // 8
         if side < 1 or width < 1:
             raise ConfigError(f"fastcnn needs input_size >= 8 and width >= 1, got input_size={input_size}, width={width}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"fastcnn needs 0 <= dropout < 1, got {dropout}")
         self.normalize = Normalize(mean, std)
         c1, c2, c3 = width, 3 * width, 6 * width
         self.stages = nn.Sequential(
@@ -88,6 +94,11 @@ class FastCNN(Classifier):
         self.feature_dim = c3 * side * side
         self.num_classes = num_classes
         self.fc = nn.Linear(self.feature_dim, num_classes)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else None  # no state: the state_dict keys do not change
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, D]`` → logits ``[B, K]``: ``fc(dropout(z))`` (the dropout acts in training mode only)."""
+        return self.fc(z if self.drop is None else self.drop(z))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised ``[B, C, H, W]`` → flattened last-stage activations ``[B, 6w·s²]``."""
@@ -110,12 +121,13 @@ def fastcnn(
     input_size: int = 28,
     width: int = 16,
     pool_first: bool = True,
+    dropout: float = 0.0,
 ) -> FastCNN:
     """The default fast CNN for 28×28 grey (or 32×32 colour) images.
 
     Default normalisation: Fashion-MNIST (0.2860, 0.3530) for one channel, CIFAR-10
     (0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616) for three. ``pool_first=False``: rulab 0.1's stage layout
-    (module docstring).
+    (module docstring). ``dropout``: dropout on the features before the head (the ``fmnist-dropout`` preset).
     """
     grey = in_channels == 1
     m, s = resolve_stats(
@@ -126,7 +138,7 @@ def fastcnn(
         FASHION_MNIST_STD if grey else CIFAR10_STD,
         "fastcnn",
     )
-    return FastCNN(num_classes, in_channels, input_size, width, m, s, pool_first)
+    return FastCNN(num_classes, in_channels, input_size, width, m, s, pool_first, dropout)
 
 
 def _layout_kwargs(state_keys: Collection[str]) -> dict[str, Any]:

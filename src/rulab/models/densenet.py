@@ -26,8 +26,10 @@ from rulab.registry import MODELS
 __all__ = ["BottleneckLayer", "Transition", "DenseNetBC", "densenet_bc100"]
 
 
-def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    return F.dropout(x, p=p, training=True) if p > 0 and training else x
+def _dropout(p: float) -> nn.Module:
+    """``nn.Dropout(p)`` (active in training mode only; a module, so that MC dropout finds it), or an identity for
+    ``p = 0``. Neither has state: the state_dict keys are those of the original code."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
 class BottleneckLayer(nn.Module):
@@ -47,11 +49,12 @@ class BottleneckLayer(nn.Module):
         self.bn2 = nn.BatchNorm2d(inter)
         self.conv2 = nn.Conv2d(inter, growth, kernel_size=3, padding=1, bias=False)
         self.dropout = dropout
+        self.drop1, self.drop2 = _dropout(dropout), _dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, c_in, H, W]`` → ``[B, c_in + k, H, W]``."""
-        out = _dropout(self.conv1(F.relu(self.bn1(x))), self.dropout, self.training)
-        out = _dropout(self.conv2(F.relu(self.bn2(out))), self.dropout, self.training)
+        out = self.drop1(self.conv1(F.relu(self.bn1(x))))
+        out = self.drop2(self.conv2(F.relu(self.bn2(out))))
         return torch.cat([x, out], 1)
 
 
@@ -63,10 +66,11 @@ class Transition(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, kernel_size=1, bias=False)
         self.dropout = dropout
+        self.drop = _dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, c_in, H, W]`` → ``[B, c_out, H/2, W/2]``."""
-        return F.avg_pool2d(_dropout(self.conv1(F.relu(self.bn1(x))), self.dropout, self.training), 2)
+        return F.avg_pool2d(self.drop(self.conv1(F.relu(self.bn1(x)))), 2)
 
 
 class _DenseBlock(nn.Module):

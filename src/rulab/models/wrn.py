@@ -68,6 +68,8 @@ class WideBasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, kernel_size=3, stride=1, padding=1, bias=False)
         self.dropout = dropout
         self.dropout_after_conv1 = dropout_placement == "after_conv1"
+        # a module (no state: the state_dict keys are unchanged), so that MC dropout (rulab.models.mc_dropout) finds it
+        self.drop = nn.Dropout(dropout) if dropout > 0 else None
         self.equal_in_out = c_in == c_out
         # attribute names follow hendrycks/pre-training models/wrn.py, so its state_dicts map key for key
         self.convShortcut = None if self.equal_in_out else nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride, bias=False)
@@ -76,12 +78,11 @@ class WideBasicBlock(nn.Module):
         """``[B, c_in, H, W]`` → ``[B, c_out, H/s, W/s]``."""
         act = F.relu(self.bn1(x))
         out = self.conv1(act)
-        drop = self.dropout > 0 and self.training
-        if drop and self.dropout_after_conv1:
-            out = F.dropout(out, p=self.dropout, training=True)
+        if self.drop is not None and self.dropout_after_conv1:
+            out = self.drop(out)
         out = F.relu(self.bn2(out))
-        if drop and not self.dropout_after_conv1:
-            out = F.dropout(out, p=self.dropout, training=True)
+        if self.drop is not None and not self.dropout_after_conv1:
+            out = self.drop(out)
         out = self.conv2(out)
         skip = x if self.convShortcut is None else self.convShortcut(act)
         return skip + out

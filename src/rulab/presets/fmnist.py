@@ -46,6 +46,20 @@ def fmnist_plain() -> RunCfg:
     return fmnist_base("fmnist-plain")
 
 
+@PRESETS.register("fmnist-dropout")
+def fmnist_dropout() -> RunCfg:
+    """``fmnist-plain`` with dropout (p = 0.5) on the 864-d features before the head, for MC dropout (Gal & Ghahramani
+    2016; ``rulab eval RUN --mc-dropout T``).
+
+    p = 0.5 is the rate Gal & Ghahramani use before fully connected layers. The dropout sits in the head only
+    (``fastcnn(dropout=0.5)``: ``fc(dropout(features))``), so an MC-dropout evaluation computes the features once
+    and the head T times: about the cost of one forward pass, where dropout inside the convolutional stages would
+    cost T passes.
+    """
+    cfg = fmnist_base("fmnist-dropout")
+    return replace(cfg, model=ModelCfg(name="fastcnn", kwargs={"dropout": 0.5}))
+
+
 @PRESETS.register("fmnist-fast")
 def fmnist_fast() -> RunCfg:
     """The time-to-accuracy recipe: ≥ 92% Fashion-MNIST test accuracy in under a minute on 2 CPU cores.

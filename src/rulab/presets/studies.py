@@ -5,7 +5,7 @@ from __future__ import annotations
 from rulab.presets.study_spec import Study
 from rulab.registry import STUDIES
 
-__all__ = ["fmnist_default", "STUDY_EPOCHS"]
+__all__ = ["fmnist_default", "fmnist_uncertainty", "STUDY_EPOCHS", "MC_PASSES"]
 
 STUDY_EPOCHS = 2
 """Training epochs of every cell of ``fmnist-default`` (2 × 55,000 images; 90.8% test accuracy for plain training,
@@ -44,4 +44,32 @@ def fmnist_default() -> Study:
         ),
         description="Fashion-MNIST, fastcnn: plain, MixUp, OE, CEDA, ACET x 3 seeds; OOD, calibration, shift and far-away tests",
         compare_to="fmnist-plain",
+    )
+
+
+MC_PASSES = 20
+"""MC-dropout passes of ``fmnist-uncertainty``: the dropout sits before fastcnn's head, so the passes re-run only the
+linear head (features once) and 20 cost little more than one forward pass."""
+
+
+@STUDIES.register("fmnist-uncertainty")
+def fmnist_uncertainty() -> Study:
+    """The uncertainty baselines at CPU scale (docs/uncertainty.md): plain training and training with dropout, three
+    seeds each, with the settings of ``fmnist-default`` (the plain cells are the same runs, by config hash), every
+    evaluation, and the two averaged predictives:
+
+    * each preset's three seeds as one **deep ensemble** (Lakshminarayanan et al. 2017), a run of its own;
+    * every ``fmnist-dropout`` seed with **MC dropout** over :data:`MC_PASSES` passes (Gal & Ghahramani 2016), a run of
+      its own per seed (so MC dropout gets intervals over seeds; an ensemble of three seeds is one number).
+    """
+    base = STUDIES.create("fmnist-default")
+    return Study(
+        name="fmnist-uncertainty",
+        presets=("fmnist-plain", "fmnist-dropout"),
+        seeds=(0, 1, 2),
+        overrides=base.overrides,
+        description="Fashion-MNIST, fastcnn: plain and dropout x 3 seeds, deep ensembles of the seeds, MC dropout (20 passes)",
+        compare_to="fmnist-plain",
+        ensemble=True,
+        mc_dropout=MC_PASSES,
     )

@@ -186,6 +186,10 @@ class Study:
         compare_to: the preset used as baseline for relative numbers (mCE, deltas), default the first.
         skip_eval: presets that are only trained (e.g. self-supervised pre-training).
         launcher: where the cells run and with which resources (:class:`LauncherCfg`; default ``local``).
+        ensemble: also evaluate each evaluated preset's seeds as one deep ensemble (a run of its own, group
+            ``<preset>+ensemble``; :mod:`rulab.eval.ensemble`), once every seed has finished.
+        mc_dropout: T > 0 also evaluates every evaluated cell whose model has dropout with MC dropout over T passes (a
+            run of its own, group ``<preset>+mc<T>``; cells without dropout are left out).
     """
 
     name: str
@@ -199,10 +203,14 @@ class Study:
     compare_to: str = ""
     skip_eval: tuple[str, ...] = field(default=())  # presets that are only trained (e.g. self-supervised pre-training)
     launcher: LauncherCfg = field(default_factory=LauncherCfg)  # where the cells run (local, slurm, ray)
+    ensemble: bool = False
+    mc_dropout: int = 0
 
     def __post_init__(self) -> None:
         if not self.presets:
             raise ValueError(f"study '{self.name}' has no presets")
+        if isinstance(self.mc_dropout, bool) or not isinstance(self.mc_dropout, int) or self.mc_dropout < 0:
+            raise ValueError(f"study '{self.name}': mc_dropout must be a number of passes >= 0, got {self.mc_dropout!r}")
         if not self.seeds:
             raise ValueError(f"study '{self.name}' has no seeds")
         known = set(self.presets)

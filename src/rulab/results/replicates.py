@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rulab.checkpoint import eval_name
 from rulab.results.table import KEY_COLUMNS, ResultTable, replicates_key
 
 __all__ = ["arrays_file", "ArrayReplicates", "table_replicates"]
@@ -24,14 +25,15 @@ __all__ = ["arrays_file", "ArrayReplicates", "table_replicates"]
 def arrays_file(run: Mapping[str, Any]) -> Path | None:
     """The arrays file of a run (a ``runs`` row with ``checkpoint`` and ``config``), or ``None`` when there is none.
 
-    ``<run_dir>/eval/<benchmark>/arrays.safetensors`` for the run's configured benchmark, else the first
-    ``eval/*/arrays.safetensors`` of its run directory.
+    ``<run_dir>/eval/<benchmark>/arrays.safetensors`` for the run's configured benchmark (``<benchmark>+mc<T>`` for
+    an MC-dropout run), else the first ``eval/*/arrays.safetensors`` of its run directory.
     """
     ckpt = str(run.get("checkpoint") or "")
     if not ckpt:
         return None
     run_dir = Path(ckpt).parent if ckpt.endswith(".safetensors") else Path(ckpt)
-    bench = ((run.get("config") or {}).get("eval") or {}).get("benchmark", "")
+    ev = (run.get("config") or {}).get("eval") or {}
+    bench = eval_name(ev["benchmark"], int(ev.get("mc_dropout") or 0)) if ev.get("benchmark") else ""
     if bench and (run_dir / "eval" / bench / "arrays.safetensors").exists():
         return run_dir / "eval" / bench / "arrays.safetensors"
     found = sorted((run_dir / "eval").glob("*/arrays.safetensors")) if (run_dir / "eval").is_dir() else []

@@ -15,7 +15,11 @@
    ``stale_after / 4`` seconds by a background thread). Cells claimed by another live process are skipped and
    waited for at the end (or when a later cell needs them); a claim whose owner died (same host: its PID is gone)
    or went silent for ``stale_after`` seconds is taken over. See :meth:`ResultStore.claim`.
-5. At the end it prints the summary table (mean ± std over seeds per method, each with its 95% interval), the
+5. With ``ensemble`` (the study's flag, ``rulab study --ensemble``) each evaluated preset's finished seeds are then
+   evaluated as one deep ensemble, and with ``mc_dropout=T`` every evaluated cell whose model has dropout is evaluated
+   with MC dropout; each such evaluation is a run of its own in the database (:mod:`rulab.eval.derived`), claimed
+   like a cell and skipped when already finished.
+6. At the end it prints the summary table (mean ± std over seeds per method, each with its 95% interval), the
    report's path and the time.
 """
 
@@ -29,15 +33,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rulab.config import RunCfg
+from rulab.checkpoint import load_model
+from rulab.config import RunCfg, config_hash
 from rulab.errors import RulabError
 from rulab.eval.checkpoint import evaluate_checkpoint
+from rulab.eval.ensemble import evaluate_ensemble, plan_ensemble
+from rulab.models.mc_dropout import dropout_layers
 from rulab.presets.study_spec import LauncherCfg, Study, launcher_config
 from rulab.reports import build_report
 from rulab.results.aggregate import Pivot, summary_pivot
 from rulab.results.export import to_text
 from rulab.results.replicates import ArrayReplicates
-from rulab.results.store import ResultStore, owner_id
+from rulab.results.store import ResultStore, owner_id, run_id_for
 from rulab.results.table import ResultTable
 from rulab.study.cell import dataset_checksums, work_cell
 from rulab.study.plan import StudyCell, get_study, plan_cells
@@ -170,6 +177,75 @@ def _done(cell: StudyCell, store: ResultStore) -> bool:
     return run["status"] == "finished" or (not cell.evaluate and run["status"] == "trained")
 
 
+@dataclass(frozen=True)
+class _Derived:
+    """A derived evaluation of finished cells (an ensemble of a preset's seeds, or MC dropout of one cell)."""
+
+    name: str
+    run_id: str
+    run: Callable[[], object]
+
+
+def _derived(study: Study, cells: Sequence[StudyCell], db: Path, out_dir: str, ensemble: bool, mc_dropout: int,
+             log: Callable[[str], None]) -> list[_Derived]:
+    """The derived evaluations of the finished, evaluated cells, in study order (MC dropout per cell, then ensembles)."""
+    store = ResultStore(db)
+    try:
+        done = [c for c in cells if c.evaluate and c.checkpoint.exists() and (store.run(c.run_id) or {}).get("status") == "finished"]
+    finally:
+        store.close()
+    jobs: list[_Derived] = []
+    if mc_dropout:
+        for c in done:
+            if not dropout_layers(load_model(c.checkpoint)[0]):
+                continue
+            mc = replace(c.cfg, eval=replace(c.cfg.eval, mc_dropout=mc_dropout))
+            name = f"{c.cfg.name}+mc{mc_dropout}"
+            jobs.append(_Derived(name, run_id_for(name, config_hash(mc)), lambda c=c: evaluate_checkpoint(
+                c.run_dir, mc_dropout=mc_dropout, db=db, study=study.name, progress=False)))
+    if ensemble:
+        for preset in study.presets:
+            members = [c for c in done if c.preset == preset]
+            if len(members) < 2 or len(members) < len([c for c in cells if c.preset == preset and c.evaluate]):
+                if members:
+                    log(f"{preset}: ensemble left out ({len(members)} finished seed(s); it needs every seed, at least two)")
+                continue
+            plan = plan_ensemble([c.run_dir for c in members], out_dir=out_dir)
+            e = members[0].cfg.eval
+            jobs.append(_Derived(plan.name, plan.run_id, lambda m=members, e=e: evaluate_ensemble(
+                [c.run_dir for c in m], benchmark=e.benchmark, shift=e.shift, farconf=e.farconf, protocol=e.protocol or None,
+                db=db, out_dir=out_dir, study=study.name, progress=False)))
+    return jobs
+
+
+def _run_derived(jobs: Sequence[_Derived], db: Path, owner: str, stale_after: float, result: StudyResult, log: Callable[[str], None]) -> None:
+    """Run each derived evaluation that is not finished yet and that no other process holds."""
+    store = ResultStore(db)
+    try:
+        for job in jobs:
+            result.run_ids.append(job.run_id)
+            if (store.run(job.run_id) or {}).get("status") == "finished":
+                result.skipped.append(job.name)
+                continue
+            if not store.claim(job.run_id, owner, stale_after, name=job.name):
+                log(f"{job.name}: being evaluated by another process, left to it")
+                continue
+            log(f"{job.name}: evaluating")
+            t0 = time.time()
+            ok = False
+            try:
+                with _heartbeat(db, job.run_id, owner, max(stale_after / 4.0, 0.5)):
+                    job.run()
+                ok = True
+            finally:
+                with contextlib.suppress(RulabError):
+                    store.release(job.run_id, owner, status=None if ok else "failed")
+            result.ran.append(job.name)
+            log(f"{job.name}: done in {_duration(time.time() - t0)}")
+    finally:
+        store.close()
+
+
 def run_study(
     study: Study | str,
     out_dir: str = "runs",
@@ -182,6 +258,8 @@ def run_study(
     stale_after: float = 120.0,
     poll_s: float = 5.0,
     launcher: str | LauncherCfg | None = None,
+    ensemble: bool | None = None,
+    mc_dropout: int | None = None,
 ) -> StudyResult:
     """Run a study: train and evaluate every (preset, seed) cell, store everything, report, summarise.
 
@@ -206,6 +284,9 @@ def run_study(
             :class:`~rulab.presets.study_spec.LauncherCfg`; default: the study's own ``launcher``. ``slurm`` and
             ``ray`` run each cell as a job of that engine and store the results from this process alone
             (:mod:`rulab.study.launch`; docs/distributed.md, "A study on a cluster").
+        ensemble: evaluate each preset's seeds as a deep ensemble (default: the study's ``ensemble`` flag).
+        mc_dropout: T > 0 evaluates the cells whose model has dropout with MC dropout over T passes; 0 none (default:
+            the study's ``mc_dropout``).
 
     Returns:
         A :class:`StudyResult` (its ``text()`` is what is printed at the end).
@@ -238,6 +319,19 @@ def run_study(
         _run_local(study, cells, store, db_path, evaluator, result, progress, stale_after, poll_s)
     else:
         _run_on_cluster(study, cells, lcfg, store, evaluator, result, out_dir, progress)
+
+    # derived evaluations of finished cells (deep ensembles, MC dropout): run by this process, under any launcher
+    ens = study.ensemble if ensemble is None else bool(ensemble)
+    passes = study.mc_dropout if mc_dropout is None else int(mc_dropout)
+    if passes < 0:
+        raise RulabError(f"mc_dropout must be a number of passes >= 0, got {passes}")
+    if evaluate is not False and (ens or passes):
+
+        def log(msg: str) -> None:
+            if progress:
+                print(f"[{study.name}] {msg}", flush=True)
+
+        _run_derived(_derived(study, cells, db_path, out_dir, ens, passes, log), db_path, owner_id(), stale_after, result, log)
 
     records = store.results(run_id=result.run_ids)
     result.summary = summary_pivot(records, replicates=ArrayReplicates(store.runs(run_id=result.run_ids)))

@@ -44,6 +44,7 @@ def test_default_study_is_registered():
     st = STUDIES.create("fmnist-default")
     assert st.presets == ("fmnist-plain", "fmnist-mixup", "fmnist-oe", "fmnist-ceda", "fmnist-acet") and st.seeds == (0, 1, 2)
     assert "eval.shift=fmnist-default" in st.overrides and "eval.farconf=true" in st.overrides and st.evaluate and st.report
+    assert st.ensemble and not st.mc_dropout  # the report gains each method's ensemble of its three seeds
     cells = plan_cells(st, out_dir="runs")
     assert len(cells) == 15 and {c.cfg.train.epochs for c in cells} == {2}  # equal training length for every method
     assert {c.cfg.eval.detector_kwargs["odin"]["search"] for c in cells} == {"coarse"}

@@ -39,7 +39,7 @@ from typing import Any
 from rulab.errors import RulabError, RulabWarning
 from rulab.io import explain_os_error
 
-__all__ = ["RunLock", "RunLockedError", "Holder", "LOCK_NAME", "HEARTBEAT_S", "STALE_AFTER_S"]
+__all__ = ["RunLock", "RunLockedError", "Holder", "LOCK_NAME", "HEARTBEAT_S", "STALE_AFTER_S", "pid_alive"]
 
 LOCK_NAME = "run.lock"
 HEARTBEAT_S = 30.0
@@ -79,7 +79,8 @@ def _pid_start(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists on this host (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -147,7 +148,7 @@ class RunLock:
         if holder is None:
             return f"the lock file is unreadable and {age:.0f} s old" if age > _CREATE_GRACE_S else ""
         if holder.host == socket.gethostname():
-            if not _pid_alive(holder.pid):
+            if not pid_alive(holder.pid):
                 return f"{holder.describe()} no longer exists"
             if holder.pid_start and _pid_start(holder.pid) not in ("", holder.pid_start):
                 return f"{holder.describe()} no longer exists (its process id now belongs to another process)"

@@ -180,12 +180,12 @@ class Registry(Generic[T]):
         return f"Registry({self.kind!r}, {len(self)} entries)"
 
 
-MODELS: Registry[Any] = Registry("model", ("rulab.models",))
+MODELS: Registry[Any] = Registry("model", packages=("rulab.models",))
 DATASETS: Registry[Any] = Registry("dataset", packages=("rulab.data",))
 OOD_SETS: Registry[Any] = Registry("OOD set", packages=("rulab.data", "rulab.data.ood"))
 CORRUPTIONS: Registry[Any] = Registry("corruption", ("rulab.data.corruptions",))
 DETECTORS: Registry[Any] = Registry("detector", packages=("rulab.detectors",))
-METHODS: Registry[Any] = Registry("method", ("rulab.methods",))
+METHODS: Registry[Any] = Registry("method", packages=("rulab.methods",))
 PRESETS: Registry[Any] = Registry("preset", ("rulab.presets",))
 STUDIES: Registry[Any] = Registry("study", ("rulab.presets",))
 AUGMENTATIONS: Registry[Any] = Registry("augmentation", packages=("rulab.data",))

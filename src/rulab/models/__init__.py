@@ -1,6 +1,7 @@
 """Classifiers that follow the contract of :mod:`rulab.models.base`, registered in :data:`rulab.registry.MODELS`.
 
-Importing this package imports every architecture module, which registers its entrypoints:
+The registry imports every module of this package on its first lookup (``rulab list models``); rulab's own
+entrypoints are:
 
 =====================  ======================================================  ======================
 name                   what                                                    default input
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rulab.models import cnn, densenet, heads, lenet, mlp, preact_resnet, resnet_tv, wrapped, wrn  # noqa: F401  (registration)
 from rulab.models.base import Classifier, Normalize
 from rulab.models.ensemble import Ensemble, MemberAverage
 from rulab.models.heads import BarlowTwinsProjector

@@ -54,6 +54,7 @@ from urllib.parse import quote
 from rulab.checks import INT64_MAX, INT64_MIN, brief
 from rulab.config import config_hash, to_dict
 from rulab.errors import RulabWarning, StoreError
+from rulab.lock import pid_alive
 from rulab.results.rows import MalformedRow, ReadReport, parse_curve, parse_result, parse_run
 from rulab.results.table import KEY_COLUMNS, ResultTable, Row
 
@@ -202,16 +203,6 @@ def _extra_in(extra: Any) -> str:
         raise StoreError(f"cannot store extra = {brief(extra)} as JSON ({type(err).__name__}); give plain numbers, text, lists and mappings") from None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 def _claim_live(claimed_by: str, heartbeat_at: float | None, stale_after: float) -> bool:
     """Whether a claim still belongs to a running process (same host: its PID exists; always: a fresh heartbeat)."""
     if not claimed_by:
@@ -221,7 +212,7 @@ def _claim_live(claimed_by: str, heartbeat_at: float | None, stale_after: float)
     host, _, rest = claimed_by.partition(":")
     pid_text = rest.split(":", 1)[0]
     if host == socket.gethostname() and pid_text.isdigit():
-        return _pid_alive(int(pid_text))
+        return pid_alive(int(pid_text))
     return True
 
 

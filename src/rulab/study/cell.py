@@ -41,6 +41,7 @@ from rulab.study.plan import StudyCell
 from rulab.train.loop import fit, git_commit
 
 __all__ = [
+    "duration",
     "CellRecord",
     "CELL_FILE",
     "work_cell",
@@ -193,8 +194,8 @@ def work_cell(
             table.save_arrays(arrays_path(run_dir, cfg))
         rows = [asdict(r) for r in table]
         log(
-            f"{cfg.name}: done in {_duration(time.time() - t0)} (training {_duration(t_train)}, "
-            f"evaluation {_duration(time.time() - t0 - t_train)})"
+            f"{cfg.name}: done in {duration(time.time() - t0)} (training {duration(t_train)}, "
+            f"evaluation {duration(time.time() - t0 - t_train)})"
         )
     return CellRecord(
         run_id=cell.run_id, name=cfg.name, config_hash=config_hash(cfg), status="finished" if cell.evaluate else "trained",
@@ -204,7 +205,8 @@ def work_cell(
     )
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as the study prints them: ``12.3 s``, ``4 min 5 s``, ``1 h 2 min 3 s``."""
     s = int(round(seconds))
     if s < 60:
         return f"{seconds:.1f} s"

@@ -38,6 +38,7 @@ from typing import Any
 
 from rulab.errors import RulabError
 from rulab.io import atomic_write_json, atomic_write_text
+from rulab.lock import pid_alive
 from rulab.presets.study_spec import LauncherCfg, launcher_dict
 from rulab.results.store import ResultStore
 from rulab.study.backends import Handle, Poll, make_backend
@@ -87,16 +88,6 @@ def read_state(state_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 class DriverLock:
     """One driver per study: ``<state_dir>/driver.lock`` created with ``O_EXCL``, refreshed while the driver lives.
 
@@ -117,7 +108,7 @@ class DriverLock:
         except (OSError, ValueError):
             return True
         if held.get("host") == self.me["host"]:
-            return not _pid_alive(int(held.get("pid", 0)))
+            return not pid_alive(int(held.get("pid", 0)))
         return age > self.stale_s
 
     def acquire(self) -> None:

@@ -46,7 +46,7 @@ from rulab.results.export import to_text
 from rulab.results.replicates import ArrayReplicates
 from rulab.results.store import ResultStore, owner_id, run_id_for
 from rulab.results.table import ResultTable
-from rulab.study.cell import dataset_checksums, work_cell
+from rulab.study.cell import dataset_checksums, duration, work_cell
 from rulab.study.plan import StudyCell, get_study, plan_cells
 
 __all__ = ["run_study", "evaluate_run", "StudyResult", "Evaluator"]
@@ -98,20 +98,11 @@ class StudyResult:
         elif self.report_error:
             lines.append(f"report not written: {self.report_error}")
         lines.append(f"results database: {self.db}")
-        lines.append(f"total time: {_duration(self.seconds)}")
+        lines.append(f"total time: {duration(self.seconds)}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.text()
-
-
-def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    if s < 60:
-        return f"{seconds:.1f} s"
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return (f"{h} h " if h else "") + f"{m} min {s} s"
 
 
 def evaluate_run(run_dir: Path, cfg: RunCfg) -> ResultTable:
@@ -241,7 +232,7 @@ def _run_derived(jobs: Sequence[_Derived], db: Path, owner: str, stale_after: fl
                 with contextlib.suppress(RulabError):
                     store.release(job.run_id, owner, status=None if ok else "failed")
             result.ran.append(job.name)
-            log(f"{job.name}: done in {_duration(time.time() - t0)}")
+            log(f"{job.name}: done in {duration(time.time() - t0)}")
     finally:
         store.close()
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rulab.lock import pid_alive
 from rulab.results.store import ResultStore
 from rulab.study.cell import read_record
 from rulab.study.launch import state_dir_of
@@ -58,13 +59,7 @@ def _latest_step(run_dir: Path) -> str:
 def _pid_alive(host: str, pid: int) -> bool | None:
     if host != socket.gethostname():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def status_rows(cells: Sequence[StudyCell], store: ResultStore | None, state: Mapping[str, Any], study: str = "") -> list[dict[str, Any]]:

@@ -5,12 +5,14 @@ BIN    := $(VENV)/bin
 EXTRAS ?= datasets,report,dev
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+LINT_PATHS := src tests benchmarks examples docs/_hooks
 
-.PHONY: setup data study test test-slow bench docs clean help
+.PHONY: setup data study test test-slow lint bench docs clean help
 
 help:
 	@echo "make study      set up (venv, dependencies, data) and run the default study end to end"
 	@echo "make test       run the test suite (fast tests; 'make test-slow' runs the long ones)"
+	@echo "make lint       ruff check and ruff format --check (what CI runs)"
 	@echo "make bench      run the benchmark scripts (benchmarks/) in quick mode"
 	@echo "make docs       build the documentation site (warnings are errors)"
 
@@ -34,6 +36,10 @@ test: setup
 	@sh scripts/system-deps.sh --optional dataset-fashion-mnist chromium >/dev/null 2>&1 || true
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$status
+
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS); status=$$?; \

@@ -78,8 +78,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.n, args.model_n, args.repeats = 2_000, 200, 1
-    print(f"{date.today()}  {platform.node()}  load {os.getloadavg()[0]:.2f}  torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"{date.today()}  {platform.node()}  load {os.getloadavg()[0]:.2f}  torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
 
     torch.manual_seed(0)
     if args.checkpoint:
@@ -99,7 +101,9 @@ def main() -> None:
     w, b = model.fc.weight.detach(), model.fc.bias.detach()
     # the member detectors read the logits of several networks (a deep ensemble): the model and two random fastcnns
     others = [MODELS.create("fastcnn").eval().to(memory_format=torch.channels_last) for _ in range(2)]
-    members = torch.stack([out["logits"], *(predict(m, x, batch_size=1000, channels_last=True)["logits"] for m in others)], dim=1)
+    members = torch.stack(
+        [out["logits"], *(predict(m, x, batch_size=1000, channels_last=True)["logits"] for m in others)], dim=1
+    )
     ex = Extracted(out["logits"], y, out["features"], x=x, head_weight=w, head_bias=b, members=members)
     print(f"forward pass (logits + features) over {args.n} images: {t_fwd:.3f} s ({1e3 * per_fwd:.4f} ms/image)")
 
@@ -114,27 +118,38 @@ def main() -> None:
             t = best_of(lambda d=det: d.score(ex), args.repeats)
             print(f"    {n:<12} {t_fit:8.3f} {t:9.4f} {t / t_fwd:16.4f}")
         t_all = best_of(lambda f=fitted: [d.score(ex) for d in f.values()], args.repeats)
-        print(f"  all {len(names)} together: scoring / forward = {t_all / t_fwd:.4f}, "
-              f"(forward + scoring) / forward = {(t_fwd + t_all) / t_fwd:.4f}" + ("   (goal <= 1.2)" if title == "logit" else ""))
+        print(
+            f"  all {len(names)} together: scoring / forward = {t_all / t_fwd:.4f}, "
+            f"(forward + scoring) / forward = {(t_fwd + t_all) / t_fwd:.4f}"
+            + ("   (goal <= 1.2)" if title == "logit" else "")
+        )
 
     xo = x[: args.model_n]
     exo = ex.subset(slice(0, args.model_n))
-    print(f"detectors that go back to the model, on {args.model_n} images (x forward = per image, as a multiple of "
-          "the forward pass per image):")
+    print(
+        f"detectors that go back to the model, on {args.model_n} images (x forward = per image, as a multiple of "
+        "the forward pass per image):"
+    )
     t_fixed = best_of(lambda: odin_score(model, xo, 1000.0, 0.0014, batch_size=500), args.repeats)
-    print(f"    odin at fixed (T=1000, eps=0.0014): {1e3 * t_fixed / args.model_n:.4f} ms/image = "
-          f"{t_fixed / args.model_n / per_fwd:.2f} x forward")
+    print(
+        f"    odin at fixed (T=1000, eps=0.0014): {1e3 * t_fixed / args.model_n:.4f} ms/image = "
+        f"{t_fixed / args.model_n / per_fwd:.2f} x forward"
+    )
     t_grid = best_of(lambda: odin_grid_scores(model, xo, ODIN_TEMPERATURES, ODIN_EPSILONS, batch_size=500), 1)
     n_points = len(ODIN_TEMPERATURES) * len(ODIN_EPSILONS)
-    print(f"    odin full grid ({len(ODIN_TEMPERATURES)} T x {len(ODIN_EPSILONS)} eps = {n_points} points): "
-          f"{1e3 * t_grid / args.model_n:.3f} ms/image = {t_grid / args.model_n / per_fwd:.1f} x forward; tuning on "
-          f"1,000 + 1,000 validation images ~{2 * t_grid * 1000 / args.model_n:.1f} s")
+    print(
+        f"    odin full grid ({len(ODIN_TEMPERATURES)} T x {len(ODIN_EPSILONS)} eps = {n_points} points): "
+        f"{1e3 * t_grid / args.model_n:.3f} ms/image = {t_grid / args.model_n / per_fwd:.1f} x forward; tuning on "
+        f"1,000 + 1,000 validation images ~{2 * t_grid * 1000 / args.model_n:.1f} s"
+    )
     for n in model_dets:
         if n == "odin":
             continue
         det, t_fit = timed_fit(n, exo, model)
         t = best_of(lambda d=det: d.score(exo, model=model), args.repeats)
-        fit = f"; fit on {args.model_n} training + {args.model_n} validation images {t_fit:.2f} s" if t_fit > 1e-3 else ""
+        fit = (
+            f"; fit on {args.model_n} training + {args.model_n} validation images {t_fit:.2f} s" if t_fit > 1e-3 else ""
+        )
         print(f"    {n:<12} {1e3 * t / args.model_n:.4f} ms/image = {t / args.model_n / per_fwd:.2f} x forward{fit}")
 
 

@@ -86,7 +86,9 @@ def child(mode: str, n: int, chunk: int, threads: int) -> dict:
     if mode == "stream":
         from rulab.data.ood.noise_sets import NoiseStream
 
-        s_ood = score_stream(model, NoiseStream("gaussian", SHAPE, n=n, seed=SEED, chunk=chunk), dets, quantize=True).scores
+        s_ood = score_stream(
+            model, NoiseStream("gaussian", SHAPE, n=n, seed=SEED, chunk=chunk), dets, quantize=True
+        ).scores
     else:
         from rulab.eval.extract import extract
         from rulab.registry import OOD_SETS
@@ -97,12 +99,30 @@ def child(mode: str, n: int, chunk: int, threads: int) -> dict:
         del ood, ex
     metrics = {name: ood_metrics(s_id[name], s_ood[name]) for name in dets}
     seconds = time.perf_counter() - t0
-    return {"mode": mode, "n": n, "seconds": seconds, "peak_mb": peak_rss_mb(), "setup_mb": base, "metrics": metrics,
-            "threads": torch.get_num_threads()}
+    return {
+        "mode": mode,
+        "n": n,
+        "seconds": seconds,
+        "peak_mb": peak_rss_mb(),
+        "setup_mb": base,
+        "metrics": metrics,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def run_child(mode: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--n", str(args.n), "--chunk", str(args.chunk), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--n",
+        str(args.n),
+        "--chunk",
+        str(args.chunk),
+        "--threads",
+        str(args.threads),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if out.returncode != 0:
         sys.exit(f"{mode} child failed:\n{out.stderr[-3000:]}")
@@ -110,17 +130,30 @@ def run_child(mode: str, args: argparse.Namespace) -> dict:
 
 
 def show(r: dict) -> str:
-    return (f"{r['mode']:<9} N = {r['n']:>9,}: peak RSS {r['peak_mb']:7.0f} MB (after setup {r['setup_mb']:.0f} MB), "
-            f"{r['seconds']:7.1f} s, {r['n'] / r['seconds']:>9,.0f} OOD img/s, {r['threads']} threads")
+    return (
+        f"{r['mode']:<9} N = {r['n']:>9,}: peak RSS {r['peak_mb']:7.0f} MB (after setup {r['setup_mb']:.0f} MB), "
+        f"{r['seconds']:7.1f} s, {r['n'] / r['seconds']:>9,.0f} OOD img/s, {r['threads']} threads"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="OOD images streamed")
-    ap.add_argument("--compare-n", type=int, default=100_000, help="OOD images of the stream vs in-memory equality check")
-    ap.add_argument("--chunk", type=int, default=1000, help="images per chunk / batch (activations of one chunk dominate the stream's memory)")
+    ap.add_argument(
+        "--compare-n", type=int, default=100_000, help="OOD images of the stream vs in-memory equality check"
+    )
+    ap.add_argument(
+        "--chunk",
+        type=int,
+        default=1000,
+        help="images per chunk / batch (activations of one chunk dominate the stream's memory)",
+    )
     ap.add_argument("--quick", action="store_true", help="10^5 images streamed, equality checked on 2·10^4")
-    ap.add_argument("--compare", action="store_true", help="also run the in-memory path on all N images (needs N × 3 kB of RAM and more)")
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the in-memory path on all N images (needs N × 3 kB of RAM and more)",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--child", choices=("stream", "memory"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -135,8 +168,10 @@ def main() -> None:
         up = "uptime: n/a"
     print(f"machine: nproc {os.cpu_count()}; {up}")
     gb_uint8 = args.n * 3 * 32 * 32 / 1e9
-    print(f"OOD set: {args.n:,} gaussian images at 3x32x32 ({gb_uint8:.2f} GB as uint8, {4 * gb_uint8:.2f} GB as float32); "
-          f"ID: 10,000 Fashion-MNIST test images; chunk {args.chunk}; detectors {', '.join(DETECTORS)}")
+    print(
+        f"OOD set: {args.n:,} gaussian images at 3x32x32 ({gb_uint8:.2f} GB as uint8, {4 * gb_uint8:.2f} GB as float32); "
+        f"ID: 10,000 Fashion-MNIST test images; chunk {args.chunk}; detectors {', '.join(DETECTORS)}"
+    )
 
     def sized(n: int) -> argparse.Namespace:
         return argparse.Namespace(**{**vars(args), "n": n})
@@ -148,14 +183,23 @@ def main() -> None:
     print(show(small_s))
     print(show(small_m))
     scores_mb = 4 * len(DETECTORS) * (args.n - args.compare_n) / 2**20
-    print(f"stream peak RSS from N = {args.compare_n:,} to {args.n:,}: {small_s['peak_mb']:.0f} → {big['peak_mb']:.0f} MB "
-          f"(+{big['peak_mb'] - small_s['peak_mb']:.0f} MB; the scores kept, 4 bytes per image and detector, are {scores_mb:.0f} MB of it)")
+    print(
+        f"stream peak RSS from N = {args.compare_n:,} to {args.n:,}: {small_s['peak_mb']:.0f} → {big['peak_mb']:.0f} MB "
+        f"(+{big['peak_mb'] - small_s['peak_mb']:.0f} MB; the scores kept, 4 bytes per image and detector, are {scores_mb:.0f} MB of it)"
+    )
     per_image_kb = (small_m["peak_mb"] - small_s["peak_mb"]) * 1024 / args.compare_n
-    print(f"in-memory path: +{per_image_kb:.1f} kB per OOD image over the stream at N = {args.compare_n:,}; "
-          f"at N = {args.n:,} that is about {per_image_kb * args.n / 2**20:.1f} GB more (not run; --compare runs it)")
-    diffs = {d: max(abs(small_s["metrics"][d][k] - small_m["metrics"][d][k]) for k in small_m["metrics"][d]) for d in DETECTORS}
-    print(f"N = {args.compare_n:,}, stream vs in memory, largest metric difference per detector: "
-          + ", ".join(f"{d} {'0 (identical)' if v == 0 else f'{v:.1e}'}" for d, v in diffs.items()))
+    print(
+        f"in-memory path: +{per_image_kb:.1f} kB per OOD image over the stream at N = {args.compare_n:,}; "
+        f"at N = {args.n:,} that is about {per_image_kb * args.n / 2**20:.1f} GB more (not run; --compare runs it)"
+    )
+    diffs = {
+        d: max(abs(small_s["metrics"][d][k] - small_m["metrics"][d][k]) for k in small_m["metrics"][d])
+        for d in DETECTORS
+    }
+    print(
+        f"N = {args.compare_n:,}, stream vs in memory, largest metric difference per detector: "
+        + ", ".join(f"{d} {'0 (identical)' if v == 0 else f'{v:.1e}'}" for d, v in diffs.items())
+    )
     if max(diffs.values()) > TOL:
         for d in DETECTORS:
             print(f"  {d}: stream {small_s['metrics'][d]}\n  {' ' * len(d)}  memory {small_m['metrics'][d]}")
@@ -163,9 +207,13 @@ def main() -> None:
     if args.compare:
         full_m = run_child("memory", args)
         print(show(full_m))
-        worst = max(abs(big["metrics"][d][k] - full_m["metrics"][d][k]) for d in DETECTORS for k in full_m["metrics"][d])
-        print(f"peak memory ratio in-memory / stream at N = {args.n:,}: {full_m['peak_mb'] / big['peak_mb']:.2f}; "
-              f"largest metric difference {worst:.1e}")
+        worst = max(
+            abs(big["metrics"][d][k] - full_m["metrics"][d][k]) for d in DETECTORS for k in full_m["metrics"][d]
+        )
+        print(
+            f"peak memory ratio in-memory / stream at N = {args.n:,}: {full_m['peak_mb'] / big['peak_mb']:.2f}; "
+            f"largest metric difference {worst:.1e}"
+        )
         if worst > TOL:
             sys.exit(1)
     msp = big["metrics"]["msp"]

@@ -47,7 +47,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     batch, repeats = (64, 3) if args.quick else (args.batch, args.repeats)
     torch.manual_seed(0)
-    print(f"nproc {os.cpu_count()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; batch {batch}, best of {repeats}")
+    print(
+        f"nproc {os.cpu_count()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; batch {batch}, best of {repeats}"
+    )
 
     n = 1024 if args.quick else 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -81,14 +83,18 @@ def main() -> None:
         train_macs = macs * (3 if i > 0 else 2)
         r_eval = macs * batch / ms_eval / 1e6
         r_train = train_macs * batch / ms_train / 1e6
-        print(f"{i + 1}: {s_train[0].in_channels:>2d}→{s_train[0].out_channels:<3d} at {side:>2d}×{side:<2d}       {macs:9,d} "
-              f"{ms_eval:8.2f} {r_eval:11.1f} {100 * r_eval / mm_rate:6.0f}% {ms_train:9.2f} {r_train:12.1f} {100 * r_train / mm_rate:6.0f}%")
+        print(
+            f"{i + 1}: {s_train[0].in_channels:>2d}→{s_train[0].out_channels:<3d} at {side:>2d}×{side:<2d}       {macs:9,d} "
+            f"{ms_eval:8.2f} {r_eval:11.1f} {100 * r_eval / mm_rate:6.0f}% {ms_train:9.2f} {r_train:12.1f} {100 * r_train / mm_rate:6.0f}%"
+        )
         total_eval += ms_eval
         total_train += ms_train
         z_eval, z_train = out_eval, out_train
         side //= 2
-    print(f"three stages: eval {total_eval:.2f} ms/batch = {batch / total_eval * 1e3:,.0f} img/s; "
-          f"train (forward + backward) {total_train:.2f} ms/batch = {batch / total_train * 1e3:,.0f} img/s")
+    print(
+        f"three stages: eval {total_eval:.2f} ms/batch = {batch / total_eval * 1e3:,.0f} img/s; "
+        f"train (forward + backward) {total_train:.2f} ms/batch = {batch / total_train * 1e3:,.0f} img/s"
+    )
 
 
 if __name__ == "__main__":

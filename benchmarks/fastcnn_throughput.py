@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from rulab.models import create_model
 
 
-def images_per_second(channels_last: bool, steps: int, batch: int, warmup: int, seed: int, pool_first: bool = True) -> float:
+def images_per_second(
+    channels_last: bool, steps: int, batch: int, warmup: int, seed: int, pool_first: bool = True
+) -> float:
     """Train ``fastcnn`` for ``warmup + steps`` steps and return the img/s of the last ``steps``."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -55,7 +57,9 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     steps, rounds = (3, 1) if args.quick else (args.steps, args.rounds)
-    print(f"fastcnn training, batch {args.batch}, 28×28×1, {steps} timed steps, best of {rounds}, {torch.get_num_threads()} threads")
+    print(
+        f"fastcnn training, batch {args.batch}, 28×28×1, {steps} timed steps, best of {rounds}, {torch.get_num_threads()} threads"
+    )
     variants = {  # name: (channels_last, pool_first)
         "pool-first, channels_last": (True, True),
         "pool-first, contiguous": (False, True),

@@ -68,18 +68,22 @@ def main() -> None:
     with torch.no_grad():
         ref = model(x)
         err = float((variants["inference copy"](x) - ref).abs().max() / ref.abs().max())
-    print(f"fastcnn (width 16), batch {batch}, 1×28×28; inference copy vs model: largest logit difference {err:.1e} of the largest logit")
+    print(
+        f"fastcnn (width 16), batch {batch}, 1×28×28; inference copy vs model: largest logit difference {err:.1e} of the largest logit"
+    )
 
     def forward(net: nn.Module, xb: torch.Tensor) -> Callable[[], None]:
         def run() -> None:
             with torch.no_grad():
                 net(xb)
+
         return run
 
     def input_grad(net: nn.Module, xb: torch.Tensor) -> Callable[[], None]:
         def run() -> None:
             xg = xb.detach().requires_grad_(True)
             torch.autograd.grad(net(xg).logsumexp(1).sum(), xg)
+
         return run
 
     rows = []
@@ -88,7 +92,13 @@ def main() -> None:
         rows.append((name, best_rate(forward(net, xb), batch, repeats), best_rate(input_grad(net, xb), batch, repeats)))
     tta = inference_copy(FlipTTA(model))
     xc = x.contiguous(memory_format=torch.channels_last)
-    rows.append(("inference copy of flip TTA", best_rate(forward(tta, xc), batch, repeats), best_rate(input_grad(tta, xc), batch, repeats)))
+    rows.append(
+        (
+            "inference copy of flip TTA",
+            best_rate(forward(tta, xc), batch, repeats),
+            best_rate(input_grad(tta, xc), batch, repeats),
+        )
+    )
     base_f, base_g = rows[0][1], rows[0][2]
     print(f"{'':<28}{'forward img/s':>15}{'ratio':>8}{'input-grad img/s':>19}{'ratio':>8}")
     for name, f, g in rows:

@@ -46,9 +46,14 @@ SHIFT_CELLS = 39
 def _data(n_id: int, n_ood: int, classes: int, cells: int) -> dict:
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(n_id, classes, generator=g) * 3
-    labels = torch.where(torch.rand(n_id, generator=g) < 0.9, logits.argmax(1), torch.randint(0, classes, (n_id,), generator=g))
+    labels = torch.where(
+        torch.rand(n_id, generator=g) < 0.9, logits.argmax(1), torch.randint(0, classes, (n_id,), generator=g)
+    )
     scores = {
-        f"det{d}": {"id": torch.randn(n_id, generator=g) + 1, **{f"set{k}": torch.randn(n_ood, generator=g) for k in range(OOD_SETS)}}
+        f"det{d}": {
+            "id": torch.randn(n_id, generator=g) + 1,
+            **{f"set{k}": torch.randn(n_ood, generator=g) for k in range(OOD_SETS)},
+        }
         for d in range(DETECTORS)
     }
     ood_conf = {f"set{k}": torch.rand(n_ood, generator=g) for k in range(OOD_SETS)}
@@ -60,15 +65,31 @@ def _table(d: dict) -> ResultTable:
     """The rows the evaluation would have written (values do not matter here, only which rows exist)."""
     t = ResultTable()
     for det in ("", "ts"):
-        t.add_metrics("id", {m: 0.0 for m in ("acc", "nll", "brier", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc")}, dataset="id", detector=det)
+        t.add_metrics(
+            "id",
+            {m: 0.0 for m in ("acc", "nll", "brier", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc")},
+            dataset="id",
+            detector=det,
+        )
     for det, sets in d["scores"].items():
         for s in sets:
             if s != "id":
-                t.add_metrics("ood", dict.fromkeys(("auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error"), 0.0), dataset=s, detector=det)
+                t.add_metrics(
+                    "ood",
+                    dict.fromkeys(("auroc", "aupr_in", "aupr_out", "fpr95_id", "fpr95_ood", "detection_error"), 0.0),
+                    dataset=s,
+                    detector=det,
+                )
     for s in d["ood_conf"]:
         t.add("ood", "mmc", 0.0, dataset=s, detector="msp")
     for shift, sev, _ in d["shift"]:
-        t.add_metrics("shift", dict.fromkeys(("acc", "nll", "ece", "rms", "rms_uniform10", "mmc", "brier"), 0.0), dataset="id", shift=shift, severity=sev)
+        t.add_metrics(
+            "shift",
+            dict.fromkeys(("acc", "nll", "ece", "rms", "rms_uniform10", "mmc", "brier"), 0.0),
+            dataset="id",
+            shift=shift,
+            severity=sev,
+        )
     return t
 
 
@@ -97,7 +118,10 @@ def intervals(d: dict, b: int) -> ResultTable:
 
 def naive_one_row(d: dict, b: int) -> None:
     s_id, s_ood = d["scores"]["det0"]["id"], d["scores"]["det0"]["set0"]
-    cid, cood = resample_counts(len(s_id), b, torch.Generator().manual_seed(1)), resample_counts(len(s_ood), b, torch.Generator().manual_seed(2))
+    cid, cood = (
+        resample_counts(len(s_id), b, torch.Generator().manual_seed(1)),
+        resample_counts(len(s_ood), b, torch.Generator().manual_seed(2)),
+    )
     for k in range(b):
         ood_metrics(s_id.repeat_interleave(cid[k].long()), s_ood.repeat_interleave(cood[k].long()))
 
@@ -108,7 +132,9 @@ def endpoint_error(d: dict, b: int, sets: int = 20) -> float:
     lows, ses = [], []
     for k in range(sets):
         g = torch.Generator().manual_seed(100 + k)
-        reps = detection_replicates(s_id, s_ood, resample_counts(len(s_id), b, g), resample_counts(len(s_ood), b, g))["auroc"]
+        reps = detection_replicates(s_id, s_ood, resample_counts(len(s_id), b, g), resample_counts(len(s_ood), b, g))[
+            "auroc"
+        ]
         lows.append(percentile_interval(reps)[0])
         ses.append(float(reps.std()))
     mean = sum(lows) / sets
@@ -130,7 +156,9 @@ def main() -> None:
     if args.quick:
         n_id, n_ood, bs, args.repeats = 1_000, 200, [200, 1000], 1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
-    print(f"one cell: {n_id} ID images, {OOD_SETS} OOD sets of {n_ood}, {DETECTORS} detectors, {cells} shift cells, 10 classes")
+    print(
+        f"one cell: {n_id} ID images, {OOD_SETS} OOD sets of {n_ood}, {DETECTORS} detectors, {cells} shift cells, 10 classes"
+    )
     d = _data(n_id, n_ood, 10, cells)
     t_once = best_seconds(lambda: once(d), args.repeats, warmup=1)
     print(f"metrics once: {t_once:.2f} s")
@@ -145,8 +173,10 @@ def main() -> None:
         print(f"{b:>6} {t_int:>9.2f}s {t_int / t_once:>7.1f}x {rows:>6} {err:>20.3f} {theory(b):>7.3f}")
     b_naive = 20 if args.quick else 100
     t_naive = best_seconds(lambda: naive_one_row(d, b_naive), 1) * DETECTORS * OOD_SETS / b_naive
-    print(f"naive detection replicates (a sort per resample), per resample for all {DETECTORS * OOD_SETS} detection rows: "
-          f"{t_naive:.3f} s, i.e. {t_naive * 1000:.0f} s for B = 1000")
+    print(
+        f"naive detection replicates (a sort per resample), per resample for all {DETECTORS * OOD_SETS} detection rows: "
+        f"{t_naive:.3f} s, i.e. {t_naive * 1000:.0f} s for B = 1000"
+    )
 
 
 if __name__ == "__main__":

@@ -35,20 +35,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2, help="seeds (cells = 2 × seeds)")
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per cell")
-    parser.add_argument("--only", default="local,slurm,ray", help="launchers to measure, comma-separated (local is always run)")
+    parser.add_argument(
+        "--only", default="local,slurm,ray", help="launchers to measure, comma-separated (local is always run)"
+    )
     parser.add_argument("--quick", action="store_true", help="one seed (2 cells), 2 steps")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.steps = 1, 2
     study = Study(
-        "overhead", presets=("fmnist-plain", "fmnist-oe"), seeds=tuple(range(args.seeds)), report=False,
+        "overhead",
+        presets=("fmnist-plain", "fmnist-oe"),
+        seeds=tuple(range(args.seeds)),
+        report=False,
         preset_overrides=(("fmnist-oe", ("train.init_from={run:fmnist-plain}",)),),
     )
     n = 2 * args.seeds
-    overrides = [f"train.max_steps={args.steps}", "train.epochs=1", "train.batch_size=64", "data.train_subset=1024", "data.val_size=200",
-                 "train.deterministic=false", "device=cpu"]
+    overrides = [
+        f"train.max_steps={args.steps}",
+        "train.epochs=1",
+        "train.batch_size=64",
+        "data.train_subset=1024",
+        "data.val_size=200",
+        "train.deterministic=false",
+        "device=cpu",
+    ]
     launchers = ["local", *[x for x in args.only.split(",") if x and x != "local"]]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()}"
+    )
     print(f"study: {n} cells (fmnist-plain -> fmnist-oe, {args.seeds} seed(s)), {args.steps} steps each, trained only")
     extra = {
         "local": [],
@@ -64,7 +78,9 @@ def main() -> None:
             d.mkdir()
             os.chdir(d)
             t0 = time.perf_counter()
-            res = run_study(study, out_dir="runs", overrides=overrides + extra[name], evaluate=False, progress=False, launcher=name)
+            res = run_study(
+                study, out_dir="runs", overrides=overrides + extra[name], evaluate=False, progress=False, launcher=name
+            )
             walls[name] = time.perf_counter() - t0
             os.chdir(cwd)
             assert len(res.ran) == n, res.ran

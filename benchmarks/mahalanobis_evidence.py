@@ -216,8 +216,8 @@ def main() -> None:
             args.n_ood,
         )
         return
-    from rulab.config import RunCfg, from_dict
     from rulab.checkpoint import load_model, read_meta, resolve_checkpoint
+    from rulab.config import RunCfg, from_dict
 
     for run in args.runs:
         ckpt = resolve_checkpoint(run)

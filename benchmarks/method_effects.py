@@ -57,14 +57,24 @@ def evaluate(run_dir: Path, cfg, seed: int) -> dict[str, float]:
     test = splits.test
     logits = predict(model, test.x)["logits"]
     shape = tuple(test.x.shape[1:])
-    out = {"acc": (logits.argmax(1) == test.y).double().mean().item(), "mmc_id": logits.softmax(1).max(1).values.mean().item()}
+    out = {
+        "acc": (logits.argmax(1) == test.y).double().mean().item(),
+        "mmc_id": logits.softmax(1).max(1).values.mean().item(),
+    }
     out["mmc_uniform"] = mmc(model, OOD_SETS.create("uniform", shape=shape, n=2000, seed=101).x)
     out["mmc_hein"] = mmc(model, OOD_SETS.create("hein", shape=shape, n=2048, seed=102, base=test).x)
-    z = torch.cat([OOD_SETS.create(name, shape=shape, n=128, seed=103).x for name in ("uniform", "lowpass_noise")]).float() / 255
+    z = (
+        torch.cat(
+            [OOD_SETS.create(name, shape=shape, n=128, seed=103).x for name in ("uniform", "lowpass_noise")]
+        ).float()
+        / 255
+    )
     _, val = pgd_confidence(model, z, eps=0.3, steps=40, step_size=0.03, generator=torch.Generator().manual_seed(104))
     out["mmc_adv_noise"] = val.exp().mean().item()
     xs, ys = test.x[:500].float() / 255, test.y[:500]
-    x_adv, _ = pgd_ce(model, xs, ys, eps=8 / 255, steps=10, step_size=2 / 255, generator=torch.Generator().manual_seed(105))
+    x_adv, _ = pgd_ce(
+        model, xs, ys, eps=8 / 255, steps=10, step_size=2 / 255, generator=torch.Generator().manual_seed(105)
+    )
     with torch.no_grad():
         out["adv_acc"] = (model.eval()(x_adv).argmax(1) == ys).double().mean().item()
     assert torch.isfinite(log_max_confidence(logits)).all()
@@ -74,16 +84,29 @@ def evaluate(run_dir: Path, cfg, seed: int) -> dict[str, float]:
 def run(out: Path, seeds: list[int], labels: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
-    done = {(r["label"], r["seed"]) for r in map(json.loads, rows_path.read_text().splitlines())} if rows_path.exists() else set()
+    done = (
+        {(r["label"], r["seed"]) for r in map(json.loads, rows_path.read_text().splitlines())}
+        if rows_path.exists()
+        else set()
+    )
     for seed in seeds:
         for label, preset, overrides in JOBS:
             if label not in labels or (label, seed) in done:
                 continue
             ov = [o.replace("{run:", f"{out}/runs/").replace("}", f"-s{seed}") for o in overrides]
-            cfg = load_config(preset, overrides=[*ov, f"seed={seed}", f"name={label}-s{seed}", f"out_dir={out}/runs", "eval.detectors=[]"])
+            cfg = load_config(
+                preset,
+                overrides=[*ov, f"seed={seed}", f"name={label}-s{seed}", f"out_dir={out}/runs", "eval.detectors=[]"],
+            )
             t0, c0 = time.time(), time.process_time()
             run_dir = fit(cfg, resume=True, progress=False)  # a finished run is reused, an interrupted one resumed
-            row = {"label": label, "preset": preset, "seed": seed, "train_s": round(time.time() - t0, 1), "train_cpu_s": round(time.process_time() - c0, 1)}
+            row = {
+                "label": label,
+                "preset": preset,
+                "seed": seed,
+                "train_s": round(time.time() - t0, 1),
+                "train_cpu_s": round(time.process_time() - c0, 1),
+            }
             if label not in UNSUPERVISED:
                 row.update(evaluate(run_dir, cfg, seed))
             print(json.dumps(row), flush=True)

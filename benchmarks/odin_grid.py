@@ -108,7 +108,9 @@ def validation_images(seed: int = 0, per_set: int = 0) -> tuple[torch.Tensor, di
 def count_images(model: nn.Module) -> Any:
     """Count the images sent forward through ``model`` and the input-gradient (backward) passes, image-weighted."""
     counts = {"forward": 0, "backward": 0}
-    handle = model.register_forward_hook(lambda _m, args, _out: counts.__setitem__("forward", counts["forward"] + len(args[0])))
+    handle = model.register_forward_hook(
+        lambda _m, args, _out: counts.__setitem__("forward", counts["forward"] + len(args[0]))
+    )
     real_grad = torch.autograd.grad
 
     def counting_grad(outputs: Any, inputs: Any, *a: Any, **k: Any) -> Any:
@@ -126,12 +128,22 @@ def count_images(model: nn.Module) -> Any:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="50 training steps, 200 images per validation set, 3 naive cells, one timing each")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="50 training steps, 200 images per validation set, 3 naive cells, one timing each",
+    )
     ap.add_argument("--steps", type=int, default=300, help="SGD steps of the stand-in model")
     ap.add_argument("--run", default="", help="a run directory (or .safetensors) to load instead of training")
     ap.add_argument("--cells", type=int, default=6, help="grid cells computed naively (timed and compared)")
-    ap.add_argument("--batch-size", type=int, default=0, help="ODIN's images per gradient pass (0: the detector's default)")
-    ap.add_argument("--grid", default="paper", help="the (T, ε) grid, a key of rulab.detectors.odin.ODIN_GRIDS (paper: 10 × 21, coarse: 4 × 5)")
+    ap.add_argument(
+        "--batch-size", type=int, default=0, help="ODIN's images per gradient pass (0: the detector's default)"
+    )
+    ap.add_argument(
+        "--grid",
+        default="paper",
+        help="the (T, ε) grid, a key of rulab.detectors.odin.ODIN_GRIDS (paper: 10 × 21, coarse: 4 × 5)",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -163,8 +175,10 @@ def main() -> None:
     x, sizes = validation_images(per_set=200 if args.quick else 0)
     n = len(x)
     nt, ne = len(temps), len(epss)
-    print(f"model: {source}; validation images: {n:,} ({', '.join(f'{k} {v:,}' for k, v in sizes.items())}); "
-          f"{args.grid} grid {nt} T × {ne} ε = {nt * ne} cells; batch {args.batch_size}")
+    print(
+        f"model: {source}; validation images: {n:,} ({', '.join(f'{k} {v:,}' for k, v in sizes.items())}); "
+        f"{args.grid} grid {nt} T × {ne} ε = {nt * ne} cells; batch {args.batch_size}"
+    )
 
     fast = inference_copy(model)
     t_fwd = best_seconds(lambda: predict(fast, x, args.batch_size, channels_last=True), 3 * repeats)
@@ -177,16 +191,25 @@ def main() -> None:
     if repeats > 1:
         t_grid = min(t_grid, best_seconds(lambda: odin_grid_scores(fast, x, temps, epss, args.batch_size), repeats - 1))
     nz = sum(1 for e in epss if e != 0)
-    naive_fwd = nt * nz * 2 + nt * (ne - nz)  # per image: per cell with ε > 0 a gradient forward + a perturbed forward; ε = 0 one
-    print(f"grid, inference copy:   {t_grid:7.2f} s = {t_grid / t_fwd:6.1f} × forward;  images forward {counts['forward'] / n:.1f} × N, "
-          f"backward {counts['backward'] / n:.1f} × N  (naive: {naive_fwd} × N forward, {nt * nz} × N backward)")
+    naive_fwd = nt * nz * 2 + nt * (
+        ne - nz
+    )  # per image: per cell with ε > 0 a gradient forward + a perturbed forward; ε = 0 one
+    print(
+        f"grid, inference copy:   {t_grid:7.2f} s = {t_grid / t_fwd:6.1f} × forward;  images forward {counts['forward'] / n:.1f} × N, "
+        f"backward {counts['backward'] / n:.1f} × N  (naive: {naive_fwd} × N forward, {nt * nz} × N backward)"
+    )
     t_grid_model = best_seconds(lambda: odin_grid_scores(model, x, temps, epss, args.batch_size), repeats)
-    print(f"grid, model as trained: {t_grid_model:7.2f} s = {t_grid_model / t_fwd:6.1f} × forward  "
-          f"(inference copy / as trained: {t_grid_model / t_grid:.2f}× faster)")
+    print(
+        f"grid, model as trained: {t_grid_model:7.2f} s = {t_grid_model / t_fwd:6.1f} × forward  "
+        f"(inference copy / as trained: {t_grid_model / t_grid:.2f}× faster)"
+    )
 
     # naive per-cell recomputation on a spread of cells (ε > 0: every cell then needs its own gradient pass)
     g = torch.Generator().manual_seed(0)
-    picks = [(int(i), int(j)) for i, j in zip(torch.randint(nt, (cells,), generator=g), torch.randint(1, ne, (cells,), generator=g))]
+    picks = [
+        (int(i), int(j))
+        for i, j in zip(torch.randint(nt, (cells,), generator=g), torch.randint(1, ne, (cells,), generator=g))
+    ]
     worst, t_cells = 0.0, 0.0
     for ti, ej in picks:
         t0 = time.perf_counter()
@@ -195,8 +218,10 @@ def main() -> None:
         worst = max(worst, float((s - grid[ti, ej]).abs().max()))
     n_zero = sum(1 for e in epss if e == 0)
     t_naive = t_cells / len(picks) * nt * (ne - n_zero) + nt * n_zero * t_fwd  # a cell with ε = 0 is one forward pass
-    print(f"naive per-cell grid:    {t_naive:7.2f} s = {t_naive / t_fwd:6.1f} × forward  (scaled from {len(picks)} cells; "
-          f"grid speed-up {t_naive / t_grid:.1f}×)")
+    print(
+        f"naive per-cell grid:    {t_naive:7.2f} s = {t_naive / t_fwd:6.1f} × forward  (scaled from {len(picks)} cells; "
+        f"grid speed-up {t_naive / t_grid:.1f}×)"
+    )
     print(f"largest |grid − naive| score difference on those cells: {worst:.2e}")
     print(uptime())
 

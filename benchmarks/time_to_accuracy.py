@@ -122,16 +122,31 @@ def train(cfg: Any, pipeline: str, max_steps: int = 0, workers: int = 0, contigu
     method.setup(model, len(splits.classes), train_set.shape)
     optimizer = build_optimizer(model, cfg.optim)
     if pipeline == "rulab":
-        loader: Any = TensorLoader(train_set.x, train_set.y, cfg.train.batch_size, shuffle=True, drop_last=True,
-                                   augment=cfg.data.augment, seed=cfg.seed, channels_last=channels_last)
+        loader: Any = TensorLoader(
+            train_set.x,
+            train_set.y,
+            cfg.train.batch_size,
+            shuffle=True,
+            drop_last=True,
+            augment=cfg.data.augment,
+            seed=cfg.seed,
+            channels_last=channels_last,
+        )
         steps_per_epoch = len(loader)
     else:
         from torchvision import transforms
 
         tf = transforms.Compose([transforms.RandomHorizontalFlip(cfg.data.augment.hflip), transforms.ToTensor()])
         g = torch.Generator().manual_seed(cfg.seed)
-        loader = torch.utils.data.DataLoader(PILDataset(train_set.x, train_set.y, tf), batch_size=cfg.train.batch_size, shuffle=True,
-                                             drop_last=True, num_workers=workers, generator=g, persistent_workers=workers > 0)
+        loader = torch.utils.data.DataLoader(
+            PILDataset(train_set.x, train_set.y, tf),
+            batch_size=cfg.train.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            generator=g,
+            persistent_workers=workers > 0,
+        )
         steps_per_epoch = len(loader)
     total = cfg.train.epochs * steps_per_epoch
     if max_steps:
@@ -173,8 +188,16 @@ def train(cfg: Any, pipeline: str, max_steps: int = 0, workers: int = 0, contigu
                 hit[t] = round(clock, 2)
     last_eval = eval_s / max(len(epochs), 1)
     train_clock = epochs[-1]["clock"]
-    return {"epochs": epochs, "hit": {str(t): v for t, v in hit.items()}, "wall": round(train_clock + last_eval, 2), "acc": epochs[-1]["acc"],
-            "acc_plain": epochs[-1]["acc_plain"], "eval_s": round(last_eval, 2), "steps": step, "images_per_s": round(step * cfg.train.batch_size / train_clock)}
+    return {
+        "epochs": epochs,
+        "hit": {str(t): v for t, v in hit.items()},
+        "wall": round(train_clock + last_eval, 2),
+        "acc": epochs[-1]["acc"],
+        "acc_plain": epochs[-1]["acc_plain"],
+        "eval_s": round(last_eval, 2),
+        "steps": step,
+        "images_per_s": round(step * cfg.train.batch_size / train_clock),
+    }
 
 
 def fmt_hits(r: dict[str, Any]) -> str:
@@ -188,7 +211,9 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     max_steps = 40 if args.quick else 0
     out: dict[str, Any] = {"seed": seed}
     sides: list[tuple[str, str, Any, dict[str, Any]]] = [
-        ("rulab", "rulab", cfg, {}), ("baseline", "baseline", cfg, {"workers": args.workers, "contiguous": args.baseline_contiguous})]
+        ("rulab", "rulab", cfg, {}),
+        ("baseline", "baseline", cfg, {"workers": args.workers, "contiguous": args.baseline_contiguous}),
+    ]
     if args.ablate_ls:  # the recipe without label smoothing: what it adds
         no_ls = replace(cfg, method=replace(cfg.method, kwargs={**dict(cfg.method.kwargs), "label_smoothing": 0.0}))
         sides.append(("no_ls", "rulab", no_ls, {}))
@@ -198,14 +223,25 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         r["load_before"], r["load_after"] = before, load()
         out[side] = r
         per_epoch = ", ".join(f"{e['acc']:.4f}" for e in r["epochs"])
-        print(f"seed {seed} {side:<8} {fmt_hits(r)}   wall {r['wall']:5.1f} s  acc {r['acc']:.4f}  "
-              f"({r['images_per_s']} img/s; per epoch {per_epoch}; load {r['load_before']} → {r['load_after']})", flush=True)
-    ratios = {t: (out["baseline"]["hit"][t] / out["rulab"]["hit"][t]) if out["baseline"]["hit"][t] and out["rulab"]["hit"][t] else None
-              for t in out["rulab"]["hit"]}
+        print(
+            f"seed {seed} {side:<8} {fmt_hits(r)}   wall {r['wall']:5.1f} s  acc {r['acc']:.4f}  "
+            f"({r['images_per_s']} img/s; per epoch {per_epoch}; load {r['load_before']} → {r['load_after']})",
+            flush=True,
+        )
+    ratios = {
+        t: (out["baseline"]["hit"][t] / out["rulab"]["hit"][t])
+        if out["baseline"]["hit"][t] and out["rulab"]["hit"][t]
+        else None
+        for t in out["rulab"]["hit"]
+    }
     out["ratio"] = ratios
     out["ratio_wall"] = out["baseline"]["wall"] / out["rulab"]["wall"]
-    print(f"seed {seed} ratio baseline / rulab: " + "  ".join(f"{float(t):.0%}: {'—' if v is None else f'{v:.2f}x'}" for t, v in ratios.items())
-          + f"   wall: {out['ratio_wall']:.2f}x", flush=True)
+    print(
+        f"seed {seed} ratio baseline / rulab: "
+        + "  ".join(f"{float(t):.0%}: {'—' if v is None else f'{v:.2f}x'}" for t, v in ratios.items())
+        + f"   wall: {out['ratio_wall']:.2f}x",
+        flush=True,
+    )
     return out
 
 
@@ -214,7 +250,9 @@ def mean_std(values: list[float]) -> str:
         return "—"
     if len(values) == 1:
         return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (min {min(values):.2f}, max {max(values):.2f})"
+    return (
+        f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (min {min(values):.2f}, max {max(values):.2f})"
+    )
 
 
 def summarize(rows: list[dict[str, Any]]) -> None:
@@ -253,8 +291,10 @@ def check_fit(seed: int, expected: float) -> None:
         test = load_splits(cfg.data, seed).test
         acc = test_accuracy(model, test.x, test.y, cfg.eval.flip_tta)
     same = "the same" if acc == expected else f"DIFFERENT from the reproduced loop's {expected:.4f}"
-    print(f"check: rulab.train.loop.fit({PRESET}, seed {seed}) took {t_fit:.1f} s (with its checkpoints and metrics files); "
-          f"test accuracy {acc:.4f}, {same}")
+    print(
+        f"check: rulab.train.loop.fit({PRESET}, seed {seed}) took {t_fit:.1f} s (with its checkpoints and metrics files); "
+        f"test accuracy {acc:.4f}, {same}"
+    )
 
 
 def main() -> None:
@@ -262,10 +302,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="number of seeds")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="one seed, 40 steps per side: checks that everything runs")
-    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes of the baseline (2 cores: 0 is fastest)")
-    ap.add_argument("--baseline-contiguous", action="store_true", help="baseline model in the default (contiguous) memory format")
-    ap.add_argument("--ablate-ls", action="store_true", help="also train the recipe without label smoothing (rulab pipeline)")
-    ap.add_argument("--check-fit", action="store_true", help="also train the first seed with rulab.train.loop.fit and compare")
+    ap.add_argument(
+        "--workers", type=int, default=0, help="DataLoader worker processes of the baseline (2 cores: 0 is fastest)"
+    )
+    ap.add_argument(
+        "--baseline-contiguous", action="store_true", help="baseline model in the default (contiguous) memory format"
+    )
+    ap.add_argument(
+        "--ablate-ls", action="store_true", help="also train the recipe without label smoothing (rulab pipeline)"
+    )
+    ap.add_argument(
+        "--check-fit", action="store_true", help="also train the first seed with rulab.train.loop.fit and compare"
+    )
     ap.add_argument("--out", default="", help="append one JSON line per seed to this file")
     ap.add_argument("--summarize", default="", help="only print the summary of the seeds in this JSON-lines file")
     args = ap.parse_args()
@@ -277,10 +325,12 @@ def main() -> None:
 
     cfg = load_config(PRESET)
     print(machine())
-    print(f"{PRESET}: {cfg.model.name} {dict(cfg.model.kwargs)}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
-          f"{cfg.optim.name} lr {cfg.optim.lr} ({cfg.optim.schedule}, warm-up {cfg.optim.warmup_frac}), method {cfg.method.name} "
-          f"{dict(cfg.method.kwargs)}, flips {cfg.data.augment.hflip}, val_size {cfg.data.val_size}, flip TTA {cfg.eval.flip_tta}; "
-          f"baseline: DataLoader + PIL, {args.workers} workers, {'contiguous' if args.baseline_contiguous else 'channels-last'} model")
+    print(
+        f"{PRESET}: {cfg.model.name} {dict(cfg.model.kwargs)}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
+        f"{cfg.optim.name} lr {cfg.optim.lr} ({cfg.optim.schedule}, warm-up {cfg.optim.warmup_frac}), method {cfg.method.name} "
+        f"{dict(cfg.method.kwargs)}, flips {cfg.data.augment.hflip}, val_size {cfg.data.val_size}, flip TTA {cfg.eval.flip_tta}; "
+        f"baseline: DataLoader + PIL, {args.workers} workers, {'contiguous' if args.baseline_contiguous else 'channels-last'} model"
+    )
     seeds = [args.first_seed] if args.quick else list(range(args.first_seed, args.first_seed + args.seeds))
     rows = []
     for seed in seeds:

@@ -78,8 +78,14 @@ def torchvision_batches(ds, batch_size: int, workers: int):
         def __getitem__(self, i):
             return self.tf(Image.fromarray(self.x[i], mode="L")), int(self.y[i])
 
-    dl = DataLoader(PILDataset(ds.x, ds.y), batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
-                    persistent_workers=workers > 0)
+    dl = DataLoader(
+        PILDataset(ds.x, ds.y),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
     while True:
         yield from dl
 
@@ -99,7 +105,14 @@ def time_to_accuracy(target: float, epochs: int) -> tuple[float | None, list[tup
     model, _ = build_model(cfg, 10, splits.train.shape)
     model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg.optim)
-    loader = TensorLoader(splits.train.x, splits.train.y, cfg.train.batch_size, augment=cfg.data.augment, seed=cfg.seed, channels_last=True)
+    loader = TensorLoader(
+        splits.train.x,
+        splits.train.y,
+        cfg.train.batch_size,
+        augment=cfg.data.augment,
+        seed=cfg.seed,
+        channels_last=True,
+    )
     total = epochs * len(loader)
     step, train_time, log, hit = 0, 0.0, [], None
     for epoch in range(epochs):
@@ -114,7 +127,12 @@ def time_to_accuracy(target: float, epochs: int) -> tuple[float | None, list[tup
             opt.step()
             step += 1
         train_time += time.perf_counter() - t0
-        acc = (predict(model, splits.test.x, 2000, channels_last=True)["logits"].argmax(1) == splits.test.y).float().mean().item()
+        acc = (
+            (predict(model, splits.test.x, 2000, channels_last=True)["logits"].argmax(1) == splits.test.y)
+            .float()
+            .mean()
+            .item()
+        )
         log.append((epoch + 1, train_time, acc))
         if hit is None and acc >= target:
             hit = train_time
@@ -132,12 +150,16 @@ def main() -> None:
     from rulab.registry import DATASETS
 
     ds = DATASETS.create("fashion_mnist", split="train")
-    print(f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}; batch {args.batch_size}, {steps} timed steps")
+    print(
+        f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}; batch {args.batch_size}, {steps} timed steps"
+    )
     ours = train_steps(rulab_batches(ds, args.batch_size), steps)
     print(f"{'rulab TensorLoader':<38}{ours:>10.0f} img/s   1.00x")
     for workers in (0, 2):
         base = train_steps(torchvision_batches(ds, args.batch_size, workers), steps)
-        print(f"{f'DataLoader + PIL (num_workers={workers})':<38}{base:>10.0f} img/s   ratio ours/baseline = {ours / base:.2f}x")
+        print(
+            f"{f'DataLoader + PIL (num_workers={workers})':<38}{base:>10.0f} img/s   ratio ours/baseline = {ours / base:.2f}x"
+        )
     if not (args.quick or args.no_accuracy):
         hit, log = time_to_accuracy(0.91, 5)
         for epoch, t, acc in log:

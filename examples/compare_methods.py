@@ -45,7 +45,17 @@ def main() -> None:
         description="plain vs " + other,
         report=not args.tiny,
     )
-    tiny = ["train.max_steps=20", "data.train_subset=600", "data.val_size=200", "eval.detectors=[msp,energy]", "eval.n_ood=200"] if args.tiny else []
+    tiny = (
+        [
+            "train.max_steps=20",
+            "data.train_subset=600",
+            "data.val_size=200",
+            "eval.detectors=[msp,energy]",
+            "eval.n_ood=200",
+        ]
+        if args.tiny
+        else []
+    )
     result = api.study(study, out_dir=args.out, overrides=tiny, progress=not args.tiny)
     if args.tiny:
         print(result.text())

@@ -64,8 +64,18 @@ class CosineMean(Detector):
 
 
 def small_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 32),
+        nn.ReLU(),
+        nn.Linear(32, 10),
+    )
 
 
 def main() -> None:
@@ -89,9 +99,15 @@ def main() -> None:
     model.eval()
 
     # 1. through the evaluation, next to built-in detectors
-    table = rulab.evaluate(model, id_test=(test.x[:n_test], test.y[:n_test]), ood=["digits", "gaussian"],
-                           id_train=(train.x[:n_train], train.y[:n_train]), detectors=["msp", "mahalanobis", "cosine_mean"],
-                           n_ood=500, temperature=False)
+    table = rulab.evaluate(
+        model,
+        id_test=(test.x[:n_test], test.y[:n_test]),
+        ood=["digits", "gaussian"],
+        id_train=(train.x[:n_train], train.y[:n_train]),
+        detectors=["msp", "mahalanobis", "cosine_mean"],
+        n_ood=500,
+        temperature=False,
+    )
     print(table.summary())
 
     # 2. on your own arrays: the pure function with NumPy in, metrics from rulab.metrics
@@ -103,7 +119,9 @@ def main() -> None:
     near = means[rng.integers(0, 3, 200)] + 0.3 * rng.normal(size=(200, 8))
     far = rng.normal(size=(200, 8))
     s_id, s_ood = score(near, means), score(far, means)
-    print(f"toy features: AUROC {rulab.metrics.auroc(s_id, s_ood):.3f}, FPR95 {rulab.metrics.fpr95_id(s_id, s_ood):.3f} (scores are {type(s_id).__name__})")
+    print(
+        f"toy features: AUROC {rulab.metrics.auroc(s_id, s_ood):.3f}, FPR95 {rulab.metrics.fpr95_id(s_id, s_ood):.3f} (scores are {type(s_id).__name__})"
+    )
 
 
 if __name__ == "__main__":

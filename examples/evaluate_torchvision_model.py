@@ -48,7 +48,9 @@ def train_outside_rulab(steps: int, batch_size: int = 128) -> nn.Module:
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)  # grey input
-    loader = DataLoader(FashionMNIST("train", n=50_000), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        FashionMNIST("train", n=50_000), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     step = 0
@@ -68,7 +70,12 @@ def train_outside_rulab(steps: int, batch_size: int = 128) -> nn.Module:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tiny", action="store_true", default=os.environ.get("RULAB_EXAMPLE_TINY") == "1", help="a few seconds: tiny data, few steps")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        default=os.environ.get("RULAB_EXAMPLE_TINY") == "1",
+        help="a few seconds: tiny data, few steps",
+    )
     p.add_argument("--out", default="example-output/torchvision", help="where the report and checkpoint go")
     args = p.parse_args()
     out = Path(args.out)
@@ -86,15 +93,22 @@ def main() -> None:
     train = FashionMNIST("train")
     table = rulab.evaluate(
         model,
-        id_test=FashionMNIST("test", n=n_test),               # a torch Dataset (with a torchvision transform)
-        ood={"digits": digits_np, "gaussian": "gaussian"},    # your data, and a registered noise set by name
-        shifts=[("gaussian_blur_sigma", 0.5)],                  # one covariate-shift cell (or a suite name)
+        id_test=FashionMNIST("test", n=n_test),  # a torch Dataset (with a torchvision transform)
+        ood={"digits": digits_np, "gaussian": "gaussian"},  # your data, and a registered noise set by name
+        shifts=[("gaussian_blur_sigma", 0.5)],  # one covariate-shift cell (or a suite name)
         detectors=["msp", "energy", "mahalanobis", "knn"],
-        id_train=(train.x[:n_fit], train.y[:n_fit]),          # detectors fit on training images (uint8 tensors)
-        id_val=(train.x[50_000:50_000 + n_val], train.y[50_000:50_000 + n_val]),  # held out: temperature scaling, tuning
-        ood_val=["photos"],                                     # validation-OOD set: tunes KNN's k, never tested on
-        pixels=False, mean=MEAN, std=STD,                       # the data above is normalised; rulab maps it back to pixels
-        id_name="fashion_mnist", n_ood=n_ood, n_val_ood=n_val,
+        id_train=(train.x[:n_fit], train.y[:n_fit]),  # detectors fit on training images (uint8 tensors)
+        id_val=(
+            train.x[50_000 : 50_000 + n_val],
+            train.y[50_000 : 50_000 + n_val],
+        ),  # held out: temperature scaling, tuning
+        ood_val=["photos"],  # validation-OOD set: tunes KNN's k, never tested on
+        pixels=False,
+        mean=MEAN,
+        std=STD,  # the data above is normalised; rulab maps it back to pixels
+        id_name="fashion_mnist",
+        n_ood=n_ood,
+        n_val_ood=n_val,
     )
     print(table.summary())
     for what, why in table.meta["skipped"].items():
@@ -107,8 +121,15 @@ def main() -> None:
 
     # the same weights as a rulab checkpoint: `rulab eval <run_dir>` gives the same numbers on the same data
     torch.save(model.state_dict(), out / "resnet18_fmnist.pt")
-    run_dir = rulab.convert(out / "resnet18_fmnist.pt", "torchvision:resnet18", mean=MEAN, std=STD, name="resnet18-fmnist",
-                            out_dir=out / "runs", overwrite=True)
+    run_dir = rulab.convert(
+        out / "resnet18_fmnist.pt",
+        "torchvision:resnet18",
+        mean=MEAN,
+        std=STD,
+        name="resnet18-fmnist",
+        out_dir=out / "runs",
+        overwrite=True,
+    )
     print(f"checkpoint: {run_dir} (evaluate it with: rulab eval {run_dir})")
 
 

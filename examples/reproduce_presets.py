@@ -32,7 +32,15 @@ from rulab.registry import PRESETS, STUDIES
 from rulab.reports import evaluation_report
 
 PAPER_PRESETS = ("hendrycks2019-fmnist", "coursework-fmnist", "hein2019-fmnist", "odin-fmnist")
-TINY = ["train.max_steps=10", "data.train_subset=600", "data.val_size=200", "eval.n_ood=200", "eval.adv_n=20", "eval.adv_steps=3", "eval.alpha_trials=10"]
+TINY = [
+    "train.max_steps=10",
+    "data.train_subset=600",
+    "data.val_size=200",
+    "eval.n_ood=200",
+    "eval.adv_n=20",
+    "eval.adv_steps=3",
+    "eval.alpha_trials=10",
+]
 
 
 def reproduce(name: str, out: Path, tiny: bool) -> str:
@@ -42,7 +50,9 @@ def reproduce(name: str, out: Path, tiny: bool) -> str:
         overrides = [*overrides, "eval.n_ood=1200"]
     t0 = time.time()
     if name in STUDIES:
-        result = api.study(name, out_dir=str(out / name), seeds=[0] if tiny else None, overrides=overrides, progress=not tiny)
+        result = api.study(
+            name, out_dir=str(out / name), seeds=[0] if tiny else None, overrides=overrides, progress=not tiny
+        )
         return f"{name}: study of {len(result.run_ids)} runs in {time.time() - t0:.0f} s; report {result.report}"
     if name in PRESETS:
         run_dir = api.train(name, overrides=[*overrides, f"out_dir={out}"], progress=not tiny)

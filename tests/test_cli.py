@@ -9,7 +9,13 @@ import rulab
 from rulab.checkpoint import load_model, read_meta
 from rulab.cli import main
 
-TINY = ["--train.max_steps=6", "--train.epochs=1", "--data.train_subset=512", "--data.val_size=256", "--train.batch_size=64"]
+TINY = [
+    "--train.max_steps=6",
+    "--train.epochs=1",
+    "--data.train_subset=512",
+    "--data.val_size=256",
+    "--train.batch_size=64",
+]
 
 
 def run(capsys, *argv):

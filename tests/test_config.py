@@ -21,7 +21,10 @@ def test_preset_and_overrides_are_typed():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("optim.lrr=0.1", "unknown config key 'optim.lrr' (did you mean 'optim.lr'?); valid keys under 'optim': name, lr,"),
+        (
+            "optim.lrr=0.1",
+            "unknown config key 'optim.lrr' (did you mean 'optim.lr'?); valid keys under 'optim': name, lr,",
+        ),
         ("optimizer.lr=0.1", "unknown config key 'optimizer' (did you mean 'optim'?)"),
         ("optim.lr=abc", "config key 'optim.lr' must be a number, got 'abc'"),
         ("optim.lr=-0.1", "config key 'optim.lr' must be > 0, got -0.1"),
@@ -29,13 +32,22 @@ def test_preset_and_overrides_are_typed():
         ("train.epochs=2.5", "config key 'train.epochs' must be an integer, got 2.5"),
         ("train.channels_last=maybe", "config key 'train.channels_last' must be true or false, got 'maybe'"),
         ("model.name=resnet9", "config key 'model.name' has unknown value 'resnet9' (did you mean 'resnet"),
-        ("model.kwargs.widht=8", "config key 'model.kwargs.widht' is not a parameter of model 'fastcnn'; valid parameters:"),
+        (
+            "model.kwargs.widht=8",
+            "config key 'model.kwargs.widht' is not a parameter of model 'fastcnn'; valid parameters:",
+        ),
         ("model.kwargs.width=wide", "config key 'model.kwargs.width' must be an integer, got 'wide'"),
-        ("optim.schedule=linear", "config key 'optim.schedule' has unknown value 'linear'; valid choices: cosine, step, onecycle, constant"),
+        (
+            "optim.schedule=linear",
+            "config key 'optim.schedule' has unknown value 'linear'; valid choices: cosine, step, onecycle, constant",
+        ),
         ("data.augment.hflip=1.5", "config key 'data.augment.hflip' is a probability and must lie in [0, 1], got 1.5"),
         ("data.dataset=fmnist", "config key 'data.dataset' has unknown value 'fmnist'"),
         ("train.reset_head=true", "config key 'train.reset_head' needs train.init_from"),
-        ("train.init_from=/nonexistent/run", "config key 'train.init_from' points to /nonexistent/run, which does not exist"),
+        (
+            "train.init_from=/nonexistent/run",
+            "config key 'train.init_from' points to /nonexistent/run, which does not exist",
+        ),
         ("device=tpu", "config key 'device' has unknown value 'tpu'"),
         ("eval.shift=nope", "config key 'eval.shift' has unknown value 'nope'"),
         ("optim.milestones=[0.9,0.5]", "config key 'optim.milestones' must be increasing fractions in (0, 1)"),
@@ -50,7 +62,9 @@ def test_bad_overrides_give_one_clear_line(override, message):
 
 
 def test_unknown_preset_lists_choices():
-    with pytest.raises(ConfigError, match="unknown preset 'fmnist-plian' \\(did you mean 'fmnist-plain'\\?\\); valid choices:"):
+    with pytest.raises(
+        ConfigError, match="unknown preset 'fmnist-plian' \\(did you mean 'fmnist-plain'\\?\\); valid choices:"
+    ):
         load_config("fmnist-plian")
 
 
@@ -111,7 +125,12 @@ def test_keys_added_after_0_1_keep_old_hashes():
             d[section].pop(k)
     d["data"]["augment"].pop("rotate_interp")
     assert config_hash(c) == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    for key in ("train.drop_last=false", "train.keep_best=val_acc", "eval.adv_restarts=2", "data.augment.rotate_interp=nearest"):
+    for key in (
+        "train.drop_last=false",
+        "train.keep_best=val_acc",
+        "eval.adv_restarts=2",
+        "data.augment.rotate_interp=nearest",
+    ):
         assert config_hash(apply_overrides(c, [key])) != config_hash(c), key
     assert config_hash(apply_overrides(c, ["train.accum_steps=1"])) == config_hash(c)
     assert config_hash(apply_overrides(c, ["train.accum_steps=2"])) != config_hash(c)

@@ -35,8 +35,13 @@ from rulab.presets import load_config
 PROPS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = fields_of(RunCfg)
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-    st.lists(st.integers(-3, 3), max_size=3), st.sampled_from(["[1, 2", "{a: 1}", ".inf", "-.nan", "1e400", "~", "'x'", "\x00", "\u2028"]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.sampled_from(["[1, 2", "{a: 1}", ".inf", "-.nan", "1e400", "~", "'x'", "\x00", "\u2028"]),
 )
 
 
@@ -59,8 +64,14 @@ def test_any_override_text_is_a_config_or_one_config_error(text):
 @given(st.sampled_from(KEYS), scalars)
 def test_any_value_under_any_key_validates_or_is_refused_in_one_line(key, value):
     """Through the full path (preset, overrides, registry checks): a valid config or one RulabError line."""
-    text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-    assume(not key.startswith(("train.init_from", "data.root", "out_dir")))  # paths: checked against the disk, covered elsewhere
+    text = (
+        value
+        if isinstance(value, str)
+        else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    )
+    assume(
+        not key.startswith(("train.init_from", "data.root", "out_dir"))
+    )  # paths: checked against the disk, covered elsewhere
     try:
         cfg = load_config("fmnist-plain", overrides=[f"{key}={text}"])
     except RulabError as err:
@@ -82,19 +93,38 @@ def test_a_run_name_is_one_component_inside_out_or_refused(name):
         _one_line(err)
         return
     path = run_path(out, name)
-    assert path.parent == out and path.name == name and name not in (".", "..") and os.sep not in name and "\x00" not in name
+    assert (
+        path.parent == out
+        and path.name == name
+        and name not in (".", "..")
+        and os.sep not in name
+        and "\x00" not in name
+    )
     assert name.isprintable() and 0 < len(name) <= MAX_NAME_LENGTH
 
 
-valid = st.fixed_dictionaries({
-    "seed": st.integers(0, 2**63 - 1),
-    "name": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,30}", fullmatch=True),
-    "optim": st.fixed_dictionaries({"lr": st.floats(1e-3, 10.0), "momentum": st.floats(0.01, 1.0), "weight_decay": st.floats(0.0, 1e-2)}),
-    "train": st.fixed_dictionaries({"epochs": st.integers(1, 10**6), "batch_size": st.sampled_from([1, 2, 32, 256]),
-                                    "max_steps": st.integers(0, 10**9)}),
-    "data": st.fixed_dictionaries({"augment": st.fixed_dictionaries({"hflip": st.floats(0.0, 1.0), "rotate_deg": st.floats(0.0, 180.0)}),
-                                   "val_size": st.integers(0, 10**5)}),
-})
+valid = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 2**63 - 1),
+        "name": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,30}", fullmatch=True),
+        "optim": st.fixed_dictionaries(
+            {"lr": st.floats(1e-3, 10.0), "momentum": st.floats(0.01, 1.0), "weight_decay": st.floats(0.0, 1e-2)}
+        ),
+        "train": st.fixed_dictionaries(
+            {
+                "epochs": st.integers(1, 10**6),
+                "batch_size": st.sampled_from([1, 2, 32, 256]),
+                "max_steps": st.integers(0, 10**9),
+            }
+        ),
+        "data": st.fixed_dictionaries(
+            {
+                "augment": st.fixed_dictionaries({"hflip": st.floats(0.0, 1.0), "rotate_deg": st.floats(0.0, 180.0)}),
+                "val_size": st.integers(0, 10**5),
+            }
+        ),
+    }
+)
 
 
 @PROPS

@@ -30,7 +30,18 @@ from rulab.presets import load_config
 SRC = Path(rulab.__file__).resolve().parent
 # (file relative to src/rulab, module attribute) pairs allowed to touch the pickle module
 PICKLE_ALLOWED = {("data/formats.py", "Unpickler"), ("data/formats.py", "UnpicklingError")}
-UNSAFE_YAML = {"load", "load_all", "unsafe_load", "unsafe_load_all", "full_load", "full_load_all", "Loader", "UnsafeLoader", "FullLoader", "add_constructor"}
+UNSAFE_YAML = {
+    "load",
+    "load_all",
+    "unsafe_load",
+    "unsafe_load_all",
+    "full_load",
+    "full_load_all",
+    "Loader",
+    "UnsafeLoader",
+    "FullLoader",
+    "add_constructor",
+}
 UNSAFE_MODULES = {"marshal", "shelve", "dill", "joblib", "cloudpickle", "_pickle", "cPickle"}
 
 
@@ -135,7 +146,13 @@ def test_the_array_unpickler_refuses_every_other_global(tmp_path):
     pickle.loads(pickle.dumps(_Payload(marker))).close()  # the payload is live: the plain loader runs it
     assert marker.exists()
     unpickler = _SafeUnpickler(io.BytesIO(b""))
-    for name in ("os.system", "builtins.eval", "builtins.getattr", "subprocess.Popen", "torch._utils._rebuild_tensor_v2"):
+    for name in (
+        "os.system",
+        "builtins.eval",
+        "builtins.getattr",
+        "subprocess.Popen",
+        "torch._utils._rebuild_tensor_v2",
+    ):
         module, attr = name.rsplit(".", 1)
         with pytest.raises(pickle.UnpicklingError, match="refusing"):
             unpickler.find_class(module, attr)
@@ -147,14 +164,20 @@ def test_the_array_unpickler_refuses_every_other_global(tmp_path):
 
 def test_yaml_python_tags_are_refused_and_run_nothing(tmp_path):
     marker = tmp_path / "pwned"
-    for tag in (f"!!python/object/apply:os.system ['touch {marker}']", "!!python/name:os.system", f"!!python/object/new:pathlib.Path ['{marker}']"):
+    for tag in (
+        f"!!python/object/apply:os.system ['touch {marker}']",
+        "!!python/name:os.system",
+        f"!!python/object/new:pathlib.Path ['{marker}']",
+    ):
         cfg = tmp_path / "run.yaml"
         cfg.write_text(f"preset: fmnist-plain\nname: {tag}\n")
         with pytest.raises(ConfigError, match="not valid YAML"):
             load_config(path=cfg)
     # an override value is parsed with safe_load too: a tag stays text (or is refused), never runs
     try:
-        c = load_config("fmnist-plain", overrides=[f"name=!!python/object/apply:os.system ['touch {marker}']", "eval.detectors=[]"])
+        c = load_config(
+            "fmnist-plain", overrides=[f"name=!!python/object/apply:os.system ['touch {marker}']", "eval.detectors=[]"]
+        )
         assert isinstance(c.name, str)
     except ConfigError:
         pass
@@ -179,14 +202,27 @@ def test_a_pickle_where_safetensors_is_expected_is_refused(tmp_path):
             with pytest.raises(CheckpointError, match="not a safetensors file"):
                 fn(path)
     assert not (tmp_path / "pwned").exists()
-    good = save_model(tmp_path / "good" / "model.safetensors", torch.nn.Linear(2, 2), {"model": "x", "model_kwargs": {}})
+    good = save_model(
+        tmp_path / "good" / "model.safetensors", torch.nn.Linear(2, 2), {"model": "x", "model_kwargs": {}}
+    )
     assert read_meta(good)["model"] == "x"
 
 
 def test_cli_refuses_a_pickled_parent_checkpoint_in_one_line(tmp_path, capsys):
     evil = _pickles(tmp_path)["raw"]
-    code = main(["train", "fmnist-plain", "--device=cpu", f"--train.init_from={evil}", "--data.train_subset=64", "--data.val_size=10",
-                 "--train.max_steps=1", "--eval.detectors=[]", f"--out={tmp_path / 'runs'}"])
+    code = main(
+        [
+            "train",
+            "fmnist-plain",
+            "--device=cpu",
+            f"--train.init_from={evil}",
+            "--data.train_subset=64",
+            "--data.val_size=10",
+            "--train.max_steps=1",
+            "--eval.detectors=[]",
+            f"--out={tmp_path / 'runs'}",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and "\n" not in err and "not a safetensors file" in err and "Traceback" not in err

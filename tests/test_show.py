@@ -47,7 +47,9 @@ def test_every_preset_and_study_is_shown_without_data(no_data):
         assert len(plan.cells) == len(study.presets) * len(study.seeds)
         text = render_study(plan)
         assert f"runs: {len(plan.cells)}" in text and "missing here:" in text
-    assert show("coursework-pathmnist").count("preset coursework-pathmnist:") == 2  # a study and a preset of one name: both
+    assert (
+        show("coursework-pathmnist").count("preset coursework-pathmnist:") == 2
+    )  # a study and a preset of one name: both
     assert not (no_data / "runs").exists() and not (no_data / "data").exists()  # nothing was written
 
 
@@ -73,11 +75,20 @@ def test_cost_is_forward_flops_times_passes_times_images():
     c = estimate_cost(cfg)
     assert (c.train_images, c.steps, c.passes) == (60_000, 2 * 600, 3.0)
     assert c.train_flops == pytest.approx(c.forward_flops * 3.0 * 1200 * 100)
-    drop = estimate_cost(load_config("fmnist-plain", overrides=["train.batch_size=128", "data.val_size=0", "train.epochs=1"]))
-    keep = estimate_cost(load_config("fmnist-plain", overrides=["train.batch_size=128", "data.val_size=0", "train.epochs=1", "train.drop_last=false"]))
+    drop = estimate_cost(
+        load_config("fmnist-plain", overrides=["train.batch_size=128", "data.val_size=0", "train.epochs=1"])
+    )
+    keep = estimate_cost(
+        load_config(
+            "fmnist-plain",
+            overrides=["train.batch_size=128", "data.val_size=0", "train.epochs=1", "train.drop_last=false"],
+        )
+    )
     assert (drop.steps, keep.steps) == (60_000 // 128, math.ceil(60_000 / 128))
     adv = estimate_cost(load_config("hendrycks2019-adv-cifar10-advtrain", check=False), evaluated=False)
-    assert adv.passes == 3 + 3 * 10 + 1 and adv.eval_passes == 0  # PGD-10 training: 10 gradient passes and a last forward
+    assert (
+        adv.passes == 3 + 3 * 10 + 1 and adv.eval_passes == 0
+    )  # PGD-10 training: 10 gradient passes and a last forward
     tiny = estimate_cost(load_config("hendrycks2019-tinyimagenet-pretrain", check=False))
     assert tiny.approx and tiny.train_images == round(1_281_167 * 800 / 1000)  # 800 of the 1,000 classes remain
     # the meta-device count is the count of the real model

@@ -23,8 +23,15 @@ from rulab.results.store import ResultStore
 from rulab.study import evaluate_run, plan_cells, run_study
 
 # tiny cells: two optimizer steps on 256 images, a fake evaluation on 400 test images (tests/results/fake_eval.py)
-OV = ("train.max_steps=2", "train.epochs=1", "train.batch_size=64", "data.train_subset=256", "data.val_size=200", "eval.detectors=[]",
-      "train.deterministic=false")  # deterministic mode imports torch._inductor: seconds per process
+OV = (
+    "train.max_steps=2",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "data.train_subset=256",
+    "data.val_size=200",
+    "eval.detectors=[]",
+    "train.deterministic=false",
+)  # deterministic mode imports torch._inductor: seconds per process
 FAKE = Path(__file__).parent / "results" / "fake_eval.py"
 
 
@@ -42,8 +49,17 @@ def _finetune():
 
 def test_default_study_is_registered():
     st = STUDIES.create("fmnist-default")
-    assert st.presets == ("fmnist-plain", "fmnist-mixup", "fmnist-oe", "fmnist-ceda", "fmnist-acet") and st.seeds == (0, 1, 2)
-    assert "eval.shift=fmnist-default" in st.overrides and "eval.farconf=true" in st.overrides and st.evaluate and st.report
+    assert st.presets == ("fmnist-plain", "fmnist-mixup", "fmnist-oe", "fmnist-ceda", "fmnist-acet") and st.seeds == (
+        0,
+        1,
+        2,
+    )
+    assert (
+        "eval.shift=fmnist-default" in st.overrides
+        and "eval.farconf=true" in st.overrides
+        and st.evaluate
+        and st.report
+    )
     assert st.ensemble and not st.mc_dropout  # the report gains each method's ensemble of its three seeds
     cells = plan_cells(st, out_dir="runs")
     assert len(cells) == 15 and {c.cfg.train.epochs for c in cells} == {2}  # equal training length for every method
@@ -57,7 +73,9 @@ def test_every_paper_study_names_a_registered_paper_table_and_a_bad_one_is_refus
 
     paper = [STUDIES.create(n) for n in STUDIES.list() if isinstance(STUDIES.create(n), PaperStudy)]
     assert paper and all(s.paper_table in PAPER_TABLES for s in paper)
-    bad = PaperStudy("x", presets=("fmnist-plain",), seeds=(0,), paper_table="nope", paper_columns=(("plain", "fmnist-plain"),))
+    bad = PaperStudy(
+        "x", presets=("fmnist-plain",), seeds=(0,), paper_table="nope", paper_columns=(("plain", "fmnist-plain"),)
+    )
     with pytest.raises(ConfigError, match="study 'x' names paper table 'nope'; valid: .*odin"):
         run_study(bad, out_dir=str(tmp_path / "runs"), overrides=OV, progress=False)
     assert not (tmp_path / "runs").exists()
@@ -66,11 +84,22 @@ def test_every_paper_study_names_a_registered_paper_table_and_a_bad_one_is_refus
 
 
 def test_plan_resolves_run_links_per_seed_and_validates_first(tmp_path):
-    st = Study("chain", presets=("fmnist-plain", "test-study-finetune"), seeds=(0, 1),
-               preset_overrides=(("test-study-finetune", ("train.init_from={run:fmnist-plain}", "train.reset_head=true")),))
+    st = Study(
+        "chain",
+        presets=("fmnist-plain", "test-study-finetune"),
+        seeds=(0, 1),
+        preset_overrides=(("test-study-finetune", ("train.init_from={run:fmnist-plain}", "train.reset_head=true")),),
+    )
     cells = plan_cells(st, out_dir=str(tmp_path), overrides=OV)
-    assert [(c.preset, c.seed) for c in cells] == [("fmnist-plain", 0), ("test-study-finetune", 0), ("fmnist-plain", 1), ("test-study-finetune", 1)]
-    assert cells[1].cfg.train.init_from == str(tmp_path / "fmnist-plain-s0") and cells[3].cfg.train.init_from == str(tmp_path / "fmnist-plain-s1")
+    assert [(c.preset, c.seed) for c in cells] == [
+        ("fmnist-plain", 0),
+        ("test-study-finetune", 0),
+        ("fmnist-plain", 1),
+        ("test-study-finetune", 1),
+    ]
+    assert cells[1].cfg.train.init_from == str(tmp_path / "fmnist-plain-s0") and cells[3].cfg.train.init_from == str(
+        tmp_path / "fmnist-plain-s1"
+    )
     assert cells[3].parents == (cells[2].run_id,) and cells[2].cfg.name == "fmnist-plain-s1" and cells[2].cfg.seed == 1
     assert len({c.run_id for c in cells}) == 4 and cells[0].cfg.train.max_steps == 2
     with pytest.raises(ConfigError, match="preset 'fmnist-plain'.*train.epochs"):
@@ -121,9 +150,13 @@ def test_study_waits_for_claimed_cells_and_skips_finished_ones(tmp_path):
     runs = {r["run_id"]: r for r in store.runs()}
     assert runs[s0.run_id]["status"] == runs[s1.run_id]["status"] == "finished"
     assert runs[s1.run_id]["finished_at"] < runs[s0.run_id]["finished_at"] and runs[s0.run_id]["claimed_by"] == ""
-    assert runs[s0.run_id]["study"] == "tiny" and runs[s0.run_id]["checkpoint"].endswith("fmnist-plain-s0/model.safetensors")
+    assert runs[s0.run_id]["study"] == "tiny" and runs[s0.run_id]["checkpoint"].endswith(
+        "fmnist-plain-s0/model.safetensors"
+    )
     assert runs[s0.run_id]["dataset_checksums"]["fashion_mnist/t10k-images"] == "8181f5470baa50b63fa0f6fddb340f0a"
-    assert store.table(s0.run_id).value(kind="id", metric="acc", detector="") == pytest.approx(res.summary.cells[("fmnist-plain", "acc")].values[0])
+    assert store.table(s0.run_id).value(kind="id", metric="acc", detector="") == pytest.approx(
+        res.summary.cells[("fmnist-plain", "acc")].values[0]
+    )
     assert {c["split"] for c in store.curves(run_id=s0.run_id)} == {"train", "val"}
     assert (tmp_path / "runs" / "fmnist-plain-s0" / "eval" / "fmnist" / "arrays.safetensors").exists()
 
@@ -137,7 +170,11 @@ def test_study_waits_for_claimed_cells_and_skips_finished_ones(tmp_path):
     # trained but not evaluated (e.g. --no-eval): evaluated now, not trained again
     store.finish_run(s0.run_id, "trained")
     third = run_study(st, out_dir=out, overrides=OV, evaluate=fake, progress=False)
-    assert third.ran == ["fmnist-plain-s0"] and s0.checkpoint.stat().st_mtime_ns == mtimes[s0.run_id] and store.run(s0.run_id)["status"] == "finished"
+    assert (
+        third.ran == ["fmnist-plain-s0"]
+        and s0.checkpoint.stat().st_mtime_ns == mtimes[s0.run_id]
+        and store.run(s0.run_id)["status"] == "finished"
+    )
 
     # another config under the same run directory is refused, not silently reused
     with pytest.raises(rulab.errors.RulabError, match="another configuration"):
@@ -165,7 +202,10 @@ run_study(Study("tiny", presets=("fmnist-plain",), seeds=(0, 1), report=False), 
 def test_killed_study_resumes_without_recomputing_finished_cells(tmp_path, capsys):
     out, marker = tmp_path / "runs", tmp_path / "marker"
     script = _SCRIPT.format(fake_dir=str(FAKE.parent), marker=str(marker), out=str(out), ov=list(OV))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(rulab.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(rulab.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 240
@@ -182,15 +222,24 @@ def test_killed_study_resumes_without_recomputing_finished_cells(tmp_path, capsy
     assert store.run(s0.run_id)["status"] == "finished" and store.run(s1.run_id)["status"] == "trained"
     assert store.run(s1.run_id)["claimed_by"].split(":")[1] == str(proc.pid)  # the dead process still holds its claim
     before = {
-        "s0_model": s0.checkpoint.stat().st_mtime_ns, "s0_metrics": (s0.run_dir / "metrics.jsonl").stat().st_mtime_ns,
-        "s1_model": s1.checkpoint.stat().st_mtime_ns, "s0_finished": store.run(s0.run_id)["finished_at"],
+        "s0_model": s0.checkpoint.stat().st_mtime_ns,
+        "s0_metrics": (s0.run_dir / "metrics.jsonl").stat().st_mtime_ns,
+        "s1_model": s1.checkpoint.stat().st_mtime_ns,
+        "s0_finished": store.run(s0.run_id)["finished_at"],
         "s0_rows": store.counts()["results"],
     }
     res = run_study(st, out_dir=str(out), overrides=OV, evaluate=_fake_evaluate(), progress=True, poll_s=0.1)
     assert res.skipped == ["fmnist-plain-s0"] and res.ran == ["fmnist-plain-s1"]
-    assert s0.checkpoint.stat().st_mtime_ns == before["s0_model"] and (s0.run_dir / "metrics.jsonl").stat().st_mtime_ns == before["s0_metrics"]
+    assert (
+        s0.checkpoint.stat().st_mtime_ns == before["s0_model"]
+        and (s0.run_dir / "metrics.jsonl").stat().st_mtime_ns == before["s0_metrics"]
+    )
     assert s1.checkpoint.stat().st_mtime_ns == before["s1_model"]  # trained before the kill: only evaluated now
     assert store.run(s0.run_id)["finished_at"] == before["s0_finished"] and store.run(s1.run_id)["status"] == "finished"
     assert store.counts()["results"] == 2 * before["s0_rows"]
     printed = capsys.readouterr().out
-    assert "study tiny: 2 runs (1 run now, 1 already finished)" in printed and re.search(r"^fmnist-plain +2 ", printed, re.M) and "total time:" in printed
+    assert (
+        "study tiny: 2 runs (1 run now, 1 already finished)" in printed
+        and re.search(r"^fmnist-plain +2 ", printed, re.M)
+        and "total time:" in printed
+    )

@@ -17,8 +17,11 @@ from rulab.tracking import make_trackers, row_tag, train_tracked
 def _cfg(out) -> RunCfg:
     """fastcnn, 300 training images, 2 epochs of 4 steps, validation after each epoch."""
     return RunCfg(
-        name="tiny", out_dir=str(out), model=ModelCfg(name="fastcnn"),
-        data=DataCfg(train_subset=400, val_size=100), train=TrainCfg(epochs=2, batch_size=64, eval_every=1),
+        name="tiny",
+        out_dir=str(out),
+        model=ModelCfg(name="fastcnn"),
+        data=DataCfg(train_subset=400, val_size=100),
+        train=TrainCfg(epochs=2, batch_size=64, eval_every=1),
         eval=EvalCfg(detectors=(), shift="", farconf=False),
     )
 
@@ -33,8 +36,14 @@ def _table() -> ResultTable:
     t.add("id", "ece", 0.125, dataset="fashion_mnist", detector="ts", n=4)
     t.add("ood", "auroc", 0.875, dataset="digits", detector="msp", n=4)
     g = torch.Generator().manual_seed(0)
-    t.arrays.update({"id/logits": torch.randn(50, 3, generator=g), "id/labels": torch.arange(50) % 3,
-                     "scores/msp/id": torch.rand(50, generator=g) + 0.5, "scores/msp/digits": torch.rand(30, generator=g)})
+    t.arrays.update(
+        {
+            "id/logits": torch.randn(50, 3, generator=g),
+            "id/labels": torch.arange(50) % 3,
+            "scores/msp/id": torch.rand(50, generator=g) + 0.5,
+            "scores/msp/digits": torch.rand(30, generator=g),
+        }
+    )
     return t
 
 
@@ -48,7 +57,15 @@ def test_tensorboard_curves_table_and_figures(tmp_path) -> None:
     acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     tags = acc.Tags()
-    assert {"train/loss", "train/acc", "val/acc", "val/nll", "lr", "eval/id/fashion_mnist/acc", "eval/ood/digits/msp/auroc"} <= set(tags["scalars"])
+    assert {
+        "train/loss",
+        "train/acc",
+        "val/acc",
+        "val/nll",
+        "lr",
+        "eval/id/fashion_mnist/acc",
+        "eval/ood/digits/msp/auroc",
+    } <= set(tags["scalars"])
     loss = acc.Scalars("train/loss")
     assert [e.step for e in loss] == [h["step"] for h in hist]
     assert [e.value for e in loss] == pytest.approx([h["train_loss"] for h in hist], rel=1e-6)  # stored as float32
@@ -79,13 +96,17 @@ def test_mlflow_params_curves_artifacts_and_a_later_evaluation(tmp_path, monkeyp
     hist = _history(run_dir)
     losses = client.get_metric_history(run.info.run_id, "train_loss")
     assert [(m.step, m.value) for m in losses] == [(h["step"], pytest.approx(h["train_loss"])) for h in hist]
-    assert {"model.safetensors", "meta.json", "config.yaml", "metrics.jsonl"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.safetensors", "meta.json", "config.yaml", "metrics.jsonl"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    }
 
     # evaluating later logs into the same MLflow run (tracking.json), with the report as an artifact
     log_results(_table(), "mlflow", run_dir)
     run = client.get_run(state["run_id"])
     assert run.data.metrics["eval/ood/digits/msp/auroc"] == pytest.approx(0.875)
-    assert {"eval/results.csv", "eval/summary.txt", "eval/report.html"} <= {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
+    assert {"eval/results.csv", "eval/summary.txt", "eval/report.html"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id, "eval")
+    }
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
 
@@ -102,7 +123,28 @@ def test_cli_track_flag(tmp_path, monkeypatch) -> None:
     from rulab.cli import main
 
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "fmnist-plain", "--track", "tensorboard", "--out", "runs", "--name", "t", "--train.max_steps=2", "--train.epochs=1",
-                 "--data.train_subset=300", "--data.val_size=50", "--eval.detectors=[]", "--train.eval_every=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "fmnist-plain",
+                "--track",
+                "tensorboard",
+                "--out",
+                "runs",
+                "--name",
+                "t",
+                "--train.max_steps=2",
+                "--train.epochs=1",
+                "--data.train_subset=300",
+                "--data.val_size=50",
+                "--eval.detectors=[]",
+                "--train.eval_every=0",
+            ]
+        )
+        == 0
+    )
     assert list((tmp_path / "runs/t/tensorboard").glob("events.out.tfevents.*"))
-    assert main(["train", "fmnist-plain", "--track", "wandb", "--out", "runs", "--name", "u", "--eval.detectors=[]"]) == 2
+    assert (
+        main(["train", "fmnist-plain", "--track", "wandb", "--out", "runs", "--name", "u", "--eval.detectors=[]"]) == 2
+    )

@@ -57,7 +57,8 @@ def detector_hparams() -> str:
     for name in DETECTORS:
         cls = DETECTORS.get(name)
         params = [
-            p for p in inspect.signature(cls.__init__).parameters.values()
+            p
+            for p in inspect.signature(cls.__init__).parameters.values()
             if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         ]
         hp = ", ".join(f"`{p.name}={p.default!r}`" for p in params if p.default is not inspect.Parameter.empty) or "–"

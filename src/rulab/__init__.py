@@ -26,10 +26,28 @@ _LAZY = {
     "convert": ("rulab.api", "convert"),
     "ResultTable": ("rulab.results.table", "ResultTable"),
 }
-_SUBMODULES = frozenset({
-    "api", "cli", "config", "data", "detectors", "errors", "eval", "io", "methods", "metrics", "models", "presets",
-    "registry", "reports", "results", "study", "tracking", "train",
-})
+_SUBMODULES = frozenset(
+    {
+        "api",
+        "cli",
+        "config",
+        "data",
+        "detectors",
+        "errors",
+        "eval",
+        "io",
+        "methods",
+        "metrics",
+        "models",
+        "presets",
+        "registry",
+        "reports",
+        "results",
+        "study",
+        "tracking",
+        "train",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -35,7 +35,19 @@ from rulab.tracking import train_tracked
 from rulab.train.convert import convert_weights
 from rulab.train.loop import fit
 
-__all__ = ["train", "config", "evaluate", "evaluate_checkpoint", "evaluate_ensemble", "convert", "eval_dir", "study", "study_status", "results", "report"]
+__all__ = [
+    "train",
+    "config",
+    "evaluate",
+    "evaluate_checkpoint",
+    "evaluate_ensemble",
+    "convert",
+    "eval_dir",
+    "study",
+    "study_status",
+    "results",
+    "report",
+]
 
 
 def config(preset: str | None = None, path: str | None = None, overrides: Sequence[str] = ()) -> RunCfg:
@@ -87,13 +99,25 @@ def convert(
     model_over = [o for o in overrides if o.lstrip("-").startswith("model.")]
     cfg = load_config(preset, config, [o for o in overrides if o not in model_over], check=False)
     return convert_weights(
-        weights, model, cfg, mean=mean, std=std, model_kwargs=model_kwargs, model_overrides=model_over,
-        name=name, out_dir=out_dir, overwrite=overwrite,
+        weights,
+        model,
+        cfg,
+        mean=mean,
+        std=std,
+        model_kwargs=model_kwargs,
+        model_overrides=model_over,
+        name=name,
+        out_dir=out_dir,
+        overwrite=overwrite,
     )
 
 
 def train(
-    cfg: RunCfg | str, resume: bool = False, overrides: Sequence[str] = (), progress: bool = True, track: str | Sequence[str] | None = None,
+    cfg: RunCfg | str,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+    track: str | Sequence[str] | None = None,
     allow_config_change: bool = False,
 ) -> Path:
     """Train a run (a :class:`RunCfg` or a preset name plus overrides); returns its run directory.
@@ -135,13 +159,26 @@ def study(
     :class:`rulab.study.StudyResult`. See :func:`rulab.study.run_study`.
     """
     return run_study(
-        name, out_dir=out_dir, db=db, seeds=seeds, overrides=overrides, progress=progress, evaluate=evaluate, report=report,
-        launcher=launcher, ensemble=ensemble, mc_dropout=mc_dropout,
+        name,
+        out_dir=out_dir,
+        db=db,
+        seeds=seeds,
+        overrides=overrides,
+        progress=progress,
+        evaluate=evaluate,
+        report=report,
+        launcher=launcher,
+        ensemble=ensemble,
+        mc_dropout=mc_dropout,
     )
 
 
 def study_status(
-    name: Any, seeds: Sequence[int] | None = None, out_dir: str = "runs", db: str | Path | None = None, overrides: Sequence[str] = ()
+    name: Any,
+    seeds: Sequence[int] | None = None,
+    out_dir: str = "runs",
+    db: str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> str:
     """Where each cell of a study stands (queued, running, finished, failed; job ids; failed cells' log tails), as
     ``rulab study NAME --status`` prints it, for a running or finished study under any launcher. It reads the
@@ -164,6 +201,8 @@ def results(db: str | Path = "runs/results.db", frame: bool = False, **filters: 
         return store.results(frame=frame, **filters)
 
 
-def report(db: str | Path = "runs/results.db", study: str | None = None, out: str | Path | None = None, **kwargs: Any) -> Path:
+def report(
+    db: str | Path = "runs/results.db", study: str | None = None, out: str | Path | None = None, **kwargs: Any
+) -> Path:
     """Write the single-file HTML report of a results database; returns its path (see :func:`rulab.reports.build_report`)."""
     return build_report(db, study=study, out=out, **kwargs)

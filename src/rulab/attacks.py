@@ -99,8 +99,13 @@ def pgd(
 
 
 def pgd_confidence(
-    model: nn.Module, z: torch.Tensor, eps: float = 0.3, steps: int = 40, step_size: float | None = None,
-    generator: torch.Generator | None = None, keep_best: bool = True,
+    model: nn.Module,
+    z: torch.Tensor,
+    eps: float = 0.3,
+    steps: int = 40,
+    step_size: float | None = None,
+    generator: torch.Generator | None = None,
+    keep_best: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adversarial noise (Hein et al. 2019, ACET): maximise the log max-confidence around noise ``z``.
 
@@ -114,8 +119,15 @@ def pgd_confidence(
 
 
 def pgd_ce(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255, steps: int = 10, step_size: float = 2 / 255,
-    generator: torch.Generator | None = None, keep_best: bool = False, restarts: int = 1,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float = 8 / 255,
+    steps: int = 10,
+    step_size: float = 2 / 255,
+    generator: torch.Generator | None = None,
+    keep_best: bool = False,
+    restarts: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adversarial examples: maximise the cross-entropy of the true label ``y`` (W1's ``robustness/adversarial/`` defaults).
 
@@ -127,12 +139,17 @@ def pgd_ce(
     """
     if restarts < 1:
         raise ValueError(f"restarts must be at least 1, got {restarts}")
+
     def objective(logits: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, reduction="none")
 
-    best_x, best_ce = pgd(model, x, objective, eps, steps, step_size, generator, random_start="uniform", keep_best=keep_best)
+    best_x, best_ce = pgd(
+        model, x, objective, eps, steps, step_size, generator, random_start="uniform", keep_best=keep_best
+    )
     for _ in range(restarts - 1):
-        x_adv, ce = pgd(model, x, objective, eps, steps, step_size, generator, random_start="uniform", keep_best=keep_best)
+        x_adv, ce = pgd(
+            model, x, objective, eps, steps, step_size, generator, random_start="uniform", keep_best=keep_best
+        )
         better = ce > best_ce
         best_x = torch.where(better.view(-1, *([1] * (x.ndim - 1))), x_adv, best_x)
         best_ce = torch.where(better, ce, best_ce)

@@ -62,7 +62,9 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if p.is_dir():
         p = p / "model.safetensors"
     if not p.exists():
-        raise CheckpointError(f"no checkpoint at {path}; give a run directory made by `rulab train` or a .safetensors file")
+        raise CheckpointError(
+            f"no checkpoint at {path}; give a run directory made by `rulab train` or a .safetensors file"
+        )
     return p
 
 
@@ -73,7 +75,9 @@ def _pickled(head: bytes) -> bool:
 
 def _read_header(p: Path) -> dict[str, Any]:
     """Parse the safetensors header without loading tensors; refuse anything else (e.g. a pickle)."""
-    corrupt = f"{p} is truncated or corrupt (its safetensors header is unreadable); re-create it or restore it from a copy"
+    corrupt = (
+        f"{p} is truncated or corrupt (its safetensors header is unreadable); re-create it or restore it from a copy"
+    )
     try:
         with open(p, "rb") as fh:
             head = fh.read(9)  # the header length (u64, little-endian), then the header's opening brace
@@ -84,7 +88,9 @@ def _read_header(p: Path) -> dict[str, Any]:
                     "load its state dict with torch.load(path, weights_only=True) and save it with rulab.checkpoint.save_model"
                 )
             if len(head) < 8:
-                raise CheckpointError(f"{p} is truncated (shorter than a safetensors header); re-create it or restore it from a copy")
+                raise CheckpointError(
+                    f"{p} is truncated (shorter than a safetensors header); re-create it or restore it from a copy"
+                )
             if n <= 0 or n > 100_000_000 or n > p.stat().st_size - 8:
                 raise CheckpointError(corrupt)
             fh.seek(8)
@@ -103,11 +109,15 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     stored = header.get("__metadata__") or {}
     raw = stored.get(_META_KEY) if isinstance(stored, dict) else None
     if raw is None:
-        raise CheckpointError(f"{p} holds weights but no rulab metadata (model name, classes); load it with rulab.evaluate(model=...) or re-save it with rulab.checkpoint.save_model")
+        raise CheckpointError(
+            f"{p} holds weights but no rulab metadata (model name, classes); load it with rulab.evaluate(model=...) or re-save it with rulab.checkpoint.save_model"
+        )
     try:
         meta = json.loads(raw)
     except (TypeError, ValueError):
-        raise CheckpointError(f"the rulab metadata of {p} is not JSON (damaged or written by another tool); re-create the checkpoint or restore it from a copy") from None
+        raise CheckpointError(
+            f"the rulab metadata of {p} is not JSON (damaged or written by another tool); re-create the checkpoint or restore it from a copy"
+        ) from None
     return check_meta(meta, p)
 
 
@@ -132,7 +142,9 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     for key in ("num_classes", "in_channels", "input_size"):
         value = kwargs.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise CheckpointError(f"the rulab metadata of {path} has model_kwargs.{key} = {value!r}, not a positive integer; {fix}")
+            raise CheckpointError(
+                f"the rulab metadata of {path} has model_kwargs.{key} = {value!r}, not a positive integer; {fix}"
+            )
     classes = meta.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise CheckpointError(f"the rulab metadata of {path} has 'classes' that is not a list of names; {fix}")
@@ -191,7 +203,9 @@ def _load_tensors(p: Path, device: torch.device | str = "cpu") -> dict[str, torc
         raise CheckpointError(f"{p} is corrupt or truncated ({err}); re-create it or restore it from a copy") from None
 
 
-def load_weights_into(model: nn.Module, path: str | os.PathLike[str], strict: bool = True, skip_prefixes: tuple[str, ...] = ()) -> None:
+def load_weights_into(
+    model: nn.Module, path: str | os.PathLike[str], strict: bool = True, skip_prefixes: tuple[str, ...] = ()
+) -> None:
     """Load a checkpoint's weights into an existing model, with clear errors on a mismatch."""
     p = resolve_checkpoint(path)
     state = {k: v for k, v in _load_tensors(p).items() if not k.startswith(skip_prefixes)}
@@ -201,10 +215,14 @@ def load_weights_into(model: nn.Module, path: str | os.PathLike[str], strict: bo
     missing = [k for k in own if k not in state and not k.startswith(skip_prefixes)]
     unexpected = [k for k in state if k not in own]
     if shape_bad or (strict and (missing or unexpected)):
-        what = f"shape of '{shape_bad[0]}' {tuple(state[shape_bad[0]].shape)} vs {tuple(own[shape_bad[0]].shape)}" if shape_bad else (
-            f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"
+        what = (
+            f"shape of '{shape_bad[0]}' {tuple(state[shape_bad[0]].shape)} vs {tuple(own[shape_bad[0]].shape)}"
+            if shape_bad
+            else (f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'")
         )
-        raise CheckpointError(f"checkpoint {p} does not fit this model ({what}); it was made for another architecture or class count")
+        raise CheckpointError(
+            f"checkpoint {p} does not fit this model ({what}); it was made for another architecture or class count"
+        )
     target.load_state_dict(state, strict=False)
 
 
@@ -249,11 +267,15 @@ def check_parent(path: str | os.PathLike[str], model_name: str) -> dict[str, Any
     """
     meta = read_meta(path)
     if meta.get("model") != model_name:
-        raise CheckpointError(f"cannot fine-tune from {path}: it holds a '{meta.get('model')}' model but this run builds '{model_name}'; use the same model.name")
+        raise CheckpointError(
+            f"cannot fine-tune from {path}: it holds a '{meta.get('model')}' model but this run builds '{model_name}'; use the same model.name"
+        )
     return meta
 
 
-def init_from_checkpoint(model: nn.Module, path: str | os.PathLike[str], model_name: str, reset_head: bool) -> dict[str, Any]:
+def init_from_checkpoint(
+    model: nn.Module, path: str | os.PathLike[str], model_name: str, reset_head: bool
+) -> dict[str, Any]:
     """Initialise ``model`` (registry name ``model_name``) from a parent checkpoint for fine-tuning.
 
     With ``reset_head`` the parent's head is skipped and the model keeps its own fresh head (new class count).
@@ -265,7 +287,9 @@ def init_from_checkpoint(model: nn.Module, path: str | os.PathLike[str], model_n
     parent_k = meta.get("model_kwargs", {}).get("num_classes")
     own_k = getattr(model, "num_classes", None)
     if not reset_head and parent_k is not None and own_k is not None and parent_k != own_k:
-        raise CheckpointError(f"cannot fine-tune from {path}: it has {parent_k} classes and this run has {own_k}; set train.reset_head=true to train a new head")
+        raise CheckpointError(
+            f"cannot fine-tune from {path}: it has {parent_k} classes and this run has {own_k}; set train.reset_head=true to train a new head"
+        )
     load_weights_into(model, path, strict=not reset_head, skip_prefixes=("fc.",) if reset_head else ())
     return meta
 
@@ -301,7 +325,11 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_train_state(
-    run_dir: str | os.PathLike[str], step: int, model: nn.Module, state: dict[str, Any], keep: int = 2,
+    run_dir: str | os.PathLike[str],
+    step: int,
+    model: nn.Module,
+    state: dict[str, Any],
+    keep: int = 2,
     record: dict[str, Any] | None = None,
 ) -> Path:
     """Atomically write a resumable training state and point ``checkpoints/LATEST`` at it.
@@ -327,7 +355,9 @@ def save_train_state(
     try:
         _save_file(_state_for_save(model), tmp / "model.safetensors")
         _save_file(tensors, tmp / "state.safetensors")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "state": skeleton, "record": record or {}}), encoding="utf-8")
+        (tmp / "state.json").write_text(
+            json.dumps({"step": step, "state": skeleton, "record": record or {}}), encoding="utf-8"
+        )
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -352,20 +382,28 @@ def _read_state_json(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, A
     latest = Path(run_dir) / "checkpoints" / "LATEST"
     state_json = d / "state.json"
     if not state_json.is_file():
-        raise CheckpointError(f"the resume pointer {latest} names {d.name}, which is incomplete; delete {latest} to start over")
+        raise CheckpointError(
+            f"the resume pointer {latest} names {d.name}, which is incomplete; delete {latest} to start over"
+        )
     try:
         info = json.loads(state_json.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{state_json} is corrupt; delete {latest} to start the run over") from None
     except OSError as err:
-        raise CheckpointError(f"cannot read {state_json} ({err.strerror or err}); check its permissions, or delete {latest} to start the run over") from None
+        raise CheckpointError(
+            f"cannot read {state_json} ({err.strerror or err}); check its permissions, or delete {latest} to start the run over"
+        ) from None
     step = info.get("step") if isinstance(info, dict) else None
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{state_json} holds no valid 'step' (the number of steps taken); delete {latest} to start the run over")
+        raise CheckpointError(
+            f"{state_json} holds no valid 'step' (the number of steps taken); delete {latest} to start the run over"
+        )
     if not isinstance(info.get("state"), dict):
         raise CheckpointError(f"{state_json} holds no training state; delete {latest} to start the run over")
     if not isinstance(info.get("record", {}), dict):
-        raise CheckpointError(f"{state_json} has a 'record' that is not an object; delete {latest} to start the run over")
+        raise CheckpointError(
+            f"{state_json} has a 'record' that is not an object; delete {latest} to start the run over"
+        )
     return d, info
 
 
@@ -398,7 +436,9 @@ def load_train_state(run_dir: str | os.PathLike[str], model: nn.Module) -> tuple
     try:
         state = _unflatten(info["state"], tensors)
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{state_json} does not match {d / 'state.safetensors'} (a tensor it names is missing); delete {latest} to start the run over") from None
+        raise CheckpointError(
+            f"{state_json} does not match {d / 'state.safetensors'} (a tensor it names is missing); delete {latest} to start the run over"
+        ) from None
     return step, state
 
 
@@ -420,17 +460,25 @@ def latest_state_dir(run_dir: str | os.PathLike[str]) -> Path | None:
     if not latest.exists() and not latest.is_symlink():
         return None
     if not latest.is_file():
-        raise CheckpointError(f"the resume pointer {latest} is not a file (a directory or another kind of entry); remove it to start the run over")
+        raise CheckpointError(
+            f"the resume pointer {latest} is not a file (a directory or another kind of entry); remove it to start the run over"
+        )
     try:
         text = latest.read_bytes().decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise CheckpointError(f"the resume pointer {latest} is not UTF-8 text (damaged); delete it to start the run over") from None
+        raise CheckpointError(
+            f"the resume pointer {latest} is not UTF-8 text (damaged); delete it to start the run over"
+        ) from None
     except OSError as err:
-        raise CheckpointError(f"cannot read the resume pointer {latest} ({err.strerror or err}); check its permissions") from None
+        raise CheckpointError(
+            f"cannot read the resume pointer {latest} ({err.strerror or err}); check its permissions"
+        ) from None
     try:
         return child_path(root, text, _STATE_DIR, f"the resume pointer {latest}")
     except ConfigError as err:
-        raise CheckpointError(f"{err}, so the run would resume from a state that is not its own; delete {latest} to start the run over") from None
+        raise CheckpointError(
+            f"{err}, so the run would resume from a state that is not its own; delete {latest} to start the run over"
+        ) from None
 
 
 def eval_name(benchmark: str, mc_dropout: int = 0) -> str:

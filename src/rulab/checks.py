@@ -100,10 +100,14 @@ def check_name(name: Any, what: str = "run name") -> str:
         raise ConfigError(f"the {what} is empty; {hint}")
     check_text(f"the {what}", name)
     if len(name) > MAX_NAME_LENGTH or len(name.encode("utf-8")) > _MAX_NAME_BYTES:
-        raise ConfigError(f"the {what} {brief(name, 40)} has {len(name)} characters, more than the limit of {MAX_NAME_LENGTH}; choose a shorter one")
+        raise ConfigError(
+            f"the {what} {brief(name, 40)} has {len(name)} characters, more than the limit of {MAX_NAME_LENGTH}; choose a shorter one"
+        )
     seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
     if any(s in name for s in seps):
-        raise ConfigError(f"the {what} '{name}' contains a path separator, so it would point outside the output directory; {hint} (choose the directory with --out)")
+        raise ConfigError(
+            f"the {what} '{name}' contains a path separator, so it would point outside the output directory; {hint} (choose the directory with --out)"
+        )
     if name in (".", ".."):
         raise ConfigError(f"the {what} '{name}' names a directory, not a run; {hint}")
     if name.startswith("."):
@@ -179,7 +183,9 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
     "the default seeds"."""
     parts = [p.strip() for p in text.split(",")]
     if not any(parts):
-        raise ConfigError(f"{flag} is empty; give comma-separated seeds such as 0,1,2, or leave the flag out for the study's own")
+        raise ConfigError(
+            f"{flag} is empty; give comma-separated seeds such as 0,1,2, or leave the flag out for the study's own"
+        )
     out = []
     for p in parts:
         if not p:
@@ -195,5 +201,7 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
 def check_device(key: str, value: Any) -> str:
     """A device string: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     if not isinstance(value, str) or not _DEVICE.match(value):
-        raise ConfigError(f"{key} must be auto, cpu, cuda, cuda:N (a GPU index such as cuda:1) or mps, got {brief(value)}")
+        raise ConfigError(
+            f"{key} must be auto, cpu, cuda, cuda:N (a GPU index such as cuda:1) or mps, got {brief(value)}"
+        )
     return value

@@ -55,7 +55,9 @@ def _split_overrides(extra: Sequence[str]) -> list[str]:
         if "=" in text and "." in text.split("=", 1)[0] or (item.startswith("--") and "=" in text):
             out.append(text)
         else:
-            raise ConfigError(f"unrecognised argument '{item}'; config overrides look like --section.key=value (see `rulab train --help`)")
+            raise ConfigError(
+                f"unrecognised argument '{item}'; config overrides look like --section.key=value (see `rulab train --help`)"
+            )
     return out
 
 
@@ -91,7 +93,9 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.train.loop import run_dir_of
 
     if args.allow_config_change and not args.resume:
-        raise ConfigError("--allow-config-change changes the config of a run being resumed; use it together with --resume")
+        raise ConfigError(
+            "--allow-config-change changes the config of a run being resumed; use it together with --resume"
+        )
     cfg = _resolve(args, overrides)
     finished_before = args.resume and (run_dir_of(cfg) / "model.safetensors").exists()
     if args.dry_run:
@@ -117,9 +121,13 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
 
     t0 = time.time()
     if (args.checkpoint is None) == (args.ensemble is None):
-        raise ConfigError("give either one CHECKPOINT (a run directory) or --ensemble RUN RUN ..., not both and not neither")
+        raise ConfigError(
+            "give either one CHECKPOINT (a run directory) or --ensemble RUN RUN ..., not both and not neither"
+        )
     if args.ensemble is not None and args.mc_dropout is not None:
-        raise ConfigError("--mc-dropout applies to one checkpoint; evaluate the ensemble without it (or each member with it)")
+        raise ConfigError(
+            "--mc-dropout applies to one checkpoint; evaluate the ensemble without it (or each member with it)"
+        )
     if args.name is not None and args.ensemble is None:
         raise ConfigError("--name names an ensemble's run; use it with --ensemble")
     if args.report:  # outputs are checked before the evaluation, not after it
@@ -147,7 +155,11 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"skipped {what}: {why}")
     tuned = {d: hp for d, hp in result.meta.get("detectors", {}).items() if "objective" in hp}
     for det, hp in tuned.items():
-        values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items() if k not in ("objective", "tuned_on"))
+        values = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in hp.items()
+            if k not in ("objective", "tuned_on")
+        )
         print(f"tuned {det} on {', '.join(hp['tuned_on'])}: {values} (validation fpr95_id {hp['objective']:.4f})")
     from pathlib import Path
 
@@ -160,7 +172,9 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
         from rulab.checkpoint import resolve_checkpoint
 
         run_dir = resolve_checkpoint(args.checkpoint).parent
-        where = eval_dir(args.checkpoint, result.meta["benchmark"], (result.meta.get("mc_dropout") or {}).get("passes", 0))
+        where = eval_dir(
+            args.checkpoint, result.meta["benchmark"], (result.meta.get("mc_dropout") or {}).get("passes", 0)
+        )
     if args.track:
         from rulab.tracking import log_results
 
@@ -186,9 +200,16 @@ def cmd_convert(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.api import convert
 
     run_dir = convert(
-        args.weights, args.model, mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"), preset=args.preset,
-        config=args.config, overrides=overrides + ([f"seed={args.seed}"] if args.seed is not None else []), name=args.name,
-        out_dir=args.out_dir, overwrite=args.overwrite,
+        args.weights,
+        args.model,
+        mean=_floats(args.mean, "--mean"),
+        std=_floats(args.std, "--std"),
+        preset=args.preset,
+        config=args.config,
+        overrides=overrides + ([f"seed={args.seed}"] if args.seed is not None else []),
+        name=args.name,
+        out_dir=args.out_dir,
+        overwrite=args.overwrite,
     )
     print(f"converted {args.weights} -> {run_dir / 'model.safetensors'}; evaluate it with: rulab eval {run_dir}")
     return 0
@@ -218,7 +239,9 @@ def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"data directory: {fetch_mod.dataset_root()}")
         return 0
     if not args.names:
-        raise ConfigError("say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)")
+        raise ConfigError(
+            "say which dataset to fetch, e.g. `rulab data fetch fashion_mnist` (`rulab data list` shows them)"
+        )
     for name in args.names:
         info = fetch_mod.fetch(name)
         where = f" -> {info['path']}" if info.get("path") else ""
@@ -243,7 +266,12 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.dry_run:
         from rulab.study.show import plan_study, render_study
 
-        plan = plan_study(args.name, _seeds(args.seeds), args.out_dir, [o for o in overrides if not o.lstrip("-").startswith("launcher.")])
+        plan = plan_study(
+            args.name,
+            _seeds(args.seeds),
+            args.out_dir,
+            [o for o in overrides if not o.lstrip("-").startswith("launcher.")],
+        )
         print(render_study(plan), end="")
         if plan.error:
             raise ConfigError(plan.error)
@@ -271,7 +299,17 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
 def cmd_show(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.study.show import show
 
-    print(show(args.name, overrides, config=args.config, measure=args.measure, seeds=_seeds(args.seeds), out_dir=args.out_dir), end="")
+    print(
+        show(
+            args.name,
+            overrides,
+            config=args.config,
+            measure=args.measure,
+            seeds=_seeds(args.seeds),
+            out_dir=args.out_dir,
+        ),
+        end="",
+    )
     return 0
 
 
@@ -344,12 +382,24 @@ def cmd_toy2d(args: argparse.Namespace, overrides: list[str]) -> int:
     from rulab.toy2d import run_toy2d
 
     t0 = time.time()
-    out = run_toy2d(args.out_dir, seed=args.seed, iterations_scale=args.iterations_scale, parity=args.parity, resolution=args.resolution)
+    out = run_toy2d(
+        args.out_dir,
+        seed=args.seed,
+        iterations_scale=args.iterations_scale,
+        parity=args.parity,
+        resolution=args.resolution,
+    )
     print("mean confidence (%) over [0,1]², [-2,3]², [-5,6]², [-10,10]²:")
     for model, regions in out["mean_conf"].items():
-        print(f"  {model:<6}" + "".join(f"{100 * v:>9.1f}" for v in regions.values()) + f"   train acc {100 * out['train_acc'][model]:.1f}%")
+        print(
+            f"  {model:<6}"
+            + "".join(f"{100 * v:>9.1f}" for v in regions.values())
+            + f"   train acc {100 * out['train_acc'][model]:.1f}%"
+        )
     page = toy2d_report(args.out_dir)
-    print(f"trained in {time.time() - t0:.1f} s -> {page} (a study report shows the maps when {args.out_dir} is <study --out>/toy2d)")
+    print(
+        f"trained in {time.time() - t0:.1f} s -> {page} (a study report shows the maps when {args.out_dir} is <study --out>/toy2d)"
+    )
     return 0
 
 
@@ -362,24 +412,49 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rulab`` command (its subcommands' parsers share its class)."""
-    parser = _Parser(prog="rulab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="rulab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"rulab {rulab.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model (a preset, a YAML file, overrides)")
     _add_config_args(p)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint (with the config it was trained with)")
-    p.add_argument("--allow-config-change", action="store_true",
-                   help="with --resume: continue with a config that differs from the run's recorded one (the step and the changed keys are recorded)")
-    p.add_argument("--dry-run", action="store_true", help="resolve and validate the config, print the plan (data, cost), train nothing")
-    p.add_argument("--track", help="experiment trackers, comma-separated: tensorboard, mlflow (pip install 'rulab[tracking]')")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its last checkpoint (with the config it was trained with)",
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: continue with a config that differs from the run's recorded one (the step and the changed keys are recorded)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve and validate the config, print the plan (data, cost), train nothing",
+    )
+    p.add_argument(
+        "--track", help="experiment trackers, comma-separated: tensorboard, mlflow (pip install 'rulab[tracking]')"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: OOD detection, calibration, shift, far-away confidence")
     p.add_argument("checkpoint", nargs="?", help="a run directory or .safetensors file")
-    p.add_argument("--ensemble", nargs="+", metavar="RUN", help="evaluate the deep ensemble of these runs (two or more run directories, same data)")
+    p.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="RUN",
+        help="evaluate the deep ensemble of these runs (two or more run directories, same data)",
+    )
     p.add_argument("--name", help="the ensemble's run name (default <preset>-ens-s0-s1-...)")
-    p.add_argument("--mc-dropout", type=int, metavar="T", help="evaluate MC dropout: the mean of T seeded dropout passes (a model with dropout)")
+    p.add_argument(
+        "--mc-dropout",
+        type=int,
+        metavar="T",
+        help="evaluate MC dropout: the mean of T seeded dropout passes (a model with dropout)",
+    )
     p.add_argument("--benchmark", help="benchmark (`rulab list benchmarks`)")
     p.add_argument("--protocol", help="OOD protocol (`rulab list protocols`)")
     p.add_argument("--shift", help="shift suite, or '' for none")
@@ -391,12 +466,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="FILE", help="also write the single-file HTML report of this evaluation to FILE")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("convert", help="turn a state_dict trained outside rulab into a rulab checkpoint (then: rulab eval)")
+    p = sub.add_parser(
+        "convert", help="turn a state_dict trained outside rulab into a rulab checkpoint (then: rulab eval)"
+    )
     p.add_argument("weights", help="a .pt/.pth state_dict (torch.save(model.state_dict(), path)) or .safetensors file")
-    p.add_argument("--model", required=True, help="a registered model (`rulab list models`, e.g. resnet18) or torchvision:<arch>")
-    p.add_argument("--mean", help="per-channel mean of the training normalisation in [0,1] pixels, e.g. 0.286 (0 for none)")
+    p.add_argument(
+        "--model", required=True, help="a registered model (`rulab list models`, e.g. resnet18) or torchvision:<arch>"
+    )
+    p.add_argument(
+        "--mean", help="per-channel mean of the training normalisation in [0,1] pixels, e.g. 0.286 (0 for none)"
+    )
     p.add_argument("--std", help="per-channel std of the training normalisation, e.g. 0.353 (1 for none)")
-    p.add_argument("--preset", default="fmnist-plain", help="preset whose data and evaluation settings the checkpoint records (default: fmnist-plain)")
+    p.add_argument(
+        "--preset",
+        default="fmnist-plain",
+        help="preset whose data and evaluation settings the checkpoint records (default: fmnist-plain)",
+    )
     p.add_argument("--config", help="a YAML config file (data, eval sections)")
     p.add_argument("--name", help="run name (default: the weights file name)")
     p.add_argument("--seed", type=int, help="seed of the data splits")
@@ -407,22 +492,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("study", help="train and evaluate a study (presets x seeds), then summarise and report")
     p.add_argument("name", help="a registered study (`rulab list studies`), e.g. fmnist-default, or a study YAML file")
     p.add_argument("--seeds", help="comma-separated seeds to run instead of the study's, e.g. 0,1")
-    p.add_argument("--out", dest="out_dir", default="runs", help="directory for run directories, the database and the report (default: runs)")
+    p.add_argument(
+        "--out",
+        dest="out_dir",
+        default="runs",
+        help="directory for run directories, the database and the report (default: runs)",
+    )
     p.add_argument("--db", help="results database (default: <out>/results.db)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report")
     p.add_argument("--no-eval", action="store_true", help="only train (evaluate later by running the study again)")
-    p.add_argument("--launcher", choices=["local", "slurm", "ray"],
-                   help="where the cells run: local (default), slurm (submitit) or ray (pip install 'rulab[cluster]'); "
-                        "resources as --launcher.slurm.partition=gpu, --launcher.ray.num_gpus=1 (docs/distributed.md)")
-    p.add_argument("--status", action="store_true", help="print where each cell stands (queued/running/finished/failed, job ids, logs of failures) and exit")
-    p.add_argument("--dry-run", action="store_true", help="plan and validate every cell, print the plan (runs, data, cost), run nothing")
-    p.add_argument("--ensemble", action="store_true", help="also evaluate each method's seeds as one deep ensemble (a run of its own)")
-    p.add_argument("--no-ensemble", action="store_true", help="do not evaluate ensembles, even if the study does by default")
-    p.add_argument("--mc-dropout", type=int, metavar="T", help="also evaluate every run whose model has dropout with MC dropout over T passes")
+    p.add_argument(
+        "--launcher",
+        choices=["local", "slurm", "ray"],
+        help="where the cells run: local (default), slurm (submitit) or ray (pip install 'rulab[cluster]'); "
+        "resources as --launcher.slurm.partition=gpu, --launcher.ray.num_gpus=1 (docs/distributed.md)",
+    )
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="print where each cell stands (queued/running/finished/failed, job ids, logs of failures) and exit",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan and validate every cell, print the plan (runs, data, cost), run nothing",
+    )
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also evaluate each method's seeds as one deep ensemble (a run of its own)",
+    )
+    p.add_argument(
+        "--no-ensemble", action="store_true", help="do not evaluate ensembles, even if the study does by default"
+    )
+    p.add_argument(
+        "--mc-dropout",
+        type=int,
+        metavar="T",
+        help="also evaluate every run whose model has dropout with MC dropout over T passes",
+    )
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser(
-        "show", help="what a preset or study will do: resolved config, data needed (present here?), runs, cost estimate",
+        "show",
+        help="what a preset or study will do: resolved config, data needed (present here?), runs, cost estimate",
         description="Show the resolved config of a preset (or each preset of a study), the data it reads and whether each "
         "is on this machine, the number of runs, and an estimate of the cost: the model's forward FLOPs (counted on the "
         "meta device) times the method's passes per training image times the images of every epoch, plus the "
@@ -431,24 +544,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="a registered preset or study (`rulab list presets`, `rulab list studies`)")
     p.add_argument("--config", help="a YAML file with config keys applied to the preset")
-    p.add_argument("--measure", action="store_true", help="time one training step of the model on this machine to estimate the time")
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="time one training step of the model on this machine to estimate the time",
+    )
     p.add_argument("--seeds", help="for a study: comma-separated seeds instead of the study's")
-    p.add_argument("--out", dest="out_dir", default="runs", help="for a study: the output directory it would use (default: runs)")
+    p.add_argument(
+        "--out", dest="out_dir", default="runs", help="for a study: the output directory it would use (default: runs)"
+    )
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("results", help="tables of stored results: mean +- std over seeds per method, with 95% intervals")
+    p = sub.add_parser(
+        "results", help="tables of stored results: mean +- std over seeds per method, with 95% intervals"
+    )
     p.add_argument("--db", default="runs/results.db", help="results database (default: runs/results.db)")
     p.add_argument("--study", help="only the runs of this study")
     p.add_argument("--metric", help="comma-separated metrics (acc,ece,auroc,...); default: the study summary")
     p.add_argument("--kind", choices=["id", "ood", "shift", "farconf"], help="only rows of this kind")
     p.add_argument("--detector", help="comma-separated detectors (msp,energy,...)")
     p.add_argument("--dataset", help="comma-separated datasets / OOD sets")
-    p.add_argument("--compare", metavar="BASELINE", help="show each method's paired difference to this method (e.g. fmnist-plain), with its 95%% interval")
-    p.add_argument("--format", default="text", choices=["text", "md", "latex", "csv"], help="output format (default: text)")
+    p.add_argument(
+        "--compare",
+        metavar="BASELINE",
+        help="show each method's paired difference to this method (e.g. fmnist-plain), with its 95%% interval",
+    )
+    p.add_argument(
+        "--format", default="text", choices=["text", "md", "latex", "csv"], help="output format (default: text)"
+    )
     p.add_argument("--out", help="write to this file instead of printing")
-    p.add_argument("--paper", action="store_true",
-                   help="print the study's paper-style tables (markdown) as the report shows them, e.g. ODIN's per-set T, ε, FPR95, "
-                        "detection error, AUROC, AUPR-In/Out")
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="print the study's paper-style tables (markdown) as the report shows them, e.g. ODIN's per-set T, ε, FPR95, "
+        "detection error, AUROC, AUPR-In/Out",
+    )
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("report", help="write the single-file HTML report from the results database")
@@ -457,13 +587,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the HTML file (default: report.html beside the database)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("toy2d", help="Hein et al.'s two-moons toy: train plain, CEDA and ACET MLPs and map their confidence")
-    p.add_argument("--out", dest="out_dir", default="runs/toy2d",
-                   help="output directory: PNGs, toy2d.json, toy2d.safetensors and toy2d.html (default: runs/toy2d, "
-                        "where the report of a study run with --out runs finds it)")
+    p = sub.add_parser(
+        "toy2d", help="Hein et al.'s two-moons toy: train plain, CEDA and ACET MLPs and map their confidence"
+    )
+    p.add_argument(
+        "--out",
+        dest="out_dir",
+        default="runs/toy2d",
+        help="output directory: PNGs, toy2d.json, toy2d.safetensors and toy2d.html (default: runs/toy2d, "
+        "where the report of a study run with --out runs finds it)",
+    )
     p.add_argument("--seed", type=int, default=0, help="data, initialisation and noise seed (default: 0)")
-    p.add_argument("--iterations-scale", type=float, default=1.0,
-                   help="multiply every recipe's iterations (default 1: 400 plain, 3,000 CEDA/ACET, as the notebook)")
+    p.add_argument(
+        "--iterations-scale",
+        type=float,
+        default=1.0,
+        help="multiply every recipe's iterations (default 1: 400 plain, 3,000 CEDA/ACET, as the notebook)",
+    )
     p.add_argument("--resolution", type=int, default=200, help="grid points per axis of each map (default: 200)")
     p.add_argument("--parity", action="store_true", help="ACET with the notebook's no-op PGD projection (its bug)")
     p.set_defaults(func=cmd_toy2d)
@@ -493,7 +633,9 @@ def _one_line(message: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+def _show_warning(
+    message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
     """Print rulab's own warnings as ``warning: <message>`` (others keep Python's format)."""
 
     if issubclass(category, RulabWarning):
@@ -533,8 +675,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc()
-        print(f"internal error in rulab {rulab.__version__} (a bug, not a mistake in your input); please report it with the "
-              "traceback above and the command you ran", file=sys.stderr)
+        print(
+            f"internal error in rulab {rulab.__version__} (a bug, not a mistake in your input); please report it with the "
+            "traceback above and the command you ran",
+            file=sys.stderr,
+        )
         return 1
     finally:
         warnings.showwarning = saved

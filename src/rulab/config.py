@@ -170,13 +170,27 @@ class EvalCfg:
     """What ``rulab eval`` measures on a checkpoint (rulab.eval)."""
 
     benchmark: str = "fmnist"  # BENCHMARKS entry: ID test set, validation-OOD set(s), test OOD sets, protocol
-    detectors: tuple[str, ...] = ("msp", "maxlogit", "energy", "entropy", "odin", "mahalanobis", "knn", "react", "gen", "vim", "klm")
+    detectors: tuple[str, ...] = (
+        "msp",
+        "maxlogit",
+        "energy",
+        "entropy",
+        "odin",
+        "mahalanobis",
+        "knn",
+        "react",
+        "gen",
+        "vim",
+        "klm",
+    )
     protocol: str = ""  # override the benchmark's protocol ("hendrycks", "odin", "hein", "full")
     shift: str = "fmnist-default"  # shift suite ("" = none)
     farconf: bool = True  # alpha-scaling, adversarial noise and adversarial samples
     temperature: bool = True  # also report calibration after temperature scaling fitted on the validation split
     n_ood: int = 0  # cap on OOD examples per set (0 = protocol default)
-    batch_size: int = 256  # images per forward pass: ~256 keeps a small CNN's activations in the CPU cache (2x faster than 1000)
+    batch_size: int = (
+        256  # images per forward pass: ~256 keeps a small CNN's activations in the CPU cache (2x faster than 1000)
+    )
     alpha_trials: int = 200  # alpha-scaling trials (Hein: 10,000)
     adv_eps: float = 0.3  # adversarial noise / samples: L-inf radius in pixels
     adv_steps: int = 40
@@ -190,9 +204,13 @@ class EvalCfg:
     farconf_tests: tuple[str, ...] = field(default=("alpha", "noise", "samples"), metadata={"hash_omit_default": True})
     # further PGD step counts for the adversarial noise only (W3 runs 80 and 200): rows "adv_<noise>_<steps>"
     adv_noise_steps: tuple[int, ...] = field(default=(), metadata={"hash_omit_default": True})
-    detector_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per detector, e.g. {"odin": {"search": "coarse"}}
+    detector_kwargs: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict
+    )  # per detector, e.g. {"odin": {"search": "coarse"}}
     flip_tta: bool = False  # test-time augmentation: average each image with its horizontal mirror (rulab.models.tta)
-    bootstrap: int = field(default=1000, metadata={"hash_omit_default": True})  # resamples of the per-image 95% intervals (0 = none; docs/metrics.md)
+    bootstrap: int = field(
+        default=1000, metadata={"hash_omit_default": True}
+    )  # resamples of the per-image 95% intervals (0 = none; docs/metrics.md)
     # MC dropout (rulab.models.mc_dropout): evaluate the mean predictive of this many seeded dropout passes (0 = off)
     mc_dropout: int = field(default=0, metadata={"hash_omit_default": True})
 
@@ -507,7 +525,6 @@ FARCONF_TESTS = ("alpha", "noise", "samples")
 """The parts of the far-away / worst-case evaluation ``eval.farconf_tests`` may name (rulab.eval.farconf)."""
 
 
-
 def _positive(key: str, value: float, strict: bool = True) -> None:
     if value != value or (value <= 0 if strict else value < 0):
         bound = "> 0" if strict else ">= 0"
@@ -576,10 +593,14 @@ def check_kwargs(key: str, registry: Any, name: str, kwargs: Mapping[str, Any]) 
     bad = registry.unknown_kwargs(name, dict(kwargs))
     if bad:
         valid = ", ".join(registry.parameters(name)) or "(none)"
-        raise ConfigError(f"config key '{key}.{bad[0]}' is not a parameter of {registry.kind} '{name}'; valid parameters: {valid}")
+        raise ConfigError(
+            f"config key '{key}.{bad[0]}' is not a parameter of {registry.kind} '{name}'; valid parameters: {valid}"
+        )
     params = registry.parameters(name)
     try:
-        hints = typing.get_type_hints(registry.get(name).__init__ if isinstance(registry.get(name), type) else registry.get(name))
+        hints = typing.get_type_hints(
+            registry.get(name).__init__ if isinstance(registry.get(name), type) else registry.get(name)
+        )
     except Exception:  # noqa: BLE001 - unresolved annotations: skip type checks, names were checked
         hints = {}
     for k, v in kwargs.items():
@@ -614,15 +635,21 @@ def validate_values(cfg: RunCfg) -> RunCfg:
     _positive("optim.backbone_lr_mult", o.backbone_lr_mult, strict=False)
     _positive("optim.grad_clip", o.grad_clip, strict=False)
     if any(not 0.0 < m < 1.0 for m in o.milestones) or list(o.milestones) != sorted(o.milestones):
-        raise ConfigError(f"config key 'optim.milestones' must be increasing fractions in (0, 1), got {list(o.milestones)}")
+        raise ConfigError(
+            f"config key 'optim.milestones' must be increasing fractions in (0, 1), got {list(o.milestones)}"
+        )
     if len(o.betas) != 2 or any(not 0.0 <= b < 1.0 for b in o.betas):
         raise ConfigError(f"config key 'optim.betas' must be two numbers in [0, 1), got {list(o.betas)}")
     if o.nesterov and o.name == "sgd" and o.momentum <= 0:
-        raise ConfigError("config key 'optim.nesterov' needs optim.momentum > 0; set optim.nesterov=false or a momentum")
+        raise ConfigError(
+            "config key 'optim.nesterov' needs optim.momentum > 0; set optim.nesterov=false or a momentum"
+        )
     if t.batch_size < 1:
         raise ConfigError(f"config key 'train.batch_size' must be at least 1, got {t.batch_size}")
     if t.accum_steps < 1 or t.batch_size % t.accum_steps:
-        raise ConfigError(f"config key 'train.accum_steps' must be a divisor of train.batch_size ({t.batch_size}) of at least 1, got {t.accum_steps}")
+        raise ConfigError(
+            f"config key 'train.accum_steps' must be a divisor of train.batch_size ({t.batch_size}) of at least 1, got {t.accum_steps}"
+        )
     for k in ("epochs", "max_steps", "eval_every", "checkpoint_every"):
         if getattr(t, k) < 0:
             raise ConfigError(f"config key 'train.{k}' must be >= 0, got {getattr(t, k)}")
@@ -632,7 +659,9 @@ def validate_values(cfg: RunCfg) -> RunCfg:
     if t.reset_head and not t.init_from:
         raise ConfigError("config key 'train.reset_head' needs train.init_from (the checkpoint to fine-tune)")
     if t.init_from and not Path(t.init_from).exists():
-        raise ConfigError(f"config key 'train.init_from' points to {t.init_from}, which does not exist; give a run directory or a .safetensors file")
+        raise ConfigError(
+            f"config key 'train.init_from' points to {t.init_from}, which does not exist; give a run directory or a .safetensors file"
+        )
     check_choice("data.val_split", d.val_split, ["random", "tail", "official"])
     check_choice("data.augment.rotate_interp", d.augment.rotate_interp, ["bilinear", "nearest"])
     check_choice("model.stats", cfg.model.stats, ["", "train"])
@@ -640,18 +669,26 @@ def validate_values(cfg: RunCfg) -> RunCfg:
     if t.keep_best:
         check_choice("train.keep_best", t.keep_best, list(KEEP_BEST))
         if t.eval_every != 1:
-            raise ConfigError("config key 'train.keep_best' compares the validation metric of every epoch; set train.eval_every=1")
+            raise ConfigError(
+                "config key 'train.keep_best' compares the validation metric of every epoch; set train.eval_every=1"
+            )
         if d.val_size == 0 and d.val_split != "official":
-            raise ConfigError("config key 'train.keep_best' selects an epoch on the validation split; set data.val_size > 0 or data.val_split=official")
+            raise ConfigError(
+                "config key 'train.keep_best' selects an epoch on the validation split; set data.val_size > 0 or data.val_split=official"
+            )
     for k in ("val_size", "train_subset"):
         if getattr(d, k) < 0:
             raise ConfigError(f"config key 'data.{k}' must be >= 0, got {getattr(d, k)}")
     if set(d.classes) & set(d.exclude_classes):
-        raise ConfigError("config keys 'data.classes' and 'data.exclude_classes' overlap; a class cannot be kept and dropped")
+        raise ConfigError(
+            "config keys 'data.classes' and 'data.exclude_classes' overlap; a class cannot be kept and dropped"
+        )
     if len(set(d.classes)) != len(d.classes) or any(c < 0 for c in d.classes + d.exclude_classes):
         raise ConfigError(f"config key 'data.classes' must hold distinct class indices >= 0, got {list(d.classes)}")
     if len(d.classes) == 1:
-        raise ConfigError(f"config key 'data.classes' keeps one class ({d.classes[0]}), but a classifier needs at least two; list two or more, or [] for all")
+        raise ConfigError(
+            f"config key 'data.classes' keeps one class ({d.classes[0]}), but a classifier needs at least two; list two or more, or [] for all"
+        )
     a = d.augment
     for k in ("hflip", "vflip", "rotate_p"):
         _prob(f"data.augment.{k}", getattr(a, k))
@@ -673,14 +710,24 @@ def validate_eval(e: EvalCfg) -> EvalCfg:
     check_leaves(e, "eval")
     for det, kwargs in e.detector_kwargs.items():
         if det not in e.detectors:
-            raise ConfigError(f"config key 'eval.detector_kwargs.{det}' names a detector that eval.detectors does not run; valid choices: {', '.join(e.detectors)}")
+            raise ConfigError(
+                f"config key 'eval.detector_kwargs.{det}' names a detector that eval.detectors does not run; valid choices: {', '.join(e.detectors)}"
+            )
         if not isinstance(kwargs, Mapping):
-            raise ConfigError(f"config key 'eval.detector_kwargs.{det}' must map parameter names to values, got {brief(kwargs)}")
+            raise ConfigError(
+                f"config key 'eval.detector_kwargs.{det}' must map parameter names to values, got {brief(kwargs)}"
+            )
     for k in ("n_ood", "alpha_trials", "adv_steps", "adv_n", "bootstrap", "mc_dropout"):
         if getattr(e, k) < 0:
             raise ConfigError(f"config key 'eval.{k}' must be >= 0, got {getattr(e, k)}")
-    if any(k < 1 for k in e.adv_noise_steps) or len(set(e.adv_noise_steps)) != len(e.adv_noise_steps) or e.adv_steps in e.adv_noise_steps:
-        raise ConfigError(f"config key 'eval.adv_noise_steps' must list distinct step counts >= 1 other than eval.adv_steps ({e.adv_steps}), got {list(e.adv_noise_steps)}")
+    if (
+        any(k < 1 for k in e.adv_noise_steps)
+        or len(set(e.adv_noise_steps)) != len(e.adv_noise_steps)
+        or e.adv_steps in e.adv_noise_steps
+    ):
+        raise ConfigError(
+            f"config key 'eval.adv_noise_steps' must list distinct step counts >= 1 other than eval.adv_steps ({e.adv_steps}), got {list(e.adv_noise_steps)}"
+        )
     _positive("eval.batch_size", e.batch_size)
     _positive("eval.adv_eps", e.adv_eps, strict=False)
     _positive("eval.adv_step_size", e.adv_step_size, strict=False)
@@ -689,7 +736,9 @@ def validate_eval(e: EvalCfg) -> EvalCfg:
     for i, test in enumerate(e.farconf_tests):
         check_choice(f"eval.farconf_tests[{i}]", test, list(FARCONF_TESTS))
     if e.farconf and not e.farconf_tests:
-        raise ConfigError("config key 'eval.farconf_tests' is empty while eval.farconf is true; name a test (alpha, noise, samples) or set eval.farconf=false")
+        raise ConfigError(
+            "config key 'eval.farconf_tests' is empty while eval.farconf is true; name a test (alpha, noise, samples) or set eval.farconf=false"
+        )
     return e
 
 

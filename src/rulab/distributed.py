@@ -90,7 +90,9 @@ def init_distributed(device_type: str | None = None) -> DistInfo:
     if world <= 1:
         return DistInfo()
     if "RANK" not in os.environ:
-        raise ConfigError("WORLD_SIZE is set but RANK is not; start distributed runs with `torchrun --nproc_per_node=N -m rulab train ...`")
+        raise ConfigError(
+            "WORLD_SIZE is set but RANK is not; start distributed runs with `torchrun --nproc_per_node=N -m rulab train ...`"
+        )
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
@@ -117,7 +119,9 @@ def dist_info() -> DistInfo:
     """The :class:`DistInfo` of the current process group (rank 0 of 1 when none is initialised)."""
     if not dist.is_initialized():
         return DistInfo()
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def is_main() -> bool:

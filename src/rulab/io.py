@@ -20,7 +20,14 @@ from typing import IO, Any
 
 from rulab.errors import RulabError
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "ensure_writable_dir", "explain_os_error", "remove_stale_temps"]
+__all__ = [
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_path",
+    "ensure_writable_dir",
+    "explain_os_error",
+    "remove_stale_temps",
+]
 
 _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8,}\.tmp$")
 """The names :func:`atomic_path` gives its temporary files: ``.<final name>.<random>.tmp``."""
@@ -29,7 +36,9 @@ _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8,}\.tmp$")
 def explain_os_error(err: OSError, path: Path) -> RulabError:
     """Turn an ``OSError`` met while writing ``path`` into a one-sentence :class:`RulabError`."""
     if err.errno == errno.ENOSPC:
-        return RulabError(f"no space left on the device while writing {path}; free some disk space or choose another output directory")
+        return RulabError(
+            f"no space left on the device while writing {path}; free some disk space or choose another output directory"
+        )
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return RulabError(f"cannot write {path} (read-only or no permission); choose a writable output directory")
     return RulabError(f"cannot write {path}: {err.strerror or err}; check the path and try again")

@@ -96,8 +96,14 @@ def _read(path: Path) -> tuple[Holder | None, float]:
     try:
         mtime = path.stat().st_mtime
         data = json.loads(path.read_text(encoding="utf-8"))
-        holder = Holder(int(data["pid"]), str(data["host"]), str(data["token"]), float(data["started"]),
-                        str(data.get("pid_start", "")), str(data.get("command", "")))
+        holder = Holder(
+            int(data["pid"]),
+            str(data["host"]),
+            str(data["token"]),
+            float(data["started"]),
+            str(data.get("pid_start", "")),
+            str(data.get("command", "")),
+        )
     except FileNotFoundError:
         return None, -1.0
     except (OSError, ValueError, KeyError, TypeError):
@@ -122,8 +128,13 @@ class RunLock:
         ...     train_and_write(run_dir)
     """
 
-    def __init__(self, directory: str | os.PathLike[str], what: str = "run directory", heartbeat: float = HEARTBEAT_S,
-                 stale_after: float = STALE_AFTER_S) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        what: str = "run directory",
+        heartbeat: float = HEARTBEAT_S,
+        stale_after: float = STALE_AFTER_S,
+    ) -> None:
         self.directory = Path(directory)
         self.path = self.directory / LOCK_NAME
         self.what = what
@@ -138,8 +149,12 @@ class RunLock:
     # ----------------------------------------------------------------------------------------------- state
     def _mine(self) -> dict[str, Any]:
         return {
-            "pid": os.getpid(), "host": socket.gethostname(), "token": self.token, "started": time.time(),
-            "pid_start": _pid_start(os.getpid()), "command": " ".join(sys.argv)[:300],
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "token": self.token,
+            "started": time.time(),
+            "pid_start": _pid_start(os.getpid()),
+            "command": " ".join(sys.argv)[:300],
         }
 
     def stale_reason(self, holder: Holder | None, mtime: float) -> str:
@@ -201,7 +216,9 @@ class RunLock:
                 raise explain_os_error(err, self.path) from None
             break
         else:
-            raise RunLockedError(f"could not take the lock of the {self.what} {self.directory} (other processes keep taking it); try again")
+            raise RunLockedError(
+                f"could not take the lock of the {self.what} {self.directory} (other processes keep taking it); try again"
+            )
         self._held = True
         self._start_heartbeat()
         return self
@@ -231,7 +248,11 @@ class RunLock:
                     tmp.unlink()
                 raise explain_os_error(err, self.path) from None
             self.taken_over = reason
-            warnings.warn(f"took over the stale lock of {self.directory}: {reason}; this process owns it now", RulabWarning, stacklevel=4)
+            warnings.warn(
+                f"took over the stale lock of {self.directory}: {reason}; this process owns it now",
+                RulabWarning,
+                stacklevel=4,
+            )
             return True
         finally:
             os.close(gfd)
@@ -246,8 +267,10 @@ class RunLock:
         holder, _ = _read(self.path)
         if holder is None or holder.token != self.token:
             who = holder.describe() if holder else "nobody (the lock file is gone)"
-            raise RunLockedError(f"the lock of the {self.what} {self.directory} is now held by {who}; this process stops writing there, "
-                                 "so check which run's files are complete before resuming")
+            raise RunLockedError(
+                f"the lock of the {self.what} {self.directory} is now held by {who}; this process stops writing there, "
+                "so check which run's files are complete before resuming"
+            )
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lock file if this process still holds it."""

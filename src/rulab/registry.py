@@ -93,7 +93,9 @@ class Registry(Generic[T]):
             importlib.import_module(module)
         self._loaded = True
 
-    def register(self, name: str | None = None, *, overwrite: bool = False) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(
+        self, name: str | None = None, *, overwrite: bool = False
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator that registers a class or function under ``name`` (default: its ``__name__``).
 
         Registering a second object under a taken name is an error unless ``overwrite=True`` (useful
@@ -103,7 +105,9 @@ class Registry(Generic[T]):
         def decorator(obj: Callable[..., T]) -> Callable[..., T]:
             key = name or obj.__name__
             if key in self._entries and not overwrite and self._entries[key] is not obj:
-                raise ValueError(f"a {self.kind} named '{key}' is already registered; pick another name or pass overwrite=True")
+                raise ValueError(
+                    f"a {self.kind} named '{key}' is already registered; pick another name or pass overwrite=True"
+                )
             self._entries[key] = obj
             try:
                 obj.registry_name = key  # type: ignore[attr-defined]
@@ -136,7 +140,9 @@ class Registry(Generic[T]):
         bad = self.unknown_kwargs(name, kwargs)
         if bad:
             valid = ", ".join(self.parameters(name)) or "(none)"
-            raise TypeError(f"{self.kind} '{name}' has no parameter {', '.join(repr(b) for b in bad)}; valid parameters: {valid}")
+            raise TypeError(
+                f"{self.kind} '{name}' has no parameter {', '.join(repr(b) for b in bad)}; valid parameters: {valid}"
+            )
         return factory(**kwargs)
 
     def parameters(self, name: str) -> dict[str, inspect.Parameter]:

@@ -113,7 +113,9 @@ def two_moons(n: int = 2000, noise: float = 0.02, seed: int = 0) -> tuple[torch.
     try:
         from sklearn.datasets import make_moons
     except ImportError:
-        raise RulabError("the two-moons toy needs scikit-learn; install it with: pip install 'rulab[datasets]'") from None
+        raise RulabError(
+            "the two-moons toy needs scikit-learn; install it with: pip install 'rulab[datasets]'"
+        ) from None
     xs, ys = make_moons(n_samples=int(n), noise=float(noise), random_state=int(seed))
     x = (torch.as_tensor(xs, dtype=torch.float64) + 1.6) / 4
     x[:, 0] -= 0.035
@@ -142,9 +144,13 @@ def toy_attack(
         ``[M, 2]`` points in [0, 1]² within ε of ``z``.
     """
     if parity and not step_size < eps:
-        raise InputError(f"the notebook's projection bug only undoes steps smaller than eps; got step {step_size} >= eps {eps}")
+        raise InputError(
+            f"the notebook's projection bug only undoes steps smaller than eps; got step {step_size} >= eps {eps}"
+        )
     objective = log_max_confidence
-    u, _ = pgd(model, z, objective, eps, 0 if parity else steps, step_size, generator, random_start="uniform", keep_best=False)
+    u, _ = pgd(
+        model, z, objective, eps, 0 if parity else steps, step_size, generator, random_start="uniform", keep_best=False
+    )
     return u
 
 
@@ -190,7 +196,9 @@ def train_toy(
 
 
 @torch.no_grad()
-def confidence_map(model: nn.Module, region: tuple[float, float], resolution: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+def confidence_map(
+    model: nn.Module, region: tuple[float, float], resolution: int = 200
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MSP of ``model`` on a ``resolution × resolution`` grid over ``[lo, hi]²``.
 
     Returns:
@@ -211,7 +219,13 @@ def confidence_map(model: nn.Module, region: tuple[float, float], resolution: in
     return axis, conf.view(len(axis), len(axis))
 
 
-def _plot(path: Path, name: str, maps: Sequence[tuple[tuple[float, float], torch.Tensor, torch.Tensor]], x: torch.Tensor, y: torch.Tensor) -> None:
+def _plot(
+    path: Path,
+    name: str,
+    maps: Sequence[tuple[tuple[float, float], torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> None:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -222,7 +236,9 @@ def _plot(path: Path, name: str, maps: Sequence[tuple[tuple[float, float], torch
     levels = [0.5 + 0.05 * i for i in range(11)]  # 50%, 55%, ..., 100%
     for k, (region, axis, conf) in enumerate(maps):
         ax = fig.add_subplot(1, len(maps), k + 1)
-        cs = ax.contourf(axis.numpy(), axis.numpy(), conf.clamp(0.5, 1.0).numpy(), levels=levels, cmap="viridis", vmin=0.5, vmax=1.0)
+        cs = ax.contourf(
+            axis.numpy(), axis.numpy(), conf.clamp(0.5, 1.0).numpy(), levels=levels, cmap="viridis", vmin=0.5, vmax=1.0
+        )
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), c=y.numpy(), s=1.5, cmap="coolwarm", linewidths=0)
         ax.set_title(f"{name}: {_region_label(region)}², mean {float(conf.mean()):.3f}", fontsize=9)
         ax.set_aspect("equal")
@@ -274,8 +290,15 @@ def run_toy2d(
 
 def _run(out: Path, seed: int, iterations_scale: float, parity: bool, resolution: int, figures: bool) -> dict[str, Any]:
     x, y = two_moons(seed=seed)
-    result: dict[str, Any] = {"figures": {}, "mean_conf": {}, "far_conf": {}, "train_acc": {}, "iterations": {},
-                              "seed": int(seed), "parity": bool(parity)}
+    result: dict[str, Any] = {
+        "figures": {},
+        "mean_conf": {},
+        "far_conf": {},
+        "train_acc": {},
+        "iterations": {},
+        "seed": int(seed),
+        "parity": bool(parity),
+    }
     arrays: dict[str, torch.Tensor] = {"toy2d/points/x": x, "toy2d/points/y": y}
     for recipe in TOY_MODELS:
         model = train_toy(recipe, x, y, seed, iterations_scale, parity)

@@ -40,7 +40,17 @@ from rulab.io import atomic_write_json
 from rulab.registry import Registry
 from rulab.reports import evaluation_report, plots
 
-__all__ = ["TRACKERS", "Tracker", "TensorBoardTracker", "MLflowTracker", "make_trackers", "log_results", "train_tracked", "row_tag", "flatten_params"]
+__all__ = [
+    "TRACKERS",
+    "Tracker",
+    "TensorBoardTracker",
+    "MLflowTracker",
+    "make_trackers",
+    "log_results",
+    "train_tracked",
+    "row_tag",
+    "flatten_params",
+]
 
 TRACKERS: Registry[Any] = Registry("tracker")
 """Experiment trackers by name (``tensorboard``, ``mlflow``); each factory takes ``run_dir`` and ``run_name``."""
@@ -71,14 +81,18 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
 
 
 def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
 
 
 def _curve_tag(key: str) -> str:
     """``train_loss`` → ``train/loss``, ``val_acc`` → ``val/acc``; other keys unchanged."""
     for split in ("train_", "val_"):
         if key.startswith(split):
-            return f"{split[:-1]}/{key[len(split):]}"
+            return f"{split[:-1]}/{key[len(split) :]}"
     return key
 
 
@@ -127,7 +141,11 @@ def _figures(table: Any) -> dict[str, Any]:
     dets = sorted({k.split("/")[1] for k in a if k.startswith("scores/") and k.count("/") == 2})
     det = "msp" if "msp" in dets else (dets[0] if dets else None)
     if det is not None and f"scores/{det}/id" in a:
-        sets = {k.split("/", 2)[2]: (a[f"scores/{det}/id"], a[k]) for k in a if k.startswith(f"scores/{det}/") and k != f"scores/{det}/id"}
+        sets = {
+            k.split("/", 2)[2]: (a[f"scores/{det}/id"], a[k])
+            for k in a
+            if k.startswith(f"scores/{det}/") and k != f"scores/{det}/id"
+        }
         if sets:
             uris[f"eval/roc_{det}"] = plots.roc_pr(sets, det)
     out = {}
@@ -150,7 +168,9 @@ class TensorBoardTracker(Tracker):
 
     name = "tensorboard"
 
-    def __init__(self, run_dir: str | os.PathLike[str] = ".", run_name: str = "", log_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, run_dir: str | os.PathLike[str] = ".", run_name: str = "", log_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -236,7 +256,9 @@ class MLflowTracker(Tracker):
         self.client = MlflowClient(tracking_uri)
         name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "rulab"
         exp = self.client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name, artifact_location=artifacts)
+        exp_id = (
+            exp.experiment_id if exp is not None else self.client.create_experiment(name, artifact_location=artifacts)
+        )
         state = self._state()
         if run_id is None and state.get("tracking_uri") == tracking_uri:
             run_id = state.get("run_id")
@@ -278,7 +300,9 @@ class MLflowTracker(Tracker):
     def log_params(self, params: Mapping[str, Any]) -> None:
         existing = self.client.get_run(self.run_id).data.params
         flat = flatten_params(params)
-        self._batch(params={k: v for k, v in flat.items() if _mlflow_key(k) not in existing})  # MLflow params are write-once
+        self._batch(
+            params={k: v for k, v in flat.items() if _mlflow_key(k) not in existing}
+        )  # MLflow params are write-once
 
     def log_metrics(self, step: int, metrics: Mapping[str, Any]) -> None:
         self._batch([(k, v, step) for k, v in _numeric(metrics).items() if k != "step"])
@@ -304,7 +328,9 @@ class MLflowTracker(Tracker):
         self.client.set_terminated(self.run_id, status=status)
 
 
-def make_trackers(track: str | Sequence[str] | None, run_dir: str | os.PathLike[str], run_name: str = "") -> list[Tracker]:
+def make_trackers(
+    track: str | Sequence[str] | None, run_dir: str | os.PathLike[str], run_name: str = ""
+) -> list[Tracker]:
     """Trackers by name: ``"tensorboard,mlflow"`` or ``["mlflow"]`` (empty: none).
 
     Raises:
@@ -322,7 +348,12 @@ def make_trackers(track: str | Sequence[str] | None, run_dir: str | os.PathLike[
     return out
 
 
-def log_results(table: Any, track: str | Sequence[str] | Sequence[Tracker], run_dir: str | os.PathLike[str] = ".", run_name: str = "") -> None:
+def log_results(
+    table: Any,
+    track: str | Sequence[str] | Sequence[Tracker],
+    run_dir: str | os.PathLike[str] = ".",
+    run_name: str = "",
+) -> None:
     """Log an evaluation's ResultTable to trackers (names, as for :func:`make_trackers`, or Tracker objects that stay
     open), e.g. ``log_results(rulab.evaluate(model, ...), "mlflow")``."""
     if isinstance(track, str) or (isinstance(track, Sequence) and all(isinstance(t, str) for t in track)):
@@ -334,7 +365,9 @@ def log_results(table: Any, track: str | Sequence[str] | Sequence[Tracker], run_
         t.log_table(table)  # type: ignore[union-attr]
 
 
-def train_tracked(cfg: Any, track: str | Sequence[str], resume: bool = False, progress: bool = True, allow_config_change: bool = False) -> Path:
+def train_tracked(
+    cfg: Any, track: str | Sequence[str], resume: bool = False, progress: bool = True, allow_config_change: bool = False
+) -> Path:
     """:func:`rulab.train.loop.fit` with trackers: the config as params, every epoch's curves (the loop's
     ``loggers=`` hook), then the checkpoint, its metadata and the curves file as artifacts. Under ``torchrun`` only
     rank 0 tracks.

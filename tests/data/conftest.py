@@ -47,8 +47,12 @@ def emnist_zip(images: np.ndarray, labels: np.ndarray) -> bytes:
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("gzip/emnist-letters-test-images-idx3-ubyte.gz", gzip.compress(paper.data_helpers.idx(images), mtime=0))
-        zf.writestr("gzip/emnist-letters-test-labels-idx1-ubyte.gz", gzip.compress(paper.data_helpers.idx(labels), mtime=0))
+        zf.writestr(
+            "gzip/emnist-letters-test-images-idx3-ubyte.gz", gzip.compress(paper.data_helpers.idx(images), mtime=0)
+        )
+        zf.writestr(
+            "gzip/emnist-letters-test-labels-idx1-ubyte.gz", gzip.compress(paper.data_helpers.idx(labels), mtime=0)
+        )
     return buf.getvalue()
 
 

@@ -56,7 +56,10 @@ def write_release(cache: Path, rng: np.random.Generator) -> dict[int, np.ndarray
     for i in range(1, 11):
         rows[i] = rng.integers(0, 256, (3, 3 * SIDE * SIDE), dtype=np.uint8)
         part = 1 if i <= 5 else 2
-        put(cache / "imagenet64" / f"Imagenet64_train_part{part}" / f"train_data_batch_{i}", batch_blob(rows[i], [1, 2, 3 + i]))
+        put(
+            cache / "imagenet64" / f"Imagenet64_train_part{part}" / f"train_data_batch_{i}",
+            batch_blob(rows[i], [1, 2, 3 + i]),
+        )
     val = np.full((2, 3 * SIDE * SIDE), 9, np.uint8)
     put(cache / "imagenet64" / "Imagenet64_val" / "val_data", pickle.dumps({"data": val, "labels": [2, 1000]}))
     return rows
@@ -88,7 +91,10 @@ def test_imagenet64_npz_release_and_zip_archives(data_env):
         inner = io.BytesIO()
         np.savez(inner, data=rng.integers(0, 256, (2, 3 * SIDE * SIDE), dtype=np.uint8), labels=np.array([i, 1]))
         put(data_env / "imagenet64" / f"train_data_batch_{i}.npz", inner.getvalue())
-    put(data_env / "imagenet64" / "val_data", pickle.dumps({"data": np.zeros((1, 3 * SIDE * SIDE), np.uint8), "labels": [7]}))
+    put(
+        data_env / "imagenet64" / "val_data",
+        pickle.dumps({"data": np.zeros((1, 3 * SIDE * SIDE), np.uint8), "labels": [7]}),
+    )
     ds = DATASETS.create("imagenet64", split="train")
     assert len(ds) == 20 and ds.y[:2].tolist() == [0, 999] and ds.y[-2:].tolist() == [9, 0]
     assert (data_env / "imagenet64" / "Imagenet64_train_part1_npz" / "train_data_batch_3.npz").is_file()  # extracted
@@ -142,7 +148,10 @@ def test_imagenet64_refuses_a_pickle_that_runs_code(data_env, tmp_path):
 
 def test_imagenet64_wrong_image_size_is_refused(data_env):
     write_release(data_env, np.random.default_rng(5))
-    put(data_env / "imagenet64" / "Imagenet64_val" / "val_data", pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]}))
+    put(
+        data_env / "imagenet64" / "Imagenet64_val" / "val_data",
+        pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]}),
+    )
     with pytest.raises(DataError, match="12288"):  # a 32×32 batch in the 64×64 directory
         DATASETS.create("imagenet64", split="test")
 

@@ -55,7 +55,10 @@ def test_position_resume_gives_identical_batches():
 def test_ranks_split_the_global_batch():
     x, y = data(64)
     whole = TensorLoader(x, y, 16, augment=AugmentCfg(hflip=0.5, crop_padding=1), seed=5)
-    parts = [TensorLoader(x, y, 16, augment=AugmentCfg(hflip=0.5, crop_padding=1), seed=5, rank=r, world_size=2) for r in (0, 1)]
+    parts = [
+        TensorLoader(x, y, 16, augment=AugmentCfg(hflip=0.5, crop_padding=1), seed=5, rank=r, world_size=2)
+        for r in (0, 1)
+    ]
     for b, b0, b1 in zip(whole, parts[0], parts[1]):
         assert torch.equal(torch.cat([b0["x"], b1["x"]]), b["x"])
         assert torch.equal(torch.cat([b0["y"], b1["y"]]), b["y"])
@@ -91,7 +94,9 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image():
     out = random_crop(x, 2, make_generator(1))
     xp = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(50):
-        hits = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(out[i], xp[i, :, dy : dy + 6, dx : dx + 7])]
+        hits = [
+            (dy, dx) for dy in range(5) for dx in range(5) if torch.equal(out[i], xp[i, :, dy : dy + 6, dx : dx + 7])
+        ]
         assert hits, i
 
 

@@ -143,7 +143,12 @@ def test_blobs_values_and_zero_fraction():
     assert nonzero.min() >= 0.75 and nonzero.max() <= 1
     zero = (x == 0).double().mean().item()
     rng = np.random.default_rng(0)  # independent reference estimate with scipy
-    ref = np.mean([ndimage.gaussian_filter((rng.random((32, 32, 3)) < 0.7).astype(float), 1.5, mode="nearest") < 0.75 for _ in range(64)])
+    ref = np.mean(
+        [
+            ndimage.gaussian_filter((rng.random((32, 32, 3)) < 0.7).astype(float), 1.5, mode="nearest") < 0.75
+            for _ in range(64)
+        ]
+    )
     assert 0.5 < zero < 0.95
     assert abs(zero - ref) < 0.03
 
@@ -269,7 +274,9 @@ def test_device_follows_inputs_and_request():
         assert synthetic.permuted_pixels(xc, gen()).device == xc.device
         assert synthetic.lowpass(xc, gen()).is_cuda and synthetic.hein_noise(xc, gen()).is_cuda
         # draws happen on the generator's device: same numbers whatever the target device
-        torch.testing.assert_close(synthetic.blobs(2, SHAPE, gen(), device="cuda").cpu(), synthetic.blobs(2, SHAPE, gen()))
+        torch.testing.assert_close(
+            synthetic.blobs(2, SHAPE, gen(), device="cuda").cpu(), synthetic.blobs(2, SHAPE, gen())
+        )
 
 
 # ------------------------------------------------------------------------------------------ registered sets, streams

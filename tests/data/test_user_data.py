@@ -94,7 +94,9 @@ def test_float_data_off_the_8bit_grid_are_kept_exactly(images) -> None:
     # a loader mixing 8-bit and other float batches is held as float, each batch exact
     mixed = [(x[:6].float() / 255, y[:6]), (off[6:], y[6:])]
     got = as_dataset(torch.utils.data.DataLoader(_ListData(mixed), batch_size=None))
-    assert got.x.dtype == torch.float32 and torch.equal(got.x[:6], x[:6].float() / 255) and torch.equal(got.x[6:], off[6:])
+    assert (
+        got.x.dtype == torch.float32 and torch.equal(got.x[:6], x[:6].float() / 255) and torch.equal(got.x[6:], off[6:])
+    )
 
 
 class _ListData(torch.utils.data.IterableDataset):
@@ -183,7 +185,13 @@ def test_corrupted_copies_of_float_data_are_8_bit() -> None:
     float32 pixels equal to an 8-bit set give that set's corrupted copy exactly."""
     from rulab.data.corruptions import corrupt_dataset
 
-    x, y = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)), torch.zeros(4, dtype=torch.long)
+    x, y = (
+        torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)),
+        torch.zeros(4, dtype=torch.long),
+    )
     as_float = TensorDataset(x.float() / 255, y, [], "f")
-    out_f, out_u = corrupt_dataset(as_float, "gaussian_noise", 3, seed=0), corrupt_dataset(TensorDataset(x, y, [], "u"), "gaussian_noise", 3, seed=0)
+    out_f, out_u = (
+        corrupt_dataset(as_float, "gaussian_noise", 3, seed=0),
+        corrupt_dataset(TensorDataset(x, y, [], "u"), "gaussian_noise", 3, seed=0),
+    )
     assert out_f.x.dtype == torch.uint8 and torch.equal(out_f.x, out_u.x)

@@ -37,7 +37,9 @@ class TinyNet(Classifier):
         super().__init__()
         c, h, w = SHAPE
         self.normalize = Normalize(MEAN, STD)
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 16), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(c * h * w, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 16), nn.ReLU()
+        )
         self.feature_dim = 16
         self.num_classes = num_classes
         self.fc = nn.Linear(16, num_classes)
@@ -49,7 +51,9 @@ class TinyNet(Classifier):
 def toy_images(n: int, templates: torch.Tensor, g: torch.Generator) -> TensorDataset:
     y = torch.randint(len(templates), (n,), generator=g)
     x = templates[y] + 0.06 * torch.randn(n, *SHAPE, generator=g)
-    return TensorDataset((x.clamp(0, 1) * 255).round().to(torch.uint8), y, [f"c{k}" for k in range(len(templates))], "toy")
+    return TensorDataset(
+        (x.clamp(0, 1) * 255).round().to(torch.uint8), y, [f"c{k}" for k in range(len(templates))], "toy"
+    )
 
 
 @dataclass
@@ -90,8 +94,12 @@ def toy() -> Toy:
     g = torch.Generator().manual_seed(0)
     templates = 0.2 + 0.6 * torch.rand(3, *SHAPE, generator=g)
     train, val, test = (toy_images(n, templates, g) for n in (300, 150, 150))
-    ood = TensorDataset((torch.rand(150, *SHAPE, generator=g) * 255).to(torch.uint8), torch.full((150,), -1), [], "uniform")
-    val_ood = TensorDataset((torch.rand(100, *SHAPE, generator=g) * 255).to(torch.uint8), torch.full((100,), -1), [], "uniform_val")
+    ood = TensorDataset(
+        (torch.rand(150, *SHAPE, generator=g) * 255).to(torch.uint8), torch.full((150,), -1), [], "uniform"
+    )
+    val_ood = TensorDataset(
+        (torch.rand(100, *SHAPE, generator=g) * 255).to(torch.uint8), torch.full((100,), -1), [], "uniform_val"
+    )
     return Toy(_train_tiny(train, 0), train, val, test, ood, val_ood)
 
 
@@ -146,7 +154,9 @@ def fmnist() -> Trained:
     fit_rows, val_rows, sgd_rows = order[:2000], order[2000:2500], order[2500:14500]
     model = _train_fastcnn(train.x[sgd_rows], train.y[sgd_rows], 0, g)
     near = TensorDataset(full_test.x[near_mask][:1000], torch.full((1000,), -1), [], "fmnist_near")
-    far = TensorDataset((torch.rand(500, 1, 28, 28, generator=g) * 255).to(torch.uint8), torch.full((500,), -1), [], "uniform")
+    far = TensorDataset(
+        (torch.rand(500, 1, 28, 28, generator=g) * 255).to(torch.uint8), torch.full((500,), -1), [], "uniform"
+    )
     trained = Trained(
         model,
         train.subset(fit_rows, name="fmnist_fit"),

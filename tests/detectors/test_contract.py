@@ -20,9 +20,35 @@ NAMES = DETECTORS.list()
 
 
 def test_every_builtin_detector_is_registered():
-    assert set(NAMES) >= {"msp", "maxlogit", "energy", "entropy", "odin", "mahalanobis", "knn", "react", "gen", "vim", "klm"}
-    assert set(NAMES) >= {"ash_p", "ash_b", "ash_s", "scale", "dice", "she", "gradnorm", "rmds", "residual", "nnguide",
-                          "fdbd", "rankfeat", "gram", "openmax"}
+    assert set(NAMES) >= {
+        "msp",
+        "maxlogit",
+        "energy",
+        "entropy",
+        "odin",
+        "mahalanobis",
+        "knn",
+        "react",
+        "gen",
+        "vim",
+        "klm",
+    }
+    assert set(NAMES) >= {
+        "ash_p",
+        "ash_b",
+        "ash_s",
+        "scale",
+        "dice",
+        "she",
+        "gradnorm",
+        "rmds",
+        "residual",
+        "nnguide",
+        "fdbd",
+        "rankfeat",
+        "gram",
+        "openmax",
+    }
     assert len(NAMES) >= 25
 
 
@@ -191,7 +217,9 @@ def test_temperature_scaled_logit_detector_scores_logits_over_t(toy, name):
     assert isinstance(wrapped, TemperatureScaled)
     t = wrapped.scaler.temperature
     assert t is not None and t > 0 and wrapped.hparams()["temperature"] == t
-    inner = DETECTORS.create(name).fit(toy.ex(toy.train).with_logits(toy.ex(toy.train).logits / t), val_id=val.with_logits(val.logits / t))
+    inner = DETECTORS.create(name).fit(
+        toy.ex(toy.train).with_logits(toy.ex(toy.train).logits / t), val_id=val.with_logits(val.logits / t)
+    )
     torch.testing.assert_close(wrapped.score(test), inner.score(test.with_logits(test.logits / t)))
 
 

@@ -38,17 +38,23 @@ def test_fit_balances_the_terms_and_the_limits_rank_as_each_term(fmnist):
     train, test, far = (fmnist.ex(d) for d in (fmnist.train, fmnist.test, fmnist.far))
     det = DML().fit(train)
     z, w = train.features.double().numpy(), train.head_weight.double().numpy()
-    cos = ((z / np.linalg.norm(z, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T).max(axis=1)
+    cos = ((z / np.linalg.norm(z, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T).max(
+        axis=1
+    )
     lam0 = np.linalg.norm(z, axis=1).mean() / cos.mean()  # float64 reference of the balancing λ₀
     assert det.lam0 == pytest.approx(lam0, rel=1e-12)
     assert det.hparams() == {"scale": 1.0, "lam": pytest.approx(lam0, rel=1e-12)}
     # the score against the float64 NumPy reference
     zt = test.features.double().numpy()
-    ref = lam0 * ((zt / np.linalg.norm(zt, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T).max(axis=1) + np.linalg.norm(zt, axis=1)
+    ref = lam0 * (
+        (zt / np.linalg.norm(zt, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T
+    ).max(axis=1) + np.linalg.norm(zt, axis=1)
     np.testing.assert_allclose(det.score(test).numpy(), ref, rtol=1e-10)
     # scale → ∞ ranks as MaxCosine, a fixed λ = 0 as MaxNorm
     huge = DML(scale=1e9).fit(train)
-    assert auroc(huge.score(test), huge.score(far)) == pytest.approx(auroc(max_cosine(test.features, test.head_weight), max_cosine(far.features, far.head_weight)), abs=1e-9)
+    assert auroc(huge.score(test), huge.score(far)) == pytest.approx(
+        auroc(max_cosine(test.features, test.head_weight), max_cosine(far.features, far.head_weight)), abs=1e-9
+    )
     zero = DML(lam=0.0)
     assert auroc(zero.score(test), zero.score(far)) == auroc(max_norm(test.features), max_norm(far.features))
     assert auroc(det.score(test), det.score(far)) > 0.9
@@ -57,7 +63,14 @@ def test_fit_balances_the_terms_and_the_limits_rank_as_each_term(fmnist):
 def test_needs_fitting_and_the_head():
     ex = Extracted(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), features=torch.rand(3, 4))
     with pytest.raises(RulabError, match="'dml' is not fitted"):
-        DML().score(Extracted(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), features=torch.rand(3, 4), head_weight=torch.rand(2, 4)))
+        DML().score(
+            Extracted(
+                torch.zeros(3, 2),
+                torch.zeros(3, dtype=torch.long),
+                features=torch.rand(3, 4),
+                head_weight=torch.rand(2, 4),
+            )
+        )
     with pytest.raises(InputError, match="needs head_weight"):
         DML(lam=1.0).score(ex)
     with pytest.raises(InputError, match="scale >= 0"):

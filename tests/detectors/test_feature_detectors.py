@@ -19,7 +19,9 @@ def two_clusters(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     mix = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.3, 0.5]], dtype=torch.float64)
     y = torch.arange(n) % 2
-    z = torch.randn(n, 3, generator=g, dtype=torch.float64) @ mix + 4.0 * y.unsqueeze(1) * torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    z = torch.randn(n, 3, generator=g, dtype=torch.float64) @ mix + 4.0 * y.unsqueeze(1) * torch.tensor(
+        [1.0, 1.0, 0.0], dtype=torch.float64
+    )
     return z, y
 
 
@@ -33,7 +35,9 @@ def ex_of(z: torch.Tensor, y: torch.Tensor, k: int = 2, seed: int = 0) -> Extrac
 def test_mahalanobis_equals_numpy_and_ranks_a_far_point_lowest():
     z, y = two_clusters(400, seed=0)
     det = DETECTORS.create("mahalanobis").fit(ex_of(z, y))
-    queries = torch.tensor([[0.0, 0.0, 0.0], [4.0, 4.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 3.0], [20.0, -20.0, 5.0]], dtype=torch.float64)
+    queries = torch.tensor(
+        [[0.0, 0.0, 0.0], [4.0, 4.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 3.0], [20.0, -20.0, 5.0]], dtype=torch.float64
+    )
     s = det.score(ex_of(queries, torch.zeros(5, dtype=torch.long)))
     zn, yn, qn = z.numpy(), y.numpy(), queries.numpy()
     means = np.stack([zn[yn == c].mean(0) for c in (0, 1)])
@@ -59,7 +63,9 @@ def test_knn_equals_brute_force(k, monkeypatch):
     bank = torch.randn(300, 8, generator=g).relu() + 0.01
     q = torch.randn(40, 8, generator=g).relu() + 0.01
     monkeypatch.setattr("rulab.detectors.knn._CHUNK_ELEMENTS", 300 * 7)  # force several chunks of 7 queries
-    det = DETECTORS.create("knn", k=k, max_bank=0).fit(Extracted(torch.zeros(300, 2), torch.zeros(300, dtype=torch.long), features=bank))
+    det = DETECTORS.create("knn", k=k, max_bank=0).fit(
+        Extracted(torch.zeros(300, 2), torch.zeros(300, dtype=torch.long), features=bank)
+    )
     s = det.score(Extracted(torch.zeros(40, 2), torch.zeros(40, dtype=torch.long), features=q))
     bn = bank.numpy() / np.linalg.norm(bank.numpy(), axis=1, keepdims=True)
     qn = q.numpy() / np.linalg.norm(q.numpy(), axis=1, keepdims=True)
@@ -80,9 +86,15 @@ def test_knn_bank_is_a_seeded_subset_and_tuning_matches_per_k_scores():
     chosen = a.tune(None, val, {"far": ood})
     from rulab.detectors.base import tuning_objective
 
-    brute = {k: tuning_objective(knn_score(val.features, a.bank, k), {"far": knn_score(ood.features, a.bank, k)}) for k in a.grid["k"] if k <= 100}
+    brute = {
+        k: tuning_objective(knn_score(val.features, a.bank, k), {"far": knn_score(ood.features, a.bank, k)})
+        for k in a.grid["k"]
+        if k <= 100
+    }
     assert chosen["objective"] == pytest.approx(min(brute.values()))
-    assert brute[chosen["k"]] == pytest.approx(min(brute.values())) and chosen["k"] == min(k for k, v in brute.items() if v == min(brute.values()))
+    assert brute[chosen["k"]] == pytest.approx(min(brute.values())) and chosen["k"] == min(
+        k for k, v in brute.items() if v == min(brute.values())
+    )
 
 
 def test_react_clips_at_the_training_percentile_then_scores_energy():

@@ -30,7 +30,9 @@ def np_softmax(z: np.ndarray) -> np.ndarray:
 
 def test_msp_and_maxlogit_hand_computed():
     z = torch.tensor([[0.0, math.log(3.0)], [2.0, -1.0]], dtype=torch.float64)
-    torch.testing.assert_close(msp_score(z), torch.tensor([0.75, math.exp(2) / (math.exp(2) + math.exp(-1))], dtype=torch.float64))
+    torch.testing.assert_close(
+        msp_score(z), torch.tensor([0.75, math.exp(2) / (math.exp(2) + math.exp(-1))], dtype=torch.float64)
+    )
     torch.testing.assert_close(maxlogit_score(z), torch.tensor([math.log(3.0), 2.0], dtype=torch.float64))
 
 
@@ -42,7 +44,9 @@ def test_energy_is_t_logsumexp_f_over_t():
     big = torch.tensor([[1000.0, 999.0]], dtype=torch.float64)
     assert energy_score(big).item() == pytest.approx(1000.0 + math.log1p(math.exp(-1.0)), rel=1e-12)
     assert energy_score(z, 1e-3).item() == pytest.approx(3.0, abs=1e-6)
-    assert DETECTORS.create("energy", t=2.0).score(Extracted(z, torch.zeros(1, dtype=torch.long))).item() == pytest.approx(expected)
+    assert DETECTORS.create("energy", t=2.0).score(
+        Extracted(z, torch.zeros(1, dtype=torch.long))
+    ).item() == pytest.approx(expected)
     with pytest.raises(InputError):
         energy_score(z, 0.0)
 
@@ -57,7 +61,7 @@ def test_entropy_is_negative_shannon_entropy():
 @pytest.mark.parametrize(("gamma", "m", "k"), [(0.1, 100, 7), (0.5, 3, 7), (1.0, 1, 4)])
 def test_gen_matches_the_paper_formula_in_numpy(gamma, m, k):
     z = rand_logits(50, k, seed=k)
-    p = np.sort(np_softmax(z.numpy()), axis=1)[:, -min(m, k):]  # the reference code: ascending sort, last M
+    p = np.sort(np_softmax(z.numpy()), axis=1)[:, -min(m, k) :]  # the reference code: ascending sort, last M
     expected = -np.sum(p**gamma * (1.0 - p) ** gamma, axis=1)
     np.testing.assert_allclose(gen_score(z, gamma, m).numpy(), expected, rtol=1e-12)
 

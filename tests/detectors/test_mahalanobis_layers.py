@@ -48,8 +48,10 @@ def test_layer_scores_and_both_combinations_match_the_float64_reference(fmnist):
     train, val, test, near = (fmnist.ex(d) for d in (fmnist.train, fmnist.val, fmnist.test, fmnist.near))
     labels = fmnist.train.y.numpy()
     tr = _pooled_by_hand(model, fmnist.train.x)
-    ref = {name: _reference_layer_scores(tr, labels, k, _pooled_by_hand(model, ds.x))
-           for name, ds in (("val", fmnist.val), ("test", fmnist.test), ("near", fmnist.near), ("far", fmnist.far))}
+    ref = {
+        name: _reference_layer_scores(tr, labels, k, _pooled_by_hand(model, ds.x))
+        for name, ds in (("val", fmnist.val), ("test", fmnist.test), ("near", fmnist.near), ("far", fmnist.far))
+    }
 
     # uniform feature ensemble (no validation-OOD data): standardised on validation ID, summed
     uni = MahalanobisLayers(weights="uniform").fit(train, val_id=val, model=model)
@@ -57,7 +59,11 @@ def test_layer_scores_and_both_combinations_match_the_float64_reference(fmnist):
     np.testing.assert_allclose(ours, 2 * ref["test"], rtol=1e-6)  # ours is −min d², the reference −½ min d²
     mu, sd = 2 * ref["val"].mean(axis=0), 2 * ref["val"].std(axis=0, ddof=1)
     np.testing.assert_allclose(uni.score(test, model).numpy(), ((2 * ref["test"] - mu) / sd).sum(axis=1), rtol=1e-6)
-    assert uni.hparams()["combined_by"] == "uniform" and list(uni.hparams()["alphas"]) == ["stages.0", "stages.1", "stages.2"]
+    assert uni.hparams()["combined_by"] == "uniform" and list(uni.hparams()["alphas"]) == [
+        "stages.0",
+        "stages.1",
+        "stages.2",
+    ]
 
     # logistic-regression weights fitted on validation ID (label 1) vs a validation-OOD set (label 0): here the near-OOD
     # images' first half plays the validation-OOD set, the test compares on the second half

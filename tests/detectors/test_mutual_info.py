@@ -23,7 +23,9 @@ def test_two_confident_members_that_disagree_by_hand():
     h09 = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
     assert total.item() == pytest.approx(math.log(2), abs=1e-15)
     assert aleatoric.item() == pytest.approx(h09, abs=1e-15)
-    assert epistemic.item() == pytest.approx(math.log(2) - h09, abs=1e-15) and epistemic.item() == pytest.approx(0.368064, abs=1e-6)
+    assert epistemic.item() == pytest.approx(math.log(2) - h09, abs=1e-15) and epistemic.item() == pytest.approx(
+        0.368064, abs=1e-6
+    )
     assert mutual_information_score(logits).item() == pytest.approx(-(math.log(2) - h09), abs=1e-15)
 
 
@@ -59,7 +61,9 @@ def test_detector_reads_the_members_and_says_how_to_get_them():
     ex = Extracted(mean_logits, torch.zeros(8, dtype=torch.long), members=z, name="ens")
     torch.testing.assert_close(det.score(ex), mutual_information_score(z))
     torch.testing.assert_close(det.score(ex.subset(torch.tensor([2, 5]))), mutual_information_score(z)[[2, 5]])
-    with pytest.raises(InputError, match="needs members of 'single'; extract from a deep ensemble or an MC-dropout model"):
+    with pytest.raises(
+        InputError, match="needs members of 'single'; extract from a deep ensemble or an MC-dropout model"
+    ):
         det.score(Extracted(mean_logits, torch.zeros(8, dtype=torch.long), name="single"))
     with pytest.raises(InputError, match=r"member logits must be \[N, M, K\] with N = 8 and K = 4"):
         Extracted(mean_logits, torch.zeros(8, dtype=torch.long), members=z[:, :, :3])
@@ -72,5 +76,7 @@ def test_evaluating_a_single_network_with_member_scores_is_refused_before_anythi
     from rulab.eval.evaluate import run_evaluation
 
     cfg = EvalCfg(detectors=("msp", "mutual_info"), shift="", farconf=False)
-    with pytest.raises(ConfigError, match="mutual_info read the members of a deep ensemble .* TinyNet is a single network"):
+    with pytest.raises(
+        ConfigError, match="mutual_info read the members of a deep ensemble .* TinyNet is a single network"
+    ):
         run_evaluation(toy.model, benchmark="fmnist", eval_cfg=cfg, train=toy.train, val=toy.val, test=toy.test)

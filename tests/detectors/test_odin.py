@@ -136,7 +136,9 @@ def test_tune_picks_the_grid_minimum_of_validation_fpr95(toy):
     val_ood = Extracted(toy.model(toy.val_ood.float()).detach(), toy.val_ood.y, x=toy.val_ood.x)
     chosen = det.tune(toy.model, val, {"v": val_ood})
     brute = {
-        (t, e): tuning_objective(odin_score(toy.model, toy.val.x, t, e), {"v": odin_score(toy.model, toy.val_ood.x, t, e)})
+        (t, e): tuning_objective(
+            odin_score(toy.model, toy.val.x, t, e), {"v": odin_score(toy.model, toy.val_ood.x, t, e)}
+        )
         for t in det.grid["t"]
         for e in det.grid["eps"]
     }
@@ -165,7 +167,9 @@ def test_coarse_search_is_a_subgrid_of_the_paper_grid_and_tune_uses_it(toy, monk
 
     paper, coarse = odin_mod.ODIN_GRIDS["paper"], odin_mod.ODIN_GRIDS["coarse"]
     assert paper == {"t": ODIN_TEMPERATURES, "eps": ODIN_EPSILONS}
-    assert set(coarse["t"]) <= set(paper["t"]) and all(any(e == pytest.approx(p) for p in paper["eps"]) for e in coarse["eps"])
+    assert set(coarse["t"]) <= set(paper["t"]) and all(
+        any(e == pytest.approx(p) for p in paper["eps"]) for e in coarse["eps"]
+    )
     assert (min(coarse["eps"]), max(coarse["eps"])) == (0.0, pytest.approx(max(paper["eps"])))
     seen = {}
     real = odin_mod.odin_grid_scores
@@ -179,7 +183,9 @@ def test_coarse_search_is_a_subgrid_of_the_paper_grid_and_tune_uses_it(toy, monk
     val = Extracted(toy.model(toy.val.float()).detach(), toy.val.y, x=toy.val.x)
     val_ood = Extracted(toy.model(toy.val_ood.float()).detach(), toy.val_ood.y, x=toy.val_ood.x)
     chosen = det.tune(toy.model, val, {"v": val_ood})
-    assert seen["grid"] == (coarse["t"], coarse["eps"]) and chosen["t"] in coarse["t"] and chosen["eps"] in coarse["eps"]
+    assert (
+        seen["grid"] == (coarse["t"], coarse["eps"]) and chosen["t"] in coarse["t"] and chosen["eps"] in coarse["eps"]
+    )
     assert DETECTORS.create("odin").grid is paper  # the class default is untouched by an instance's choice
     with pytest.raises(ConfigError, match="paper, coarse"):
         DETECTORS.create("odin", search="fine")
@@ -190,14 +196,22 @@ def test_detector_kwargs_reach_the_detector_and_bad_ones_fail_before_running():
     from rulab.eval.evaluate import _detectors
     from rulab.presets import load_config
 
-    cfg = load_config("fmnist-plain", overrides=["eval.detector_kwargs.odin.search=coarse", "eval.detector_kwargs.knn.k=7"])
+    cfg = load_config(
+        "fmnist-plain", overrides=["eval.detector_kwargs.odin.search=coarse", "eval.detector_kwargs.knn.k=7"]
+    )
     dets = _detectors(cfg.eval.detectors, cfg.eval.detector_kwargs)
     assert dets["odin"].grid["t"] == (1.0, 10.0, 100.0, 1000.0) and dets["knn"].k == 7
     assert _detectors(("odin",))["odin"].grid["t"] == ODIN_TEMPERATURES
     for override, message in [
-        ("eval.detector_kwargs.odin.serch=coarse", r"'eval\.detector_kwargs\.odin\.serch' is not a parameter of detector 'odin'"),
+        (
+            "eval.detector_kwargs.odin.serch=coarse",
+            r"'eval\.detector_kwargs\.odin\.serch' is not a parameter of detector 'odin'",
+        ),
         ("eval.detector_kwargs.odin.search=fine", r"'eval\.detector_kwargs\.odin': .*paper, coarse"),
-        ("eval.detector_kwargs.odni.search=coarse", r"'eval\.detector_kwargs\.odni' names a detector that eval\.detectors does not run"),
+        (
+            "eval.detector_kwargs.odni.search=coarse",
+            r"'eval\.detector_kwargs\.odni' names a detector that eval\.detectors does not run",
+        ),
     ]:
         with pytest.raises(ConfigError, match=message):
             load_config("fmnist-plain", overrides=[override])

@@ -134,7 +134,9 @@ def test_logits_times_8_are_not_clipped_at_5():
     assert fit.temperature == pytest.approx(T_X8, rel=1e-9)
     assert fit.nll == pytest.approx(np_nll(z, y, T_X8), rel=1e-12)
     assert TemperatureScaler().fit(z, y).temperature == pytest.approx(T_X8, rel=1e-9)
-    with pytest.warns(UserWarning, match="above the bisection bracket's upper bound 5"):  # OE's bounded search clips, and says so
+    with pytest.warns(
+        UserWarning, match="above the bisection bracket's upper bound 5"
+    ):  # OE's bounded search clips, and says so
         assert fit_temperature(z, y, "bisection") == pytest.approx(5.0, abs=1e-4)
     assert not temperature_fit(z, y, "bisection").converged
 
@@ -158,7 +160,9 @@ def test_newton_equals_the_exact_minimiser_from_0_05_to_50(true_t):
     assert t == pytest.approx(ref, rel=1e-8)
     assert t == pytest.approx(true_t, rel=0.1)  # and it recovers the scale the logits were drawn with
     assert fit_temperature(z, y, "lbfgs") == pytest.approx(ref, rel=1e-5)
-    assert fit_temperature(torch.from_numpy(z).float(), torch.from_numpy(y)) == pytest.approx(ref, rel=1e-5)  # float32 logits
+    assert fit_temperature(torch.from_numpy(z).float(), torch.from_numpy(y)) == pytest.approx(
+        ref, rel=1e-5
+    )  # float32 logits
 
 
 def test_fits_without_a_finite_minimiser_say_so():

@@ -39,6 +39,8 @@ def _blocks(text: str) -> list[str]:
         elif lang in ("", "text"):
             out.append("\n".join(line for line in block.splitlines() if line.startswith(("$ ", "error:"))))
     return out
+
+
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z_|.]*$|[<>]|\.\.\.|…")
 FREE_FORM = ("model.kwargs.", "method.kwargs.", "data.kwargs.", "eval.detector_kwargs.", "launcher.slurm.additional.")
 # errors that only a run already on disk can produce (a changed config on --resume, a run another process holds)
@@ -48,7 +50,15 @@ STATEFUL_ERRORS = ("was trained with another config", "is in use by process")
 
 def _registered() -> set[str]:
     suites = {s.name for s in SHIFT_SUITES}
-    return set(PRESETS.list()) | set(STUDIES.list()) | set(BENCHMARKS.list()) | suites | set(OOD_SETS.list()) | set(PAPER_TABLES.list()) | set(PROTOCOLS.list())
+    return (
+        set(PRESETS.list())
+        | set(STUDIES.list())
+        | set(BENCHMARKS.list())
+        | suites
+        | set(OOD_SETS.list())
+        | set(PAPER_TABLES.list())
+        | set(PROTOCOLS.list())
+    )
 
 
 def _expand(token: str) -> list[str]:
@@ -106,7 +116,9 @@ def check_mention(span: str) -> None:
             key = opt[2:]
             if tokens[1] == "eval" and "." not in key and opt not in options:
                 key = "eval." + key
-            assert opt in options or key in keys or key.startswith(FREE_FORM), f"unknown option '{opt}' of `rulab {tokens[1]}` in: {span}"
+            assert opt in options or key in keys or key.startswith(FREE_FORM), (
+                f"unknown option '{opt}' of `rulab {tokens[1]}` in: {span}"
+            )
     if not any("[" in t or PLACEHOLDER.search(t) for t in span.split()[2:]):
         try:
             check_command(span)
@@ -154,7 +166,9 @@ def check_command(line: str) -> None:
     if cmd == "show":
         _check_names([args.name], set(PRESETS.list()) | set(STUDIES.list()), "preset or study", line)
     if cmd == "study" and args.name.endswith((".yaml", ".yml")):  # a study file: the repository's examples must exist
-        assert not args.name.startswith("examples/") or (ROOT / args.name).is_file(), f"study file '{args.name}' is not in the repository: {line}"
+        assert not args.name.startswith("examples/") or (ROOT / args.name).is_file(), (
+            f"study file '{args.name}' is not in the repository: {line}"
+        )
     elif cmd == "study":
         _check_names([args.name], set(STUDIES.list()), "study", line)
     if cmd in ("results", "report") and args.study:
@@ -200,7 +214,14 @@ def test_documented_mistakes_fail():
                     if any(state in after for state in STATEFUL_ERRORS):
                         continue  # needs an existing run: tests/train/test_run_integrity.py runs these with real processes
                     shown += 1
-                    assert cli.main(shlex.split(line)[1:] + ["--dry-run"] if line.split()[1] in ("train", "study") else shlex.split(line)[1:]) == 2, line
+                    assert (
+                        cli.main(
+                            shlex.split(line)[1:] + ["--dry-run"]
+                            if line.split()[1] in ("train", "study")
+                            else shlex.split(line)[1:]
+                        )
+                        == 2
+                    ), line
     assert shown >= 1
 
 
@@ -228,19 +249,33 @@ def test_the_checker_catches_what_it_should():
         check_mention("rulab evaluate")
     for good in commands(text):
         check_command(good)
-    for bad, why in (("rulab train cifar10-plain", "unknown preset"), ("rulab study fmnist-defualt", "unknown study"),
-                     ("rulab train fmnist-plain --trian.epochs=1", "unknown config key"), ("rulab frobnicate", "refuses"),
-                     ("rulab data fetch cifar11", "unknown dataset"), ("rulab eval runs/x --detectors msp,odn", "unknown detector")):
+    for bad, why in (
+        ("rulab train cifar10-plain", "unknown preset"),
+        ("rulab study fmnist-defualt", "unknown study"),
+        ("rulab train fmnist-plain --trian.epochs=1", "unknown config key"),
+        ("rulab frobnicate", "refuses"),
+        ("rulab data fetch cifar11", "unknown dataset"),
+        ("rulab eval runs/x --detectors msp,odn", "unknown detector"),
+    ):
         with pytest.raises(AssertionError, match=why):
             check_command(bad)
-    assert _expand("odin-{densenet,wrn}-{cifar10,cifar100}") == ["odin-densenet-cifar10", "odin-densenet-cifar100", "odin-wrn-cifar10", "odin-wrn-cifar100"]
+    assert _expand("odin-{densenet,wrn}-{cifar10,cifar100}") == [
+        "odin-densenet-cifar10",
+        "odin-densenet-cifar100",
+        "odin-wrn-cifar10",
+        "odin-wrn-cifar100",
+    ]
     with pytest.raises(AssertionError, match="matches nothing"):
         _check_names(["coursework-nothing-*"], _registered(), "preset/study", "x")
     assert sum(len(commands(p.read_text(encoding="utf-8"))) for p in PAGES) > 20  # the pages do hold commands
-    assert commands("```bash\nrulab eval runs/x --shift '' --no-farconf\n```") == ["rulab eval runs/x --shift '' --no-farconf"]
+    assert commands("```bash\nrulab eval runs/x --shift '' --no-farconf\n```") == [
+        "rulab eval runs/x --shift '' --no-farconf"
+    ]
     two = "```sh\ntorchrun --nnodes=2 -m rulab train fmnist-plain --out /r   -m rulab train fmnist-fast --out /r\npip install rulab\n```"
     assert commands(two) == ["rulab train fmnist-plain --out /r", "rulab train fmnist-fast --out /r"]
-    assert commands("```text\n$ rulab list models\nrulab is a library\n```\n```python\nimport rulab  # rulab fits\n```") == ["rulab list models"]
+    assert commands(
+        "```text\n$ rulab list models\nrulab is a library\n```\n```python\nimport rulab  # rulab fits\n```"
+    ) == ["rulab list models"]
 
 
 def test_cited_test_files_exist():

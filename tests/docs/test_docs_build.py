@@ -15,17 +15,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_mkdocs_build_strict(tmp_path) -> None:
-    for module, extra in (("mkdocs", "docs"), ("material", "docs"), ("mkdocstrings", "docs"), ("mkdocstrings_handlers.python", "docs")):
+    for module, extra in (
+        ("mkdocs", "docs"),
+        ("material", "docs"),
+        ("mkdocstrings", "docs"),
+        ("mkdocstrings_handlers.python", "docs"),
+    ):
         if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed (pip install 'rulab[{extra}]')")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     warnings = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith(("WARNING", "ERROR"))]
     assert proc.returncode == 0 and not warnings, "\n".join(warnings) or proc.stderr[-3000:]
     site = tmp_path / "site"
     api = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
-    assert 'id="rulab.api.evaluate"' in api and "id_test" in api and 'id="rulab.api.convert"' in api  # from the docstrings
+    assert (
+        'id="rulab.api.evaluate"' in api and "id_test" in api and 'id="rulab.api.convert"' in api
+    )  # from the docstrings
     metrics = (site / "metrics" / "index.html").read_text(encoding="utf-8")
     assert "fpr95_id" in metrics and "fpr95_ood" in metrics and "drop_last_bin" in metrics
     assert ":func:" not in (site / "reference" / "evaluation" / "index.html").read_text(encoding="utf-8")

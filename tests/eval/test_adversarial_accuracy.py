@@ -28,18 +28,31 @@ def _fastcnn(seed: int = 0) -> nn.Module:
 @pytest.fixture(scope="module")
 def test_set() -> TensorDataset:
     g = torch.Generator().manual_seed(3)
-    return TensorDataset(torch.randint(0, 256, (24, 1, 28, 28), generator=g, dtype=torch.uint8), torch.randint(0, 10, (24,), generator=g),
-                         [str(i) for i in range(10)], "toy", "generated")
+    return TensorDataset(
+        torch.randint(0, 256, (24, 1, 28, 28), generator=g, dtype=torch.uint8),
+        torch.randint(0, 10, (24,), generator=g),
+        [str(i) for i in range(10)],
+        "toy",
+        "generated",
+    )
 
 
 def test_step_size_restarts_and_tests_are_taken_from_the_config(test_set):
-    cfg = EvalCfg(adv_eps=8 / 255, adv_steps=3, adv_step_size=2 / 255, adv_restarts=2, adv_n=10, farconf_tests=("samples",))
+    cfg = EvalCfg(
+        adv_eps=8 / 255, adv_steps=3, adv_step_size=2 / 255, adv_restarts=2, adv_n=10, farconf_tests=("samples",)
+    )
     t = evaluate_farconf(_fastcnn(), test_set, {}, cfg, seed=0)
     assert {r.dataset for r in t} == {"adv_samples"}  # no α-scaling, no adversarial noise
     acc = next(iter(t.filter(metric="adv_acc")))
     assert acc.extra == {"eps": 8 / 255, "steps": 3, "step_size": 2 / 255, "restarts": 2} and acc.n == 10
     assert t.meta["adv_step_size"] == 2 / 255 and t.meta["adv_restarts"] == 2
-    default = evaluate_farconf(_fastcnn(), test_set, {}, EvalCfg(adv_eps=0.3, adv_steps=3, adv_n=10, farconf_tests=("alpha",), alpha_trials=4), seed=0)
+    default = evaluate_farconf(
+        _fastcnn(),
+        test_set,
+        {},
+        EvalCfg(adv_eps=0.3, adv_steps=3, adv_n=10, farconf_tests=("alpha",), alpha_trials=4),
+        seed=0,
+    )
     assert {r.dataset for r in default} == {"alpha_scaling"}
     assert default.meta["adv_step_size"] == pytest.approx(2.5 * 0.3 / 3)  # Madry et al.'s 2.5·ε/steps when 0
 
@@ -53,7 +66,9 @@ def test_clean_accuracy_is_the_models_accuracy_on_the_attacked_images(test_set):
     assert t.value(dataset="adv_samples", metric="clean_acc") == pytest.approx(want)
     # ε = 0: the attack cannot move an image, so adversarial equals clean accuracy
     assert t.value(dataset="adv_samples", metric="adv_acc") == pytest.approx(want)
-    attacked = evaluate_farconf(model, test_set, {}, EvalCfg(adv_eps=0.3, adv_steps=5, adv_n=24, farconf_tests=("samples",)), seed=0)
+    attacked = evaluate_farconf(
+        model, test_set, {}, EvalCfg(adv_eps=0.3, adv_steps=5, adv_n=24, farconf_tests=("samples",)), seed=0
+    )
     assert attacked.value(dataset="adv_samples", metric="clean_acc") == pytest.approx(want)
     assert attacked.value(dataset="adv_samples", metric="adv_acc") < want  # a large ε breaks this untrained model
 
@@ -66,7 +81,9 @@ def test_more_restarts_break_at_least_the_same_images(test_set):
     eps = 0.05
 
     def broken(restarts: int) -> torch.Tensor:
-        _, logits = attack_samples(model, x, y, eps, 2, eps / 2, torch.Generator().manual_seed(0), batch_size=64, restarts=restarts)
+        _, logits = attack_samples(
+            model, x, y, eps, 2, eps / 2, torch.Generator().manual_seed(0), batch_size=64, restarts=restarts
+        )
         return logits.argmax(1) != y
 
     one, three = broken(1), broken(3)
@@ -80,7 +97,9 @@ def test_pgd_ce_restarts_keep_the_highest_loss():
     g = torch.Generator().manual_seed(5)
     x, y = torch.rand(6, 1, 28, 28, generator=g), torch.randint(0, 10, (6,), generator=g)
     one, ce1 = pgd_ce(model, x, y, eps=0.1, steps=2, step_size=0.05, generator=torch.Generator().manual_seed(1))
-    three, ce3 = pgd_ce(model, x, y, eps=0.1, steps=2, step_size=0.05, generator=torch.Generator().manual_seed(1), restarts=3)
+    three, ce3 = pgd_ce(
+        model, x, y, eps=0.1, steps=2, step_size=0.05, generator=torch.Generator().manual_seed(1), restarts=3
+    )
     assert torch.all(ce3 >= ce1)
     with torch.no_grad():
         assert torch.allclose(F.cross_entropy(model(three), y, reduction="none"), ce3, atol=1e-5)

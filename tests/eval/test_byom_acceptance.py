@@ -72,7 +72,13 @@ def two_ood_benchmark():
 
     from rulab.registry import BENCHMARKS
 
-    bench = replace(BENCHMARKS.create("fmnist"), name="fmnist-byom-test", ood=("digits", "gaussian"), near=("digits",), far=("gaussian",))
+    bench = replace(
+        BENCHMARKS.create("fmnist"),
+        name="fmnist-byom-test",
+        ood=("digits", "gaussian"),
+        near=("digits",),
+        far=("gaussian",),
+    )
     BENCHMARKS.register(bench.name, overwrite=True)(lambda: bench)
     return bench.name
 
@@ -92,7 +98,9 @@ def test_torchvision_model_api_equals_convert_and_cli(tmp_path, monkeypatch, one
 
     # ---- the Python API on the user's own data objects
     digits = load_ood_set("digits", splits.test.shape, 500, 0)
-    digits_normalised = ((digits.x.float() / 255 - MEAN) / STD).numpy()  # a NumPy array, normalised like the training data
+    digits_normalised = (
+        (digits.x.float() / 255 - MEAN) / STD
+    ).numpy()  # a NumPy array, normalised like the training data
     table = rulab.evaluate(
         net,
         id_test=NormalisedFMNIST(splits.test),  # a torch Dataset with torchvision transforms
@@ -102,8 +110,11 @@ def test_torchvision_model_api_equals_convert_and_cli(tmp_path, monkeypatch, one
         id_train=(splits.train.x, splits.train.y),  # uint8 tensors
         id_val=torch.utils.data.DataLoader(NormalisedFMNIST(splits.val), batch_size=100),  # a DataLoader
         ood_val=["photos"],
-        pixels=False, mean=MEAN, std=STD,
-        id_name="fashion_mnist", n_ood=500,
+        pixels=False,
+        mean=MEAN,
+        std=STD,
+        id_name="fashion_mnist",
+        n_ood=500,
     )
     api_rows = {r.key: r.value for r in table}
     assert {r.dataset for r in table.filter(kind="ood")} == {"digits", "gaussian"}
@@ -112,17 +123,61 @@ def test_torchvision_model_api_equals_convert_and_cli(tmp_path, monkeypatch, one
 
     # ---- the same weights through the command line
     torch.save(net.state_dict(), tmp_path / "resnet18_fmnist.pt")
-    assert main(["convert", "resnet18_fmnist.pt", "--model", "torchvision:resnet18", "--mean", str(MEAN), "--std", str(STD),
-                 "--name", "tv", "--out", "runs", *DATA]) == 0
-    assert main(["eval", "runs/tv", "--benchmark", two_ood_benchmark, "--shift", one_cell_suite, "--no-farconf",
-                 "--detectors", ",".join(DETECTORS), "--eval.n_ood=500"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "resnet18_fmnist.pt",
+                "--model",
+                "torchvision:resnet18",
+                "--mean",
+                str(MEAN),
+                "--std",
+                str(STD),
+                "--name",
+                "tv",
+                "--out",
+                "runs",
+                *DATA,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "runs/tv",
+                "--benchmark",
+                two_ood_benchmark,
+                "--shift",
+                one_cell_suite,
+                "--no-farconf",
+                "--detectors",
+                ",".join(DETECTORS),
+                "--eval.n_ood=500",
+            ]
+        )
+        == 0
+    )
     with open(tmp_path / f"runs/tv/eval/{two_ood_benchmark}/results.csv", newline="") as fh:
-        cli_rows = {(r["kind"], r["dataset"], r["shift"], r["severity"], r["detector"], r["metric"]): float(r["value"]) for r in csv.DictReader(fh)}
+        cli_rows = {
+            (r["kind"], r["dataset"], r["shift"], r["severity"], r["detector"], r["metric"]): float(r["value"])
+            for r in csv.DictReader(fh)
+        }
 
     # the same numbers, every one of them
     assert len(api_rows) > 100 and api_rows.keys() == cli_rows.keys()
     for key, value in api_rows.items():
         assert key in cli_rows, key
         assert (math.isnan(value) and math.isnan(cli_rows[key])) or value == cli_rows[key], (key, value, cli_rows[key])
-    assert api_rows[("shift", "fashion_mnist", "gaussian_blur_sigma", "0.5", "", "acc")] < api_rows[("id", "fashion_mnist", "", "", "", "acc")] + 0.05
-    np.testing.assert_array_equal(table.arrays["scores/knn/digits"].numpy(), rulab.ResultTable.load_arrays(tmp_path / f"runs/tv/eval/{two_ood_benchmark}/arrays.safetensors")["scores/knn/digits"].numpy())
+    assert (
+        api_rows[("shift", "fashion_mnist", "gaussian_blur_sigma", "0.5", "", "acc")]
+        < api_rows[("id", "fashion_mnist", "", "", "", "acc")] + 0.05
+    )
+    np.testing.assert_array_equal(
+        table.arrays["scores/knn/digits"].numpy(),
+        rulab.ResultTable.load_arrays(tmp_path / f"runs/tv/eval/{two_ood_benchmark}/arrays.safetensors")[
+            "scores/knn/digits"
+        ].numpy(),
+    )

@@ -88,7 +88,16 @@ def test_end_to_end_with_every_detector(run, tmp_path, small_odin_grid, monkeypa
     # 0.1; the member scores of ensembles and MC dropout run in tests/eval/test_uncertainty.py)
     single = tuple(n for n in DETECTORS.list() if "members" not in DETECTORS.get(n).requires)
     cfg = EvalCfg(benchmark=TINY.name, shift="", farconf=False, batch_size=256, detectors=single)
-    table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0, cache_dir=tmp_path)
+    table = run_evaluation(
+        model,
+        benchmark=TINY.name,
+        eval_cfg=cfg,
+        train=splits.train,
+        val=splits.val,
+        test=test,
+        seed=0,
+        cache_dir=tmp_path,
+    )
     dets = list(cfg.detectors)
     assert set(dets) == set(DETECTORS.list()) - {"mutual_info", "disagreement"}
 
@@ -148,22 +157,37 @@ def test_end_to_end_with_every_detector(run, tmp_path, small_odin_grid, monkeypa
     assert table.meta["sizes"]["fit"] == len(splits.train) and set(table.meta["timing"]) >= {"extract_id", "score/odin"}
 
     # a second evaluation reads the cache: same numbers
-    again = run_evaluation(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("msp", "mahalanobis")), train=splits.train, val=splits.val, test=test, seed=0, cache_dir=tmp_path)
+    again = run_evaluation(
+        model,
+        benchmark=TINY.name,
+        eval_cfg=replace(cfg, detectors=("msp", "mahalanobis")),
+        train=splits.train,
+        val=splits.val,
+        test=test,
+        seed=0,
+        cache_dir=tmp_path,
+    )
     for d in ("msp", "mahalanobis"):
-        assert again.value(kind="ood", dataset="hein", detector=d, metric="auroc") == table.value(kind="ood", dataset="hein", detector=d, metric="auroc")
+        assert again.value(kind="ood", dataset="hein", detector=d, metric="auroc") == table.value(
+            kind="ood", dataset="hein", detector=d, metric="auroc"
+        )
 
 
 def test_multi_run_protocol_reports_mean_and_std(run, tmp_path):
     _run_dir, model, splits, test = run
     cfg = EvalCfg(benchmark=TINY.name, detectors=("msp", "energy"), protocol="hendrycks", shift="", farconf=False)
-    table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0)
+    table = run_evaluation(
+        model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0
+    )
     row = next(iter(table.filter(kind="ood", dataset="uniform", detector="msp", metric="auroc")))
     assert row.extra["n_runs"] == 5 and row.extra["n_ood"] == len(test) // 5 and row.extra["std"] >= 0.0
     assert table.value(kind="ood", dataset="uniform", detector="msp", metric="ood_ratio") == pytest.approx(0.2)
     assert table.meta["protocol"] == "hendrycks"
     # synthetic sets get the protocol's pool (5 runs × n_id // 5), capped by eval.n_ood
     assert len(table.arrays["scores/msp/uniform"]) == len(test)
-    capped = run_evaluation(model, benchmark=TINY.name, eval_cfg=replace(cfg, n_ood=200), train=splits.train, val=splits.val, test=test)
+    capped = run_evaluation(
+        model, benchmark=TINY.name, eval_cfg=replace(cfg, n_ood=200), train=splits.train, val=splits.val, test=test
+    )
     assert len(capped.arrays["scores/msp/uniform"]) == 200
 
 
@@ -180,17 +204,35 @@ def test_training_split_is_extracted_only_for_detectors_that_fit_on_it(run, monk
 
     monkeypatch.setattr(ev, "extract", recording)
     cfg = EvalCfg(benchmark=TINY.name, detectors=("msp", "energy", "klm"), shift="", farconf=False)  # klm fits on val
-    table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0)
+    table = run_evaluation(
+        model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=0
+    )
     assert "train" not in seen and {"test", "val", "ood", "val_ood"} <= set(seen)
     assert table.meta["sizes"]["fit"] == 0 and "extract/train" in table.meta["skipped"]
     assert table.meta["temperature_fit"]["converged"] is True and table.meta["temperature_fit"]["method"] == "newton"
     row = next(iter(table.filter(kind="id", metric="temperature")))
     assert row.extra == {"converged": True, "method": "newton"} and row.value == table.meta["temperature"]
     seen.clear()
-    run_evaluation(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("msp", "knn")), train=splits.train, val=splits.val, test=test, seed=0)
+    run_evaluation(
+        model,
+        benchmark=TINY.name,
+        eval_cfg=replace(cfg, detectors=("msp", "knn")),
+        train=splits.train,
+        val=splits.val,
+        test=test,
+        seed=0,
+    )
     assert seen.count("train") == 1  # KNN's bank is the training split
     seen.clear()
-    run_evaluation(model, benchmark=TINY.name, eval_cfg=replace(cfg, detectors=("klm",)), train=splits.train, val=None, test=test, seed=0)
+    run_evaluation(
+        model,
+        benchmark=TINY.name,
+        eval_cfg=replace(cfg, detectors=("klm",)),
+        train=splits.train,
+        val=None,
+        test=test,
+        seed=0,
+    )
     assert seen.count("train") == 1  # no validation split: KL matching falls back to the training split
 
 
@@ -221,7 +263,9 @@ def test_shift_and_farconf_hooks_are_called_and_merged(run, monkeypatch):
     monkeypatch.setattr(sh, "evaluate_shift", fake_shift)
     monkeypatch.setattr(fc, "evaluate_farconf", fake_farconf)
     cfg = EvalCfg(benchmark=TINY.name, detectors=("msp",), shift="fmnist-default", farconf=True)
-    table = run_evaluation(model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=3)
+    table = run_evaluation(
+        model, benchmark=TINY.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test, seed=3
+    )
     # the shifted sets are benchmark data: the same corruption draw (seed 0) whatever the run's seed
     assert seen["shift"][:4] == (len(test), "fmnist-default", 0, cfg.batch_size)
     assert seen["shift"][4] == table.meta["temperature"] and seen["shift"][5] == (len(test), 10)
@@ -236,17 +280,46 @@ def test_evaluate_checkpoint_writes_files_and_cli_prints_the_summary(run, capsys
     from rulab.cli import main
 
     run_dir, _model, _splits, _test = run
-    table = evaluate_checkpoint(run_dir, benchmark=TINY.name, detectors="msp,energy,mahalanobis", shift="", farconf=False, overrides=["eval.batch_size=500"], progress=False)
+    table = evaluate_checkpoint(
+        run_dir,
+        benchmark=TINY.name,
+        detectors="msp,energy,mahalanobis",
+        shift="",
+        farconf=False,
+        overrides=["eval.batch_size=500"],
+        progress=False,
+    )
     out = eval_dir(run_dir, TINY.name)
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert len(rows) == len(table) and {r["detector"] for r in rows if r["metric"] == "auroc"} == {"msp", "energy", "mahalanobis"}
+    assert len(rows) == len(table) and {r["detector"] for r in rows if r["metric"] == "auroc"} == {
+        "msp",
+        "energy",
+        "mahalanobis",
+    }
     arrays = ResultTable.load_arrays(out / "arrays.safetensors")
     assert arrays["scores/energy/id"].shape == (10_000,)
     assert "OOD detection" in (out / "summary.txt").read_text() and (out / "meta.json").is_file()
     assert table.meta["eval_config"]["batch_size"] == 500
 
     report = run_dir / "eval.html"
-    assert main(["eval", str(run_dir), "--benchmark", TINY.name, "--detectors", "msp", "--shift", "", "--no-farconf", "--report", str(report)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run_dir),
+                "--benchmark",
+                TINY.name,
+                "--detectors",
+                "msp",
+                "--shift",
+                "",
+                "--no-farconf",
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "temp-scaled" in printed and "auroc" in printed and "hein" in printed
     html = report.read_text()
@@ -267,16 +340,35 @@ def test_post_hoc_detectors_through_the_cli_and_the_python_api(run, capsys):
     # the CLI scores the run's whole 10,000-image test set: the detectors that read cached outputs only (Gram and
     # RankFeat, which run the network again, are exercised by the Python API below and by the every-detector test)
     names = ["ash_s", "dice", "gradnorm", "nnguide", "openmax"]
-    argv = ["eval", str(run_dir), "--benchmark", TINY.name, "--detectors", ",".join(names), "--shift", "", "--no-farconf"]
+    argv = [
+        "eval",
+        str(run_dir),
+        "--benchmark",
+        TINY.name,
+        "--detectors",
+        ",".join(names),
+        "--shift",
+        "",
+        "--no-farconf",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     rows = list(csv.DictReader((eval_dir(run_dir, TINY.name) / "results.csv").open()))
     aurocs = {(r["dataset"], r["detector"]): float(r["value"]) for r in rows if r["metric"] == "auroc"}
     assert {d for _, d in aurocs} == set(names) and all(0.0 <= v <= 1.0 for v in aurocs.values())
     assert "nnguide" in printed and "openmax" in printed
-    table = rulab.evaluate(model, id_test=(test.x[:300], test.y[:300]), id_train=(splits.train.x[:600], splits.train.y[:600]),
-                           id_val=(splits.val.x[:300], splits.val.y[:300]), ood=["uniform"], ood_val=["gaussian"], n_ood=100,
-                           n_val_id=100, n_val_ood=100, detectors="ash_s,nnguide,openmax,rankfeat,gram")
+    table = rulab.evaluate(
+        model,
+        id_test=(test.x[:300], test.y[:300]),
+        id_train=(splits.train.x[:600], splits.train.y[:600]),
+        id_val=(splits.val.x[:300], splits.val.y[:300]),
+        ood=["uniform"],
+        ood_val=["gaussian"],
+        n_ood=100,
+        n_val_id=100,
+        n_val_ood=100,
+        detectors="ash_s,nnguide,openmax,rankfeat,gram",
+    )
     for d in ("ash_s", "nnguide", "openmax", "rankfeat", "gram"):
         assert 0.0 <= table.value(kind="ood", dataset="uniform", detector=d, metric="auroc") <= 1.0
     assert table.meta["detectors"]["nnguide"]["tuned_on"] == ["gaussian"]
@@ -303,7 +395,9 @@ def test_tuned_odin_beats_msp_on_noise_for_the_default_model(request):
 
     root = Path(request.config.cache.mkdir("rulab-fmnist-plain"))
     run_dir = _trained_fmnist_plain(root)
-    table = evaluate_checkpoint(run_dir, benchmark="fmnist", detectors="msp,odin", shift="", farconf=False, progress=False)
+    table = evaluate_checkpoint(
+        run_dir, benchmark="fmnist", detectors="msp,odin", shift="", farconf=False, progress=False
+    )
     for s in ("uniform", "gaussian"):
         odin = table.value(kind="ood", dataset=s, detector="odin", metric="auroc")
         msp = table.value(kind="ood", dataset=s, detector="msp", metric="auroc")
@@ -315,7 +409,9 @@ def test_eval_config_keeps_detector_kwargs_only_for_the_detectors_run():
     from rulab.eval.checkpoint import eval_config
     from rulab.presets import load_config
 
-    stored = load_config("fmnist-plain", overrides=["eval.detector_kwargs.odin.search=coarse", "eval.detector_kwargs.knn.k=5"])
+    stored = load_config(
+        "fmnist-plain", overrides=["eval.detector_kwargs.odin.search=coarse", "eval.detector_kwargs.knn.k=5"]
+    )
     meta = {"config": to_dict(stored)}
     assert eval_config(meta, []).eval.detector_kwargs == {"odin": {"search": "coarse"}, "knn": {"k": 5}}
     cfg = eval_config(meta, [], detectors="msp,odin")

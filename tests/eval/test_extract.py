@@ -29,7 +29,12 @@ class Counting(Classifier):
 
 def data(n: int = 50, seed: int = 0, name: str = "toy") -> TensorDataset:
     g = torch.Generator().manual_seed(seed)
-    return TensorDataset(torch.randint(0, 256, (n, 1, 4, 4), generator=g, dtype=torch.uint8), torch.randint(3, (n,), generator=g), ["a", "b", "c"], name)
+    return TensorDataset(
+        torch.randint(0, 256, (n, 1, 4, 4), generator=g, dtype=torch.uint8),
+        torch.randint(3, (n,), generator=g),
+        ["a", "b", "c"],
+        name,
+    )
 
 
 def test_second_call_loads_from_disk_without_a_forward_pass(tmp_path):

@@ -148,6 +148,7 @@ def test_alpha_scaling_relu_network_becomes_certain_far_away():
 
 def test_resistance_rejection_column_at_k_and_w3s_index_10():
     k = 100
+
     def one_hot_like(c: int, p: float = 0.9) -> torch.Tensor:
         v = torch.full((k,), (1 - p) / (k - 1), dtype=torch.float64)
         v[c] = p
@@ -177,7 +178,9 @@ def test_resistance_rejection_column_at_k_and_w3s_index_10():
 def small_test() -> TensorDataset:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (40, 1, 28, 28), generator=g, dtype=torch.uint8)
-    return TensorDataset(x, torch.randint(0, 10, (40,), generator=g), [str(i) for i in range(10)], "toyset", "generated")
+    return TensorDataset(
+        x, torch.randint(0, 10, (40,), generator=g), [str(i) for i in range(10)], "toyset", "generated"
+    )
 
 
 CFG = EvalCfg(detectors=(), alpha_trials=6, adv_eps=0.2, adv_steps=3, adv_n=20, batch_size=16)
@@ -231,9 +234,17 @@ def test_evaluate_farconf_is_seeded_and_uses_given_noise_sets(small_test, farcon
     again = evaluate_farconf(_fastcnn(3), small_test, {}, CFG, seed=0)
     assert {r.key: r.value for r in again} == pytest.approx({r.key: r.value for r in farconf_table})
     g = torch.Generator().manual_seed(9)
-    uni = TensorDataset(torch.randint(0, 256, (30, 1, 28, 28), generator=g, dtype=torch.uint8), torch.full((30,), -1), [], "uniform", "generated")
+    uni = TensorDataset(
+        torch.randint(0, 256, (30, 1, 28, 28), generator=g, dtype=torch.uint8),
+        torch.full((30,), -1),
+        [],
+        "uniform",
+        "generated",
+    )
     model = _fastcnn(3)
-    t = evaluate_farconf(model, small_test, {"uniform": uni}, CFG, seed=0, noise_sources=(("noise_uniform", "uniform"),))
+    t = evaluate_farconf(
+        model, small_test, {"uniform": uni}, CFG, seed=0, noise_sources=(("noise_uniform", "uniform"),)
+    )
     with torch.no_grad():
         want = msp(model.eval()(uni.x[:20].float() / 255))
     assert torch.allclose(t.arrays["farconf/noise_uniform/scores"], want, atol=1e-6)
@@ -247,8 +258,12 @@ def test_evaluate_farconf_parity_index_and_id_logits(small_test, farconf_table):
         z = model.eval()(small_test.x.float() / 255)
     t = evaluate_farconf(model, small_test, {}, CFG, seed=0, rejection_index=10, id_logits=z, noise_sources=())
     # K = 10: W3's index 10 is the appended column, so resistance is unchanged
-    assert t.value(dataset="adv_samples", metric="resistance") == farconf_table.value(dataset="adv_samples", metric="resistance")
-    assert t.value(dataset="adv_samples", metric="auroc") == pytest.approx(farconf_table.value(dataset="adv_samples", metric="auroc"), abs=1e-6)
+    assert t.value(dataset="adv_samples", metric="resistance") == farconf_table.value(
+        dataset="adv_samples", metric="resistance"
+    )
+    assert t.value(dataset="adv_samples", metric="auroc") == pytest.approx(
+        farconf_table.value(dataset="adv_samples", metric="auroc"), abs=1e-6
+    )
     with pytest.raises(InputError, match="adv_eps"):
         evaluate_farconf(model, small_test, {}, EvalCfg(detectors=(), adv_eps=8.0), seed=0)
 
@@ -270,7 +285,9 @@ def test_more_adv_noise_steps_add_rows_and_keep_the_default_ones(small_test, far
     t = evaluate_farconf(_fastcnn(3), small_test, {}, cfg, seed=0)
     for name in ("noise", "noise_uniform"):
         for m in ("mmc", "auroc", "fpr95_id"):  # the default rows are unchanged
-            assert t.value(dataset="adv_" + name, metric=m) == pytest.approx(farconf_table.value(dataset="adv_" + name, metric=m))
+            assert t.value(dataset="adv_" + name, metric=m) == pytest.approx(
+                farconf_table.value(dataset="adv_" + name, metric=m)
+            )
         row = next(iter(t.filter(dataset=f"adv_{name}_7", metric="mmc")))
         assert row.extra["steps"] == 7 and row.extra["step_size"] == pytest.approx(2.5 * 0.2 / 7)
         assert t.arrays[f"farconf/adv_{name}_7/pgd_conf"].shape == (7 + 2,)
@@ -300,9 +317,17 @@ def test_top_images_are_the_most_confident_ones(small_test, farconf_table):
 
 def test_ood_logits_give_the_most_confident_ood_images(small_test):
     g = torch.Generator().manual_seed(3)
-    ood = TensorDataset(torch.randint(0, 256, (15, 1, 28, 28), generator=g, dtype=torch.uint8), torch.full((15,), -1), [], "digits", "generated")
+    ood = TensorDataset(
+        torch.randint(0, 256, (15, 1, 28, 28), generator=g, dtype=torch.uint8),
+        torch.full((15,), -1),
+        [],
+        "digits",
+        "generated",
+    )
     z = torch.randn(15, 10, generator=g) * 3
-    t = evaluate_farconf(_fastcnn(3), small_test, {"digits": ood}, CFG, seed=0, noise_sources=(), ood_logits={"digits": z})
+    t = evaluate_farconf(
+        _fastcnn(3), small_test, {"digits": ood}, CFG, seed=0, noise_sources=(), ood_logits={"digits": z}
+    )
     order = msp(z).sort(descending=True).indices[:8]
     assert torch.equal(t.arrays["farconf_top/digits/images"], ood.x[order])
     assert torch.allclose(t.arrays["farconf_top/digits/conf"], msp(z)[order])

@@ -48,12 +48,28 @@ def toy():
     return nets, train, val, test
 
 
-def _evaluate(net, data, bootstrap: int = B, protocol: str = "full", shifts=(("gaussian_blur_sigma", 0.5), ("brightness_factor", 0.8))):
+def _evaluate(
+    net,
+    data,
+    bootstrap: int = B,
+    protocol: str = "full",
+    shifts=(("gaussian_blur_sigma", 0.5), ("brightness_factor", 0.8)),
+):
     _, train, val, test = data
     return rulab.evaluate(
-        net, id_test=test, ood=["uniform", "gaussian"], ood_val=["rademacher"], id_train=train, id_val=val,
-        shifts=list(shifts), farconf=False, detectors=["msp", "energy", "knn"], eval_cfg=EvalCfg(bootstrap=bootstrap),
-        n_ood=200, n_val_ood=60, protocol=protocol,
+        net,
+        id_test=test,
+        ood=["uniform", "gaussian"],
+        ood_val=["rademacher"],
+        id_train=train,
+        id_val=val,
+        shifts=list(shifts),
+        farconf=False,
+        detectors=["msp", "energy", "knn"],
+        eval_cfg=EvalCfg(bootstrap=bootstrap),
+        n_ood=200,
+        n_val_ood=60,
+        protocol=protocol,
     )
 
 
@@ -87,8 +103,10 @@ def test_which_rows_get_an_interval_and_what_it_is(toy, tmp_path) -> None:
     correct = (t.arrays["id/logits"].argmax(dim=1) == t.arrays["id/labels"]).double()
     assert torch.allclose(t.replicates(("id", "id", "", "", "", "acc")).double(), counts @ correct / n, atol=1e-6)
     # the mean over a corruption's levels has the mean of their replicates (here one level)
-    assert torch.equal(t.replicates(("shift", "id", "gaussian_blur_sigma", "mean", "", "acc")),
-                       t.replicates(("shift", "id", "gaussian_blur_sigma", "0.5", "", "acc")))
+    assert torch.equal(
+        t.replicates(("shift", "id", "gaussian_blur_sigma", "mean", "", "acc")),
+        t.replicates(("shift", "id", "gaussian_blur_sigma", "0.5", "", "acc")),
+    )
     assert t.meta["bootstrap"]["resamples"] == B and "intervals" in t.meta["timing"]
     assert t.to_csv().splitlines()[0].endswith(",ci_low,ci_high,ci_method")
     # stored in the database with the rows
@@ -123,11 +141,15 @@ def test_a_protocol_with_several_runs_averages_the_runs_replicates(toy) -> None:
     splits = PROTOCOLS.create("hendrycks").splits(len(s_id), len(s_ood), 0)
     r = Resampler(B)
     runs = [
-        detection_replicates(s_id[sp.id], s_ood[sp.ood], r.counts("id", len(sp.id)), r.counts(f"ood/gaussian/run{i}", len(sp.ood)))["fpr95_id"]
+        detection_replicates(
+            s_id[sp.id], s_ood[sp.ood], r.counts("id", len(sp.id)), r.counts(f"ood/gaussian/run{i}", len(sp.ood))
+        )["fpr95_id"]
         for i, sp in enumerate(splits)
     ]
     assert len(runs) == 5
-    assert torch.allclose(t.replicates(("ood", "gaussian", "", "", "msp", "fpr95_id")).double(), sum(runs) / 5, atol=1e-6)
+    assert torch.allclose(
+        t.replicates(("ood", "gaussian", "", "", "msp", "fpr95_id")).double(), sum(runs) / 5, atol=1e-6
+    )
 
 
 def test_bootstrap_zero_switches_intervals_off(toy) -> None:

@@ -40,9 +40,23 @@ def evaluated():
         loss.backward()
         opt.step()
     net.eval()
-    cfg = EvalCfg(detectors=("msp", "odin"), detector_kwargs={"odin": {"search": "coarse"}}, shift="", farconf=False, batch_size=500)
-    table = rulab.evaluate(net, id_test=test, ood=["uniform", "gaussian"], eval_cfg=cfg, protocol="odin-paper", n_ood=1100,
-                           temperature=False, fit_size=0)
+    cfg = EvalCfg(
+        detectors=("msp", "odin"),
+        detector_kwargs={"odin": {"search": "coarse"}},
+        shift="",
+        farconf=False,
+        batch_size=500,
+    )
+    table = rulab.evaluate(
+        net,
+        id_test=test,
+        ood=["uniform", "gaussian"],
+        eval_cfg=cfg,
+        protocol="odin-paper",
+        n_ood=1100,
+        temperature=False,
+        fit_size=0,
+    )
     ood = {name: table_set for name, table_set in _ood_sets(test)}
     return net, test, ood, table
 
@@ -60,7 +74,8 @@ def test_each_set_gets_the_grid_minimum_of_its_own_tuning_images(evaluated):
     for name, ds in ood.items():
         brute = {
             (t, e): tuning_objective(odin_score(net, test.x[:1000], t, e), {name: odin_score(net, ds.x[:1000], t, e)})
-            for t in grid["t"] for e in grid["eps"]
+            for t in grid["t"]
+            for e in grid["eps"]
         }
         best = min(brute.values())
         t = table.value(kind="ood", metric="odin_t", dataset=name, detector="odin")
@@ -99,7 +114,10 @@ def test_each_set_is_scored_on_the_rest_with_its_own_choice(evaluated):
         assert scored.nonzero().flatten().tolist() == list(range(1000, 1000 + got["auroc"].n))
         torch.testing.assert_close(kept[scored], odin_score(net, test.x, t, e)[scored])
         # its bootstrap interval is computed from those ID scores (never the NaN ones) and holds the value
-        assert got["auroc"].ci_low <= got["auroc"].value <= got["auroc"].ci_high and got["auroc"].ci_high > got["auroc"].ci_low
+        assert (
+            got["auroc"].ci_low <= got["auroc"].value <= got["auroc"].ci_high
+            and got["auroc"].ci_high > got["auroc"].ci_low
+        )
     # MSP has no grid: scored as under the odin protocol, first 1,000 images skipped
     msp = [r for r in table if r.detector == "msp" and r.metric == "auroc" and r.kind == "ood"]
     assert msp and all(r.n == N_TEST - 1000 for r in msp)

@@ -36,7 +36,9 @@ def test_hendrycks_parity_uses_w1_get_measures_run_by_run(scores):
     assert parity["fpr95_id"] == exact["fpr95_id"]  # a metric W1's code does not compute stays exact
     assert px["definitions"]["fpr95_ood"] == "hendrycks_measures" and px["definitions"]["fpr95_id"] == "exact"
     assert set(ex["definitions"].values()) == {"exact"} and set(ex["definitions"]) == set(exact)
-    assert px["std"]["fpr95_ood"] == pytest.approx(np.std([hendrycks_fpr_and_fdr_at_recall(s_id[r.id], s_ood[r.ood]) for r in runs]))
+    assert px["std"]["fpr95_ood"] == pytest.approx(
+        np.std([hendrycks_fpr_and_fdr_at_recall(s_id[r.id], s_ood[r.ood]) for r in runs])
+    )
 
 
 def test_hein_parity_uses_the_percentile_rule():

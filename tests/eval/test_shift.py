@@ -31,8 +31,20 @@ from rulab.results.table import ResultTable
 SUITE = (
     [(c, lvl) for c, lvl in shift_suite("fmnist-default") if c in ("brightness_factor", "gaussian_blur_sigma")]
     + [("gaussian_noise", 1.0), ("gaussian_noise", 5.0)]
-    + [(c, 3.0) for c in ("shot_noise", "impulse_noise", "defocus_blur", "motion_blur", "contrast", "pixelate",
-                          "jpeg_compression", "fog", "elastic_transform")]
+    + [
+        (c, 3.0)
+        for c in (
+            "shot_noise",
+            "impulse_noise",
+            "defocus_blur",
+            "motion_blur",
+            "contrast",
+            "pixelate",
+            "jpeg_compression",
+            "fog",
+            "elastic_transform",
+        )
+    ]
 )
 BATCH, CHUNK = 16, 32  # CHUNK a multiple of BATCH: streamed and corrupt_dataset+predict batches coincide
 COVERED = ("brightness_factor", "gaussian_blur_sigma", "gaussian_noise")  # what the test baseline covers
@@ -63,8 +75,17 @@ def model() -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def table(model: torch.nn.Module, test_set: TensorDataset) -> ResultTable:
-    return evaluate_shift(model, test_set, SUITE, seed=3, batch_size=BATCH, temperature=1.7, chunk=CHUNK, baseline=BASELINE,
-                          channels_last=False)
+    return evaluate_shift(
+        model,
+        test_set,
+        SUITE,
+        seed=3,
+        batch_size=BATCH,
+        temperature=1.7,
+        chunk=CHUNK,
+        baseline=BASELINE,
+        channels_last=False,
+    )
 
 
 def test_cells_equal_metrics_on_corrupt_dataset_output(model, test_set, table):
@@ -85,7 +106,9 @@ def test_clean_reference_is_the_plain_test_set(model, test_set, table):
     z = predict(model, test_set.x, batch_size=BATCH)["logits"]
     want = cell_metrics(z, test_set.y)
     for metric in CELL_METRICS:
-        assert table.value(kind="shift", shift=CLEAN, severity="0", detector="", metric=metric) == pytest.approx(want[metric], abs=1e-12)
+        assert table.value(kind="shift", shift=CLEAN, severity="0", detector="", metric=metric) == pytest.approx(
+            want[metric], abs=1e-12
+        )
     # one clean block, 38 cells, one mean per corruption, raw metrics + ts metrics each
     cells = SUITE
     n_corr = len({c for c, _ in cells})
@@ -98,7 +121,10 @@ def test_means_over_severities_equal_hand_means(table):
         levels = [lvl for c, lvl in SUITE if c == name]
         for detector, metrics in (("", CELL_METRICS), ("ts", TS_METRICS)):
             for metric in metrics:
-                vals = [table.value(kind="shift", shift=name, severity=lvl, detector=detector, metric=metric) for lvl in levels]
+                vals = [
+                    table.value(kind="shift", shift=name, severity=lvl, detector=detector, metric=metric)
+                    for lvl in levels
+                ]
                 got = table.value(kind="shift", shift=name, severity="mean", detector=detector, metric=metric)
                 assert got == pytest.approx(statistics.fmean(vals), abs=1e-12)
 
@@ -127,7 +153,9 @@ def test_w2_report_means_are_unweighted_means_of_the_four_levels():
     means = severity_means(t)
     assert len(means) == len(published)
     for (model, shift), (_, mean) in published.items():
-        assert means.value(dataset=model, shift=shift, severity="mean", metric="acc") == pytest.approx(mean, abs=0.1 + 1e-9)
+        assert means.value(dataset=model, shift=shift, severity="mean", metric="acc") == pytest.approx(
+            mean, abs=0.1 + 1e-9
+        )
 
 
 def test_shifted_batches_match_corrupt_dataset_and_quantize(test_set):
@@ -157,7 +185,9 @@ def test_cache_in_memory_and_on_disk_gives_the_streamed_results(model, test_set,
         assert {r.key: r.value for r in t} == {r.key: r.value for r in streamed}
     # a damaged file is rebuilt, a different seed or subset is a different entry
     files[0].write_bytes(b"not a safetensors file")
-    assert torch.equal(disk.get(test_set, *shift_suite(suite)[0], 1).x, corrupt_dataset(test_set, *shift_suite(suite)[0], 1).x)
+    assert torch.equal(
+        disk.get(test_set, *shift_suite(suite)[0], 1).x, corrupt_dataset(test_set, *shift_suite(suite)[0], 1).x
+    )
     other = test_set.subset(slice(0, 40))
     before = disk.misses
     disk.get(other, "gaussian_blur_sigma", 0.3, 1)
@@ -176,7 +206,9 @@ def test_channels_last_copy_agrees_and_leaves_the_model_alone(model, test_set):
     slow = evaluate_shift(model, test_set, "blur_w2", seed=0, batch_size=32, channels_last=False)
     for r in slow:
         if r.metric in ("acc", "mmc", "nll", "brier"):  # binned errors could jump a bin on a 1e-7 change
-            assert fast.value(kind=r.kind, shift=r.shift, severity=r.severity, detector=r.detector, metric=r.metric) == pytest.approx(r.value, abs=1e-5)
+            assert fast.value(
+                kind=r.kind, shift=r.shift, severity=r.severity, detector=r.detector, metric=r.metric
+            ) == pytest.approx(r.value, abs=1e-5)
 
 
 def test_corruption_error_and_mce_against_a_baseline(table):
@@ -189,7 +221,9 @@ def test_corruption_error_and_mce_against_a_baseline(table):
         ces[c] = table.value(kind="shift", shift=c, severity="", metric="ce")
         assert ces[c] == pytest.approx(want, rel=1e-12)
     assert len(table.filter(metric="ce")) == len(COVERED)  # corruptions the baseline does not cover get no CE
-    assert table.value(kind="shift", shift="", metric="mce_rel") == pytest.approx(statistics.fmean(ces.values()), rel=1e-12)
+    assert table.value(kind="shift", shift="", metric="mce_rel") == pytest.approx(
+        statistics.fmean(ces.values()), rel=1e-12
+    )
     # levels given as floats work too; a partial baseline for one corruption is refused
     ce, mce = corruption_errors({("fog", 1.0): 0.2, ("fog", 3.0): 0.4}, {("fog", "1"): 0.1, ("fog", 3): 0.1})
     assert ce == {"fog": pytest.approx(3.0)} and mce == pytest.approx(3.0)

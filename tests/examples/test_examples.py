@@ -15,8 +15,19 @@ EXAMPLES = ROOT / "examples"
 
 
 def _run(script: str, tmp_path: Path, *args: str, timeout: int = 600) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), "--tiny", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "MPLBACKEND": "Agg",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--tiny", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -56,7 +67,9 @@ def _reproduce_module():
 
 def test_reproduce_presets_skips_unregistered_names(tmp_path) -> None:
     mod = _reproduce_module()
-    assert mod.reproduce("no-such-paper-fmnist", tmp_path, tiny=True).startswith("skipping no-such-paper-fmnist: not registered")
+    assert mod.reproduce("no-such-paper-fmnist", tmp_path, tiny=True).startswith(
+        "skipping no-such-paper-fmnist: not registered"
+    )
 
 
 @pytest.mark.slow

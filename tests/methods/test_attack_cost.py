@@ -50,7 +50,10 @@ def test_a_batch_is_attacked_as_its_examples_one_by_one():
     model = _model().train()
     x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(4))
     batch, val = pgd(model, x, log_max_confidence, eps=0.2, steps=4, step_size=0.05, random_start="none")
-    singles = [pgd(model, x[i : i + 1], log_max_confidence, eps=0.2, steps=4, step_size=0.05, random_start="none") for i in range(5)]
+    singles = [
+        pgd(model, x[i : i + 1], log_max_confidence, eps=0.2, steps=4, step_size=0.05, random_start="none")
+        for i in range(5)
+    ]
     torch.testing.assert_close(batch, torch.cat([s[0] for s in singles]), rtol=0, atol=1e-6)
     torch.testing.assert_close(val, torch.cat([s[1] for s in singles]), rtol=1e-5, atol=1e-6)
     assert float((batch - x).abs().max()) > 0.1  # the attack moved the images

@@ -39,8 +39,13 @@ def _measure(run_dir: Path, cfg) -> dict[str, float]:
     shape = tuple(test.x.shape[1:])
     logits = predict(model, test.x)["logits"]
     uniform = OOD_SETS.create("uniform", shape=shape, n=2000, seed=11)
-    z = torch.cat([OOD_SETS.create(n, shape=shape, n=128, seed=12).x for n in ("uniform", "lowpass_noise")]).float() / 255
-    _, log_conf = pgd_confidence(model, z, eps=0.3, steps=40, step_size=0.03, generator=torch.Generator().manual_seed(13))
+    z = (
+        torch.cat([OOD_SETS.create(n, shape=shape, n=128, seed=12).x for n in ("uniform", "lowpass_noise")]).float()
+        / 255
+    )
+    _, log_conf = pgd_confidence(
+        model, z, eps=0.3, steps=40, step_size=0.03, generator=torch.Generator().manual_seed(13)
+    )
     return {
         "acc": (logits.argmax(1) == test.y).double().mean().item(),
         "mmc_uniform": predict(model, uniform.x)["logits"].softmax(1).max(1).values.mean().item(),

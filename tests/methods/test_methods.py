@@ -36,7 +36,12 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 def _batch(method, n: int = 8, seed: int = 0) -> dict:
     g = _gen(seed)
-    batch = {"x": torch.rand(n, *SHAPE, generator=g), "y": torch.randint(0, 3, (n,), generator=g), "generator": _gen(seed + 1), "step": 0}
+    batch = {
+        "x": torch.rand(n, *SHAPE, generator=g),
+        "y": torch.randint(0, 3, (n,), generator=g),
+        "generator": _gen(seed + 1),
+        "step": 0,
+    }
     if method.batch_spec == "id+outliers":
         batch["x_out"] = torch.rand(int(n * method.outlier_batch_ratio), *SHAPE, generator=g)
     if method.batch_spec == "two_views":

@@ -22,8 +22,16 @@ def _run(tmp: Path, name: str, *overrides: str, preset: str = "fmnist-plain") ->
     cfg = load_config(
         preset,
         overrides=[
-            f"name={name}", f"out_dir={tmp}", "data.train_subset=256", "data.val_size=100", "train.batch_size=64",
-            "train.max_steps=3", "train.epochs=1", "train.channels_last=false", "eval.detectors=[]", *overrides,
+            f"name={name}",
+            f"out_dir={tmp}",
+            "data.train_subset=256",
+            "data.val_size=100",
+            "train.batch_size=64",
+            "train.max_steps=3",
+            "train.epochs=1",
+            "train.channels_last=false",
+            "eval.detectors=[]",
+            *overrides,
         ],
     )
     return fit(cfg, progress=False)
@@ -41,8 +49,16 @@ def parent(tmp_path_factory) -> Path:
 
 def test_finetune_new_head_own_schedule_and_frozen_backbone(parent: Path, tmp_path: Path) -> None:
     child = _run(
-        tmp_path, "ft", "data.classes=[5,6,7,8,9]", f"train.init_from={parent}", "train.reset_head=true",
-        "optim.backbone_lr_mult=0", "train.freeze_bn=true", "optim.schedule=constant", "optim.lr=0.01", "optim.warmup_frac=0",
+        tmp_path,
+        "ft",
+        "data.classes=[5,6,7,8,9]",
+        f"train.init_from={parent}",
+        "train.reset_head=true",
+        "optim.backbone_lr_mult=0",
+        "train.freeze_bn=true",
+        "optim.schedule=constant",
+        "optim.lr=0.01",
+        "optim.warmup_frac=0",
     )
     meta = read_meta(child)
     assert meta["parent_checkpoint"] == str(parent)
@@ -58,7 +74,9 @@ def test_finetune_new_head_own_schedule_and_frozen_backbone(parent: Path, tmp_pa
 
 def test_frozen_bn_stays_frozen_when_the_method_toggles_modes(parent: Path, tmp_path: Path) -> None:
     acet = ("method.name=acet", "method.kwargs={steps: 1, at_frac: 0.5}")
-    frozen = _run(tmp_path, "frozen", "data.classes=[0,1,2,3,4]", f"train.init_from={parent}", "train.freeze_bn=true", *acet)
+    frozen = _run(
+        tmp_path, "frozen", "data.classes=[0,1,2,3,4]", f"train.init_from={parent}", "train.freeze_bn=true", *acet
+    )
     free = _run(tmp_path, "free", "data.classes=[0,1,2,3,4]", f"train.init_from={parent}", "train.max_steps=1")
     before = _weights(parent)
     bn = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
@@ -88,11 +106,20 @@ def test_class_exclusion_shrinks_the_head(tmp_path: Path) -> None:
 
 
 def test_barlow_twins_pretraining_then_finetuning(tmp_path: Path) -> None:
-    ssl = _run(tmp_path, "bt", "train.checkpoint_every=1", "method.kwargs={hidden: [32], out: 16}", preset="fmnist-barlow")
+    ssl = _run(
+        tmp_path, "bt", "train.checkpoint_every=1", "method.kwargs={hidden: [32], out: 16}", preset="fmnist-barlow"
+    )
     step, state = load_train_state(ssl, _model_like(ssl))
     assert step == 3 and any(k.startswith("projector.") for k in state["extra"])  # the projector is saved and resumable
     assert read_meta(ssl)["method"] == "barlow_twins" and "val_acc" not in read_meta(ssl)["history"][-1]
-    ft = _run(tmp_path, "bt-ft", f"train.init_from={ssl}", "optim.backbone_lr_mult=0", "train.freeze_bn=true", preset="fmnist-barlow-ft")
+    ft = _run(
+        tmp_path,
+        "bt-ft",
+        f"train.init_from={ssl}",
+        "optim.backbone_lr_mult=0",
+        "train.freeze_bn=true",
+        preset="fmnist-barlow-ft",
+    )
     before, after = _weights(ssl), _weights(ft)
     assert all(torch.equal(after[k], before[k]) for k in after if not k.startswith("fc."))
     assert "val_acc" in read_meta(ft)["history"][-1]

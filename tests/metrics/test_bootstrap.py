@@ -75,7 +75,9 @@ def test_detection_replicates_equal_the_metrics_of_the_written_out_resample(ties
         for k, v in reps.items():
             tol = 1e-6 if k == "aupr_in" else 1e-12  # AUPR-In's precisions are float32 ratios; the rest is float64
             assert float(v[b]) == pytest.approx(ref[k], abs=tol), (k, b)
-    ones = detection_replicates(s_id, s_ood, torch.ones(1, 300, dtype=torch.int16), torch.ones(1, 170, dtype=torch.int16))
+    ones = detection_replicates(
+        s_id, s_ood, torch.ones(1, 300, dtype=torch.int16), torch.ones(1, 170, dtype=torch.int16)
+    )
     ref = ood_metrics(s_id, s_ood)
     assert all(float(ones[k][0]) == pytest.approx(ref[k], abs=1e-6) for k in ones)
 
@@ -231,7 +233,10 @@ def test_paired_difference_finds_a_known_difference_and_no_difference_in_a_null_
             u_lo, u_hi = percentile_interval(rep_a - detection_replicates(b_id, b_ood, cid2, cood2)["auroc"])
             narrower += (hi - lo) < (u_hi - u_lo)
         a_id, a_ood, b_id, b_ood = _paired_scores(g, n, 0.6, 0.6)
-        diff = detection_replicates(a_id, a_ood, cid, cood)["auroc"] - detection_replicates(b_id, b_ood, cid, cood)["auroc"]
+        diff = (
+            detection_replicates(a_id, a_ood, cid, cood)["auroc"]
+            - detection_replicates(b_id, b_ood, cid, cood)["auroc"]
+        )
         lo, hi = percentile_interval(diff)
         null_rejects += lo > 0 or hi < 0
     band = _binomial_band(0.95, draws)

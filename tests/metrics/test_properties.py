@@ -82,7 +82,10 @@ def test_float32_and_float64_scores_agree_when_exact(s_id, s_ood):
 
 
 conf_correct = st.integers(1, 60).flatmap(
-    lambda n: st.tuples(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n), st.lists(st.booleans(), min_size=n, max_size=n)))
+    lambda n: st.tuples(
+        st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n), st.lists(st.booleans(), min_size=n, max_size=n)
+    )
+)
 
 
 @PROPS
@@ -103,14 +106,22 @@ def test_uniform_binning_does_not_depend_on_the_order_of_examples(pair, n_bins, 
     order = list(range(len(conf)))
     rnd.shuffle(order)
     a = calibration_error(_t(conf), torch.tensor(correct), "l2", "uniform", n_bins=n_bins)
-    b = calibration_error(_t([conf[i] for i in order]), torch.tensor([correct[i] for i in order]), "l2", "uniform", n_bins=n_bins)
+    b = calibration_error(
+        _t([conf[i] for i in order]), torch.tensor([correct[i] for i in order]), "l2", "uniform", n_bins=n_bins
+    )
     assert a == pytest.approx(b, abs=1e-12)
     bins = reliability_bins(_t(conf), torch.tensor(correct), "uniform", n_bins=n_bins)
     assert int(bins.count.sum()) == len(conf)
 
 
 @PROPS
-@given(st.one_of(st.integers(-5, 0), st.floats(allow_nan=True).filter(lambda v: not (v >= 1 and float(v).is_integer())), st.booleans()))
+@given(
+    st.one_of(
+        st.integers(-5, 0),
+        st.floats(allow_nan=True).filter(lambda v: not (v >= 1 and float(v).is_integer())),
+        st.booleans(),
+    )
+)
 def test_a_bad_bin_count_is_refused_whatever_the_binning(n_bins):
     for binning in ("uniform", "adaptive"):
         with pytest.raises(InputError, match=r"^n_bins must be a positive integer"):

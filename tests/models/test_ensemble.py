@@ -73,10 +73,14 @@ def test_forward_features_head_and_members_agree():
         torch.testing.assert_close(m[:, i], net(x))
     torch.testing.assert_close(ens(x), average_logits(m))
     torch.testing.assert_close(ens.head(ens.features(x)), ens(x))
-    torch.testing.assert_close(ens.head(z.clone()), ens(x), rtol=1e-5, atol=1e-6)  # not the stashed pass: member heads on slices
+    torch.testing.assert_close(
+        ens.head(z.clone()), ens(x), rtol=1e-5, atol=1e-6
+    )  # not the stashed pass: member heads on slices
     torch.testing.assert_close(ens.member_head(z), m, rtol=1e-5, atol=1e-6)
     # softmax of the logits is the mean of the members' softmax
-    torch.testing.assert_close(ens(x).softmax(1), torch.stack([n(x).softmax(1) for n in members]).mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        ens(x).softmax(1), torch.stack([n(x).softmax(1) for n in members]).mean(0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_layer_contract_names_every_members_layers():

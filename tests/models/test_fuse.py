@@ -56,7 +56,11 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> N
     torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * float(expected.abs().max()))
 
 
-@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "rewrites"),
+    MODELS,
+    ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS],
+)
 def test_inference_copy_computes_the_same_logits_and_features(name, kwargs, rewrites):
     model = _model(name, kwargs)
     x = _input(name)
@@ -77,7 +81,11 @@ def test_inference_copy_computes_the_same_logits_and_features(name, kwargs, rewr
     assert ref_logits.abs().max() > 0.1  # the comparison is not between near-zero outputs
 
 
-@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "rewrites"),
+    MODELS,
+    ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS],
+)
 def test_inference_copy_gives_the_same_input_gradients_and_freezes_parameters(name, kwargs, rewrites):
     model = _model(name, kwargs)
     x = _input(name)
@@ -99,7 +107,11 @@ def test_inference_copy_gives_the_same_input_gradients_and_freezes_parameters(na
     _close(got, ref, rel=1e-4)  # backward through a folded network: one more rounding per layer
 
 
-@pytest.mark.parametrize(("name", "kwargs", "rewrites"), MODELS, ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "rewrites"),
+    MODELS,
+    ids=[m[0] + ("-v01" if m[1].get("pool_first") is False else "") for m in MODELS],
+)
 def test_the_original_model_is_untouched(name, kwargs, rewrites):
     model = _model(name, kwargs).train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -127,13 +139,20 @@ def test_channels_last_weights_only_where_asked():
 def test_folding_uses_the_running_statistics_and_eps():
     """Conv → BN(eps=0.1) → ReLU → MaxPool(3, stride 2, padding 1, ceil_mode) in float64, against the formula."""
     torch.manual_seed(0)
-    seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=True), nn.BatchNorm2d(3, eps=0.1), nn.ReLU(), nn.MaxPool2d(3, 2, 1, ceil_mode=True)).double()
+    seq = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, bias=True),
+        nn.BatchNorm2d(3, eps=0.1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+    ).double()
     _nontrivial_bn_(seq)
     seq.eval()
     x = torch.randn(2, 2, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     conv, bn = seq[0], seq[1]
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    by_hand = torch.nn.functional.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), (conv.bias - bn.running_mean) * scale + bn.bias, padding=1)
+    by_hand = torch.nn.functional.conv2d(
+        x, conv.weight * scale.view(-1, 1, 1, 1), (conv.bias - bn.running_mean) * scale + bn.bias, padding=1
+    )
     want = seq(x)
     fused = copy.deepcopy(seq)
     with torch.no_grad():
@@ -149,7 +168,9 @@ def test_batchnorm_after_max_pooling_folds_only_when_every_scale_is_positive(neg
     """Conv → MaxPool(3, stride 2, padding 1) → BN: folded through the pooling when every γ/√(σ²+ε) > 0 (max commutes
     with an increasing map), left alone when one channel's γ is negative (there max would become min)."""
     torch.manual_seed(0)
-    seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.MaxPool2d(3, 2, 1), nn.BatchNorm2d(3, eps=0.1), nn.ReLU()).double()
+    seq = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.MaxPool2d(3, 2, 1), nn.BatchNorm2d(3, eps=0.1), nn.ReLU()
+    ).double()
     _nontrivial_bn_(seq)
     if negative_channel:
         with torch.no_grad():

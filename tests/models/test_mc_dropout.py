@@ -22,7 +22,9 @@ class Deep(Classifier):
     def __init__(self, p: float) -> None:
         super().__init__()
         self.normalize = Normalize([0.5], [0.25])
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(p), nn.Linear(32, 8), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(p), nn.Linear(32, 8), nn.ReLU()
+        )
         self.feature_dim, self.num_classes = 8, 3
         self.fc = nn.Linear(8, 3)
 
@@ -123,7 +125,10 @@ def test_the_wrapped_model_is_not_modified():
 
 
 def test_refuses_a_model_without_dropout_and_bad_passes_with_a_sentence():
-    with pytest.raises(ConfigError, match=r"FastCNN has no dropout layer \(nn.Dropout\), so MC dropout has nothing to sample; .*fmnist-dropout"):
+    with pytest.raises(
+        ConfigError,
+        match=r"FastCNN has no dropout layer \(nn.Dropout\), so MC dropout has nothing to sample; .*fmnist-dropout",
+    ):
         MCDropout(create_model("fastcnn", width=4), passes=10)
     with pytest.raises(ConfigError, match="passes >= 1"):
         MCDropout(_deep(0.1), passes=0)

@@ -40,7 +40,9 @@ def _input(name: str, batch: int = 2, seed: int = 0) -> torch.Tensor:
 def test_model_contract(name: str) -> None:
     entry = MODELS.get(name)
     params = inspect.signature(entry).parameters.values()
-    assert all(p.default is not inspect.Parameter.empty for p in params), "entrypoints take keyword arguments with defaults"
+    assert all(p.default is not inspect.Parameter.empty for p in params), (
+        "entrypoints take keyword arguments with defaults"
+    )
     assert {"num_classes", "mean", "std"} <= {p.name for p in params}
 
     torch.manual_seed(0)
@@ -55,7 +57,9 @@ def test_model_contract(name: str) -> None:
     assert logits.shape == (2, k) and torch.isfinite(logits).all()
     F.cross_entropy(logits, torch.tensor([0, 1])).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
-    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [n for n, g in grads.items() if g is None]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
+        n for n, g in grads.items() if g is None
+    ]
     assert sum(float(g.abs().sum()) for g in grads.values()) > 0
 
     # forward = head ∘ features, shapes, determinism in eval mode
@@ -129,7 +133,9 @@ def test_feature_layers_known_answers_on_fastcnn() -> None:
 def test_feature_layers_errors() -> None:
     model = create_model("fastcnn", width=4).eval()
     x = _input("fastcnn")
-    with pytest.raises(ConfigError, match="has no layer 'stages.7'; its feature layers are stages.0, stages.1, stages.2"):
+    with pytest.raises(
+        ConfigError, match="has no layer 'stages.7'; its feature layers are stages.0, stages.1, stages.2"
+    ):
         model.layer_outputs(x, ["stages.7"])
     with pytest.raises(InputError, match="changed its output shape"):
         model.forward_with(x, {"stages.2": lambda t: t.flatten(1)})
@@ -154,7 +160,18 @@ def test_feature_layers_errors() -> None:
 
 def test_list_and_create() -> None:
     names = list_models()
-    assert {"fastcnn", "lenet", "wrn", "wrn40_2", "wrn28_10", "preact_resnet_hein", "resnet18", "resnet50", "densenet_bc100", "mlp"} <= set(names)
+    assert {
+        "fastcnn",
+        "lenet",
+        "wrn",
+        "wrn40_2",
+        "wrn28_10",
+        "preact_resnet_hein",
+        "resnet18",
+        "resnet50",
+        "densenet_bc100",
+        "mlp",
+    } <= set(names)
     assert list_models("wrn") == ["wrn", "wrn28_10", "wrn40_2"]
     assert create_model("fastcnn", num_classes=3).fc.out_features == 3
 
@@ -173,7 +190,9 @@ def test_resolve_stats_defaults_and_errors() -> None:
 
 
 def test_default_normalisation_per_model() -> None:
-    assert create_model("fastcnn").mean == pytest.approx([0.2860]) and create_model("fastcnn").std == pytest.approx([0.3530])
+    assert create_model("fastcnn").mean == pytest.approx([0.2860]) and create_model("fastcnn").std == pytest.approx(
+        [0.3530]
+    )
     assert create_model("wrn", depth=10, widen=1).mean == pytest.approx([0.5] * 3)
     assert create_model("preact_resnet_hein").std == pytest.approx([1.0] * 3)
     assert create_model("densenet_bc100").mean == pytest.approx([125.3 / 255, 123.0 / 255, 113.9 / 255])
@@ -216,7 +235,10 @@ def test_fastcnn_pools_before_batchnorm_and_relu() -> None:
     x = torch.randn(8, 1, 28, 28)
     conv, bn = model.stages[0][0], model.stages[0][2]
     pooled = F.max_pool2d(conv(x), 2)
-    by_hand = F.relu((pooled - pooled.mean((0, 2, 3), keepdim=True)) / torch.sqrt(pooled.var((0, 2, 3), unbiased=False, keepdim=True) + bn.eps))
+    by_hand = F.relu(
+        (pooled - pooled.mean((0, 2, 3), keepdim=True))
+        / torch.sqrt(pooled.var((0, 2, 3), unbiased=False, keepdim=True) + bn.eps)
+    )
     torch.testing.assert_close(model.stages[0](x), by_hand, rtol=1e-5, atol=1e-5)
     legacy = create_model("fastcnn", width=4, pool_first=False).train()
     assert [type(m) for m in legacy.stages[0]] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]
@@ -234,7 +256,9 @@ def test_checkpoints_of_the_rulab_0_1_fastcnn_layout_still_load(tmp_path) -> Non
         model = create_model("fastcnn", width=4, pool_first=pool_first)
         model.train()(torch.rand(32, 1, 28, 28))  # non-trivial running statistics
         model.eval()
-        path = save_model(tmp_path / f"{pool_first}" / "model.safetensors", model, {"model": "fastcnn", "model_kwargs": {"width": 4}})
+        path = save_model(
+            tmp_path / f"{pool_first}" / "model.safetensors", model, {"model": "fastcnn", "model_kwargs": {"width": 4}}
+        )
         loaded, _ = load_model(path)
         assert loaded.stages[0][1].__class__ is (nn.MaxPool2d if pool_first else nn.BatchNorm2d)
         x = torch.rand(4, 1, 28, 28)
@@ -263,8 +287,12 @@ def test_lenet_shapes_and_count() -> None:
 def test_wrn40_2_parameter_count_by_hand() -> None:
     # A block c_in→c_out: BN1 2·c_in + conv1 9·c_in·c_out + BN2 2·c_out + conv2 9·c_out² (+ 1×1 shortcut c_in·c_out).
     stem = 9 * 3 * 16  # 432
-    stage1 = (32 + 9 * 16 * 32 + 64 + 9 * 32 * 32 + 16 * 32) + 5 * (64 + 9 * 32 * 32 + 64 + 9 * 32 * 32)  # 14,432 + 5·18,560
-    stage2 = (64 + 9 * 32 * 64 + 128 + 9 * 64 * 64 + 32 * 64) + 5 * (128 + 9 * 64 * 64 + 128 + 9 * 64 * 64)  # 57,536 + 5·73,984
+    stage1 = (32 + 9 * 16 * 32 + 64 + 9 * 32 * 32 + 16 * 32) + 5 * (
+        64 + 9 * 32 * 32 + 64 + 9 * 32 * 32
+    )  # 14,432 + 5·18,560
+    stage2 = (64 + 9 * 32 * 64 + 128 + 9 * 64 * 64 + 32 * 64) + 5 * (
+        128 + 9 * 64 * 64 + 128 + 9 * 64 * 64
+    )  # 57,536 + 5·73,984
     stage3 = (128 + 9 * 64 * 128 + 256 + 9 * 128 * 128 + 64 * 128) + 5 * (256 + 9 * 128 * 128 + 256 + 9 * 128 * 128)
     head = 2 * 128 + 128 * 10 + 10
     expected = stem + stage1 + stage2 + stage3 + head
@@ -281,7 +309,12 @@ def test_wrn28_10_parameter_count_by_hand() -> None:
         return 2 * c_in + 9 * c_in * c_out + 2 * c_out + 9 * c_out * c_out + (c_in * c_out if c_in != c_out else 0)
 
     n, ch = 4, [16, 160, 320, 640]
-    expected = 9 * 3 * 16 + sum(block(ch[i], ch[i + 1]) + (n - 1) * block(ch[i + 1], ch[i + 1]) for i in range(3)) + 2 * 640 + 6410
+    expected = (
+        9 * 3 * 16
+        + sum(block(ch[i], ch[i + 1]) + (n - 1) * block(ch[i + 1], ch[i + 1]) for i in range(3))
+        + 2 * 640
+        + 6410
+    )
     assert expected == 36_479_194  # the published "36.5M"
     model = create_model("wrn28_10")
     assert count_parameters(model) == expected and model.feature_dim == 640
@@ -385,7 +418,9 @@ def test_densenet_bc100_parameter_count_by_hand() -> None:
         return sum(50 * (c0 + 12 * i) + 5280 for i in range(16))
 
     stem = 9 * 3 * 24
-    total = stem + block(24) + (2 * 216 + 216 * 108) + block(108) + (2 * 300 + 300 * 150) + block(150) + 2 * 342 + 3420 + 10
+    total = (
+        stem + block(24) + (2 * 216 + 216 * 108) + block(108) + (2 * 300 + 300 * 150) + block(150) + 2 * 342 + 3420 + 10
+    )
     assert (block(24), block(108), block(150)) == (175_680, 242_880, 276_480)
     assert total == 769_162  # the paper's "0.8M"
     model = create_model("densenet_bc100")

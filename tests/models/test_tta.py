@@ -45,7 +45,9 @@ def test_flip_tta_is_the_mean_of_the_two_passes():
         torch.testing.assert_close(tta(x), by_hand, rtol=1e-5, atol=1e-6)
         z = tta.features(x)
         torch.testing.assert_close(z, z_by_hand, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(tta.head(z), by_hand, rtol=1e-5, atol=1e-6)  # linear head: head(mean z) = mean logits
+        torch.testing.assert_close(
+            tta.head(z), by_hand, rtol=1e-5, atol=1e-6
+        )  # linear head: head(mean z) = mean logits
         # a mirrored image has the same TTA output (both views are the same pair)
         torch.testing.assert_close(tta(x.flip(-1)), by_hand, rtol=1e-5, atol=1e-6)
     assert tta.fc is model.fc and tta.num_classes == 10 and tta.feature_dim == model.feature_dim
@@ -76,7 +78,9 @@ def test_inference_copy_of_flip_tta_is_the_same_predictor():
         torch.testing.assert_close(fast(x), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
 
 
-TTA_BENCH = Benchmark(name="fmnist-tta-test", id_dataset="fashion_mnist", ood=("uniform",), val_ood=(), protocol="full", n_ood=40)
+TTA_BENCH = Benchmark(
+    name="fmnist-tta-test", id_dataset="fashion_mnist", ood=("uniform",), val_ood=(), protocol="full", n_ood=40
+)
 BENCHMARKS.register(TTA_BENCH.name, overwrite=True)(lambda: TTA_BENCH)
 
 
@@ -92,9 +96,19 @@ def test_evaluate_keys_flip_tta_apart_in_the_cache(tmp_path):
         tta_logits = (model(x) + model(x.flip(-1))) / 2
     runs = {}
     for tta in (True, False, True, False):  # the second pair reads the cache the first pair wrote
-        cfg = EvalCfg(benchmark=TTA_BENCH.name, detectors=("msp",), shift="", farconf=False, flip_tta=tta, batch_size=64)
-        table = run_evaluation(model, benchmark=TTA_BENCH.name, eval_cfg=cfg, train=splits.train, val=splits.val, test=test,
-                         cache_dir=tmp_path, model_key="ckpt")
+        cfg = EvalCfg(
+            benchmark=TTA_BENCH.name, detectors=("msp",), shift="", farconf=False, flip_tta=tta, batch_size=64
+        )
+        table = run_evaluation(
+            model,
+            benchmark=TTA_BENCH.name,
+            eval_cfg=cfg,
+            train=splits.train,
+            val=splits.val,
+            test=test,
+            cache_dir=tmp_path,
+            model_key="ckpt",
+        )
         runs.setdefault(tta, []).append(table)
     for tta, want in ((True, tta_logits), (False, plain_logits)):
         for table in runs[tta]:
@@ -121,5 +135,7 @@ def test_flip_tta_layer_outputs_average_the_aligned_views():
         torch.testing.assert_close(logits, tta(x))
         torch.testing.assert_close(outs["stages.0"], (a["stages.0"] + b["stages.0"].flip(-1)) / 2)
         edit = {"stages.1": lambda t: t * 0.5}
-        torch.testing.assert_close(tta.forward_with(x, edit), (inner.forward_with(x, edit) + inner.forward_with(x.flip(-1), edit)) / 2)
+        torch.testing.assert_close(
+            tta.forward_with(x, edit), (inner.forward_with(x, edit) + inner.forward_with(x.flip(-1), edit)) / 2
+        )
     assert tta.feature_layers == inner.feature_layers

@@ -17,7 +17,15 @@ MEAN, STD = (0.3, 0.5, 0.4), (0.2, 0.25, 0.3)
 
 def _net(k: int = 4) -> nn.Sequential:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, 12), nn.ReLU(), nn.Linear(12, k))
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(24, 12),
+        nn.ReLU(),
+        nn.Linear(12, k),
+    )
 
 
 def _x(n: int = 5) -> torch.Tensor:
@@ -130,7 +138,13 @@ def test_torchvision_entry_matches_torchvision_and_rulab_resnet18() -> None:
     tv.eval()
     m = MODELS.create("torchvision", arch="resnet18", num_classes=10, in_channels=1, mean=[0.286], std=[0.353])
     assert set(m.state_dict()) == {f"net.{k}" for k in tv.state_dict()} | {"normalize.mean", "normalize.std"}
-    m.load_state_dict({**{f"net.{k}": v for k, v in tv.state_dict().items()}, "normalize.mean": m.normalize.mean, "normalize.std": m.normalize.std})
+    m.load_state_dict(
+        {
+            **{f"net.{k}": v for k, v in tv.state_dict().items()},
+            "normalize.mean": m.normalize.mean,
+            "normalize.std": m.normalize.std,
+        }
+    )
     r = MODELS.create("resnet18", num_classes=10, in_channels=1, mean=[0.286], std=[0.353])
     r.load_state_dict({**tv.state_dict(), "normalize.mean": r.normalize.mean, "normalize.std": r.normalize.std})
     m.eval(), r.eval()

@@ -44,7 +44,19 @@ def _clean_env() -> dict[str, str]:
 
 def _copy_source(dst: Path) -> Path:
     """The checkout without build outputs (building writes build/ and *.egg-info next to the sources)."""
-    ignore = shutil.ignore_patterns(".git", ".venv", "runs", "site", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "example-output", "mlruns")
+    ignore = shutil.ignore_patterns(
+        ".git",
+        ".venv",
+        "runs",
+        "site",
+        "build",
+        "dist",
+        "*.egg-info",
+        "__pycache__",
+        ".pytest_cache",
+        "example-output",
+        "mlruns",
+    )
     shutil.copytree(ROOT, dst, ignore=ignore)
     return dst
 
@@ -53,29 +65,57 @@ def _fresh_venv(path: Path) -> Path:
     """A venv without pip whose site-packages also sees the shared dependencies (not the editable rulab)."""
     venv.EnvBuilder(with_pip=False, symlinks=True).create(path)
     py = path / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True, env=_clean_env()).stdout.strip()
+    purelib = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_clean_env(),
+    ).stdout.strip()
     shared = sysconfig.get_paths()["purelib"]
     Path(purelib, "_shared_dependencies.pth").write_text(shared + "\n", encoding="utf-8")
     return py
 
 
 def _pip_install(py: Path, target: Path, *extra: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "--quiet", *extra, str(target)],
-                          capture_output=True, text=True, env=_clean_env(), timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            *extra,
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 def _smoke(py: Path, venv_dir: Path) -> None:
     env = _clean_env()
-    version = subprocess.run([str(venv_dir / "bin" / "rulab"), "--version"], capture_output=True, text=True, env=env, timeout=120)
+    version = subprocess.run(
+        [str(venv_dir / "bin" / "rulab"), "--version"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert version.returncode == 0 and version.stdout.strip() == "rulab 0.1.0", version.stdout + version.stderr
-    listed = subprocess.run([str(venv_dir / "bin" / "rulab"), "list", "detectors"], capture_output=True, text=True, env=env, timeout=300)
+    listed = subprocess.run(
+        [str(venv_dir / "bin" / "rulab"), "list", "detectors"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert "mahalanobis" in listed.stdout, listed.stderr
     run = subprocess.run([str(py), "-c", SMOKE], capture_output=True, text=True, env=env, timeout=600, cwd=venv_dir)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     where = next(ln.split(" ", 1)[1] for ln in run.stdout.splitlines() if ln.startswith("RULAB_FILE"))
-    assert Path(where).resolve().is_relative_to(venv_dir.resolve()), f"rulab was imported from {where}, not from the fresh venv"
+    assert Path(where).resolve().is_relative_to(venv_dir.resolve()), (
+        f"rulab was imported from {where}, not from the fresh venv"
+    )
     assert int(next(ln.split()[1] for ln in run.stdout.splitlines() if ln.startswith("ROWS"))) > 20
 
 
@@ -85,8 +125,13 @@ def test_wheel_and_sdist_install_into_a_fresh_venv(tmp_path) -> None:
         pytest.importorskip(mod, reason=f"{mod} is needed to build the package (pip install 'rulab[dev]')")
     src = _copy_source(tmp_path / "src")
     dist = tmp_path / "dist"
-    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(src)],
-                          capture_output=True, text=True, env=_clean_env(), timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(src)],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     wheel = next(dist.glob("rulab-0.1.0-py3-none-any.whl"))
     sdist = next(dist.glob("rulab-0.1.0.tar.gz"))
@@ -97,7 +142,15 @@ def test_wheel_and_sdist_install_into_a_fresh_venv(tmp_path) -> None:
     import tarfile
 
     members = tarfile.open(sdist).getnames()
-    for needed in ("tests/eval/test_user_eval.py", "docs/metrics.md", "mkdocs.yml", "examples/custom_detector.py", "benchmarks", "CHANGELOG.md", "LICENSE"):
+    for needed in (
+        "tests/eval/test_user_eval.py",
+        "docs/metrics.md",
+        "mkdocs.yml",
+        "examples/custom_detector.py",
+        "benchmarks",
+        "CHANGELOG.md",
+        "LICENSE",
+    ):
         assert any(m.startswith(f"rulab-0.1.0/{needed}") for m in members), needed
 
     for kind, target, extra in (("wheel", wheel, ()), ("sdist", sdist, ("--no-build-isolation",))):

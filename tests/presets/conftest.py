@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("_rulab_test_datasets", Path(__file__).parents[1] / "data" / "test_datasets.py")
+_SPEC = importlib.util.spec_from_file_location(
+    "_rulab_test_datasets", Path(__file__).parents[1] / "data" / "test_datasets.py"
+)
 data_helpers = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(data_helpers)
 
@@ -33,17 +35,35 @@ def _put(path: Path, data: bytes) -> Path:
 def write_paper_data(root: Path, mp: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
     """Write every paper dataset into ``root`` (the RULAB_DATA cache) and patch the sources' MD5s."""
     # CIFAR-10: 5 train batches of 4 images, a test batch of 6
-    files = {f"data_batch_{i}": data_helpers._cifar_batch(rng.integers(0, 256, (4, 3072), dtype=np.uint8), [int(c) for c in rng.integers(0, 10, 4)])
-             for i in range(1, 6)}
-    files["test_batch"] = data_helpers._cifar_batch(rng.integers(0, 256, (6, 3072), dtype=np.uint8), [int(c) for c in rng.integers(0, 10, 6)])
+    files = {
+        f"data_batch_{i}": data_helpers._cifar_batch(
+            rng.integers(0, 256, (4, 3072), dtype=np.uint8), [int(c) for c in rng.integers(0, 10, 4)]
+        )
+        for i in range(1, 6)
+    }
+    files["test_batch"] = data_helpers._cifar_batch(
+        rng.integers(0, 256, (6, 3072), dtype=np.uint8), [int(c) for c in rng.integers(0, 10, 6)]
+    )
     files["batches.meta"] = pickle.dumps({b"label_names": [n.encode() for n in CIFAR10_NAMES]}, protocol=2)
     for k, blob in files.items():
         _put(root / "cifar10" / "cifar-10-batches-py" / k, blob)
     data_helpers.publish(mp, "cifar10", files)
     # CIFAR-100: 20 train, 6 test, fine labels
     files = {
-        "train": pickle.dumps({b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"fine_labels": [int(c) for c in rng.integers(0, 100, 20)]}, protocol=2),
-        "test": pickle.dumps({b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), b"fine_labels": [int(c) for c in rng.integers(0, 100, 6)]}, protocol=2),
+        "train": pickle.dumps(
+            {
+                b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+                b"fine_labels": [int(c) for c in rng.integers(0, 100, 20)],
+            },
+            protocol=2,
+        ),
+        "test": pickle.dumps(
+            {
+                b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8),
+                b"fine_labels": [int(c) for c in rng.integers(0, 100, 6)],
+            },
+            protocol=2,
+        ),
         "meta": pickle.dumps({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, protocol=2),
     }
     for k, blob in files.items():
@@ -56,21 +76,37 @@ def write_paper_data(root: Path, mp: pytest.MonkeyPatch, rng: np.random.Generato
     for split, n in (("train", 20), ("test", 6)):
         path = root / "svhn" / f"{split}_32x32.mat"
         path.parent.mkdir(parents=True, exist_ok=True)
-        scipy.io.savemat(path, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8), "y": rng.integers(1, 11, (n, 1)).astype(np.uint8)})
+        scipy.io.savemat(
+            path,
+            {
+                "X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                "y": rng.integers(1, 11, (n, 1)).astype(np.uint8),
+            },
+        )
         svhn[split] = path.read_bytes()
     data_helpers.publish(mp, "svhn", svhn)
     # downsampled ImageNet: 10 pickled train batches of 2 images (labels 1..1000), val as npz
     for i in range(1, 11):
-        blob = pickle.dumps({"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [int(c) for c in rng.integers(1, 1001, 2)],
-                             "mean": np.zeros(3072)})
+        blob = pickle.dumps(
+            {
+                "data": rng.integers(0, 256, (2, 3072), dtype=np.uint8),
+                "labels": [int(c) for c in rng.integers(1, 1001, 2)],
+                "mean": np.zeros(3072),
+            }
+        )
         _put(root / "imagenet32" / "Imagenet32_train" / f"train_data_batch_{i}", blob)
     buf = io.BytesIO()
     np.savez(buf, data=rng.integers(0, 256, (2, 3072), dtype=np.uint8), labels=np.array([1, 1000]))
     _put(root / "imagenet32" / "val_data.npz", buf.getvalue())
     # downsampled ImageNet 64x64: batches 1-5 in Imagenet64_train_part1/, 6-10 in part2/ (Python-3 pickles), val as npz
     for i in range(1, 11):
-        blob = pickle.dumps({"data": rng.integers(0, 256, (2, 12288), dtype=np.uint8), "labels": [1, int(rng.integers(4, 1001))],
-                             "mean": np.zeros(12288)})
+        blob = pickle.dumps(
+            {
+                "data": rng.integers(0, 256, (2, 12288), dtype=np.uint8),
+                "labels": [1, int(rng.integers(4, 1001))],
+                "mean": np.zeros(12288),
+            }
+        )
         _put(root / "imagenet64" / f"Imagenet64_train_part{1 if i <= 5 else 2}" / f"train_data_batch_{i}", blob)
     buf = io.BytesIO()
     np.savez(buf, data=rng.integers(0, 256, (2, 12288), dtype=np.uint8), labels=np.array([5, 1000]))

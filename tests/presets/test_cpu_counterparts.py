@@ -13,7 +13,13 @@ from rulab.presets import load_config
 from rulab.train.loop import fit
 
 torch.set_num_threads(2)
-TINY = ("data.train_subset=256", "data.val_size=100", "train.batch_size=64", "train.max_steps=2", "train.channels_last=false")
+TINY = (
+    "data.train_subset=256",
+    "data.val_size=100",
+    "train.batch_size=64",
+    "train.max_steps=2",
+    "train.channels_last=false",
+)
 
 
 def _fit(name: str, tmp, *extra: str):
@@ -36,7 +42,13 @@ def test_coursework_fmnist_study_end_to_end(tmp_path):
     pytest.importorskip("matplotlib")
     from rulab.study import run_study
 
-    res = run_study("coursework-fmnist", out_dir=str(tmp_path), seeds=[0], progress=False, overrides=list(TINY) + ["eval.batch_size=500"])
+    res = run_study(
+        "coursework-fmnist",
+        out_dir=str(tmp_path),
+        seeds=[0],
+        progress=False,
+        overrides=list(TINY) + ["eval.batch_size=500"],
+    )
     assert len(res.ran) == 4 and res.report is not None
     page = res.report.read_text(encoding="utf-8")
     assert "<h3>Paper tables</h3>" in page and "Accuracy (%) under W2" in page and "Brightness mean" in page

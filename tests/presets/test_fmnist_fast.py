@@ -41,8 +41,15 @@ def test_the_benchmark_loop_trains_what_fit_trains(tmp_path):
     torch.set_num_threads(1)
     bench = _benchmark()
     base = load_config("fmnist-fast")
-    cfg = replace(base, seed=3, out_dir=str(tmp_path), name="fast", data=replace(base.data, train_subset=1200),
-                  train=replace(base.train, epochs=2, batch_size=64, max_steps=25), optim=replace(base.optim, lr=0.05))
+    cfg = replace(
+        base,
+        seed=3,
+        out_dir=str(tmp_path),
+        name="fast",
+        data=replace(base.data, train_subset=1200),
+        train=replace(base.train, epochs=2, batch_size=64, max_steps=25),
+        optim=replace(base.optim, lr=0.05),
+    )
     ours = bench.train(cfg, "rulab", max_steps=25)
     assert ours["steps"] == 25 and len(ours["epochs"]) == 2  # 18 steps in epoch 1, 7 in epoch 2
     model, _ = load_model(fit(cfg, progress=False))

@@ -18,7 +18,18 @@ from rulab.presets.hendrycks2019 import (
 
 def test_class_list_counts_and_anchors():
     counts = {name: len(idx) for name, idx in CIFAR10_IMAGENET_CLASSES}
-    assert counts == {"airplane": 2, "automobile": 9, "bird": 59, "cat": 5, "deer": 0, "dog": 118, "frog": 3, "horse": 1, "ship": 15, "truck": 7}
+    assert counts == {
+        "airplane": 2,
+        "automobile": 9,
+        "bird": 59,
+        "cat": 5,
+        "deer": 0,
+        "dog": 118,
+        "frog": 3,
+        "horse": 1,
+        "ship": 15,
+        "truck": 7,
+    }
     idx = imagenet_sorted_indices()
     assert len(idx) == 219 and len(set(idx)) == 219 and min(idx) == 7 and max(idx) == 914
     singles = {i for name, group in CIFAR10_IMAGENET_CLASSES if name not in ("bird", "dog", "cat") for i in group}

@@ -23,9 +23,18 @@ def setup():
     torch.manual_seed(0)
     model = create_model("fastcnn", num_classes=3, in_channels=1, input_size=8, width=4).eval()
     g = torch.Generator().manual_seed(1)
-    test = TensorDataset(torch.randint(0, 256, (12, 1, 8, 8), generator=g, dtype=torch.uint8), torch.zeros(12, dtype=torch.int64), ["a", "b", "c"], "id", "t", {})
-    sets = {"uniform": _ds(torch.randint(0, 256, (10, 1, 8, 8), generator=g, dtype=torch.uint8), "uniform"),
-            "isun": _ds(torch.full((9, 1, 8, 8), 128, dtype=torch.uint8), "isun")}
+    test = TensorDataset(
+        torch.randint(0, 256, (12, 1, 8, 8), generator=g, dtype=torch.uint8),
+        torch.zeros(12, dtype=torch.int64),
+        ["a", "b", "c"],
+        "id",
+        "t",
+        {},
+    )
+    sets = {
+        "uniform": _ds(torch.randint(0, 256, (10, 1, 8, 8), generator=g, dtype=torch.uint8), "uniform"),
+        "isun": _ds(torch.full((9, 1, 8, 8), 128, dtype=torch.uint8), "isun"),
+    }
     return model, test, sets
 
 
@@ -39,7 +48,10 @@ def test_each_set_is_scored_with_its_own_epsilon(setup):
         expected, extra = protocol_metrics(s_id, s_ood, protocol, 0)
         got = {r.metric: r for r in table if r.dataset == name}
         assert {m: r.value for m, r in got.items()} == pytest.approx(expected)
-        assert all(r.detector == "odin_paper" and r.extra["hparams"]["eps"] == e and r.extra["hparams"]["t"] == 2.0 for r in got.values())
+        assert all(
+            r.detector == "odin_paper" and r.extra["hparams"]["eps"] == e and r.extra["hparams"]["t"] == 2.0
+            for r in got.values()
+        )
         assert got["auroc"].n == min(len(test), len(sets[name])) - 2  # odin protocol: skip, then equal numbers
     # ε = 0 is the temperature-scaled MSP of the logits, so the two sets really used different ε
     with torch.no_grad():

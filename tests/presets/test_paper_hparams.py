@@ -78,10 +78,16 @@ def test_w1_baseline_hyperparameters(name):
     WRN-40-2, mean = std = 0.5, crop 4 (CIFAR) / 8 (Tiny ImageNet) + flip; the OOD model on every training image with
     ``drop_last=False`` loaders, the calibration model with the ``validation_split`` calibration split."""
     ood = cfg_of(name)
-    assert (ood.data.val_size, ood.train.drop_last, ood.eval.temperature) == (0, False, False)  # all 50,000, last batch kept
+    assert (ood.data.val_size, ood.train.drop_last, ood.eval.temperature) == (
+        0,
+        False,
+        False,
+    )  # all 50,000, last batch kept
     c = cfg_of(name + "-calibration")
     assert not c.train.drop_last and c.eval.temperature
-    assert replace(c, data=ood.data, name=ood.name, preset=ood.preset, eval=ood.eval) == ood  # the split is the only difference
+    assert (
+        replace(c, data=ood.data, name=ood.name, preset=ood.preset, eval=ood.eval) == ood
+    )  # the split is the only difference
     assert c.model.name == "wrn40_2" and c.model.kwargs["dropout"] == 0.3
     assert c.model.kwargs["mean"] == [0.5] * 3 and c.model.kwargs["std"] == [0.5] * 3
     o = c.optim
@@ -103,7 +109,13 @@ def test_w1_pretraining_hyperparameters(name):
     c = cfg_of(name)
     assert (c.data.dataset, c.data.exclude_classes, c.data.classes) == ("imagenet32", (), ())
     assert (c.train.epochs, c.optim.lr, c.train.batch_size, c.model.kwargs["dropout"]) == (100, 0.1, 256, 0.0)
-    assert (c.optim.nesterov, c.optim.momentum, c.optim.weight_decay, c.optim.schedule, c.optim.lr_floor) == (True, 0.9, 5e-4, "cosine", 1e-6)
+    assert (c.optim.nesterov, c.optim.momentum, c.optim.weight_decay, c.optim.schedule, c.optim.lr_floor) == (
+        True,
+        0.9,
+        5e-4,
+        "cosine",
+        1e-6,
+    )
     assert c.data.augment.crop_padding == 4 and c.data.augment.hflip == 0.5
 
 
@@ -120,23 +132,36 @@ def test_w1_finetune_hyperparameters(which, epochs):
 
 def test_w1_parity_variants():
     """W1 parity (the register of convention 5 in docs/conventions.md): parity=True (scheduler shift, top bin dropped) and T = 1 only."""
-    for name in ("hendrycks2019-cifar10-parity", "hendrycks2019-cifar100-finetune-parity", "hendrycks2019-cifar10-calibration-parity"):
+    for name in (
+        "hendrycks2019-cifar10-parity",
+        "hendrycks2019-cifar100-finetune-parity",
+        "hendrycks2019-cifar10-calibration-parity",
+    ):
         c = cfg_of(name)
         base = cfg_of(name.removesuffix("-parity"))
         assert c.parity and not c.eval.temperature
-        assert replace(c, parity=False, name="x", preset="x", eval=replace(c.eval, temperature=base.eval.temperature)) == replace(
-            base, name="x", preset="x")
+        assert replace(
+            c, parity=False, name="x", preset="x", eval=replace(c.eval, temperature=base.eval.temperature)
+        ) == replace(base, name="x", preset="x")
     assert cfg_of("hendrycks2019-cifar10-calibration").eval.temperature  # the parity variant drops a tuned T
 
 
 def test_w1_studies_link_pretraining_to_finetuning(tmp_path):
     study = STUDIES.create("hendrycks2019-cifar10")
-    assert study.presets == ("hendrycks2019-cifar10-pretrain", "hendrycks2019-cifar10", "hendrycks2019-cifar10-finetune",
-                             "hendrycks2019-cifar10-calibration", "hendrycks2019-cifar10-finetune-calibration")
+    assert study.presets == (
+        "hendrycks2019-cifar10-pretrain",
+        "hendrycks2019-cifar10",
+        "hendrycks2019-cifar10-finetune",
+        "hendrycks2019-cifar10-calibration",
+        "hendrycks2019-cifar10-finetune-calibration",
+    )
     cells = {c.preset: c for c in plan_cells(study, seeds=(0,), out_dir=str(tmp_path))}
     for tuned in ("hendrycks2019-cifar10-finetune", "hendrycks2019-cifar10-finetune-calibration"):
         assert cells[tuned].cfg.train.init_from == str(tmp_path / "hendrycks2019-cifar10-pretrain-s0")
-    assert not cells["hendrycks2019-cifar10-pretrain"].evaluate and study.paper_columns[1] == ("Pre-Train", "hendrycks2019-cifar10-finetune")
+    assert not cells["hendrycks2019-cifar10-pretrain"].evaluate and study.paper_columns[1] == (
+        "Pre-Train",
+        "hendrycks2019-cifar10-finetune",
+    )
     assert study.paper_columns[3] == ("calibration:Pre-Train", "hendrycks2019-cifar10-finetune-calibration")
 
 
@@ -145,10 +170,18 @@ def test_w1_tinyimagenet_pretraining_excludes_the_tiny_classes(tmp_path):
     study links that run to the 20-epoch fine-tuning."""
     c = cfg_of("hendrycks2019-tinyimagenet-pretrain")
     assert (c.data.dataset, dict(c.data.kwargs)) == ("imagenet64", {"exclude_classes_of": "tiny_imagenet"})
-    assert (c.train.epochs, c.optim.lr, c.train.batch_size, c.model.kwargs["dropout"], c.data.augment.crop_padding) == (100, 0.1, 256, 0.0, 8)
+    assert (c.train.epochs, c.optim.lr, c.train.batch_size, c.model.kwargs["dropout"], c.data.augment.crop_padding) == (
+        100,
+        0.1,
+        256,
+        0.0,
+        8,
+    )
     study = STUDIES.create("hendrycks2019-tinyimagenet")
     cells = {c.preset: c for c in plan_cells(study, seeds=(0,), out_dir=str(tmp_path))}
-    assert cells["hendrycks2019-tinyimagenet-finetune"].cfg.train.init_from == str(tmp_path / "hendrycks2019-tinyimagenet-pretrain-s0")
+    assert cells["hendrycks2019-tinyimagenet-finetune"].cfg.train.init_from == str(
+        tmp_path / "hendrycks2019-tinyimagenet-pretrain-s0"
+    )
     assert cells["hendrycks2019-tinyimagenet-finetune"].cfg.train.epochs == 20
 
 
@@ -159,17 +192,40 @@ def test_w1_adversarial_presets():
     for which in ("cifar10", "cifar100"):
         normal, adv, tuned = (cfg_of(f"hendrycks2019-adv-{which}-{k}") for k in ("normal", "advtrain", "finetune"))
         for c in (normal, adv, tuned):
-            assert c.model.name == "wrn28_10" and c.model.kwargs["mean"] == [0.5] * 3 and c.model.kwargs["dropout"] == 0.0
+            assert (
+                c.model.name == "wrn28_10" and c.model.kwargs["mean"] == [0.5] * 3 and c.model.kwargs["dropout"] == 0.0
+            )
             e = c.eval
-            assert (e.farconf, e.farconf_tests, e.adv_steps, e.adv_restarts, e.adv_n) == (True, ("samples",), 20, 1, 10_000)
+            assert (e.farconf, e.farconf_tests, e.adv_steps, e.adv_restarts, e.adv_n) == (
+                True,
+                ("samples",),
+                20,
+                1,
+                10_000,
+            )
             assert (e.adv_eps, e.adv_step_size) == (pytest.approx(8 / 255), pytest.approx(2 / 255))
         assert normal.method.name == "erm"
         for c in (adv, tuned):
             k = c.method.kwargs
-            assert c.method.name == "adversarial" and (k["eps"], k["step_size"], k["steps"]) == (pytest.approx(8 / 255), pytest.approx(2 / 255), 10)
-        assert (tuned.train.epochs, tuned.optim.lr, tuned.train.reset_head, tuned.train.head_init) == (5, 0.001, True, "pytorch")
+            assert c.method.name == "adversarial" and (k["eps"], k["step_size"], k["steps"]) == (
+                pytest.approx(8 / 255),
+                pytest.approx(2 / 255),
+                10,
+            )
+        assert (tuned.train.epochs, tuned.optim.lr, tuned.train.reset_head, tuned.train.head_init) == (
+            5,
+            0.001,
+            True,
+            "pytorch",
+        )
     pre = cfg_of("hendrycks2019-adv-pretrain")
-    assert (pre.data.dataset, pre.train.epochs, pre.optim.lr, pre.train.batch_size, pre.method.name) == ("imagenet32", 100, 0.1, 256, "adversarial")
+    assert (pre.data.dataset, pre.train.epochs, pre.optim.lr, pre.train.batch_size, pre.method.name) == (
+        "imagenet32",
+        100,
+        0.1,
+        256,
+        "adversarial",
+    )
     study = STUDIES.create("hendrycks2019-adv-cifar10")
     assert study.paper_table == "hendrycks2019-adv" and study.skip_eval == ("hendrycks2019-adv-pretrain",)
 
@@ -178,14 +234,36 @@ def test_w2_pathmnist_hyperparameters():
     """W2 pathMNIST (report §6.1, the code's configurations): ResNet-18 (ImageNet stem) at 28×28, AdamW wd 1e-6, batch 256, constant lr; basic_0 80 epochs no aug,
     pathMNIST stats; basic_2 MixUp α 0.3 + basic aug, 60 epochs, effective lr 1e-3; pt_5 backbone 5e-5 / fc 5e-4,
     freeze_bn, ImageNet stats; the report §7.1 grids and the 10-bin metric (§4.4.2)."""
-    basic, mixup, pt = (cfg_of(n) for n in ("coursework-pathmnist", "coursework-pathmnist-mixup", "coursework-pathmnist-pretrained"))
+    basic, mixup, pt = (
+        cfg_of(n) for n in ("coursework-pathmnist", "coursework-pathmnist-mixup", "coursework-pathmnist-pretrained")
+    )
     for c in (basic, mixup, pt):
         assert (c.model.name, c.model.kwargs["stem"], c.data.dataset) == ("resnet18", "imagenet", "pathmnist")
-        assert (c.optim.name, c.optim.weight_decay, c.train.batch_size, c.optim.schedule) == ("adamw", 1e-6, 256, "constant")
+        assert (c.optim.name, c.optim.weight_decay, c.train.batch_size, c.optim.schedule) == (
+            "adamw",
+            1e-6,
+            256,
+            "constant",
+        )
         assert c.eval.shift == "w2-pathmnist"
-    assert basic.model.kwargs["mean"] == [0.740545, 0.53298219, 0.70582885] and basic.model.kwargs["std"] == [0.1237, 0.1768, 0.1244]
-    assert (basic.train.epochs, basic.optim.lr, basic.method.name, basic.data.augment.hflip, basic.data.augment.rotate_p) == (80, 1e-3, "erm", 0.0, 0.0)
-    assert (mixup.train.epochs, mixup.optim.lr, mixup.method.name, mixup.method.kwargs["alpha"]) == (60, 1e-3, "mixup", 0.3)
+    assert basic.model.kwargs["mean"] == [0.740545, 0.53298219, 0.70582885] and basic.model.kwargs["std"] == [
+        0.1237,
+        0.1768,
+        0.1244,
+    ]
+    assert (
+        basic.train.epochs,
+        basic.optim.lr,
+        basic.method.name,
+        basic.data.augment.hflip,
+        basic.data.augment.rotate_p,
+    ) == (80, 1e-3, "erm", 0.0, 0.0)
+    assert (mixup.train.epochs, mixup.optim.lr, mixup.method.name, mixup.method.kwargs["alpha"]) == (
+        60,
+        1e-3,
+        "mixup",
+        0.3,
+    )
     a = mixup.data.augment
     assert (a.hflip, a.vflip, a.rotate_deg, a.rotate_p) == (0.4, 0.4, 20.0, 0.4)
     assert "mean" not in pt.model.kwargs and pt.model.kwargs["pretrained"]  # ImageNet statistics (model default)
@@ -194,21 +272,37 @@ def test_w2_pathmnist_hyperparameters():
     for c in (basic, mixup, pt):  # the official 89,996 / 10,004 split; the best validation-accuracy epoch is evaluated
         assert (c.data.val_split, c.train.keep_best) == ("official", "val_acc")
     assert a.rotate_interp == "nearest"  # torchvision RandomRotation's default
-    assert shift_suite("w2-pathmnist") == [("brightness_factor", f) for f in (0.8, 0.9, 1.1, 1.2)] + [("gaussian_blur_sigma", s) for s in (0.3, 0.5, 0.7, 0.9)]
+    assert shift_suite("w2-pathmnist") == [("brightness_factor", f) for f in (0.8, 0.9, 1.1, 1.2)] + [
+        ("gaussian_blur_sigma", s) for s in (0.3, 0.5, 0.7, 0.9)
+    ]
 
 
 def test_w2_pets_hyperparameters():
     """W2 Pets (report §6.2): ResNet-50; scratch 120 epochs, pretrained (supervised / Barlow Twins weights) 25 epochs; MixUp + flips
     + rotations; report §7.2 Pets brightness {0.6, 0.8, 1.2, 1.4}, blur σ ∈ {0.3, 0.5, 0.7, 0.9}; BT λ = 0.0051."""
-    scratch, sup, bt = (cfg_of(n) for n in ("coursework-pets-scratch", "coursework-pets-supervised", "coursework-pets-bt"))
+    scratch, sup, bt = (
+        cfg_of(n) for n in ("coursework-pets-scratch", "coursework-pets-supervised", "coursework-pets-bt")
+    )
     assert (scratch.model.name, scratch.train.epochs, sup.train.epochs, bt.train.epochs) == ("resnet50", 120, 25, 25)
     assert sup.model.kwargs["pretrained"] != bt.model.kwargs["pretrained"]
-    assert all(c.method.name == "mixup" and c.data.augment.rotate_deg == 20.0 and c.eval.shift == "w2-pets" for c in (scratch, sup, bt))
-    assert shift_suite("w2-pets") == [("brightness_factor", f) for f in (0.6, 0.8, 1.2, 1.4)] + [("gaussian_blur_sigma", s) for s in (0.3, 0.5, 0.7, 0.9)]
+    assert all(
+        c.method.name == "mixup" and c.data.augment.rotate_deg == 20.0 and c.eval.shift == "w2-pets"
+        for c in (scratch, sup, bt)
+    )
+    assert shift_suite("w2-pets") == [("brightness_factor", f) for f in (0.6, 0.8, 1.2, 1.4)] + [
+        ("gaussian_blur_sigma", s) for s in (0.3, 0.5, 0.7, 0.9)
+    ]
     assert all(c.train.keep_best == "val_acc" and c.data.kwargs["size"] == 224 for c in (scratch, sup, bt))
-    assert (scratch.model.stats, sup.model.stats, bt.model.stats) == ("train", "", "")  # report §5: training-set statistics from scratch
+    assert (scratch.model.stats, sup.model.stats, bt.model.stats) == (
+        "train",
+        "",
+        "",
+    )  # report §5: training-set statistics from scratch
     barlow = cfg_of("coursework-pets-barlow")
-    assert barlow.method.kwargs == {"hidden": [8192, 8192], "out": 8192, "lambd": 0.0051} and barlow.model.kwargs["zero_init_residual"]
+    assert (
+        barlow.method.kwargs == {"hidden": [8192, 8192], "out": 8192, "lambd": 0.0051}
+        and barlow.model.kwargs["zero_init_residual"]
+    )
     assert barlow.optim.weight_decay == 1e-6 and barlow.optim.lr_floor == pytest.approx(0.2 * 0.001)
 
 
@@ -222,20 +316,38 @@ def test_w3_hyperparameters(data):
         assert c.model.name == ("lenet" if data == "mnist" else "preact_resnet_hein")
         assert (c.train.batch_size, c.train.epochs) == (128, 100)
         o = c.optim
-        assert (o.schedule, o.milestones, o.gamma, o.weight_decay, o.no_decay_norm) == ("step", (0.5, 0.75, 0.9), 0.1, 1e-3, True)
+        assert (o.schedule, o.milestones, o.gamma, o.weight_decay, o.no_decay_norm) == (
+            "step",
+            (0.5, 0.75, 0.9),
+            0.1,
+            1e-3,
+            True,
+        )
         if data == "mnist":
             assert (o.name, o.lr) == ("adamw", 1e-3)
         else:
             assert (o.name, o.lr, o.momentum, o.nesterov) == ("sgd", 0.1, 0.9, False)
         assert c.data.augment.crop_padding == 4 and c.data.augment.hflip == (0.5 if data.startswith("cifar") else 0.0)
-        assert (c.eval.benchmark, c.eval.farconf, c.eval.adv_eps, c.eval.adv_steps, c.eval.alpha_trials) == (f"{data}-hein", True, 0.3, 80, 10_000)
+        assert (c.eval.benchmark, c.eval.farconf, c.eval.adv_eps, c.eval.adv_steps, c.eval.alpha_trials) == (
+            f"{data}-hein",
+            True,
+            0.3,
+            80,
+            10_000,
+        )
         assert c.eval.adv_noise_steps == (200,)  # W3 attacks its noise with 80 and with 200 steps
     assert plain.method.name == "erm"
-    assert ceda.method.name == "ceda" and ceda.method.kwargs == {"at_frac": 1.0, "frac_perm": 0.5, "sigma_range": [1.0, 2.5]}
+    assert ceda.method.name == "ceda" and ceda.method.kwargs == {
+        "at_frac": 1.0,
+        "frac_perm": 0.5,
+        "sigma_range": [1.0, 2.5],
+    }
     k = acet.method.kwargs
     assert acet.method.name == "acet" and (k["eps"], k["steps"], k["at_frac"], k["frac_perm"]) == (0.3, 40, 1.0, 0.5)
     assert k["step_size"] == pytest.approx(0.0075)
-    assert BENCHMARKS.create(f"{data}-hein").protocol == "hein" and PROTOCOLS.create("hein").synthetic_size(10_000) == 9984
+    assert (
+        BENCHMARKS.create(f"{data}-hein").protocol == "hein" and PROTOCOLS.create("hein").synthetic_size(10_000) == 9984
+    )
 
 
 def test_w3_benchmark_sets():
@@ -266,7 +378,10 @@ def test_w4_hyperparameters(arch, model, epochs, data):
     assert c.eval.detectors == ("msp", "odin") and c.eval.benchmark == f"{data}-odin"
     assert c.eval.protocol == "odin-paper"  # (T, ε) tuned per OOD set on its first 1,000 images, as the paper
     b = BENCHMARKS.create(c.eval.benchmark)
-    assert b.ood == ("tin_crop", "tin_resize", "lsun_crop", "lsun_resize", "isun", "uniform", "gaussian_odin") and b.protocol == "odin"
+    assert (
+        b.ood == ("tin_crop", "tin_resize", "lsun_crop", "lsun_resize", "isun", "uniform", "gaussian_odin")
+        and b.protocol == "odin"
+    )
     from rulab.detectors.odin import ODIN
 
     assert ODIN().t == 1000.0
@@ -288,8 +403,16 @@ def test_w4_epsilon_table_is_the_readme_table():
 
 
 def test_cpu_counterpart_studies_reuse_the_fmnist_presets():
-    assert STUDIES.create("hendrycks2019-fmnist").presets == ("fmnist-pretrain-0to4", "fmnist-scratch-5to9", "fmnist-finetune-5to9")
+    assert STUDIES.create("hendrycks2019-fmnist").presets == (
+        "fmnist-pretrain-0to4",
+        "fmnist-scratch-5to9",
+        "fmnist-finetune-5to9",
+    )
     assert STUDIES.create("hein2019-fmnist").presets == ("fmnist-plain", "fmnist-ceda", "fmnist-acet")
-    assert STUDIES.create("odin-fmnist").overrides_for("fmnist-plain")[:3] == ("eval.benchmark=fmnist", "eval.protocol=odin-paper", "eval.detectors=[msp,odin]")
+    assert STUDIES.create("odin-fmnist").overrides_for("fmnist-plain")[:3] == (
+        "eval.benchmark=fmnist",
+        "eval.protocol=odin-paper",
+        "eval.detectors=[msp,odin]",
+    )
     c = cfg_of("coursework-fmnist-basic")
     assert (c.optim.name, c.optim.lr, c.optim.weight_decay, c.eval.shift) == ("adamw", 1e-3, 1e-6, "w2-pathmnist")

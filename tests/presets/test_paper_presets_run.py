@@ -48,7 +48,11 @@ PARENT = {
     "coursework-pets-barlow-ft": "coursework-pets-barlow",
 }
 SLOW = ("odin-wrn-", "coursework-pets-", "hendrycks2019-adv-")
-PAPER = [p for p in PRESETS.list() if p.startswith(("hendrycks2019-", "coursework-pathmnist", "coursework-pets", "hein2019-", "odin-"))]
+PAPER = [
+    p
+    for p in PRESETS.list()
+    if p.startswith(("hendrycks2019-", "coursework-pathmnist", "coursework-pets", "hein2019-", "odin-"))
+]
 
 
 def _overrides(name: str, out: Path, weights) -> list[str]:

@@ -14,8 +14,16 @@ pytest.importorskip("matplotlib", reason="the report's figures need matplotlib (
 
 
 def _table() -> ResultTable:
-    t = ResultTable(meta={"model": "MyNet", "benchmark": "custom", "seed": 0, "temperature": 1.25,
-                          "detectors": {"knn": {"k": 5, "objective": 0.1, "tuned_on": ["photos"]}}, "skipped": {"farconf": "not asked"}})
+    t = ResultTable(
+        meta={
+            "model": "MyNet",
+            "benchmark": "custom",
+            "seed": 0,
+            "temperature": 1.25,
+            "detectors": {"knn": {"k": 5, "objective": 0.1, "tuned_on": ["photos"]}},
+            "skipped": {"farconf": "not asked"},
+        }
+    )
     t.add("id", "acc", 0.9125, dataset="fashion_mnist", n=400)
     t.add("id", "ece", 0.0375, dataset="fashion_mnist", detector="ts", n=400)
     for det, v in (("msp", 0.875), ("knn", 0.96875)):
@@ -27,8 +35,15 @@ def _table() -> ResultTable:
         t.add("shift", "acc", acc, dataset="fashion_mnist", shift="fog", severity=sev, n=400)
         t.add("shift", "ece", 0.1, dataset="fashion_mnist", shift="fog", severity=sev, n=400)
     g = torch.Generator().manual_seed(0)
-    t.arrays.update({"id/logits": torch.randn(60, 3, generator=g), "id/labels": torch.arange(60) % 3, "ts/temperature": torch.tensor([1.25]),
-                     "scores/msp/id": torch.rand(60, generator=g) + 0.3, "scores/msp/digits": torch.rand(40, generator=g)})
+    t.arrays.update(
+        {
+            "id/logits": torch.randn(60, 3, generator=g),
+            "id/labels": torch.arange(60) % 3,
+            "ts/temperature": torch.tensor([1.25]),
+            "scores/msp/id": torch.rand(60, generator=g) + 0.3,
+            "scores/msp/digits": torch.rand(40, generator=g),
+        }
+    )
     return t
 
 
@@ -40,7 +55,7 @@ def test_report_of_one_evaluation(tmp_path) -> None:
     assert cells["0.9125"] == "91.25" and cells["0.96875"] == "96.88"  # fractions shown in percent, 2 decimals
     assert "OOD:ID ratio digits 0.75" in html and "k=5" in html and "skipped farconf" in html
     assert html.count('<img src="data:image/png;base64,') == 4  # ROC/PR, histograms, reliability, severity
-    assert "<script" not in html and "href=\"http" not in html and "src=\"http" not in html
+    assert "<script" not in html and 'href="http' not in html and 'src="http' not in html
 
 
 def test_report_of_a_table_without_arrays(tmp_path) -> None:

@@ -20,7 +20,15 @@ pytest.importorskip("matplotlib")
 PRESETS = ("fmnist-plain", "fmnist-oe")
 SEEDS = (0, 1, 2)
 OOD = ("digits", "uniform", "gaussian")
-SHIFTS = (("brightness_factor", 0.8), ("brightness_factor", 1.2), ("gaussian_noise", 1), ("gaussian_noise", 3), ("gaussian_noise", 5), ("fog", 1), ("fog", 5))
+SHIFTS = (
+    ("brightness_factor", 0.8),
+    ("brightness_factor", 1.2),
+    ("gaussian_noise", 1),
+    ("gaussian_noise", 3),
+    ("gaussian_noise", 5),
+    ("fog", 1),
+    ("fog", 5),
+)
 FIGS_PER_METHOD = 6  # ROC/PR, histograms, reliability, far-away curves, severity, training curves
 FIGS_COMPARISON = 2  # summary dot plots, accuracy vs severity per method
 
@@ -38,12 +46,38 @@ def make_db(root: Path, presets=PRESETS, seeds=SEEDS, arrays: bool = True) -> Pa
             cfg = RunCfg(name=f"{preset}-s{seed}", preset=preset, seed=seed, out_dir=str(root))
             run_dir = root / cfg.name
             (run_dir / "eval" / "fmnist").mkdir(parents=True)
-            rid = store.start_run(cfg, study="mini", checkpoint=str(run_dir / "model.safetensors"),
-                                  meta={"rulab_version": "0.1.0", "torch_version": torch.__version__, "git_commit": "abc123", "device": "cpu:x86_64"})
+            rid = store.start_run(
+                cfg,
+                study="mini",
+                checkpoint=str(run_dir / "model.safetensors"),
+                meta={
+                    "rulab_version": "0.1.0",
+                    "torch_version": torch.__version__,
+                    "git_commit": "abc123",
+                    "device": "cpu:x86_64",
+                },
+            )
             t = ResultTable()
             acc = acc_of(p, seed)
-            t.add_metrics("id", {"acc": acc, "nll": 0.3 + p / 10, "ece": 0.05 + 0.01 * seed, "rms": 0.06, "mad": 0.05, "brier": 0.15, "mmc": 0.93}, dataset="fashion_mnist")
-            t.add_metrics("id", {"acc": acc, "nll": 0.28, "ece": 0.02, "rms": 0.03, "mad": 0.02}, dataset="fashion_mnist", detector="ts")
+            t.add_metrics(
+                "id",
+                {
+                    "acc": acc,
+                    "nll": 0.3 + p / 10,
+                    "ece": 0.05 + 0.01 * seed,
+                    "rms": 0.06,
+                    "mad": 0.05,
+                    "brier": 0.15,
+                    "mmc": 0.93,
+                },
+                dataset="fashion_mnist",
+            )
+            t.add_metrics(
+                "id",
+                {"acc": acc, "nll": 0.28, "ece": 0.02, "rms": 0.03, "mad": 0.02},
+                dataset="fashion_mnist",
+                detector="ts",
+            )
             t.add("id", "temperature", 1.4, dataset="fashion_mnist", detector="ts")
             for k, s in enumerate(OOD):
                 for det, shift in (("msp", 0.0), ("energy", -0.05)):
@@ -62,17 +96,45 @@ def make_db(root: Path, presets=PRESETS, seeds=SEEDS, arrays: bool = True) -> Pa
             store.write_results(rid, t)
             if arrays:
                 z = torch.randn(300, 10, generator=g) * 3
-                y = torch.where(torch.rand(300, generator=g) < acc, z.argmax(1), torch.randint(0, 10, (300,), generator=g))
-                t.arrays.update({"id/logits": z, "id/labels": y, "ts/temperature": torch.tensor([1.4]), "scores/msp/id": torch.rand(300, generator=g) * 0.3 + 0.7})
+                y = torch.where(
+                    torch.rand(300, generator=g) < acc, z.argmax(1), torch.randint(0, 10, (300,), generator=g)
+                )
+                t.arrays.update(
+                    {
+                        "id/logits": z,
+                        "id/labels": y,
+                        "ts/temperature": torch.tensor([1.4]),
+                        "scores/msp/id": torch.rand(300, generator=g) * 0.3 + 0.7,
+                    }
+                )
                 for det in ("msp", "energy"):
                     t.arrays[f"scores/{det}/id"] = torch.randn(300, generator=g) + 2
                     for k, s in enumerate(OOD):
                         t.arrays[f"scores/{det}/{s}"] = torch.randn(500, generator=g) + k / 2
                 alphas = torch.logspace(0, 3, 10)
-                t.arrays.update({"farconf/alpha/alphas": alphas, "farconf/alpha/mmc": 1 - 0.5 / alphas, "farconf/adv_noise/conf": torch.rand(200, generator=g),
-                                 "farconf/adv_noise/steps": torch.tensor(40.0)})  # a scalar: skipped silently
+                t.arrays.update(
+                    {
+                        "farconf/alpha/alphas": alphas,
+                        "farconf/alpha/mmc": 1 - 0.5 / alphas,
+                        "farconf/adv_noise/conf": torch.rand(200, generator=g),
+                        "farconf/adv_noise/steps": torch.tensor(40.0),
+                    }
+                )  # a scalar: skipped silently
                 t.save_arrays(run_dir / "eval" / "fmnist" / "arrays.safetensors")
-            store.write_curves(rid, [{"epoch": e, "train_loss": 1.0 / e + seed / 100, "train_acc": 0.7 + e / 20, "val_acc": 0.72 + e / 25, "val_ece": 0.05, "lr": 0.1} for e in (1, 2, 3)])
+            store.write_curves(
+                rid,
+                [
+                    {
+                        "epoch": e,
+                        "train_loss": 1.0 / e + seed / 100,
+                        "train_acc": 0.7 + e / 20,
+                        "val_acc": 0.72 + e / 25,
+                        "val_ece": 0.05,
+                        "lr": 0.1,
+                    }
+                    for e in (1, 2, 3)
+                ],
+            )
             store.finish_run(rid)
     store.close()
     return root / "results.db"
@@ -127,8 +189,16 @@ def test_report_is_self_contained_and_complete(tmp_path):
     stored = ResultStore(db).results(preset="fmnist-oe", kind="ood", detector="msp", dataset="uniform", metric="auroc")
     want = sum(r["value"] for r in stored) / len(stored)
     assert any(abs(float(m) - want) < 1e-12 and t == f"{100 * want:.2f} ± 1.00" for m, t in doc.cells)
-    for section in ("Comparison of methods", "fmnist-plain", "fmnist-oe", "Accuracy and calibration on the ID test set",
-                    "OOD detection: AUROC (%)", "OOD detection: FPR at 95% TPR (%)", "Far-away and worst-case confidence", "abc123"):
+    for section in (
+        "Comparison of methods",
+        "fmnist-plain",
+        "fmnist-oe",
+        "Accuracy and calibration on the ID test set",
+        "OOD detection: AUROC (%)",
+        "OOD detection: FPR at 95% TPR (%)",
+        "Far-away and worst-case confidence",
+        "abc123",
+    ):
         assert section in text
 
 
@@ -160,7 +230,9 @@ def test_paper_table_hook_and_mean_table(tmp_path):
     assert mt.filter(kind="id", metric="acc", detector="").records()[0]["extra"]["seeds"] == 3
 
     def auroc_table(t: ResultTable) -> str:
-        return paper_table_html(t.filter(kind="ood", detector="msp"), rows="dataset", cols="metric", title=f"Table X ({t.meta['method']})")
+        return paper_table_html(
+            t.filter(kind="ood", detector="msp"), rows="dataset", cols="metric", title=f"Table X ({t.meta['method']})"
+        )
 
     text = build_report(db, study="mini", out=tmp_path / "r.html", paper_tables=[auroc_table]).read_text()
     assert "Table X (fmnist-plain)" in text and "Table X (fmnist-oe)" in text and "Paper tables" in text
@@ -198,14 +270,31 @@ _PROBE = """<script>window.addEventListener('load', function () {
 def test_report_renders_in_headless_chromium(tmp_path):
     exe = _chromium()
     if exe is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium); the report's browser check needs it")
+        pytest.skip(
+            "headless Chromium is not installed (apt-get install chromium); the report's browser check needs it"
+        )
     db = make_db(tmp_path)
     out = build_report(db, study="mini", out=tmp_path / "report.html")
     probe = tmp_path / "probe.html"
     probe.write_text(out.read_text().replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1400,3000"]
-    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    flags = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+        "--window-size=1400,3000",
+    ]
+    dom = subprocess.run(
+        [*flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     m = re.search(r'id="probe" data-total="(\d+)" data-ok="(\d+)" data-overflow="(\d)"', dom)
     assert m, "the probe did not run in Chromium"
     total, ok, overflow = map(int, m.groups())
@@ -227,30 +316,34 @@ def _add_w3_w4_arrays(root: Path, preset: str = "fmnist-plain", seeds=SEEDS) -> 
     for seed in seeds:
         path = root / f"{preset}-s{seed}" / "eval" / "fmnist" / "arrays.safetensors"
         arrays = ResultTable.load_arrays(path)
-        arrays.update({
-            "farconf/id/scores": torch.rand(300, generator=g) * 0.2 + 0.8,
-            "farconf/alpha/alphas": torch.logspace(0, 20, 21, dtype=torch.float64),
-            "farconf/alpha/conf": torch.linspace(0.5, 1.0, 21, dtype=torch.float64),
-            "farconf/alpha/trials": torch.rand(50, generator=g, dtype=torch.float64) * 100,
-            "farconf/noise/scores": torch.rand(64, generator=g) * 0.5 + 0.3,
-            "farconf/adv_noise/scores": torch.rand(64, generator=g) * 0.2 + 0.8,
-            "farconf/adv_noise/pgd_conf": torch.linspace(0.5, 0.99, 12, dtype=torch.float64),
-            "farconf/adv_noise_200/scores": torch.rand(64, generator=g) * 0.1 + 0.9,
-            "farconf/adv_noise_200/pgd_conf": torch.linspace(0.5, 0.995, 22, dtype=torch.float64),
-            "farconf/adv_samples/scores": torch.rand(64, generator=g),
-            "farconf/adv_samples/resisted": torch.rand(64, generator=g) < 0.3,
-            "farconf_top/adv_noise/images": torch.randint(0, 256, (8, 1, 28, 28), generator=g, dtype=torch.uint8),
-            "farconf_top/adv_noise/conf": torch.linspace(0.99, 0.9, 8),
-            "farconf_top/digits/images": torch.randint(0, 256, (8, 1, 28, 28), generator=g, dtype=torch.uint8),
-            "farconf_top/digits/conf": torch.linspace(0.97, 0.8, 8),
-        })
+        arrays.update(
+            {
+                "farconf/id/scores": torch.rand(300, generator=g) * 0.2 + 0.8,
+                "farconf/alpha/alphas": torch.logspace(0, 20, 21, dtype=torch.float64),
+                "farconf/alpha/conf": torch.linspace(0.5, 1.0, 21, dtype=torch.float64),
+                "farconf/alpha/trials": torch.rand(50, generator=g, dtype=torch.float64) * 100,
+                "farconf/noise/scores": torch.rand(64, generator=g) * 0.5 + 0.3,
+                "farconf/adv_noise/scores": torch.rand(64, generator=g) * 0.2 + 0.8,
+                "farconf/adv_noise/pgd_conf": torch.linspace(0.5, 0.99, 12, dtype=torch.float64),
+                "farconf/adv_noise_200/scores": torch.rand(64, generator=g) * 0.1 + 0.9,
+                "farconf/adv_noise_200/pgd_conf": torch.linspace(0.5, 0.995, 22, dtype=torch.float64),
+                "farconf/adv_samples/scores": torch.rand(64, generator=g),
+                "farconf/adv_samples/resisted": torch.rand(64, generator=g) < 0.3,
+                "farconf_top/adv_noise/images": torch.randint(0, 256, (8, 1, 28, 28), generator=g, dtype=torch.uint8),
+                "farconf_top/adv_noise/conf": torch.linspace(0.99, 0.9, 8),
+                "farconf_top/digits/images": torch.randint(0, 256, (8, 1, 28, 28), generator=g, dtype=torch.uint8),
+                "farconf_top/digits/conf": torch.linspace(0.97, 0.8, 8),
+            }
+        )
         for src in ("digits", "uniform"):
-            arrays.update({
-                f"tuning/odin/{src}/t": torch.tensor([1.0, 10.0, 100.0, 1000.0], dtype=torch.float64),
-                f"tuning/odin/{src}/eps": torch.tensor([0.0, 0.001, 0.002, 0.003, 0.004], dtype=torch.float64),
-                f"tuning/odin/{src}/fpr95_id": torch.rand(4, 5, generator=g, dtype=torch.float64),
-                f"tuning/odin/{src}/auroc": torch.rand(4, 5, generator=g, dtype=torch.float64),
-            })
+            arrays.update(
+                {
+                    f"tuning/odin/{src}/t": torch.tensor([1.0, 10.0, 100.0, 1000.0], dtype=torch.float64),
+                    f"tuning/odin/{src}/eps": torch.tensor([0.0, 0.001, 0.002, 0.003, 0.004], dtype=torch.float64),
+                    f"tuning/odin/{src}/fpr95_id": torch.rand(4, 5, generator=g, dtype=torch.float64),
+                    f"tuning/odin/{src}/auroc": torch.rand(4, 5, generator=g, dtype=torch.float64),
+                }
+            )
         ResultTable(arrays=arrays).save_arrays(path)
 
 
@@ -297,9 +390,34 @@ def test_the_clean_reference_is_a_line_not_a_panel():
     from rulab.reports.blocks import shift_stats
 
     recs = [
-        {"kind": "shift", "shift": "clean", "severity": "0", "metric": "acc", "value": 0.9, "detector": "", "run_id": "a"},
-        {"kind": "shift", "shift": "brightness_factor", "severity": "0.5", "metric": "acc", "value": 0.8, "detector": "", "run_id": "a"},
-        {"kind": "id", "shift": "", "severity": "", "metric": "acc", "value": 0.9, "detector": "", "run_id": "a", "dataset": "x"},
+        {
+            "kind": "shift",
+            "shift": "clean",
+            "severity": "0",
+            "metric": "acc",
+            "value": 0.9,
+            "detector": "",
+            "run_id": "a",
+        },
+        {
+            "kind": "shift",
+            "shift": "brightness_factor",
+            "severity": "0.5",
+            "metric": "acc",
+            "value": 0.8,
+            "detector": "",
+            "run_id": "a",
+        },
+        {
+            "kind": "id",
+            "shift": "",
+            "severity": "",
+            "metric": "acc",
+            "value": 0.9,
+            "detector": "",
+            "run_id": "a",
+            "dataset": "x",
+        },
     ]
     stats, clean = shift_stats(recs)
     assert set(stats) == {"brightness_factor"} and clean["acc"].mean == pytest.approx(0.9)
@@ -326,12 +444,25 @@ def test_toy2d_maps_beside_the_database_join_the_report(tmp_path):
     from rulab.io import atomic_write_json
 
     conf = {"[0,1]": 0.6, "[-2,3]": 0.7, "[-5,6]": 0.8, "[-10,10]": 0.9}
-    atomic_write_json(toy / "toy2d.json", {"mean_conf": {"plain": conf}, "train_acc": {"plain": 1.0}, "seed": 0,
-                                           "iterations": {"plain": 400, "acet": 3000, "ceda": 3000}})
+    atomic_write_json(
+        toy / "toy2d.json",
+        {
+            "mean_conf": {"plain": conf},
+            "train_acc": {"plain": 1.0},
+            "seed": 0,
+            "iterations": {"plain": 400, "acet": 3000, "ceda": 3000},
+        },
+    )
     text = build_report(db, out=tmp_path / "r1.html").read_text()
     heads = re.findall(r'<th class="num">(\[[^<]*)² \(%\)</th>', text)
     assert heads == ["[0,1]", "[-2,3]", "[-5,6]", "[-10,10]"]
-    assert re.findall(r'<td class="num"[^>]*>([\d.]+)</td>', text[text.index('<section id="toy2d">'):])[:5] == ["60.0", "70.0", "80.0", "90.0", "100.0"]
+    assert re.findall(r'<td class="num"[^>]*>([\d.]+)</td>', text[text.index('<section id="toy2d">') :])[:5] == [
+        "60.0",
+        "70.0",
+        "80.0",
+        "90.0",
+        "100.0",
+    ]
     assert "iterations plain 400, ceda 3000, acet 3000" in text
     (toy / "toy2d.safetensors").write_bytes(b"damaged")
     assert '<section id="toy2d">' not in build_report(db, out=tmp_path / "r2.html").read_text()
@@ -356,15 +487,33 @@ def test_far_away_figure_renders_legibly_in_headless_chromium(tmp_path):
 
     exe = _chromium()
     if exe is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium); the report's browser check needs it")
+        pytest.skip(
+            "headless Chromium is not installed (apt-get install chromium); the report's browser check needs it"
+        )
     db = make_db(tmp_path, presets=("fmnist-plain",))
     _add_w3_w4_arrays(tmp_path)
     out = build_report(db, study="mini", out=tmp_path / "report.html")
     probe = tmp_path / "probe.html"
     probe.write_text(out.read_text().replace("</body>", _SIZE_PROBE + "</body>"), encoding="utf-8")
-    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1400,900"]
-    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    flags = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+        "--window-size=1400,900",
+    ]
+    dom = subprocess.run(
+        [*flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     m = re.search(r'<pre id="sizes">(.*?)</pre>', dom, re.S)
     assert m, "the probe did not run in Chromium"
     sizes = {alt: (w, h, nw, nh) for alt, w, h, nw, nh in json.loads(m.group(1).replace("&quot;", '"'))}
@@ -400,8 +549,12 @@ def test_tuning_grids_and_image_grid_inputs():
     t, e = torch.tensor([1.0, 1000.0]), torch.tensor([0.0, 0.002, 0.004])
     full = {"t": t, "eps": e, "fpr95_id": torch.rand(2, 3), "auroc": torch.rand(2, 3)}
     arrays = {f"tuning/odin/digits/{k}": v for k, v in full.items()}
-    arrays |= {"tuning/odin/uniform/t": t, "tuning/odin/uniform/eps": e, "tuning/odin/uniform/id_scores": torch.rand(5),
-               "tuning/energy/x/t": t}
+    arrays |= {
+        "tuning/odin/uniform/t": t,
+        "tuning/odin/uniform/eps": e,
+        "tuning/odin/uniform/id_scores": torch.rand(5),
+        "tuning/energy/x/t": t,
+    }
     got = tuning_grids(arrays)
     assert list(got) == ["odin"] and list(got["odin"]) == ["digits"] and set(got["odin"]["digits"]) == set(full)
     assert tuning_grids({}) == {} and plots.tuning_grids({}) is None

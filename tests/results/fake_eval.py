@@ -41,11 +41,20 @@ def fake_evaluate(run_dir: Path, cfg: RunCfg) -> ResultTable:
     g = torch.Generator().manual_seed(1234 + cfg.seed)
     x, y = test.x[:N_ID].float() / 255, test.y[:N_ID]
     xv, yv = test.x[N_ID : 2 * N_ID].float() / 255, test.y[N_ID : 2 * N_ID]
-    noise = {"uniform": torch.rand(x.shape, generator=g), "gaussian": (0.5 + 0.25 * torch.randn(x.shape, generator=g)).clamp(0, 1)}
+    noise = {
+        "uniform": torch.rand(x.shape, generator=g),
+        "gaussian": (0.5 + 0.25 * torch.randn(x.shape, generator=g)).clamp(0, 1),
+    }
     u = noise["uniform"][:N_FAR]
     adv = noise["uniform"][torch.randperm(N_ID, generator=g)[:N_FAR]].flip(-1)  # stands in for adversarial noise
-    parts = {"id": x, "val": xv, **noise, **{f"shift{i}": apply_shift(x, s, lv, g) for i, (s, lv) in enumerate(SHIFTS)},
-             **{f"alpha{i}": a * u for i, a in enumerate(ALPHAS)}, "adv": adv}
+    parts = {
+        "id": x,
+        "val": xv,
+        **noise,
+        **{f"shift{i}": apply_shift(x, s, lv, g) for i, (s, lv) in enumerate(SHIFTS)},
+        **{f"alpha{i}": a * u for i, a in enumerate(ALPHAS)},
+        "adv": adv,
+    }
     logits = predict(model, torch.cat(list(parts.values())))["logits"]
     out = dict(zip(parts, logits.split([len(v) for v in parts.values()])))
     z, zv = out["id"], out["val"]
@@ -54,7 +63,9 @@ def fake_evaluate(run_dir: Path, cfg: RunCfg) -> ResultTable:
     table.add_metrics("id", calibration_metrics(z, y), dataset=cfg.data.dataset, n=N_ID)
     table.add_metrics("id", calibration_metrics(z / t, y), dataset=cfg.data.dataset, detector="ts", n=N_ID)
     table.add("id", "temperature", t, dataset=cfg.data.dataset, detector="ts")
-    table.arrays.update({"id/logits": z, "id/labels": y, "val/logits": zv, "val/labels": yv, "ts/temperature": torch.tensor([t])})
+    table.arrays.update(
+        {"id/logits": z, "id/labels": y, "val/logits": zv, "val/labels": yv, "ts/temperature": torch.tensor([t])}
+    )
     s_id = _scores(z)
     for det in DETECTORS:
         table.arrays[f"scores/{det}/id"] = s_id[det]
@@ -70,7 +81,9 @@ def fake_evaluate(run_dir: Path, cfg: RunCfg) -> ResultTable:
         table.add("shift", "ece", m["ece"], dataset=cfg.data.dataset, shift=shift, severity=level, n=N_ID)
     conf = torch.stack([_scores(out[f"alpha{i}"])["msp"].mean() for i in range(len(ALPHAS))])
     adv_conf = _scores(out["adv"])["msp"]
-    table.arrays.update({"farconf/alpha/alphas": torch.tensor(ALPHAS), "farconf/alpha/mmc": conf, "farconf/adv_noise/conf": adv_conf})
+    table.arrays.update(
+        {"farconf/alpha/alphas": torch.tensor(ALPHAS), "farconf/alpha/mmc": conf, "farconf/adv_noise/conf": adv_conf}
+    )
     table.add("farconf", "mmc", float(_scores(out["alpha0"])["msp"].mean()), dataset="uniform", n=N_FAR)
     table.add("farconf", "mmc", float(adv_conf.mean()), dataset="adv_noise", n=N_FAR)
     table.add("farconf", "alpha_median", ALPHAS[len(ALPHAS) // 2], dataset="uniform")

@@ -17,8 +17,19 @@ from rulab.results.aggregate import (
 
 
 def rec(run, preset, seed, kind, metric, value, dataset="", detector="", shift="", severity=""):
-    return {"run_id": run, "name": f"{preset}-s{seed}", "preset": preset, "seed": seed, "kind": kind, "dataset": dataset,
-            "shift": shift, "severity": severity, "detector": detector, "metric": metric, "value": value}
+    return {
+        "run_id": run,
+        "name": f"{preset}-s{seed}",
+        "preset": preset,
+        "seed": seed,
+        "kind": kind,
+        "dataset": dataset,
+        "shift": shift,
+        "severity": severity,
+        "detector": detector,
+        "metric": metric,
+        "value": value,
+    }
 
 
 def test_mean_std_known_answers():
@@ -51,7 +62,9 @@ def test_bootstrap_known_answers():
 def test_bootstrap_matches_scipy_percentile_interval():
     stats = pytest.importorskip("scipy.stats")
     vals = np.array([0.81, 0.84, 0.79, 0.86, 0.83, 0.80, 0.85, 0.82, 0.88, 0.78])
-    ref = stats.bootstrap((vals,), np.mean, n_resamples=20000, method="percentile", random_state=np.random.default_rng(1)).confidence_interval
+    ref = stats.bootstrap(
+        (vals,), np.mean, n_resamples=20000, method="percentile", random_state=np.random.default_rng(1)
+    ).confidence_interval
     lo, hi = bootstrap_ci(vals, n_resamples=20000, seed=0)
     assert lo == pytest.approx(ref.low, abs=2e-3) and hi == pytest.approx(ref.high, abs=2e-3)
 
@@ -65,9 +78,13 @@ def test_describe_and_group():
 
 def test_aggregate_groups_by_preset_and_key():
     records = [
-        rec("a0", "plain", 0, "id", "acc", 0.90), rec("a1", "plain", 1, "id", "acc", 0.92), rec("a2", "plain", 2, "id", "acc", 0.94),
-        rec("b0", "oe", 0, "id", "acc", 0.80), rec("b1", "oe", 1, "id", "acc", 0.84),
-        rec("a0", "plain", 0, "ood", "auroc", 0.9, "uniform", "msp"), rec("a1", "plain", 1, "ood", "auroc", 0.8, "uniform", "msp"),
+        rec("a0", "plain", 0, "id", "acc", 0.90),
+        rec("a1", "plain", 1, "id", "acc", 0.92),
+        rec("a2", "plain", 2, "id", "acc", 0.94),
+        rec("b0", "oe", 0, "id", "acc", 0.80),
+        rec("b1", "oe", 1, "id", "acc", 0.84),
+        rec("a0", "plain", 0, "ood", "auroc", 0.9, "uniform", "msp"),
+        rec("a1", "plain", 1, "ood", "auroc", 0.8, "uniform", "msp"),
     ]
     aggs = {a.key: a.stat for a in aggregate(records)}
     assert len(aggs) == 3
@@ -82,15 +99,21 @@ def test_summary_measures_average_within_run_then_over_seeds():
     records = []
     for seed, (a, b) in enumerate([(0.9, 0.7), (0.8, 0.6)]):
         run = f"p{seed}"
-        records += [rec(run, "plain", seed, "ood", "auroc", a, "uniform", "msp"), rec(run, "plain", seed, "ood", "auroc", b, "digits", "msp"),
-                    rec(run, "plain", seed, "ood", "auroc", 0.1, "digits", "energy"),  # another detector: not in "AUROC msp"
-                    rec(run, "plain", seed, "id", "acc", 0.9 + seed / 100), rec(run, "plain", seed, "id", "acc", 0.5, detector="ts"),
-                    rec(run, "plain", seed, "ood", "mmc", 0.3 + seed / 10, "uniform", "msp")]
+        records += [
+            rec(run, "plain", seed, "ood", "auroc", a, "uniform", "msp"),
+            rec(run, "plain", seed, "ood", "auroc", b, "digits", "msp"),
+            rec(run, "plain", seed, "ood", "auroc", 0.1, "digits", "energy"),  # another detector: not in "AUROC msp"
+            rec(run, "plain", seed, "id", "acc", 0.9 + seed / 100),
+            rec(run, "plain", seed, "id", "acc", 0.5, detector="ts"),
+            rec(run, "plain", seed, "ood", "mmc", 0.3 + seed / 10, "uniform", "msp"),
+        ]
     p = summary_pivot(records)
     assert [c[0] for c in p.columns] == ["acc", "AUROC msp", "MMC uniform"]  # measures without data are left out
     au = p.cells[("plain", "AUROC msp")]
     assert au.values == (pytest.approx(0.8), pytest.approx(0.7)) and au.mean == pytest.approx(0.75)
-    assert p.cells[("plain", "acc")].mean == pytest.approx(0.905)  # the raw row (detector ''), not the temperature-scaled one
+    assert p.cells[("plain", "acc")].mean == pytest.approx(
+        0.905
+    )  # the raw row (detector ''), not the temperature-scaled one
     assert p.cells[("plain", "MMC uniform")].mean == pytest.approx(0.35)  # falls back to the ood-kind row
     m = Measure("x", "acc", ({"kind": "id", "metric": "nope"},))
     assert m.of_run(records) is None
@@ -98,9 +121,18 @@ def test_summary_measures_average_within_run_then_over_seeds():
 
 
 def test_pivot_columns_are_what_varies():
-    records = [rec("a", "plain", 0, "ood", m, v, d, "msp") for d in ("digits", "uniform") for m, v in (("auroc", 0.9), ("fpr95_id", 0.2))]
+    records = [
+        rec("a", "plain", 0, "ood", m, v, d, "msp")
+        for d in ("digits", "uniform")
+        for m, v in (("auroc", 0.9), ("fpr95_id", 0.2))
+    ]
     p = pivot(aggregate(records))
-    assert [c for c in p.columns] == [("digits · auroc", "auroc"), ("digits · fpr95_id", "fpr95_id"), ("uniform · auroc", "auroc"), ("uniform · fpr95_id", "fpr95_id")]
+    assert [c for c in p.columns] == [
+        ("digits · auroc", "auroc"),
+        ("digits · fpr95_id", "fpr95_id"),
+        ("uniform · auroc", "auroc"),
+        ("uniform · fpr95_id", "fpr95_id"),
+    ]
     p = pivot(aggregate([r for r in records if r["metric"] == "auroc"]))
     assert [c[0] for c in p.columns] == ["digits", "uniform"] and p.rows == ["plain"]
     one = pivot(aggregate(records[:1]))

@@ -27,7 +27,13 @@ def tiny() -> Pivot:
         ("oe_x", "acc"): Stat(0.9, math.nan, 1),
         ("oe_x", "nll"): Stat(0.25, 0.02, 2),
     }
-    return Pivot(["plain", "oe_x"], [("acc", "acc"), ("nll", "nll")], cells, caption="mean ± std over seeds", notes=["acc: test accuracy"])
+    return Pivot(
+        ["plain", "oe_x"],
+        [("acc", "acc"), ("nll", "nll")],
+        cells,
+        caption="mean ± std over seeds",
+        notes=["acc: test accuracy"],
+    )
 
 
 def test_format_values():
@@ -66,9 +72,7 @@ def test_latex_exact():
 
 def test_csv_exact_keeps_fractions():
     assert to_csv(tiny()) == (
-        "method,seeds,acc,acc std,nll,nll std\n"
-        "plain,3,0.9123,0.0045,0.3,0.01\n"
-        "oe_x,2,0.9,,0.25,0.02\n"
+        "method,seeds,acc,acc std,nll,nll std\nplain,3,0.9123,0.0045,0.3,0.01\noe_x,2,0.9,,0.25,0.02\n"
     )
 
 
@@ -76,7 +80,10 @@ def test_text_and_render():
     text = to_text(tiny())
     lines = text.splitlines()
     assert lines[0] == "mean ± std over seeds" and lines[1].split() == ["method", "seeds", "acc", "nll"]
-    assert lines[3].split() == ["plain", "3", "91.23", "±", "0.45", "0.300", "±", "0.010"] and lines[-1] == "acc: test accuracy"
+    assert (
+        lines[3].split() == ["plain", "3", "91.23", "±", "0.45", "0.300", "±", "0.010"]
+        and lines[-1] == "acc: test accuracy"
+    )
     assert render(tiny(), "md") == to_markdown(tiny())
     with pytest.raises(RulabError, match="unknown table format"):
         render(tiny(), "xlsx")
@@ -115,7 +122,10 @@ def test_results_pivot_filters(tmp_path):
 
 def test_cli_results_and_errors(tmp_path, capsys):
     db = _db(tmp_path)
-    assert main(["results", "--db", str(db), "--metric", "auroc", "--kind", "ood", "--detector", "msp", "--format", "md"]) == 0
+    assert (
+        main(["results", "--db", str(db), "--metric", "auroc", "--kind", "ood", "--detector", "msp", "--format", "md"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| fmnist-plain | 2 | 80.50 ± 0.71 | 96.50 ± 0.71 |" in out
     out_file = tmp_path / "t.tex"

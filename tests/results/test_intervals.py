@@ -51,8 +51,12 @@ PRAGMA user_version = 1;
 def _old_db(path) -> None:
     con = sqlite3.connect(path)
     con.executescript(OLD_SCHEMA)
-    con.execute("INSERT INTO runs (run_id, name, preset, seed, status) VALUES ('old-s0', 'old-s0', 'old', 0, 'finished')")
-    con.execute("INSERT INTO results (run_id, kind, dataset, metric, value, n) VALUES ('old-s0', 'id', 'fashion_mnist', 'acc', 0.9, 100)")
+    con.execute(
+        "INSERT INTO runs (run_id, name, preset, seed, status) VALUES ('old-s0', 'old-s0', 'old', 0, 'finished')"
+    )
+    con.execute(
+        "INSERT INTO results (run_id, kind, dataset, metric, value, n) VALUES ('old-s0', 'id', 'fashion_mnist', 'acc', 0.9, 100)"
+    )
     con.commit()
     con.close()
 
@@ -85,13 +89,26 @@ def test_a_schema_1_database_is_read_as_it_is_and_migrated_on_first_write(tmp_pa
     assert _version(db) == 1 and "ci_low" not in _columns(db)
     # the first write migrates in place (same transaction), keeping every old row
     t = ResultTable()
-    t.add("id", "ece", 0.05, dataset="fashion_mnist", n=100, ci_low=0.04, ci_high=0.06, ci_method="bootstrap-percentile-1000")
+    t.add(
+        "id",
+        "ece",
+        0.05,
+        dataset="fashion_mnist",
+        n=100,
+        ci_low=0.04,
+        ci_high=0.06,
+        ci_method="bootstrap-percentile-1000",
+    )
     store.write_results("old-s0", t)
     assert _version(db) == SCHEMA_VERSION == 2
     assert _columns(db)[-3:] == ["ci_low", "ci_high", "ci_method"]
     by = {r["metric"]: r for r in store.results()}
     assert by["acc"]["value"] == 0.9 and math.isnan(by["acc"]["ci_low"]) and by["acc"]["ci_method"] == ""
-    assert (by["ece"]["ci_low"], by["ece"]["ci_high"], by["ece"]["ci_method"]) == (0.04, 0.06, "bootstrap-percentile-1000")
+    assert (by["ece"]["ci_low"], by["ece"]["ci_high"], by["ece"]["ci_method"]) == (
+        0.04,
+        0.06,
+        "bootstrap-percentile-1000",
+    )
     store.close()
     # a file from a newer rulab is still refused
     con = sqlite3.connect(db)
@@ -106,11 +123,24 @@ def test_intervals_round_trip_and_replace(tmp_path):
     store = ResultStore(tmp_path / "r.db")
     rid = store.start_run(RunCfg(name="a-s0", preset="a", seed=0))
     t = ResultTable()
-    t.add("ood", "auroc", 0.9, dataset="digits", detector="msp", ci_low=0.88, ci_high=0.92, ci_method="bootstrap-percentile-1000")
+    t.add(
+        "ood",
+        "auroc",
+        0.9,
+        dataset="digits",
+        detector="msp",
+        ci_low=0.88,
+        ci_high=0.92,
+        ci_method="bootstrap-percentile-1000",
+    )
     t.add("ood", "ood_ratio", 0.2, dataset="digits", detector="msp")
     store.write_results(rid, t)
     back = {r.metric: r for r in store.table(rid)}
-    assert (back["auroc"].ci_low, back["auroc"].ci_high, back["auroc"].ci_method) == (0.88, 0.92, "bootstrap-percentile-1000")
+    assert (back["auroc"].ci_low, back["auroc"].ci_high, back["auroc"].ci_method) == (
+        0.88,
+        0.92,
+        "bootstrap-percentile-1000",
+    )
     assert not back["ood_ratio"].has_interval and back["ood_ratio"].ci_method == ""
     t.add("ood", "auroc", 0.91, dataset="digits", detector="msp")  # re-evaluated without intervals: they go
     store.write_results(rid, t)
@@ -119,8 +149,22 @@ def test_intervals_round_trip_and_replace(tmp_path):
 
 def rec(run, preset, seed, kind, metric, value, dataset="", detector="", ci=None):
     lo, hi, how = ci if ci else (math.nan, math.nan, "")
-    return {"run_id": run, "name": f"{preset}-s{seed}", "preset": preset, "seed": seed, "kind": kind, "dataset": dataset, "shift": "",
-            "severity": "", "detector": detector, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi, "ci_method": how}
+    return {
+        "run_id": run,
+        "name": f"{preset}-s{seed}",
+        "preset": preset,
+        "seed": seed,
+        "kind": kind,
+        "dataset": dataset,
+        "shift": "",
+        "severity": "",
+        "detector": detector,
+        "metric": metric,
+        "value": value,
+        "ci_low": lo,
+        "ci_high": hi,
+        "ci_method": how,
+    }
 
 
 def test_aggregate_uses_t_over_seeds_and_a_single_runs_stored_interval():
@@ -157,7 +201,10 @@ def test_exports_show_intervals_under_each_row():
         "|  | 95% CI | [89.40, 90.60] |  |\n"
     )
     tex = to_latex(p)
-    assert "plain & 3 & 91.23 $\\pm$ 0.45 & 0.300 $\\pm$ 0.010 \\\\\n & 95\\% CI & [90.11, 92.35] & [0.275, 0.325] \\\\" in tex
+    assert (
+        "plain & 3 & 91.23 $\\pm$ 0.45 & 0.300 $\\pm$ 0.010 \\\\\n & 95\\% CI & [90.11, 92.35] & [0.275, 0.325] \\\\"
+        in tex
+    )
     lines = to_text(p).splitlines()
     assert lines[3].split() == ["plain", "3", "91.23", "±", "0.45", "0.300", "±", "0.010"]
     assert lines[4].split() == ["95%", "CI", "[90.11,", "92.35]", "[0.275,", "0.325]"]
@@ -178,8 +225,11 @@ def _runs_db(tmp_path, seeds=(0, 1, 2), arrays=False):
     for preset, shift in (("plain", 0.0), ("oe", 0.03)):
         for seed in seeds:
             run_dir = tmp_path / f"{preset}-s{seed}"
-            rid = store.start_run(RunCfg(name=f"{preset}-s{seed}", preset=preset, seed=seed), study="mini",
-                                  checkpoint=str(run_dir / "model.safetensors"))
+            rid = store.start_run(
+                RunCfg(name=f"{preset}-s{seed}", preset=preset, seed=seed),
+                study="mini",
+                checkpoint=str(run_dir / "model.safetensors"),
+            )
             t = ResultTable()
             t.add("id", "acc", 0.9 + seed / 100 + (0.001 if preset == "oe" else 0.0), dataset="fashion_mnist")
             for s, v in base.items():
@@ -238,8 +288,11 @@ def test_compare_with_one_seed_pairs_by_test_image(tmp_path):
     arrays = {rid: ResultTable.load_arrays(f) for rid, f in files.items()}
     rid = {r["preset"]: r["run_id"] for r in store.runs()}
     mean_reps = {
-        m: (arrays[rid[m]]['bootstrap/["ood", "digits", "", "", "msp", "auroc"]'].double()
-            + arrays[rid[m]]['bootstrap/["ood", "uniform", "", "", "msp", "auroc"]'].double()) / 2
+        m: (
+            arrays[rid[m]]['bootstrap/["ood", "digits", "", "", "msp", "auroc"]'].double()
+            + arrays[rid[m]]['bootstrap/["ood", "uniform", "", "", "msp", "auroc"]'].double()
+        )
+        / 2
         for m in ("plain", "oe")
     }
     lo, hi = np.quantile((mean_reps["oe"] - mean_reps["plain"]).numpy(), [0.025, 0.975])

@@ -36,10 +36,16 @@ from rulab.results.rows import MalformedRow, parse_json_object, parse_value
 from rulab.results.store import ResultStore
 from rulab.results.table import ResultTable, Row
 
-PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROPS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 SRC = str(Path(rulab.__file__).resolve().parents[1])
 cells = st.one_of(
-    st.none(), st.floats(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=12), st.binary(max_size=8),
+    st.none(),
+    st.floats(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(max_size=12),
+    st.binary(max_size=8),
     st.sampled_from(["1.5", "nan", "", "inf", "{}", "[]"]),
 )
 
@@ -83,7 +89,11 @@ def test_any_value_cells_are_read_or_skipped_and_counted(values):
 
 
 @PROPS
-@given(st.floats(), st.integers(0, 2**63 - 1), st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5), st.booleans()), max_size=3))
+@given(
+    st.floats(),
+    st.integers(0, 2**63 - 1),
+    st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5), st.booleans()), max_size=3),
+)
 def test_numbers_written_are_read_back_exactly(value, n, extra):
     with _db() as path, ResultStore(path) as store:
         rid = store.start_run(RunCfg(name="x"))
@@ -94,12 +104,24 @@ def test_numbers_written_are_read_back_exactly(value, n, extra):
 
 
 @PROPS
-@given(st.one_of(st.text(max_size=6), st.binary(max_size=4), st.lists(st.integers(), max_size=2), st.integers(2**63, 2**70), st.complex_numbers()))
+@given(
+    st.one_of(
+        st.text(max_size=6),
+        st.binary(max_size=4),
+        st.lists(st.integers(), max_size=2),
+        st.integers(2**63, 2**70),
+        st.complex_numbers(),
+    )
+)
 def test_anything_else_is_refused_before_the_write(bad):
     with _db() as path, ResultStore(path) as store:
         rid = store.start_run(RunCfg(name="x"))
         store.write_results(rid, [Row("id", "acc", 0.5)])
-        rows = [Row("id", "nll", 0.1), Row("id", "ece", bad)] if not isinstance(bad, int) else [Row("id", "ece", 0.1, n=bad)]
+        rows = (
+            [Row("id", "nll", 0.1), Row("id", "ece", bad)]
+            if not isinstance(bad, int)
+            else [Row("id", "ece", 0.1, n=bad)]
+        )
         with pytest.raises(StoreError, match="nothing was written|fits in 64 bits") as info:
             store.write_results(rid, rows)
         assert "\n" not in str(info.value)
@@ -131,7 +153,9 @@ def _env() -> dict[str, str]:
 def _two_rows(path: Path) -> None:
     with ResultStore(path) as store:
         rid = store.start_run(RunCfg(name="plain-s0", preset="fmnist-plain"), study="s")
-        store.write_results(rid, ResultTable([Row("id", "acc", 0.9, "fashion_mnist"), Row("id", "ece", 0.05, "fashion_mnist")]))
+        store.write_results(
+            rid, ResultTable([Row("id", "acc", 0.9, "fashion_mnist"), Row("id", "ece", 0.05, "fashion_mnist")])
+        )
         store.finish_run(rid)
 
 
@@ -162,8 +186,17 @@ def _can_mount_read_only(tmp_path: Path) -> bool:
         return False
     d = tmp_path / "probe"
     d.mkdir()
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {d} {d} && mount -o remount,bind,ro {d} && ! touch {d}/x 2>/dev/null"],
-                           capture_output=True, timeout=30)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            f"mount --bind {d} {d} && mount -o remount,bind,ro {d} && ! touch {d}/x 2>/dev/null",
+        ],
+        capture_output=True,
+        timeout=30,
+    )
     return probe.returncode == 0
 
 
@@ -197,7 +230,9 @@ def test_a_database_on_a_read_only_file_system_is_read(tmp_path):
     proc = subprocess.run(["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "90.00" in proc.stdout and (tmp_path / "report.html").exists()
-    assert "writer: cannot open the results database" in proc.stdout and "move it aside" not in proc.stdout + proc.stderr
+    assert (
+        "writer: cannot open the results database" in proc.stdout and "move it aside" not in proc.stdout + proc.stderr
+    )
     assert sorted(p.name for p in ro.iterdir()) == ["r.db"]  # nothing was created beside it
 
 

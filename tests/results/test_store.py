@@ -31,13 +31,42 @@ def test_schema_is_the_design_contract(tmp_path):
     con = sqlite3.connect(db)
     cols = {t: [r[1] for r in con.execute(f"PRAGMA table_info({t})")] for t in ("runs", "results", "curves")}
     assert cols["runs"][:18] == [
-        "run_id", "name", "preset", "method", "model", "dataset", "seed", "config_json", "config_hash", "git_commit",
-        "rulab_version", "torch_version", "device", "checkpoint", "parent_run", "status", "started_at", "finished_at",
+        "run_id",
+        "name",
+        "preset",
+        "method",
+        "model",
+        "dataset",
+        "seed",
+        "config_json",
+        "config_hash",
+        "git_commit",
+        "rulab_version",
+        "torch_version",
+        "device",
+        "checkpoint",
+        "parent_run",
+        "status",
+        "started_at",
+        "finished_at",
     ]
     assert {"dataset_checksums", "study", "claimed_by", "heartbeat_at"} <= set(cols["runs"])
     # schema 2 (0.2) appends the interval columns to the schema-1 columns (docs/results-store.md)
-    assert cols["results"] == ["run_id", "kind", "dataset", "shift", "severity", "detector", "metric", "value", "n", "extra_json",
-                               "ci_low", "ci_high", "ci_method"]
+    assert cols["results"] == [
+        "run_id",
+        "kind",
+        "dataset",
+        "shift",
+        "severity",
+        "detector",
+        "metric",
+        "value",
+        "n",
+        "extra_json",
+        "ci_low",
+        "ci_high",
+        "ci_method",
+    ]
     assert cols["curves"] == ["run_id", "epoch", "split", "metric", "value"]
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -51,8 +80,12 @@ def test_schema_is_the_design_contract(tmp_path):
 def test_round_trip_with_nan_and_inf(tmp_path):
     store = ResultStore(tmp_path / "r.db")
     cfg = RunCfg(name="plain-s0", preset="fmnist-plain", seed=0)
-    rid = store.start_run(cfg, study="s", meta={"git_commit": "abc", "rulab_version": "0.1.0", "torch_version": "2", "device": "cpu"},
-                          dataset_checksums={"fashion_mnist/t10k-images": "8181f5"})
+    rid = store.start_run(
+        cfg,
+        study="s",
+        meta={"git_commit": "abc", "rulab_version": "0.1.0", "torch_version": "2", "device": "cpu"},
+        dataset_checksums={"fashion_mnist/t10k-images": "8181f5"},
+    )
     assert rid == run_id_for("plain-s0", config_hash(cfg)) == ResultStore.run_id_of(cfg)
     assert store.write_results(rid, _table()) == 7
     back = store.table(rid)
@@ -63,15 +96,27 @@ def test_round_trip_with_nan_and_inf(tmp_path):
         assert (math.isnan(r.value) and math.isnan(w)) or r.value == w
         assert r.n == want[r.key].n and r.extra == want[r.key].extra
     # NaN is stored as NULL, infinities as REAL
-    raw = dict(sqlite3.connect(tmp_path / "r.db").execute("SELECT metric, value FROM results WHERE metric IN ('fpr95_id', 'alpha_median', 'resistance')").fetchall())
+    raw = dict(
+        sqlite3.connect(tmp_path / "r.db")
+        .execute("SELECT metric, value FROM results WHERE metric IN ('fpr95_id', 'alpha_median', 'resistance')")
+        .fetchall()
+    )
     assert raw["fpr95_id"] is None and raw["alpha_median"] == math.inf and raw["resistance"] == -math.inf
     run = store.run(rid)
     assert run["preset"] == "fmnist-plain" and run["method"] == "erm" and run["model"] == "fastcnn" and run["seed"] == 0
     assert run["config"] == to_dict(cfg) and run["config_hash"] == config_hash(cfg) and run["status"] == "running"
-    assert run["dataset_checksums"] == {"fashion_mnist/t10k-images": "8181f5"} and run["git_commit"] == "abc" and run["study"] == "s"
+    assert (
+        run["dataset_checksums"] == {"fashion_mnist/t10k-images": "8181f5"}
+        and run["git_commit"] == "abc"
+        and run["study"] == "s"
+    )
     assert store.run(rid)["status"] != "finished"
     store.finish_run(rid, meta={"device": "cuda:H100"})
-    assert store.run(rid)["status"] == "finished" and store.run(rid)["device"] == "cuda:H100" and store.run(rid)["finished_at"]
+    assert (
+        store.run(rid)["status"] == "finished"
+        and store.run(rid)["device"] == "cuda:H100"
+        and store.run(rid)["finished_at"]
+    )
 
 
 def test_upsert_replaces_and_restart_keeps_started_at(tmp_path):
@@ -102,7 +147,9 @@ def test_filters_join_runs(tmp_path):
     assert store.results(train_dataset="fashion_mnist", kind="shift")[0]["severity"] == "3"
     assert len(store.runs(study="y")) == 1
     df = store.results(frame=True, study="x")
-    assert len(df) == 7 and set(df["run_id"]) == {a} and {"preset", "seed", "kind", "metric", "value"} <= set(df.columns)
+    assert (
+        len(df) == 7 and set(df["run_id"]) == {a} and {"preset", "seed", "kind", "metric", "value"} <= set(df.columns)
+    )
     with pytest.raises(StoreError, match="valid columns"):
         store.runs(colour="red")
 
@@ -139,8 +186,19 @@ def test_failed_transaction_loses_no_rows(tmp_path):
 
 
 def test_curves_from_history(tmp_path):
-    hist = [{"epoch": 1, "step": 10, "lr": 0.1, "train_loss": 1.5, "train_acc": 0.6, "val_acc": 0.7, "val_ece": 0.02, "note": "x"},
-            {"epoch": 2, "step": 20, "train_loss": 1.0, "val_acc": math.nan}]
+    hist = [
+        {
+            "epoch": 1,
+            "step": 10,
+            "lr": 0.1,
+            "train_loss": 1.5,
+            "train_acc": 0.6,
+            "val_acc": 0.7,
+            "val_ece": 0.02,
+            "note": "x",
+        },
+        {"epoch": 2, "step": 20, "train_loss": 1.0, "val_acc": math.nan},
+    ]
     pts = curve_points(hist)
     assert (1, "train", "loss", 1.5) in pts and (1, "val", "ece", 0.02) in pts and (1, "train", "lr", 0.1) in pts
     assert all(p[2] != "note" for p in pts)

@@ -50,10 +50,22 @@ from blocking_eval import BLOCK_FILE, blocking_evaluate  # noqa: E402
 from fake_eval import fake_evaluate  # noqa: E402
 
 SRC = str(Path(rulab.__file__).resolve().parents[1])
-OV = ["train.max_steps=2", "train.epochs=1", "train.batch_size=64", "data.train_subset=256", "data.val_size=200", "eval.detectors=[]",
-      "train.deterministic=false", "device=cpu"]
+OV = [
+    "train.max_steps=2",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "data.train_subset=256",
+    "data.val_size=200",
+    "eval.detectors=[]",
+    "train.deterministic=false",
+    "device=cpu",
+]
 TINY = Study(
-    "tiny", presets=("fmnist-plain", "fmnist-mixup", "fmnist-oe"), seeds=(0, 1), report=False, skip_eval=("fmnist-mixup",),
+    "tiny",
+    presets=("fmnist-plain", "fmnist-mixup", "fmnist-oe"),
+    seeds=(0, 1),
+    report=False,
+    skip_eval=("fmnist-mixup",),
     preset_overrides=(("fmnist-oe", ("train.init_from={run:fmnist-plain}",)),),
 )
 SUBMITIT = ["launcher.slurm.executor=local", "launcher.slurm.cpus_per_task=1", "launcher.poll_s=0.3"]
@@ -116,7 +128,15 @@ def reference(tmp_path_factory):
 
 
 def _run(launcher: str, extra: list[str], **kw):
-    return run_study(TINY, out_dir="runs", overrides=OV + extra, evaluate=kw.pop("evaluate", fake_evaluate), progress=False, launcher=launcher, **kw)
+    return run_study(
+        TINY,
+        out_dir="runs",
+        overrides=OV + extra,
+        evaluate=kw.pop("evaluate", fake_evaluate),
+        progress=False,
+        launcher=launcher,
+        **kw,
+    )
 
 
 def _only(rows: dict[str, list[tuple]], run_ids: set[str]) -> dict[str, list[tuple]]:
@@ -126,14 +146,19 @@ def _only(rows: dict[str, list[tuple]], run_ids: set[str]) -> dict[str, list[tup
 
 def test_submitit_local_executor_stores_the_local_launchers_database(workdir, reference):
     res = _run("slurm", SUBMITIT)
-    assert sorted(res.ran) == sorted(c.cfg.name for c in plan_cells(TINY, out_dir="runs", overrides=OV)) and res.skipped == []
+    assert (
+        sorted(res.ran) == sorted(c.cfg.name for c in plan_cells(TINY, out_dir="runs", overrides=OV))
+        and res.skipped == []
+    )
     assert _rows(workdir / "runs" / "results.db") == reference
     state = read_state(state_dir_of("runs", "tiny"))
     assert state["backend"] == "slurm (LocalExecutor)" and {c["state"] for c in state["cells"]} == {"finished"}
     assert all(c["job_id"].isdigit() and c["attempts"] == 1 for c in state["cells"])
     again = _run("slurm", SUBMITIT)  # nothing to do: every cell is finished
     assert again.ran == [] and len(again.skipped) == 6 and _rows(workdir / "runs" / "results.db") == reference
-    (workdir / "runs" / "results.db").unlink()  # the run directories hold every record: the database is rebuilt, no job runs
+    (
+        workdir / "runs" / "results.db"
+    ).unlink()  # the run directories hold every record: the database is rebuilt, no job runs
     rebuilt = _run("slurm", SUBMITIT)
     assert rebuilt.ran == [] and len(rebuilt.skipped) == 6 and _rows(workdir / "runs" / "results.db") == reference
 
@@ -223,7 +248,9 @@ def test_a_killed_worker_is_retried_and_the_others_finish(workdir, reference):
     ids = {c.run_id for c in cells.values()}
     assert len(res.ran) == 3 and _rows(workdir / "runs" / "results.db") == _only(reference, ids)
     state = {c["name"]: c for c in read_state(state_dir_of("runs", "tiny"))["cells"]}
-    assert state[victim.cfg.name]["attempts"] == 2 and {v["attempts"] for k, v in state.items() if k != victim.cfg.name} == {1}
+    assert state[victim.cfg.name]["attempts"] == 2 and {
+        v["attempts"] for k, v in state.items() if k != victim.cfg.name
+    } == {1}
     assert _starts(victim) == 2 and "trained before, not training again" in (victim.run_dir / LOG_FILE).read_text()
 
 
@@ -232,12 +259,23 @@ def test_a_killed_ray_worker_without_retries_is_marked_failed_with_its_log_then_
     cells = {c.cfg.name: c for c in plan_cells(TINY, seeds=[1], out_dir="runs", overrides=OV)}
     victim = cells["fmnist-oe-s1"]
     th = _kill_when_blocked(victim)
-    with pytest.raises(RulabError, match=r"1 of 3 cells of study 'tiny' failed \(fmnist-oe-s1: the worker died .*--status"):
-        _run("ray", [*RAY, "launcher.retries=0"], seeds=[1], evaluate=functools.partial(blocking_evaluate, block=victim.cfg.name))
+    with pytest.raises(
+        RulabError, match=r"1 of 3 cells of study 'tiny' failed \(fmnist-oe-s1: the worker died .*--status"
+    ):
+        _run(
+            "ray",
+            [*RAY, "launcher.retries=0"],
+            seeds=[1],
+            evaluate=functools.partial(blocking_evaluate, block=victim.cfg.name),
+        )
     th.join(timeout=1)
     store = ResultStore(workdir / "runs" / "results.db")
     status = {r["name"]: r["status"] for r in store.runs()}
-    assert status == {"fmnist-plain-s1": "finished", "fmnist-mixup-s1": "trained", "fmnist-oe-s1": "failed"}  # the others finished
+    assert status == {
+        "fmnist-plain-s1": "finished",
+        "fmnist-mixup-s1": "trained",
+        "fmnist-oe-s1": "failed",
+    }  # the others finished
     from rulab.api import study_status
 
     text = study_status(TINY, seeds=[1], out_dir="runs", overrides=OV)
@@ -252,8 +290,14 @@ def test_a_preempted_job_is_requeued_and_resumes(workdir):
     one = Study("one", presets=("fmnist-plain",), seeds=(0,), report=False)
     (cell,) = plan_cells(one, out_dir="runs", overrides=OV)
     th = _kill_when_blocked(cell, sig=signal.SIGUSR2)  # what SLURM sends before preempting a job
-    res = run_study(one, out_dir="runs", overrides=OV + SUBMITIT, evaluate=functools.partial(blocking_evaluate, block=cell.cfg.name),
-                    progress=False, launcher="slurm")
+    res = run_study(
+        one,
+        out_dir="runs",
+        overrides=OV + SUBMITIT,
+        evaluate=functools.partial(blocking_evaluate, block=cell.cfg.name),
+        progress=False,
+        launcher="slurm",
+    )
     th.join(timeout=1)
     assert res.ran == ["fmnist-plain-s0"]
     (state,) = read_state(state_dir_of("runs", "one"))["cells"]
@@ -267,14 +311,22 @@ def test_a_two_task_job_trains_its_cell_with_ddp_like_torchrun(workdir):
     ov = [*OV, "model.name=lenet", "model.kwargs={hidden: 32}", "train.max_steps=4", "optim.lr=0.05"]
     one = Study("ddp", presets=("fmnist-plain",), seeds=(0,), report=False)
     (cell,) = plan_cells(one, out_dir="runs", overrides=ov)
-    res = run_study(one, out_dir="runs", overrides=ov + SUBMITIT + ["launcher.slurm.tasks_per_node=2"], evaluate=fake_evaluate,
-                    progress=False, launcher="slurm")
+    res = run_study(
+        one,
+        out_dir="runs",
+        overrides=ov + SUBMITIT + ["launcher.slurm.tasks_per_node=2"],
+        evaluate=fake_evaluate,
+        progress=False,
+        launcher="slurm",
+    )
     assert res.ran == ["fmnist-plain-s0"] and read_started(cell)["world_size"] == 2
     # two DDP ranks of 32 images = one process with the batch of 64 cut into the same two halves (tests/train/test_ddp.py)
     from rulab.presets import load_config
     from rulab.train.loop import fit
 
-    ref = fit(load_config("fmnist-plain", overrides=[*ov, "train.accum_steps=2", "name=ref", "out_dir=ref"]), progress=False)
+    ref = fit(
+        load_config("fmnist-plain", overrides=[*ov, "train.accum_steps=2", "name=ref", "out_dir=ref"]), progress=False
+    )
     a, b = load_file(str(cell.checkpoint)), load_file(str(ref / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     meta = json.loads((cell.run_dir / "meta.json").read_text())

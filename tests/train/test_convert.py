@@ -71,7 +71,11 @@ def test_convert_rebuilds_the_same_network(tmp_path, model) -> None:
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), net((x - MEAN) / STD), rtol=0, atol=1e-6 if model == "resnet18" else 0)
-    assert meta["method"] == "external" and meta["mean"] == pytest.approx([MEAN]) and meta["model_kwargs"]["in_channels"] == 1
+    assert (
+        meta["method"] == "external"
+        and meta["mean"] == pytest.approx([MEAN])
+        and meta["model_kwargs"]["in_channels"] == 1
+    )
     assert len(meta["converted_from"]["sha256"]) == 64 and meta["config"]["data"]["val_size"] == 50
     assert (run_dir / "config.yaml").is_file() and read_meta(run_dir)["classes"][0] == "T-shirt/top"
     with pytest.raises(CheckpointError, match="already exists"):
@@ -96,8 +100,27 @@ def test_convert_errors_name_the_problem(tmp_path) -> None:
 def test_cli_convert(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     torch.save(_tv_resnet18().state_dict(), tmp_path / "r18.pt")
-    assert main(["convert", "r18.pt", "--model", "torchvision:resnet18", "--mean", "0.286", "--std", "0.353", "--name", "tv", "--out", "runs",
-                 "--data.train_subset=200", "--data.val_size=50"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "r18.pt",
+                "--model",
+                "torchvision:resnet18",
+                "--mean",
+                "0.286",
+                "--std",
+                "0.353",
+                "--name",
+                "tv",
+                "--out",
+                "runs",
+                "--data.train_subset=200",
+                "--data.val_size=50",
+            ]
+        )
+        == 0
+    )
     assert "rulab eval runs/tv" in capsys.readouterr().out
     assert main(["convert", "r18.pt", "--model", "torchvision:resnet18", "--name", "tv2", "--out", "runs"]) == 2
     assert "--mean" in capsys.readouterr().err

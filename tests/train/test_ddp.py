@@ -117,9 +117,19 @@ def _torchrun(tmp_path: Path, out: Path, run_dir: Path) -> subprocess.CompletedP
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"  # torchrun's default, made explicit: the reference runs on one thread too
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-        f"--log-dir={tmp_path / 'logs'}", "--redirects=3",
-        str(script), str(out), str(run_dir), *TRAIN_ARGS, f"--out={tmp_path / 'runs'}", "--name=ddp",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        f"--log-dir={tmp_path / 'logs'}",
+        "--redirects=3",
+        str(script),
+        str(out),
+        str(run_dir),
+        *TRAIN_ARGS,
+        f"--out={tmp_path / 'runs'}",
+        "--name=ddp",
     ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -135,7 +145,10 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     assert "ddp: epoch 1/1" in logs["0/stderr.log"] and "epoch 1/1" not in logs["1/stderr.log"]
 
     # the same global batch in one process, in the same two halves (module docstring), on one thread
-    cfg = load_config(TRAIN_ARGS[0], overrides=[a[2:] for a in TRAIN_ARGS[1:]] + [f"out_dir={tmp_path / 'ref'}", "name=ref", "train.accum_steps=2"])
+    cfg = load_config(
+        TRAIN_ARGS[0],
+        overrides=[a[2:] for a in TRAIN_ARGS[1:]] + [f"out_dir={tmp_path / 'ref'}", "name=ref", "train.accum_steps=2"],
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -168,13 +181,20 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         finally:
             torch.set_num_threads(threads)
         assert res[f"logits_{n}"].shape == single["logits"].shape == (n, 10)
-        assert torch.equal(res[f"logits_{n}"], single["logits"]) and torch.equal(res[f"features_{n}"], single["features"])
+        assert torch.equal(res[f"logits_{n}"], single["logits"]) and torch.equal(
+            res[f"features_{n}"], single["features"]
+        )
         assert calibration_metrics(res[f"logits_{n}"], test.y[:n]) == calibration_metrics(single["logits"], test.y[:n])
     # an OOD metric on gathered scores: MSP of the first 500 test images against their negatives (hand-computed
     # from the same logits, so it checks the gathered order, not float noise)
     msp = res["logits_1000"].softmax(1).max(1).values
     assert auroc(msp[:500], msp[500:]) == pytest.approx(
-        float((msp[:500, None] > msp[None, 500:]).double().mean() + 0.5 * (msp[:500, None] == msp[None, 500:]).double().mean()), abs=1e-12)
+        float(
+            (msp[:500, None] > msp[None, 500:]).double().mean()
+            + 0.5 * (msp[:500, None] == msp[None, 500:]).double().mean()
+        ),
+        abs=1e-12,
+    )
     assert torch.equal(res["rows"], torch.tensor([[10.0], [11.0], [12.0]], dtype=torch.float64))  # rank 0 sent 0 rows
     assert res["sum"].item() == 3.0
 
@@ -202,8 +222,18 @@ def test_sync_bn_on_cpu_is_a_config_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "init_distributed", lambda device_type=None: DistInfo(rank=0, world_size=2))
     monkeypatch.setattr(loop, "_check_same_run_dir", lambda run_dir, device: None)
-    cfg = load_config("fmnist-plain", overrides=["device=cpu", "train.sync_bn=true", "train.max_steps=1", "data.train_subset=64",
-                                                  "data.val_size=10", "eval.detectors=[]", f"out_dir={tmp_path}"])
+    cfg = load_config(
+        "fmnist-plain",
+        overrides=[
+            "device=cpu",
+            "train.sync_bn=true",
+            "train.max_steps=1",
+            "data.train_subset=64",
+            "data.val_size=10",
+            "eval.detectors=[]",
+            f"out_dir={tmp_path}",
+        ],
+    )
     with pytest.raises(ConfigError, match="sync_bn needs CUDA"):
         fit(cfg, progress=False, splits=_tiny_splits())
 
@@ -228,5 +258,10 @@ def _tiny_splits():
     from rulab.data.splits import Splits
 
     g = torch.Generator().manual_seed(0)
-    ds = TensorDataset(torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=g), torch.arange(64) % 10, [str(i) for i in range(10)], "tiny")
+    ds = TensorDataset(
+        torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=g),
+        torch.arange(64) % 10,
+        [str(i) for i in range(10)],
+        "tiny",
+    )
     return Splits(train=ds, val=None, test=ds, classes=ds.classes)

@@ -36,14 +36,23 @@ def _fit(tmp_path, name: str, *overrides: str, preset: str = "fmnist-plain"):
 def test_drop_last_false_keeps_the_last_small_batch(tmp_path):
     # 80 images in batches of 32: the last batch of every epoch has 16
     dropped = read_meta(_fit(tmp_path, "drop", "data.train_subset=80", "data.val_size=0", "train.epochs=1"))
-    kept = read_meta(_fit(tmp_path, "keep", "data.train_subset=80", "data.val_size=0", "train.epochs=1", "train.drop_last=false"))
+    kept = read_meta(
+        _fit(tmp_path, "keep", "data.train_subset=80", "data.val_size=0", "train.epochs=1", "train.drop_last=false")
+    )
     assert dropped["steps"] == 80 // 32 == 2 and kept["steps"] == math.ceil(80 / 32) == 3
 
 
 def test_head_init_pytorch_draws_a_default_linear_head(tmp_path):
     parent = _fit(tmp_path, "parent", "train.max_steps=1", "data.val_size=0")
-    common = ["train.max_steps=1", "data.val_size=0", f"train.init_from={parent}", "train.reset_head=true",
-              "data.classes=[0,1,2]", "optim.lr=1.0e-9", "optim.lr_floor=0"]
+    common = [
+        "train.max_steps=1",
+        "data.val_size=0",
+        f"train.init_from={parent}",
+        "train.reset_head=true",
+        "data.classes=[0,1,2]",
+        "optim.lr=1.0e-9",
+        "optim.lr_floor=0",
+    ]
     own = load_model(_fit(tmp_path, "own", *common) / "model.safetensors", "cpu")[0]
     fresh = load_model(_fit(tmp_path, "fresh", *common, "train.head_init=pytorch") / "model.safetensors", "cpu")[0]
     assert own.fc.weight.shape == fresh.fc.weight.shape == (3, own.feature_dim)
@@ -79,9 +88,21 @@ def test_keep_best_evaluates_the_best_validation_epoch(tmp_path):
 
 
 def test_keep_best_survives_a_resume(tmp_path, monkeypatch):
-    whole = read_meta(_fit(tmp_path, "whole", "train.epochs=3", "data.val_size=64", "optim.lr=0.3", "train.keep_best=val_nll"))
-    cfg = load_config("fmnist-plain", overrides=[*SMALL, f"out_dir={tmp_path}", "name=cut", "train.epochs=3", "data.val_size=64",
-                                                 "optim.lr=0.3", "train.keep_best=val_nll"])
+    whole = read_meta(
+        _fit(tmp_path, "whole", "train.epochs=3", "data.val_size=64", "optim.lr=0.3", "train.keep_best=val_nll")
+    )
+    cfg = load_config(
+        "fmnist-plain",
+        overrides=[
+            *SMALL,
+            f"out_dir={tmp_path}",
+            "name=cut",
+            "train.epochs=3",
+            "data.val_size=64",
+            "optim.lr=0.3",
+            "train.keep_best=val_nll",
+        ],
+    )
     import rulab.train.loop as loop
 
     save = loop.save_train_state
@@ -115,7 +136,9 @@ def test_model_stats_train_normalises_by_the_training_split(tmp_path):
     rgb = torch.randint(0, 256, (50, 3, 5, 7), generator=g, dtype=torch.uint8)
     mean, std = channel_stats(rgb, chunk=7)
     ref = rgb.double().div(255).permute(1, 0, 2, 3).reshape(3, -1)
-    assert mean == pytest.approx(ref.mean(1).tolist(), abs=1e-12) and std == pytest.approx(ref.std(1, unbiased=False).tolist(), abs=1e-12)
+    assert mean == pytest.approx(ref.mean(1).tolist(), abs=1e-12) and std == pytest.approx(
+        ref.std(1, unbiased=False).tolist(), abs=1e-12
+    )
     with pytest.raises(ConfigError, match="model.stats"):
         load_config("fmnist-plain", overrides=["model.stats=imagenet"])
 
@@ -173,14 +196,20 @@ def test_nearest_rotation_only_moves_pixels():
     near = random_rotate(x, 20.0, 1.0, torch.Generator().manual_seed(1), "nearest")
     bil = random_rotate(x, 20.0, 1.0, torch.Generator().manual_seed(1), "bilinear")
     values = set((x * 255).round().flatten().tolist()) | {0.0}
-    assert set((near * 255).round(decimals=4).flatten().tolist()) <= values  # each output pixel copies an input pixel or is fill
+    assert (
+        set((near * 255).round(decimals=4).flatten().tolist()) <= values
+    )  # each output pixel copies an input pixel or is fill
     assert not set((bil * 255).round(decimals=4).flatten().tolist()) <= values  # bilinear blends neighbours
     # the same draws: the two differ only in the resampling, so they agree where the image is flat
     flat = torch.full((2, 1, 20, 20), 0.5)
     a = random_rotate(flat, 20.0, 1.0, torch.Generator().manual_seed(2), "nearest")
     b = random_rotate(flat, 20.0, 1.0, torch.Generator().manual_seed(2), "bilinear")
     assert torch.allclose(a[..., 8:12, 8:12], b[..., 8:12, 8:12])
-    out = augment_batch(x, AugmentCfg(hflip=0.0, rotate_deg=20.0, rotate_p=1.0, rotate_interp="nearest"), torch.Generator().manual_seed(1))
+    out = augment_batch(
+        x,
+        AugmentCfg(hflip=0.0, rotate_deg=20.0, rotate_p=1.0, rotate_interp="nearest"),
+        torch.Generator().manual_seed(1),
+    )
     assert torch.equal(out, near)
     with pytest.raises(ConfigError, match="rotate_interp"):
         load_config("fmnist-plain", overrides=["data.augment.rotate_interp=bicubic"])

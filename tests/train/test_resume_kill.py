@@ -40,7 +40,9 @@ ARGS = [
 
 
 def _cmd(out: Path, name: str, resume: bool) -> list[str]:
-    return [sys.executable, "-m", "rulab", "train", *ARGS, f"--out={out}", f"--name={name}"] + (["--resume"] if resume else [])
+    return [sys.executable, "-m", "rulab", "train", *ARGS, f"--out={out}", f"--name={name}"] + (
+        ["--resume"] if resume else []
+    )
 
 
 def _env() -> dict[str, str]:
@@ -109,8 +111,16 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path):
 
 # ------------------------------------------------------------------ full disks and read-only directories
 
-SMALL = ["device=cpu", "train.max_steps=6", "train.batch_size=32", "train.checkpoint_every=2", "data.train_subset=320",
-         "data.val_size=50", "model.kwargs={width: 4}", "eval.detectors=[]"]
+SMALL = [
+    "device=cpu",
+    "train.max_steps=6",
+    "train.batch_size=32",
+    "train.checkpoint_every=2",
+    "data.train_subset=320",
+    "data.val_size=50",
+    "model.kwargs={width: 4}",
+    "eval.detectors=[]",
+]
 
 
 def _small_cfg(out: Path, name: str):
@@ -150,7 +160,9 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_resume_is_exac
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", full_at_step_4)
-    with pytest.raises(RulabError, match=r"^no space left on the device while writing \S*step-00000004; free some disk space"):
+    with pytest.raises(
+        RulabError, match=r"^no space left on the device while writing \S*step-00000004; free some disk space"
+    ):
         fit(_small_cfg(tmp_path, "full"), progress=False, splits=splits)
     monkeypatch.undo()
     run = tmp_path / "full"
@@ -188,7 +200,9 @@ def test_a_failed_model_write_leaves_the_previous_file_intact(tmp_path, monkeypa
     p = save_model(tmp_path / "model.safetensors", torch.nn.Linear(3, 2), {"model": "a", "model_kwargs": {}})
     before, meta_before = p.read_bytes(), (tmp_path / "meta.json").read_bytes()
     for code, msg in ((errno.ENOSPC, "no space left"), (errno.EROFS, "read-only")):
-        monkeypatch.setattr(os, "replace", lambda src, dst, code=code: (_ for _ in ()).throw(OSError(code, os.strerror(code))))
+        monkeypatch.setattr(
+            os, "replace", lambda src, dst, code=code: (_ for _ in ()).throw(OSError(code, os.strerror(code)))
+        )
         with pytest.raises(RulabError, match=msg):
             save_model(p, torch.nn.Linear(3, 2), {"model": "b", "model_kwargs": {}})
         monkeypatch.undo()
@@ -209,7 +223,10 @@ def test_read_only_metrics_file_is_one_clear_error(tmp_path, monkeypatch, splits
         return builtins.open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(loop, "open", ro_open, raising=False)
-    with pytest.raises(RulabError, match=r"^cannot write \S*metrics.jsonl \(read-only or no permission\); choose a writable output directory$"):
+    with pytest.raises(
+        RulabError,
+        match=r"^cannot write \S*metrics.jsonl \(read-only or no permission\); choose a writable output directory$",
+    ):
         loop.fit(_small_cfg(tmp_path, "ro"), progress=False, splits=splits)
 
 
@@ -222,7 +239,9 @@ def test_cli_reports_an_unwritable_output_directory_in_one_line(tmp_path, monkey
     out = tmp_path / "locked"
     out.mkdir()
     if os.geteuid() == 0:  # root ignores permissions: simulate the read-only file system
-        monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
+        monkeypatch.setattr(
+            tempfile, "mkstemp", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system"))
+        )
     else:
         out.chmod(0o500)
     code = main(["train", "fmnist-plain", *[f"--{o}" for o in SMALL], f"--out={out}"])
@@ -235,10 +254,15 @@ def _mount_tmpfs(path: Path, options: str) -> bool:
     if os.geteuid() != 0 or sys.platform != "linux":
         return False
     path.mkdir(exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    )
 
 
-@pytest.mark.parametrize("options, message", [("size=24k", "^no space left on the device"), ("size=1m,ro", r"\(read-only or no permission\)")])
+@pytest.mark.parametrize(
+    "options, message",
+    [("size=24k", "^no space left on the device"), ("size=1m,ro", r"\(read-only or no permission\)")],
+)
 def test_real_full_or_read_only_file_system(tmp_path, options, message, splits):
     """A real tiny (or read-only) tmpfs as the output directory, where mounting is possible (root on Linux)."""
     from rulab.errors import RulabError

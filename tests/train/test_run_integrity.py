@@ -25,16 +25,33 @@ from pathlib import Path
 import rulab
 
 SRC = str(Path(rulab.__file__).resolve().parents[1])
-TINY = ["fmnist-plain", "--device=cpu", "--eval.detectors=[]", "--data.train_subset=64", "--data.val_size=32", "--train.batch_size=32",
-        "--train.epochs=0", "--train.checkpoint_every=1", "--train.eval_every=0", "--train.deterministic=false"]
+TINY = [
+    "fmnist-plain",
+    "--device=cpu",
+    "--eval.detectors=[]",
+    "--data.train_subset=64",
+    "--data.val_size=32",
+    "--train.batch_size=32",
+    "--train.epochs=0",
+    "--train.checkpoint_every=1",
+    "--train.eval_every=0",
+    "--train.deterministic=false",
+]
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "RULAB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "RULAB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def _rulab(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rulab", *args], capture_output=True, text=True, timeout=timeout, env=_env())
+    return subprocess.run(
+        [sys.executable, "-m", "rulab", *args], capture_output=True, text=True, timeout=timeout, env=_env()
+    )
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -53,7 +70,9 @@ def _epoch_records(run: Path) -> tuple[list[dict], list[dict]]:
 def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_taken_over(tmp_path):
     run = tmp_path / "runs" / "r"
     args = ["train", *TINY, "--name=r", f"--out={tmp_path / 'runs'}", "--train.max_steps=1000000"]
-    first = subprocess.Popen([sys.executable, "-m", "rulab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rulab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
     try:
         deadline = time.monotonic() + 240
         while not (run / "checkpoints" / "LATEST").exists():  # the first writer has trained and checkpointed a step
@@ -81,11 +100,20 @@ def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_taken_over(tmp_
     assert "warning: resuming" in third.stderr and "train.max_steps 1000000 -> 1" in third.stderr
     assert not left.exists() and mine.read_text() == "keep" and not (run / "run.lock").exists()
     epochs, events = _epoch_records(run)
-    assert [r["epoch"] for r in epochs] == list(range(1, len(epochs) + 1))  # one record per epoch, in order: never interleaved
+    assert [r["epoch"] for r in epochs] == list(
+        range(1, len(epochs) + 1)
+    )  # one record per epoch, in order: never interleaved
     assert len(epochs) >= len(epochs_before) >= 1
     step = json.loads((run / "meta.json").read_text())["steps"]
-    assert events == [{"event": "config_change", "step": step, "config_hash": events[0]["config_hash"],
-                       "previous_hash": events[0]["previous_hash"], "changed": {"train.max_steps": [1000000, 1]}}]
+    assert events == [
+        {
+            "event": "config_change",
+            "step": step,
+            "config_hash": events[0]["config_hash"],
+            "previous_hash": events[0]["previous_hash"],
+            "changed": {"train.max_steps": [1000000, 1]},
+        }
+    ]
     history = json.loads((run / "meta.json").read_text())["config_history"]
     assert [h["step"] for h in history] == [0, step] and history[1]["changed"] == {"train.max_steps": [1000000, 1]}
     assert history[0]["config_hash"] == history[1]["previous_hash"] != history[1]["config_hash"]
@@ -108,7 +136,9 @@ sys.exit(main(sys.argv[1:]))
 def test_resume_with_a_changed_config_is_refused_and_writes_nothing(tmp_path):
     run = tmp_path / "runs" / "r"
     args = ["train", *TINY, "--name=r", f"--out={tmp_path / 'runs'}", "--train.max_steps=4"]
-    interrupted = subprocess.run([sys.executable, "-c", INTERRUPT, *args], capture_output=True, text=True, timeout=180, env=_env())
+    interrupted = subprocess.run(
+        [sys.executable, "-c", INTERRUPT, *args], capture_output=True, text=True, timeout=180, env=_env()
+    )
     assert interrupted.returncode == 130, interrupted.stderr[-2000:]
     assert "run the same command with --resume" in interrupted.stderr
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
@@ -116,16 +146,23 @@ def test_resume_with_a_changed_config_is_refused_and_writes_nothing(tmp_path):
 
     refused = _rulab(*args, "--resume", "--optim.lr=0.5")
     line = _one_error_line(refused)
-    assert line.startswith(f"error: run directory {run} was trained with another config (optim.lr 0.4 -> 0.5); resume with the same settings, "
-                           "or pass --allow-config-change")
+    assert line.startswith(
+        f"error: run directory {run} was trained with another config (optim.lr 0.4 -> 0.5); resume with the same settings, "
+        "or pass --allow-config-change"
+    )
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files  # nothing written, nothing removed
 
 
 def test_names_that_leave_the_output_directory_are_refused(tmp_path):
     out = tmp_path / "a" / "b"
     procs = [
-        subprocess.Popen([sys.executable, "-m", "rulab", "train", *TINY, f"--out={out}", f"--name={name}", "--train.max_steps=1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        subprocess.Popen(
+            [sys.executable, "-m", "rulab", "train", *TINY, f"--out={out}", f"--name={name}", "--train.max_steps=1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
         for name in ("../../escaped", "", str(tmp_path / "absolute"))
     ]
     results = []
@@ -133,7 +170,10 @@ def test_names_that_leave_the_output_directory_are_refused(tmp_path):
         out, err = p.communicate(timeout=180)
         results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
     lines = [_one_error_line(r) for r in results]
-    assert "the run name '../../escaped' contains a path separator, so it would point outside the output directory" in lines[0]
+    assert (
+        "the run name '../../escaped' contains a path separator, so it would point outside the output directory"
+        in lines[0]
+    )
     assert lines[1] == "error: the run name is empty; use letters, digits, '-', '_' and '.', e.g. fmnist-plain-s0"
     assert "contains a path separator" in lines[2]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # not even --out was created

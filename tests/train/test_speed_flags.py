@@ -47,7 +47,9 @@ def _train(out, name, extra=(), monkeypatch=None):
             seen.setdefault("logits_dtype", out["logits"].dtype)
             seen.setdefault("x_channels_last", batch["x"].is_contiguous(memory_format=torch.channels_last))
             w = [p for p in model.parameters() if p.ndim == 4 and p.shape[1] > 1][0]  # a conv with > 1 input channel
-            seen.setdefault("w_channels_last", w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous())
+            seen.setdefault(
+                "w_channels_last", w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+            )
             return out
 
         monkeypatch.setattr(ERM, "__call__", spy)
@@ -126,7 +128,12 @@ def test_wrapped_models_save_clean_keys(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         ddp = nn.parallel.DistributedDataParallel(net)
-        wrapped = {"ddp": ddp, "compile": torch.compile(net), "compile(ddp)": torch.compile(ddp), "ddp(compile)": nn.parallel.DistributedDataParallel(torch.compile(net))}
+        wrapped = {
+            "ddp": ddp,
+            "compile": torch.compile(net),
+            "compile(ddp)": torch.compile(ddp),
+            "ddp(compile)": nn.parallel.DistributedDataParallel(torch.compile(net)),
+        }
         for what, w in wrapped.items():
             assert any(k.startswith(("module.", "_orig_mod.")) for k in w.state_dict()), what  # the wrappers do prefix
             state = _state_for_save(w)

@@ -283,7 +283,11 @@ declare(
             RawFile(k, (f"{folder}/{k}", f"Imagenet64_train/{k}", k, f"{folder}_npz/{k}.npz", f"{k}.npz"))
             for k, folder in ((k, f"Imagenet64_train_part{part}") for k, part in _IMAGENET64_PART.items())
         )
-        + (RawFile("val_data", ("Imagenet64_val/val_data", "val_data", "Imagenet64_val_npz/val_data.npz", "val_data.npz")),),
+        + (
+            RawFile(
+                "val_data", ("Imagenet64_val/val_data", "val_data", "Imagenet64_val_npz/val_data.npz", "val_data.npz")
+            ),
+        ),
         archives=tuple(
             Archive(f"Imagenet64_{part}{suffix}.zip", None)
             for part in ("train_part1", "train_part2", "val")
@@ -586,7 +590,9 @@ def _downsampled_imagenet(
         index = {w: i for i, w in enumerate(wnids)}
         unknown = sorted(set(wanted) - set(index))
         if unknown:
-            raise DataError(f"{len(unknown)} WordNet ids to exclude are not ImageNet-1k classes of {path}, e.g. {unknown[0]}; check the list")
+            raise DataError(
+                f"{len(unknown)} WordNet ids to exclude are not ImageNet-1k classes of {path}, e.g. {unknown[0]}; check the list"
+            )
         drop |= {index[w] for w in wanted}
     if not drop:
         return _dataset(name, split, prep, classes)
@@ -632,7 +638,9 @@ def imagenet32(
     """
     _check_split("imagenet32", split, ("train", "test"))
     keys = _IMAGENET32_TRAIN if split == "train" else ("val_data",)
-    return _downsampled_imagenet("imagenet32", 32, split, root, keys, exclude_classes, exclude_wnids, exclude_classes_of)
+    return _downsampled_imagenet(
+        "imagenet32", 32, split, root, keys, exclude_classes, exclude_wnids, exclude_classes_of
+    )
 
 
 @DATASETS.register("imagenet64")
@@ -666,7 +674,9 @@ def imagenet64(
     """
     _check_split("imagenet64", split, ("train", "test"))
     keys = _IMAGENET32_TRAIN if split == "train" else ("val_data",)
-    return _downsampled_imagenet("imagenet64", 64, split, root, keys, exclude_classes, exclude_wnids, exclude_classes_of)
+    return _downsampled_imagenet(
+        "imagenet64", 64, split, root, keys, exclude_classes, exclude_wnids, exclude_classes_of
+    )
 
 
 # ----------------------------------------------------------------------------------------------- MedMNIST

@@ -289,10 +289,14 @@ def read_map_clsloc(data: bytes | str, path: str | os.PathLike[str] | None = Non
         if not parts:
             continue
         if len(parts) < 2 or not parts[1].isdigit() or not parts[0].startswith("n"):
-            raise DataError(f"{_name(path)} line {n} is not '<wnid> <id> <name>' ('{line[:60]}'); use the devkit's map_clsloc.txt")
+            raise DataError(
+                f"{_name(path)} line {n} is not '<wnid> <id> <name>' ('{line[:60]}'); use the devkit's map_clsloc.txt"
+            )
         ids[parts[0]] = int(parts[1])
     if len(ids) != 1000 or sorted(ids.values()) != list(range(1, 1001)):
-        raise DataError(f"{_name(path)} lists {len(ids)} classes; it must map the 1,000 ILSVRC-2012 WordNet IDs to ids 1..1000")
+        raise DataError(
+            f"{_name(path)} lists {len(ids)} classes; it must map the 1,000 ILSVRC-2012 WordNet IDs to ids 1..1000"
+        )
     return ids
 
 

@@ -45,16 +45,53 @@ downsampled ImageNet numbers its labels in the devkit order of ``map_clsloc.txt`
 trolleybus, horse cart and the big cats are kept."""
 
 IMAGENET_ANCHORS: tuple[tuple[int, str], ...] = (
-    (7, "n01514668"), (24, "n01622779"), (30, "n01641577"), (31, "n01644373"), (32, "n01644900"),
-    (80, "n01795545"), (100, "n01860187"), (127, "n02002724"), (146, "n02058221"), (151, "n02085620"),
-    (268, "n02113978"), (281, "n02123045"), (285, "n02124075"), (339, "n02389026"), (403, "n02687172"),
-    (404, "n02690373"), (436, "n02814533"), (468, "n02930766"), (472, "n02951358"), (484, "n02981792"),
-    (510, "n03095699"), (511, "n03100240"), (554, "n03344393"), (555, "n03345487"), (569, "n03417042"),
-    (576, "n03447447"), (609, "n03594945"), (625, "n03662601"), (627, "n03670208"), (628, "n03673027"),
-    (656, "n03770679"), (661, "n03777568"), (675, "n03796401"), (717, "n03930630"), (724, "n03947888"),
-    (734, "n03977966"), (751, "n04037443"), (780, "n04147183"), (814, "n04273569"), (817, "n04285008"),
-    (833, "n04347754"), (864, "n04461696"), (867, "n04467665"), (871, "n04483307"), (895, "n04552348"),
-    (913, "n04606251"), (914, "n04612504"),
+    (7, "n01514668"),
+    (24, "n01622779"),
+    (30, "n01641577"),
+    (31, "n01644373"),
+    (32, "n01644900"),
+    (80, "n01795545"),
+    (100, "n01860187"),
+    (127, "n02002724"),
+    (146, "n02058221"),
+    (151, "n02085620"),
+    (268, "n02113978"),
+    (281, "n02123045"),
+    (285, "n02124075"),
+    (339, "n02389026"),
+    (403, "n02687172"),
+    (404, "n02690373"),
+    (436, "n02814533"),
+    (468, "n02930766"),
+    (472, "n02951358"),
+    (484, "n02981792"),
+    (510, "n03095699"),
+    (511, "n03100240"),
+    (554, "n03344393"),
+    (555, "n03345487"),
+    (569, "n03417042"),
+    (576, "n03447447"),
+    (609, "n03594945"),
+    (625, "n03662601"),
+    (627, "n03670208"),
+    (628, "n03673027"),
+    (656, "n03770679"),
+    (661, "n03777568"),
+    (675, "n03796401"),
+    (717, "n03930630"),
+    (724, "n03947888"),
+    (734, "n03977966"),
+    (751, "n04037443"),
+    (780, "n04147183"),
+    (814, "n04273569"),
+    (817, "n04285008"),
+    (833, "n04347754"),
+    (864, "n04461696"),
+    (867, "n04467665"),
+    (871, "n04483307"),
+    (895, "n04552348"),
+    (913, "n04606251"),
+    (914, "n04612504"),
 )
 """(sorted index, WordNet ID) of every single class and every range end of :data:`CIFAR10_IMAGENET_CLASSES`: checked
 against the user's ``map_clsloc.txt`` so that a wrong file (or a wrong index here) fails loudly."""
@@ -94,12 +131,18 @@ def cifar10_exclusion(map_clsloc: str | Path | None = None) -> tuple[int, ...]:
         if not parts:
             continue
         if len(parts) < 2 or not parts[1].isdigit() or not parts[0].startswith("n"):
-            raise DataError(f"{path} line {n} is not '<wnid> <id> <name>' ('{line[:60]}'); use the devkit's map_clsloc.txt")
+            raise DataError(
+                f"{path} line {n} is not '<wnid> <id> <name>' ('{line[:60]}'); use the devkit's map_clsloc.txt"
+            )
         ids[parts[0]] = int(parts[1])
     if len(ids) != 1000 or sorted(ids.values()) != list(range(1, 1001)):
-        raise DataError(f"{path} lists {len(ids)} classes; it must map the 1,000 ILSVRC-2012 WordNet IDs to ids 1..1000")
+        raise DataError(
+            f"{path} lists {len(ids)} classes; it must map the 1,000 ILSVRC-2012 WordNet IDs to ids 1..1000"
+        )
     wnids = sorted(ids)
     for index, wnid in IMAGENET_ANCHORS:
         if wnids[index] != wnid:
-            raise DataError(f"{path} does not hold the ILSVRC-2012 classes: sorted class {index} is {wnids[index]}, expected {wnid}")
+            raise DataError(
+                f"{path} does not hold the ILSVRC-2012 classes: sorted class {index} is {wnids[index]}, expected {wnid}"
+            )
     return tuple(sorted(ids[wnids[i]] - 1 for i in imagenet_sorted_indices()))

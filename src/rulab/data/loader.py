@@ -84,11 +84,17 @@ class TensorLoader:
                 "add the channel axis of grey images with x.unsqueeze(1) and store pixels as uint8 0..255"
             )
         if y.shape != (len(x),):
-            raise InputError(f"TensorLoader needs one label per image ({len(x)}), got labels of shape {tuple(y.shape)}; pass y: int64 [N]")
+            raise InputError(
+                f"TensorLoader needs one label per image ({len(x)}), got labels of shape {tuple(y.shape)}; pass y: int64 [N]"
+            )
         if len(x) == 0:
-            raise InputError("TensorLoader got an empty dataset; check the dataset, its class filter and its subset size")
+            raise InputError(
+                "TensorLoader got an empty dataset; check the dataset, its class filter and its subset size"
+            )
         if batch_size < 1 or batch_size % world_size:
-            raise InputError(f"batch size {batch_size} must be a positive multiple of the number of processes ({world_size})")
+            raise InputError(
+                f"batch size {batch_size} must be a positive multiple of the number of processes ({world_size})"
+            )
         self.device = torch.device(device) if device is not None else x.device
         self.x = x.to(self.device)
         self.y = y.to(self.device)

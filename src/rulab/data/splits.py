@@ -38,13 +38,17 @@ def filter_classes(ds: TensorDataset, keep: tuple[int, ...] = (), exclude: tuple
     k = len(ds.classes) or int(ds.y.max()) + 1
     for c in keep + exclude:
         if c >= k:
-            raise ConfigError(f"class index {c} does not exist in '{ds.name}', which has classes 0..{k - 1}; fix data.classes / data.exclude_classes")
+            raise ConfigError(
+                f"class index {c} does not exist in '{ds.name}', which has classes 0..{k - 1}; fix data.classes / data.exclude_classes"
+            )
     if not keep and not exclude:
         return ds
     kept = list(keep) if keep else [c for c in range(k) if c not in set(exclude)]
     if len(kept) < 2:
         left = f"only class {kept[0]}" if kept else "no class"
-        raise ConfigError(f"data.classes / data.exclude_classes leave {left} of '{ds.name}', but a classifier needs at least two; keep two or more classes")
+        raise ConfigError(
+            f"data.classes / data.exclude_classes leave {left} of '{ds.name}', but a classifier needs at least two; keep two or more classes"
+        )
     lut = torch.full((k,), -1, dtype=torch.int64)
     lut[torch.tensor(kept)] = torch.arange(len(kept))
     mask = lut[ds.y] >= 0
@@ -83,16 +87,26 @@ def load_splits(cfg: DataCfg, seed: int = 0) -> Splits:
     root = cfg.root or None
     kwargs = dict(cfg.kwargs)
     if cfg.val_split == "official" and "val" not in dataset_splits(cfg.dataset):
-        raise ConfigError(f"dataset '{cfg.dataset}' has no official validation split; set data.val_split to random or tail")
-    train = filter_classes(DATASETS.create(cfg.dataset, split="train", root=root, **kwargs), cfg.classes, cfg.exclude_classes)
-    test = filter_classes(DATASETS.create(cfg.dataset, split="test", root=root, **kwargs), cfg.classes, cfg.exclude_classes)
+        raise ConfigError(
+            f"dataset '{cfg.dataset}' has no official validation split; set data.val_split to random or tail"
+        )
+    train = filter_classes(
+        DATASETS.create(cfg.dataset, split="train", root=root, **kwargs), cfg.classes, cfg.exclude_classes
+    )
+    test = filter_classes(
+        DATASETS.create(cfg.dataset, split="test", root=root, **kwargs), cfg.classes, cfg.exclude_classes
+    )
     val = None
     if cfg.val_split == "official":
-        val = filter_classes(DATASETS.create(cfg.dataset, split="val", root=root, **kwargs), cfg.classes, cfg.exclude_classes)
+        val = filter_classes(
+            DATASETS.create(cfg.dataset, split="val", root=root, **kwargs), cfg.classes, cfg.exclude_classes
+        )
         val = TensorDataset(val.x, val.y, val.classes, f"{cfg.dataset}:val", val.source, val.meta)
     elif cfg.val_size:
         if cfg.val_size >= len(train):
-            raise ConfigError(f"config key 'data.val_size' ({cfg.val_size}) must be smaller than the training set ({len(train)} examples)")
+            raise ConfigError(
+                f"config key 'data.val_size' ({cfg.val_size}) must be smaller than the training set ({len(train)} examples)"
+            )
         if cfg.val_split == "tail":
             idx_val = torch.arange(len(train) - cfg.val_size, len(train))
             idx_tr = torch.arange(len(train) - cfg.val_size)
@@ -103,6 +117,8 @@ def load_splits(cfg: DataCfg, seed: int = 0) -> Splits:
         train = train.subset(idx_tr)
     if cfg.train_subset:
         if cfg.train_subset > len(train):
-            raise ConfigError(f"config key 'data.train_subset' ({cfg.train_subset}) exceeds the {len(train)} training examples available")
+            raise ConfigError(
+                f"config key 'data.train_subset' ({cfg.train_subset}) exceeds the {len(train)} training examples available"
+            )
         train = train.subset(_stratified(train.y, cfg.train_subset, seed))
     return Splits(train, val, test, list(train.classes))

@@ -47,9 +47,13 @@ class TensorDataset:
 
     def __post_init__(self) -> None:
         if self.x.dtype not in (torch.uint8, torch.float32) or self.x.ndim != 4:
-            raise InputError(f"dataset '{self.name}' images must be uint8 [N, C, H, W] (or float32 [0, 1] pixels), got {self.x.dtype} {tuple(self.x.shape)}")
+            raise InputError(
+                f"dataset '{self.name}' images must be uint8 [N, C, H, W] (or float32 [0, 1] pixels), got {self.x.dtype} {tuple(self.x.shape)}"
+            )
         if self.y.ndim != 1 or len(self.y) != len(self.x):
-            raise InputError(f"dataset '{self.name}' needs one label per image, got {len(self.y)} labels for {len(self.x)} images")
+            raise InputError(
+                f"dataset '{self.name}' needs one label per image, got {len(self.y)} labels for {len(self.x)} images"
+            )
         if self.y.dtype != torch.int64:
             self.y = self.y.to(torch.int64)
 
@@ -67,7 +71,9 @@ class TensorDataset:
 
     def subset(self, index: torch.Tensor | slice, name: str | None = None) -> TensorDataset:
         """A new dataset with the selected rows (a copy for index tensors, a view for slices)."""
-        return TensorDataset(self.x[index], self.y[index], list(self.classes), name or self.name, self.source, dict(self.meta))
+        return TensorDataset(
+            self.x[index], self.y[index], list(self.classes), name or self.name, self.source, dict(self.meta)
+        )
 
     def float(self, device: torch.device | str | None = None) -> torch.Tensor:
         """All images as ``float32 [N, C, H, W]`` in [0, 1] (on ``device``)."""
@@ -90,7 +96,11 @@ def check_image_shape(
         error: the exception raised: :class:`~rulab.errors.InputError` for a function argument,
             :class:`~rulab.errors.ConfigError` for a configured shape.
     """
-    if len(shape) != 3 or any(int(s) != s or s < 1 for s in shape) or (channels is not None and int(shape[0]) not in channels):
+    if (
+        len(shape) != 3
+        or any(int(s) != s or s < 1 for s in shape)
+        or (channels is not None and int(shape[0]) not in channels)
+    ):
         allowed = f" with C in {{{', '.join(map(str, channels))}}}" if channels is not None else ""
         raise error(f"{what} must be three positive integers (C, H, W){allowed}, got {tuple(shape)}")
     return int(shape[0]), int(shape[1]), int(shape[2])

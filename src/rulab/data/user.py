@@ -98,30 +98,44 @@ def to_pixels(
     if not x.is_floating_point():  # integer pixels 0..255 of a wider type
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi > 255:
-            raise InputError(f"'{name}' holds integers in [{lo}, {hi}], not pixels 0..255; pass float [0, 1] pixels or uint8")
+            raise InputError(
+                f"'{name}' holds integers in [{lo}, {hi}], not pixels 0..255; pass float [0, 1] pixels or uint8"
+            )
         return x.to(torch.uint8)
     v = x.detach().to("cpu", torch.float64)
     if not bool(torch.isfinite(v).all()):
-        raise InputError(f"'{name}' contains NaN or infinite values; replace them (torch.nan_to_num) or drop those images")
+        raise InputError(
+            f"'{name}' contains NaN or infinite values; replace them (torch.nan_to_num) or drop those images"
+        )
     if not pixels:
         m, s = _stats(mean, "mean"), _stats(std, "std")
         if m is None or s is None:
-            raise ConfigError(f"'{name}' is normalised (pixels=False): give the mean and std it was normalised with, in [0, 1] pixel units")
+            raise ConfigError(
+                f"'{name}' is normalised (pixels=False): give the mean and std it was normalised with, in [0, 1] pixel units"
+            )
         c = v.shape[1]
         for t, what in ((m, "mean"), (s, "std")):
             if t.shape[1] not in (1, c):
-                raise InputError(f"{what} has {t.shape[1]} values but '{name}' has {c} channels; give one value per channel")
+                raise InputError(
+                    f"{what} has {t.shape[1]} values but '{name}' has {c} channels; give one value per channel"
+                )
         v = v * s + m
     lo, hi = float(v.min()), float(v.max())
     if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
-        hint = ("it looks normalised: pass pixels=False with its mean and std" if pixels
-                else "the mean/std do not match how it was normalised")
+        hint = (
+            "it looks normalised: pass pixels=False with its mean and std"
+            if pixels
+            else "the mean/std do not match how it was normalised"
+        )
         raise InputError(f"'{name}' spans [{lo:.3g}, {hi:.3g}], not [0, 1] pixels; {hint}")
     levels = (v.clamp(0, 1) * 255).round()
     if quantize:
         err = float((v.clamp(0, 1) * 255 - levels).abs().max()) / 255 if v.numel() else 0.0
         if err > _RANGE_TOLERANCE:
-            warnings.warn(f"'{name}' is not 8-bit image data: rounding it to the nearest 1/255 changes pixels by up to {err:.2g}", stacklevel=2)
+            warnings.warn(
+                f"'{name}' is not 8-bit image data: rounding it to the nearest 1/255 changes pixels by up to {err:.2g}",
+                stacklevel=2,
+            )
         return levels.to(torch.uint8)
     if pixels:
         f32 = x.detach().to("cpu", torch.float32)
@@ -144,7 +158,9 @@ def _as_tensor(a: Any, name: str) -> torch.Tensor:
     try:
         return torch.as_tensor(np.asarray(a))
     except (TypeError, ValueError, RuntimeError):
-        raise InputError(f"'{name}' holds a {type(a).__name__}, not images; pass tensors, NumPy arrays or PIL images") from None
+        raise InputError(
+            f"'{name}' holds a {type(a).__name__}, not images; pass tensors, NumPy arrays or PIL images"
+        ) from None
 
 
 def _channels_first(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -177,7 +193,9 @@ def _split_item(item: Any) -> tuple[Any, Any]:
     return item, None
 
 
-def _collect(batches: Iterable[Any], name: str, pixels: bool, mean: Any, std: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _collect(
+    batches: Iterable[Any], name: str, pixels: bool, mean: Any, std: Any
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Concatenate ``(x, y)`` batches (or ``x`` batches) as pixel images and labels, converting batch by batch (a set
     with some float batches and some 8-bit ones is held as float32)."""
     xs: list[torch.Tensor] = []
@@ -199,7 +217,9 @@ def _collect(batches: Iterable[Any], name: str, pixels: bool, mean: Any, std: An
         raise InputError(f"'{name}' is empty")
     shapes = {tuple(x.shape[1:]) for x in xs}
     if len(shapes) > 1:
-        raise InputError(f"'{name}' holds images of different shapes {sorted(shapes)}; resize them to one size (e.g. a torchvision Resize transform)")
+        raise InputError(
+            f"'{name}' holds images of different shapes {sorted(shapes)}; resize them to one size (e.g. a torchvision Resize transform)"
+        )
     if len({x.dtype for x in xs}) > 1:
         xs = [unit_pixels(x) for x in xs]
     return torch.cat(xs), (torch.cat(ys) if ys else None)
@@ -277,7 +297,9 @@ def as_dataset(
         classes = classes if classes is not None else folder.classes
     elif isinstance(data, torch.utils.data.DataLoader):
         x, y = _collect(data, name, pixels, mean, std)
-    elif isinstance(data, torch.utils.data.IterableDataset) or (isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__")):
+    elif isinstance(data, torch.utils.data.IterableDataset) or (
+        isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__")
+    ):
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=_collate)
         x, y = _collect(loader, name, pixels, mean, std)
     else:
@@ -290,9 +312,13 @@ def as_dataset(
     if len(x) == 0:
         raise InputError(f"'{name}' is empty")
     if ood:
-        return TensorDataset(x.contiguous(), torch.full((len(x),), -1, dtype=torch.int64), [], name, source, {"user": True})
+        return TensorDataset(
+            x.contiguous(), torch.full((len(x),), -1, dtype=torch.int64), [], name, source, {"user": True}
+        )
     if y is None:
-        raise InputError(f"in-distribution data '{name}' needs labels: pass (images, labels), labels=..., or a dataset yielding (image, label)")
+        raise InputError(
+            f"in-distribution data '{name}' needs labels: pass (images, labels), labels=..., or a dataset yielding (image, label)"
+        )
     if int(y.min()) < 0:
         raise InputError(f"'{name}' has negative labels; in-distribution labels are class indices 0..K-1")
     return TensorDataset(x.contiguous(), y, _classes(data, classes, y), name, source, {"user": True})

@@ -77,13 +77,21 @@ class Extracted:
             raise InputError(f"'{self.name}' logits must be [N, K], got shape {tuple(self.logits.shape)}")
         n = self.logits.shape[0]
         if self.labels.ndim != 1 or self.labels.shape[0] != n:
-            raise InputError(f"'{self.name}' needs one label per row of logits ({n}), got shape {tuple(self.labels.shape)}")
+            raise InputError(
+                f"'{self.name}' needs one label per row of logits ({n}), got shape {tuple(self.labels.shape)}"
+            )
         if self.features is not None and (self.features.ndim != 2 or self.features.shape[0] != n):
-            raise InputError(f"'{self.name}' features must be [N, D] with N = {n}, got shape {tuple(self.features.shape)}")
+            raise InputError(
+                f"'{self.name}' features must be [N, D] with N = {n}, got shape {tuple(self.features.shape)}"
+            )
         if self.x is not None and (self.x.ndim != 4 or self.x.shape[0] != n):
             raise InputError(f"'{self.name}' images must be [N, C, H, W] with N = {n}, got shape {tuple(self.x.shape)}")
-        if self.members is not None and (self.members.ndim != 3 or self.members.shape[0] != n or self.members.shape[2] != self.logits.shape[1]):
-            raise InputError(f"'{self.name}' member logits must be [N, M, K] with N = {n} and K = {self.logits.shape[1]}, got shape {tuple(self.members.shape)}")
+        if self.members is not None and (
+            self.members.ndim != 3 or self.members.shape[0] != n or self.members.shape[2] != self.logits.shape[1]
+        ):
+            raise InputError(
+                f"'{self.name}' member logits must be [N, M, K] with N = {n} and K = {self.logits.shape[1]}, got shape {tuple(self.members.shape)}"
+            )
         for what, t in (("logits", self.logits), ("features", self.features), ("member logits", self.members)):
             if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 bad = int((~torch.isfinite(t)).sum())
@@ -105,8 +113,14 @@ class Extracted:
         def take(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[index.to(t.device) if isinstance(index, torch.Tensor) else index]
 
-        return replace(self, logits=take(self.logits), labels=take(self.labels), features=take(self.features), x=take(self.x),
-                       members=take(self.members))
+        return replace(
+            self,
+            logits=take(self.logits),
+            labels=take(self.labels),
+            features=take(self.features),
+            x=take(self.x),
+            members=take(self.members),
+        )
 
     def with_logits(self, logits: torch.Tensor) -> Extracted:
         """A copy with other logits (e.g. temperature-scaled ones)."""
@@ -118,8 +132,16 @@ class Extracted:
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
-        return Extracted(mv(self.logits), mv(self.labels), mv(self.features), mv(self.x), mv(self.head_weight), mv(self.head_bias), self.name,
-                         mv(self.members))
+        return Extracted(
+            mv(self.logits),
+            mv(self.labels),
+            mv(self.features),
+            mv(self.x),
+            mv(self.head_weight),
+            mv(self.head_bias),
+            self.name,
+            mv(self.members),
+        )
 
 
 def need(ex: Extracted, what: str, detector: str) -> torch.Tensor:
@@ -206,7 +228,9 @@ class Detector:
         super().__init_subclass__(**kwargs)
         bad = set(cls.requires) - REQUIREMENTS
         if bad or not cls.requires:
-            raise TypeError(f"{cls.__name__}.requires must be a non-empty subset of {sorted(REQUIREMENTS)}, got {sorted(cls.requires)}")
+            raise TypeError(
+                f"{cls.__name__}.requires must be a non-empty subset of {sorted(REQUIREMENTS)}, got {sorted(cls.requires)}"
+            )
 
     @property
     def name(self) -> str:
@@ -260,7 +284,9 @@ class Detector:
         keys = list(self.grid)
         return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
 
-    def tune(self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]) -> dict[str, Any]:
+    def tune(
+        self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]
+    ) -> dict[str, Any]:
         """Pick the grid point minimising :func:`tuning_objective` on VALIDATION data and keep it.
 
         Only validation data may be passed: ``val_id`` is the run's held-out ID split and ``val_ood`` the benchmark's
@@ -272,7 +298,9 @@ class Detector:
         if not self.grid:
             return {}
         if not val_ood:
-            raise RulabError(f"detector '{self.name}' tunes its hyperparameters on validation-OOD data, but none was given; add val_ood to the benchmark")
+            raise RulabError(
+                f"detector '{self.name}' tunes its hyperparameters on validation-OOD data, but none was given; add val_ood to the benchmark"
+            )
         best: tuple[float, dict[str, Any]] | None = None
         for point in self.candidates():
             for k, v in point.items():
@@ -287,5 +315,9 @@ class Detector:
         return {**best[1], "objective": best[0]}
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if isinstance(v, (int, float, str, type(None))) and not k.startswith("_"))
+        inner = ", ".join(
+            f"{k}={v!r}"
+            for k, v in vars(self).items()
+            if isinstance(v, (int, float, str, type(None))) and not k.startswith("_")
+        )
         return f"{type(self).__name__}({inner})"

@@ -117,4 +117,7 @@ class DML(Detector):
 
     def hparams(self) -> dict[str, float | None]:
         """``scale`` and the λ it gives."""
-        return {"scale": self.scale, "lam": self.lam if self.lam is not None else (None if self.lam0 is None else self.weight())}
+        return {
+            "scale": self.scale,
+            "lam": self.lam if self.lam is not None else (None if self.lam0 is None else self.weight()),
+        }

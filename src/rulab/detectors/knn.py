@@ -152,7 +152,11 @@ class KNN(Detector):
         n, d = z.shape
         keep = self.bank_limit(n, d)
         if keep < n:
-            why = f"max_bank={self.max_bank}" if self.max_bank is not None else f"the default budget of {BANK_BUDGET:,} values"
+            why = (
+                f"max_bank={self.max_bank}"
+                if self.max_bank is not None
+                else f"the default budget of {BANK_BUDGET:,} values"
+            )
             warnings.warn(
                 f"KNN keeps a random {keep:,} of the {n:,} training features in its bank ({why}); pass max_bank=0 to keep all",
                 stacklevel=2,
@@ -177,10 +181,14 @@ class KNN(Detector):
         """``k``, and the bank size ``bank`` out of ``bank_of`` training features."""
         return {"k": self.k, "bank": None if self.bank is None else int(self.bank.shape[0]), "bank_of": self.bank_of}
 
-    def tune(self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]) -> dict[str, Any]:
+    def tune(
+        self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]
+    ) -> dict[str, Any]:
         """Pick k on validation data with ONE search for the largest k (every smaller k is a column of it)."""
         if not val_ood:
-            raise RulabError("detector 'knn' tunes k on validation-OOD data, but none was given; add val_ood to the benchmark")
+            raise RulabError(
+                "detector 'knn' tunes k on validation-OOD data, but none was given; add val_ood to the benchmark"
+            )
         bank = self._bank()
         ks = [k for k in self.grid["k"] if k <= bank.shape[0]]
 
@@ -190,6 +198,8 @@ class KNN(Detector):
 
         s_id = scores(val_id)
         s_ood = {n: scores(e) for n, e in val_ood.items()}
-        best = min((tuning_objective(s_id[:, j], {n: s[:, j] for n, s in s_ood.items()}), j, k) for j, k in enumerate(ks))
+        best = min(
+            (tuning_objective(s_id[:, j], {n: s[:, j] for n, s in s_ood.items()}), j, k) for j, k in enumerate(ks)
+        )
         self.k = best[2]
         return {"k": self.k, "objective": best[0]}

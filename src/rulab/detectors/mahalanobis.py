@@ -105,7 +105,11 @@ def whitening(cov: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
         ``float64 [D, r]``, columns ordered by decreasing eigenvalue.
     """
     evals, evecs = torch.linalg.eigh(cov.to(torch.float64))
-    cutoff = max(float(floor), float(evals.abs().max()) * cov.shape[0] * torch.finfo(torch.float64).eps) if len(evals) else 0.0
+    cutoff = (
+        max(float(floor), float(evals.abs().max()) * cov.shape[0] * torch.finfo(torch.float64).eps)
+        if len(evals)
+        else 0.0
+    )
     keep = evals > cutoff
     return (evecs[:, keep] * evals[keep].rsqrt()).flip(1)
 

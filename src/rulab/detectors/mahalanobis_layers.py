@@ -41,7 +41,9 @@ def pooled_layer_features(outputs: Mapping[str, torch.Tensor]) -> dict[str, torc
     return {name: t.flatten(2).mean(dim=2) if t.ndim > 2 else t for name, t in outputs.items()}
 
 
-def layer_scores(features: Mapping[str, torch.Tensor], means: Mapping[str, torch.Tensor], whites: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def layer_scores(
+    features: Mapping[str, torch.Tensor], means: Mapping[str, torch.Tensor], whites: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
     """``float64 [B, L]``: the Mahalanobis confidence ``M_l`` of every layer, in the order of ``means``.
 
     Args:
@@ -52,7 +54,9 @@ def layer_scores(features: Mapping[str, torch.Tensor], means: Mapping[str, torch
     return torch.stack([mahalanobis_score(features[n], means[n], whites[n]) for n in means], dim=1)
 
 
-def combine_layers(scores: torch.Tensor, center: torch.Tensor, spread: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def combine_layers(
+    scores: torch.Tensor, center: torch.Tensor, spread: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """``Σ_l α_l (M_l − m_l) / s_l``: the feature ensemble of standardised layer scores.
 
     Args:
@@ -91,7 +95,9 @@ class MahalanobisLayers(Detector):
 
     def __init__(self, layers: Sequence[str] | None = None, weights: str = "lr", batch_size: int = 256) -> None:
         if weights not in ("lr", "uniform") or batch_size < 1:
-            raise InputError(f"mahalanobis_layers needs weights 'lr' or 'uniform' and batch_size >= 1, got {weights!r}, {batch_size}")
+            raise InputError(
+                f"mahalanobis_layers needs weights 'lr' or 'uniform' and batch_size >= 1, got {weights!r}, {batch_size}"
+            )
         self.layers = tuple(layers) if layers else None
         self.weights = weights
         self.batch_size = int(batch_size)
@@ -125,7 +131,9 @@ class MahalanobisLayers(Detector):
     def scores_of(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``float64 [N, L]``: every layer's Mahalanobis confidence for images ``x``."""
         if not self.means:
-            raise RulabError("detector 'mahalanobis_layers' is not fitted; call fit(train, model=model) on the training split first")
+            raise RulabError(
+                "detector 'mahalanobis_layers' is not fitted; call fit(train, model=model) on the training split first"
+            )
         return layer_scores(self.features(model, x), self.means, self.whites)
 
     def fit(
@@ -136,19 +144,27 @@ class MahalanobisLayers(Detector):
         model: nn.Module | None = None,
     ) -> MahalanobisLayers:
         if model is None:
-            raise RulabError("detector 'mahalanobis_layers' reads the model's feature layers and needs the model; call fit(train, model=model)")
+            raise RulabError(
+                "detector 'mahalanobis_layers' reads the model's feature layers and needs the model; call fit(train, model=model)"
+            )
         feats = self.features(model, need(train, "x", self.name))
         labels = train.labels.cpu()
         self.means, self.whites = {}, {}
         for n, f in feats.items():
             self.means[n] = class_means(f, labels, train.num_classes)
             self.whites[n] = whitening(tied_covariance(f, labels, self.means[n]), floor=rounding_floor(f))
-        ref = self.scores_of(model, need(val_id, "x", self.name)) if val_id is not None and val_id.x is not None else layer_scores(feats, self.means, self.whites)
+        ref = (
+            self.scores_of(model, need(val_id, "x", self.name))
+            if val_id is not None and val_id.x is not None
+            else layer_scores(feats, self.means, self.whites)
+        )
         self.center = ref.mean(dim=0)
         self.spread = ref.std(dim=0).clamp_min(torch.finfo(torch.float64).tiny)
         oods = [self.scores_of(model, need(e, "x", self.name)) for e in (val_ood or {}).values()]
         if self.weights == "lr" and oods:
-            self.alpha = _logistic_weights((ref - self.center) / self.spread, (torch.cat(oods) - self.center) / self.spread)
+            self.alpha = _logistic_weights(
+                (ref - self.center) / self.spread, (torch.cat(oods) - self.center) / self.spread
+            )
             self.combined_by = "lr"
         else:
             self.alpha = torch.ones(len(self.means), dtype=torch.float64)
@@ -157,9 +173,13 @@ class MahalanobisLayers(Detector):
 
     def score(self, ex: Extracted, model: nn.Module | None = None) -> torch.Tensor:
         if model is None:
-            raise RulabError("detector 'mahalanobis_layers' reads the model's feature layers and needs the model; call score(ex, model=model)")
+            raise RulabError(
+                "detector 'mahalanobis_layers' reads the model's feature layers and needs the model; call score(ex, model=model)"
+            )
         if self.alpha is None or self.center is None or self.spread is None:
-            raise RulabError("detector 'mahalanobis_layers' is not fitted; call fit(train, model=model) on the training split first")
+            raise RulabError(
+                "detector 'mahalanobis_layers' is not fitted; call fit(train, model=model) on the training split first"
+            )
         s = combine_layers(self.scores_of(model, need(ex, "x", self.name)), self.center, self.spread, self.alpha)
         return s.to(ex.logits.device)
 
@@ -175,7 +195,9 @@ def _logistic_weights(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> torc
     try:
         from sklearn.linear_model import LogisticRegressionCV
     except ImportError:
-        raise RulabError("mahalanobis_layers weights its layers with scikit-learn; install it with: pip install 'rulab[datasets]'") from None
+        raise RulabError(
+            "mahalanobis_layers weights its layers with scikit-learn; install it with: pip install 'rulab[datasets]'"
+        ) from None
     import warnings
 
     import numpy as np

@@ -48,7 +48,9 @@ def entropy_decomposition(member_logits: torch.Tensor) -> tuple[torch.Tensor, to
     if member_logits.ndim != 3 or member_logits.shape[1] < 1:
         raise InputError(f"member logits must be [B, M, K] with M >= 1, got shape {tuple(member_logits.shape)}")
     log_p = member_logits.to(torch.float64).log_softmax(dim=2)  # [B, M, K]
-    log_mean = torch.logsumexp(log_p, dim=1) - torch.log(torch.tensor(float(member_logits.shape[1]), dtype=torch.float64))
+    log_mean = torch.logsumexp(log_p, dim=1) - torch.log(
+        torch.tensor(float(member_logits.shape[1]), dtype=torch.float64)
+    )
     total = _entropy(log_mean)
     aleatoric = _entropy(log_p).mean(dim=1)
     return total, aleatoric, (total - aleatoric).clamp_min(0.0)

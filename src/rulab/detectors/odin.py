@@ -81,7 +81,9 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def odin_signs(model: nn.Module, x: torch.Tensor, temperatures: Sequence[float]) -> tuple[list[torch.Tensor], torch.Tensor]:
+def odin_signs(
+    model: nn.Module, x: torch.Tensor, temperatures: Sequence[float]
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The ODIN step directions ``g_T = sign≥(∇_x CE(f(x)/T, ŷ))`` (zero → +1) for several temperatures.
 
     One forward pass, then one backward pass per temperature through the retained graph (the logits do not depend
@@ -216,7 +218,9 @@ def odin_grid_scores(
                     todo = torch.nonzero(~(g == prev_g).flatten(1).all(dim=1)).flatten()
                 prev_g = g
                 if len(todo):
-                    _perturbed_logits(model, xb[todo], g[todo], [epsilons[j] for j in nonzero], batch_size, pert_logits, todo)
+                    _perturbed_logits(
+                        model, xb[todo], g[todo], [epsilons[j] for j in nonzero], batch_size, pert_logits, todo
+                    )
                 with torch.no_grad():
                     s = (pert_logits / t).softmax(dim=2).amax(dim=2).cpu()  # [len(nonzero), b]
                 for jj, j in enumerate(nonzero):
@@ -228,7 +232,13 @@ def odin_grid_scores(
 
 @torch.no_grad()
 def _perturbed_logits(
-    model: nn.Module, x: torch.Tensor, g: torch.Tensor, eps: Sequence[float], batch_size: int, out: torch.Tensor, rows: torch.Tensor
+    model: nn.Module,
+    x: torch.Tensor,
+    g: torch.Tensor,
+    eps: Sequence[float],
+    batch_size: int,
+    out: torch.Tensor,
+    rows: torch.Tensor,
 ) -> None:
     """Write ``model(x - ε g)`` for every ε into ``out[ε index, rows]``, stacking ε copies into passes of ~batch_size."""
     n = len(x)
@@ -263,9 +273,7 @@ class ODIN(Detector):
     """
 
     requires = frozenset({"logits", "model"})
-    formula = (
-        "`max_k softmax(f(x̃)/T)_k` with `x̃ = x − ε · sign(−∇_x log max_k softmax(f(x)/T)_k)`, ε in pixel units"
-    )
+    formula = "`max_k softmax(f(x̃)/T)_k` with `x̃ = x − ε · sign(−∇_x log max_k softmax(f(x)/T)_k)`, ε in pixel units"
     paper = "Liang et al. 2018, arXiv:1706.02690 (W4)"
     grid = ODIN_GRIDS["paper"]
 
@@ -303,7 +311,9 @@ class ODIN(Detector):
         if model is None:
             raise RulabError("detector 'odin' tunes T and ε by perturbing validation images and needs the model")
         if not val_ood:
-            raise RulabError("detector 'odin' tunes T and ε on validation-OOD data, but none was given; add val_ood to the benchmark")
+            raise RulabError(
+                "detector 'odin' tunes T and ε on validation-OOD data, but none was given; add val_ood to the benchmark"
+            )
         temps, epss = self.grid["t"], self.grid["eps"]
         parts = [need(val_id, "x", self.name)] + [need(e, "x", self.name) for e in val_ood.values()]
         scores = odin_grid_scores(model, torch.cat([p.cpu() for p in parts]), temps, epss, self.batch_size)
@@ -323,5 +333,10 @@ class ODIN(Detector):
                     best = (obj, ti, ei)
         assert best is not None
         self.t, self.eps = float(temps[best[1]]), float(epss[best[2]])
-        grid = {"t": [float(t) for t in temps], "eps": [float(e) for e in epss], "fpr95_id": fpr_grid, "auroc": auroc_grid}
+        grid = {
+            "t": [float(t) for t in temps],
+            "eps": [float(e) for e in epss],
+            "fpr95_id": fpr_grid,
+            "auroc": auroc_grid,
+        }
         return {"t": self.t, "eps": self.eps, "objective": best[0], "grid": grid}

@@ -74,7 +74,9 @@ def weibull_tail_fit(distances: torch.Tensor, tailsize: int) -> tuple[float, flo
     try:
         from scipy.stats import weibull_min
     except ImportError:
-        raise RulabError("OpenMax fits its Weibull tails with SciPy, which is not installed; pip install scipy") from None
+        raise RulabError(
+            "OpenMax fits its Weibull tails with SciPy, which is not installed; pip install scipy"
+        ) from None
 
     if tailsize < 1:
         raise InputError(f"OpenMax needs tailsize >= 1, got {tailsize}")

@@ -35,7 +35,9 @@ def feature_percentiles(features: torch.Tensor, percentiles: tuple[float, ...], 
     return dict(zip(percentiles, values.tolist()))
 
 
-def react_score(features: torch.Tensor, threshold: float, weight: torch.Tensor, bias: torch.Tensor | None, t: float = 1.0) -> torch.Tensor:
+def react_score(
+    features: torch.Tensor, threshold: float, weight: torch.Tensor, bias: torch.Tensor | None, t: float = 1.0
+) -> torch.Tensor:
     """Energy of the head applied to features clipped at ``threshold``: ``T · logsumexp(W min(z, c) + b) / T``.
 
     Args:
@@ -90,7 +92,9 @@ class ReAct(Detector):
     def threshold(self) -> float:
         """The clip value of the current percentile."""
         if self.percentile not in self.thresholds:
-            raise RulabError(f"detector 'react' was not fitted for percentile {self.percentile}; call fit(train) after setting it")
+            raise RulabError(
+                f"detector 'react' was not fitted for percentile {self.percentile}; call fit(train) after setting it"
+            )
         return self.thresholds[self.percentile]
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:

@@ -33,7 +33,9 @@ class TemperatureScaled(Detector):
 
     def __init__(self, detector: Detector, scaler: TemperatureScaler | None = None) -> None:
         if set(detector.requires) != {"logits"}:
-            raise InputError(f"temperature scaling applies to logit detectors only; '{detector.name}' needs {sorted(detector.requires)}")
+            raise InputError(
+                f"temperature scaling applies to logit detectors only; '{detector.name}' needs {sorted(detector.requires)}"
+            )
         self.detector = detector
         self.scaler = scaler or TemperatureScaler()
 
@@ -48,10 +50,14 @@ class TemperatureScaled(Detector):
     def _scaled(self, ex: Extracted | None) -> Extracted | None:
         return None if ex is None else ex.with_logits(self.scaler(ex.logits))
 
-    def fit(self, train: Extracted, val_id: Extracted | None = None, val_ood: Mapping[str, Extracted] | None = None) -> TemperatureScaled:
+    def fit(
+        self, train: Extracted, val_id: Extracted | None = None, val_ood: Mapping[str, Extracted] | None = None
+    ) -> TemperatureScaled:
         if self.scaler.temperature is None:
             if val_id is None:
-                raise RulabError("temperature scaling is fitted on the held-out ID split; pass val_id to fit (the run needs data.val_size > 0)")
+                raise RulabError(
+                    "temperature scaling is fitted on the held-out ID split; pass val_id to fit (the run needs data.val_size > 0)"
+                )
             self.scaler.fit(val_id.logits, val_id.labels)
         ood = None if val_ood is None else {n: self._scaled(e) for n, e in val_ood.items()}
         self.detector.fit(self._scaled(train), self._scaled(val_id), ood)
@@ -60,7 +66,9 @@ class TemperatureScaled(Detector):
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:
         return self.detector.score(self._scaled(ex), model)
 
-    def tune(self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]) -> dict[str, Any]:
+    def tune(
+        self, model: torch.nn.Module | None, val_id: Extracted, val_ood: Mapping[str, Extracted]
+    ) -> dict[str, Any]:
         return self.detector.tune(model, self._scaled(val_id), {n: self._scaled(e) for n, e in val_ood.items()})
 
     def hparams(self) -> dict[str, Any]:

@@ -89,18 +89,30 @@ def _newton(z: torch.Tensor, y: torch.Tensor, max_iter: int) -> TemperatureFit:
     while g != 0.0 or h == 0.0:
         if h == 0.0 and g <= 0.0:  # no curvature and nothing to gain at smaller β: the NLL is flat (saturated softmax)
             t = 1.0 / beta
-            return TemperatureFit(t, _nll_at(z, y, t), False, "newton", calls,
-                                  f"the NLL does not depend on T near T = {t:.3g} (every softmax is saturated or the logits "
-                                  "are constant per example), so no temperature minimises it; T is that value")
+            return TemperatureFit(
+                t,
+                _nll_at(z, y, t),
+                False,
+                "newton",
+                calls,
+                f"the NLL does not depend on T near T = {t:.3g} (every softmax is saturated or the logits "
+                "are constant per example), so no temperature minimises it; T is that value",
+            )
         if g < 0:
             lo = beta
             if hi is not None:
                 break
             if beta >= b_max:
                 t = 1.0 / beta
-                return TemperatureFit(t, _nll_at(z, y, t), False, "newton", calls,
-                                      f"the NLL keeps decreasing as T -> 0 (down to T = {t:.3g}): the held-out logits classify "
-                                      "every example correctly, so no finite temperature minimises the NLL; T is that bound")
+                return TemperatureFit(
+                    t,
+                    _nll_at(z, y, t),
+                    False,
+                    "newton",
+                    calls,
+                    f"the NLL keeps decreasing as T -> 0 (down to T = {t:.3g}): the held-out logits classify "
+                    "every example correctly, so no finite temperature minimises the NLL; T is that bound",
+                )
             beta = min(beta * 2.0, b_max)
         else:
             hi = beta
@@ -108,9 +120,15 @@ def _newton(z: torch.Tensor, y: torch.Tensor, max_iter: int) -> TemperatureFit:
                 break
             if beta <= b_min:
                 t = 1.0 / beta
-                return TemperatureFit(t, _nll_at(z, y, t), False, "newton", calls,
-                                      f"the NLL keeps decreasing as T grows (up to T = {t:.3g}): the held-out logits carry no "
-                                      "information about the labels (check that logits and labels belong together); T is that bound")
+                return TemperatureFit(
+                    t,
+                    _nll_at(z, y, t),
+                    False,
+                    "newton",
+                    calls,
+                    f"the NLL keeps decreasing as T grows (up to T = {t:.3g}): the held-out logits carry no "
+                    "information about the labels (check that logits and labels belong together); T is that bound",
+                )
             beta = max(beta / 2.0, b_min)
         g, h = _derivatives(z, y, beta)
         calls += 1

@@ -28,7 +28,13 @@ def vim_dim(feature_dim: int) -> int:
 
 
 def vim_fit(
-    features: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dim: int, *, scaled: bool = True
+    features: torch.Tensor,
+    logits: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dim: int,
+    *,
+    scaled: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Origin, residual basis and α from the training features (Wang et al. 2022, §4; the reference code's fit).
 
@@ -65,11 +71,19 @@ def vim_fit(
 
 
 def _fit(
-    features: torch.Tensor, logits: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor, u: torch.Tensor, dim: int, scaled: bool = True
+    features: torch.Tensor,
+    logits: torch.Tensor,
+    evals: torch.Tensor,
+    evecs: torch.Tensor,
+    u: torch.Tensor,
+    dim: int,
+    scaled: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     d = features.shape[1]
     if not 1 <= dim < d:
-        raise InputError(f"ViM needs a principal subspace smaller than the feature dimension ({d}), got dim={dim}; pass dim=None for the automatic choice")
+        raise InputError(
+            f"ViM needs a principal subspace smaller than the feature dimension ({d}), got dim={dim}; pass dim=None for the automatic choice"
+        )
     rank = _rank(evals, features)
     if rank < dim or (scaled and rank == dim):
         raise InputError(
@@ -83,11 +97,17 @@ def _fit(
     return u, r, alpha
 
 
-def _eig(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _eig(
+    features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eigenvalues (ascending), eigenvectors of the uncentred float64 covariance of ``z - u``, and the origin ``u``."""
     d = features.shape[1]
     w = weight.to(device=features.device, dtype=torch.float64)
-    u = -(torch.linalg.pinv(w) @ bias.to(w)) if bias is not None else torch.zeros(d, dtype=torch.float64, device=features.device)
+    u = (
+        -(torch.linalg.pinv(w) @ bias.to(w))
+        if bias is not None
+        else torch.zeros(d, dtype=torch.float64, device=features.device)
+    )
     centered = features.to(torch.float64) - u
     evals, evecs = torch.linalg.eigh((centered.T @ centered) / features.shape[0])
     return evals, evecs, u
@@ -99,7 +119,9 @@ def _rank(evals: torch.Tensor, features: torch.Tensor) -> int:
     return int((evals > cutoff).sum())
 
 
-def vim_score(features: torch.Tensor, logits: torch.Tensor, u: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
+def vim_score(
+    features: torch.Tensor, logits: torch.Tensor, u: torch.Tensor, r: torch.Tensor, alpha: float
+) -> torch.Tensor:
     """``logsumexp_k f_k - α ||(z - u) R||``: the negative ViM score of the paper (its OOD score is the virtual logit's
     softmax probability; the reference code returns this monotone equivalent).
 
@@ -113,7 +135,9 @@ def vim_score(features: torch.Tensor, logits: torch.Tensor, u: torch.Tensor, r: 
         from the origin of feature space.
     """
     dev = features.device
-    vlogit = ((features.to(torch.float64) - u.to(device=dev, dtype=torch.float64)) @ r.to(device=dev, dtype=torch.float64)).norm(dim=1)
+    vlogit = (
+        (features.to(torch.float64) - u.to(device=dev, dtype=torch.float64)) @ r.to(device=dev, dtype=torch.float64)
+    ).norm(dim=1)
     return torch.logsumexp(logits.to(device=dev, dtype=torch.float64), dim=1) - alpha * vlogit
 
 

@@ -45,7 +45,9 @@ class Benchmark:
     def __post_init__(self) -> None:
         leak = set(self.ood) & set(self.val_ood)
         if leak:
-            raise ValueError(f"benchmark '{self.name}' tunes on its test OOD set(s) {sorted(leak)}; validation-OOD sets must differ from test sets")
+            raise ValueError(
+                f"benchmark '{self.name}' tunes on its test OOD set(s) {sorted(leak)}; validation-OOD sets must differ from test sets"
+            )
         unknown = set(self.near + self.far) - set(self.ood)
         if unknown:
             raise ValueError(f"benchmark '{self.name}' groups {sorted(unknown)} as near/far but does not test them")

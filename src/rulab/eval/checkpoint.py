@@ -213,7 +213,9 @@ def evaluate_checkpoint(
             model.eval()(splits.test.x[:2].to(model_device(run.model)).float() / 255)
         key = f"{key}+mc{passes}s{cfg.seed}"
         if detectors is None:  # the run's detectors plus the member scores; explicit detectors are taken as given
-            names, kwargs, skipped = member_detectors(eval_cfg.detectors, eval_cfg.detector_kwargs, linear_head(model) is not None)
+            names, kwargs, skipped = member_detectors(
+                eval_cfg.detectors, eval_cfg.detector_kwargs, linear_head(model) is not None
+            )
             eval_cfg = replace(eval_cfg, detectors=names, detector_kwargs=kwargs)
     table = run_evaluation(
         model,
@@ -231,14 +233,24 @@ def evaluate_checkpoint(
     )
     kept = run.meta.get("kept")
     if isinstance(kept, dict) and kept.get("epoch"):  # train.keep_best: which epoch's weights these results are of
-        table.add("id", "checkpoint_epoch", float(kept["epoch"]), dataset=run.benchmark.id_dataset, n=int(kept.get("epochs", 0)),
-                  extra={"selected_by": kept.get("metric", ""), "value": kept.get("value")})
+        table.add(
+            "id",
+            "checkpoint_epoch",
+            float(kept["epoch"]),
+            dataset=run.benchmark.id_dataset,
+            n=int(kept.get("epochs", 0)),
+            extra={"selected_by": kept.get("metric", ""), "value": kept.get("value")},
+        )
         table.meta["kept"] = kept
     table.meta.update({"checkpoint": str(ckpt), "run": cfg.name, "eval_config": to_dict(eval_cfg)})
     if passes:
         table.meta["skipped"] = {**table.meta.get("skipped", {}), **skipped}
-        table.meta["mc_dropout"] = {"passes": passes, "seed": cfg.seed, "layers": list(model.layers),
-                                    "deterministic_features": model.deterministic_features}
+        table.meta["mc_dropout"] = {
+            "passes": passes,
+            "seed": cfg.seed,
+            "layers": list(model.layers),
+            "deterministic_features": model.deterministic_features,
+        }
     table.to_csv(out_dir / "results.csv")
     table.save_arrays(out_dir / "arrays.safetensors")
     atomic_write_text(out_dir / "summary.txt", table.summary() + "\n")
@@ -268,15 +280,25 @@ def shared_shift_cache() -> ShiftCache:
     return _SHIFT_CACHE
 
 
-def _record_mc(store: ResultStore, table: ResultTable, meta: dict[str, Any], ckpt: Path, passes: int, study: str) -> None:
+def _record_mc(
+    store: ResultStore, table: ResultTable, meta: dict[str, Any], ckpt: Path, passes: int, study: str
+) -> None:
     """Store an MC-dropout evaluation as the run ``<name>+mc<T>`` (group ``<preset>+mc<T>``) whose parent is the
     checkpoint's run (:func:`rulab.eval.derived.record_derived`)."""
     base = from_dict(RunCfg, meta["config"])
     mc = replace(base, eval=replace(base.eval, mc_dropout=passes))
     config = to_dict(mc)
     record_derived(
-        store.path, table, config, config_hash(mc), name=f"{base.name}+mc{passes}", label=derived_label(config, f"+mc{passes}"),
-        parent_run=run_id_for(base.name, config_hash(base)), checkpoint=str(ckpt), meta=meta, study=study,
+        store.path,
+        table,
+        config,
+        config_hash(mc),
+        name=f"{base.name}+mc{passes}",
+        label=derived_label(config, f"+mc{passes}"),
+        parent_run=run_id_for(base.name, config_hash(base)),
+        checkpoint=str(ckpt),
+        meta=meta,
+        study=study,
     )
 
 

@@ -99,7 +99,9 @@ def record_derived(
     d = {**dict(config), "name": name, "preset": label, "config_hash": config_hash}
     store = ResultStore(db)
     try:
-        run_id = store.start_run(d, name=name, study=study, parent_run=parent_run, checkpoint=checkpoint, meta=meta, status="running")
+        run_id = store.start_run(
+            d, name=name, study=study, parent_run=parent_run, checkpoint=checkpoint, meta=meta, status="running"
+        )
         store.write_results(run_id, table)
         store.finish_run(run_id, "finished", checkpoint=checkpoint, meta=meta)
     finally:

@@ -90,20 +90,28 @@ def plan_ensemble(
         CheckpointError: a member without a checkpoint or a stored config.
     """
     if len(runs) < 2:
-        raise ConfigError(f"an ensemble needs at least two runs, got {len(runs)}; list the member run directories, e.g. --ensemble runs/fmnist-plain-s0 runs/fmnist-plain-s1")
+        raise ConfigError(
+            f"an ensemble needs at least two runs, got {len(runs)}; list the member run directories, e.g. --ensemble runs/fmnist-plain-s0 runs/fmnist-plain-s1"
+        )
     ckpts = [resolve_checkpoint(r) for r in runs]
     hashes = [checkpoint_hash(c) for c in ckpts]
     seen: dict[str, Path] = {}
     for c, h in zip(ckpts, hashes):
         if h in seen:
-            raise ConfigError(f"{c} and {seen[h]} hold the same weights, so the ensemble would count one network twice; list each member once")
+            raise ConfigError(
+                f"{c} and {seen[h]} hold the same weights, so the ensemble would count one network twice; list each member once"
+            )
         seen[h] = c
     metas = [read_meta(c) for c in ckpts]
     cfgs = [eval_config(m, overrides, **explicit) for m in metas]
     first = cfgs[0]
     for c, cfg in zip(ckpts[1:], cfgs[1:]):
         a, b = first.data, cfg.data
-        if (a.dataset, tuple(a.classes), tuple(a.exclude_classes)) != (b.dataset, tuple(b.classes), tuple(b.exclude_classes)):
+        if (a.dataset, tuple(a.classes), tuple(a.exclude_classes)) != (
+            b.dataset,
+            tuple(b.classes),
+            tuple(b.exclude_classes),
+        ):
             raise ConfigError(
                 f"ensemble members must be trained on the same data, but {ckpts[0].parent.name} used {a.dataset} classes "
                 f"{list(a.classes) or 'all'} and {c.parent.name} {b.dataset} classes {list(b.classes) or 'all'}"
@@ -118,7 +126,9 @@ def plan_ensemble(
         name = f"{base}-ens-{tag}"
     label = f"{_base(stored[0])}+ensemble" if len({_base(s) for s in stored}) == 1 else "ensemble"
     eval_dict = to_dict(first.eval)
-    blob = json.dumps({"members": sorted(hashes), "eval": eval_dict, "parity": first.parity}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"members": sorted(hashes), "eval": eval_dict, "parity": first.parity}, sort_keys=True, default=str
+    )
     chash = hashlib.sha256(blob.encode()).hexdigest()[:12]
     config = {
         **to_dict(first),
@@ -132,14 +142,27 @@ def plan_ensemble(
         },
     }
     where = Path(out_dir) if out_dir is not None else ckpts[0].parent.parent
-    return EnsemblePlan(tuple(ckpts), tuple(metas), tuple(cfgs), member_ids, name, label, where / name, config, chash, run_id_for(name, chash))
+    return EnsemblePlan(
+        tuple(ckpts),
+        tuple(metas),
+        tuple(cfgs),
+        member_ids,
+        name,
+        label,
+        where / name,
+        config,
+        chash,
+        run_id_for(name, chash),
+    )
 
 
 def _rows(ds: TensorDataset) -> list[bytes]:
     return [bytes(r) for r in ds.x.reshape(len(ds), -1).numpy()]
 
 
-def _validation(plan: EnsemblePlan, val: TensorDataset | None, n_val_id: int) -> tuple[TensorDataset | None, dict[str, Any]]:
+def _validation(
+    plan: EnsemblePlan, val: TensorDataset | None, n_val_id: int
+) -> tuple[TensorDataset | None, dict[str, Any]]:
     """The ensemble's validation split and a note on it (module docstring)."""
     if val is None or not len(val):
         return val, {"split": "none"}
@@ -150,9 +173,14 @@ def _validation(plan: EnsemblePlan, val: TensorDataset | None, n_val_id: int) ->
     if len(common) >= n_val_id:
         import torch
 
-        return val.subset(torch.tensor(common), name=f"{val.name}:common"), {**info, "split": "held out by every member"}
-    note = (f"the first member's validation split ({len(val)} images); only {len(common)} of them were held out by every "
-            "member, so the temperature and the tuned hyperparameters are fitted on images most members trained on")
+        return val.subset(torch.tensor(common), name=f"{val.name}:common"), {
+            **info,
+            "split": "held out by every member",
+        }
+    note = (
+        f"the first member's validation split ({len(val)} images); only {len(common)} of them were held out by every "
+        "member, so the temperature and the tuned hyperparameters are fitted on images most members trained on"
+    )
     return val, {**info, "split": "first member's", "note": note}
 
 
@@ -196,7 +224,13 @@ def evaluate_ensemble(
     Returns:
         The :class:`ResultTable`; ``meta["ensemble"]`` lists the members and the validation split used.
     """
-    explicit = {"benchmark": benchmark, "shift": shift, "farconf": farconf, "detectors": detectors, "protocol": protocol}
+    explicit = {
+        "benchmark": benchmark,
+        "shift": shift,
+        "farconf": farconf,
+        "detectors": detectors,
+        "protocol": protocol,
+    }
     plan = plan_ensemble(runs, overrides, name, out_dir, **explicit)
     cfg = plan.cfgs[0]
     bench = resolve_benchmark(cfg.eval.benchmark)
@@ -236,18 +270,49 @@ def evaluate_ensemble(
         model_key=f"ens{len(models)}-{plan.config_hash}",
         on_stage=stage,
     )
-    members = [{"run": m["config"].get("name", ""), "run_id": i, "checkpoint": str(c)} for m, i, c in zip(plan.metas, plan.member_ids, plan.checkpoints)]
+    members = [
+        {"run": m["config"].get("name", ""), "run_id": i, "checkpoint": str(c)}
+        for m, i, c in zip(plan.metas, plan.member_ids, plan.checkpoints)
+    ]
     table.meta["skipped"] = {**table.meta.get("skipped", {}), **skipped}
-    table.meta.update({"run": plan.name, "eval_config": to_dict(eval_cfg),
-                       "ensemble": {"members": members, "validation": val_info, "dir": str(ens_dir), "run_id": plan.run_id,
-                                    "features": "the members' features concatenated"}})
-    atomic_write_json(ens_dir / "ensemble.json", {"name": plan.name, "label": plan.label, "run_id": plan.run_id, "members": members,
-                                                  "config_hash": plan.config_hash})
+    table.meta.update(
+        {
+            "run": plan.name,
+            "eval_config": to_dict(eval_cfg),
+            "ensemble": {
+                "members": members,
+                "validation": val_info,
+                "dir": str(ens_dir),
+                "run_id": plan.run_id,
+                "features": "the members' features concatenated",
+            },
+        }
+    )
+    atomic_write_json(
+        ens_dir / "ensemble.json",
+        {
+            "name": plan.name,
+            "label": plan.label,
+            "run_id": plan.run_id,
+            "members": members,
+            "config_hash": plan.config_hash,
+        },
+    )
     table.to_csv(out / "results.csv")
     table.save_arrays(out / "arrays.safetensors")
     atomic_write_text(out / "summary.txt", table.summary() + "\n")
     atomic_write_json(out / "meta.json", table.meta)
     meta0 = plan.metas[0]
-    record_derived(db, table, plan.config, plan.config_hash, name=plan.name, label=plan.label, parent_run=plan.member_ids[0],
-                   checkpoint=str(ens_dir), meta=meta0, study=study)
+    record_derived(
+        db,
+        table,
+        plan.config,
+        plan.config_hash,
+        name=plan.name,
+        label=plan.label,
+        parent_run=plan.member_ids[0],
+        checkpoint=str(ens_dir),
+        meta=meta0,
+        study=study,
+    )
     return table

@@ -111,18 +111,24 @@ def _detectors(names: tuple[str, ...], kwargs: Mapping[str, Mapping[str, Any]] |
     kwargs = kwargs or {}
     extra = sorted(set(kwargs) - set(names))
     if extra:
-        raise ConfigError(f"config key 'eval.detector_kwargs.{extra[0]}' names a detector that is not run; valid choices: {', '.join(names)}")
+        raise ConfigError(
+            f"config key 'eval.detector_kwargs.{extra[0]}' names a detector that is not run; valid choices: {', '.join(names)}"
+        )
     out = {}
     for name in names:
         try:
-            check_kwargs(f"eval.detector_kwargs.{name}", DETECTORS, name, kwargs.get(name, {}))  # the check validate_run runs
+            check_kwargs(
+                f"eval.detector_kwargs.{name}", DETECTORS, name, kwargs.get(name, {})
+            )  # the check validate_run runs
             out[name] = DETECTORS.create(name, **kwargs.get(name, {}))
         except UnknownNameError as err:
             raise ConfigError(str(err)) from None
     return out
 
 
-def _add_detection_rows(table: ResultTable, detector: str, set_name: str, values: Mapping[str, float], extra: dict[str, Any]) -> None:
+def _add_detection_rows(
+    table: ResultTable, detector: str, set_name: str, values: Mapping[str, float], extra: dict[str, Any]
+) -> None:
     """The detection rows of one (detector, OOD set), plus one row per tuned hyperparameter that the metric catalogue
     declares as ``<detector>_<name>`` (``odin_t``, ``odin_eps``), so that the chosen values are in the database."""
     for metric, value in values.items():
@@ -131,8 +137,15 @@ def _add_detection_rows(table: ResultTable, detector: str, set_name: str, values
     for key, value in (extra.get("hparams") or {}).items():
         metric = f"{detector}_{key}"
         if metric in METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
-            table.add("ood", metric, float(value), dataset=set_name, detector=detector, n=extra["n_ood"],
-                      extra={"tuned_on": extra["hparams"].get("tuned_on", "")})
+            table.add(
+                "ood",
+                metric,
+                float(value),
+                dataset=set_name,
+                detector=detector,
+                n=extra["n_ood"],
+                extra={"tuned_on": extra["hparams"].get("tuned_on", "")},
+            )
 
 
 def _store_grid(table: ResultTable, detector: str, where: str, grid: Mapping[str, Any] | None) -> None:
@@ -145,8 +158,14 @@ def _store_grid(table: ResultTable, detector: str, where: str, grid: Mapping[str
 
 
 def _score_tuned_per_set(
-    table: ResultTable, name: str, det: Detector, model: nn.Module, ex_test: Extracted, ex_ood: Mapping[str, Extracted],
-    protocol: Protocol, seed: int,
+    table: ResultTable,
+    name: str,
+    det: Detector,
+    model: nn.Module,
+    ex_test: Extracted,
+    ex_ood: Mapping[str, Extracted],
+    protocol: Protocol,
+    seed: int,
 ) -> dict[str, dict[str, Any]]:
     """W4's protocol (``odin-paper``): per OOD set, tune ``det`` on the protocol's tuning split of the ID test set and
     of that set (their first 1,000 images), then score both with the chosen values; the protocol's splits never
@@ -180,7 +199,9 @@ def _score_tuned_per_set(
             s_id[todo] = det.score(ex_test.subset(todo), model).detach().cpu().to(s_id.dtype)
         s_ood = det.score(ex, model).detach().cpu()
         table.arrays[f"scores/{name}/{set_name}"] = s_ood
-        table.arrays[f"tuning/{name}/{set_name}/id_scores"] = s_id.clone()  # sets may share a choice; arrays never share memory
+        table.arrays[f"tuning/{name}/{set_name}/id_scores"] = (
+            s_id.clone()
+        )  # sets may share a choice; arrays never share memory
         values, extra = protocol_metrics(s_id, s_ood, protocol, seed)
         extra["hparams"] = hp
         _add_detection_rows(table, name, set_name, values, extra)
@@ -265,8 +286,25 @@ def run_evaluation(
     # evaluation only runs the network in eval mode: fold BatchNorm, pool before ReLU, channels-last (same function)
     net = inference_copy(model) if fuse else model
     channels_last = any(isinstance(m, nn.Conv2d) for m in net.modules())
-    table = _evaluate(net, benchmark, eval_cfg, train, val, test, seed, cache_dir, parity, key, fit_size, on_stage, channels_last,
-                      shift_cache, ood_data or {}, val_ood_data or {}, eval_cfg.shift if shift is None else shift)
+    table = _evaluate(
+        net,
+        benchmark,
+        eval_cfg,
+        train,
+        val,
+        test,
+        seed,
+        cache_dir,
+        parity,
+        key,
+        fit_size,
+        on_stage,
+        channels_last,
+        shift_cache,
+        ood_data or {},
+        val_ood_data or {},
+        eval_cfg.shift if shift is None else shift,
+    )
     table.meta["flip_tta"] = bool(eval_cfg.flip_tta)
     table.meta["inference_copy"] = {"folded": getattr(net, "folded", 0)} if fuse else False
     return table
@@ -298,19 +336,34 @@ def _evaluate(
         raise ConfigError(str(err)) from None
     dets = _detectors(tuple(eval_cfg.detectors), eval_cfg.detector_kwargs)
     _check_model_reads(model, dets)
-    fitting = [n for n, d in dets.items() if type(d).fit is not Detector.fit]  # detectors that learn from the training split
+    fitting = [
+        n for n, d in dets.items() if type(d).fit is not Detector.fit
+    ]  # detectors that learn from the training split
     for role, split, used in (("training", train, bool(fitting)), ("validation", val, True), ("ID test", test, True)):
         if used and split is not None and len(split) == 0:
-            raise InputError(f"the {role} split '{split.name}' is empty; check data.classes, data.val_size and data.train_subset")
+            raise InputError(
+                f"the {role} split '{split.name}' is empty; check data.classes, data.val_size and data.train_subset"
+            )
     need_features = any("features" in d.requires for d in dets.values())
     note = on_stage or (lambda _stage: None)
     timer = _Timer()
     key = model_key or weights_hash(model)  # the caller passes the (TTA-qualified) key
-    table = ResultTable(meta={"benchmark": bench.name, "protocol": protocol.name, "seed": seed, "parity": parity, "model_key": key})
+    table = ResultTable(
+        meta={"benchmark": bench.name, "protocol": protocol.name, "seed": seed, "parity": parity, "model_key": key}
+    )
     skipped: dict[str, str] = {}
 
     def ext(ds: TensorDataset, split: str, ds_seed: int | str = "", features: bool = need_features) -> Extracted:
-        return extract(model, ds, eval_cfg.batch_size, features, cache_dir, dataset_key(ds, split, ds_seed), key, channels_last=channels_last)
+        return extract(
+            model,
+            ds,
+            eval_cfg.batch_size,
+            features,
+            cache_dir,
+            dataset_key(ds, split, ds_seed),
+            key,
+            channels_last=channels_last,
+        )
 
     # ---- 1. extraction (one pass per dataset)
     shape = test.shape
@@ -323,7 +376,9 @@ def _evaluate(
             fit_set = train.subset(torch.randperm(len(train), generator=g)[:fit_size].sort().values)
         ex_val = ext(val, "val") if val is not None and len(val) else None
         # the training split is extracted only for detectors whose fit reads it (Detector.fit_splits)
-        fit_train = any("train" in d.fit_splits or ex_val is None for d in dets.values() if type(d).fit is not Detector.fit)
+        fit_train = any(
+            "train" in d.fit_splits or ex_val is None for d in dets.values() if type(d).fit is not Detector.fit
+        )
         if fit_train:
             ex_train = ext(fit_set, "train", seed if fit_set is not train else "")
         else:
@@ -332,19 +387,35 @@ def _evaluate(
     note("building OOD sets")
     with timer("ood_sets"):
         ood_sets = {
-            name: ood_data[name] if name in ood_data else load_ood_set(name, shape, ood_set_size(name, bench, protocol, len(test), eval_cfg.n_ood), seed, base=test)
+            name: ood_data[name]
+            if name in ood_data
+            else load_ood_set(
+                name, shape, ood_set_size(name, bench, protocol, len(test), eval_cfg.n_ood), seed, base=test
+            )
             for name in bench.ood
         }
         val_seed = derive_seed(seed, _VAL_OOD_SALT)
-        val_ood_sets = {
-            name: val_ood_data[name] if name in val_ood_data else load_ood_set(name, shape, bench.n_val_ood, val_seed, base=val)
-            for name in bench.val_ood
-        } if ex_val is not None else {}
+        val_ood_sets = (
+            {
+                name: val_ood_data[name]
+                if name in val_ood_data
+                else load_ood_set(name, shape, bench.n_val_ood, val_seed, base=val)
+                for name in bench.val_ood
+            }
+            if ex_val is not None
+            else {}
+        )
     with timer("extract_ood"):
         ex_ood = {name: ext(ds, "ood", seed) for name, ds in ood_sets.items()}
         ex_val_ood = {name: ext(ds, "val_ood", val_seed) for name, ds in val_ood_sets.items()}
-    table.meta["sizes"] = {"train": len(train), "fit": len(fit_set) if fit_train else 0, "val": 0 if val is None else len(val), "test": len(test),
-                           **{f"ood/{n}": len(d) for n, d in ood_sets.items()}, **{f"val_ood/{n}": len(d) for n, d in val_ood_sets.items()}}
+    table.meta["sizes"] = {
+        "train": len(train),
+        "fit": len(fit_set) if fit_train else 0,
+        "val": 0 if val is None else len(val),
+        "test": len(test),
+        **{f"ood/{n}": len(d) for n, d in ood_sets.items()},
+        **{f"val_ood/{n}": len(d) for n, d in val_ood_sets.items()},
+    }
 
     # ---- 2. fit and tune every detector (validation data only)
     hparams: dict[str, dict[str, Any]] = {}
@@ -363,7 +434,10 @@ def _evaluate(
                     _store_grid(table, name, "val_ood", tuned.pop("grid", None))
                 else:
                     skipped[f"tune/{name}"] = "no validation split or no validation-OOD set: default hyperparameters"
-        hparams[name] = {**det.hparams(), **({"objective": tuned["objective"], "tuned_on": sorted(ex_val_ood)} if tuned else {})}
+        hparams[name] = {
+            **det.hparams(),
+            **({"objective": tuned["objective"], "tuned_on": sorted(ex_val_ood)} if tuned else {}),
+        }
         if det.grid and per_set:
             hparams[name]["tuned_on"] = f"each OOD set's tuning images (protocol {protocol.name})"
     table.meta["detectors"] = hparams
@@ -371,7 +445,12 @@ def _evaluate(
     # ---- 3. ID calibration, raw and temperature-scaled
     with timer("calibration"):
         id_name = bench.id_dataset
-        table.add_metrics("id", calibration_metrics(ex_test.logits, ex_test.labels, drop_last_bin=parity), dataset=id_name, n=len(test))
+        table.add_metrics(
+            "id",
+            calibration_metrics(ex_test.logits, ex_test.labels, drop_last_bin=parity),
+            dataset=id_name,
+            n=len(test),
+        )
         temperature: float | None = None
         if eval_cfg.temperature and ex_val is not None:
             scaler = TemperatureScaler().fit(ex_val.logits, ex_val.labels)
@@ -380,15 +459,30 @@ def _evaluate(
             table.meta["temperature_fit"] = fit_info
             cal = calibration_metrics(scaler(ex_test.logits), ex_test.labels, drop_last_bin=parity)
             table.add_metrics("id", cal, dataset=id_name, detector="ts", n=len(test))
-            table.add("id", "temperature", temperature, dataset=id_name, detector="ts", n=len(val) if val is not None else 0,
-                      extra={"converged": fit_info.get("converged"), "method": fit_info.get("method")})
+            table.add(
+                "id",
+                "temperature",
+                temperature,
+                dataset=id_name,
+                detector="ts",
+                n=len(val) if val is not None else 0,
+                extra={"converged": fit_info.get("converged"), "method": fit_info.get("method")},
+            )
             table.arrays["ts/temperature"] = torch.tensor([temperature], dtype=torch.float64)
         for name, ex in ex_ood.items():
             n = len(ex)
             table.add("ood", "mmc", mmc(ex.logits.softmax(dim=1).amax(dim=1)), dataset=name, detector="msp", n=n)
-            table.add_metrics("ood", ood_calibration_metrics(ex_test.logits, ex_test.labels, ex.logits, parity), dataset=name, detector="msp", n=n)
+            table.add_metrics(
+                "ood",
+                ood_calibration_metrics(ex_test.logits, ex_test.labels, ex.logits, parity),
+                dataset=name,
+                detector="msp",
+                n=n,
+            )
             if temperature is not None:
-                cal = ood_calibration_metrics(ex_test.logits / temperature, ex_test.labels, ex.logits / temperature, parity)
+                cal = ood_calibration_metrics(
+                    ex_test.logits / temperature, ex_test.labels, ex.logits / temperature, parity
+                )
                 table.add_metrics("ood", cal, dataset=name, detector="ts", n=n)
     table.meta["temperature"] = temperature
 
@@ -397,7 +491,9 @@ def _evaluate(
         note(f"scoring {name}")
         if det.grid and per_set:
             with timer(f"score/{name}"):
-                hparams[name]["per_set"] = _score_tuned_per_set(table, name, det, model, ex_test, ex_ood, protocol, seed)
+                hparams[name]["per_set"] = _score_tuned_per_set(
+                    table, name, det, model, ex_test, ex_ood, protocol, seed
+                )
             continue
         with timer(f"score/{name}"):
             s_id = det.score(ex_test, model).detach().cpu()
@@ -415,10 +511,15 @@ def _evaluate(
         note("bootstrap intervals")
         with timer("intervals"):
             id_replicates(table, ex_test.logits, ex_test.labels, resampler, bench.id_dataset, temperature, parity)
-            scores = {d: {k.split("/", 2)[2]: v for k, v in table.arrays.items() if k.startswith(f"scores/{d}/")} for d in dets}
+            scores = {
+                d: {k.split("/", 2)[2]: v for k, v in table.arrays.items() if k.startswith(f"scores/{d}/")}
+                for d in dets
+            }
             msp = {name: ex.logits.to(torch.float64).softmax(dim=1).amax(dim=1) for name, ex in ex_ood.items()}
             tuned = {d for d in dets if f"scores/{d}/id" not in table.arrays}  # tuned per OOD set (odin-paper)
-            ood_replicates(table, {d: v for d, v in scores.items() if d not in tuned}, protocol, seed, resampler, msp_ood=msp)
+            ood_replicates(
+                table, {d: v for d, v in scores.items() if d not in tuned}, protocol, seed, resampler, msp_ood=msp
+            )
             for d in tuned:  # set by set, with the ID scores at that set's chosen hyperparameters
                 for set_name in ex_ood:
                     s_id = table.arrays[f"tuning/{d}/{set_name}/id_scores"]
@@ -436,15 +537,33 @@ def _evaluate(
         note(f"covariate shift ({shift if isinstance(shift, str) else 'custom'})")
         with timer("shift"):
             # shifted test sets are benchmark data: the same corruption draws (seed 0) for every run and method
-            sub = shift_eval.evaluate_shift(model, test, suite=shift, seed=0, batch_size=eval_cfg.batch_size, temperature=temperature,
-                                 cache=shift_cache, clean_logits=ex_test.logits, channels_last=channels_last, resampler=resampler)
+            sub = shift_eval.evaluate_shift(
+                model,
+                test,
+                suite=shift,
+                seed=0,
+                batch_size=eval_cfg.batch_size,
+                temperature=temperature,
+                cache=shift_cache,
+                clean_logits=ex_test.logits,
+                channels_last=channels_last,
+                resampler=resampler,
+            )
             table.extend(sub)
             table.meta["shift"] = sub.meta
     if eval_cfg.farconf:
         note("far-away confidence")
         with timer("farconf"):
-            sub = farconf_eval.evaluate_farconf(model, test, ood_sets, eval_cfg, seed, rejection_index=10 if parity else None, id_logits=ex_test.logits,
-                                                ood_logits={n: ex.logits for n, ex in ex_ood.items()})
+            sub = farconf_eval.evaluate_farconf(
+                model,
+                test,
+                ood_sets,
+                eval_cfg,
+                seed,
+                rejection_index=10 if parity else None,
+                id_logits=ex_test.logits,
+                ood_logits={n: ex.logits for n, ex in ex_ood.items()},
+            )
             table.extend(sub)
             table.meta["farconf"] = sub.meta
     if resampler is not None:

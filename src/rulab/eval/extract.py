@@ -82,7 +82,10 @@ def linear_head(model: nn.Module) -> nn.Linear | None:
 def _head(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     fc = linear_head(model)
     if fc is not None:
-        return fc.weight.detach().float().cpu().clone(), None if fc.bias is None else fc.bias.detach().float().cpu().clone()
+        return (
+            fc.weight.detach().float().cpu().clone(),
+            None if fc.bias is None else fc.bias.detach().float().cpu().clone(),
+        )
     return None, None
 
 
@@ -101,7 +104,12 @@ def _load(path: Path, key: str, n: int, features: bool, members: bool = False) -
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except Exception:  # noqa: BLE001 - any unreadable file (truncated, garbage, wrong format) is recomputed
         return None
-    if "logits" not in tensors or "labels" not in tensors or tensors["logits"].shape[0] != n or tensors["labels"].shape[0] != n:
+    if (
+        "logits" not in tensors
+        or "labels" not in tensors
+        or tensors["logits"].shape[0] != n
+        or tensors["labels"].shape[0] != n
+    ):
         return None
     if features and tensors.get("features") is None:
         return None

@@ -104,7 +104,11 @@ def msp(logits: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def _msp_of(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """MSP ``[N]`` (on x's device) of float images ``x: [N, ...]`` in model space, in batches."""
-    return torch.cat([msp(model(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]) if len(x) else x.new_zeros(0)
+    return (
+        torch.cat([msp(model(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+        if len(x)
+        else x.new_zeros(0)
+    )
 
 
 def _check_int(value: Any, name: str, low: int) -> int:
@@ -188,7 +192,9 @@ def alpha_scaling(
     if not 0.0 < threshold < 1.0 or not 0.0 <= clip_conf < 1.0:
         raise InputError(f"threshold and clip_conf must be fractions below 1, got {threshold} and {clip_conf}")
     if not (factor > 1.0 and alpha_max >= 1.0 and rtol > 0.0):
-        raise InputError(f"alpha_scaling needs factor > 1, alpha_max >= 1 and rtol > 0, got {factor}, {alpha_max}, {rtol}")
+        raise InputError(
+            f"alpha_scaling needs factor > 1, alpha_max >= 1 and rtol > 0, got {factor}, {alpha_max}, {rtol}"
+        )
     dev, dtype = model_device(model), _param_dtype(model)
     g = torch.Generator().manual_seed(int(seed))
     u = torch.rand((n_trials, *shape), generator=g).to(dev, dtype)
@@ -238,7 +244,11 @@ def alpha_scaling(
             a = alphas[i : i + batch_size].to(dev, dtype).view(view)
             clipped.append(_msp_of(model, (a * u[i : i + batch_size]).clamp(0, 1), batch_size).double().cpu())
         overconf = float((torch.cat(clipped) > clip_conf).to(torch.float64).mean())
-        grid = torch.logspace(0.0, math.log10(alpha_max), curve_points, dtype=torch.float64) if alpha_max > 1 else torch.ones(curve_points, dtype=torch.float64)
+        grid = (
+            torch.logspace(0.0, math.log10(alpha_max), curve_points, dtype=torch.float64)
+            if alpha_max > 1
+            else torch.ones(curve_points, dtype=torch.float64)
+        )
         curve = torch.stack([conf(torch.full((n,), float(a), dtype=torch.float64), every).mean() for a in grid])
     finally:
         model.train(was_training)
@@ -360,8 +370,17 @@ def attack_samples(
         xb, yb = x[i : i + batch_size].to(dev, dtype), y[i : i + batch_size].to(dev)
         best_x = best_logits = best_ce = broken = None
         for _ in range(restarts):
-            x_adv, _ = pgd(model, xb, lambda logits, yb=yb: F.cross_entropy(logits, yb, reduction="none"), eps, steps, step,
-                           generator, random_start="uniform", keep_best=True)
+            x_adv, _ = pgd(
+                model,
+                xb,
+                lambda logits, yb=yb: F.cross_entropy(logits, yb, reduction="none"),
+                eps,
+                steps,
+                step,
+                generator,
+                random_start="uniform",
+                keep_best=True,
+            )
             model.eval()
             try:
                 with torch.no_grad():
@@ -407,7 +426,9 @@ def resisted(probs: torch.Tensor, labels: torch.Tensor, rejection_index: int | N
         ``bool [N]``: True where resisted.
     """
     if probs.ndim != 2 or labels.shape != probs.shape[:1]:
-        raise InputError(f"resisted needs probs [N, K] and labels [N], got {tuple(probs.shape)} and {tuple(labels.shape)}")
+        raise InputError(
+            f"resisted needs probs [N, K] and labels [N], got {tuple(probs.shape)} and {tuple(labels.shape)}"
+        )
     n, k = probs.shape
     idx = k if rejection_index is None else int(rejection_index)
     if not 0 <= idx <= k:
@@ -458,7 +479,9 @@ def _keep_top(table: ResultTable, name: str, x: torch.Tensor, conf: torch.Tensor
         table.arrays[f"farconf_top/{name}/conf"] = c
 
 
-def _noise_start(name: str, family: str, test: TensorDataset, ood: Mapping[str, TensorDataset], n: int, seed: int) -> tuple[torch.Tensor, str]:
+def _noise_start(
+    name: str, family: str, test: TensorDataset, ood: Mapping[str, TensorDataset], n: int, seed: int
+) -> tuple[torch.Tensor, str]:
     """The first ``n`` images of the OOD set ``family`` if the caller has it, else ``n`` freshly generated ones."""
     if family in ood and len(ood[family]):
         return unit_pixels(ood[family].x[:n]), "ood set"
@@ -466,15 +489,24 @@ def _noise_start(name: str, family: str, test: TensorDataset, ood: Mapping[str, 
     return torch.cat(list(stream)), "generated"
 
 
-def _alpha_rows(table: ResultTable, model: nn.Module, shape: tuple[int, int, int], trials: int, seed: int,
-                alpha_threshold: float, alpha_max: float, bs: int) -> None:
+def _alpha_rows(
+    table: ResultTable,
+    model: nn.Module,
+    shape: tuple[int, int, int],
+    trials: int,
+    seed: int,
+    alpha_threshold: float,
+    alpha_max: float,
+    bs: int,
+) -> None:
     """The α-scaling rows and arrays of :func:`evaluate_farconf`."""
     a = alpha_scaling(model, shape, trials, _seed(seed, "alpha"), alpha_threshold, alpha_max, batch_size=bs)
     extra = {"reached_frac": a.reached_frac, "threshold": alpha_threshold, "alpha_max": alpha_max, "trials": trials}
     table.add("farconf", "alpha_median", a.median, dataset="alpha_scaling", n=trials, extra=extra)
     table.add("farconf", "overconf_frac", a.overconf_frac, dataset="alpha_scaling", n=trials, extra={"clip_conf": 0.95})
-    table.arrays.update({"farconf/alpha/alphas": a.curve_alphas, "farconf/alpha/conf": a.curve_conf,
-                         "farconf/alpha/trials": a.alphas})
+    table.arrays.update(
+        {"farconf/alpha/alphas": a.curve_alphas, "farconf/alpha/conf": a.curve_conf, "farconf/alpha/trials": a.alphas}
+    )
 
 
 def evaluate_farconf(
@@ -555,13 +587,23 @@ def evaluate_farconf(
         raise InputError(f"eval.farconf_tests names '{unknown[0]}'; valid choices: {', '.join(FARCONF_TESTS)}")
     dev = model_device(model)
     was_training = model.training
-    table = ResultTable(meta={"farconf_seed": int(seed), "adv_eps": eps, "adv_steps": steps, "adv_step_size": step,
-                              "adv_restarts": restarts, "tests": list(tests)})
+    table = ResultTable(
+        meta={
+            "farconf_seed": int(seed),
+            "adv_eps": eps,
+            "adv_steps": steps,
+            "adv_step_size": step,
+            "adv_restarts": restarts,
+            "tests": list(tests),
+        }
+    )
     pgd_extra = {"eps": eps, "steps": steps, "step_size": step}
     try:
         model.eval()
         if id_logits is None:
-            s_id = torch.cat([_msp_of(model, unit_pixels(test.x[i : i + bs].to(dev)), bs).cpu() for i in range(0, len(test), bs)])
+            s_id = torch.cat(
+                [_msp_of(model, unit_pixels(test.x[i : i + bs].to(dev)), bs).cpu() for i in range(0, len(test), bs)]
+            )
         else:
             s_id = msp(id_logits.float()).cpu()
         s_id = s_id.double()
@@ -576,18 +618,35 @@ def evaluate_farconf(
             att = attack_noise(model, z, eps, steps, step, g, bs)
             _detection(table, s_id, att.conf_start, name, {"family": family, "source": origin})
             _detection(table, s_id, att.conf_adv, "adv_" + name, {"family": family, "source": origin, **pgd_extra})
-            table.arrays.update({f"farconf/{name}/scores": att.conf_start.float(),
-                                 f"farconf/adv_{name}/scores": att.conf_adv.float(),
-                                 f"farconf/adv_{name}/pgd_conf": att.curve})
+            table.arrays.update(
+                {
+                    f"farconf/{name}/scores": att.conf_start.float(),
+                    f"farconf/adv_{name}/scores": att.conf_adv.float(),
+                    f"farconf/adv_{name}/pgd_conf": att.curve,
+                }
+            )
             _keep_top(table, name, z, att.conf_start)
             _keep_top(table, "adv_" + name, att.x_adv, att.conf_adv)
             for k in more_steps:  # W3 runs the attack on noise with 80 and with 200 steps
                 g = torch.Generator().manual_seed(_seed(seed, f"pgd:{name}:{k}"))
                 more = attack_noise(model, z, eps, k, default_step_size(eps, k) if step_size is None else step, g, bs)
                 label = f"adv_{name}_{k}"
-                _detection(table, s_id, more.conf_adv, label, {"family": family, "source": origin, "eps": eps, "steps": k,
-                                                               "step_size": default_step_size(eps, k) if step_size is None else step})
-                table.arrays.update({f"farconf/{label}/scores": more.conf_adv.float(), f"farconf/{label}/pgd_conf": more.curve})
+                _detection(
+                    table,
+                    s_id,
+                    more.conf_adv,
+                    label,
+                    {
+                        "family": family,
+                        "source": origin,
+                        "eps": eps,
+                        "steps": k,
+                        "step_size": default_step_size(eps, k) if step_size is None else step,
+                    },
+                )
+                table.arrays.update(
+                    {f"farconf/{label}/scores": more.conf_adv.float(), f"farconf/{label}/pgd_conf": more.curve}
+                )
                 _keep_top(table, label, more.x_adv, more.conf_adv)
 
         if "samples" in tests:
@@ -598,18 +657,38 @@ def evaluate_farconf(
             res = resisted(logits.double().softmax(dim=1), y, rejection_index)
             rej = logits.shape[1] if rejection_index is None else int(rejection_index)
             sample_extra = {**pgd_extra, "restarts": restarts}
-            table.add("farconf", "resistance", float(res.double().mean()), dataset="adv_samples", n=len(y),
-                      extra={"rejection_index": rej, **sample_extra})
+            table.add(
+                "farconf",
+                "resistance",
+                float(res.double().mean()),
+                dataset="adv_samples",
+                n=len(y),
+                extra={"rejection_index": rej, **sample_extra},
+            )
             # clean and adversarial accuracy of the same attacked images, side by side (W1's adversarial table)
             if id_logits is not None:
                 clean = id_logits[idx].float().cpu()
             else:
                 with torch.no_grad():
-                    clean = torch.cat([model(x[i : i + bs].to(dev, _param_dtype(model))).float().cpu() for i in range(0, len(x), bs)])
-            table.add("farconf", "clean_acc", float((clean.argmax(dim=1) == y).double().mean()), dataset="adv_samples", n=len(y),
-                      extra=sample_extra)
-            table.add("farconf", "adv_acc", float((logits.argmax(dim=1) == y).double().mean()), dataset="adv_samples", n=len(y),
-                      extra=sample_extra)
+                    clean = torch.cat(
+                        [model(x[i : i + bs].to(dev, _param_dtype(model))).float().cpu() for i in range(0, len(x), bs)]
+                    )
+            table.add(
+                "farconf",
+                "clean_acc",
+                float((clean.argmax(dim=1) == y).double().mean()),
+                dataset="adv_samples",
+                n=len(y),
+                extra=sample_extra,
+            )
+            table.add(
+                "farconf",
+                "adv_acc",
+                float((logits.argmax(dim=1) == y).double().mean()),
+                dataset="adv_samples",
+                n=len(y),
+                extra=sample_extra,
+            )
             s_adv = msp(logits).double()
             _detection(table, s_id, s_adv[~res], "adv_samples", {"non_resisted_of": len(y), **pgd_extra})
             table.arrays.update({"farconf/adv_samples/scores": s_adv.float(), "farconf/adv_samples/resisted": res})

@@ -29,21 +29,27 @@ from rulab.eval.predict import check_images, model_device
 __all__ = ["check_evaluation", "check_model", "check_split"]
 
 
-def check_split(ds: TensorDataset | None, what: str, shape: tuple[int, ...] | None = None, empty_ok: bool = False) -> None:
+def check_split(
+    ds: TensorDataset | None, what: str, shape: tuple[int, ...] | None = None, empty_ok: bool = False
+) -> None:
     """Raise :class:`InputError` unless ``ds`` holds images ``[N, C, H, W]`` (of ``shape`` = (C, H, W) when given)
     with one label each; ``N = 0`` only with ``empty_ok``. ``None`` passes."""
     if ds is None:
         return
     x = getattr(ds, "x", None)
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise InputError(f"the {what} '{getattr(ds, 'name', '?')}' must hold images [N, C, H, W], got {brief(x)}; "
-                         "convert it with rulab.data.user.as_dataset")
+        raise InputError(
+            f"the {what} '{getattr(ds, 'name', '?')}' must hold images [N, C, H, W], got {brief(x)}; "
+            "convert it with rulab.data.user.as_dataset"
+        )
     if len(x) == 0 and not empty_ok:
         raise InputError(f"the {what} '{ds.name}' holds no images; give at least one")
     if len(ds.y) != len(x):
         raise InputError(f"the {what} '{ds.name}' has {len(x)} images but {len(ds.y)} labels; give one label per image")
     if shape is not None and len(x) and tuple(x.shape[1:]) != tuple(shape):
-        raise InputError(f"the {what} '{ds.name}' has images of shape {tuple(x.shape[1:])}, the test images {tuple(shape)}; use one shape")
+        raise InputError(
+            f"the {what} '{ds.name}' has images of shape {tuple(x.shape[1:])}, the test images {tuple(shape)}; use one shape"
+        )
 
 
 def check_model(model: nn.Module, sample: torch.Tensor) -> None:
@@ -51,10 +57,18 @@ def check_model(model: nn.Module, sample: torch.Tensor) -> None:
     float images ``[1, C, H, W]``) to logits ``[1, K]`` with K ≥ 2. Runs one forward pass in eval mode, no grad."""
     if not isinstance(model, nn.Module):
         raise InputError(f"the model must be a torch.nn.Module mapping images to logits, got {type(model).__name__}")
-    dtypes = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32})
+    dtypes = sorted(
+        {
+            str(p.dtype).replace("torch.", "")
+            for p in model.parameters()
+            if p.is_floating_point() and p.dtype != torch.float32
+        }
+    )
     if dtypes:
-        raise InputError(f"the model's parameters are {', '.join(dtypes)}, but rulab evaluates in float32; "
-                         "pass a float32 copy (copy.deepcopy(model).float())")
+        raise InputError(
+            f"the model's parameters are {', '.join(dtypes)}, but rulab evaluates in float32; "
+            "pass a float32 copy (copy.deepcopy(model).float())"
+        )
     check_images(model, sample)
     was_training = model.training
     model.eval()
@@ -65,27 +79,41 @@ def check_model(model: nn.Module, sample: torch.Tensor) -> None:
             out = model(xb)
     except (RuntimeError, ValueError, TypeError, IndexError) as err:  # the user's network refuses the user's images
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise InputError(f"the model fails on one test image of shape {tuple(sample.shape[1:])} ({type(err).__name__}: {first[:150]}); "
-                         "give images of the shape and channel count the model was built for") from None
+        raise InputError(
+            f"the model fails on one test image of shape {tuple(sample.shape[1:])} ({type(err).__name__}: {first[:150]}); "
+            "give images of the shape and channel count the model was built for"
+        ) from None
     finally:
         model.train(was_training)
     if isinstance(out, (tuple, list)):
-        raise InputError(f"the model returns a {type(out).__name__} of {len(out)} items, not a logits tensor [B, K]; wrap it so that forward "
-                         "returns only the logits (e.g. a module whose forward is `return net(x)[0]` if the logits come first)")
+        raise InputError(
+            f"the model returns a {type(out).__name__} of {len(out)} items, not a logits tensor [B, K]; wrap it so that forward "
+            "returns only the logits (e.g. a module whose forward is `return net(x)[0]` if the logits come first)"
+        )
     if isinstance(out, dict):
-        raise InputError(f"the model returns a dict (keys {brief(list(out)[:5])}), not a logits tensor [B, K]; wrap it so that forward "
-                         "returns only the logits (e.g. `return net(x)['logits']`)")
+        raise InputError(
+            f"the model returns a dict (keys {brief(list(out)[:5])}), not a logits tensor [B, K]; wrap it so that forward "
+            "returns only the logits (e.g. `return net(x)['logits']`)"
+        )
     if not isinstance(out, torch.Tensor):
-        raise InputError(f"the model returns {type(out).__name__}, not a logits tensor [B, K]; wrap it so that forward returns the logits")
+        raise InputError(
+            f"the model returns {type(out).__name__}, not a logits tensor [B, K]; wrap it so that forward returns the logits"
+        )
     if out.ndim != 2 or out.shape[0] != 1:
-        raise InputError(f"the model maps one image to an output of shape {tuple(out.shape)}, not logits [1, K]; "
-                         "make forward return one row of class scores per image")
+        raise InputError(
+            f"the model maps one image to an output of shape {tuple(out.shape)}, not logits [1, K]; "
+            "make forward return one row of class scores per image"
+        )
     if out.shape[1] < 2:
-        raise InputError(f"the model returns {out.shape[1]} logit(s) per image; a classifier needs at least two classes "
-                         "(for a binary task return two logits)")
+        raise InputError(
+            f"the model returns {out.shape[1]} logit(s) per image; a classifier needs at least two classes "
+            "(for a binary task return two logits)"
+        )
 
 
-def check_evaluation(model: nn.Module, test: TensorDataset, val: TensorDataset | None, train: TensorDataset | None) -> None:
+def check_evaluation(
+    model: nn.Module, test: TensorDataset, val: TensorDataset | None, train: TensorDataset | None
+) -> None:
     """The checks of the module docstring, in order: the test set, the other splits, then the model on one test
     image.
 

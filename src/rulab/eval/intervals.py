@@ -84,8 +84,13 @@ class Resampler:
 
 
 def id_replicates(
-    table: ResultTable, logits: torch.Tensor, labels: torch.Tensor, resampler: Resampler, dataset: str,
-    temperature: float | None = None, parity: bool = False,
+    table: ResultTable,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    resampler: Resampler,
+    dataset: str,
+    temperature: float | None = None,
+    parity: bool = False,
 ) -> None:
     """Replicates of the ID block: every calibration metric raw (detector ``""``) and after temperature scaling (``"ts"``).
 
@@ -99,8 +104,11 @@ def id_replicates(
     counts = resampler.counts("id", logits.shape[0])
     variants = [("", logits)] + ([("ts", logits / temperature)] if temperature is not None else [])
     for detector, z in variants:
-        wanted = [m for m in ("acc", "nll", "brier", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc")
-                  if table.get(("id", dataset, "", "", detector, m)) is not None]
+        wanted = [
+            m
+            for m in ("acc", "nll", "brier", "ece", "mce", "rms", "mad", "rms_uniform10", "soft_f1", "mmc")
+            if table.get(("id", dataset, "", "", detector, m)) is not None
+        ]
         if not wanted:
             continue
         reps = calibration_replicates(z, labels, counts, drop_last_bin=parity, metrics=wanted)
@@ -147,7 +155,9 @@ def ood_replicates(
         for idx, oods, cnts in groups:
             tags = list(oods)
             reps = detection_replicates(
-                s_id[idx], {str(i): oods[t] for i, t in enumerate(tags)}, resampler.counts("id", len(idx)),
+                s_id[idx],
+                {str(i): oods[t] for i, t in enumerate(tags)},
+                resampler.counts("id", len(idx)),
                 {str(i): cnts[t] for i, t in enumerate(tags)},
             )
             for i, (name, _run) in enumerate(tags):
@@ -166,7 +176,11 @@ def ood_replicates(
 
 
 def shift_replicates(
-    table: ResultTable, cells: Sequence[tuple[str, str, torch.Tensor]], labels: torch.Tensor, resampler: Resampler, dataset: str
+    table: ResultTable,
+    cells: Sequence[tuple[str, str, torch.Tensor]],
+    labels: torch.Tensor,
+    resampler: Resampler,
+    dataset: str,
 ) -> None:
     """Replicates of the raw shift-cell rows (:data:`SHIFT_METRICS`) and of their means over levels.
 

@@ -31,7 +31,15 @@ from rulab.metrics.ood import ood_metrics
 from rulab.metrics.parity import hein_fpr95, hendrycks_measures
 from rulab.registry import OOD_SETS, UnknownNameError
 
-__all__ = ["is_synthetic", "ood_set_size", "load_ood_set", "protocol_metrics", "ood_calibration_metrics", "OOD_METRICS", "PARITY_METRICS"]
+__all__ = [
+    "is_synthetic",
+    "ood_set_size",
+    "load_ood_set",
+    "protocol_metrics",
+    "ood_calibration_metrics",
+    "OOD_METRICS",
+    "PARITY_METRICS",
+]
 
 OOD_METRICS = names("detection")
 """The detection metrics written per (OOD set, detector): the ``detection`` group of :mod:`rulab.metrics.catalog`."""
@@ -60,7 +68,9 @@ _MEMO: OrderedDict[tuple[Any, ...], TensorDataset] = OrderedDict()
 _MEMO_SIZE = 16
 
 
-def load_ood_set(name: str, shape: tuple[int, int, int], n: int, seed: int, base: TensorDataset | None = None) -> TensorDataset:
+def load_ood_set(
+    name: str, shape: tuple[int, int, int], n: int, seed: int, base: TensorDataset | None = None
+) -> TensorDataset:
     """``OOD_SETS.create(name, shape=shape, n=n, seed=seed[, base=base])``; a finite set with fewer than ``n`` images
     (scikit-learn's 1,797 digits) is returned whole.
 
@@ -87,7 +97,9 @@ def load_ood_set(name: str, shape: tuple[int, int, int], n: int, seed: int, base
         return _MEMO[memo_key]
     ds = _create_ood_set(name, n, kwargs)
     if len(ds) == 0:
-        raise InputError(f"OOD set '{name}' has no images (n={n}); ask for at least one (eval.n_ood or the benchmark's n_ood)")
+        raise InputError(
+            f"OOD set '{name}' has no images (n={n}); ask for at least one (eval.n_ood or the benchmark's n_ood)"
+        )
     _MEMO[memo_key] = ds
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)
@@ -161,14 +173,21 @@ def protocol_metrics(
             definitions.update(dict.fromkeys(original, port_name))
         runs.append(m)
     agg = protocol.aggregate(runs)
-    extra = {"n_runs": agg["n_runs"], "n_id": len(splits[0].id), "n_ood": len(splits[0].ood), "protocol": protocol.name,
-             "definitions": {k: definitions.get(k, "exact") for k in agg["mean"]}}
+    extra = {
+        "n_runs": agg["n_runs"],
+        "n_id": len(splits[0].id),
+        "n_ood": len(splits[0].ood),
+        "protocol": protocol.name,
+        "definitions": {k: definitions.get(k, "exact") for k in agg["mean"]},
+    }
     if agg["n_runs"] > 1:
         extra["std"] = agg["std"]
     return agg["mean"], extra
 
 
-def ood_calibration_metrics(logits_id: torch.Tensor, labels_id: torch.Tensor, logits_ood: torch.Tensor, drop_last_bin: bool = False) -> dict[str, float]:
+def ood_calibration_metrics(
+    logits_id: torch.Tensor, labels_id: torch.Tensor, logits_ood: torch.Tensor, drop_last_bin: bool = False
+) -> dict[str, float]:
     """OE's OOD calibration: the ID test set pooled with an OOD set whose examples count as wrong.
 
     Args:
@@ -187,7 +206,11 @@ def ood_calibration_metrics(logits_id: torch.Tensor, labels_id: torch.Tensor, lo
     pooled_conf = torch.cat([conf_id, conf_ood])
     pooled_correct = torch.cat([correct, torch.zeros_like(conf_ood)])
     return {
-        "ood_rms": ood_calibration(conf_id, correct, conf_ood, norm="l2", binning="adaptive", bin_size=100, drop_last_bin=drop_last_bin),
-        "ood_mad": ood_calibration(conf_id, correct, conf_ood, norm="l1", binning="adaptive", bin_size=100, drop_last_bin=drop_last_bin),
+        "ood_rms": ood_calibration(
+            conf_id, correct, conf_ood, norm="l2", binning="adaptive", bin_size=100, drop_last_bin=drop_last_bin
+        ),
+        "ood_mad": ood_calibration(
+            conf_id, correct, conf_ood, norm="l1", binning="adaptive", bin_size=100, drop_last_bin=drop_last_bin
+        ),
         "ood_soft_f1": soft_f1(pooled_conf, pooled_correct),
     }

@@ -35,7 +35,9 @@ def check_images(model: nn.Module, x: torch.Tensor) -> None:
     first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
     if isinstance(first, nn.Conv2d):
         if x.ndim != 4:
-            raise InputError(f"images must be [N, C, H, W], got shape {tuple(x.shape)}; add the channel axis, e.g. x.unsqueeze(1) for grey images")
+            raise InputError(
+                f"images must be [N, C, H, W], got shape {tuple(x.shape)}; add the channel axis, e.g. x.unsqueeze(1) for grey images"
+            )
         if first.in_channels != x.shape[1]:
             c, h, w = first.in_channels, x.shape[2], x.shape[3]
             raise InputError(

@@ -73,7 +73,9 @@ def aggregate(runs: Sequence[Mapping[str, float]], ddof: int = 0) -> dict:
     keys = list(runs[0])
     for i, run in enumerate(runs):
         if set(run) != set(keys):
-            raise InputError(f"run {i} reports metrics {sorted(run)} but run 0 reports {sorted(keys)}; give every run the same metrics")
+            raise InputError(
+                f"run {i} reports metrics {sorted(run)} but run 0 reports {sorted(keys)}; give every run the same metrics"
+            )
     values = torch.tensor([[float(run[k]) for k in keys] for run in runs], dtype=torch.float64)
     n = len(runs)
     mean = values.mean(dim=0)
@@ -164,7 +166,9 @@ class Hendrycks(Protocol):
         if self.test_batch is not None:
             n = n // self.test_batch * self.test_batch
         if n < 1:
-            raise InputError(f"protocol '{self.name}' takes n_id // {self.ood_divisor} OOD examples per run, which is 0 for n_id={n_id}; use a larger ID set or the 'full' protocol")
+            raise InputError(
+                f"protocol '{self.name}' takes n_id // {self.ood_divisor} OOD examples per run, which is 0 for n_id={n_id}; use a larger ID set or the 'full' protocol"
+            )
         return n
 
     def splits(self, n_id: int, n_ood: int, seed: int = 0) -> list[Split]:
@@ -208,7 +212,9 @@ class Odin(Protocol):
         _check_sizes(n_id, n_ood)
         n = min(n_id, n_ood) - self.skip
         if n < 1:
-            raise InputError(f"protocol '{self.name}' skips the first {self.skip} images, which leaves nothing of sets with {n_id} ID and {n_ood} OOD images; use larger sets or a smaller skip")
+            raise InputError(
+                f"protocol '{self.name}' skips the first {self.skip} images, which leaves nothing of sets with {n_id} ID and {n_ood} OOD images; use larger sets or a smaller skip"
+            )
         idx = torch.arange(self.skip, self.skip + n)
         return [Split(idx, idx.clone())]
 
@@ -216,7 +222,9 @@ class Odin(Protocol):
         """The first ``skip`` images of the ID and the OOD set (ODIN tunes T and ε on these)."""
         _check_sizes(n_id, n_ood)
         if min(n_id, n_ood) < self.skip:
-            raise InputError(f"protocol '{self.name}' tunes on the first {self.skip} images but a set has only {min(n_id, n_ood)}; use larger sets or a smaller skip")
+            raise InputError(
+                f"protocol '{self.name}' tunes on the first {self.skip} images but a set has only {min(n_id, n_ood)}; use larger sets or a smaller skip"
+            )
         idx = torch.arange(self.skip)
         return Split(idx, idx.clone())
 
@@ -263,7 +271,9 @@ class Hein(Protocol):
     def _kept(self, n: int) -> int:
         kept = n // self.batch_size * self.batch_size
         if kept < 1:
-            raise InputError(f"protocol '{self.name}' drops incomplete batches of {self.batch_size}, which leaves nothing of a set of {n}; use a larger set or a smaller batch_size")
+            raise InputError(
+                f"protocol '{self.name}' drops incomplete batches of {self.batch_size}, which leaves nothing of a set of {n}; use a larger set or a smaller batch_size"
+            )
         return kept
 
     def splits(self, n_id: int, n_ood: int, seed: int = 0) -> list[Split]:

@@ -165,8 +165,17 @@ def severity_means(table: ResultTable, kind: str = "shift") -> ResultTable:
     out = ResultTable()
     for (dataset, shift, detector, metric), rows in groups.items():
         values = torch.tensor([r.value for r in rows], dtype=torch.float64)
-        out.add(kind, metric, float(values.mean()), dataset=dataset, shift=shift, severity="mean", detector=detector,
-                n=sum(r.n for r in rows), extra={"levels": [r.severity for r in rows]})
+        out.add(
+            kind,
+            metric,
+            float(values.mean()),
+            dataset=dataset,
+            shift=shift,
+            severity="mean",
+            detector=detector,
+            n=sum(r.n for r in rows),
+            extra={"levels": [r.severity for r in rows]},
+        )
     return out
 
 
@@ -178,11 +187,21 @@ def shift_errors(table: ResultTable, dataset: str | None = None) -> dict[tuple[s
         table: a table with kind ``"shift"`` accuracy rows (e.g. the output of :func:`evaluate_shift`).
         dataset: keep only rows of this test set (default: all; raises if there are several).
     """
-    rows = [r for r in table if r.kind == "shift" and r.metric == "acc" and r.detector == "" and r.shift != CLEAN
-            and is_level(r.severity) and (dataset is None or r.dataset == dataset)]
+    rows = [
+        r
+        for r in table
+        if r.kind == "shift"
+        and r.metric == "acc"
+        and r.detector == ""
+        and r.shift != CLEAN
+        and is_level(r.severity)
+        and (dataset is None or r.dataset == dataset)
+    ]
     names = {r.dataset for r in rows}
     if len(names) > 1:
-        raise InputError(f"the table holds shift results of several test sets ({', '.join(sorted(names))}); pass dataset=")
+        raise InputError(
+            f"the table holds shift results of several test sets ({', '.join(sorted(names))}); pass dataset="
+        )
     return {(r.shift, r.severity): 1.0 - r.value for r in rows}
 
 
@@ -213,12 +232,16 @@ def corruption_errors(
             continue
         if len(have) != len(cells):
             missing = ", ".join(s for s, _ in cells if (c, s) not in base)
-            raise InputError(f"the baseline has errors for some but not all levels of '{c}' (missing {missing}); give all levels or none")
+            raise InputError(
+                f"the baseline has errors for some but not all levels of '{c}' (missing {missing}); give all levels or none"
+            )
         err = torch.tensor([v for _, v in have], dtype=torch.float64)
         ref = torch.tensor([base[(c, s)] for s, _ in have], dtype=torch.float64)
         ce[c] = float(corruption_error(err, ref)[0])
     if not ce:
-        raise InputError("the baseline covers none of the suite's corruptions; pass error rates keyed by (corruption, level) of the same suite")
+        raise InputError(
+            "the baseline covers none of the suite's corruptions; pass error rates keyed by (corruption, level) of the same suite"
+        )
     return ce, sum(ce.values()) / len(ce)
 
 
@@ -226,7 +249,9 @@ def corruption_errors(
 
 
 @torch.no_grad()
-def _forward(model: nn.Module, x: torch.Tensor, dev: torch.device, batch_size: int, channels_last: bool) -> torch.Tensor:
+def _forward(
+    model: nn.Module, x: torch.Tensor, dev: torch.device, batch_size: int, channels_last: bool
+) -> torch.Tensor:
     """Logits ``float32 [N, K]`` on the CPU of ``x``: ``uint8 [N, C, H, W]`` or float in [0, 1], in batches."""
     out = []
     for i in range(0, len(x), batch_size):
@@ -309,13 +334,19 @@ def evaluate_shift(
     dev = model_device(model)
     was_training = model.training
     model.eval()
-    convert = channels_last and any(p.ndim == 4 and not p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters())
+    convert = channels_last and any(
+        p.ndim == 4 and not p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters()
+    )
     net = copy.deepcopy(model).to(memory_format=torch.channels_last) if convert else model
     table = ResultTable(meta={"suite": suite_name, "shift_seed": int(seed), "chunk": chunk, "quantize": quantize})
     keys = {"dataset": test.name, "n": len(test)}
     fp = cache.fingerprint(test) if cache is not None else None
     try:
-        z = _forward(net, test.x, dev, batch_size, channels_last) if clean_logits is None else clean_logits.float().cpu()
+        z = (
+            _forward(net, test.x, dev, batch_size, channels_last)
+            if clean_logits is None
+            else clean_logits.float().cpu()
+        )
         if tuple(z.shape[:1]) != (len(test),):
             raise InputError(f"clean_logits must have one row per test image ({len(test)}), got shape {tuple(z.shape)}")
         _add_cell(table, z, test.y, t, shift=CLEAN, severity="0", **keys)
@@ -326,10 +357,16 @@ def evaluate_shift(
                 shifted = cache.get(test, corruption, level, seed, chunk, fingerprint=fp)
                 z = _forward(net, shifted.x, dev, batch_size, channels_last)
             else:
-                z = torch.cat([_forward(net, x, dev, batch_size, channels_last)
-                               for x in shifted_batches(test, corruption, level, seed, chunk, quantize)])
+                z = torch.cat(
+                    [
+                        _forward(net, x, dev, batch_size, channels_last)
+                        for x in shifted_batches(test, corruption, level, seed, chunk, quantize)
+                    ]
+                )
             sev = level_label(level)
-            errors[(corruption, sev)] = 1.0 - _add_cell(table, z, test.y, t, shift=corruption, severity=sev, **keys)["acc"]
+            errors[(corruption, sev)] = (
+                1.0 - _add_cell(table, z, test.y, t, shift=corruption, severity=sev, **keys)["acc"]
+            )
             if keep_logits:
                 table.arrays[f"shift/{corruption}/{sev}/logits"] = z
             if resampler is not None:

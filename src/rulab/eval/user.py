@@ -79,16 +79,22 @@ def resolve_ood(
         sets = [sets]
     if not isinstance(sets, Mapping):
         if not isinstance(sets, (list, tuple)):
-            raise InputError(f"{what} must be a list of registered OOD set names or a dict {{'name': data}}, got {brief(sets)}")
+            raise InputError(
+                f"{what} must be a list of registered OOD set names or a dict {{'name': data}}, got {brief(sets)}"
+            )
         items: list[tuple[str, Any]] = []
         for name in sets:
             if not isinstance(name, str):
-                raise InputError(f"{what} given as a list takes names of registered OOD sets (`rulab list ood`), got {brief(name)}; "
-                                 f"pass your own data as {what}={{'name': data}}")
+                raise InputError(
+                    f"{what} given as a list takes names of registered OOD sets (`rulab list ood`), got {brief(name)}; "
+                    f"pass your own data as {what}={{'name': data}}"
+                )
             if not _registered_ood(name):
                 from rulab.registry import OOD_SETS
 
-                raise ConfigError(f"'{name}' in {what} is not a registered OOD set ({', '.join(OOD_SETS.list())}); pass your own data as {what}={{'name': data}}")
+                raise ConfigError(
+                    f"'{name}' in {what} is not a registered OOD set ({', '.join(OOD_SETS.list())}); pass your own data as {what}={{'name': data}}"
+                )
             items.append((name, name))
     else:
         items = []
@@ -109,7 +115,9 @@ def resolve_ood(
             continue
         ds = as_dataset(value, name, pixels=pixels, mean=mean, std=std, ood=True, size=shape[1:], channels=shape[0])
         if ds.shape != shape:
-            raise InputError(f"{what} set '{name}' has images of shape {ds.shape}, the ID test images {shape}; resize it to the same shape")
+            raise InputError(
+                f"{what} set '{name}' has images of shape {ds.shape}, the ID test images {shape}; resize it to the same shape"
+            )
         data[name] = ds
     return tuple(names), data
 
@@ -121,7 +129,9 @@ class _Deferred:
         self.registry_name, self.name = registry_name, name
 
 
-def _build_deferred(sets: dict[str, Any], shape: tuple[int, int, int], n: int, seed: int, base: TensorDataset | None) -> dict[str, TensorDataset]:
+def _build_deferred(
+    sets: dict[str, Any], shape: tuple[int, int, int], n: int, seed: int, base: TensorDataset | None
+) -> dict[str, TensorDataset]:
     from dataclasses import replace
 
     from rulab.eval.ood_eval import load_ood_set
@@ -250,10 +260,14 @@ def evaluate_model(
     for what, values in (("mean", mean), ("std", std)):
         n = 1 if isinstance(values, (int, float)) or values is None else len(values)
         if n not in (1, shape[0]):
-            raise InputError(f"{what} has {n} values but the images have {shape[0]} channel(s); give one value per channel (or one for all)")
+            raise InputError(
+                f"{what} has {n} values but the images have {shape[0]} channel(s); give one value per channel (or one for all)"
+            )
     folder = {"size": size or shape[1:], "channels": channels or shape[0]}
     val = None if id_val is None else as_dataset(id_val, f"{test.name}_val", classes=test.classes, **folder, **kw)
-    train = None if id_train is None else as_dataset(id_train, f"{test.name}_train", classes=test.classes, **folder, **kw)
+    train = (
+        None if id_train is None else as_dataset(id_train, f"{test.name}_train", classes=test.classes, **folder, **kw)
+    )
     for ds in (val, train):
         if ds is not None and ds.shape != shape:
             raise InputError(f"'{ds.name}' has images of shape {ds.shape}, the test set {shape}; use one shape")
@@ -262,7 +276,11 @@ def evaluate_model(
     if detectors is None:
         names = tuple(d for d in EvalCfg().detectors if train is not None or val is not None or not _fits(d))
     else:
-        names = tuple(d.strip() for d in detectors.split(",") if d.strip()) if isinstance(detectors, str) else tuple(detectors)
+        names = (
+            tuple(d.strip() for d in detectors.split(",") if d.strip())
+            if isinstance(detectors, str)
+            else tuple(detectors)
+        )
     from rulab.registry import DETECTORS, UnknownNameError
 
     for d in names:
@@ -274,17 +292,37 @@ def evaluate_model(
     fit_note = ""
     if train is None:
         if needs_fit and val is None:
-            raise ConfigError(f"detector(s) {', '.join(needs_fit)} fit on in-distribution data; pass id_train=(images, labels) (or at least id_val)")
+            raise ConfigError(
+                f"detector(s) {', '.join(needs_fit)} fit on in-distribution data; pass id_train=(images, labels) (or at least id_val)"
+            )
         train = val if val is not None else test.subset(slice(0, 0), name=f"{test.name}_train")
         if needs_fit:
             fit_note = "no id_train given: detectors were fitted on id_val"
-    cfg = validate_eval(replace(base, detectors=names, shift="", farconf=farconf, temperature=temperature, batch_size=batch_size, protocol=""))
+    cfg = validate_eval(
+        replace(
+            base,
+            detectors=names,
+            shift="",
+            farconf=farconf,
+            temperature=temperature,
+            batch_size=batch_size,
+            protocol="",
+        )
+    )
 
     ood_names, ood_data = resolve_ood(ood, "ood", shape, **kw)
     val_names, val_data = resolve_ood(ood_val, "ood_val", shape, **kw)
     try:
-        bench = Benchmark(name="custom", id_dataset=test.name, ood=ood_names, val_ood=val_names, protocol=protocol,
-                          n_ood=n_ood, n_val_id=n_val_id, n_val_ood=n_val_ood)
+        bench = Benchmark(
+            name="custom",
+            id_dataset=test.name,
+            ood=ood_names,
+            val_ood=val_names,
+            protocol=protocol,
+            n_ood=n_ood,
+            n_val_id=n_val_id,
+            n_val_ood=n_val_ood,
+        )
     except ValueError as err:
         raise ConfigError(str(err).replace("benchmark 'custom'", "this evaluation")) from None
     if any(isinstance(v, _Deferred) for v in [*ood_data.values(), *val_data.values()]):
@@ -312,19 +350,36 @@ def evaluate_model(
     net.eval()
     try:
         table = run_evaluation(
-            net, benchmark=bench, eval_cfg=cfg, train=train, val=val, test=test, seed=seed, cache_dir=cache_dir,
-            parity=parity, fit_size=fit_size, on_stage=stage, ood_data=ood_data, val_ood_data=val_data,
+            net,
+            benchmark=bench,
+            eval_cfg=cfg,
+            train=train,
+            val=val,
+            test=test,
+            seed=seed,
+            cache_dir=cache_dir,
+            parity=parity,
+            fit_size=fit_size,
+            on_stage=stage,
+            ood_data=ood_data,
+            val_ood_data=val_data,
             shift=shifts if shifts else "",
         )
     finally:
         net.train(was_training)
-    table.meta.update({
-        "model": type(model).__name__,
-        "normalisation": None if mean is None else {"mean": net.mean, "std": net.std},
-        "data": {"id_test": test.source, "id_val": None if val is None else val.source, "id_train": None if id_train is None else train.source},
-        "ood_sets": list(ood_names),
-        "val_ood_sets": list(val_names),
-    })
+    table.meta.update(
+        {
+            "model": type(model).__name__,
+            "normalisation": None if mean is None else {"mean": net.mean, "std": net.std},
+            "data": {
+                "id_test": test.source,
+                "id_val": None if val is None else val.source,
+                "id_train": None if id_train is None else train.source,
+            },
+            "ood_sets": list(ood_names),
+            "val_ood_sets": list(val_names),
+        }
+    )
     if fit_note:
         table.meta.setdefault("skipped", {})["fit"] = fit_note
     return table

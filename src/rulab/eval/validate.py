@@ -33,7 +33,9 @@ def validate_run(cfg: RunCfg) -> RunCfg:
     check_registered("data.dataset", d.dataset, DATASETS)
     reserved = sorted({"split", "root"} & set(d.kwargs))
     if reserved:
-        raise ConfigError(f"config key 'data.kwargs.{reserved[0]}' is set by rulab for every split; use data.root for the data directory")
+        raise ConfigError(
+            f"config key 'data.kwargs.{reserved[0]}' is set by rulab for every split; use data.root for the data directory"
+        )
     check_kwargs("data.kwargs", DATASETS, d.dataset, d.kwargs)
     check_registered("model.name", cfg.model.name, MODELS)
     check_kwargs("model.kwargs", MODELS, cfg.model.name, cfg.model.kwargs)

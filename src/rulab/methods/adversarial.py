@@ -41,8 +41,10 @@ class AdversarialTraining(Method):
 
     def __init__(self, eps: float = 8 / 255, steps: int = 10, step_size: float = 2 / 255, restarts: int = 1) -> None:
         if not eps >= 0 or steps < 0 or not step_size > 0 or restarts < 1:
-            raise ConfigError(f"method parameters need eps >= 0, steps >= 0, step_size > 0 and restarts >= 1, got eps={eps}, "
-                              f"steps={steps}, step_size={step_size}, restarts={restarts}")
+            raise ConfigError(
+                f"method parameters need eps >= 0, steps >= 0, step_size > 0 and restarts >= 1, got eps={eps}, "
+                f"steps={steps}, step_size={step_size}, restarts={restarts}"
+            )
         self.eps = eps
         self.steps = steps
         self.step_size = step_size
@@ -56,6 +58,8 @@ class AdversarialTraining(Method):
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x, y = batch["x"], batch["y"]
         attacked = getattr(model, "module", model)  # input gradients only: bypass a DDP wrapper's gradient hooks
-        x_adv, _ = pgd_ce(attacked, x, y, self.eps, self.steps, self.step_size, generator=batch["generator"], restarts=self.restarts)
+        x_adv, _ = pgd_ce(
+            attacked, x, y, self.eps, self.steps, self.step_size, generator=batch["generator"], restarts=self.restarts
+        )
         logits = model(x_adv)
         return {"loss": F.cross_entropy(logits, y), "logits": logits}

@@ -52,7 +52,9 @@ def _u(n: int, lo: float, hi: float, generator: torch.Generator, device: torch.d
     return (lo + (hi - lo) * torch.rand(n, generator=generator, device=generator.device)).to(device)
 
 
-def ssl_augment(x: torch.Tensor, generator: torch.Generator, crop_scale: float = 0.35, jitter: float = 0.4, noise_std: float = 0.03) -> torch.Tensor:
+def ssl_augment(
+    x: torch.Tensor, generator: torch.Generator, crop_scale: float = 0.35, jitter: float = 0.4, noise_std: float = 0.03
+) -> torch.Tensor:
     """Random resized crop, brightness/contrast jitter (p = 0.8) and Gaussian noise, batched (see the module docstring).
 
     Args:
@@ -74,7 +76,13 @@ def ssl_augment(x: torch.Tensor, generator: torch.Generator, crop_scale: float =
     cy = (_u(b, -1.0, 1.0, generator, dev)) * (1 - h)
     zero = torch.zeros_like(w)
     theta = torch.stack([torch.stack([w, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1).to(x.dtype)
-    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), mode="bilinear", padding_mode="border", align_corners=False)
+    x = F.grid_sample(
+        x,
+        F.affine_grid(theta, list(x.shape), align_corners=False),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )
     apply = (_u(b, 0.0, 1.0, generator, dev) < 0.8).view(-1, 1, 1, 1)
     bright = _u(b, 1 - jitter, 1 + jitter, generator, dev).view(-1, 1, 1, 1).to(x.dtype)
     contrast = _u(b, 1 - jitter, 1 + jitter, generator, dev).view(-1, 1, 1, 1).to(x.dtype)
@@ -114,7 +122,9 @@ class BarlowTwins(Method):
         noise_std: float = 0.03,
     ) -> None:
         if not lambd >= 0 or not 0 < crop_scale <= 1 or not 0 <= jitter < 1 or not noise_std >= 0:
-            raise ConfigError(f"method parameters need lambd >= 0, 0 < crop_scale <= 1, 0 <= jitter < 1, noise_std >= 0; got {lambd}, {crop_scale}, {jitter}, {noise_std}")
+            raise ConfigError(
+                f"method parameters need lambd >= 0, 0 < crop_scale <= 1, 0 <= jitter < 1, noise_std >= 0; got {lambd}, {crop_scale}, {jitter}, {noise_std}"
+            )
         self.hidden, self.out, self.lambd = tuple(int(h) for h in hidden), int(out), lambd
         self.extra_augment, self.crop_scale, self.jitter, self.noise_std = extra_augment, crop_scale, jitter, noise_std
 
@@ -142,7 +152,9 @@ class BarlowTwins(Method):
             x1 = ssl_augment(x1, g, self.crop_scale, self.jitter, self.noise_std)
             x2 = ssl_augment(x2, g, self.crop_scale, self.jitter, self.noise_std)
         if isinstance(model, nn.parallel.DistributedDataParallel):
-            raise ConfigError("method 'barlow_twins' does not support multi-process training yet; run it in one process")
+            raise ConfigError(
+                "method 'barlow_twins' does not support multi-process training yet; run it in one process"
+            )
         z1 = self._projector(model.features(x1))
         z2 = self._projector(model.features(x2))
         with torch.autocast(z1.device.type, enabled=False):  # the correlation matrix in float32 under AMP

@@ -51,13 +51,17 @@ class CEDA(Method):
 
     batch_spec = "id"
 
-    def __init__(self, at_frac: float = 1.0, frac_perm: float = 0.5, sigma_range: tuple[float, ...] = (1.0, 2.5)) -> None:
+    def __init__(
+        self, at_frac: float = 1.0, frac_perm: float = 0.5, sigma_range: tuple[float, ...] = (1.0, 2.5)
+    ) -> None:
         if not at_frac >= 0:
             raise ConfigError(f"method parameter 'at_frac' must be >= 0, got {at_frac}")
         if not 0.0 <= frac_perm <= 1.0:
             raise ConfigError(f"method parameter 'frac_perm' must lie in [0, 1], got {frac_perm}")
         if len(sigma_range) != 2 or not 0 < sigma_range[0] <= sigma_range[1]:
-            raise ConfigError(f"method parameter 'sigma_range' must be two numbers 0 < low <= high, got {list(sigma_range)}")
+            raise ConfigError(
+                f"method parameter 'sigma_range' must be two numbers 0 < low <= high, got {list(sigma_range)}"
+            )
         self.at_frac = at_frac
         self.frac_perm = frac_perm
         self.sigma_range = (float(sigma_range[0]), float(sigma_range[1]))
@@ -107,7 +111,9 @@ class ACET(CEDA):
     ) -> None:
         super().__init__(at_frac, frac_perm, sigma_range)
         if not eps >= 0 or steps < 0 or (step_size is not None and not step_size > 0):
-            raise ConfigError(f"method parameters need eps >= 0, steps >= 0 and step_size > 0, got eps={eps}, steps={steps}, step_size={step_size}")
+            raise ConfigError(
+                f"method parameters need eps >= 0, steps >= 0 and step_size > 0, got eps={eps}, steps={steps}, step_size={step_size}"
+            )
         self.eps = eps
         self.steps = steps
         self.step_size = step_size

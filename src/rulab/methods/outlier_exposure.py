@@ -46,13 +46,19 @@ class OutlierExposure(Method):
 
     batch_spec = "id+outliers"
 
-    def __init__(self, outliers: str = "photos", lam: float = 0.5, outlier_pool: int = 20000, outlier_batch_ratio: float = 2.0) -> None:
+    def __init__(
+        self, outliers: str = "photos", lam: float = 0.5, outlier_pool: int = 20000, outlier_batch_ratio: float = 2.0
+    ) -> None:
         if outliers not in OOD_SETS:
-            raise ConfigError(f"method parameter 'outliers' names unknown OOD set '{outliers}'; choose one of: {', '.join(OOD_SETS.list())}")
+            raise ConfigError(
+                f"method parameter 'outliers' names unknown OOD set '{outliers}'; choose one of: {', '.join(OOD_SETS.list())}"
+            )
         if not lam >= 0:
             raise ConfigError(f"method parameter 'lam' must be >= 0, got {lam}")
         if outlier_pool < 1 or not outlier_batch_ratio > 0:
-            raise ConfigError(f"method parameters 'outlier_pool' and 'outlier_batch_ratio' must be positive, got {outlier_pool} and {outlier_batch_ratio}")
+            raise ConfigError(
+                f"method parameters 'outlier_pool' and 'outlier_batch_ratio' must be positive, got {outlier_pool} and {outlier_batch_ratio}"
+            )
         self.outliers = outliers
         self.lam = lam
         self.outlier_pool = outlier_pool
@@ -67,4 +73,9 @@ class OutlierExposure(Method):
         logits = model(torch.cat([x, x_out]))
         loss_id = F.cross_entropy(logits[: len(x)], y)
         loss_oe = uniform_ce(logits[len(x) :]).mean()
-        return {"loss": loss_id + self.lam * loss_oe, "logits": logits[: len(x)], "loss_id": loss_id.detach(), "loss_oe": loss_oe.detach()}
+        return {
+            "loss": loss_id + self.lam * loss_oe,
+            "logits": logits[: len(x)],
+            "loss_id": loss_id.detach(),
+            "loss_oe": loss_oe.detach(),
+        }

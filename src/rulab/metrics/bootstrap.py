@@ -98,11 +98,15 @@ def _counts(counts: ArrayLike, n: int, name: str) -> torch.Tensor:
     """Validated ``[B, n]`` counts (non-negative integers, each row summing to ``n``)."""
     c = as_tensor(counts, name)
     if c.ndim != 2 or c.shape[1] != n or c.shape[0] == 0:
-        raise InputError(f"{name} must be [B, {n}] resample counts (one column per example), got shape {tuple(c.shape)}")
+        raise InputError(
+            f"{name} must be [B, {n}] resample counts (one column per example), got shape {tuple(c.shape)}"
+        )
     if c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
         raise InputError(f"{name} must hold integer counts, got {c.dtype}; use resample_counts")
     if bool((c < 0).any()) or bool((c.sum(dim=1, dtype=torch.int64) != n).any()):
-        raise InputError(f"every row of {name} must be non-negative counts summing to {n} (a resample of the {n} examples); use resample_counts")
+        raise InputError(
+            f"every row of {name} must be non-negative counts summing to {n} (a resample of the {n} examples); use resample_counts"
+        )
     return c
 
 
@@ -141,7 +145,10 @@ _TPR = 0.95
 
 
 def detection_replicates(
-    s_id: ArrayLike, s_ood: ArrayLike | Mapping[str, ArrayLike], counts_id: ArrayLike, counts_ood: ArrayLike | Mapping[str, ArrayLike]
+    s_id: ArrayLike,
+    s_ood: ArrayLike | Mapping[str, ArrayLike],
+    counts_id: ArrayLike,
+    counts_ood: ArrayLike | Mapping[str, ArrayLike],
 ) -> dict[str, torch.Tensor] | dict[str, dict[str, torch.Tensor]]:
     """Every OOD-detection metric of every resample, from one sort of the scores (the ID sort shared by all OOD sets).
 
@@ -179,7 +186,9 @@ def detection_replicates(
         b = scores_1d(s, label).cpu()
         c = _counts(cmap[name], b.numel(), f"counts_ood['{name}']" if many else "counts_ood")
         if c.shape[0] != b_total:
-            raise InputError(f"counts_id has {b_total} resamples but {label}'s counts have {c.shape[0]}; pass one row per resample to both")
+            raise InputError(
+                f"counts_id has {b_total} resamples but {label}'s counts have {c.shape[0]}; pass one row per resample to both"
+            )
         sides[name] = _OodSide(xs_id, b, c)
     # the end of each ID tie group: #ID with s >= s_i (= i + 1 without ties)
     ids_asc = xs_id.neg()
@@ -306,7 +315,9 @@ def calibration_replicates(
     wanted = CALIBRATION if metrics is None else tuple(metrics)
     unknown = sorted(set(wanted) - set(CALIBRATION))
     if unknown:
-        raise InputError(f"calibration_replicates cannot compute {', '.join(unknown)}; choose from {', '.join(CALIBRATION)}")
+        raise InputError(
+            f"calibration_replicates cannot compute {', '.join(unknown)}; choose from {', '.join(CALIBRATION)}"
+        )
     z_all = as_tensor(logits, "logits")
     stacked = z_all.ndim == 3
     if not stacked:
@@ -394,7 +405,9 @@ def pooled_calibration_replicates(
     cood = confidences_1d(conf_ood, "conf_ood").cpu()
     wid, wood = _counts(counts_id, cid.numel(), "counts_id"), _counts(counts_ood, cood.numel(), "counts_ood")
     if wid.shape[0] != wood.shape[0]:
-        raise InputError(f"counts_id has {wid.shape[0]} resamples but counts_ood has {wood.shape[0]}; pass one row per resample to both")
+        raise InputError(
+            f"counts_id has {wid.shape[0]} resamples but counts_ood has {wood.shape[0]}; pass one row per resample to both"
+        )
     dtype = torch.promote_types(cid.dtype, cood.dtype)
     conf = torch.cat([cid.to(dtype), cood.to(dtype)])
     corr = torch.cat([yid, torch.zeros(cood.numel(), dtype=torch.float64)])

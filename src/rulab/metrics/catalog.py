@@ -121,7 +121,15 @@ _LOWER, _HIGHER, _NEITHER = False, True, None
 for _m in (
     # calibration of the ID test set (and of every shift cell), rulab.metrics.calibration.calibration_metrics
     Metric("acc", "accuracy", "fraction of correct top-1 predictions", True, _HIGHER, "calibration"),
-    Metric("nll", "NLL", "negative log-likelihood of the true class, nats", False, _LOWER, "calibration", bounds=(0.0, math.inf)),
+    Metric(
+        "nll",
+        "NLL",
+        "negative log-likelihood of the true class, nats",
+        False,
+        _LOWER,
+        "calibration",
+        bounds=(0.0, math.inf),
+    ),
     Metric("ece", "ECE", "expected calibration error, 15 equal-width bins", True, _LOWER, "calibration"),
     Metric("mce", "MCE", "maximum calibration error, 15 equal-width bins", True, _LOWER, "calibration", summary=False),
     Metric("rms", "RMS", "RMS calibration error, adaptive bins of 100 (W1)", True, _LOWER, "calibration"),
@@ -214,9 +222,23 @@ for _m in (
     ),
     Metric("ood_soft_f1", "OOD Soft-F1", "Soft-F1 of ID pooled with OOD counted as wrong", True, _HIGHER, "pooled"),
     # corruption errors relative to a baseline model (Hendrycks & Dietterich 2019), rulab.metrics.robustness
-    Metric("ce", "CE", "error summed over severities, relative to the baseline model's", True, _LOWER, "robustness", bounds=(0.0, math.inf)),
     Metric(
-        "mce_rel", "relative mCE", "mean over corruptions of the relative corruption error", True, _LOWER, "robustness", bounds=(0.0, math.inf)
+        "ce",
+        "CE",
+        "error summed over severities, relative to the baseline model's",
+        True,
+        _LOWER,
+        "robustness",
+        bounds=(0.0, math.inf),
+    ),
+    Metric(
+        "mce_rel",
+        "relative mCE",
+        "mean over corruptions of the relative corruption error",
+        True,
+        _LOWER,
+        "robustness",
+        bounds=(0.0, math.inf),
     ),
     # far-away and worst-case confidence (Hein et al. 2019, Sections 3.5-3.6), rulab.eval.farconf
     Metric(
@@ -271,10 +293,26 @@ for _m in (
         summary=False,
     ),
     # hyperparameters chosen by tuning, per (OOD set, detector) (rulab.eval.evaluate)
-    Metric("odin_t", "ODIN T", "ODIN's temperature T chosen by tuning (Liang et al. 2018)", False, _NEITHER, "tuning",
-           summary=False, fmt=".4g"),
-    Metric("odin_eps", "ODIN ε", "ODIN's input step ε in [0, 1] pixel units chosen by tuning (Liang et al. 2018)", False,
-           _NEITHER, "tuning", summary=False, fmt=".4g"),
+    Metric(
+        "odin_t",
+        "ODIN T",
+        "ODIN's temperature T chosen by tuning (Liang et al. 2018)",
+        False,
+        _NEITHER,
+        "tuning",
+        summary=False,
+        fmt=".4g",
+    ),
+    Metric(
+        "odin_eps",
+        "ODIN ε",
+        "ODIN's input step ε in [0, 1] pixel units chosen by tuning (Liang et al. 2018)",
+        False,
+        _NEITHER,
+        "tuning",
+        summary=False,
+        fmt=".4g",
+    ),
 ):
     declare(_m)
 del _m

@@ -108,22 +108,30 @@ class Classifier(nn.Module):
             try:
                 out[name] = self.get_submodule(name)
             except AttributeError:
-                raise ConfigError(f"{type(self).__name__} has no layer '{name}'; its feature layers are {', '.join(known)}") from None
+                raise ConfigError(
+                    f"{type(self).__name__} has no layer '{name}'; its feature layers are {', '.join(known)}"
+                ) from None
         return out
 
     @contextmanager
-    def _layer_hooks(self, modules: Mapping[str, nn.Module], edits: Mapping[str, LayerEdit]) -> Iterator[dict[str, list[torch.Tensor]]]:
+    def _layer_hooks(
+        self, modules: Mapping[str, nn.Module], edits: Mapping[str, LayerEdit]
+    ) -> Iterator[dict[str, list[torch.Tensor]]]:
         """Forward hooks on ``modules`` for one call: each records its output (after the edit, if one is given)."""
         seen: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
 
         def hook(name: str) -> Callable[..., torch.Tensor]:
             def record(_module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
                 if not isinstance(output, torch.Tensor):
-                    raise ConfigError(f"layer '{name}' returns a {type(output).__name__}, not a tensor; name a layer that returns one")
+                    raise ConfigError(
+                        f"layer '{name}' returns a {type(output).__name__}, not a tensor; name a layer that returns one"
+                    )
                 if name in edits:
                     edited = edits[name](output)
                     if edited.shape != output.shape:
-                        raise InputError(f"the edit of layer '{name}' changed its output shape {tuple(output.shape)} to {tuple(edited.shape)}")
+                        raise InputError(
+                            f"the edit of layer '{name}' changed its output shape {tuple(output.shape)} to {tuple(edited.shape)}"
+                        )
                     output = edited
                 else:
                     output = output.clone()  # the next module may work in place (ReLU(inplace=True))
@@ -145,7 +153,9 @@ class Classifier(nn.Module):
                     "exactly once (name a block that is not shared or skipped)"
                 )
 
-    def layer_outputs(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def layer_outputs(
+        self, x: torch.Tensor, layers: Sequence[str] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One forward pass that also returns the outputs of the named intermediate layers.
 
         Args:

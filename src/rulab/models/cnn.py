@@ -80,7 +80,9 @@ class FastCNN(Classifier):
         super().__init__()
         side = input_size // 8
         if side < 1 or width < 1:
-            raise ConfigError(f"fastcnn needs input_size >= 8 and width >= 1, got input_size={input_size}, width={width}")
+            raise ConfigError(
+                f"fastcnn needs input_size >= 8 and width >= 1, got input_size={input_size}, width={width}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"fastcnn needs 0 <= dropout < 1, got {dropout}")
         self.normalize = Normalize(mean, std)

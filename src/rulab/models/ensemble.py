@@ -100,7 +100,9 @@ class MemberAverage(Classifier):
         return average_logits(self.member_head(z))
 
     def reset_head(self, num_classes: int) -> None:
-        raise ConfigError(f"{type(self).__name__} averages trained members and cannot be fine-tuned; fine-tune each member, then average them")
+        raise ConfigError(
+            f"{type(self).__name__} averages trained members and cannot be fine-tuned; fine-tune each member, then average them"
+        )
 
 
 class Ensemble(MemberAverage):
@@ -127,16 +129,22 @@ class Ensemble(MemberAverage):
         super().__init__()
         members = list(members)
         if not members:
-            raise ConfigError("an ensemble needs at least one member; pass the trained models (or run directories) to average")
+            raise ConfigError(
+                "an ensemble needs at least one member; pass the trained models (or run directories) to average"
+            )
         classes = {int(getattr(m, "num_classes", 0)) for m in members}
         if len(classes) != 1 or 0 in classes:
-            raise ConfigError(f"ensemble members must all predict the same classes, got numbers of classes {sorted(classes)}")
+            raise ConfigError(
+                f"ensemble members must all predict the same classes, got numbers of classes {sorted(classes)}"
+            )
         self.members = nn.ModuleList(members)
         self.num_members = len(members)
         self.num_classes = classes.pop()
         self.dims = [int(getattr(m, "feature_dim", 0)) for m in members]
         self.feature_dim = sum(self.dims)
-        self.feature_layers = tuple(f"members.{i}.{name}" for i, m in enumerate(members) for name in getattr(m, "feature_layers", ()))
+        self.feature_layers = tuple(
+            f"members.{i}.{name}" for i, m in enumerate(members) for name in getattr(m, "feature_layers", ())
+        )
 
     @property
     def normalize(self) -> nn.Module:  # type: ignore[override]
@@ -154,6 +162,8 @@ class Ensemble(MemberAverage):
     def member_head(self, z: torch.Tensor) -> torch.Tensor:
         """Concatenated features ``[B, Σ D_m]`` → member logits ``[B, M, K]`` (member m reads its own slice)."""
         if z.shape[-1] != self.feature_dim:
-            raise InputError(f"the ensemble's features have {self.feature_dim} values (members: {self.dims}), got {z.shape[-1]}")
+            raise InputError(
+                f"the ensemble's features have {self.feature_dim} values (members: {self.dims}), got {z.shape[-1]}"
+            )
         parts = torch.split(z, self.dims, dim=-1)
         return torch.stack([m.head(p) for m, p in zip(self.members, parts)], dim=1)

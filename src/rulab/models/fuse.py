@@ -68,8 +68,16 @@ def fold_batchnorm(seq: nn.Sequential) -> int:
         changed += 1
     # Conv2d → MaxPool2d → BatchNorm2d: fold through the pooling when BN is increasing in every channel
     for (name_a, a), (_, p), (name_b, b) in zip(children, children[1:], children[2:]):
-        if (isinstance(a, nn.Conv2d) and isinstance(p, nn.MaxPool2d) and not p.return_indices and isinstance(b, nn.BatchNorm2d)
-                and _foldable(b) and not (a.training or b.training) and a.out_channels == b.num_features and _positive_scale(b)):
+        if (
+            isinstance(a, nn.Conv2d)
+            and isinstance(p, nn.MaxPool2d)
+            and not p.return_indices
+            and isinstance(b, nn.BatchNorm2d)
+            and _foldable(b)
+            and not (a.training or b.training)
+            and a.out_channels == b.num_features
+            and _positive_scale(b)
+        ):
             seq._modules[name_a] = fuse_conv_bn_eval(a, b)
             seq._modules[name_b] = nn.Identity()
             changed += 1

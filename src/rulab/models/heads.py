@@ -31,7 +31,9 @@ class BarlowTwinsProjector(nn.Module):
         super().__init__()
         widths = [int(in_dim), *(int(h) for h in hidden), int(out)]
         if min(widths) < 1:
-            raise ConfigError(f"BarlowTwinsProjector needs positive dimensions, got in_dim={in_dim}, hidden={list(hidden)}, out={out}")
+            raise ConfigError(
+                f"BarlowTwinsProjector needs positive dimensions, got in_dim={in_dim}, hidden={list(hidden)}, out={out}"
+            )
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-2], widths[1:-1]):
             layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]

@@ -74,7 +74,9 @@ class LeNet(Classifier):
     ) -> None:
         super().__init__()
         if input_size < 1 or hidden < 1:
-            raise ConfigError(f"lenet needs input_size >= 1 and hidden >= 1, got input_size={input_size}, hidden={hidden}")
+            raise ConfigError(
+                f"lenet needs input_size >= 1 and hidden >= 1, got input_size={input_size}, hidden={hidden}"
+            )
         self.normalize = Normalize(mean, std)
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel_size=5, padding=2, bias=True),

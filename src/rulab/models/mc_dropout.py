@@ -56,7 +56,9 @@ def dropout_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     out = []
     for name, m in model.named_modules():
         if isinstance(m, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
-            raise ConfigError(f"layer '{name}' is {type(m).__name__}, which MC dropout does not support; use nn.Dropout")
+            raise ConfigError(
+                f"layer '{name}' is {type(m).__name__}, which MC dropout does not support; use nn.Dropout"
+            )
         if isinstance(m, _SUPPORTED):
             out.append((name, m))
     return out
@@ -108,7 +110,9 @@ class SeededDropout(nn.Module):
         return x * self.mask(tuple(x.shape[1:]), x.device, x.dtype)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, channelwise={self.channelwise}, seed={self.seed}, index={self.index}, pass={self.pass_index}"
+        return (
+            f"p={self.p}, channelwise={self.channelwise}, seed={self.seed}, index={self.index}, pass={self.pass_index}"
+        )
 
 
 class MCDropout(MemberAverage):
@@ -132,7 +136,9 @@ class MCDropout(MemberAverage):
     def __init__(self, model: nn.Module, passes: int, seed: int = 0) -> None:
         super().__init__()
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-            raise ConfigError(f"MC dropout needs passes >= 1 (the number of stochastic forward passes T), got {passes!r}")
+            raise ConfigError(
+                f"MC dropout needs passes >= 1 (the number of stochastic forward passes T), got {passes!r}"
+            )
         found = dropout_layers(model)
         if not found:
             raise ConfigError(

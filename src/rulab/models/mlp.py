@@ -59,7 +59,9 @@ class MLP(Classifier):
         super().__init__()
         widths = [int(h) for h in hidden]
         if in_features < 1 or not widths or min(widths) < 1:
-            raise ConfigError(f"mlp needs in_features >= 1 and at least one hidden layer of width >= 1, got {in_features}, {list(hidden)}")
+            raise ConfigError(
+                f"mlp needs in_features >= 1 and at least one hidden layer of width >= 1, got {in_features}, {list(hidden)}"
+            )
         self.normalize = VectorNormalize(mean, std)
         layers: list[nn.Module] = []
         for a, b in zip([in_features, *widths[:-1]], widths):

@@ -117,14 +117,19 @@ class PreActResNetHein(Classifier):
     ) -> None:
         super().__init__()
         if width < 1 or units_per_stage < 1:
-            raise ConfigError(f"preact_resnet_hein needs width >= 1 and units_per_stage >= 1, got {width}, {units_per_stage}")
+            raise ConfigError(
+                f"preact_resnet_hein needs width >= 1 and units_per_stage >= 1, got {width}, {units_per_stage}"
+            )
         filters = [width, width, 2 * width, 4 * width]
         self.normalize = Normalize(mean, std)
         self.conv1 = Conv2dSame(in_channels, filters[0], kernel_size=3, stride=1, bias=False)
         stages = []
         for i, stride in enumerate((1, 2, 2), start=1):
             units = [HeinResidualUnit(filters[i - 1], filters[i], stride, activate_before_residual=True)]
-            units += [HeinResidualUnit(filters[i], filters[i], 1, activate_before_residual=False) for _ in range(units_per_stage - 1)]
+            units += [
+                HeinResidualUnit(filters[i], filters[i], 1, activate_before_residual=False)
+                for _ in range(units_per_stage - 1)
+            ]
             stages.append(nn.Sequential(*units))
         self.stage1, self.stage2, self.stage3 = stages
         self.bn = nn.BatchNorm2d(filters[3], eps=BN_EPS, momentum=BN_MOMENTUM)

@@ -123,7 +123,9 @@ def load_torchvision_weights(model: TorchvisionResNet, path: str | os.PathLike[s
     try:
         state = load_file(str(p))
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {p} as a safetensors file ({err}); pass a torchvision state_dict saved with safetensors") from None
+        raise CheckpointError(
+            f"cannot read {p} as a safetensors file ({err}); pass a torchvision state_dict saved with safetensors"
+        ) from None
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.state_dict()
     fresh_stem = False
@@ -131,10 +133,18 @@ def load_torchvision_weights(model: TorchvisionResNet, path: str | os.PathLike[s
     w = state.get("conv1.weight")
     if w is not None and w.shape != own["conv1.weight"].shape:
         if model.stem == "cifar":
-            warnings.warn(f"{p}: the 7×7 ImageNet stem cannot be used with stem='cifar'; conv1 stays freshly initialised", stacklevel=3)
+            warnings.warn(
+                f"{p}: the 7×7 ImageNet stem cannot be used with stem='cifar'; conv1 stays freshly initialised",
+                stacklevel=3,
+            )
             del state["conv1.weight"]
             fresh_stem = True
-        elif w.ndim == 4 and w.shape[1] == 3 and own["conv1.weight"].shape[1] == 1 and w.shape[2:] == own["conv1.weight"].shape[2:]:
+        elif (
+            w.ndim == 4
+            and w.shape[1] == 3
+            and own["conv1.weight"].shape[1] == 1
+            and w.shape[2:] == own["conv1.weight"].shape[2:]
+        ):
             state["conv1.weight"] = w.sum(dim=1, keepdim=True)
         else:
             raise CheckpointError(
@@ -147,7 +157,8 @@ def load_torchvision_weights(model: TorchvisionResNet, path: str | os.PathLike[s
 
     unexpected = sorted(k for k in state if k not in own)
     missing = sorted(
-        k for k in own
+        k
+        for k in own
         if k not in state
         and not k.startswith(("normalize.", "fc."))
         and not k.endswith("num_batches_tracked")
@@ -162,7 +173,9 @@ def load_torchvision_weights(model: TorchvisionResNet, path: str | os.PathLike[s
         )
     wrong = [k for k, v in state.items() if v.shape != own[k].shape]
     if wrong:
-        raise CheckpointError(f"{p}: tensor {wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the model needs {tuple(own[wrong[0]].shape)}; pass weights of the same architecture")
+        raise CheckpointError(
+            f"{p}: tensor {wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the model needs {tuple(own[wrong[0]].shape)}; pass weights of the same architecture"
+        )
     model.load_state_dict(state, strict=False)
     return model
 

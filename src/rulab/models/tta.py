@@ -63,7 +63,9 @@ class FlipTTA(Classifier):
         """The wrapped model's feature layers."""
         return tuple(getattr(self.inner, "feature_layers", ()))
 
-    def layer_outputs(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def layer_outputs(
+        self, x: torch.Tensor, layers: Sequence[str] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The mean over the two views of the logits and of each layer's output (4-D maps of the mirrored view flipped
         back first)."""
         la, outs_a = self.inner.layer_outputs(x, layers)

@@ -50,7 +50,14 @@ from rulab.models.base import Classifier, Normalize
 from rulab.models.spec import IMAGENET_MEAN, IMAGENET_STD, input_shape, resolve_stats
 from rulab.registry import MODELS
 
-__all__ = ["WrappedClassifier", "wrap_model", "torchvision_model", "replace_first_conv", "find_head", "default_feature_layers"]
+__all__ = [
+    "WrappedClassifier",
+    "wrap_model",
+    "torchvision_model",
+    "replace_first_conv",
+    "find_head",
+    "default_feature_layers",
+]
 
 FeatureSource = str | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -64,7 +71,9 @@ def find_head(net: nn.Module, head: str | None = None) -> str | None:
         except AttributeError:
             raise ConfigError(f"the model has no layer '{head}'; name its final nn.Linear (see print(model))") from None
         if not isinstance(module, nn.Linear):
-            raise ConfigError(f"layer '{head}' of the model is a {type(module).__name__}, not an nn.Linear; name the final linear layer")
+            raise ConfigError(
+                f"layer '{head}' of the model is a {type(module).__name__}, not an nn.Linear; name the final linear layer"
+            )
         return head
     names = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     return names[-1] if names else None
@@ -97,10 +106,19 @@ def replace_first_conv(net: nn.Module, in_channels: int) -> None:
             if module.in_channels == in_channels:
                 return
             if module.groups != 1:
-                raise ConfigError(f"the first convolution '{name}' is grouped; in_channels={in_channels} cannot be applied to it")
+                raise ConfigError(
+                    f"the first convolution '{name}' is grouped; in_channels={in_channels} cannot be applied to it"
+                )
             new = nn.Conv2d(
-                in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
-                module.dilation, 1, module.bias is not None, module.padding_mode,
+                in_channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                1,
+                module.bias is not None,
+                module.padding_mode,
             )
             nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
             if new.bias is not None:
@@ -145,7 +163,9 @@ class WrappedClassifier(Classifier):
     ) -> None:
         super().__init__()
         if (mean is None) != (std is None):
-            raise ConfigError("give both mean and std of the normalisation the model was trained with, or neither (for a model that takes [0, 1] pixels)")
+            raise ConfigError(
+                "give both mean and std of the normalisation the model was trained with, or neither (for a model that takes [0, 1] pixels)"
+            )
         m = [0.0] if mean is None else _floats(mean, "mean")
         s = [1.0] if std is None else _floats(std, "std")
         if len(m) != len(s) and 1 not in (len(m), len(s)):
@@ -168,7 +188,9 @@ class WrappedClassifier(Classifier):
             try:
                 net.get_submodule(name)
             except AttributeError:
-                raise ConfigError(f"the model has no layer '{name}'; name blocks of the network (see print(model))") from None
+                raise ConfigError(
+                    f"the model has no layer '{name}'; name blocks of the network (see print(model))"
+                ) from None
         self.feature_layers = tuple(f"net.{name}" for name in names)
 
     # ------------------------------------------------------------------ the contract
@@ -192,7 +214,9 @@ class WrappedClassifier(Classifier):
         if callable(self.feature_layer):
             z = self.feature_layer(x)
             if not isinstance(z, torch.Tensor) or z.ndim < 2 or z.shape[0] != x.shape[0]:
-                raise InputError(f"the feature function must return a tensor [B, D] with B = {x.shape[0]}, got {getattr(z, 'shape', type(z))}")
+                raise InputError(
+                    f"the feature function must return a tensor [B, D] with B = {x.shape[0]}, got {getattr(z, 'shape', type(z))}"
+                )
             self._stash(_pool(z), self.net(x))
         else:
             out = self._extractor()(x)
@@ -207,7 +231,9 @@ class WrappedClassifier(Classifier):
             return stashed[1]
         lin = self.fc
         if lin is None:
-            raise InputError("logits cannot be computed from features taken at a named layer or by a function; call the model on images instead")
+            raise InputError(
+                "logits cannot be computed from features taken at a named layer or by a function; call the model on images instead"
+            )
         return lin(z)
 
     def reset_head(self, num_classes: int) -> None:
@@ -215,7 +241,9 @@ class WrappedClassifier(Classifier):
         lin = self._head_module()
         if lin is None:
             raise ConfigError("the model has no nn.Linear head to reset; pass head= naming its final linear layer")
-        new = nn.Linear(lin.in_features, num_classes, bias=lin.bias is not None).to(device=lin.weight.device, dtype=lin.weight.dtype)
+        new = nn.Linear(lin.in_features, num_classes, bias=lin.bias is not None).to(
+            device=lin.weight.device, dtype=lin.weight.dtype
+        )
         parent_name, _, attr = self.head_name.rpartition(".")  # type: ignore[union-attr]
         setattr(self.net.get_submodule(parent_name) if parent_name else self.net, attr, new)
         self.num_classes = num_classes
@@ -225,8 +253,10 @@ class WrappedClassifier(Classifier):
     def _hooked(self, x: torch.Tensor) -> torch.Tensor:
         lin = self._head_module()
         if lin is None:
-            raise ConfigError("the model has no nn.Linear layer to take features from; pass feature_layer= (a node name from "
-                              "torchvision.models.feature_extraction.get_graph_node_names(model)) or a function x -> [B, D]")
+            raise ConfigError(
+                "the model has no nn.Linear layer to take features from; pass feature_layer= (a node name from "
+                "torchvision.models.feature_extraction.get_graph_node_names(model)) or a function x -> [B, D]"
+            )
         seen: list[torch.Tensor] = []
         handle = lin.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
         try:
@@ -238,10 +268,14 @@ class WrappedClassifier(Classifier):
         z = seen[-1].flatten(1)
         if not self._verified:
             with torch.no_grad():
-                same = out.shape == (z.shape[0], lin.out_features) and torch.allclose(lin(z).float(), out.float(), rtol=1e-4, atol=1e-4)
+                same = out.shape == (z.shape[0], lin.out_features) and torch.allclose(
+                    lin(z).float(), out.float(), rtol=1e-4, atol=1e-4
+                )
             if not same:
-                raise ConfigError(f"the model's output is not the output of its last linear layer '{self.head_name}'; pass head= naming the "
-                                  "final layer, or feature_layer= (a node name or a function) to take features elsewhere")
+                raise ConfigError(
+                    f"the model's output is not the output of its last linear layer '{self.head_name}'; pass head= naming the "
+                    "final layer, or feature_layer= (a node name or a function) to take features elsewhere"
+                )
             self._verified = True
         return z
 
@@ -254,8 +288,10 @@ class WrappedClassifier(Classifier):
             layer = str(self.feature_layer)
             if layer not in eval_nodes:
                 shown = ", ".join(eval_nodes[:12]) + (", ..." if len(eval_nodes) > 12 else "")
-                raise ConfigError(f"the model has no graph node '{layer}'; valid nodes include: {shown} "
-                                  "(all: torchvision.models.feature_extraction.get_graph_node_names(model))")
+                raise ConfigError(
+                    f"the model has no graph node '{layer}'; valid nodes include: {shown} "
+                    "(all: torchvision.models.feature_extraction.get_graph_node_names(model))"
+                )
             graph = create_feature_extractor(self.net, return_nodes={layer: "features", eval_nodes[-1]: "logits"})
             self.__dict__["_graph"] = graph  # not a submodule: it shares the network's parameters
         graph.train(self.training)
@@ -265,7 +301,11 @@ class WrappedClassifier(Classifier):
         self.__dict__["_stashed"] = (z, logits)
 
     def extra_repr(self) -> str:
-        src = "head input" if self.feature_layer is None else (f"node '{self.feature_layer}'" if isinstance(self.feature_layer, str) else "function")
+        src = (
+            "head input"
+            if self.feature_layer is None
+            else (f"node '{self.feature_layer}'" if isinstance(self.feature_layer, str) else "function")
+        )
         return f"features from {src}, head={self.head_name!r}"
 
 
@@ -337,11 +377,15 @@ def torchvision_model(
 
         close = difflib.get_close_matches(arch, names, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"torchvision has no classification model '{arch}'{hint}; see torchvision.models.list_models(module=torchvision.models)")
+        raise ConfigError(
+            f"torchvision has no classification model '{arch}'{hint}; see torchvision.models.list_models(module=torchvision.models)"
+        )
     try:
         net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **dict(kwargs or {}))
     except TypeError as err:
-        raise ConfigError(f"torchvision model '{arch}' does not accept these arguments ({err}); fix model.kwargs.kwargs") from None
+        raise ConfigError(
+            f"torchvision model '{arch}' does not accept these arguments ({err}); fix model.kwargs.kwargs"
+        ) from None
     if in_channels != 3:
         replace_first_conv(net, in_channels)
     m, s = resolve_stats(mean, std, in_channels, IMAGENET_MEAN, IMAGENET_STD, f"torchvision:{arch}")

@@ -72,7 +72,9 @@ class WideBasicBlock(nn.Module):
         self.drop = nn.Dropout(dropout) if dropout > 0 else None
         self.equal_in_out = c_in == c_out
         # attribute names follow hendrycks/pre-training models/wrn.py, so its state_dicts map key for key
-        self.convShortcut = None if self.equal_in_out else nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride, bias=False)
+        self.convShortcut = (
+            None if self.equal_in_out else nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride, bias=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, c_in, H, W]`` → ``[B, c_out, H/s, W/s]``."""
@@ -142,7 +144,9 @@ class WideResNet(Classifier):
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"wrn needs 0 <= dropout < 1, got {dropout}")
         if dropout_placement not in DROPOUT_PLACEMENTS:
-            raise ConfigError(f"wrn dropout_placement must be one of {', '.join(DROPOUT_PLACEMENTS)}, got '{dropout_placement}'")
+            raise ConfigError(
+                f"wrn dropout_placement must be one of {', '.join(DROPOUT_PLACEMENTS)}, got '{dropout_placement}'"
+            )
         n = (depth - 4) // 6
         channels = [16, 16 * widen, 32 * widen, 64 * widen]
         self.normalize = Normalize(mean, std)
@@ -150,7 +154,13 @@ class WideResNet(Classifier):
         stages = []
         for i, stride in enumerate((1, 2, 2)):
             blocks = [
-                WideBasicBlock(channels[i] if j == 0 else channels[i + 1], channels[i + 1], stride if j == 0 else 1, dropout, dropout_placement)
+                WideBasicBlock(
+                    channels[i] if j == 0 else channels[i + 1],
+                    channels[i + 1],
+                    stride if j == 0 else 1,
+                    dropout,
+                    dropout_placement,
+                )
                 for j in range(n)
             ]
             stages.append(_Stage(blocks))

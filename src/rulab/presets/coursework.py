@@ -77,17 +77,41 @@ RESNET50_BARLOWTWINS = "weights/resnet50_barlowtwins.safetensors"
 """Default paths of the pre-trained weights (override with ``--model.kwargs.pretrained=PATH``)."""
 
 
-def _w2(name: str, dataset: str, model: ModelCfg, method: MethodCfg, augment: AugmentCfg, epochs: int, val_size: int,
-        benchmark: str, shift: str, lr: float = 1e-3, backbone_lr_mult: float = 1.0, freeze_bn: bool = False,
-        val_split: str = "random", data_kwargs: dict[str, object] | None = None, keep_best: str = "val_acc") -> RunCfg:
+def _w2(
+    name: str,
+    dataset: str,
+    model: ModelCfg,
+    method: MethodCfg,
+    augment: AugmentCfg,
+    epochs: int,
+    val_size: int,
+    benchmark: str,
+    shift: str,
+    lr: float = 1e-3,
+    backbone_lr_mult: float = 1.0,
+    freeze_bn: bool = False,
+    val_split: str = "random",
+    data_kwargs: dict[str, object] | None = None,
+    keep_best: str = "val_acc",
+) -> RunCfg:
     """W2's recipe (report §6, ``jeffwiroj/ece228`` configurations): AdamW, weight decay 1e-6, batch 256, constant
     learning rate; the checkpoint of the epoch with the best validation accuracy is the one evaluated (``keep_best``)."""
     return RunCfg(
         name=name,
-        data=DataCfg(dataset=dataset, val_size=val_size, val_split=val_split, augment=augment, kwargs=dict(data_kwargs or {})),
+        data=DataCfg(
+            dataset=dataset, val_size=val_size, val_split=val_split, augment=augment, kwargs=dict(data_kwargs or {})
+        ),
         model=model,
-        optim=OptimCfg(name="adamw", lr=lr, weight_decay=1e-6, betas=(0.9, 0.999), schedule="constant", lr_floor=0.0,
-                       backbone_lr_mult=backbone_lr_mult, nesterov=False),
+        optim=OptimCfg(
+            name="adamw",
+            lr=lr,
+            weight_decay=1e-6,
+            betas=(0.9, 0.999),
+            schedule="constant",
+            lr_floor=0.0,
+            backbone_lr_mult=backbone_lr_mult,
+            nesterov=False,
+        ),
         method=method,
         train=TrainCfg(epochs=epochs, batch_size=256, freeze_bn=freeze_bn, keep_best=keep_best),
         eval=EvalCfg(benchmark=benchmark, detectors=("msp",), shift=shift, farconf=False, temperature=True),
@@ -98,8 +122,20 @@ _MIXUP = MethodCfg("mixup", {"alpha": MIXUP_ALPHA})
 PETS_SIZE = 224
 """Side of the Oxford-IIIT Pets inputs: the ImageNet resolution of the torchvision ResNet-50 weights W2 fine-tuned
 and of the Barlow Twins weights (RandomResizedCrop(224)); W2's report does not state its resolution [unverified]."""
-_PATH = {"dataset": "pathmnist", "val_size": 0, "val_split": "official", "benchmark": "pathmnist-w2", "shift": "w2-pathmnist"}
-_PETS = {"dataset": "oxford_pets", "val_size": 368, "benchmark": "pets-w2", "shift": "w2-pets", "data_kwargs": {"size": PETS_SIZE}}
+_PATH = {
+    "dataset": "pathmnist",
+    "val_size": 0,
+    "val_split": "official",
+    "benchmark": "pathmnist-w2",
+    "shift": "w2-pathmnist",
+}
+_PETS = {
+    "dataset": "oxford_pets",
+    "val_size": 368,
+    "benchmark": "pets-w2",
+    "shift": "w2-pets",
+    "data_kwargs": {"size": PETS_SIZE},
+}
 
 
 def _resnet(name: str, **kwargs: object) -> ModelCfg:
@@ -124,8 +160,17 @@ def coursework_pathmnist_mixup() -> RunCfg:
 def coursework_pathmnist_pretrained() -> RunCfg:
     """W2 "MixUp + Aug + PT" (pt_5, report Table 1): ImageNet weights, backbone lr 5e-5 / head 5e-4, frozen BatchNorm, 60 epochs."""
     model = _resnet("resnet18", pretrained=RESNET18_IMAGENET)
-    return _w2("coursework-pathmnist-pretrained", model=model, method=_MIXUP, augment=W2_BASIC, epochs=60, lr=5e-4,
-               backbone_lr_mult=0.1, freeze_bn=True, **_PATH)
+    return _w2(
+        "coursework-pathmnist-pretrained",
+        model=model,
+        method=_MIXUP,
+        augment=W2_BASIC,
+        epochs=60,
+        lr=5e-4,
+        backbone_lr_mult=0.1,
+        freeze_bn=True,
+        **_PATH,
+    )
 
 
 @PRESETS.register("coursework-pets-scratch")
@@ -133,13 +178,24 @@ def coursework_pets_scratch() -> RunCfg:
     """W2 Pets from scratch (report §6.2): ResNet-50, MixUp + flips + rotations, 120 epochs (lr, α, batch: pathMNIST's),
     normalised by the statistics of its training images (report §5: "when training from scratch, we normalize the
     input by the mean and standard deviation of the images of the training set"; ``model.stats=train``)."""
-    cfg = _w2("coursework-pets-scratch", model=_resnet("resnet50"), method=_MIXUP, augment=W2_BASIC, epochs=120, **_PETS)
+    cfg = _w2(
+        "coursework-pets-scratch", model=_resnet("resnet50"), method=_MIXUP, augment=W2_BASIC, epochs=120, **_PETS
+    )
     return replace(cfg, model=replace(cfg.model, stats="train"))
 
 
 def _pets_pretrained(name: str, weights: str) -> RunCfg:
-    return _w2(name, model=_resnet("resnet50", pretrained=weights), method=_MIXUP, augment=W2_BASIC, epochs=25, lr=5e-4,
-               backbone_lr_mult=0.1, freeze_bn=True, **_PETS)
+    return _w2(
+        name,
+        model=_resnet("resnet50", pretrained=weights),
+        method=_MIXUP,
+        augment=W2_BASIC,
+        epochs=25,
+        lr=5e-4,
+        backbone_lr_mult=0.1,
+        freeze_bn=True,
+        **_PETS,
+    )
 
 
 @PRESETS.register("coursework-pets-supervised")
@@ -164,17 +220,35 @@ def coursework_pets_barlow() -> RunCfg:
     loss; lower ``optim.lr`` if it diverges).
     """
     method = MethodCfg("barlow_twins", {"hidden": [8192, 8192], "out": 8192, "lambd": 0.0051})
-    cfg = _w2("coursework-pets-barlow", model=_resnet("resnet50", zero_init_residual=True), method=method, augment=AugmentCfg(hflip=0.5),
-              epochs=1000, keep_best="", **_PETS)
-    return with_optim(cfg, name="sgd", lr=0.2, momentum=0.9, nesterov=False, schedule="cosine", warmup_frac=0.01, lr_floor=0.2 * 0.001)
+    cfg = _w2(
+        "coursework-pets-barlow",
+        model=_resnet("resnet50", zero_init_residual=True),
+        method=method,
+        augment=AugmentCfg(hflip=0.5),
+        epochs=1000,
+        keep_best="",
+        **_PETS,
+    )
+    return with_optim(
+        cfg, name="sgd", lr=0.2, momentum=0.9, nesterov=False, schedule="cosine", warmup_frac=0.01, lr_floor=0.2 * 0.001
+    )
 
 
 @PRESETS.register("coursework-pets-barlow-ft")
 def coursework_pets_barlow_ft() -> RunCfg:
     """Fine-tune a ``coursework-pets-barlow`` backbone as W2 fine-tuned its Barlow Twins weights (25 epochs, new head);
     needs ``train.init_from`` (the ``coursework-pets-barlow`` study fills it)."""
-    cfg = _w2("coursework-pets-barlow-ft", model=_resnet("resnet50"), method=_MIXUP, augment=W2_BASIC, epochs=25, lr=5e-4,
-              backbone_lr_mult=0.1, freeze_bn=True, **_PETS)
+    cfg = _w2(
+        "coursework-pets-barlow-ft",
+        model=_resnet("resnet50"),
+        method=_MIXUP,
+        augment=W2_BASIC,
+        epochs=25,
+        lr=5e-4,
+        backbone_lr_mult=0.1,
+        freeze_bn=True,
+        **_PETS,
+    )
     return with_train(cfg, reset_head=True)
 
 
@@ -223,9 +297,12 @@ def coursework_pathmnist_study() -> PaperStudy:
     """W2's pathMNIST tables (report Tables 1-4): Basic, MixUp + Aug, MixUp + Aug + PT under brightness and blur, 3 seeds."""
     p = ("coursework-pathmnist", "coursework-pathmnist-mixup", "coursework-pathmnist-pretrained")
     return PaperStudy(
-        name="coursework-pathmnist", presets=p, compare_to=p[0],
+        name="coursework-pathmnist",
+        presets=p,
+        compare_to=p[0],
         description="W2 pathMNIST: ResNet-18 basic / MixUp+aug / MixUp+aug+ImageNet weights; accuracy and 10-bin RMS under brightness and blur",
-        paper_table="coursework", paper_columns=(("Basic", p[0]), ("MixUp + Aug", p[1]), ("MixUp + Aug + PT", p[2])),
+        paper_table="coursework",
+        paper_columns=(("Basic", p[0]), ("MixUp + Aug", p[1]), ("MixUp + Aug + PT", p[2])),
         paper_reference="pathmnist",
     )
 
@@ -235,9 +312,12 @@ def coursework_pets_study() -> PaperStudy:
     """W2's Pets tables (report Tables 5-8): ResNet-50 from scratch, from supervised ImageNet weights, from Barlow Twins weights."""
     p = ("coursework-pets-scratch", "coursework-pets-supervised", "coursework-pets-bt")
     return PaperStudy(
-        name="coursework-pets", presets=p, compare_to=p[0],
+        name="coursework-pets",
+        presets=p,
+        compare_to=p[0],
         description="W2 Oxford Pets: ResNet-50 scratch / supervised ImageNet / Barlow Twins weights; accuracy and 10-bin RMS under brightness and blur",
-        paper_table="coursework", paper_columns=(("Scratch", p[0]), ("Supervised", p[1]), ("Barlow Twins", p[2])),
+        paper_table="coursework",
+        paper_columns=(("Scratch", p[0]), ("Supervised", p[1]), ("Barlow Twins", p[2])),
         paper_reference="pets",
     )
 
@@ -246,9 +326,11 @@ def coursework_pets_study() -> PaperStudy:
 def coursework_pets_barlow_study() -> PaperStudy:
     """rulab's Barlow Twins pre-training on Pets → fine-tuning, against training from scratch (not a W2 setting)."""
     return PaperStudy(
-        name="coursework-pets-barlow", presets=("coursework-pets-barlow", "coursework-pets-scratch", "coursework-pets-barlow-ft"),
+        name="coursework-pets-barlow",
+        presets=("coursework-pets-barlow", "coursework-pets-scratch", "coursework-pets-barlow-ft"),
         preset_overrides=(("coursework-pets-barlow-ft", ("train.init_from={run:coursework-pets-barlow}",)),),
-        skip_eval=("coursework-pets-barlow",), compare_to="coursework-pets-scratch",
+        skip_eval=("coursework-pets-barlow",),
+        compare_to="coursework-pets-scratch",
         description="Oxford Pets: ResNet-50 from scratch vs Barlow Twins pre-trained on the Pets images, then fine-tuned",
         paper_table="coursework",
         paper_columns=(("Scratch", "coursework-pets-scratch"), ("Barlow Twins (Pets)", "coursework-pets-barlow-ft")),
@@ -261,10 +343,15 @@ def coursework_fmnist_study() -> PaperStudy:
     aug, under W2's pathMNIST brightness factors and blur σ grid; 3 seeds, W2's table layout."""
     p = ("coursework-fmnist-basic", "coursework-fmnist-mixup", "fmnist-barlow", "coursework-fmnist-barlow-ft")
     return PaperStudy(
-        name="coursework-fmnist", presets=p, seeds=(0, 1, 2),
-        preset_overrides=(("fmnist-barlow", ("train.epochs=3",)),
-                          ("coursework-fmnist-barlow-ft", ("train.init_from={run:fmnist-barlow}",))),
-        skip_eval=("fmnist-barlow",), compare_to=p[0],
+        name="coursework-fmnist",
+        presets=p,
+        seeds=(0, 1, 2),
+        preset_overrides=(
+            ("fmnist-barlow", ("train.epochs=3",)),
+            ("coursework-fmnist-barlow-ft", ("train.init_from={run:fmnist-barlow}",)),
+        ),
+        skip_eval=("fmnist-barlow",),
+        compare_to=p[0],
         description="W2 at CPU scale: Fashion-MNIST fastcnn basic / MixUp+aug / Barlow Twins+MixUp+aug; accuracy and 10-bin RMS under brightness and blur",
         paper_table="coursework",
         paper_columns=(("Basic", p[0]), ("MixUp + Aug", p[1]), ("MixUp + Aug + BT", p[3])),

@@ -34,7 +34,16 @@ def fmnist_base(name: str, epochs: int = 5, method: MethodCfg | None = None) -> 
         name=name,
         data=DataCfg(dataset="fashion_mnist", val_size=5000, augment=AugmentCfg(hflip=0.5)),
         model=ModelCfg(name="fastcnn"),
-        optim=OptimCfg(name="sgd", lr=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup_frac=0.2, lr_floor=0.0),
+        optim=OptimCfg(
+            name="sgd",
+            lr=0.4,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            warmup_frac=0.2,
+            lr_floor=0.0,
+        ),
         method=method or MethodCfg(name="erm"),
         train=TrainCfg(epochs=epochs, batch_size=256, channels_last=True),
     )
@@ -73,7 +82,9 @@ def fmnist_fast() -> RunCfg:
     full evaluation protocol use ``fmnist-plain`` or set ``data.val_size=5000``.
     """
     cfg = fmnist_base("fmnist-fast", 4, MethodCfg("erm", {"label_smoothing": 0.1}))
-    return replace(cfg, data=replace(cfg.data, val_size=0), train=replace(cfg.train, eval_every=0), eval=EvalCfg(flip_tta=True))
+    return replace(
+        cfg, data=replace(cfg.data, val_size=0), train=replace(cfg.train, eval_every=0), eval=EvalCfg(flip_tta=True)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ methods
@@ -96,7 +107,11 @@ def fmnist_oe() -> RunCfg:
     The pool is disjoint from the benchmark's test OOD sets (digits, textures and noise). Deviation from OE: outlier
     batches are half the ID batch (OE: twice) to keep the step cost at 1.5× plain training on a CPU.
     """
-    return fmnist_base("fmnist-oe", METHOD_EPOCHS, MethodCfg("oe", {"outliers": "photos", "lam": 0.5, "outlier_pool": 20000, "outlier_batch_ratio": 0.5}))
+    return fmnist_base(
+        "fmnist-oe",
+        METHOD_EPOCHS,
+        MethodCfg("oe", {"outliers": "photos", "lam": 0.5, "outlier_pool": 20000, "outlier_batch_ratio": 0.5}),
+    )
 
 
 @PRESETS.register("fmnist-ceda")
@@ -106,7 +121,9 @@ def fmnist_ceda() -> RunCfg:
     Deviations from W3: ``at_frac = 0.5`` (M = N/2 noise images per batch; W3: M = N) to keep the step cost at 1.5×,
     and the low-pass σ is drawn from [0.3, 2.5] instead of [1, 2.5] (:data:`NOISE_SIGMA`).
     """
-    return fmnist_base("fmnist-ceda", METHOD_EPOCHS, MethodCfg("ceda", {"at_frac": 0.5, "sigma_range": list(NOISE_SIGMA)}))
+    return fmnist_base(
+        "fmnist-ceda", METHOD_EPOCHS, MethodCfg("ceda", {"at_frac": 0.5, "sigma_range": list(NOISE_SIGMA)})
+    )
 
 
 @PRESETS.register("fmnist-acet")
@@ -128,7 +145,9 @@ def fmnist_adv() -> RunCfg:
 
     Deviation from W1: 3 PGD steps instead of 10 (each step is one more forward/backward pass on a CPU).
     """
-    return fmnist_base("fmnist-adv", METHOD_EPOCHS, MethodCfg("adversarial", {"eps": 8 / 255, "steps": 3, "step_size": 2 / 255}))
+    return fmnist_base(
+        "fmnist-adv", METHOD_EPOCHS, MethodCfg("adversarial", {"eps": 8 / 255, "steps": 3, "step_size": 2 / 255})
+    )
 
 
 # ------------------------------------------------------------------------------------------------ pre-training
@@ -142,7 +161,9 @@ def fmnist_barlow() -> RunCfg:
     SGD with the shared one-cycle schedule at a lower peak (0.1), 5 epochs; views get the method's tensor
     augmentation (crop, brightness/contrast, noise) on top of the flips. Followed by ``fmnist-barlow-ft``.
     """
-    cfg = fmnist_base("fmnist-barlow", 5, MethodCfg("barlow_twins", {"hidden": [512, 512], "out": 512, "lambd": 0.0051}))
+    cfg = fmnist_base(
+        "fmnist-barlow", 5, MethodCfg("barlow_twins", {"hidden": [512, 512], "out": 512, "lambd": 0.0051})
+    )
     return replace(cfg, optim=replace(cfg.optim, lr=0.1), data=replace(cfg.data, val_size=5000))
 
 

@@ -42,7 +42,10 @@ __all__ = ["hein_config", "HEIN_METHODS", "HEIN_DATA"]
 HEIN_METHODS: dict[str, MethodCfg] = {
     "plain": MethodCfg("erm"),
     "ceda": MethodCfg("ceda", {"at_frac": 1.0, "frac_perm": 0.5, "sigma_range": [1.0, 2.5]}),
-    "acet": MethodCfg("acet", {"at_frac": 1.0, "frac_perm": 0.5, "sigma_range": [1.0, 2.5], "eps": 0.3, "steps": 40, "step_size": 0.3 / 40}),
+    "acet": MethodCfg(
+        "acet",
+        {"at_frac": 1.0, "frac_perm": 0.5, "sigma_range": [1.0, 2.5], "eps": 0.3, "steps": 40, "step_size": 0.3 / 40},
+    ),
 }
 """W3's three training objectives (plain, CEDA, ACET), by preset suffix (data)."""
 
@@ -59,11 +62,31 @@ def hein_config(data: str, method: str) -> RunCfg:
     """The W3 run ``hein2019-<data>-<method>`` (module docstring)."""
     dataset, model, augment = HEIN_DATA[data]
     if data == "mnist":  # train.py's default optimiser (paper setting unverified)
-        optim = OptimCfg(name="adamw", lr=1e-3, betas=(0.9, 0.999), nesterov=False, weight_decay=1e-3, no_decay_norm=True,
-                         schedule="step", milestones=(0.5, 0.75, 0.9), gamma=0.1, lr_floor=0.0)
+        optim = OptimCfg(
+            name="adamw",
+            lr=1e-3,
+            betas=(0.9, 0.999),
+            nesterov=False,
+            weight_decay=1e-3,
+            no_decay_norm=True,
+            schedule="step",
+            milestones=(0.5, 0.75, 0.9),
+            gamma=0.1,
+            lr_floor=0.0,
+        )
     else:
-        optim = OptimCfg(name="sgd", lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-3, no_decay_norm=True,
-                         schedule="step", milestones=(0.5, 0.75, 0.9), gamma=0.1, lr_floor=0.0)
+        optim = OptimCfg(
+            name="sgd",
+            lr=0.1,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=1e-3,
+            no_decay_norm=True,
+            schedule="step",
+            milestones=(0.5, 0.75, 0.9),
+            gamma=0.1,
+            lr_floor=0.0,
+        )
     return RunCfg(
         name=f"hein2019-{data}-{method}",
         data=DataCfg(dataset=dataset, val_size=0, augment=augment),
@@ -71,8 +94,18 @@ def hein_config(data: str, method: str) -> RunCfg:
         optim=optim,
         method=HEIN_METHODS[method],
         train=TrainCfg(epochs=100, batch_size=128),
-        eval=EvalCfg(benchmark=f"{data}-hein", detectors=("msp",), shift="", farconf=True, temperature=False,
-                     alpha_trials=10_000, adv_eps=0.3, adv_steps=80, adv_noise_steps=(200,), adv_n=10_000),
+        eval=EvalCfg(
+            benchmark=f"{data}-hein",
+            detectors=("msp",),
+            shift="",
+            farconf=True,
+            temperature=False,
+            alpha_trials=10_000,
+            adv_eps=0.3,
+            adv_steps=80,
+            adv_noise_steps=(200,),
+            adv_n=10_000,
+        ),
     )
 
 
@@ -131,7 +164,14 @@ def hein2019_fmnist() -> PaperStudy:
         name="hein2019-fmnist",
         presets=presets,
         seeds=(0, 1, 2),
-        overrides=("train.epochs=3", "eval.benchmark=fmnist", "eval.protocol=hein", "eval.detectors=[msp]", "eval.shift=", "eval.farconf=true"),
+        overrides=(
+            "train.epochs=3",
+            "eval.benchmark=fmnist",
+            "eval.protocol=hein",
+            "eval.detectors=[msp]",
+            "eval.shift=",
+            "eval.farconf=true",
+        ),
         compare_to=presets[0],
         description="W3 at CPU scale: Fashion-MNIST fastcnn plain / CEDA / ACET; MMC, AUROC, FPR@95, adversarial noise and samples, alpha-scaling",
         paper_table="hein2019",

@@ -52,8 +52,10 @@ def load_config(
     data = read_yaml(path) if path is not None else {}
     file_preset = data.pop("preset", None)
     if file_preset is not None and not isinstance(file_preset, str):
-        raise ConfigError(f"'preset' in {path} must be one preset name (`rulab list presets`), got {brief(file_preset)}; "
-                          "a config file names at most one preset")
+        raise ConfigError(
+            f"'preset' in {path} must be one preset name (`rulab list presets`), got {brief(file_preset)}; "
+            "a config file names at most one preset"
+        )
     if preset is not None and not isinstance(preset, str):
         raise ConfigError(f"the preset must be one name (`rulab list presets`), got {brief(preset)}")
     if preset and file_preset and preset != file_preset:

@@ -55,21 +55,67 @@ ODIN_TEMPERATURE = 1000.0
 """T of every ODIN model and OOD set (ODIN's README)."""
 
 ODIN_EPSILON_TABLE: dict[str, dict[str, float]] = {
-    "densenet-cifar10": {"tin_crop": 0.0014, "tin_resize": 0.0014, "lsun_crop": 0.0, "lsun_resize": 0.0014, "isun": 0.0014,
-                         "uniform": 0.0014, "gaussian_odin": 0.0014},
-    "densenet-cifar100": {"tin_crop": 0.0014, "tin_resize": 0.0028, "lsun_crop": 0.0028, "lsun_resize": 0.0028, "isun": 0.0028,
-                          "uniform": 0.0028, "gaussian_odin": 0.0028},
-    "wrn-cifar10": {"tin_crop": 0.0005, "tin_resize": 0.0011, "lsun_crop": 0.0, "lsun_resize": 0.0006, "isun": 0.0008,
-                    "uniform": 0.0014, "gaussian_odin": 0.0014},
-    "wrn-cifar100": {"tin_crop": 0.0028, "tin_resize": 0.0028, "lsun_crop": 0.0048, "lsun_resize": 0.002, "isun": 0.0028,
-                     "uniform": 0.0028, "gaussian_odin": 0.0028},
+    "densenet-cifar10": {
+        "tin_crop": 0.0014,
+        "tin_resize": 0.0014,
+        "lsun_crop": 0.0,
+        "lsun_resize": 0.0014,
+        "isun": 0.0014,
+        "uniform": 0.0014,
+        "gaussian_odin": 0.0014,
+    },
+    "densenet-cifar100": {
+        "tin_crop": 0.0014,
+        "tin_resize": 0.0028,
+        "lsun_crop": 0.0028,
+        "lsun_resize": 0.0028,
+        "isun": 0.0028,
+        "uniform": 0.0028,
+        "gaussian_odin": 0.0028,
+    },
+    "wrn-cifar10": {
+        "tin_crop": 0.0005,
+        "tin_resize": 0.0011,
+        "lsun_crop": 0.0,
+        "lsun_resize": 0.0006,
+        "isun": 0.0008,
+        "uniform": 0.0014,
+        "gaussian_odin": 0.0014,
+    },
+    "wrn-cifar100": {
+        "tin_crop": 0.0028,
+        "tin_resize": 0.0028,
+        "lsun_crop": 0.0048,
+        "lsun_resize": 0.002,
+        "isun": 0.0028,
+        "uniform": 0.0028,
+        "gaussian_odin": 0.0028,
+    },
 }
 """ODIN's ε in [0, 1]-pixel units per model and OOD set (ODIN's README table), keyed by
 ``"<densenet|wrn>-<cifar10|cifar100>"`` and OOD_SETS name."""
 
 _ARCH: dict[str, tuple[ModelCfg, int, float]] = {
-    "densenet": (ModelCfg("densenet_bc100", {"growth": 12, "dropout": 0.0, "mean": list(ODIN_CIFAR_MEAN), "std": list(ODIN_CIFAR_STD)}), 300, 1e-4),
-    "wrn": (ModelCfg("wrn28_10", {"dropout": 0.0, "dropout_placement": "after_conv1", "mean": list(ODIN_CIFAR_MEAN), "std": list(ODIN_CIFAR_STD)}), 200, 5e-4),
+    "densenet": (
+        ModelCfg(
+            "densenet_bc100", {"growth": 12, "dropout": 0.0, "mean": list(ODIN_CIFAR_MEAN), "std": list(ODIN_CIFAR_STD)}
+        ),
+        300,
+        1e-4,
+    ),
+    "wrn": (
+        ModelCfg(
+            "wrn28_10",
+            {
+                "dropout": 0.0,
+                "dropout_placement": "after_conv1",
+                "mean": list(ODIN_CIFAR_MEAN),
+                "std": list(ODIN_CIFAR_STD),
+            },
+        ),
+        200,
+        5e-4,
+    ),
 }
 """Per architecture (data): the model, epochs [unverified] and weight decay [unverified]."""
 
@@ -81,11 +127,27 @@ def odin_config(arch: str, dataset: str) -> RunCfg:
         name=f"odin-{arch}-{dataset}",
         data=DataCfg(dataset=dataset, val_size=5000, val_split="random", augment=AugmentCfg(hflip=0.5, crop_padding=4)),
         model=model,
-        optim=OptimCfg(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=wd, schedule="step", milestones=(0.5, 0.75), gamma=0.1, lr_floor=0.0),
+        optim=OptimCfg(
+            name="sgd",
+            lr=0.1,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=wd,
+            schedule="step",
+            milestones=(0.5, 0.75),
+            gamma=0.1,
+            lr_floor=0.0,
+        ),
         method=MethodCfg("erm"),
         train=TrainCfg(epochs=epochs, batch_size=64),
-        eval=EvalCfg(benchmark=f"{dataset}-odin", protocol="odin-paper", detectors=("msp", "odin"), shift="", farconf=False,
-                     temperature=True),
+        eval=EvalCfg(
+            benchmark=f"{dataset}-odin",
+            protocol="odin-paper",
+            detectors=("msp", "odin"),
+            shift="",
+            farconf=False,
+            temperature=True,
+        ),
     )
 
 
@@ -144,8 +206,12 @@ def odin_table_rows(
     return table
 
 
-def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = None, db: str | os.PathLike[str] | None = None,
-                        device: str | None = None) -> Any:
+def evaluate_odin_table(
+    path: str | os.PathLike[str],
+    table_key: str | None = None,
+    db: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+) -> Any:
     """Score a trained ``odin-*`` run with ODIN's per-set ε (:data:`ODIN_EPSILON_TABLE`) on its benchmark's OOD sets.
 
     Args:
@@ -165,7 +231,10 @@ def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = No
     if key not in ODIN_EPSILON_TABLE:
         raise ConfigError(f"no ODIN ε table for '{key}'; pass table_key= one of {', '.join(ODIN_EPSILON_TABLE)}")
     protocol = PROTOCOLS.create(cfg.eval.protocol or bench.protocol)
-    sets = {n: load_ood_set(n, test.shape, ood_set_size(n, bench, protocol, len(test), cfg.eval.n_ood), cfg.seed, base=test) for n in bench.ood}
+    sets = {
+        n: load_ood_set(n, test.shape, ood_set_size(n, bench, protocol, len(test), cfg.eval.n_ood), cfg.seed, base=test)
+        for n in bench.ood
+    }
     table = odin_table_rows(
         run.model, test, sets, ODIN_EPSILON_TABLE[key], protocol, cfg.seed, batch_size=min(500, cfg.eval.batch_size)
     )
@@ -180,11 +249,18 @@ def evaluate_odin_table(path: str | os.PathLike[str], table_key: str | None = No
 
 def _study(arch: str, dataset: str) -> PaperStudy:
     preset = f"odin-{arch}-{dataset}"
-    label = {"densenet": "DenseNet-BC", "wrn": "WRN-28-10"}[arch] + " " + {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset]
+    label = (
+        {"densenet": "DenseNet-BC", "wrn": "WRN-28-10"}[arch]
+        + " "
+        + {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset]
+    )
     return PaperStudy(
-        name=preset, presets=(preset,),
+        name=preset,
+        presets=(preset,),
         description=f"W4 (ODIN, Liang et al. 2018): {label}; Baseline (MSP) vs ODIN with (T, ε) tuned per OOD set on its first 1,000 images; FPR@95TPR, detection error, AUROC, AUPR",
-        paper_table="odin", paper_columns=((label, preset),), paper_reference=f"{arch}-{dataset}",
+        paper_table="odin",
+        paper_columns=((label, preset),),
+        paper_reference=f"{arch}-{dataset}",
     )
 
 
@@ -218,9 +294,18 @@ def odin_fmnist() -> PaperStudy:
     tuned per OOD set on its first 1,000 images, the rest scored) on the ``fmnist`` benchmark, 3 seeds, ODIN's table
     layout with the chosen T and ε."""
     return PaperStudy(
-        name="odin-fmnist", presets=("fmnist-plain",), seeds=(0, 1, 2),
-        overrides=("eval.benchmark=fmnist", "eval.protocol=odin-paper", "eval.detectors=[msp,odin]", "eval.shift=", "eval.farconf=false",
-                   "eval.detector_kwargs.odin.search=coarse"),
+        name="odin-fmnist",
+        presets=("fmnist-plain",),
+        seeds=(0, 1, 2),
+        overrides=(
+            "eval.benchmark=fmnist",
+            "eval.protocol=odin-paper",
+            "eval.detectors=[msp,odin]",
+            "eval.shift=",
+            "eval.farconf=false",
+            "eval.detector_kwargs.odin.search=coarse",
+        ),
         description="W4 at CPU scale: Fashion-MNIST fastcnn, Baseline (MSP) vs ODIN ((T, ε) tuned per OOD set on its first 1,000 images), odin-paper protocol",
-        paper_table="odin", paper_columns=(("fastcnn Fashion-MNIST", "fmnist-plain"),),
+        paper_table="odin",
+        paper_columns=(("fastcnn Fashion-MNIST", "fmnist-plain"),),
     )

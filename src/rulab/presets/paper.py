@@ -19,6 +19,7 @@ from rulab.registry import PRESETS
 
 __all__ = ["PaperStudy", "with_eval", "with_train", "with_optim", "with_data", "register_preset"]
 
+
 @dataclass(frozen=True)
 class PaperStudy(Study):
     """A study laid out as one of the reproduced works' tables in the report.
@@ -44,7 +45,9 @@ class PaperStudy(Study):
             )
         unknown = [p for _, p in self.paper_columns if p not in self.presets]
         if unknown or not self.paper_columns:
-            raise ValueError(f"study '{self.name}': paper columns must name presets of the study, got {unknown or 'none'}")
+            raise ValueError(
+                f"study '{self.name}': paper columns must name presets of the study, got {unknown or 'none'}"
+            )
 
 
 def with_eval(cfg: RunCfg, **kw: object) -> RunCfg:

@@ -115,14 +115,18 @@ class LauncherCfg:
 def check_launcher(cfg: LauncherCfg) -> None:
     """Refuse impossible launcher values with one sentence naming the key."""
     if cfg.name not in LAUNCHERS:
-        raise ConfigError(f"launcher '{cfg.name}' is not one of {', '.join(LAUNCHERS)}; pass --launcher local, slurm or ray")
+        raise ConfigError(
+            f"launcher '{cfg.name}' is not one of {', '.join(LAUNCHERS)}; pass --launcher local, slurm or ray"
+        )
     if cfg.retries < 0:
         raise ConfigError(f"launcher.retries must be >= 0, got {cfg.retries}")
     if not (cfg.poll_s > 0 and math.isfinite(cfg.poll_s)):
         raise ConfigError(f"launcher.poll_s must be a positive number of seconds, got {cfg.poll_s}")
     s, r = cfg.slurm, cfg.ray
     if s.executor not in ("slurm", "local"):
-        raise ConfigError(f"launcher.slurm.executor must be 'slurm' or 'local' (submitit's LocalExecutor), got '{s.executor}'")
+        raise ConfigError(
+            f"launcher.slurm.executor must be 'slurm' or 'local' (submitit's LocalExecutor), got '{s.executor}'"
+        )
     for key in ("gpus_per_node", "tasks_per_node", "array_parallelism"):
         if getattr(s, key) < 0:
             raise ConfigError(f"launcher.slurm.{key} must be >= 0, got {getattr(s, key)}")
@@ -147,7 +151,9 @@ class _LauncherRoot:
     launcher: LauncherCfg = field(default_factory=LauncherCfg)
 
 
-def launcher_config(base: LauncherCfg | None = None, name: str | None = None, overrides: Sequence[str] = ()) -> LauncherCfg:
+def launcher_config(
+    base: LauncherCfg | None = None, name: str | None = None, overrides: Sequence[str] = ()
+) -> LauncherCfg:
     """``base`` (default: ``local``), then ``name``, then ``launcher.KEY=VALUE`` overrides (``launcher.`` optional).
 
     Raises:
@@ -161,7 +167,9 @@ def launcher_config(base: LauncherCfg | None = None, name: str | None = None, ov
         text = item[2:] if item.startswith("--") else item
         key, eq, value = text.partition("=")
         if not eq:
-            raise ConfigError(f"launcher override '{item}' must look like launcher.key=value, e.g. launcher.slurm.partition=gpu")
+            raise ConfigError(
+                f"launcher override '{item}' must look like launcher.key=value, e.g. launcher.slurm.partition=gpu"
+            )
         key = key.strip()
         items.append(f"{key if key.startswith('launcher.') else 'launcher.' + key}={value}")
     # applied to a one-field root, so an error names the full key (launcher.slurm.partition)
@@ -210,7 +218,9 @@ class Study:
         if not self.presets:
             raise ValueError(f"study '{self.name}' has no presets")
         if isinstance(self.mc_dropout, bool) or not isinstance(self.mc_dropout, int) or self.mc_dropout < 0:
-            raise ValueError(f"study '{self.name}': mc_dropout must be a number of passes >= 0, got {self.mc_dropout!r}")
+            raise ValueError(
+                f"study '{self.name}': mc_dropout must be a number of passes >= 0, got {self.mc_dropout!r}"
+            )
         if not self.seeds:
             raise ValueError(f"study '{self.name}' has no seeds")
         known = set(self.presets)
@@ -221,7 +231,9 @@ class Study:
             for item in items:
                 for ref in RUN_REF.findall(item):
                     if ref not in known or self.presets.index(ref) >= self.presets.index(preset):
-                        raise ValueError(f"study '{self.name}': '{preset}' refers to {{run:{ref}}}, which must be an earlier preset of the study")
+                        raise ValueError(
+                            f"study '{self.name}': '{preset}' refers to {{run:{ref}}}, which must be an earlier preset of the study"
+                        )
 
     def overrides_for(self, preset: str) -> tuple[str, ...]:
         """The overrides of one preset: the study's, then the preset's own."""
@@ -233,7 +245,19 @@ class Study:
         return self.compare_to or self.presets[0]
 
 
-_STUDY_KEYS = ("name", "presets", "seeds", "overrides", "preset_overrides", "evaluate", "report", "description", "compare_to", "skip_eval", "launcher")
+_STUDY_KEYS = (
+    "name",
+    "presets",
+    "seeds",
+    "overrides",
+    "preset_overrides",
+    "evaluate",
+    "report",
+    "description",
+    "compare_to",
+    "skip_eval",
+    "launcher",
+)
 
 
 def load_study(path: str | Path) -> Study:
@@ -270,7 +294,9 @@ def load_study(path: str | Path) -> Study:
             po = data["preset_overrides"] or {}
             if not isinstance(po, Mapping):
                 raise ConfigError("preset_overrides must map a preset to its list of overrides")
-            kw["preset_overrides"] = tuple((str(p), tuple(str(v) for v in _as_list(items, f"preset_overrides.{p}"))) for p, items in po.items())
+            kw["preset_overrides"] = tuple(
+                (str(p), tuple(str(v) for v in _as_list(items, f"preset_overrides.{p}"))) for p, items in po.items()
+            )
         for key in ("evaluate", "report"):
             if key in data:
                 if not isinstance(data[key], bool):
@@ -299,4 +325,3 @@ def _as_list(value: Any, key: str) -> list[Any]:
 def launcher_dict(cfg: LauncherCfg) -> dict[str, Any]:
     """The launcher config as plain nested dicts (the driver's state file records it)."""
     return to_dict(cfg)
-

@@ -203,7 +203,9 @@ def pivot_html(p: Pivot, caption: str | None = None, cls: str = "", seeds_column
         body.append('<tr class="v">' + "".join(cells) + "</tr>")
         if ci:
             cells = ['<th scope="row" class="ci">95% CI</th>'] + (['<td class="num ci"></td>'] if seeds_column else [])
-            cells += [interval_cell(p.cells.get((row, col)), p.metric_of(row, metric), diff) for col, metric in p.columns]
+            cells += [
+                interval_cell(p.cells.get((row, col)), p.metric_of(row, metric), diff) for col, metric in p.columns
+            ]
             body.append('<tr class="ci">' + "".join(cells) + "</tr>")
     if p.notes:
         cap = (cap + ". " if cap else "") + "; ".join(p.notes)
@@ -278,7 +280,9 @@ def records_pivot(
         columns.append((mean_column, metric or ""))
         for rv, runs in per_run_mean.items():
             means = [
-                float(sum(float(r["value"]) for r in v) / len(v)) if not any(math.isnan(float(r["value"])) for r in v) else math.nan
+                float(sum(float(r["value"]) for r in v) / len(v))
+                if not any(math.isnan(float(r["value"])) for r in v)
+                else math.nan
                 for v in runs.values()
             ]
             single = None
@@ -339,7 +343,13 @@ def ood_blocks(
         if m.name.startswith("aupr") and ratio:
             note += "; OOD:ID ratio " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items())
         p = records_pivot(
-            sel, "detector", "dataset", metric=m.name, row_order=detectors, mean_column="mean", row_header="detector",
+            sel,
+            "detector",
+            "dataset",
+            metric=m.name,
+            row_order=detectors,
+            mean_column="mean",
+            row_header="detector",
             replicates=replicates,
         )
         blocks.append(
@@ -375,8 +385,10 @@ def robust_accuracy_block(recs_by_group: Mapping[str, Sequence[Mapping[str, Any]
     for r in rows:
         e = r.get("extra") or {}
         if r["metric"] == "adv_acc" and e.get("eps") is not None:
-            text = (f"PGD-{e.get('steps')} at ε = {float(e['eps']) * 255:.3g}/255, step {float(e.get('step_size', 0.0)) * 255:.3g}/255, "
-                    f"{e.get('restarts', 1)} random start(s)")
+            text = (
+                f"PGD-{e.get('steps')} at ε = {float(e['eps']) * 255:.3g}/255, step {float(e.get('step_size', 0.0)) * 255:.3g}/255, "
+                f"{e.get('restarts', 1)} random start(s)"
+            )
             if text not in attacks:
                 attacks.append(text)
     p = records_pivot(rows, "method", "metric", col_order=("clean_acc", "adv_acc"), row_header="method")
@@ -452,9 +464,16 @@ def array_figures(arrays: Mapping[str, Any], detector: str, max_points: int, tag
             wide=True,
         )
     )
-    top = {k.split("/")[1]: (arrays[k], arrays.get(k[: -len("images")] + "conf")) for k in arrays
-           if k.startswith("farconf_top/") and k.endswith("/images")}
-    top = {k: (x.float() / 255 if hasattr(x, "float") else np.asarray(x) / 255.0, c) for k, (x, c) in top.items() if c is not None}
+    top = {
+        k.split("/")[1]: (arrays[k], arrays.get(k[: -len("images")] + "conf"))
+        for k in arrays
+        if k.startswith("farconf_top/") and k.endswith("/images")
+    }
+    top = {
+        k: (x.float() / 255 if hasattr(x, "float") else np.asarray(x) / 255.0, c)
+        for k, (x, c) in top.items()
+        if c is not None
+    }
     if top:
         figs.append(
             figure_html(
@@ -474,7 +493,11 @@ def tuning_grids(arrays: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any
         parts = k.split("/")
         if len(parts) == 4 and parts[0] == "tuning" and parts[3] in ("t", "eps", "fpr95_id", "auroc"):
             out.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = v
-    return {d: {s: g for s, g in srcs.items() if len(g) == 4} for d, srcs in out.items() if any(len(g) == 4 for g in srcs.values())}
+    return {
+        d: {s: g for s, g in srcs.items() if len(g) == 4}
+        for d, srcs in out.items()
+        if any(len(g) == 4 for g in srcs.values())
+    }
 
 
 def shift_stats(recs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Stat]]], dict[str, Stat]]:

@@ -85,7 +85,9 @@ def mean_table(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | N
     """
     groups: dict[tuple[str, ...], list[float]] = {}
     for r in records:
-        groups.setdefault((r["kind"], r["dataset"], r["shift"], r["severity"], r["detector"], r["metric"]), []).append(float(r["value"]))
+        groups.setdefault((r["kind"], r["dataset"], r["shift"], r["severity"], r["detector"], r["metric"]), []).append(
+            float(r["value"])
+        )
     rows = []
     for (kind, dataset, shift, sev, det, metric), vals in groups.items():
         s = describe(vals)
@@ -118,11 +120,15 @@ def _curve_points(curves: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, di
     pts: dict[str, dict[str, dict[int, list[float]]]] = {}
     for c in curves:
         if c["metric"] in _CURVE_METRICS and not math.isnan(c["value"]):
-            pts.setdefault(c["metric"], {}).setdefault(c["split"], {}).setdefault(int(c["epoch"]), []).append(float(c["value"]))
+            pts.setdefault(c["metric"], {}).setdefault(c["split"], {}).setdefault(int(c["epoch"]), []).append(
+                float(c["value"])
+            )
     return pts
 
 
-def _header(title: str, description: str, runs: Sequence[Mapping[str, Any]], groups: Sequence[str], build_s: float | None = None) -> str:
+def _header(
+    title: str, description: str, runs: Sequence[Mapping[str, Any]], groups: Sequence[str], build_s: float | None = None
+) -> str:
     def joined(key: str) -> str:
         vals = distinct(r.get(key) for r in runs)
         return ", ".join(str(v) for v in vals) or "–"
@@ -159,24 +165,37 @@ def _header(title: str, description: str, runs: Sequence[Mapping[str, Any]], gro
         items.append(("data MD5", "; ".join(f"{k} {v[:12]}…" for k, v in sorted(checks.items()))))
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
     sub = f'<p class="sub">{escape(description)}</p>' if description else ""
-    return f"<header><h1>{escape(title)}</h1>{sub}<dl class=\"meta\">{dl}</dl></header>"
+    return f'<header><h1>{escape(title)}</h1>{sub}<dl class="meta">{dl}</dl></header>'
 
 
 def _method_section(
-    group: str, runs: Sequence[Mapping[str, Any]], recs: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, Any]],
-    detector: str, max_points: int, paper: str, replicates: ArrayReplicates | None = None,
+    group: str,
+    runs: Sequence[Mapping[str, Any]],
+    recs: Sequence[Mapping[str, Any]],
+    curves: Sequence[Mapping[str, Any]],
+    detector: str,
+    max_points: int,
+    paper: str,
+    replicates: ArrayReplicates | None = None,
 ) -> str:
     parts = [f'<section id="{_anchor(group)}"><h2>{escape(group)}</h2>']
     seeds = sorted({r["seed"] for r in runs if r.get("seed") is not None})
-    parts.append(f'<p class="sub">method {escape(", ".join(distinct(r["method"] for r in runs)) or "–")} · model {escape(", ".join(distinct(r["model"] for r in runs)) or "–")} · '
-                 f"{len(runs)} run(s), seeds {escape(', '.join(map(str, seeds)) or '–')} · tables: mean ± std over seeds, 95% interval below "
-                 "(Student t over seeds; one seed: bootstrap over test images; hover a number for its seeds)</p>")
+    parts.append(
+        f'<p class="sub">method {escape(", ".join(distinct(r["method"] for r in runs)) or "–")} · model {escape(", ".join(distinct(r["model"] for r in runs)) or "–")} · '
+        f"{len(runs)} run(s), seeds {escape(', '.join(map(str, seeds)) or '–')} · tables: mean ± std over seeds, 95% interval below "
+        "(Student t over seeds; one seed: bootstrap over test images; hover a number for its seeds)</p>"
+    )
 
     # ---- tables (side by side where they fit)
     ood = [r for r in recs if r["kind"] == "ood"]
     blocks = [
         id_block(recs, ID_CAPTION + "; temperature fitted on the validation split"),
-        *ood_blocks(ood, distinct([detector] + [r["detector"] for r in ood]), metrics=("auroc", "fpr95_id"), replicates=replicates),
+        *ood_blocks(
+            ood,
+            distinct([detector] + [r["detector"] for r in ood]),
+            metrics=("auroc", "fpr95_id"),
+            replicates=replicates,
+        ),
         farconf_block(recs),
     ]
     blocks = [b for b in blocks if b]
@@ -199,22 +218,36 @@ def _method_section(
         figs += array_figures(arrays, detector, max_points, tag)
     stats, clean = shift_stats(recs)
     if stats:
-        figs.append(figure_html(plots.severity(stats, clean), "accuracy and ECE against shift severity per corruption (mean ± std over seeds; dashed: clean test set)", wide=True))
+        figs.append(
+            figure_html(
+                plots.severity(stats, clean),
+                "accuracy and ECE against shift severity per corruption (mean ± std over seeds; dashed: clean test set)",
+                wide=True,
+            )
+        )
     pts = _curve_points(curves)
     if pts:
-        figs.append(figure_html(plots.training_curves(pts), "training and validation curves (thin: each seed; thick: mean)", wide=len(pts) > 2))
+        figs.append(
+            figure_html(
+                plots.training_curves(pts),
+                "training and validation curves (thin: each seed; thick: mean)",
+                wide=len(pts) > 2,
+            )
+        )
     figs = [f for f in figs if f]
     if figs:
         parts.append('<h3>Figures</h3><div class="figs">' + "".join(figs) + "</div>")
 
     # ---- provenance of the runs
     rows = "".join(
-        f"<tr><th scope=\"row\">{escape(r['name'])}</th><td>{escape(r['seed'])}</td><td>{escape(r['status'])}</td><td>{escape(r['run_id'])}</td>"
+        f'<tr><th scope="row">{escape(r["name"])}</th><td>{escape(r["seed"])}</td><td>{escape(r["status"])}</td><td>{escape(r["run_id"])}</td>'
         f"<td>{escape((r.get('finished_at') or '')[:19].replace('T', ' '))}</td><td>{escape(r.get('device', ''))}</td><td>{escape(r.get('checkpoint', ''))}</td></tr>"
         for r in runs
     )
-    parts.append('<details><summary>runs of this method</summary><div class="tw"><table class="results"><thead><tr><th>name</th><th>seed</th><th>status</th>'
-                 f"<th>run id</th><th>finished (UTC)</th><th>device</th><th>checkpoint</th></tr></thead><tbody>{rows}</tbody></table></div></details>")
+    parts.append(
+        '<details><summary>runs of this method</summary><div class="tw"><table class="results"><thead><tr><th>name</th><th>seed</th><th>status</th>'
+        f"<th>run id</th><th>finished (UTC)</th><th>device</th><th>checkpoint</th></tr></thead><tbody>{rows}</tbody></table></div></details>"
+    )
     parts.append("</section>")
     return "".join(parts)
 
@@ -255,7 +288,9 @@ def build_report(
     t0 = time.time()
     db = Path(db)
     if not db.exists():
-        raise StoreError(f"there is no results database at {db}; run a study first (`rulab study fmnist-default`) or pass --db")
+        raise StoreError(
+            f"there is no results database at {db}; run a study first (`rulab study fmnist-default`) or pass --db"
+        )
     out = Path(out) if out is not None else db.parent / "report.html"
     store = ResultStore(db, read_only=True)  # a report only reads: works on a read-only file system or a full disk
     runs = store.runs(**({"study": study} if study else {}))
@@ -267,7 +302,9 @@ def build_report(
         known = sorted({r["study"] for r in store.runs() if r["study"]})
         if known:
             raise StoreError(f"{db} holds no runs{where}; studies in it: {', '.join(known)} (pass one with --study)")
-        raise StoreError(f"{db} holds no runs{where}; run `rulab study fmnist-default --db {db}` (or `rulab eval CHECKPOINT --db {db}`) first")
+        raise StoreError(
+            f"{db} holds no runs{where}; run `rulab study fmnist-default --db {db}` (or `rulab eval CHECKPOINT --db {db}`) first"
+        )
     ids = [r["run_id"] for r in runs]
     records = store.results(run_id=ids)
     curves = store.curves(run_id=ids)
@@ -291,15 +328,26 @@ def build_report(
         n_max = max((summary.seeds(r) for r in summary.rows), default=0)
         comp.append(scrolling(pivot_html(summary)))
         if n_max > 1:
-            comp.append(f'<p class="note">The intervals are Student t intervals over {n_max} seeds (t = {_t975(n_max):.2f}): they say where '
-                        "the mean over training runs lies on these test sets, and they are wide because few seeds say little.</p>")
+            comp.append(
+                f'<p class="note">The intervals are Student t intervals over {n_max} seeds (t = {_t975(n_max):.2f}): they say where '
+                "the mean over training runs lies on these test sets, and they are wide because few seeds say little.</p>"
+            )
         if len(groups) > 1:
             cmp = compare_pivot(records, groups[0], replicates=replicates)
             comp.append(f"<h3>Paired differences to {escape(groups[0])}</h3>" + scrolling(pivot_html(cmp)))
-        figs = [figure_html(plots.comparison_bars(summary), "summary measures per method (error bars: std over seeds)", wide=True)]
+        figs = [
+            figure_html(
+                plots.comparison_bars(summary), "summary measures per method (error bars: std over seeds)", wide=True
+            )
+        ]
         sbm = _shift_by_method(recs_of)
         if sbm:
-            figs.append(figure_html(plots.shift_by_method(sbm), "mean accuracy over the severity-graded corruptions against severity, per method"))
+            figs.append(
+                figure_html(
+                    plots.shift_by_method(sbm),
+                    "mean accuracy over the severity-graded corruptions against severity, per method",
+                )
+            )
         comp.append('<div class="figs">' + "".join(f for f in figs if f) + "</div>")
         comp.append(robust_accuracy_block(recs_of))
     else:
@@ -316,14 +364,24 @@ def build_report(
             paper = "".join(scrolling(f(mt)) for f in paper_tables)
             paper = f"<h3>Paper tables</h3>{paper}" if paper else ""
         group_curves = [c for r in runs_of[g] for c in curves_by_run.get(r["run_id"], [])]
-        sections.append(_method_section(g, runs_of[g], recs_of[g], group_curves, detector, max_points, paper, replicates))
+        sections.append(
+            _method_section(g, runs_of[g], recs_of[g], group_curves, detector, max_points, paper, replicates)
+        )
 
     toy = toy2d_section(db.parent / TOY2D_DIR)  # `rulab toy2d --out <this directory>` (Hein et al. 2019, §3.7)
     page_title = title or f"rulab report: {study or 'all runs'}"
-    toc = ('<nav class="toc"><a href="#comparison">comparison</a>' + "".join(f'<a href="#{_anchor(g)}">{escape(g)}</a>' for g in groups)
-           + ('<a href="#toy2d">two-moons toy</a>' if toy else "") + "</nav>")
+    toc = (
+        '<nav class="toc"><a href="#comparison">comparison</a>'
+        + "".join(f'<a href="#{_anchor(g)}">{escape(g)}</a>' for g in groups)
+        + ('<a href="#toy2d">two-moons toy</a>' if toy else "")
+        + "</nav>"
+    )
     body = (
-        _header(page_title, description, runs, groups) + toc + "".join(comp) + "".join(sections) + toy
+        _header(page_title, description, runs, groups)
+        + toc
+        + "".join(comp)
+        + "".join(sections)
+        + toy
         + f"<footer>Generated by rulab from {escape(db)} in {time.time() - t0:.1f} s. Values are stored as fractions; tables show percent with 2 decimals "
         "for fraction metrics. Every number is also in the database (`rulab results`).</footer>"
     )

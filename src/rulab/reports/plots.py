@@ -40,7 +40,20 @@ __all__ = [
 
 DPI = 90
 _ID_COLOR = "#7f7f7f"
-_X_NAMES = ("alphas", "alpha", "x", "eps", "epsilons", "epsilon", "steps", "step", "levels", "severity", "sigmas", "factors")
+_X_NAMES = (
+    "alphas",
+    "alpha",
+    "x",
+    "eps",
+    "epsilons",
+    "epsilon",
+    "steps",
+    "step",
+    "levels",
+    "severity",
+    "sigmas",
+    "factors",
+)
 
 
 def _palette(n: int) -> list[Any]:
@@ -112,7 +125,12 @@ def roc_pr(scores: Mapping[str, tuple[Any, Any]], detector: str, max_points: int
         pr.plot(tpr[1:][idx], prec[idx], color=color, lw=1.3, label=name)
         base = n_id / (n_id + n_ood)
     roc.plot([0, 1], [0, 1], color="#bbbbbb", lw=0.8, ls="--")
-    roc.set(xlabel="false positive rate (OOD accepted)", ylabel="true positive rate (ID accepted)", xlim=(0, 1), ylim=(0, 1.01))
+    roc.set(
+        xlabel="false positive rate (OOD accepted)",
+        ylabel="true positive rate (ID accepted)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     roc.set_title(f"ROC, {detector} (legend: AUROC %)", fontsize=9)
     roc.legend(fontsize=7, loc="lower right", frameon=False)
     if base is not None:
@@ -142,11 +160,15 @@ def score_histograms(s_id: Any, s_ood: Mapping[str, Any], detector: str, bins: i
         ax.hist(so, bins=edges, density=True, histtype="step", color=color, lw=1.4, label=name)
         ax.set_title(name, fontsize=8)
         ax.set_yticks([])
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     if names:
         axes.flat[0].legend(fontsize=7, frameon=False)
-    fig.suptitle(f"{detector} score: ID (grey) vs OOD set (higher = more in-distribution)", fontsize=9, y=1.0 + 0.25 / fig.get_figheight())
+    fig.suptitle(
+        f"{detector} score: ID (grey) vs OOD set (higher = more in-distribution)",
+        fontsize=9,
+        y=1.0 + 0.25 / fig.get_figheight(),
+    )
     return to_data_uri(fig)
 
 
@@ -178,7 +200,17 @@ def reliability(logits: Any, labels: Any, temperature: float | None = None, n_bi
         ok = cnt > 0
         width = (hi - lo)[ok]
         ax.bar(lo[ok], acc[ok], width=width, align="edge", color="#4c72b0", edgecolor="white", lw=0.5, label="accuracy")
-        ax.bar(lo[ok], (mc - acc)[ok], bottom=acc[ok], width=width, align="edge", color="#dd8452", alpha=0.45, edgecolor="none", label="gap to confidence")
+        ax.bar(
+            lo[ok],
+            (mc - acc)[ok],
+            bottom=acc[ok],
+            width=width,
+            align="edge",
+            color="#dd8452",
+            alpha=0.45,
+            edgecolor="none",
+            label="gap to confidence",
+        )
         ax.plot([0, 1], [0, 1], color="#444444", lw=0.8, ls="--")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
         ax.xaxis.label.set_size(8)
@@ -197,7 +229,9 @@ def _is_level_grid(severities: Sequence[str]) -> bool:
 
 
 def severity(
-    stats: Mapping[str, Mapping[str, Mapping[str, Stat]]], clean: Mapping[str, Stat] | None = None, metrics: Sequence[str] = ("acc", "ece")
+    stats: Mapping[str, Mapping[str, Mapping[str, Stat]]],
+    clean: Mapping[str, Stat] | None = None,
+    metrics: Sequence[str] = ("acc", "ece"),
 ) -> str:
     """Accuracy and calibration against shift severity: one line per corruption, mean ± std over seeds.
 
@@ -215,14 +249,18 @@ def severity(
     groups += [(s, [s]) for s in stats if s not in level_shifts]
     metrics = [m for m in metrics if any(m in cell for s in stats.values() for cell in s.values())]
     ncols = len(groups)
-    fig, axes = figure(min(3.3 * ncols + (1.6 if level_shifts else 0.3), 13.0), 2.6 * len(metrics) + 0.2, len(metrics), ncols)
+    fig, axes = figure(
+        min(3.3 * ncols + (1.6 if level_shifts else 0.3), 13.0), 2.6 * len(metrics) + 0.2, len(metrics), ncols
+    )
     colors = dict(zip(level_shifts, _palette(len(level_shifts))))
     for j, (xlabel, shifts) in enumerate(groups):
         for i, metric in enumerate(metrics):
             ax = axes[i][j]
             f = _pct(metric)
             for s in shifts:
-                cells = sorted(((float(sev), st[metric]) for sev, st in stats[s].items() if metric in st), key=lambda t: t[0])
+                cells = sorted(
+                    ((float(sev), st[metric]) for sev, st in stats[s].items() if metric in st), key=lambda t: t[0]
+                )
                 if not cells:
                     continue
                 x = [c[0] for c in cells]
@@ -238,9 +276,17 @@ def severity(
             if xlabel == "severity":
                 ax.set_xticks([1, 2, 3, 4, 5])
             if i == 0:
-                ax.set_title("corruptions, severity 1-5" if xlabel == "severity" else xlabel.replace("_", " "), fontsize=9)
+                ax.set_title(
+                    "corruptions, severity 1-5" if xlabel == "severity" else xlabel.replace("_", " "), fontsize=9
+                )
     if level_shifts:
-        fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(0.91, 0.89))
+        fig.legend(
+            *axes[0][0].get_legend_handles_labels(),
+            fontsize=6.5,
+            frameon=False,
+            loc="upper left",
+            bbox_to_anchor=(0.91, 0.89),
+        )
     return to_data_uri(fig)
 
 
@@ -266,7 +312,10 @@ def shift_by_method(stats: Mapping[str, Mapping[float, Stat]], metric: str = "ac
     return to_data_uri(fig)
 
 
-def training_curves(points: Mapping[str, Mapping[str, Mapping[int, list[float]]]], metrics: Sequence[str] = ("loss", "acc", "nll", "ece")) -> str | None:
+def training_curves(
+    points: Mapping[str, Mapping[str, Mapping[int, list[float]]]],
+    metrics: Sequence[str] = ("loss", "acc", "nll", "ece"),
+) -> str | None:
     """Training and validation curves: thin lines per seed, a thick line for the mean.
 
     Args:
@@ -287,7 +336,15 @@ def training_curves(points: Mapping[str, Mapping[str, Mapping[int, list[float]]]
                 xs = [e for e in epochs if len(by_epoch[e]) > k]
                 if len(xs) > 1 and per_seed > 1:
                     ax.plot(xs, [by_epoch[e][k] * f for e in xs], color=color, lw=0.6, alpha=0.35)
-            ax.plot(epochs, [float(np.nanmean(by_epoch[e])) * f for e in epochs], color=color, lw=1.8, marker="o" if len(epochs) < 12 else None, ms=3, label=split)
+            ax.plot(
+                epochs,
+                [float(np.nanmean(by_epoch[e])) * f for e in epochs],
+                color=color,
+                lw=1.8,
+                marker="o" if len(epochs) < 12 else None,
+                ms=3,
+                label=split,
+            )
         ax.set_title(f"{metric}{' (%)' if f == 100.0 else ''}", fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         from matplotlib.ticker import MaxNLocator
@@ -364,8 +421,11 @@ def farconf_curves(arrays: Mapping[str, Any], max_points: int = 400, ncols: int 
         xname = next((n for n in _X_NAMES if n in arrs and arrs[n].ndim == 1 and arrs[n].size > 1), None)
         if xname is not None:
             x = arrs[xname]
-            lines = {n: (a if a.ndim == 1 else a.reshape(a.shape[0], -1).mean(axis=1)) for n, a in arrs.items()
-                     if n != xname and a.ndim in (1, 2) and a.shape[0] == x.size}
+            lines = {
+                n: (a if a.ndim == 1 else a.reshape(a.shape[0], -1).mean(axis=1))
+                for n, a in arrs.items()
+                if n != xname and a.ndim in (1, 2) and a.shape[0] == x.size
+            }
             if lines:
                 panels.append((g.replace("_", " "), ("lines", xname, x, lines, g == "alpha")))
                 continue
@@ -373,13 +433,18 @@ def farconf_curves(arrays: Mapping[str, Any], max_points: int = 400, ncols: int 
             pgd[g] = arrs["pgd_conf"]
         if "scores" in arrs and arrs["scores"].ndim == 1 and arrs["scores"].size:
             (attacked if g.startswith("adv_") else start)[g] = arrs["scores"]
-        hists = {n: a for n, a in arrs.items() if n not in ("scores", "pgd_conf", "trials") and a.ndim == 1 and a.size >= 10}
+        hists = {
+            n: a for n, a in arrs.items() if n not in ("scores", "pgd_conf", "trials") and a.ndim == 1 and a.size >= 10
+        }
         if hists:
             panels.append((g.replace("_", " "), ("hist", hists, None)))
     if pgd:
         panels.append(("PGD on noise: mean confidence per step (keep-best)", ("pgd", pgd)))
     ref = start.pop("id", None)
-    for title, sets in (("confidence (MSP): ID test set vs noise", start), ("confidence (MSP) after the attack", attacked)):
+    for title, sets in (
+        ("confidence (MSP): ID test set vs noise", start),
+        ("confidence (MSP) after the attack", attacked),
+    ):
         if sets:
             panels.append((title, ("hist", sets, ref)))
     if not panels:
@@ -410,7 +475,9 @@ def farconf_curves(arrays: Mapping[str, Any], max_points: int = 400, ncols: int 
             ax.set_ylabel("mean confidence", fontsize=8)
         else:
             hists, reference = spec[1], spec[2]
-            values = [a[np.isfinite(a)] for a in hists.values()] + ([reference[np.isfinite(reference)]] if reference is not None else [])
+            values = [a[np.isfinite(a)] for a in hists.values()] + (
+                [reference[np.isfinite(reference)]] if reference is not None else []
+            )
             both = np.concatenate(values) if values else np.zeros(0)
             edges = np.linspace(float(both.min()), float(both.max()) + 1e-9, 31) if both.size else 30
             if reference is not None:
@@ -421,7 +488,7 @@ def farconf_curves(arrays: Mapping[str, Any], max_points: int = 400, ncols: int 
             ax.set_yticks([])
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, frameon=False)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     return to_data_uri(fig)
 
@@ -474,8 +541,15 @@ def tuning_grids(grids: Mapping[str, Mapping[str, Any]], detector: str = "odin")
     axes[1][1].set_xlabel("step ε in [0, 1] pixels (at the chosen T)", fontsize=8)
     axes[0][0].set_title(f"{detector}: detection against T", fontsize=9)
     axes[0][1].set_title(f"{detector}: detection against ε", fontsize=9)
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.8, 0.5), fontsize=7, frameon=False,
-               title="tuned on (choice circled)", title_fontsize=7.5)
+    fig.legend(
+        handles=handles,
+        loc="center left",
+        bbox_to_anchor=(0.8, 0.5),
+        fontsize=7,
+        frameon=False,
+        title="tuned on (choice circled)",
+        title_fontsize=7.5,
+    )
     return to_data_uri(fig)
 
 
@@ -487,7 +561,11 @@ def image_grid(images: Mapping[str, tuple[Any, Any]], ncols: int = 8) -> str | N
         images: ``{set: (x [k, C, H, W] in [0, 1], conf [k])}``, highest confidence first.
         ncols: images per row (the first ``ncols`` of each set).
     """
-    rows = [(name, np.asarray(x, dtype=np.float64), np.asarray(c, dtype=np.float64)) for name, (x, c) in images.items() if len(x)]
+    rows = [
+        (name, np.asarray(x, dtype=np.float64), np.asarray(c, dtype=np.float64))
+        for name, (x, c) in images.items()
+        if len(x)
+    ]
     if not rows:
         return None
     cols = min(ncols, max(len(x) for _, x, _ in rows))
@@ -515,7 +593,9 @@ def image_grid(images: Mapping[str, tuple[Any, Any]], ncols: int = 8) -> str | N
     return to_data_uri(fig)
 
 
-def confidence_maps(maps: Mapping[str, Sequence[tuple[tuple[float, float], Any, Any]]], points: tuple[Any, Any] | None = None) -> str | None:
+def confidence_maps(
+    maps: Mapping[str, Sequence[tuple[tuple[float, float], Any, Any]]], points: tuple[Any, Any] | None = None
+) -> str | None:
     """Two-moons confidence maps (W3's ``toy2d.ipynb``): one row per model, one panel per region ``[lo, hi]²``,
     filled contours of the maximum softmax probability at 50-100%.
 
@@ -543,7 +623,10 @@ def confidence_maps(maps: Mapping[str, Sequence[tuple[tuple[float, float], Any, 
             ax.set_xlim(*region)
             ax.set_ylim(*region)
             ax.set_aspect("equal")
-            ax.set_title(f"{name}: [{region[0]:g}, {region[1]:g}]², mean {100 * float(np.mean(np.asarray(conf))):.1f}%", fontsize=8)
+            ax.set_title(
+                f"{name}: [{region[0]:g}, {region[1]:g}]², mean {100 * float(np.mean(np.asarray(conf))):.1f}%",
+                fontsize=8,
+            )
     if cs is not None:
         fig.colorbar(cs, ax=list(axes.flat), fraction=0.02, pad=0.02, label="max. confidence")
     return to_data_uri(fig)

@@ -39,10 +39,15 @@ def _maps(path: Path) -> tuple[dict[str, list[tuple[tuple[float, float], Any, An
         if len(parts) == 4 and parts[0] == "toy2d" and parts[3] in ("axis", "conf"):
             maps.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = value.numpy()
     out = {
-        model: sorted(((_region(r), v["axis"], v["conf"]) for r, v in regions.items() if len(v) == 2), key=lambda t: t[0][1] - t[0][0])
+        model: sorted(
+            ((_region(r), v["axis"], v["conf"]) for r, v in regions.items() if len(v) == 2),
+            key=lambda t: t[0][1] - t[0][0],
+        )
         for model, regions in maps.items()
     }
-    points = (arrays["toy2d/points/x"].numpy(), arrays["toy2d/points/y"].numpy()) if "toy2d/points/x" in arrays else None
+    points = (
+        (arrays["toy2d/points/x"].numpy(), arrays["toy2d/points/y"].numpy()) if "toy2d/points/x" in arrays else None
+    )
     return {m: v for m, v in out.items() if v}, points
 
 
@@ -65,28 +70,37 @@ def toy2d_section(directory: str | os.PathLike[str]) -> str:
             info = json.loads((d / "toy2d.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             info = {}
-    order = [m for m in ("plain", "ceda", "acet") if m in maps] + [m for m in maps if m not in ("plain", "ceda", "acet")]
+    order = [m for m in ("plain", "ceda", "acet") if m in maps] + [
+        m for m in maps if m not in ("plain", "ceda", "acet")
+    ]
     sub = "plain training, CEDA and ACET on two moons (2,000 points, MLP 2-100-100-2)"
     if info:
         its = info.get("iterations") or {}
         iters = ", ".join(f"{m} {its[m]}" for m in [*order, *(m for m in its if m not in order)] if m in its)
-        sub += f"; seed {info.get('seed')}, iterations {iters}" + ("; parity: the notebook's no-op PGD" if info.get("parity") else "")
+        sub += f"; seed {info.get('seed')}, iterations {iters}" + (
+            "; parity: the notebook's no-op PGD" if info.get("parity") else ""
+        )
     rows = ""
     if info.get("mean_conf"):
         # smallest region first (toy2d.json's keys may come back sorted as strings)
         regions = sorted(next(iter(info["mean_conf"].values())), key=lambda r: _region(r)[1] - _region(r)[0])
         head = "".join(f'<th class="num">{escape(r)}² (%)</th>' for r in regions)
         body = "".join(
-            f"<tr><th scope=\"row\">{escape(m)}</th>"
-            + "".join(f'<td class="num" data-mean="{v!r}">{100 * v:.1f}</td>'
-                      for v in (info["mean_conf"][m].get(r, float("nan")) for r in regions))
+            f'<tr><th scope="row">{escape(m)}</th>'
+            + "".join(
+                f'<td class="num" data-mean="{v!r}">{100 * v:.1f}</td>'
+                for v in (info["mean_conf"][m].get(r, float("nan")) for r in regions)
+            )
             + (f'<td class="num">{100 * info["train_acc"][m]:.1f}</td>' if m in (info.get("train_acc") or {}) else "")
             + "</tr>"
-            for m in order if m in info["mean_conf"]
+            for m in order
+            if m in info["mean_conf"]
         )
-        rows = ('<div class="tw"><table class="results"><caption>mean confidence over each region\'s grid; training '
-                f'accuracy in the last column</caption><thead><tr><th>model</th>{head}<th class="num">train acc (%)</th></tr>'
-                f"</thead><tbody>{body}</tbody></table></div>")
+        rows = (
+            '<div class="tw"><table class="results"><caption>mean confidence over each region\'s grid; training '
+            f'accuracy in the last column</caption><thead><tr><th>model</th>{head}<th class="num">train acc (%)</th></tr>'
+            f"</thead><tbody>{body}</tbody></table></div>"
+        )
     fig = figure_html(
         plots.confidence_maps({m: maps[m] for m in order}, points),
         "maximum confidence of each model over [0,1]², [−2,3]², [−5,6]² and [−10,10]² (filled contours 50-100%; "
@@ -95,8 +109,10 @@ def toy2d_section(directory: str | os.PathLike[str]) -> str:
         "(Hein et al. 2019, Theorem 3.1 and Figure 1)",
         wide=True,
     )
-    return (f'<section id="toy2d"><h2>Two-moons toy (Hein et al. 2019, §3.7)</h2><p class="sub">{escape(sub)}</p>'
-            f'{rows}<div class="figs">{fig}</div></section>')
+    return (
+        f'<section id="toy2d"><h2>Two-moons toy (Hein et al. 2019, §3.7)</h2><p class="sub">{escape(sub)}</p>'
+        f'{rows}<div class="figs">{fig}</div></section>'
+    )
 
 
 def toy2d_report(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:

@@ -111,7 +111,9 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
     return mean, std, n
 
 
-def bootstrap_ci(values: Iterable[float], n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Iterable[float], n_resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (NaN values left out).
 
     Args:
@@ -267,7 +269,9 @@ class Measure:
         finite = [float(r["value"]) for r in sel if not math.isnan(float(r["value"]))]
         return float(np.mean(finite)) if finite else math.nan
 
-    def interval_of_run(self, run_id: str, rows: Sequence[Mapping[str, Any]], replicates: Replicates | None = None) -> tuple[float, float, str] | None:
+    def interval_of_run(
+        self, run_id: str, rows: Sequence[Mapping[str, Any]], replicates: Replicates | None = None
+    ) -> tuple[float, float, str] | None:
         """The interval of one run's value over test images: the row's stored interval for a one-row measure, else
         the percentile interval of the mean of the rows' replicates (``replicates``), else ``None``."""
         sel = self.rows_of_run(rows)
@@ -280,13 +284,51 @@ class Measure:
 
 #: The study summary (printed by ``rulab study`` and heading the report's comparison section).
 SUMMARY_MEASURES: tuple[Measure, ...] = (
-    Measure("acc", "acc", ({"kind": "id", "metric": "acc", "detector": ""}, {"kind": "id", "metric": "acc"}), "test accuracy"),
-    Measure("ECE", "ece", ({"kind": "id", "metric": "ece", "detector": ""}, {"kind": "id", "metric": "ece"}), "expected calibration error, 15 uniform bins, before temperature scaling"),
-    Measure("AUROC msp", "auroc", ({"kind": "ood", "metric": "auroc", "detector": "msp"},), "MSP AUROC, mean over the OOD sets"),
-    Measure("FPR95 msp", "fpr95_id", ({"kind": "ood", "metric": "fpr95_id", "detector": "msp"},), "MSP FPR at 95% TPR, mean over the OOD sets"),
-    Measure("shift acc", "acc", ({"kind": "shift", "metric": "acc", "detector": ""}, {"kind": "shift", "metric": "acc"}), "accuracy under covariate shift, mean over corruptions and severities"),
-    Measure("MMC uniform", "mmc", ({"kind": "farconf", "dataset": "uniform", "metric": "mmc"}, {"kind": "ood", "dataset": "uniform", "metric": "mmc"}), "mean max-confidence on uniform noise"),
-    Measure("MMC adv. noise", "mmc", ({"kind": "farconf", "dataset": ADV_NOISE_SETS, "metric": "mmc"},), "mean max-confidence on adversarial noise (W3)"),
+    Measure(
+        "acc",
+        "acc",
+        ({"kind": "id", "metric": "acc", "detector": ""}, {"kind": "id", "metric": "acc"}),
+        "test accuracy",
+    ),
+    Measure(
+        "ECE",
+        "ece",
+        ({"kind": "id", "metric": "ece", "detector": ""}, {"kind": "id", "metric": "ece"}),
+        "expected calibration error, 15 uniform bins, before temperature scaling",
+    ),
+    Measure(
+        "AUROC msp",
+        "auroc",
+        ({"kind": "ood", "metric": "auroc", "detector": "msp"},),
+        "MSP AUROC, mean over the OOD sets",
+    ),
+    Measure(
+        "FPR95 msp",
+        "fpr95_id",
+        ({"kind": "ood", "metric": "fpr95_id", "detector": "msp"},),
+        "MSP FPR at 95% TPR, mean over the OOD sets",
+    ),
+    Measure(
+        "shift acc",
+        "acc",
+        ({"kind": "shift", "metric": "acc", "detector": ""}, {"kind": "shift", "metric": "acc"}),
+        "accuracy under covariate shift, mean over corruptions and severities",
+    ),
+    Measure(
+        "MMC uniform",
+        "mmc",
+        (
+            {"kind": "farconf", "dataset": "uniform", "metric": "mmc"},
+            {"kind": "ood", "dataset": "uniform", "metric": "mmc"},
+        ),
+        "mean max-confidence on uniform noise",
+    ),
+    Measure(
+        "MMC adv. noise",
+        "mmc",
+        ({"kind": "farconf", "dataset": ADV_NOISE_SETS, "metric": "mmc"},),
+        "mean max-confidence on adversarial noise (W3)",
+    ),
 )
 
 
@@ -343,7 +385,9 @@ def column_labels(aggs: Sequence[Aggregate]) -> dict[tuple[str, ...], str]:
     joined with `` · `` (an empty detector reads ``raw``), or the metric name when nothing varies."""
     varying = [k for k in _COLUMN_KEYS if len({getattr(a, k) for a in aggs}) > 1]
     return {
-        a.key[1:]: " · ".join(getattr(a, k) or ("raw" if k == "detector" else "-") for k in varying) if varying else a.metric
+        a.key[1:]: " · ".join(getattr(a, k) or ("raw" if k == "detector" else "-") for k in varying)
+        if varying
+        else a.metric
         for a in aggs
     }
 
@@ -351,10 +395,7 @@ def column_labels(aggs: Sequence[Aggregate]) -> dict[tuple[str, ...], str]:
 def key_measures(aggs: Sequence[Aggregate]) -> list[Measure]:
     """One :class:`Measure` per distinct result key of ``aggs`` (in order), labelled as :func:`pivot` labels it."""
     labels = column_labels(aggs)
-    return [
-        Measure(label, key[-1], (dict(zip(_COLUMN_KEYS, key)),))
-        for key, label in labels.items()
-    ]
+    return [Measure(label, key[-1], (dict(zip(_COLUMN_KEYS, key)),)) for key, label in labels.items()]
 
 
 def pivot(aggs: Sequence[Aggregate], caption: str = "") -> Pivot:
@@ -377,7 +418,9 @@ def pivot(aggs: Sequence[Aggregate], caption: str = "") -> Pivot:
 
 
 def summary_pivot(
-    records: Iterable[Mapping[str, Any]], measures: Sequence[Measure] = SUMMARY_MEASURES, replicates: Replicates | None = None
+    records: Iterable[Mapping[str, Any]],
+    measures: Sequence[Measure] = SUMMARY_MEASURES,
+    replicates: Replicates | None = None,
 ) -> Pivot:
     """The per-method summary: each :class:`Measure` computed per run, then mean ± std and the 95% interval over the
     runs of a group.

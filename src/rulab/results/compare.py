@@ -90,7 +90,9 @@ def paired_difference(
     return Stat(mean, std, n, lo, hi, diffs, how)
 
 
-def _per_seed(records: Iterable[Mapping[str, Any]], measure: Measure) -> dict[str, dict[Any, tuple[str, float, list[Mapping[str, Any]]]]]:
+def _per_seed(
+    records: Iterable[Mapping[str, Any]], measure: Measure
+) -> dict[str, dict[Any, tuple[str, float, list[Mapping[str, Any]]]]]:
     """``{group: {seed: (run_id, value, rows)}}`` of one measure (a run without a seed is keyed by its run id)."""
     by_run: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
@@ -131,7 +133,9 @@ def compare_pivot(
     recs = list(records)
     groups = list(dict.fromkeys(group_of(r) for r in recs))
     if baseline not in groups:
-        raise RulabError(f"--compare names '{baseline}', which is not a method of these results; methods: {', '.join(groups) or '(none)'}")
+        raise RulabError(
+            f"--compare names '{baseline}', which is not a method of these results; methods: {', '.join(groups) or '(none)'}"
+        )
     sel = select(recs, metrics, kind, detector, dataset)
     measures: Sequence[Measure] = SUMMARY_MEASURES if sel is None else key_measures(aggregate(sel))
     data = recs if sel is None else sel

@@ -119,13 +119,27 @@ def _md_escape(text: str) -> str:
 def to_markdown(p: Pivot) -> str:
     """A GitHub-flavoured Markdown table; the caption (if any) is a line above it."""
     header, body = _grid(p)
-    lines = ["| " + " | ".join(_md_escape(c) for c in header) + " |", "|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|"]
+    lines = [
+        "| " + " | ".join(_md_escape(c) for c in header) + " |",
+        "|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|",
+    ]
     lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in body]
     notes = "".join(f"- {n}\n" for n in p.notes)
     return (f"{p.caption}\n\n" if p.caption else "") + "\n".join(lines) + "\n" + (f"\n{notes}" if notes else "")
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _tex(text: str) -> str:
@@ -141,7 +155,11 @@ def to_latex(p: Pivot) -> str:
         lines.append("% " + p.caption)
     lines += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(_tex(c) for c in header) + " \\\\", "\\midrule"]
     for r in body:
-        cells = [_tex(r[0]), _tex(r[1]), *(c.replace("–", "--").replace("(n=", "($n$=").replace(" *", "$^*$") for c in r[2:])]
+        cells = [
+            _tex(r[0]),
+            _tex(r[1]),
+            *(c.replace("–", "--").replace("(n=", "($n$=").replace(" *", "$^*$") for c in r[2:]),
+        ]
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     lines += [f"% {n}" for n in p.notes]
@@ -156,7 +174,13 @@ def to_csv(p: Pivot) -> str:
     w = csv.writer(buf, lineterminator="\n")
     ci = p.has_intervals()
     extra = ("ci_low", "ci_high", "ci_method") if ci else ()
-    w.writerow([p.row_header, "seeds", *(x for label, _ in p.columns for x in (label, f"{label} std", *(f"{label} {e}" for e in extra)))])
+    w.writerow(
+        [
+            p.row_header,
+            "seeds",
+            *(x for label, _ in p.columns for x in (label, f"{label} std", *(f"{label} {e}" for e in extra))),
+        ]
+    )
     for row in p.rows:
         out: list[Any] = [row, p.seeds(row)]
         for label, _ in p.columns:
@@ -203,12 +227,19 @@ def select(
     if ms is None and kind is None and dets is None and sets is None:
         return None
     sel = [
-        r for r in recs
-        if (ms is None or r["metric"] in ms) and (kind is None or r["kind"] == kind)
-        and (dets is None or r["detector"] in dets) and (sets is None or r["dataset"] in sets)
+        r
+        for r in recs
+        if (ms is None or r["metric"] in ms)
+        and (kind is None or r["kind"] == kind)
+        and (dets is None or r["detector"] in dets)
+        and (sets is None or r["dataset"] in sets)
     ]
     if not sel:
-        what = ", ".join(f"{k}={v}" for k, v in (("metric", metrics), ("kind", kind), ("detector", detector), ("dataset", dataset)) if v)
+        what = ", ".join(
+            f"{k}={v}"
+            for k, v in (("metric", metrics), ("kind", kind), ("detector", detector), ("dataset", dataset))
+            if v
+        )
         known = sorted({r["metric"] for r in recs})
         raise RulabError(f"no stored results match {what}; stored metrics: {', '.join(known) or '(none)'}")
     return sel

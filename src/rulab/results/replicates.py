@@ -52,7 +52,9 @@ class ArrayReplicates:
     as :class:`rulab.results.aggregate.Measure` leaves them out of the value.
     """
 
-    def __init__(self, runs: Iterable[Mapping[str, Any]] = (), files: Mapping[str, str | os.PathLike[str]] | None = None) -> None:
+    def __init__(
+        self, runs: Iterable[Mapping[str, Any]] = (), files: Mapping[str, str | os.PathLike[str]] | None = None
+    ) -> None:
         self._runs = {r["run_id"]: r for r in runs}
         self._files = {k: Path(v) for k, v in (files or {}).items()}
         self._cache: dict[tuple[str, str], Any] = {}

@@ -146,7 +146,13 @@ class ReadReport:
         if self.skipped:
             parts.append(f"skipped {len(self.skipped)} malformed row(s) (first: {self.skipped[0]})")
         if self.emptied:
-            parts.append(f"read {len(self.emptied)} run field(s) that are not JSON objects as empty (first: {self.emptied[0]})")
+            parts.append(
+                f"read {len(self.emptied)} run field(s) that are not JSON objects as empty (first: {self.emptied[0]})"
+            )
         if not parts:
             return ""
-        return f"{self.where}: " + " and ".join(parts) + "; rulab never writes such rows, so repair or delete them (or re-run the evaluation)"
+        return (
+            f"{self.where}: "
+            + " and ".join(parts)
+            + "; rulab never writes such rows, so repair or delete them (or re-run the evaluation)"
+        )

@@ -76,9 +76,28 @@ DEFAULT_DB = "runs/results.db"
 STATUSES = ("running", "trained", "finished", "failed")
 
 RUN_COLUMNS = (
-    "run_id", "name", "preset", "method", "model", "dataset", "seed", "config_json", "config_hash", "git_commit",
-    "rulab_version", "torch_version", "device", "checkpoint", "parent_run", "status", "started_at", "finished_at",
-    "dataset_checksums", "study", "claimed_by", "heartbeat_at",
+    "run_id",
+    "name",
+    "preset",
+    "method",
+    "model",
+    "dataset",
+    "seed",
+    "config_json",
+    "config_hash",
+    "git_commit",
+    "rulab_version",
+    "torch_version",
+    "device",
+    "checkpoint",
+    "parent_run",
+    "status",
+    "started_at",
+    "finished_at",
+    "dataset_checksums",
+    "study",
+    "claimed_by",
+    "heartbeat_at",
 )
 RESULT_COLUMNS = ("run_id", *KEY_COLUMNS, "value", "n", "extra_json", "ci_low", "ci_high", "ci_method")
 CI_COLUMNS = ("ci_low", "ci_high", "ci_method")
@@ -160,18 +179,24 @@ def _now() -> str:
 def _value_in(v: Any, what: str = "value") -> float | None:
     """A value to store: a real number (NaN → ``NULL``); anything else is refused before the write."""
     if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
-        raise StoreError(f"cannot store the {what} {brief(v)}: it is not a number; rows hold real numbers (NaN for undefined), so nothing was written")
+        raise StoreError(
+            f"cannot store the {what} {brief(v)}: it is not a number; rows hold real numbers (NaN for undefined), so nothing was written"
+        )
     try:
         f = float(v)
     except (TypeError, ValueError, OverflowError):
-        raise StoreError(f"cannot store the {what} {brief(v)}: it is not a real number; rows hold real numbers (NaN for undefined), so nothing was written") from None
+        raise StoreError(
+            f"cannot store the {what} {brief(v)}: it is not a real number; rows hold real numbers (NaN for undefined), so nothing was written"
+        ) from None
     return None if math.isnan(f) else f
 
 
 def _text_in(v: Any, column: str, required: bool = False) -> str:
     """A key column to store: text (``None`` → ``''``, "none"); anything else is refused before the write."""
     if required and not v:
-        raise StoreError(f"cannot store a row without a {column} name; every row needs a kind and a metric name; nothing was written")
+        raise StoreError(
+            f"cannot store a row without a {column} name; every row needs a kind and a metric name; nothing was written"
+        )
     if v is None:
         return ""
     if not isinstance(v, str):
@@ -200,7 +225,9 @@ def _extra_in(extra: Any) -> str:
     try:
         return json.dumps(extra, sort_keys=True, default=str)
     except (TypeError, ValueError, RecursionError) as err:
-        raise StoreError(f"cannot store extra = {brief(extra)} as JSON ({type(err).__name__}); give plain numbers, text, lists and mappings") from None
+        raise StoreError(
+            f"cannot store extra = {brief(extra)} as JSON ({type(err).__name__}); give plain numbers, text, lists and mappings"
+        ) from None
 
 
 def _claim_live(claimed_by: str, heartbeat_at: float | None, stale_after: float) -> bool:
@@ -267,7 +294,9 @@ class ResultStore:
         >>> store.finish_run(run_id)
     """
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_DB, timeout: float = 30.0, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] = DEFAULT_DB, timeout: float = 30.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.timeout = float(timeout)
         self.read_only = bool(read_only)
@@ -291,7 +320,9 @@ class ResultStore:
                 "(this write was not stored; earlier rows are kept)"
             )
         if code.startswith("SQLITE_READONLY") or "readonly database" in text:
-            return StoreError(f"cannot write the results database {self.path} (read-only or no permission); make it writable or pass another --db")
+            return StoreError(
+                f"cannot write the results database {self.path} (read-only or no permission); make it writable or pass another --db"
+            )
         if code.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or "unable to open" in text:
             return StoreError(
                 f"cannot open the results database {self.path} for writing (its directory is read-only, not writable by you, or missing); "
@@ -306,17 +337,23 @@ class ResultStore:
             return StoreError(
                 f"{self.path} is not a readable rulab results database ({err}); move it aside (nothing is deleted) and run again, or pass another --db"
             )
-        return StoreError(f"the results database {self.path} failed ({text}); check the file and the disk, or pass another --db")
+        return StoreError(
+            f"the results database {self.path} failed ({text}); check the file and the disk, or pass another --db"
+        )
 
     def _open_read_only(self) -> sqlite3.Connection:
         """A read-only connection (see ``read_only`` in the class docstring); nothing is created or written."""
         if not self.path.is_file():
-            raise StoreError(f"there is no results database at {self.path}; run `rulab study fmnist-default` first or pass --db")
+            raise StoreError(
+                f"there is no results database at {self.path}; run `rulab study fmnist-default` first or pass --db"
+            )
         uri = "file:" + quote(str(self.path.resolve()))
         errors: list[sqlite3.Error] = []
         for params in ("?mode=ro", "?immutable=1"):
             try:
-                con = sqlite3.connect(uri + params, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+                con = sqlite3.connect(
+                    uri + params, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
             except sqlite3.Error as err:
                 errors.append(err)
                 continue
@@ -327,7 +364,9 @@ class ResultStore:
                 con.close()
                 errors.append(err)
                 code = getattr(err, "sqlite_errorname", "") or ""
-                if code.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_PERM")) or "unable to open" in str(err):
+                if code.startswith(
+                    ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_PERM")
+                ) or "unable to open" in str(err):
                     continue  # the -shm index cannot be made here (read-only directory, full disk): try immutable
                 break
             if params == "?immutable=1":
@@ -336,14 +375,19 @@ class ResultStore:
                     warnings.warn(
                         f"read {self.path} without its write-ahead log {wal.name} (the directory cannot be written), so the newest rows "
                         "may be missing; copy the database with its -wal and -shm files to a writable directory to read them all",
-                        RulabWarning, stacklevel=4,
+                        RulabWarning,
+                        stacklevel=4,
                     )
             if version > SCHEMA_VERSION:
                 con.close()
-                raise StoreError(f"{self.path} was written by a newer rulab (schema {version}, this one reads {SCHEMA_VERSION}); upgrade rulab or use another --db")
+                raise StoreError(
+                    f"{self.path} was written by a newer rulab (schema {version}, this one reads {SCHEMA_VERSION}); upgrade rulab or use another --db"
+                )
             if version == 0:
                 con.close()
-                raise StoreError(f"{self.path} is a SQLite file without rulab results (no rulab schema); pass the --db that `rulab study` or `rulab eval --db` wrote")
+                raise StoreError(
+                    f"{self.path} is a SQLite file without rulab results (no rulab schema); pass the --db that `rulab study` or `rulab eval --db` wrote"
+                )
             return con
         raise self._bad_file(errors[-1]) from None
 
@@ -359,7 +403,9 @@ class ResultStore:
         except sqlite3.Error as err:
             raise self._bad_file(err) from None
         except OSError as err:
-            raise StoreError(f"cannot open the results database {self.path} ({err.strerror or err}); check the path and its permissions") from None
+            raise StoreError(
+                f"cannot open the results database {self.path} ({err.strerror or err}); check the path and its permissions"
+            ) from None
         try:
             con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             self._retry(lambda: con.execute("PRAGMA journal_mode = WAL").fetchone())
@@ -375,7 +421,9 @@ class ResultStore:
         return con
 
     def _locked(self) -> StoreError:
-        return StoreError(f"the results database {self.path} stayed locked by another process for {self.timeout:g} s; wait for it to finish or use another --db")
+        return StoreError(
+            f"the results database {self.path} stayed locked by another process for {self.timeout:g} s; wait for it to finish or use another --db"
+        )
 
     def _retry(self, fn: Any) -> Any:
         """Run ``fn``, retrying 'database is locked' until the timeout (for pragmas that skip the busy handler)."""
@@ -397,14 +445,18 @@ class ResultStore:
         if 1 <= version <= SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} was written by a newer rulab (schema {version}, this one reads {SCHEMA_VERSION}); upgrade rulab or use another --db")
+            raise StoreError(
+                f"{self.path} was written by a newer rulab (schema {version}, this one reads {SCHEMA_VERSION}); upgrade rulab or use another --db"
+            )
         self._retry(lambda: con.execute("BEGIN IMMEDIATE"))
         try:
             version = con.execute("PRAGMA user_version").fetchone()[0]  # another process may have created it meanwhile
             if version == 0:
                 tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 if tables & {"runs", "results", "curves"}:
-                    raise StoreError(f"{self.path} holds tables named runs/results/curves that rulab did not create; pass another --db")
+                    raise StoreError(
+                        f"{self.path} holds tables named runs/results/curves that rulab did not create; pass another --db"
+                    )
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         con.execute(stmt)
@@ -443,7 +495,9 @@ class ResultStore:
         """One write transaction (``BEGIN IMMEDIATE``: waits for other writers, then holds the lock); an older file is
         migrated in place first, within the same transaction."""
         if self.read_only:
-            raise StoreError(f"the results database {self.path} was opened read-only; open it with ResultStore(path) to write")
+            raise StoreError(
+                f"the results database {self.path} was opened read-only; open it with ResultStore(path) to write"
+            )
         con = self._con()
         try:
             self._retry(lambda: con.execute("BEGIN IMMEDIATE"))
@@ -525,8 +579,12 @@ class ResultStore:
             "run_id": run_id,
             "name": name,
             "preset": str(d.get("preset", "")),
-            "method": str((d.get("method") or {}).get("name", "")) if isinstance(d.get("method"), Mapping) else str(d.get("method", "")),
-            "model": str((d.get("model") or {}).get("name", "")) if isinstance(d.get("model"), Mapping) else str(d.get("model", "")),
+            "method": str((d.get("method") or {}).get("name", ""))
+            if isinstance(d.get("method"), Mapping)
+            else str(d.get("method", "")),
+            "model": str((d.get("model") or {}).get("name", ""))
+            if isinstance(d.get("model"), Mapping)
+            else str(d.get("model", "")),
             "dataset": str((d.get("data") or {}).get("dataset", "")) if isinstance(d.get("data"), Mapping) else "",
             "seed": None if d.get("seed") is None else _n_in(d.get("seed"), "seed"),
             "config_json": json.dumps(d, sort_keys=True, default=str) if d else "{}",
@@ -544,7 +602,19 @@ class ResultStore:
             "study": study,
         }
         cols = list(values)
-        keep_if_empty = ("git_commit", "rulab_version", "torch_version", "device", "checkpoint", "parent_run", "study", "preset", "method", "model", "dataset")
+        keep_if_empty = (
+            "git_commit",
+            "rulab_version",
+            "torch_version",
+            "device",
+            "checkpoint",
+            "parent_run",
+            "study",
+            "preset",
+            "method",
+            "model",
+            "dataset",
+        )
         updates = []
         for c in cols:
             if c in ("run_id", "started_at"):
@@ -567,7 +637,11 @@ class ResultStore:
         return run_id
 
     def finish_run(
-        self, run_id: str, status: str = "finished", checkpoint: str | None = None, meta: Mapping[str, Any] | None = None,
+        self,
+        run_id: str,
+        status: str = "finished",
+        checkpoint: str | None = None,
+        meta: Mapping[str, Any] | None = None,
         finished_at: str | None = None,
     ) -> None:
         """Mark a run ``status`` (``finished``, ``trained`` or ``failed``) and stamp ``finished_at``; ``finished`` and
@@ -581,7 +655,10 @@ class ResultStore:
         """
         if status not in STATUSES:
             raise StoreError(f"run status must be one of {', '.join(STATUSES)}, got '{status}'")
-        sets: dict[str, Any] = {"status": status, "finished_at": (finished_at or _now()) if status in ("finished", "trained", "failed") else None}
+        sets: dict[str, Any] = {
+            "status": status,
+            "finished_at": (finished_at or _now()) if status in ("finished", "trained", "failed") else None,
+        }
         if status in ("finished", "failed"):
             sets["claimed_by"] = ""
         if checkpoint is not None:
@@ -590,7 +667,9 @@ class ResultStore:
             if meta and meta.get(key):
                 sets[key] = str(meta[key])
         with self._write() as con:
-            cur = con.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in sets)} WHERE run_id = ?", [*sets.values(), run_id])
+            cur = con.execute(
+                f"UPDATE runs SET {', '.join(f'{k} = ?' for k in sets)} WHERE run_id = ?", [*sets.values(), run_id]
+            )
             if cur.rowcount == 0:
                 raise StoreError(f"run '{run_id}' is not in {self.path}; call start_run first")
 
@@ -618,7 +697,9 @@ class ResultStore:
             try:
                 out.append(parse(r))
             except MalformedRow as err:
-                where = f"run '{r.get('run_id')}'" + (f", metric '{r.get('metric')}'" if isinstance(r.get("metric"), str) else "")
+                where = f"run '{r.get('run_id')}'" + (
+                    f", metric '{r.get('metric')}'" if isinstance(r.get("metric"), str) else ""
+                )
                 report.skipped.append(f"{what} row {i + 1} of the query ({where}): {err}")
         self._report(report)
         return out
@@ -641,7 +722,9 @@ class ResultStore:
         """
         now = time.time()
         with self._write() as con:
-            row = con.execute("SELECT claimed_by, heartbeat_at, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = con.execute(
+                "SELECT claimed_by, heartbeat_at, status FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
             if row is None:
                 con.execute(
                     "INSERT INTO runs (run_id, name, status, claimed_by, heartbeat_at, started_at) VALUES (?, ?, 'running', ?, ?, ?)",
@@ -653,13 +736,18 @@ class ResultStore:
                 return False
             if status == "finished" and not force:
                 return False
-            con.execute("UPDATE runs SET claimed_by = ?, heartbeat_at = ?, status = 'running' WHERE run_id = ?", (owner, now, run_id))
+            con.execute(
+                "UPDATE runs SET claimed_by = ?, heartbeat_at = ?, status = 'running' WHERE run_id = ?",
+                (owner, now, run_id),
+            )
             return True
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
         """Refresh ``owner``'s claim on a run; ``False`` if the claim was lost (taken over as stale)."""
         with self._write() as con:
-            cur = con.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND claimed_by = ?", (time.time(), run_id, owner))
+            cur = con.execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND claimed_by = ?", (time.time(), run_id, owner)
+            )
             return cur.rowcount == 1
 
     def release(self, run_id: str, owner: str, status: str | None = None) -> None:
@@ -668,7 +756,10 @@ class ResultStore:
             if status is None:
                 con.execute("UPDATE runs SET claimed_by = '' WHERE run_id = ? AND claimed_by = ?", (run_id, owner))
             else:
-                con.execute("UPDATE runs SET claimed_by = '', status = ? WHERE run_id = ? AND claimed_by = ?", (status, run_id, owner))
+                con.execute(
+                    "UPDATE runs SET claimed_by = '', status = ? WHERE run_id = ? AND claimed_by = ?",
+                    (status, run_id, owner),
+                )
 
     def claim_holder(self, run_id: str, stale_after: float = 120.0) -> str:
         """The live owner of a run's claim, or ``""``."""
@@ -689,12 +780,21 @@ class ResultStore:
             StoreError: the run is not in the database (call :meth:`start_run` first).
         """
         rows = [
-            (run_id, _text_in(r.kind, "kind", required=True), _text_in(r.dataset, "dataset"), _text_in(r.shift, "shift"), _text_in(r.severity, "severity"),
-             _text_in(r.detector, "detector"), _text_in(r.metric, "metric", required=True), _value_in(r.value, f"value of metric '{r.metric}'"),
-             _n_in(r.n), _extra_in(r.extra),
-             _value_in(getattr(r, "ci_low", math.nan), f"interval of metric '{r.metric}'"),
-             _value_in(getattr(r, "ci_high", math.nan), f"interval of metric '{r.metric}'"),
-             _text_in(getattr(r, "ci_method", "") or "", "ci_method"))
+            (
+                run_id,
+                _text_in(r.kind, "kind", required=True),
+                _text_in(r.dataset, "dataset"),
+                _text_in(r.shift, "shift"),
+                _text_in(r.severity, "severity"),
+                _text_in(r.detector, "detector"),
+                _text_in(r.metric, "metric", required=True),
+                _value_in(r.value, f"value of metric '{r.metric}'"),
+                _n_in(r.n),
+                _extra_in(r.extra),
+                _value_in(getattr(r, "ci_low", math.nan), f"interval of metric '{r.metric}'"),
+                _value_in(getattr(r, "ci_high", math.nan), f"interval of metric '{r.metric}'"),
+                _text_in(getattr(r, "ci_method", "") or "", "ci_method"),
+            )
             for r in table
         ]
         sql = (
@@ -717,8 +817,12 @@ class ResultStore:
                 con.executemany(sql, rows)
         except sqlite3.IntegrityError as err:
             if "FOREIGN KEY" in str(err):
-                raise StoreError(f"run '{run_id}' is not in {self.path}; call start_run before writing its {what}") from None
-            raise StoreError(f"cannot store the {what} of run '{run_id}' ({err}); every row needs a kind and a metric name; nothing was written") from None
+                raise StoreError(
+                    f"run '{run_id}' is not in {self.path}; call start_run before writing its {what}"
+                ) from None
+            raise StoreError(
+                f"cannot store the {what} of run '{run_id}' ({err}); every row needs a kind and a metric name; nothing was written"
+            ) from None
         return len(rows)
 
     def write_curves(self, run_id: str, history: Iterable[Mapping[str, Any]]) -> int:
@@ -742,22 +846,32 @@ class ResultStore:
         (NaN when there is no interval, and in a schema-1 file, which is read as it is) and ``ci_method`` (``''``).
         """
         res_filters = {k: v for k, v in filters.items() if k in RESULT_COLUMNS}
-        run_filters = {("dataset" if k == "train_dataset" else k): v for k, v in filters.items() if k not in RESULT_COLUMNS}
+        run_filters = {
+            ("dataset" if k == "train_dataset" else k): v for k, v in filters.items() if k not in RESULT_COLUMNS
+        }
         w1, a1 = _where(res_filters, RESULT_COLUMNS, "r")
         w2, a2 = _where(run_filters, RUN_COLUMNS, "u")
         where = " AND ".join(x for x in (w1.replace(" WHERE ", "", 1), w2.replace(" WHERE ", "", 1)) if x)
         sql = (
             "SELECT r.run_id, u.name, u.preset, u.method, u.model, u.seed, u.study, u.dataset AS train_dataset, u.status, "
             "r.kind, r.dataset, r.shift, r.severity, r.detector, r.metric, r.value, r.n, r.extra_json, "
-            + ("r.ci_low, r.ci_high, r.ci_method " if self._has_ci() else "NULL AS ci_low, NULL AS ci_high, '' AS ci_method ")
-            + "FROM results r JOIN runs u ON u.run_id = r.run_id" + (f" WHERE {where}" if where else "") + " ORDER BY u.rowid, r.rowid"
+            + (
+                "r.ci_low, r.ci_high, r.ci_method "
+                if self._has_ci()
+                else "NULL AS ci_low, NULL AS ci_high, '' AS ci_method "
+            )
+            + "FROM results r JOIN runs u ON u.run_id = r.run_id"
+            + (f" WHERE {where}" if where else "")
+            + " ORDER BY u.rowid, r.rowid"
         )
         recs = self._parsed(self._read(sql, [*a1, *a2]), parse_result, "result")
         if frame:
             try:
                 import pandas as pd
             except ImportError:
-                raise StoreError("results(frame=True) needs pandas; install it with: pip install 'rulab[report]'") from None
+                raise StoreError(
+                    "results(frame=True) needs pandas; install it with: pip install 'rulab[report]'"
+                ) from None
             return pd.DataFrame(recs)
         return recs
 
@@ -765,10 +879,24 @@ class ResultStore:
         """The stored results of one run as a :class:`~rulab.results.table.ResultTable` (``meta`` = the run row)."""
         run = self.run(run_id)
         if run is None:
-            raise StoreError(f"run '{run_id}' is not in {self.path}; `rulab results --db {self.path}` lists what is stored")
+            raise StoreError(
+                f"run '{run_id}' is not in {self.path}; `rulab results --db {self.path}` lists what is stored"
+            )
         rows = [
-            Row(r["kind"], r["metric"], r["value"], r["dataset"], r["shift"], r["severity"], r["detector"], r["n"], r["extra"],
-                r["ci_low"], r["ci_high"], r["ci_method"])
+            Row(
+                r["kind"],
+                r["metric"],
+                r["value"],
+                r["dataset"],
+                r["shift"],
+                r["severity"],
+                r["detector"],
+                r["n"],
+                r["extra"],
+                r["ci_low"],
+                r["ci_high"],
+                r["ci_method"],
+            )
             for r in self.results(run_id=run_id)
         ]
         return ResultTable(rows, meta=run)
@@ -776,7 +904,9 @@ class ResultStore:
     def curves(self, **filters: Any) -> list[dict[str, Any]]:
         """Stored curve points ``{run_id, epoch, split, metric, value}`` matching column filters, by run and epoch."""
         where, args = _where(filters, CURVE_COLUMNS, "curves")
-        rows = self._read(f"SELECT run_id, epoch, split, metric, value FROM curves{where} ORDER BY run_id, epoch, split, metric", args)
+        rows = self._read(
+            f"SELECT run_id, epoch, split, metric, value FROM curves{where} ORDER BY run_id, epoch, split, metric", args
+        )
         return self._parsed(rows, parse_curve, "curve")
 
     def counts(self) -> dict[str, int]:

@@ -95,7 +95,9 @@ class ResultTable:
     Adding a row whose key (kind, dataset, shift, severity, detector, metric) already exists replaces it.
     """
 
-    def __init__(self, rows: Iterable[Row] = (), meta: dict[str, Any] | None = None, arrays: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, rows: Iterable[Row] = (), meta: dict[str, Any] | None = None, arrays: dict[str, Any] | None = None
+    ) -> None:
         self._rows: dict[tuple[str, ...], Row] = {}
         self.meta: dict[str, Any] = dict(meta or {})
         #: raw arrays behind the numbers (scores per detector and set, logits, curves), keyed like
@@ -121,16 +123,38 @@ class ResultTable:
         return dict(load_file(str(path)))
 
     def add(
-        self, kind: str, metric: str, value: float, dataset: str = "", shift: str = "", severity: Any = "",
-        detector: str = "", n: int = 0, extra: dict[str, Any] | None = None,
-        ci_low: float = math.nan, ci_high: float = math.nan, ci_method: str = "",
+        self,
+        kind: str,
+        metric: str,
+        value: float,
+        dataset: str = "",
+        shift: str = "",
+        severity: Any = "",
+        detector: str = "",
+        n: int = 0,
+        extra: dict[str, Any] | None = None,
+        ci_low: float = math.nan,
+        ci_high: float = math.nan,
+        ci_method: str = "",
     ) -> Row:
         """Append one number (a float; NaN is allowed and means "undefined", e.g. too few examples), optionally with
         its interval ``[ci_low, ci_high]`` and how that was computed (``ci_method``)."""
         if kind not in KINDS:
             raise InputError(f"result kind must be one of {', '.join(KINDS)}, got '{kind}'")
-        row = Row(kind, metric, float(value), dataset, shift, _sev(severity), detector, int(n), dict(extra or {}),
-                  float(ci_low), float(ci_high), str(ci_method or ""))
+        row = Row(
+            kind,
+            metric,
+            float(value),
+            dataset,
+            shift,
+            _sev(severity),
+            detector,
+            int(n),
+            dict(extra or {}),
+            float(ci_low),
+            float(ci_high),
+            str(ci_method or ""),
+        )
         self._rows[row.key] = row
         return row
 
@@ -225,7 +249,20 @@ class ResultTable:
         recs = self.records()
         for r in recs:
             r["extra"] = json.dumps(r["extra"], sort_keys=True) if r["extra"] else ""
-        cols = ["kind", "dataset", "shift", "severity", "detector", "metric", "value", "n", "extra", "ci_low", "ci_high", "ci_method"]
+        cols = [
+            "kind",
+            "dataset",
+            "shift",
+            "severity",
+            "detector",
+            "metric",
+            "value",
+            "n",
+            "extra",
+            "ci_low",
+            "ci_high",
+            "ci_method",
+        ]
         return pd.DataFrame(recs, columns=cols)
 
     def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -265,9 +302,13 @@ class ResultTable:
             lines.append("  " + f"{'':<14}" + "".join(f"{m:>{w}}" for m, w in zip(names, widths)))
             for g, rows in groups.items():
                 label = {"-": "raw", "ts": "temp-scaled"}.get(g, g)
-                lines.append("  " + f"{label:<14}" + "".join(f"{_fmt(_value(rows.get(m))):>{w}}" for m, w in zip(names, widths)))
+                lines.append(
+                    "  " + f"{label:<14}" + "".join(f"{_fmt(_value(rows.get(m))):>{w}}" for m, w in zip(names, widths))
+                )
                 if any(r.has_interval for r in rows.values()):
-                    lines.append("  " + f"{'':<14}" + "".join(f"{bounds(rows.get(m)):>{w}}" for m, w in zip(names, widths)))
+                    lines.append(
+                        "  " + f"{'':<14}" + "".join(f"{bounds(rows.get(m)):>{w}}" for m, w in zip(names, widths))
+                    )
         ood = self.filter(kind="ood")
         if len(ood):
             dets = list(detectors) if detectors else sorted({r.detector for r in ood})
@@ -275,14 +316,20 @@ class ResultTable:
             metrics = [m.name for m in catalog.metrics("detection") if m.summary]
             w = max(16, cw)
             lines.append("OOD detection (AUPR at the OOD:ID ratio shown)")
-            lines.append("  " + f"{'ood set':<16}{'detector':<12}" + "".join(f"{m:>{w}}" for m in metrics) + f"{'ratio':>8}")
+            lines.append(
+                "  " + f"{'ood set':<16}{'detector':<12}" + "".join(f"{m:>{w}}" for m in metrics) + f"{'ratio':>8}"
+            )
             for s in sets:
                 for d in dets:
                     cells = {r.metric: r for r in ood if r.dataset == s and r.detector == d}
                     if not any(m in cells for m in metrics):  # e.g. only OOD-calibration rows ("ts")
                         continue
-                    lines.append("  " + f"{s:<16}{d:<12}" + "".join(f"{_fmt(_value(cells.get(m))):>{w}}" for m in metrics)
-                                 + f"{_fmt(_value(cells.get('ood_ratio')), 2):>8}")
+                    lines.append(
+                        "  "
+                        + f"{s:<16}{d:<12}"
+                        + "".join(f"{_fmt(_value(cells.get(m))):>{w}}" for m in metrics)
+                        + f"{_fmt(_value(cells.get('ood_ratio')), 2):>8}"
+                    )
                     if any(cells[m].has_interval for m in metrics if m in cells):
                         lines.append("  " + " " * 28 + "".join(f"{bounds(cells.get(m)):>{w}}" for m in metrics))
         sh = self.filter(kind="shift", metric="acc")

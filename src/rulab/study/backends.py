@@ -77,7 +77,17 @@ class SubmititBackend:
         study: the study's name (job names are ``<study>:<cell>``).
     """
 
-    _ACTIVE = {"PENDING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "RUNNING", "COMPLETING", "STAGE_OUT", "PREEMPTED"}
+    _ACTIVE = {
+        "PENDING",
+        "REQUEUED",
+        "RESIZING",
+        "SUSPENDED",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "STAGE_OUT",
+        "PREEMPTED",
+    }
 
     def __init__(self, cfg: LauncherCfg, folder: Path, study: str) -> None:
         try:
@@ -99,7 +109,9 @@ class SubmititBackend:
         try:
             self.executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
         except RuntimeError as err:  # e.g. no sbatch on this machine
-            raise RulabError(f"cannot submit SLURM jobs from {socket.gethostname()} ({err}); run the study on a SLURM login node") from None
+            raise RulabError(
+                f"cannot submit SLURM jobs from {socket.gethostname()} ({err}); run the study on a SLURM login node"
+            ) from None
         self.executor.update_parameters(**self.parameters())
 
     def parameters(self, dependency: Sequence[str] = ()) -> dict[str, Any]:
@@ -107,8 +119,11 @@ class SubmititBackend:
         s = self.cfg
         tasks = s.tasks_per_node or max(s.gpus_per_node, 1)
         p: dict[str, Any] = {
-            "timeout_min": int(s.timeout_min), "nodes": int(s.nodes), "tasks_per_node": int(tasks),
-            "cpus_per_task": int(s.cpus_per_task), "gpus_per_node": int(s.gpus_per_node),
+            "timeout_min": int(s.timeout_min),
+            "nodes": int(s.nodes),
+            "tasks_per_node": int(tasks),
+            "cpus_per_task": int(s.cpus_per_task),
+            "gpus_per_node": int(s.gpus_per_node),
             "slurm_array_parallelism": int(s.array_parallelism) or 256,
             "slurm_additional_parameters": {"kill-on-invalid-dep": "yes", **dict(s.additional)},
         }
@@ -129,6 +144,7 @@ class SubmititBackend:
         One job per cell, waiting (``afterok``) for its own parents; with ``array_parallelism``, the cells of one call
         (the driver submits one dependency level at a time) as one job array waiting for all their parents.
         """
+
         def deps(parents: Sequence[Handle]) -> list[str]:
             return sorted({p.job_id for p in parents}) if self.holds_dependencies else []
 
@@ -198,13 +214,19 @@ class SubmititBackend:
         if exc is None:
             return Poll("done")
         if isinstance(exc, self.submitit.core.utils.FailedJobError):
-            return Poll("done", _last_line(str(exc).split("----------------------")[1] if "------" in str(exc) else str(exc)))
+            return Poll(
+                "done", _last_line(str(exc).split("----------------------")[1] if "------" in str(exc) else str(exc))
+            )
         state = ""
         try:
             state = str(job.state)
         except Exception:  # noqa: BLE001
             pass
-        return Poll("done", f"the job ended without a result (state {state or 'unknown'}: killed, timed out or its node failed)", died=True)
+        return Poll(
+            "done",
+            f"the job ended without a result (state {state or 'unknown'}: killed, timed out or its node failed)",
+            died=True,
+        )
 
     def cancel(self, handle: Handle) -> None:
         try:
@@ -250,7 +272,9 @@ class RayBackend:
                 ray.init(**kw)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 where = f"the Ray cluster at {self.cfg.address}" if self.cfg.address else "a local Ray instance"
-                raise RulabError(f"cannot start or join {where} ({_last_line(str(err))}); check launcher.ray.address") from None
+                raise RulabError(
+                    f"cannot start or join {where} ({_last_line(str(err))}); check launcher.ray.address"
+                ) from None
             self.started = True
         self.remote = ray.remote(run_cell_job)
 
@@ -258,7 +282,10 @@ class RayBackend:
         out = []
         for job, parents in items:
             ref = self.remote.options(
-                num_cpus=self.cfg.num_cpus, num_gpus=self.cfg.num_gpus, max_retries=self.retries, retry_exceptions=False,
+                num_cpus=self.cfg.num_cpus,
+                num_gpus=self.cfg.num_gpus,
+                max_retries=self.retries,
+                retry_exceptions=False,
                 name=f"{job.study}:{job.cell.cfg.name}",
             ).remote(job, *[p.obj for p in parents])
             out.append(Handle(ref.task_id().hex()[:16], ref))
@@ -279,7 +306,9 @@ class RayBackend:
             text = f"{type(cause).__name__}: {cause}" if cause is not None else _last_line(str(err))
             return Poll("done", text.splitlines()[0] if text else "the task failed")
         except ray.exceptions.RayError as err:
-            return Poll("done", f"the worker died ({type(err).__name__}; Ray retried it {self.retries} time(s))", died=True)
+            return Poll(
+                "done", f"the worker died ({type(err).__name__}; Ray retried it {self.retries} time(s))", died=True
+            )
         return Poll("done")
 
     def cancel(self, handle: Handle) -> None:

@@ -198,10 +198,20 @@ def work_cell(
             f"evaluation {duration(time.time() - t0 - t_train)})"
         )
     return CellRecord(
-        run_id=cell.run_id, name=cfg.name, config_hash=config_hash(cfg), status="finished" if cell.evaluate else "trained",
-        started_at=started, finished_at=now_iso(), provenance=prov, meta={k: meta[k] for k in _META_KEYS if meta.get(k)},
-        history=list(meta.get("history", [])), dataset_checksums=dataset_checksums(cfg), rows=rows,
-        host=socket.gethostname(), pid=os.getpid(), seconds={"train": t_train, "evaluate": time.time() - t0 - t_train},
+        run_id=cell.run_id,
+        name=cfg.name,
+        config_hash=config_hash(cfg),
+        status="finished" if cell.evaluate else "trained",
+        started_at=started,
+        finished_at=now_iso(),
+        provenance=prov,
+        meta={k: meta[k] for k in _META_KEYS if meta.get(k)},
+        history=list(meta.get("history", [])),
+        dataset_checksums=dataset_checksums(cfg),
+        rows=rows,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        seconds={"train": t_train, "evaluate": time.time() - t0 - t_train},
     )
 
 
@@ -258,12 +268,19 @@ def ingest(store: ResultStore, cell: StudyCell, study: str, record: CellRecord) 
         return False
     checkpoint = str(cell.checkpoint)
     store.start_run(
-        cell.cfg, run_id=cell.run_id, study=study, parent_run=cell.parents[0] if cell.parents else "",
-        meta=record.provenance, dataset_checksums=record.dataset_checksums, checkpoint=checkpoint,
+        cell.cfg,
+        run_id=cell.run_id,
+        study=study,
+        parent_run=cell.parents[0] if cell.parents else "",
+        meta=record.provenance,
+        dataset_checksums=record.dataset_checksums,
+        checkpoint=checkpoint,
         started_at=record.started_at,
     )
     store.write_curves(cell.run_id, record.history)
     if record.rows:
         store.write_results(cell.run_id, record.table())
-    store.finish_run(cell.run_id, record.status, checkpoint=checkpoint, meta=record.meta, finished_at=record.finished_at)
+    store.finish_run(
+        cell.run_id, record.status, checkpoint=checkpoint, meta=record.meta, finished_at=record.finished_at
+    )
     return True

@@ -131,7 +131,9 @@ class DriverLock:
             with os.fdopen(fd, "w") as fh:
                 json.dump(self.me, fh)
             return
-        raise RulabError(f"cannot take the driver lock {self.path}; remove it if no driver of study '{self.study}' is running")
+        raise RulabError(
+            f"cannot take the driver lock {self.path}; remove it if no driver of study '{self.study}' is running"
+        )
 
     def refresh(self) -> None:
         with contextlib.suppress(OSError):
@@ -171,15 +173,19 @@ def _token(state_dir: Path) -> str:
 
 class _Driver:
     def __init__(
-        self, study: str, cells: Sequence[StudyCell], launcher: LauncherCfg, store: ResultStore, evaluate: Evaluator,
-        state_dir: Path, log: Callable[[str], None],
+        self,
+        study: str,
+        cells: Sequence[StudyCell],
+        launcher: LauncherCfg,
+        store: ResultStore,
+        evaluate: Evaluator,
+        state_dir: Path,
+        log: Callable[[str], None],
     ) -> None:
         self.study, self.cells, self.launcher, self.store, self.evaluate = study, list(cells), launcher, store, evaluate
         self.state_dir, self.log = state_dir, log
         self.by_id = {c.run_id: c for c in self.cells}
-        self.states = {
-            c.run_id: CellState(c.cfg.name, c.run_id, str(c.run_dir), list(c.parents)) for c in self.cells
-        }
+        self.states = {c.run_id: CellState(c.cfg.name, c.run_id, str(c.run_dir), list(c.parents)) for c in self.cells}
         self.handles: dict[str, Handle] = {}
         self.backend: Any = None
         self.token = ""
@@ -189,13 +195,21 @@ class _Driver:
     # ----------------------------------------------------------------------------------------- state file
 
     def save(self) -> None:
-        counts = {k: sum(s.state == k for s in self.states.values()) for k in ("pending", "queued", "running", "finished", "failed")}
-        atomic_write_json(self.state_dir / STATE_FILE, {
-            "study": self.study, "launcher": launcher_dict(self.launcher),
-            "backend": getattr(self.backend, "name", self.launcher.name),
-            "driver": {"host": socket.gethostname(), "pid": os.getpid(), "updated": time.time()},
-            "counts": counts, "cells": [asdict(self.states[c.run_id]) for c in self.cells],
-        })
+        counts = {
+            k: sum(s.state == k for s in self.states.values())
+            for k in ("pending", "queued", "running", "finished", "failed")
+        }
+        atomic_write_json(
+            self.state_dir / STATE_FILE,
+            {
+                "study": self.study,
+                "launcher": launcher_dict(self.launcher),
+                "backend": getattr(self.backend, "name", self.launcher.name),
+                "driver": {"host": socket.gethostname(), "pid": os.getpid(), "updated": time.time()},
+                "counts": counts,
+                "cells": [asdict(self.states[c.run_id]) for c in self.cells],
+            },
+        )
 
     def _set(self, s: CellState, state: str, **kw: Any) -> None:
         changed = s.state != state
@@ -236,7 +250,12 @@ class _Driver:
                 handle = self.backend.adopt(str(old["job_id"]))
                 if handle is not None:
                     self.handles[cell.run_id] = handle
-                    s.job_id, s.attempts, s.submission, s.log = handle.job_id, int(old.get("attempts", 1)), str(old.get("submission", "")), handle.log
+                    s.job_id, s.attempts, s.submission, s.log = (
+                        handle.job_id,
+                        int(old.get("attempts", 1)),
+                        str(old.get("submission", "")),
+                        handle.log,
+                    )
                     self._set(s, "queued", note="submitted by an earlier driver")
                     self.log(f"{s.name}: watching job {s.job_id} again (submitted by an earlier driver)")
                     continue
@@ -249,7 +268,9 @@ class _Driver:
             return "failed"
         if all(st == "finished" for st in states.values()):
             return "ready"
-        if self.backend.holds_dependencies and all(st == "finished" or (st in ACTIVE and p in self.handles) for p, st in states.items()):
+        if self.backend.holds_dependencies and all(
+            st == "finished" or (st in ACTIVE and p in self.handles) for p, st in states.items()
+        ):
             return "ready"
         return "wait"
 
@@ -271,8 +292,21 @@ class _Driver:
                 (cell.run_dir / CELL_FILE).unlink()
             s.attempts += 1
             s.submission = uuid.uuid4().hex[:12]
-            threads = self.launcher.slurm.cpus_per_task if self.launcher.name == "slurm" else max(int(self.launcher.ray.num_cpus), 1)
-            job = CellJob(cell, self.study, self.evaluate, os.getcwd(), str(self.state_dir), self.token, int(threads), s.submission)
+            threads = (
+                self.launcher.slurm.cpus_per_task
+                if self.launcher.name == "slurm"
+                else max(int(self.launcher.ray.num_cpus), 1)
+            )
+            job = CellJob(
+                cell,
+                self.study,
+                self.evaluate,
+                os.getcwd(),
+                str(self.state_dir),
+                self.token,
+                int(threads),
+                s.submission,
+            )
             parents = [self.handles[p] for p in cell.parents if self.states[p].state in ACTIVE and p in self.handles]
             items.append((job, parents))
             cells.append(cell)
@@ -290,7 +324,9 @@ class _Driver:
             s.log, s.error, s.state = handle.log, "", "pending"
             self._set(s, "queued", note="" if s.attempts == 1 else f"attempt {s.attempts}")
             if s.attempts > 1:
-                self.log(f"{s.name}: submitted again (attempt {s.attempts} of {self.launcher.retries + 1}) as job {s.job_id}")
+                self.log(
+                    f"{s.name}: submitted again (attempt {s.attempts} of {self.launcher.retries + 1}) as job {s.job_id}"
+                )
 
     def poll(self) -> None:
         for cell in self.cells:
@@ -331,11 +367,17 @@ class _Driver:
     def _requeue_dependents(self, cell: StudyCell) -> None:
         """Children already submitted against ``cell``'s job (SLURM afterok) wait for the new job instead."""
         for child in self.cells:
-            if cell.run_id in child.parents and self.states[child.run_id].state in ACTIVE and child.run_id in self.handles:
+            if (
+                cell.run_id in child.parents
+                and self.states[child.run_id].state in ACTIVE
+                and child.run_id in self.handles
+            ):
                 self.backend.cancel(self.handles.pop(child.run_id))
                 cs = self.states[child.run_id]
                 cs.state, cs.attempts = "pending", max(cs.attempts - 1, 0)
-                self.log(f"{cs.name}: job {cs.job_id} cancelled; submitted again once its parent's new job is submitted")
+                self.log(
+                    f"{cs.name}: job {cs.job_id} cancelled; submitted again once its parent's new job is submitted"
+                )
 
     def _fail(self, cell: StudyCell, error: str) -> None:
         s = self.states[cell.run_id]
@@ -345,7 +387,10 @@ class _Driver:
                 self._fail(child, f"not run: its parent {s.name} failed")
         with contextlib.suppress(RulabError):
             self.store.start_run(
-                cell.cfg, run_id=cell.run_id, study=self.study, parent_run=cell.parents[0] if cell.parents else "",
+                cell.cfg,
+                run_id=cell.run_id,
+                study=self.study,
+                parent_run=cell.parents[0] if cell.parents else "",
                 checkpoint=str(cell.checkpoint),
             )
             self.store.finish_run(cell.run_id, "failed")
@@ -366,7 +411,10 @@ class _Driver:
                     self.poll()
                     self.save()
                     lock.refresh()
-                    counts = ", ".join(f"{sum(s.state == k for s in self.states.values())} {k}" for k in ("queued", "running", "finished", "failed"))
+                    counts = ", ".join(
+                        f"{sum(s.state == k for s in self.states.values())} {k}"
+                        for k in ("queued", "running", "finished", "failed")
+                    )
                     if counts != last:
                         self.log(counts)
                         last = counts
@@ -380,8 +428,13 @@ class _Driver:
 
 
 def run_cluster(
-    study: str, cells: Sequence[StudyCell], launcher: LauncherCfg, store: ResultStore, evaluate: Evaluator,
-    out_dir: str | Path, log: Callable[[str], None],
+    study: str,
+    cells: Sequence[StudyCell],
+    launcher: LauncherCfg,
+    store: ResultStore,
+    evaluate: Evaluator,
+    out_dir: str | Path,
+    log: Callable[[str], None],
 ) -> tuple[list[str], list[str], list[CellState]]:
     """Run ``cells`` on the cluster back-end of ``launcher`` and ingest them into ``store`` (the module docstring).
 

@@ -95,7 +95,9 @@ def plan_cells(
             is not registered.
     """
     if seeds is not None and len(seeds) == 0:  # an empty list is a mistake, not "the study's own seeds"
-        raise ConfigError(f"no seeds given for study '{study.name}'; pass seeds like --seeds 0,1, or none to run the study's own")
+        raise ConfigError(
+            f"no seeds given for study '{study.name}'; pass seeds like --seeds 0,1, or none to run the study's own"
+        )
     seeds = tuple(check_seed("a seed", s) for s in (seeds if seeds is not None else study.seeds))
     if not seeds:
         raise ConfigError(f"study '{study.name}' has no seeds to run; pass seeds like --seeds 0,1")

@@ -88,7 +88,9 @@ class StudyResult:
     def text(self) -> str:
         """The summary table, the report path and the time, as printed at the end of a study."""
         where = "" if self.launcher == "local" else f" on {self.launcher}"
-        lines = [f"study {self.study}: {len(self.run_ids)} runs{where} ({len(self.ran)} run now, {len(self.skipped)} already finished)"]
+        lines = [
+            f"study {self.study}: {len(self.run_ids)} runs{where} ({len(self.ran)} run now, {len(self.skipped)} already finished)"
+        ]
         if self.summary is not None and self.summary.columns:
             lines.append(to_text(self.summary).rstrip("\n"))
         else:
@@ -113,7 +115,11 @@ def evaluate_run(run_dir: Path, cfg: RunCfg) -> ResultTable:
     """
     e = cfg.eval
     return evaluate_checkpoint(
-        run_dir, benchmark=e.benchmark, shift=e.shift, detectors=list(e.detectors), farconf=e.farconf,
+        run_dir,
+        benchmark=e.benchmark,
+        shift=e.shift,
+        detectors=list(e.detectors),
+        farconf=e.farconf,
         protocol=e.protocol or None,
     )
 
@@ -141,14 +147,21 @@ def _heartbeat(db: Path, run_id: str, owner: str, interval: float) -> Iterator[N
         thread.join(timeout=5)
 
 
-def _run_cell(cell: StudyCell, store: ResultStore, study: Study, evaluate: Evaluator, progress: bool, log: Callable[[str], None]) -> None:
+def _run_cell(
+    cell: StudyCell, store: ResultStore, study: Study, evaluate: Evaluator, progress: bool, log: Callable[[str], None]
+) -> None:
     """Train (or resume), evaluate and store one claimed cell (the ``local`` launcher: this process writes the database)."""
     cfg = cell.cfg
 
     def on_start(prov: dict[str, str]) -> None:
         store.start_run(
-            cfg, run_id=cell.run_id, study=study.name, parent_run=cell.parents[0] if cell.parents else "",
-            meta=prov, dataset_checksums=dataset_checksums(cfg), checkpoint=str(cell.checkpoint),
+            cfg,
+            run_id=cell.run_id,
+            study=study.name,
+            parent_run=cell.parents[0] if cell.parents else "",
+            meta=prov,
+            dataset_checksums=dataset_checksums(cfg),
+            checkpoint=str(cell.checkpoint),
         )
 
     def on_trained(meta: dict[str, Any]) -> None:
@@ -177,12 +190,23 @@ class _Derived:
     run: Callable[[], object]
 
 
-def _derived(study: Study, cells: Sequence[StudyCell], db: Path, out_dir: str, ensemble: bool, mc_dropout: int,
-             log: Callable[[str], None]) -> list[_Derived]:
+def _derived(
+    study: Study,
+    cells: Sequence[StudyCell],
+    db: Path,
+    out_dir: str,
+    ensemble: bool,
+    mc_dropout: int,
+    log: Callable[[str], None],
+) -> list[_Derived]:
     """The derived evaluations of the finished, evaluated cells, in study order (MC dropout per cell, then ensembles)."""
     store = ResultStore(db)
     try:
-        done = [c for c in cells if c.evaluate and c.checkpoint.exists() and (store.run(c.run_id) or {}).get("status") == "finished"]
+        done = [
+            c
+            for c in cells
+            if c.evaluate and c.checkpoint.exists() and (store.run(c.run_id) or {}).get("status") == "finished"
+        ]
     finally:
         store.close()
     jobs: list[_Derived] = []
@@ -192,24 +216,49 @@ def _derived(study: Study, cells: Sequence[StudyCell], db: Path, out_dir: str, e
                 continue
             mc = replace(c.cfg, eval=replace(c.cfg.eval, mc_dropout=mc_dropout))
             name = f"{c.cfg.name}+mc{mc_dropout}"
-            jobs.append(_Derived(name, run_id_for(name, config_hash(mc)), lambda c=c: evaluate_checkpoint(
-                c.run_dir, mc_dropout=mc_dropout, db=db, study=study.name, progress=False)))
+            jobs.append(
+                _Derived(
+                    name,
+                    run_id_for(name, config_hash(mc)),
+                    lambda c=c: evaluate_checkpoint(
+                        c.run_dir, mc_dropout=mc_dropout, db=db, study=study.name, progress=False
+                    ),
+                )
+            )
     if ensemble:
         for preset in study.presets:
             members = [c for c in done if c.preset == preset]
             if len(members) < 2 or len(members) < len([c for c in cells if c.preset == preset and c.evaluate]):
                 if members:
-                    log(f"{preset}: ensemble left out ({len(members)} finished seed(s); it needs every seed, at least two)")
+                    log(
+                        f"{preset}: ensemble left out ({len(members)} finished seed(s); it needs every seed, at least two)"
+                    )
                 continue
             plan = plan_ensemble([c.run_dir for c in members], out_dir=out_dir)
             e = members[0].cfg.eval
-            jobs.append(_Derived(plan.name, plan.run_id, lambda m=members, e=e: evaluate_ensemble(
-                [c.run_dir for c in m], benchmark=e.benchmark, shift=e.shift, farconf=e.farconf, protocol=e.protocol or None,
-                db=db, out_dir=out_dir, study=study.name, progress=False)))
+            jobs.append(
+                _Derived(
+                    plan.name,
+                    plan.run_id,
+                    lambda m=members, e=e: evaluate_ensemble(
+                        [c.run_dir for c in m],
+                        benchmark=e.benchmark,
+                        shift=e.shift,
+                        farconf=e.farconf,
+                        protocol=e.protocol or None,
+                        db=db,
+                        out_dir=out_dir,
+                        study=study.name,
+                        progress=False,
+                    ),
+                )
+            )
     return jobs
 
 
-def _run_derived(jobs: Sequence[_Derived], db: Path, owner: str, stale_after: float, result: StudyResult, log: Callable[[str], None]) -> None:
+def _run_derived(
+    jobs: Sequence[_Derived], db: Path, owner: str, stale_after: float, result: StudyResult, log: Callable[[str], None]
+) -> None:
     """Run each derived evaluation that is not finished yet and that no other process holds."""
     store = ResultStore(db)
     try:
@@ -292,7 +341,9 @@ def run_study(
     launcher_items = [o for o in overrides if o.lstrip("-").startswith("launcher.")]
     overrides = [o for o in overrides if o not in launcher_items]
     lcfg = launcher_config(
-        launcher if isinstance(launcher, LauncherCfg) else study.launcher, launcher if isinstance(launcher, str) else None, launcher_items
+        launcher if isinstance(launcher, LauncherCfg) else study.launcher,
+        launcher if isinstance(launcher, str) else None,
+        launcher_items,
     )
     cells = plan_cells(study, seeds, out_dir, overrides)
     if lcfg.name != "local":
@@ -322,13 +373,17 @@ def run_study(
             if progress:
                 print(f"[{study.name}] {msg}", flush=True)
 
-        _run_derived(_derived(study, cells, db_path, out_dir, ens, passes, log), db_path, owner_id(), stale_after, result, log)
+        _run_derived(
+            _derived(study, cells, db_path, out_dir, ens, passes, log), db_path, owner_id(), stale_after, result, log
+        )
 
     records = store.results(run_id=result.run_ids)
     result.summary = summary_pivot(records, replicates=ArrayReplicates(store.runs(run_id=result.run_ids)))
     if study.report if report is None else report:
         try:
-            result.report = build_report(db_path, study=study.name, out=Path(out_dir) / "report.html", run_ids=result.run_ids)
+            result.report = build_report(
+                db_path, study=study.name, out=Path(out_dir) / "report.html", run_ids=result.run_ids
+            )
         except RulabError as err:
             result.report_error = str(err)
     result.seconds = time.time() - t0
@@ -339,8 +394,14 @@ def run_study(
 
 
 def _run_on_cluster(
-    study: Study, cells: list[StudyCell], lcfg: LauncherCfg, store: ResultStore, evaluator: Evaluator, result: StudyResult,
-    out_dir: str, progress: bool,
+    study: Study,
+    cells: list[StudyCell],
+    lcfg: LauncherCfg,
+    store: ResultStore,
+    evaluator: Evaluator,
+    result: StudyResult,
+    out_dir: str,
+    progress: bool,
 ) -> None:
     """The ``slurm`` and ``ray`` launchers: jobs compute, this process alone stores (:func:`rulab.study.launch.run_cluster`)."""
     from rulab.study.launch import run_cluster
@@ -366,8 +427,15 @@ def _run_on_cluster(
 
 
 def _run_local(
-    study: Study, cells: list[StudyCell], store: ResultStore, db_path: Path, evaluator: Evaluator, result: StudyResult,
-    progress: bool, stale_after: float, poll_s: float,
+    study: Study,
+    cells: list[StudyCell],
+    store: ResultStore,
+    db_path: Path,
+    evaluator: Evaluator,
+    result: StudyResult,
+    progress: bool,
+    stale_after: float,
+    poll_s: float,
 ) -> None:
     """The ``local`` launcher: this process (and any other study process on the database) runs the cells itself."""
     owner = owner_id()
@@ -398,11 +466,15 @@ def _run_local(
                 if any(not _done(p, store) for p in cells if p.run_id in cell.parents):
                     continue
                 run = store.run(cell.run_id)
-                force = run is not None and run["status"] == "finished" and not cell.checkpoint.exists()  # checkpoint deleted
+                force = (
+                    run is not None and run["status"] == "finished" and not cell.checkpoint.exists()
+                )  # checkpoint deleted
                 if not store.claim(cell.run_id, owner, stale_after, name=cell.cfg.name, force=force):
                     if cell.run_id not in waiting_note:
                         waiting_note.add(cell.run_id)
-                        log(f"{cell.cfg.name}: being run by {store.claim_holder(cell.run_id, stale_after) or 'another process'}, waiting")
+                        log(
+                            f"{cell.cfg.name}: being run by {store.claim_holder(cell.run_id, stale_after) or 'another process'}, waiting"
+                        )
                     continue
                 ok = False
                 try:

@@ -51,7 +51,17 @@ from rulab.presets.study_spec import Study
 from rulab.registry import BENCHMARKS, METHODS, MODELS, PRESETS, STUDIES
 from rulab.study.plan import get_study, plan_cells
 
-__all__ = ["DataNeed", "Cost", "RunPlan", "StudyPlan", "plan_run", "plan_study", "show", "forward_flops", "measure_step"]
+__all__ = [
+    "DataNeed",
+    "Cost",
+    "RunPlan",
+    "StudyPlan",
+    "plan_run",
+    "plan_study",
+    "show",
+    "forward_flops",
+    "measure_step",
+]
 
 
 @dataclass(frozen=True)
@@ -230,13 +240,26 @@ def _data_needs(cfg: RunCfg, evaluated: bool, rows: dict[str, dict[str, Any]]) -
             needs.append(DataNeed(name, role, False, "unknown", 0, detail, "not a registered dataset or OOD set"))
             return
         present = bool(row.get("present"))
-        needs.append(DataNeed(name, role, present, str(row.get("origin") or ""), int(row.get("size_bytes") or 0), detail,
-                              "" if present else _todo(name)))
+        needs.append(
+            DataNeed(
+                name,
+                role,
+                present,
+                str(row.get("origin") or ""),
+                int(row.get("size_bytes") or 0),
+                detail,
+                "" if present else _todo(name),
+            )
+        )
 
     def add_file(path: str, role: str, todo: str) -> None:
         p = Path(path)
         present = p.exists()
-        size = (p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())) if present else 0
+        size = (
+            (p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file()))
+            if present
+            else 0
+        )
         needs.append(DataNeed(path, role, present, "file" if present else "missing", size, "", "" if present else todo))
 
     facts = DATASET_FACTS.get(cfg.data.dataset)
@@ -260,7 +283,11 @@ def _data_needs(cfg: RunCfg, evaluated: bool, rows: dict[str, dict[str, Any]]) -
         add(method.outliers, "training outliers")
     pretrained = cfg.model.kwargs.get("pretrained")
     if pretrained:
-        add_file(str(pretrained), "pre-trained weights", "make it with the commands in rulab.models.resnet_tv, or set model.kwargs.pretrained")
+        add_file(
+            str(pretrained),
+            "pre-trained weights",
+            "make it with the commands in rulab.models.resnet_tv, or set model.kwargs.pretrained",
+        )
     if cfg.train.init_from:
         add_file(cfg.train.init_from, "checkpoint to fine-tune", "train the parent run first, or set train.init_from")
     if evaluated:
@@ -294,7 +321,11 @@ def forward_flops(cfg: RunCfg, shape: tuple[int, int, int], num_classes: int) ->
     if key not in _FLOPS:
         _FLOPS[key] = (_count_flops(cfg.model.name, kwargs, shape), kwargs.get("num_classes", num_classes))
     flops, counted_k = _FLOPS[key]
-    return flops + 2.0 * _feature_dim(cfg.model.name, kwargs) * (num_classes - counted_k) if "num_classes" in kwargs else flops
+    return (
+        flops + 2.0 * _feature_dim(cfg.model.name, kwargs) * (num_classes - counted_k)
+        if "num_classes" in kwargs
+        else flops
+    )
 
 
 _FLOPS: dict[tuple[str, str, tuple[int, ...]], tuple[float, int]] = {}
@@ -325,8 +356,9 @@ def _count_flops(name: str, kwargs: dict[str, Any], shape: tuple[int, int, int])
         return math.nan
 
 
-def measure_step(cfg: RunCfg, shape: tuple[int, int, int], num_classes: int, batch: int | None = None,
-                 flops: float = math.nan) -> tuple[float, int, str]:
+def measure_step(
+    cfg: RunCfg, shape: tuple[int, int, int], num_classes: int, batch: int | None = None, flops: float = math.nan
+) -> tuple[float, int, str]:
     """Seconds of one training step (forward, the method's extra passes, backward, optimizer) of the configured model
     and method on random images, on the device the config resolves to: the fastest of up to 5 timed steps (at most
     about 2 s of them) after two warm-up steps.
@@ -453,8 +485,13 @@ def estimate_cost(cfg: RunCfg, evaluated: bool = True, measure: bool = False) ->
 # --------------------------------------------------------------------------------------------- plans
 
 
-def plan_run(cfg: RunCfg, evaluated: bool = True, measure: bool = False, rows: dict[str, dict[str, Any]] | None = None,
-             description: str = "") -> RunPlan:
+def plan_run(
+    cfg: RunCfg,
+    evaluated: bool = True,
+    measure: bool = False,
+    rows: dict[str, dict[str, Any]] | None = None,
+    description: str = "",
+) -> RunPlan:
     """The plan of one resolved run config: data needs (stat only) and cost (module docstring)."""
     rows = rows if rows is not None else {r["name"]: r for r in list_data()}
     plan = RunPlan(cfg.preset or cfg.name, description, cfg)
@@ -464,7 +501,9 @@ def plan_run(cfg: RunCfg, evaluated: bool = True, measure: bool = False, rows: d
     except RulabError as err:
         plan.notes.append(f"cost not estimated: {err}")
     if cfg.train.reset_head and not cfg.train.init_from:
-        plan.notes.append("fine-tunes a pre-trained run: needs train.init_from (its study fills it with the parent run)")
+        plan.notes.append(
+            "fine-tunes a pre-trained run: needs train.init_from (its study fills it with the parent run)"
+        )
     if not evaluated:
         plan.notes.append("only trained (its study does not evaluate it)")
     return plan
@@ -475,8 +514,14 @@ def _doc(name: str) -> str:
     return doc.split("\n\n")[0].replace("\n", " ") if doc else ""
 
 
-def plan_preset(name: str, overrides: Sequence[str] = (), config: str | None = None, measure: bool = False,
-                rows: dict[str, dict[str, Any]] | None = None, evaluated: bool = True) -> RunPlan:
+def plan_preset(
+    name: str,
+    overrides: Sequence[str] = (),
+    config: str | None = None,
+    measure: bool = False,
+    rows: dict[str, dict[str, Any]] | None = None,
+    evaluated: bool = True,
+) -> RunPlan:
     """:func:`plan_run` of a registered preset; a preset that cannot be resolved on this machine (a file it reads is
     missing) gives a plan with ``error`` set instead of raising."""
     description = _doc(name) if name in PRESETS else ""
@@ -484,14 +529,23 @@ def plan_preset(name: str, overrides: Sequence[str] = (), config: str | None = N
         cfg = load_config(name, config, overrides, check=False)
         from rulab.eval.validate import validate_run
 
-        validate_run(replace(cfg, train=replace(cfg.train, init_from="", reset_head=False)) if cfg.train.reset_head and not cfg.train.init_from else cfg)
+        validate_run(
+            replace(cfg, train=replace(cfg.train, init_from="", reset_head=False))
+            if cfg.train.reset_head and not cfg.train.init_from
+            else cfg
+        )
     except RulabError as err:
         return RunPlan(name, description, None, str(err))
     return plan_run(cfg, evaluated, measure, rows, description)
 
 
-def plan_study(study: Study | str, seeds: Sequence[int] | None = None, out_dir: str = "runs", overrides: Sequence[str] = (),
-               measure: bool = False) -> StudyPlan:
+def plan_study(
+    study: Study | str,
+    seeds: Sequence[int] | None = None,
+    out_dir: str = "runs",
+    overrides: Sequence[str] = (),
+    measure: bool = False,
+) -> StudyPlan:
     """The plan of a study: its cells and the plan of each preset (run with the study's overrides)."""
     s = get_study(study)
     rows = {r["name"]: r for r in list_data()}
@@ -502,7 +556,11 @@ def plan_study(study: Study | str, seeds: Sequence[int] | None = None, out_dir: 
         cells = [(c.preset, c.seed, c.evaluate, str(c.run_dir)) for c in plan_cells(s, seeds_used, out_dir, overrides)]
     except RulabError as err:
         error = str(err)
-        cells = [(p, seed, s.evaluate and p not in s.skip_eval, str(Path(out_dir) / f"{p}-s{seed}")) for seed in seeds_used for p in s.presets]
+        cells = [
+            (p, seed, s.evaluate and p not in s.skip_eval, str(Path(out_dir) / f"{p}-s{seed}"))
+            for seed in seeds_used
+            for p in s.presets
+        ]
     presets = {}
     for p in s.presets:
         items = [o for o in (*s.overrides_for(p), *overrides) if "{run:" not in o]
@@ -553,15 +611,26 @@ def _run_lines(plan: RunPlan, with_config: bool = True) -> list[str]:
     c = plan.cost
     if c is not None:
         lines.append("  cost (estimate: counted FLOPs, and a timed step with --measure; docs/guide/presets.md):")
-        lines.append(f"    forward pass: {_flops(c.forward_flops)} per image; {c.passes:g} forward-pass equivalents per training image")
-        lines.append(f"    training: {c.steps:,} steps of {c.batch_size} ({'≈' if c.approx else ''}{c.train_images:,} images per epoch) = {_flops(c.train_flops)}")
+        lines.append(
+            f"    forward pass: {_flops(c.forward_flops)} per image; {c.passes:g} forward-pass equivalents per training image"
+        )
+        lines.append(
+            f"    training: {c.steps:,} steps of {c.batch_size} ({'≈' if c.approx else ''}{c.train_images:,} images per epoch) = {_flops(c.train_flops)}"
+        )
         if c.eval_passes:
             lines.append(f"    evaluation: ≥ {c.eval_passes:,} forward passes = {_flops(c.eval_flops)}")
         if not math.isnan(c.seconds_per_step):
-            lines.append(f"    measured here ({c.device}): {c.seconds_per_step:.3g} s per training step of {c.measured_batch} images")
-        lines.append(f"    time on this machine: training {_duration(c.train_seconds)}"
-                     + (f", evaluation about {_duration(c.eval_seconds)} (a forward pass at a third of a training pass)"
-                        if c.eval_passes and not math.isnan(c.eval_seconds) else ""))
+            lines.append(
+                f"    measured here ({c.device}): {c.seconds_per_step:.3g} s per training step of {c.measured_batch} images"
+            )
+        lines.append(
+            f"    time on this machine: training {_duration(c.train_seconds)}"
+            + (
+                f", evaluation about {_duration(c.eval_seconds)} (a forward pass at a third of a training pass)"
+                if c.eval_passes and not math.isnan(c.eval_seconds)
+                else ""
+            )
+        )
     lines += [f"  note: {n}" for n in plan.notes]
     if with_config and plan.cfg is not None:
         lines.append("  config:")
@@ -573,7 +642,11 @@ def render_run(plan: RunPlan, with_config: bool = True) -> str:
     """A preset's plan as text (what ``rulab show PRESET`` and ``rulab train --dry-run`` print)."""
     head = f"preset {plan.name}" + (f": {plan.description}" if plan.description else "")
     missing = plan.missing
-    lines = [head, "  runs: 1" + (f" (seed {plan.cfg.seed}, run directory {Path(plan.cfg.out_dir) / plan.cfg.name})" if plan.cfg else "")]
+    lines = [
+        head,
+        "  runs: 1"
+        + (f" (seed {plan.cfg.seed}, run directory {Path(plan.cfg.out_dir) / plan.cfg.name})" if plan.cfg else ""),
+    ]
     lines += _run_lines(plan, with_config)
     if plan.error:
         lines.append("  nothing can run until that is fixed")
@@ -587,14 +660,18 @@ def render_run(plan: RunPlan, with_config: bool = True) -> str:
 def render_study(plan: StudyPlan, with_config: bool = False) -> str:
     """A study's plan as text (what ``rulab show STUDY`` and ``rulab study --dry-run`` print)."""
     n_eval = sum(1 for c in plan.cells if c[2])
-    lines = [f"study {plan.name}" + (f": {plan.description}" if plan.description else ""),
-             f"  runs: {len(plan.cells)} ({len(plan.presets)} presets × {len(plan.seeds)} seeds {', '.join(map(str, plan.seeds))}); {n_eval} evaluated"]
+    lines = [
+        f"study {plan.name}" + (f": {plan.description}" if plan.description else ""),
+        f"  runs: {len(plan.cells)} ({len(plan.presets)} presets × {len(plan.seeds)} seeds {', '.join(map(str, plan.seeds))}); {n_eval} evaluated",
+    ]
     if plan.error:
         lines.append(f"  the study cannot be planned on this machine: {plan.error}")
     lines.append("  cells (in order):")
     for preset, seed, evaluated, run_dir in plan.cells:
         done = (Path(run_dir) / "model.safetensors").exists()
-        lines.append(f"    {preset} seed {seed}: {run_dir}{'' if evaluated else ' (trained only)'}{' [trained before]' if done else ''}")
+        lines.append(
+            f"    {preset} seed {seed}: {run_dir}{'' if evaluated else ' (trained only)'}{' [trained before]' if done else ''}"
+        )
     total_train = total_eval = 0.0
     seconds = 0.0
     for name, p in plan.presets.items():
@@ -605,30 +682,47 @@ def render_study(plan: StudyPlan, with_config: bool = False) -> str:
             k = sum(1 for c in plan.cells if c[0] == name)
             total_train += k * p.cost.train_flops
             total_eval += k * p.cost.eval_flops
-            seconds += k * ((0.0 if math.isnan(p.cost.train_seconds) else p.cost.train_seconds)
-                            + (0.0 if math.isnan(p.cost.eval_seconds) else p.cost.eval_seconds))
-    missing = sorted({d.name for p in plan.presets.values() for d in p.missing} | {n for n, p in plan.presets.items() if p.error})
+            seconds += k * (
+                (0.0 if math.isnan(p.cost.train_seconds) else p.cost.train_seconds)
+                + (0.0 if math.isnan(p.cost.eval_seconds) else p.cost.eval_seconds)
+            )
+    missing = sorted(
+        {d.name for p in plan.presets.values() for d in p.missing} | {n for n, p in plan.presets.items() if p.error}
+    )
     lines.append("")
-    lines.append(f"total: training {_flops(total_train)}, evaluation ≥ {_flops(total_eval)}"
-                 + (f", about {_duration(seconds)} on this machine" if seconds else ""))
+    lines.append(
+        f"total: training {_flops(total_train)}, evaluation ≥ {_flops(total_eval)}"
+        + (f", about {_duration(seconds)} on this machine" if seconds else "")
+    )
     lines.append(f"missing here: {', '.join(missing)}" if missing else "everything it reads is on this machine")
     return "\n".join(lines) + "\n"
 
 
-def show(name: str, overrides: Sequence[str] = (), config: str | None = None, measure: bool = False,
-         seeds: Sequence[int] | None = None, out_dir: str = "runs") -> str:
+def show(
+    name: str,
+    overrides: Sequence[str] = (),
+    config: str | None = None,
+    measure: bool = False,
+    seeds: Sequence[int] | None = None,
+    out_dir: str = "runs",
+) -> str:
     """The plan of a registered preset or study as text (``rulab show NAME``); reads no data and writes nothing.
 
     Raises:
         ConfigError: ``name`` is neither a preset nor a study (the message names the closest of both).
     """
     if name in STUDIES and name in PRESETS:
-        return render_study(plan_study(name, seeds, out_dir, overrides, measure)) + "\n" + render_run(
-            plan_preset(name, overrides, config, measure))
+        return (
+            render_study(plan_study(name, seeds, out_dir, overrides, measure))
+            + "\n"
+            + render_run(plan_preset(name, overrides, config, measure))
+        )
     if name in STUDIES:
         return render_study(plan_study(name, seeds, out_dir, overrides, measure))
     if name in PRESETS:
         return render_run(plan_preset(name, overrides, config, measure))
     close = difflib.get_close_matches(name, PRESETS.list() + STUDIES.list(), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(f"'{name}' is neither a preset nor a study{hint}; `rulab list presets` and `rulab list studies` show them")
+    raise ConfigError(
+        f"'{name}' is neither a preset nor a study{hint}; `rulab list presets` and `rulab list studies` show them"
+    )

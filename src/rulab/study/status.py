@@ -62,7 +62,9 @@ def _pid_alive(host: str, pid: int) -> bool | None:
     return pid_alive(pid)
 
 
-def status_rows(cells: Sequence[StudyCell], store: ResultStore | None, state: Mapping[str, Any], study: str = "") -> list[dict[str, Any]]:
+def status_rows(
+    cells: Sequence[StudyCell], store: ResultStore | None, state: Mapping[str, Any], study: str = ""
+) -> list[dict[str, Any]]:
     """One row per cell: ``cell``, ``state``, ``job``, ``tries``, ``host``, ``note``, plus ``error`` and ``log``.
 
     ``state`` is ``finished``, ``failed``, ``running``, ``queued`` or ``pending`` (see the module docstring for
@@ -83,8 +85,14 @@ def status_rows(cells: Sequence[StudyCell], store: ResultStore | None, state: Ma
         st = dict(by_id.get(cell.run_id) or by_name.get(cell.cfg.name) or {})
         run = runs.get(cell.run_id) or named.get(cell.cfg.name)
         row: dict[str, Any] = {
-            "cell": cell.cfg.name, "state": "pending", "job": str(st.get("job_id", "")), "tries": int(st.get("attempts", 0) or 0),
-            "host": str(st.get("host", "")), "note": "", "error": str(st.get("error", "")), "log": str(st.get("log", "")),
+            "cell": cell.cfg.name,
+            "state": "pending",
+            "job": str(st.get("job_id", "")),
+            "tries": int(st.get("attempts", 0) or 0),
+            "host": str(st.get("host", "")),
+            "note": "",
+            "error": str(st.get("error", "")),
+            "log": str(st.get("log", "")),
             "run_dir": str(cell.run_dir),
         }
         db_status = run["status"] if run else ""
@@ -97,14 +105,20 @@ def status_rows(cells: Sequence[StudyCell], store: ResultStore | None, state: Ma
             row["note"] = row["error"] or "failed (see its log)"
         elif read_record(cell) is not None:
             row["state"] = "finished"
-            row["note"] = "results written by its job, not stored yet (the driver stores them; run the study again if no driver runs)"
+            row["note"] = (
+                "results written by its job, not stored yet (the driver stores them; run the study again if no driver runs)"
+            )
         elif st.get("state") in ("queued", "running"):
             started = read_started(cell)
             if started.get("submission") and started.get("submission") == st.get("submission"):
                 row["state"] = "running"
                 row["host"] = str(started.get("host", row["host"]))
                 step = _latest_step(cell.run_dir)
-                row["note"] = f"last checkpoint: {step}" if step else ("trained, evaluating" if cell.checkpoint.exists() else "training")
+                row["note"] = (
+                    f"last checkpoint: {step}"
+                    if step
+                    else ("trained, evaluating" if cell.checkpoint.exists() else "training")
+                )
             else:
                 row["state"] = "queued"
                 row["note"] = "waiting for resources or its parents"

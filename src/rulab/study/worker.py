@@ -102,8 +102,12 @@ def torchrun_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
             return {}
         d = TorchDistributedEnvironment()
         return {
-            "RANK": str(d.rank), "LOCAL_RANK": str(d.local_rank), "WORLD_SIZE": str(d.world_size),
-            "LOCAL_WORLD_SIZE": str(d.local_world_size), "MASTER_ADDR": str(d.master_addr), "MASTER_PORT": str(d.master_port),
+            "RANK": str(d.rank),
+            "LOCAL_RANK": str(d.local_rank),
+            "WORLD_SIZE": str(d.world_size),
+            "LOCAL_WORLD_SIZE": str(d.local_world_size),
+            "MASTER_ADDR": str(d.master_addr),
+            "MASTER_PORT": str(d.master_port),
         }
     finally:
         if environ is not None:
@@ -194,12 +198,20 @@ def run_cell_job(job: CellJob, *parents: Any) -> dict[str, Any]:
             cell.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(
                 cell.run_dir / STARTED_FILE,
-                {"submission": job.submission, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-                 "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", ""),
-                 "world_size": int(dist_env.get("WORLD_SIZE", "1"))},
+                {
+                    "submission": job.submission,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "started": time.time(),
+                    "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", ""),
+                    "world_size": int(dist_env.get("WORLD_SIZE", "1")),
+                },
             )
-            log(f"{cell.cfg.name}: started (submission {job.submission}, {job.threads} thread(s)"
-                + (f", DDP over {dist_env['WORLD_SIZE']} processes" if dist_env else "") + ")")
+            log(
+                f"{cell.cfg.name}: started (submission {job.submission}, {job.threads} thread(s)"
+                + (f", DDP over {dist_env['WORLD_SIZE']} processes" if dist_env else "")
+                + ")"
+            )
         if dist_env:
             from rulab.train.loop import fit
 

@@ -48,7 +48,9 @@ def parse_model_name(model: str, model_kwargs: Mapping[str, Any] | None = None) 
     if ":" in model:
         family, arch = model.split(":", 1)
         if family != "torchvision" or not arch:
-            raise ConfigError(f"model '{model}' is neither a registered model (`rulab list models`) nor torchvision:<arch>")
+            raise ConfigError(
+                f"model '{model}' is neither a registered model (`rulab list models`) nor torchvision:<arch>"
+            )
         kwargs["arch"] = arch
         return "torchvision", kwargs
     return model, kwargs
@@ -62,7 +64,9 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     """
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"no weights file at {p}; pass the .pt/.pth file written by torch.save(model.state_dict(), ...)")
+        raise CheckpointError(
+            f"no weights file at {p}; pass the .pt/.pth file written by torch.save(model.state_dict(), ...)"
+        )
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -76,15 +80,19 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             obj = torch.load(str(p), map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch.load raises pickle.UnpicklingError, RuntimeError, EOFError, ... (no pickle import here)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{p} cannot be read as a state_dict with torch.load(weights_only=True) ({first}); "
-                                  "save model.state_dict() rather than the model object and convert that file") from None
+            raise CheckpointError(
+                f"{p} cannot be read as a state_dict with torch.load(weights_only=True) ({first}); "
+                "save model.state_dict() rather than the model object and convert that file"
+            ) from None
     for _ in range(2):  # {"state_dict": {...}} or {"model": {"state_dict": ...}}
         if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
             if inner is not None:
                 obj = inner
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a state_dict; save model.state_dict() and convert that file")
+        raise CheckpointError(
+            f"{p} holds a {type(obj).__name__}, not a state_dict; save model.state_dict() and convert that file"
+        )
     state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state:
         raise CheckpointError(f"{p} holds no tensors; save model.state_dict() and convert that file")
@@ -92,7 +100,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     for k, v in state.items():
         for prefix in _PREFIXES:
             while k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         out[k] = v
     return out
 
@@ -106,11 +114,15 @@ def _match_keys(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor],
             continue
         missing = sorted(set(own) - set(renamed) - free)
         if missing:
-            raise CheckpointError(f"the weights lack '{missing[0]}' (and {len(missing) - 1} more) of model '{model}'; convert weights of the same architecture")
+            raise CheckpointError(
+                f"the weights lack '{missing[0]}' (and {len(missing) - 1} more) of model '{model}'; convert weights of the same architecture"
+            )
         return renamed
     unexpected = sorted(set(state) - set(own) - {k[4:] for k in own if k.startswith("net.")})
-    raise CheckpointError(f"the weights hold '{unexpected[0]}', which model '{model}' does not have; convert weights of the same architecture "
-                          "(`rulab list models`, or torchvision:<arch> for a torchvision network)")
+    raise CheckpointError(
+        f"the weights hold '{unexpected[0]}', which model '{model}' does not have; convert weights of the same architecture "
+        "(`rulab list models`, or torchvision:<arch> for a torchvision network)"
+    )
 
 
 def convert_weights(
@@ -158,14 +170,23 @@ def convert_weights(
     if has_norm and mean is not None:
         raise ConfigError("the weights already hold the normalisation (normalize.mean/std); drop mean/std")
     if not has_norm and (mean is None or std is None):
-        raise ConfigError("say how the model's input was normalised in training: mean and std in [0, 1] pixel units "
-                          "(--mean 0.286 --std 0.353; use --mean 0 --std 1 for a model that took [0, 1] pixels)")
+        raise ConfigError(
+            "say how the model's input was normalised in training: mean and std in [0, 1] pixel units "
+            "(--mean 0.286 --std 0.353; use --mean 0 --std 1 for a model that took [0, 1] pixels)"
+        )
     reg_name, kwargs = parse_model_name(model, model_kwargs)
     if not has_norm:
+
         def as_list(v):
-            return ([float(v)] if isinstance(v, (int, float)) else [float(x) for x in v])
+            return [float(v)] if isinstance(v, (int, float)) else [float(x) for x in v]
+
         kwargs.update(mean=as_list(mean), std=as_list(std))
-    cfg = replace(cfg, name=name or Path(weights).stem, model=ModelCfg(name=reg_name, kwargs=kwargs), **({"out_dir": str(out_dir)} if out_dir is not None else {}))
+    cfg = replace(
+        cfg,
+        name=name or Path(weights).stem,
+        model=ModelCfg(name=reg_name, kwargs=kwargs),
+        **({"out_dir": str(out_dir)} if out_dir is not None else {}),
+    )
     cfg = apply_overrides(cfg, [o.lstrip("-") for o in model_overrides])
     validate_run(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
@@ -179,20 +200,37 @@ def convert_weights(
     wrong = [k for k, v in renamed.items() if tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
         k = wrong[0]
-        raise CheckpointError(f"tensor '{k}' has shape {tuple(renamed[k].shape)} but model '{model}' for {cfg.data.dataset} "
-                              f"({len(splits.classes)} classes, {splits.train.shape[0]} channels) needs {tuple(own[k].shape)}; "
-                              "check the architecture, the dataset (--preset / data.dataset) and the class count")
-    net.load_state_dict({**{k: v for k, v in own.items() if k not in renamed}, **{k: v.to(own[k].dtype) for k, v in renamed.items()}})
+        raise CheckpointError(
+            f"tensor '{k}' has shape {tuple(renamed[k].shape)} but model '{model}' for {cfg.data.dataset} "
+            f"({len(splits.classes)} classes, {splits.train.shape[0]} channels) needs {tuple(own[k].shape)}; "
+            "check the architecture, the dataset (--preset / data.dataset) and the class count"
+        )
+    net.load_state_dict(
+        {**{k: v for k, v in own.items() if k not in renamed}, **{k: v.to(own[k].dtype) for k, v in renamed.items()}}
+    )
     h = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     meta = {
-        "model": reg_name, "model_kwargs": model_kwargs_full, "classes": splits.classes, "input_shape": list(splits.train.shape),
-        "mean": getattr(net, "mean", None), "std": getattr(net, "std", None), "method": "external",
-        "config": to_dict(cfg), "config_hash": config_hash(cfg), "parent_checkpoint": "", "seed": cfg.seed,
-        "dataset": cfg.data.dataset, "converted_from": {"path": str(Path(weights).resolve()), "sha256": h},
-        "history": [], **provenance("cpu"),
+        "model": reg_name,
+        "model_kwargs": model_kwargs_full,
+        "classes": splits.classes,
+        "input_shape": list(splits.train.shape),
+        "mean": getattr(net, "mean", None),
+        "std": getattr(net, "std", None),
+        "method": "external",
+        "config": to_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "parent_checkpoint": "",
+        "seed": cfg.seed,
+        "dataset": cfg.data.dataset,
+        "converted_from": {"path": str(Path(weights).resolve()), "sha256": h},
+        "history": [],
+        **provenance("cpu"),
     }
     ensure_writable_dir(run_dir)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    atomic_write_json(run_dir / "env.json", {k: meta[k] for k in ("rulab_version", "torch_version", "git_commit", "device", "python", "threads")})
+    atomic_write_json(
+        run_dir / "env.json",
+        {k: meta[k] for k in ("rulab_version", "torch_version", "git_commit", "device", "python", "threads")},
+    )
     save_model(final, net, meta)
     return run_dir

@@ -72,7 +72,12 @@ def git_commit() -> str:
         out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if out.returncode != 0:
             return ""
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -93,7 +98,10 @@ def provenance(device: torch.device | str) -> dict[str, Any]:
 
 
 def build_model(
-    cfg: RunCfg, num_classes: int, input_shape: tuple[int, int, int], stats: tuple[list[float], list[float]] | None = None
+    cfg: RunCfg,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    stats: tuple[list[float], list[float]] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Create the configured model for ``num_classes`` and ``input_shape`` = (C, H, W).
 
@@ -108,7 +116,9 @@ def build_model(
     kwargs: dict[str, Any] = dict(cfg.model.kwargs)
     if stats is not None:
         if not {"mean", "std"} <= set(params):
-            raise ConfigError(f"model.stats=train sets the normalisation, but model '{cfg.model.name}' takes no mean/std; set model.stats to ''")
+            raise ConfigError(
+                f"model.stats=train sets the normalisation, but model '{cfg.model.name}' takes no mean/std; set model.stats to ''"
+            )
         kwargs["mean"], kwargs["std"] = stats
     auto = {"num_classes": num_classes, "in_channels": input_shape[0], "input_size": input_shape[1]}
     for k, v in auto.items():
@@ -150,7 +160,9 @@ def _reset_head(model: nn.Module, how: str) -> None:
         return
     head = getattr(model, "fc", None)
     if not isinstance(head, nn.Linear):
-        raise ConfigError(f"train.head_init={how} resets an nn.Linear head called 'fc', which {type(model).__name__} does not have; use train.head_init=model")
+        raise ConfigError(
+            f"train.head_init={how} resets an nn.Linear head called 'fc', which {type(model).__name__} does not have; use train.head_init=model"
+        )
     head.reset_parameters()
 
 
@@ -196,8 +208,10 @@ def _check_same_run_dir(run_dir: Path, device: torch.device) -> None:
         latest = -1
     seen = gather_rows(torch.tensor([[int((run_dir / "model.safetensors").exists()), latest]], device=device))
     if not bool((seen == seen[0]).all()):
-        raise RulabError(f"the processes see different contents of {run_dir} (finished/resume step per rank: {seen.tolist()}); "
-                         "put out_dir on a filesystem shared by all nodes")
+        raise RulabError(
+            f"the processes see different contents of {run_dir} (finished/resume step per rank: {seen.tolist()}); "
+            "put out_dir on a filesystem shared by all nodes"
+        )
 
 
 def _reduce_sums(sums: dict[str, float], info: DistInfo, device: torch.device) -> dict[str, float]:
@@ -208,22 +222,41 @@ def _reduce_sums(sums: dict[str, float], info: DistInfo, device: torch.device) -
     return dict(zip(sums, tot.tolist()))
 
 
-def _outlier_loader(method: Any, splits: Splits, cfg: RunCfg, info: DistInfo, device: torch.device) -> TensorLoader | None:
+def _outlier_loader(
+    method: Any, splits: Splits, cfg: RunCfg, info: DistInfo, device: torch.device
+) -> TensorLoader | None:
     if method.batch_spec != "id+outliers":
         return None
     if not method.outliers:
-        raise ConfigError(f"method '{cfg.method.name}' needs outliers; set method.kwargs.outliers to an OOD set ({', '.join(OOD_SETS.list())})")
-    pool = OOD_SETS.create(method.outliers, shape=splits.train.shape, n=method.outlier_pool, seed=derive_seed(cfg.seed, 0x0E))
+        raise ConfigError(
+            f"method '{cfg.method.name}' needs outliers; set method.kwargs.outliers to an OOD set ({', '.join(OOD_SETS.list())})"
+        )
+    pool = OOD_SETS.create(
+        method.outliers, shape=splits.train.shape, n=method.outlier_pool, seed=derive_seed(cfg.seed, 0x0E)
+    )
     shards = info.world_size * cfg.train.accum_steps  # the outlier batch is cut like the ID batch
     bs = max(shards, int(round(cfg.train.batch_size * method.outlier_batch_ratio)) // shards * shards)
     return TensorLoader(
-        pool.x, pool.y, bs, shuffle=True, drop_last=True, augment=cfg.data.augment, seed=derive_seed(cfg.seed, 0x0E1),
-        device=device, rank=info.rank, world_size=info.world_size, channels_last=cfg.train.channels_last,
+        pool.x,
+        pool.y,
+        bs,
+        shuffle=True,
+        drop_last=True,
+        augment=cfg.data.augment,
+        seed=derive_seed(cfg.seed, 0x0E1),
+        device=device,
+        rank=info.rank,
+        world_size=info.world_size,
+        channels_last=cfg.train.channels_last,
     )
 
 
 def fit(
-    cfg: RunCfg, resume: bool = False, progress: bool = True, splits: Splits | None = None, loggers: list[Any] | None = None,
+    cfg: RunCfg,
+    resume: bool = False,
+    progress: bool = True,
+    splits: Splits | None = None,
+    loggers: list[Any] | None = None,
     allow_config_change: bool = False,
 ) -> Path:
     """Train the model of ``cfg`` with its method; return the run directory.
@@ -252,12 +285,18 @@ def fit(
     info = init_distributed(cfg.device.split(":")[0] if cfg.device != "auto" else None)
     device = resolve_device(cfg.device, info)
     if cfg.train.amp == "fp16" and device.type == "cpu":  # it runs, but several times slower than fp32 (measured)
-        raise ConfigError("train.amp=fp16 needs a GPU (on the CPU float16 is emulated and slower than float32); use train.amp=bf16 or none")
+        raise ConfigError(
+            "train.amp=fp16 needs a GPU (on the CPU float16 is emulated and slower than float32); use train.amp=bf16 or none"
+        )
     if info.enabled and cfg.train.sync_bn and device.type != "cuda":  # PyTorch's SyncBatchNorm runs on CUDA only
-        raise ConfigError("train.sync_bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU); set train.sync_bn=false or use a BatchNorm-free model")
+        raise ConfigError(
+            "train.sync_bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU); set train.sync_bn=false or use a BatchNorm-free model"
+        )
     if cfg.train.batch_size % (info.world_size * cfg.train.accum_steps):
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of the number of processes ({info.world_size}) "
-                          f"times train.accum_steps ({cfg.train.accum_steps}); change one of them")
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} must be a multiple of the number of processes ({info.world_size}) "
+            f"times train.accum_steps ({cfg.train.accum_steps}); change one of them"
+        )
     run_dir = run_dir_of(cfg)
     lock = _lock_run_dir(run_dir, info, device)
     try:
@@ -285,7 +324,9 @@ def _lock_run_dir(run_dir: Path, info: DistInfo, device: torch.device) -> RunLoc
     if info.enabled:
         failed = all_reduce_sum(torch.tensor([float(failure is not None)], device=device))
         if failure is None and float(failed[0]) > 0:
-            raise RulabError(f"rank 0 could not take the run directory {run_dir} (its error message says why); fix that and start again")
+            raise RulabError(
+                f"rank 0 could not take the run directory {run_dir} (its error message says why); fix that and start again"
+            )
     if failure is not None:
         raise failure
     if lock is not None:
@@ -296,7 +337,9 @@ def _lock_run_dir(run_dir: Path, info: DistInfo, device: torch.device) -> RunLoc
 
 def _describe_diff(diff: dict[str, tuple[Any, Any]], limit: int = 5) -> str:
     """``optim.lr 0.4 -> 0.5, train.epochs 5 -> 10`` (at most ``limit`` keys, then how many more)."""
-    parts = [f"{k} {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}" for k, (a, b) in list(diff.items())[:limit]]
+    parts = [
+        f"{k} {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}" for k, (a, b) in list(diff.items())[:limit]
+    ]
     more = f" and {len(diff) - limit} more" if len(diff) > limit else ""
     return ", ".join(parts) + more
 
@@ -347,13 +390,24 @@ def _resume_history(run_dir: Path, cfg: RunCfg, allow_change: bool) -> list[dict
     if not allow_change:
         if diff is None:
             raise ConfigError(f"cannot tell which config run directory {run_dir} was trained with: {where}; {flag}")
-        raise ConfigError(f"run directory {run_dir} was trained with another config ({_describe_diff(diff)}); "
-                          f"resume with the same settings, or {flag}")
+        raise ConfigError(
+            f"run directory {run_dir} was trained with another config ({_describe_diff(diff)}); "
+            f"resume with the same settings, or {flag}"
+        )
     old_hash = config_hash(old) if old is not None else ""
-    entry = {"step": step, "config_hash": new_hash, "previous_hash": old_hash,
-             "changed": {k: [a, b] for k, (a, b) in diff.items()} if diff is not None else f"unknown: {where}"}
-    warnings.warn(f"resuming {run_dir} at step {step} with a changed config"
-                  + (f" ({_describe_diff(diff)})" if diff else "") + "; recorded in its config_history", RulabWarning, stacklevel=3)
+    entry = {
+        "step": step,
+        "config_hash": new_hash,
+        "previous_hash": old_hash,
+        "changed": {k: [a, b] for k, (a, b) in diff.items()} if diff is not None else f"unknown: {where}",
+    }
+    warnings.warn(
+        f"resuming {run_dir} at step {step} with a changed config"
+        + (f" ({_describe_diff(diff)})" if diff else "")
+        + "; recorded in its config_history",
+        RulabWarning,
+        stacklevel=3,
+    )
     return (history or [{"step": 0, "config_hash": old_hash}]) + [entry]
 
 
@@ -367,8 +421,10 @@ def _refuse_changed_finished(run_dir: Path, final: Path, cfg: RunCfg) -> None:
         old = None
     diff = config_diff(old, cfg) if old is not None else {}
     if diff:
-        raise ConfigError(f"run directory {run_dir} holds a finished run trained with another config ({_describe_diff(diff)}); "
-                          "--resume never trains a finished run further, so the new config would not be used; choose another --name or --out to train it")
+        raise ConfigError(
+            f"run directory {run_dir} holds a finished run trained with another config ({_describe_diff(diff)}); "
+            "--resume never trains a finished run further, so the new config would not be used; choose another --name or --out to train it"
+        )
 
 
 def _metrics_lines(history: list[dict[str, Any]], config_history: list[dict[str, Any]]) -> str:
@@ -385,8 +441,16 @@ def _metrics_lines(history: list[dict[str, Any]], config_history: list[dict[str,
 
 
 def _fit(
-    cfg: RunCfg, resume: bool, progress: bool, splits: Splits | None, loggers: list[Any] | None, allow_config_change: bool,
-    info: DistInfo, device: torch.device, run_dir: Path, lock: RunLock | None,
+    cfg: RunCfg,
+    resume: bool,
+    progress: bool,
+    splits: Splits | None,
+    loggers: list[Any] | None,
+    allow_config_change: bool,
+    info: DistInfo,
+    device: torch.device,
+    run_dir: Path,
+    lock: RunLock | None,
 ) -> Path:
     """The body of :func:`fit`, run while the run directory's lock is held."""
     final = run_dir / "model.safetensors"
@@ -398,10 +462,16 @@ def _fit(
             if info.main and not (run_dir / "meta.json").exists():  # killed between the two files of save_model
                 atomic_write_json(run_dir / "meta.json", read_meta(final))
             return run_dir
-        raise RulabError(f"run directory {run_dir} already holds a finished run; pass --resume to keep it, or choose another --name / out_dir")
+        raise RulabError(
+            f"run directory {run_dir} already holds a finished run; pass --resume to keep it, or choose another --name / out_dir"
+        )
     if (run_dir / "checkpoints" / "LATEST").exists() and not resume:
-        raise RulabError(f"run directory {run_dir} holds an interrupted run; pass --resume to continue it, or delete the directory to start over")
-    config_history = _resume_history(run_dir, cfg, allow_config_change) if resume else [{"step": 0, "config_hash": config_hash(cfg)}]
+        raise RulabError(
+            f"run directory {run_dir} holds an interrupted run; pass --resume to continue it, or delete the directory to start over"
+        )
+    config_history = (
+        _resume_history(run_dir, cfg, allow_config_change) if resume else [{"step": 0, "config_hash": config_hash(cfg)}]
+    )
     if cfg.train.deterministic:
         if device.type == "cuda":  # deterministic cuBLAS (must be set before its first use)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -411,7 +481,9 @@ def _fit(
     # ---- data, model, method, optimizer
     splits = splits or load_splits(cfg.data, cfg.seed)
     k, shape = len(splits.classes), splits.train.shape
-    model, model_kwargs = build_model(cfg, k, shape, channel_stats(splits.train.x) if cfg.model.stats == "train" else None)
+    model, model_kwargs = build_model(
+        cfg, k, shape, channel_stats(splits.train.x) if cfg.model.stats == "train" else None
+    )
     parent = ""
     if cfg.train.init_from:
         init_from_checkpoint(model, cfg.train.init_from, cfg.model.name, cfg.train.reset_head)
@@ -435,9 +507,18 @@ def _fit(
     if cfg.train.compile:
         net = torch.compile(net)
     loader = TensorLoader(
-        splits.train.x, splits.train.y, cfg.train.batch_size, shuffle=True, drop_last=cfg.train.drop_last, augment=cfg.data.augment,
-        seed=cfg.seed, device=device, rank=info.rank, world_size=info.world_size,
-        channels_last=cfg.train.channels_last, two_views=method.batch_spec == "two_views",
+        splits.train.x,
+        splits.train.y,
+        cfg.train.batch_size,
+        shuffle=True,
+        drop_last=cfg.train.drop_last,
+        augment=cfg.data.augment,
+        seed=cfg.seed,
+        device=device,
+        rank=info.rank,
+        world_size=info.world_size,
+        channels_last=cfg.train.channels_last,
+        two_views=method.batch_spec == "two_views",
     )
     outliers = _outlier_loader(method, splits, cfg, info, device)
     steps_per_epoch = len(loader)
@@ -459,13 +540,20 @@ def _fit(
             step, state = loaded
             missing = [k for k in ("optimizer", "extra", "sums", "history") if k not in state]
             if missing:
-                raise CheckpointError(f"the training state of {run_dir} at step {step} lacks '{missing[0]}' (written by another rulab version?); "
-                                      f"delete {run_dir / 'checkpoints' / 'LATEST'} to start the run over")
+                raise CheckpointError(
+                    f"the training state of {run_dir} at step {step} lacks '{missing[0]}' (written by another rulab version?); "
+                    f"delete {run_dir / 'checkpoints' / 'LATEST'} to start the run over"
+                )
             try:
                 optimizer.load_state_dict(state["optimizer"])
                 scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
                 extra.load_state_dict(state["extra"])
-            except (ValueError, KeyError, RuntimeError, TypeError) as err:  # a changed optimizer or method cannot take the old state
+            except (
+                ValueError,
+                KeyError,
+                RuntimeError,
+                TypeError,
+            ) as err:  # a changed optimizer or method cannot take the old state
                 raise CheckpointError(
                     f"the training state of {run_dir} at step {step} does not fit this run's optimizer or method ({type(err).__name__}: "
                     f"{str(err).splitlines()[0][:120] if str(err) else ''}); a resume cannot change them, so start a new run (another --name)"
@@ -475,14 +563,27 @@ def _fit(
             history = list(state["history"])
             best = dict(state.get("best") or {})
     meta_base = {
-        "model": cfg.model.name, "model_kwargs": model_kwargs, "classes": splits.classes, "input_shape": list(shape),
-        "mean": getattr(model, "mean", None), "std": getattr(model, "std", None), "method": cfg.method.name,
-        "config": to_dict(cfg), "config_hash": config_hash(cfg), "parent_checkpoint": parent, "seed": cfg.seed,
-        "dataset": cfg.data.dataset, "config_history": config_history, **provenance(device),
+        "model": cfg.model.name,
+        "model_kwargs": model_kwargs,
+        "classes": splits.classes,
+        "input_shape": list(shape),
+        "mean": getattr(model, "mean", None),
+        "std": getattr(model, "std", None),
+        "method": cfg.method.name,
+        "config": to_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "parent_checkpoint": parent,
+        "seed": cfg.seed,
+        "dataset": cfg.data.dataset,
+        "config_history": config_history,
+        **provenance(device),
     }
     if info.main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-        atomic_write_json(run_dir / "env.json", {k: meta_base[k] for k in ("rulab_version", "torch_version", "git_commit", "device", "python", "threads")})
+        atomic_write_json(
+            run_dir / "env.json",
+            {k: meta_base[k] for k in ("rulab_version", "torch_version", "git_commit", "device", "python", "threads")},
+        )
         atomic_write_text(metrics_path, _metrics_lines(history, config_history))
 
     def checkpoint() -> None:
@@ -490,18 +591,34 @@ def _fit(
         if info.main:
             assert lock is not None
             lock.check()  # never write over a run another process has taken over
-            state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                     "extra": extra.state_dict(), "sums": total_sums, "history": history}
+            state = {
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                "extra": extra.state_dict(),
+                "sums": total_sums,
+                "history": history,
+            }
             if best:
                 state["best"] = best
-            save_train_state(run_dir, step, model, state, record={"config": to_dict(cfg), "config_history": config_history})
+            save_train_state(
+                run_dir, step, model, state, record={"config": to_dict(cfg), "config_history": config_history}
+            )
         barrier()
 
     bar = None
     if progress and info.main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, leave=False, disable=None, mininterval=1.0)
+        bar = tqdm(
+            total=total,
+            initial=step,
+            desc=cfg.name,
+            unit="step",
+            dynamic_ncols=True,
+            leave=False,
+            disable=None,
+            mininterval=1.0,
+        )
     net.train()
     if cfg.train.freeze_bn:
         _freeze_bn(model)
@@ -534,7 +651,9 @@ def _fit(
                         out = method(net, micro)
                     loss = out["loss"]
                     if not torch.isfinite(loss):
-                        raise RulabError(f"the training loss became {loss.item()} at step {step}; lower optim.lr or check the data (run it again with --resume after fixing)")
+                        raise RulabError(
+                            f"the training loss became {loss.item()} at step {step}; lower optim.lr or check the data (run it again with --resume after fixing)"
+                        )
                     # a mean over accum micro-batches: d(loss / accum) is the micro-batch's share of the step's
                     # gradient, as DDP's division by the world size is each rank's share
                     scaler.scale(loss / accum if accum > 1 else loss).backward()
@@ -557,22 +676,34 @@ def _fit(
             epoch_done = step % steps_per_epoch == 0 or step == total
             if epoch_done:
                 sums = _reduce_sums(sums, info, device)  # under DDP: the epoch's loss and accuracy over all ranks
-                rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": sums["loss"] / max(sums["batches"], 1),
-                                       "time": round(time.time() - t_start, 3)}
+                rec: dict[str, Any] = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "lr": lr,
+                    "train_loss": sums["loss"] / max(sums["batches"], 1),
+                    "time": round(time.time() - t_start, 3),
+                }
                 if sums["n"]:
                     rec["train_acc"] = sums["correct"] / sums["n"]
                 ev = cfg.train.eval_every
                 if splits.val is not None and method.supervised and ev and ((epoch + 1) % ev == 0 or step == total):
-                    rec.update({f"val_{k}": v for k, v in _evaluate(model, splits.val, 256, cfg.train.channels_last).items()})
+                    rec.update(
+                        {f"val_{k}": v for k, v in _evaluate(model, splits.val, 256, cfg.train.channels_last).items()}
+                    )
                     net.train()
                     if cfg.train.freeze_bn:
                         _freeze_bn(model)
                 if cfg.train.keep_best and cfg.train.keep_best in rec:
                     value = float(rec[cfg.train.keep_best])
                     higher = KEEP_BEST[cfg.train.keep_best]
-                    if not best or (value > best["value"] if higher else value < best["value"]):  # ties keep the earlier epoch
-                        best = {"epoch": epoch + 1, "value": value,
-                                "weights": {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()}}
+                    if not best or (
+                        value > best["value"] if higher else value < best["value"]
+                    ):  # ties keep the earlier epoch
+                        best = {
+                            "epoch": epoch + 1,
+                            "value": value,
+                            "weights": {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()},
+                        }
                 history.append(rec)
                 sums = {"loss": 0.0, "correct": 0.0, "n": 0.0, "batches": 0.0}
                 if info.main:
@@ -597,13 +728,21 @@ def _fit(
     kept: dict[str, Any] = {}
     if cfg.train.keep_best:
         if not best:
-            raise RulabError(f"train.keep_best={cfg.train.keep_best} found no epoch with that validation metric; the run needs a validation split and a supervised method")
+            raise RulabError(
+                f"train.keep_best={cfg.train.keep_best} found no epoch with that validation metric; the run needs a validation split and a supervised method"
+            )
         model.load_state_dict(best["weights"])
         kept = {"metric": cfg.train.keep_best, "epoch": best["epoch"], "value": best["value"], "epochs": epochs}
     if info.main:
         assert lock is not None
         lock.check()
-        meta = {**meta_base, "epochs": epochs, "steps": step, "history": history, "train_seconds": round(time.time() - t_start, 3)}
+        meta = {
+            **meta_base,
+            "epochs": epochs,
+            "steps": step,
+            "history": history,
+            "train_seconds": round(time.time() - t_start, 3),
+        }
         if kept:
             meta["kept"] = kept
         save_model(final, model, meta)
@@ -624,8 +763,10 @@ def _micro_batches(batch: dict[str, Any], accum: int) -> list[dict[str, Any]]:
     for key, value in batch.items():
         chunks = value.chunk(accum) if isinstance(value, torch.Tensor) and value.dim() > 0 else None
         if chunks is not None and (len(chunks) != accum or len(value) % accum):
-            raise ConfigError(f"a batch of {len(value)} '{key}' rows cannot be cut into {accum} equal micro-batches; "
-                              "choose train.accum_steps dividing the batch sizes")
+            raise ConfigError(
+                f"a batch of {len(value)} '{key}' rows cannot be cut into {accum} equal micro-batches; "
+                "choose train.accum_steps dividing the batch sizes"
+            )
         for j, part in enumerate(parts):
             part[key] = chunks[j] if chunks is not None else value
     return parts

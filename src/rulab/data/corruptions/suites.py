@@ -98,9 +98,7 @@ _BRIGHTNESS_PETS = _grid("brightness_factor", (0.6, 0.8, 1.2, 1.4))
 _BLUR_W2 = _grid("gaussian_blur_sigma", (0.3, 0.5, 0.7, 0.9))
 
 SHIFT_SUITES: tuple[ShiftSuite, ...] = (
-    ShiftSuite(
-        "brightness_w2_pathmnist", _BRIGHTNESS_PATHMNIST, "W2 pathMNIST brightness factors (W2 report §7.1)"
-    ),
+    ShiftSuite("brightness_w2_pathmnist", _BRIGHTNESS_PATHMNIST, "W2 pathMNIST brightness factors (W2 report §7.1)"),
     ShiftSuite("brightness_w2_pets", _BRIGHTNESS_PETS, "W2 Oxford Pets brightness factors (W2 report §7.2)"),
     ShiftSuite("blur_w2", _BLUR_W2, "W2 Gaussian blur, kernel 5, sigma grid (W2 report §7.1-7.2)"),
     ShiftSuite(
@@ -192,7 +190,9 @@ def corrupt_dataset(ds: TensorDataset, name: str, level: float, seed: int, batch
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     corruption(name)  # unknown name → error before any work
     generator = torch.Generator(device=ds.x.device).manual_seed(int(seed))
-    out = torch.empty(ds.x.shape, dtype=torch.uint8, device=ds.x.device)  # corrupted images are 8-bit (the benchmarks' protocol)
+    out = torch.empty(
+        ds.x.shape, dtype=torch.uint8, device=ds.x.device
+    )  # corrupted images are 8-bit (the benchmarks' protocol)
     for start in range(0, len(ds), batch_size):
         batch = unit_pixels(ds.x[start : start + batch_size])
         shifted = apply_shift(batch, name, level, generator)

@@ -21,7 +21,10 @@ from rulab.registry import OOD_SETS
 
 __all__ = ["EMNIST_SOURCE", "emnist"]
 
-_STEMS = {"letters-test-images": "emnist-letters-test-images-idx3-ubyte", "letters-test-labels": "emnist-letters-test-labels-idx1-ubyte"}
+_STEMS = {
+    "letters-test-images": "emnist-letters-test-images-idx3-ubyte",
+    "letters-test-labels": "emnist-letters-test-labels-idx1-ubyte",
+}
 
 EMNIST_SOURCE = declare(
     Source(
@@ -46,19 +49,30 @@ def _parse(found: dict[str, FoundFile]) -> tuple[torch.Tensor, torch.Tensor, dic
     fi, fl = found["letters-test-images"], found["letters-test-labels"]
     x, y = read_idx(fi.data(), fi.path), read_idx(fl.data(), fl.path)
     if x.ndim != 3 or x.dtype != np.uint8:
-        raise DataError(f"{fi.path} holds {x.dtype} data of shape {x.shape}, not uint8 images [N, H, W]; is it the right file?")
+        raise DataError(
+            f"{fi.path} holds {x.dtype} data of shape {x.shape}, not uint8 images [N, H, W]; is it the right file?"
+        )
     if y.ndim != 1 or len(y) != len(x):
-        raise DataError(f"{fl.path} has {y.shape} labels for {len(x)} images in {fi.path}; delete both and fetch them again")
+        raise DataError(
+            f"{fl.path} has {y.shape} labels for {len(x)} images in {fi.path}; delete both and fetch them again"
+        )
     upright = np.ascontiguousarray(x.transpose(0, 2, 1))  # EMNIST is stored transposed
     return torch.from_numpy(upright).unsqueeze(1), torch.from_numpy(y.astype(np.int64)), {"transposed": True}
 
 
 @OOD_SETS.register("emnist")
-def emnist(shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None) -> TensorDataset:
+def emnist(
+    shape: tuple[int, int, int], n: int | None = None, seed: int = 0, root: PathLike | None = None
+) -> TensorDataset:
     """EMNIST letters, the test split (20,800 handwritten letters, 28×28 grey), upright: an OOD set for MNIST
     (Hein et al. 2019, Section 6)."""
     prep = load_prepared("emnist", "letters-test", tuple(_STEMS), _parse, root)
     idx = subset_index(len(prep.x), n, seed, "emnist")
     x = prep.x if idx is None else prep.x[idx]
-    meta = {"shape": list(check_ood_shape(shape)), "n": len(x), "seed": seed, "from": "EMNIST letters test split, transposed upright"}
+    meta = {
+        "shape": list(check_ood_shape(shape)),
+        "n": len(x),
+        "seed": seed,
+        "from": "EMNIST letters test split, transposed upright",
+    }
     return ood_dataset("emnist", to_shape(x, shape), str(prep.meta.get("source", "")), meta)

@@ -130,8 +130,14 @@ def hein2019_tables(results: Results, columns: Sequence[tuple[str, str]], refere
     sets: list[str] = []
     for r in runs.values():
         sets += [s for s in r.datasets("ood", "msp", "auroc") if s not in sets and s != "hein"]
-    more = sorted({int(s.rsplit("_", 1)[1]) for r in runs.values() for s in r.datasets("farconf", "", "mmc")
-                   if s.startswith("adv_noise_") and s.rsplit("_", 1)[1].isdigit()})
+    more = sorted(
+        {
+            int(s.rsplit("_", 1)[1])
+            for r in runs.values()
+            for s in r.datasets("farconf", "", "mmc")
+            if s.startswith("adv_noise_") and s.rsplit("_", 1)[1].isdigit()
+        }
+    )
     sources = [(set_name(s), s, "ood", "msp") for s in sets] + [
         ("Noise", "hein", "ood", "msp"),
         ("Adv. Noise", "adv_noise", "farconf", ""),
@@ -198,7 +204,11 @@ def hein2019_tables(results: Results, columns: Sequence[tuple[str, str]], refere
             seed_note(runs),
             "Adv. Noise: PGD on W3's noise with eval.adv_steps (80 in the paper presets); a step count in brackets is a "
             "further run of eval.adv_noise_steps (W3 also ran 200). Adv. Samples: non-resisted adversarial test images only."
-            + (" Paper: W3 README tables (W3's ImageNet− kept 853 classes; ours keeps 781, docs/protocols/hein2019.md)." if ref else ""),
+            + (
+                " Paper: W3 README tables (W3's ImageNet− kept 853 classes; ours keeps 781, docs/protocols/hein2019.md)."
+                if ref
+                else ""
+            ),
         ),
     )
     extra_rows = []

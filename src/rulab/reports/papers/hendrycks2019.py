@@ -76,7 +76,7 @@ def hendrycks2019_tables(results: Results, columns: Sequence[tuple[str, str]], r
             ("calibration:Normal", "hendrycks2019-cifar10-calibration"), ...)``.
         reference: a key of :data:`W1_REFERENCE` or ``""``.
     """
-    cal_columns = [(label[len(CALIBRATION):], preset) for label, preset in columns if label.startswith(CALIBRATION)]
+    cal_columns = [(label[len(CALIBRATION) :], preset) for label, preset in columns if label.startswith(CALIBRATION)]
     columns = [(label, preset) for label, preset in columns if not label.startswith(CALIBRATION)]
     runs = {label: Runs(records(results.get(preset, ()))) for label, preset in columns}
     cal_runs = {label: Runs(records(results.get(preset, ()))) for label, preset in cal_columns} or runs
@@ -151,8 +151,12 @@ def hendrycks2019_tables(results: Results, columns: Sequence[tuple[str, str]], r
         rows=tuple(cal_rows),
         notes=(
             seed_note(runs),
-            ("Test error: the OOD models (every training image); RMS, MAD, Soft-F1: the calibration models (validation "
-             "split held out), as W1 measured them. " if cal_columns else "")
+            (
+                "Test error: the OOD models (every training image); RMS, MAD, Soft-F1: the calibration models (validation "
+                "split held out), as W1 measured them. "
+                if cal_columns
+                else ""
+            )
             + "Parity presets drop the top-confidence bin as W1 did."
             + (" Paper: Hendrycks et al. 2019; test errors of the shipped checkpoints." if ref else ""),
         ),
@@ -177,7 +181,9 @@ W1_ADV_REFERENCE: dict[str, dict[str, dict[str, str]]] = {
 
 
 @PAPER_TABLES.register("hendrycks2019-adv")
-def hendrycks2019_adv_tables(results: Results, columns: Sequence[tuple[str, str]], reference: str = "") -> list[PaperTable]:
+def hendrycks2019_adv_tables(
+    results: Results, columns: Sequence[tuple[str, str]], reference: str = ""
+) -> list[PaperTable]:
     """W1's adversarial table (Table 2): per model, the clean accuracy and the accuracy under L∞ PGD of the same test
     images (the ``adv_samples`` rows ``clean_acc`` and ``adv_acc``), side by side, with the paper's numbers.
 
@@ -196,11 +202,22 @@ def hendrycks2019_adv_tables(results: Results, columns: Sequence[tuple[str, str]
         if recs and not attack:
             e = recs[0].get("extra") or {}
             if e.get("eps") is not None:
-                attack = (f"PGD-{e.get('steps')} at ε = {float(e['eps']) * 255:.3g}/255, step {float(e.get('step_size', 0)) * 255:.3g}/255, "
-                          f"{e.get('restarts', 1)} random start(s), {recs[0].get('n', 0)} test images")
-        rows.append(PaperRow(label, tuple(cell(runs[label].per_run("farconf", m, "adv_samples", "")) for m in ("clean_acc", "adv_acc"))))
+                attack = (
+                    f"PGD-{e.get('steps')} at ε = {float(e['eps']) * 255:.3g}/255, step {float(e.get('step_size', 0)) * 255:.3g}/255, "
+                    f"{e.get('restarts', 1)} random start(s), {recs[0].get('n', 0)} test images"
+                )
+        rows.append(
+            PaperRow(
+                label,
+                tuple(cell(runs[label].per_run("farconf", m, "adv_samples", "")) for m in ("clean_acc", "adv_acc")),
+            )
+        )
         if label in ref:
-            rows.append(PaperRow(f"{label} (paper)", tuple(paper_cell(ref[label][m]) for m in ("clean_acc", "adv_acc")), paper=True))
+            rows.append(
+                PaperRow(
+                    f"{label} (paper)", tuple(paper_cell(ref[label][m]) for m in ("clean_acc", "adv_acc")), paper=True
+                )
+            )
     table = PaperTable(
         title="Adversarial robustness (%): clean accuracy and accuracy under L∞ PGD of the same images (W1, Table 2)",
         row_header="",

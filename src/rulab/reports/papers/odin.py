@@ -113,16 +113,24 @@ def odin_tables(results: Results, columns: Sequence[tuple[str, str]], reference:
         sets = ordered(sets, _ODIN_SETS)
         rows = []
         for s in sets:
-            hp = (cell(r.per_run("ood", "odin_t", s, odin), 1.0, ".4g"), cell(r.per_run("ood", "odin_eps", s, odin), 1.0, ".4g"))
+            hp = (
+                cell(r.per_run("ood", "odin_t", s, odin), 1.0, ".4g"),
+                cell(r.per_run("ood", "odin_eps", s, odin), 1.0, ".4g"),
+            )
             rows.append(
                 PaperRow(
                     set_name(s),
-                    (hp if has_hp else ()) + tuple(cell(r.per_run("ood", m, s, det)) for _, m in heads for det in ("msp", odin)),
+                    (hp if has_hp else ())
+                    + tuple(cell(r.per_run("ood", m, s, det)) for _, m in heads for det in ("msp", odin)),
                 )
             )
             if s in ref:
                 readme_eps = ODIN_EPSILON_TABLE.get(reference, {}).get(s)
-                paper_hp = (paper_cell("1000", 1.0), paper_cell(f"{readme_eps:g}", 1.0) if readme_eps is not None else None) if has_hp else ()
+                paper_hp = (
+                    (paper_cell("1000", 1.0), paper_cell(f"{readme_eps:g}", 1.0) if readme_eps is not None else None)
+                    if has_hp
+                    else ()
+                )
                 rows.append(
                     PaperRow(
                         f"{set_name(s)} (paper)",
@@ -133,10 +141,14 @@ def odin_tables(results: Results, columns: Sequence[tuple[str, str]], reference:
         if odin == "odin_paper":
             note = "ODIN with the per-set ε of ODIN's README (T = 1000)."
         elif per_set:
-            note = ("ODIN with (T, ε) tuned per OOD set on its first 1,000 images and the ID test set's, lowest FPR at 95% TPR; "
-                    "those images are not scored (odin-paper protocol, as the paper).")
+            note = (
+                "ODIN with (T, ε) tuned per OOD set on its first 1,000 images and the ID test set's, lowest FPR at 95% TPR; "
+                "those images are not scored (odin-paper protocol, as the paper)."
+            )
         else:
-            note = "ODIN with the evaluation's (T, ε): tuned on validation-OOD data, or T = 1000, ε = 0.0014 without it."
+            note = (
+                "ODIN with the evaluation's (T, ε): tuned on validation-OOD data, or T = 1000, ε = 0.0014 without it."
+            )
         if has_hp and ref:
             note += " Paper (T, ε): the per-set values of ODIN's README (T = 1000 everywhere)."
         tables.append(

@@ -13,6 +13,8 @@ Layout of a run directory::
     runs/<name>/meta.json           the same metadata, readable
     runs/<name>/checkpoints/LATEST  name of the newest complete training-state directory
     runs/<name>/checkpoints/step-00001234/{model,state}.safetensors, state.json
+
+One concern, kept in one file: the run directory's files (the layout above) and their safe writing and reading.
 """
 
 from __future__ import annotations

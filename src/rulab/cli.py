@@ -16,6 +16,9 @@ line ``error: ...`` and exits with status 2; Ctrl-C exits with 130 and says how 
 
 Each command imports what it runs inside its function, so that ``rulab --help``, ``rulab --version`` and a mistyped
 command answer without importing torch.
+
+One concern, kept in one file: the command line: argument parsing and one small function per command, each a call of
+the Python API.
 """
 
 from __future__ import annotations

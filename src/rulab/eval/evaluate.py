@@ -34,6 +34,9 @@ What it does, in order (each network pass happens once per dataset, convention 6
 ``parity=True`` reproduces W1/OE's calibration quirk (the top adaptive bin is dropped, ``utils/calibration_tools.py``)
 and W3's rejection column at index 10 in the adversarial-samples resistance (``evaluation.py``); the register of
 convention 5 in docs/conventions.md lists both.
+
+One concern, kept in one file: the order of one evaluation (the steps above); each step's computation lives in its
+own module.
 """
 
 from __future__ import annotations

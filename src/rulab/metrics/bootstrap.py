@@ -27,6 +27,9 @@ Paired comparisons pass the *same* counts to both models (the same resampled ima
 difference are the differences of the replicates.
 
 All functions are pure: tensors in, float64 tensors or floats out, randomness only from the generator passed in.
+
+One concern, kept in one file: the bootstrap replicates and intervals, which share the resample counts and the
+one-sort machinery.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ seeded random 10%, W1's ``validation_split_folder``). The presets do the same: `
 ``-calibration`` presets hold the split out, and the studies fill the paper's OOD table from the former and its
 calibration table from the latter. Evaluation: MSP on the ``*-hendrycks`` benchmarks (8 OOD sets, 2,000 per run × 5
 runs, W1's ``test.py``). What still differs from the paper is listed in docs/paper-presets.md.
+
+One concern, kept in one file: W1's presets, together so that every number can be checked against the paper's code
+in one place.
 """
 
 from __future__ import annotations

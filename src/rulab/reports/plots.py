@@ -4,6 +4,9 @@ matplotlib is imported lazily (``pip install 'rulab[report]'``) and used through
 canvas, so no global backend or pyplot state is touched. Figures are small (dpi 90) and curves are downsampled to
 a few hundred points, so a report of 15 runs renders in seconds. Values are fractions; axes show percent where
 the report tables do.
+
+One concern, kept in one file: the report's matplotlib figures, one function each, sharing the figure helpers at the
+top.
 """
 
 from __future__ import annotations

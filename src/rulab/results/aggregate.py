@@ -19,6 +19,8 @@ what the tables show: with 3 seeds it has only 10 distinct resampled means and c
 Records are the dicts of :meth:`rulab.results.store.ResultStore.results`; runs are grouped by their ``preset``
 (or, without one, by their name less the ``-s<seed>`` suffix), then by (kind, dataset, shift, severity, detector,
 metric).
+
+One concern, kept in one file: aggregation over seeds and the pivot tables built from it.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ The driver is the only process that writes the results database; the cells run a
 A driver killed at any moment loses nothing: the database only ever holds complete records, jobs keep running
 (SLURM, LocalExecutor; Ray tasks end with their driver and resume from their checkpoints when submitted again),
 and the next driver ingests what finished, re-attaches to what is running and submits only what is missing.
+
+One concern, kept in one file: the cluster driver: submit, watch, ingest.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@
    like a cell and skipped when already finished.
 6. At the end it prints the summary table (mean ± std over seeds per method, each with its 95% interval), the
    report's path and the time.
+
+One concern, kept in one file: running a study's grid on this machine and summarising it (the cluster driver is
+rulab.study.launch).
 """
 
 from __future__ import annotations

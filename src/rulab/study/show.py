@@ -27,6 +27,9 @@ How the cost is estimated:
    this machine's device (after a warm-up step; the configured batch on a GPU, 8 images on a CPU) and the work is
    converted to time at that measured rate; without it, only the work is given. The time is for one process and
    excludes data loading and checkpoint writes, which are small next to the network passes at paper scale.
+
+One concern, kept in one file: planning and rendering `rulab show` and `--dry-run` (the data look-ups, the cost
+estimate and its text).
 """
 
 from __future__ import annotations

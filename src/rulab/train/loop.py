@@ -12,6 +12,9 @@ Every method is an objective (rulab.methods) run by this loop. What makes a run 
 
 Under ``torchrun`` (docs/distributed.md) the model is wrapped in DDP, every rank trains on its slice of the global
 batch, running sums and validation logits are gathered over ranks, and only rank 0 writes files.
+
+One concern, kept in one file: the training loop itself, read top to bottom; its parts (optimiser, loader,
+checkpoint files, DDP plumbing) live in their own modules.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ from .fetch import (
 from .formats import (
     read_cifar_batch,
     read_cifar_meta,
-    read_idx,
+    read_idx_images,
     read_imagenet32_batch,
     read_map_clsloc,
     read_medmnist_npz,
@@ -389,17 +389,8 @@ def _idx_dataset(name: str, split: str, root: PathLike | None, classes: list[str
     ik, lk = f"{stem}-images", f"{stem}-labels"
 
     def parse(found: dict[str, FoundFile]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        fi, fl = found[ik], found[lk]
-        x, y = read_idx(fi.data(), fi.path), read_idx(fl.data(), fl.path)
-        if x.ndim != 3 or x.dtype != np.uint8:
-            raise DataError(
-                f"{fi.path} holds {x.dtype} data of shape {x.shape}, not uint8 images [N, H, W]; is it the right file?"
-            )
-        if y.ndim != 1 or len(y) != len(x):
-            raise DataError(
-                f"{fl.path} has {y.shape} labels for {len(x)} images in {fi.path}; delete both and fetch them again"
-            )
-        _labels_in_range(y, len(classes), fl.path)
+        x, y = read_idx_images(found[ik], found[lk])
+        _labels_in_range(y, len(classes), found[lk].path)
         xt, yt = _tensors(x.copy(), y)
         return xt.unsqueeze(1), yt, {"classes": classes}
 

@@ -34,6 +34,7 @@ from rulab.errors import DataError
 __all__ = [
     "gunzip",
     "read_idx",
+    "read_idx_images",
     "safe_unpickle",
     "read_cifar_batch",
     "read_cifar_meta",
@@ -113,6 +114,28 @@ def read_idx(data: bytes, path: str | os.PathLike[str] | None = None) -> np.ndar
         )
     arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return arr.astype(dtype.newbyteorder("="), copy=False) if dtype.byteorder == ">" else arr
+
+
+def read_idx_images(images: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An IDX image file and its label file, checked to belong together (MNIST, Fashion-MNIST, EMNIST).
+
+    Args:
+        images, labels: found files (:class:`rulab.data.fetch.FoundFile`: ``.data()`` gives the decompressed bytes,
+            ``.path`` names them in errors).
+
+    Returns:
+        ``(uint8 [N, H, W] images, [N] labels)`` as stored.
+    """
+    x, y = read_idx(images.data(), images.path), read_idx(labels.data(), labels.path)
+    if x.ndim != 3 or x.dtype != np.uint8:
+        raise DataError(
+            f"{images.path} holds {x.dtype} data of shape {x.shape}, not uint8 images [N, H, W]; is it the right file?"
+        )
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(
+            f"{labels.path} has {y.shape} labels for {len(x)} images in {images.path}; delete both and fetch them again"
+        )
+    return x, y
 
 
 class _Refused(pickle.UnpicklingError):

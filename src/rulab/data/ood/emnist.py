@@ -13,10 +13,9 @@ import numpy as np
 import torch
 
 from rulab.data.fetch import Archive, FoundFile, RawFile, Source, declare, load_prepared
-from rulab.data.formats import read_idx
+from rulab.data.formats import read_idx_images
 from rulab.data.ood.convert import PathLike, check_ood_shape, ood_dataset, subset_index, to_shape
 from rulab.data.tensors import TensorDataset
-from rulab.errors import DataError
 from rulab.registry import OOD_SETS
 
 __all__ = ["EMNIST_SOURCE", "emnist"]
@@ -46,16 +45,7 @@ EMNIST_SOURCE = declare(
 
 
 def _parse(found: dict[str, FoundFile]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    fi, fl = found["letters-test-images"], found["letters-test-labels"]
-    x, y = read_idx(fi.data(), fi.path), read_idx(fl.data(), fl.path)
-    if x.ndim != 3 or x.dtype != np.uint8:
-        raise DataError(
-            f"{fi.path} holds {x.dtype} data of shape {x.shape}, not uint8 images [N, H, W]; is it the right file?"
-        )
-    if y.ndim != 1 or len(y) != len(x):
-        raise DataError(
-            f"{fl.path} has {y.shape} labels for {len(x)} images in {fi.path}; delete both and fetch them again"
-        )
+    x, y = read_idx_images(found["letters-test-images"], found["letters-test-labels"])
     upright = np.ascontiguousarray(x.transpose(0, 2, 1))  # EMNIST is stored transposed
     return torch.from_numpy(upright).unsqueeze(1), torch.from_numpy(y.astype(np.int64)), {"transposed": True}
 

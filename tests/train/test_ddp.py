@@ -85,6 +85,7 @@ from rulab.distributed import barrier
 lock = run_dir + "/run.lock"
 barrier()  # rank 0 has released it
 assert not os.path.exists(lock)
+barrier()  # every rank has looked before rank 0 writes another process's lock below
 if dist_info().main:
     with open(lock, "w") as fh:
         json.dump({"pid": 4242, "host": "another-host", "token": "t", "started": time.time()}, fh)

@@ -209,6 +209,7 @@ def test_adversarial_study_end_to_end_on_cpu(tmp_path, monkeypatch):
     )
     monkeypatch.setitem(STUDIES._entries, study.name, lambda: study)  # the report finds a study's paper table by name
     result = run_study(study, out_dir=str(tmp_path), progress=False)
+    assert result.report is not None, result.report_error
     page = result.report.read_text(encoding="utf-8")
     assert (
         "<h3>Clean and adversarial accuracy</h3>" in page

@@ -5,7 +5,8 @@ no script and no external asset, so it can be mailed or archived as it is. Secti
 
 * a header: study, date, versions, git commits, devices, seeds, datasets and wall time;
 * the comparison of methods: the summary table (mean ± std over seeds with 95% intervals), the paired differences of
-  every method to the first one (the baseline, :func:`rulab.results.compare.compare_pivot`), bar charts, accuracy
+  every method to the baseline (the study's ``compare_to``, else the first method with results;
+  :func:`rulab.results.compare.compare_pivot`), bar charts, accuracy
   against shift severity per method, and, for a paper study, the paper-style tables of :mod:`rulab.reports.papers`;
 * per method: the accuracy / calibration table (raw and temperature-scaled), OOD AUROC and FPR95 per detector and
   OOD set, the far-away table, ROC and precision-recall curves, score histograms ID vs each OOD set, reliability
@@ -332,9 +333,13 @@ def build_report(
                 f'<p class="note">The intervals are Student t intervals over {n_max} seeds (t = {_t975(n_max):.2f}): they say where '
                 "the mean over training runs lies on these test sets, and they are wide because few seeds say little.</p>"
             )
-        if len(groups) > 1:
-            cmp = compare_pivot(records, groups[0], replicates=replicates)
-            comp.append(f"<h3>Paired differences to {escape(groups[0])}</h3>" + scrolling(pivot_html(cmp)))
+        # the baseline: the study's compare_to, else the first method with results (a trained-only pre-training has none)
+        scored = [g for g in groups if recs_of[g]]
+        wanted = STUDIES.create(study).compare_to if study and study in STUDIES else ""
+        baseline = wanted if wanted in scored else (scored[0] if scored else "")
+        if len(scored) > 1:
+            cmp = compare_pivot(records, baseline, replicates=replicates)
+            comp.append(f"<h3>Paired differences to {escape(baseline)}</h3>" + scrolling(pivot_html(cmp)))
         figs = [
             figure_html(
                 plots.comparison_bars(summary), "summary measures per method (error bars: std over seeds)", wide=True

@@ -118,7 +118,12 @@ def test_dry_runs_write_nothing(capsys, tmp_path):
     assert main(["study", "hein2019-fmnist", "--dry-run", f"--out={out}", "--seeds=0"]) == 0
     text = capsys.readouterr().out
     assert "runs: 3 (3 presets × 1 seeds 0); 3 evaluated" in text and "every cell resolved and validated" in text
-    assert f"fmnist-acet seed 0: {out / 'fmnist-acet-s0'}" in text
+    assert f"fmnist-acet seed 0: {out / 'fmnist-acet-s0'}" in text and "launcher: local" in text
+    assert not out.exists()
+    # launcher settings are checked too (the planned cells do not depend on them)
+    argv = ["study", "hein2019-fmnist", "--dry-run", f"--out={out}", "--seeds=0", "--launcher", "slurm"]
+    assert main([*argv, "--launcher.slurm.partition=gpu"]) == 0 and "launcher: slurm" in capsys.readouterr().out
+    assert main([*argv, "--launcher.slurm.partitoin=gpu"]) == 2 and "partitoin" in capsys.readouterr().err
     assert not out.exists()
     assert main(["train", "fmnist-plain", "--dry-run", "--optim.lr=-1"]) == 2  # validated: a bad value is refused
     assert "optim.lr" in capsys.readouterr().err

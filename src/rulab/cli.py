@@ -267,8 +267,13 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
         print(study_status(args.name, seeds=_seeds(args.seeds), out_dir=args.out_dir, db=args.db, overrides=overrides))
         return 0
     if args.dry_run:
+        from rulab.presets.study_spec import launcher_config
+        from rulab.study.plan import get_study
         from rulab.study.show import plan_study, render_study
 
+        # the launcher settings are checked like the cells (an unknown key or a bad value is refused now)
+        launcher_items = [o for o in overrides if o.lstrip("-").startswith("launcher.")]
+        lcfg = launcher_config(get_study(args.name).launcher, args.launcher, launcher_items)
         plan = plan_study(
             args.name,
             _seeds(args.seeds),
@@ -278,6 +283,7 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
         print(render_study(plan), end="")
         if plan.error:
             raise ConfigError(plan.error)
+        print(f"launcher: {lcfg.name}")
         print("dry run: every cell resolved and validated; nothing was trained, evaluated or written")
         return 0
     from rulab.api import study

@@ -15,7 +15,7 @@ import rulab
 import rulab.results.table
 from rulab.cli import main
 from rulab.config import EvalCfg
-from rulab.errors import ConfigError
+from rulab.errors import ConfigError, RulabError
 from rulab.presets.fmnist import fmnist_base
 from rulab.presets.study_spec import Study
 from rulab.registry import PRESETS, STUDIES
@@ -243,3 +243,12 @@ def test_killed_study_resumes_without_recomputing_finished_cells(tmp_path, capsy
         and re.search(r"^fmnist-plain +2 ", printed, re.M)
         and "total time:" in printed
     )
+
+
+def test_a_bad_mc_dropout_is_refused_before_any_cell_runs(tmp_path):
+    st = Study("tiny", presets=("fmnist-plain",), seeds=(0,), report=False)
+    with pytest.raises(RulabError, match=r"^mc_dropout must be a number of passes >= 0, got -1$"):
+        run_study(
+            st, out_dir=str(tmp_path / "runs"), overrides=OV, evaluate=_fake_evaluate(), progress=False, mc_dropout=-1
+        )
+    assert not (tmp_path / "runs").exists()  # nothing trained, no database

@@ -349,6 +349,10 @@ def run_study(
         launcher_items,
     )
     cells = plan_cells(study, seeds, out_dir, overrides)
+    ens = study.ensemble if ensemble is None else bool(ensemble)
+    passes = study.mc_dropout if mc_dropout is None else int(mc_dropout)
+    if passes < 0:  # checked before any cell runs
+        raise RulabError(f"mc_dropout must be a number of passes >= 0, got {passes}")
     if lcfg.name != "local":
         from rulab.study.backends import require_engine
 
@@ -366,16 +370,8 @@ def run_study(
         _run_on_cluster(study, cells, lcfg, store, evaluator, result, out_dir, progress)
 
     # derived evaluations of finished cells (deep ensembles, MC dropout): run by this process, under any launcher
-    ens = study.ensemble if ensemble is None else bool(ensemble)
-    passes = study.mc_dropout if mc_dropout is None else int(mc_dropout)
-    if passes < 0:
-        raise RulabError(f"mc_dropout must be a number of passes >= 0, got {passes}")
     if evaluate is not False and (ens or passes):
-
-        def log(msg: str) -> None:
-            if progress:
-                print(f"[{study.name}] {msg}", flush=True)
-
+        log = _printer(study.name, progress)
         _run_derived(
             _derived(study, cells, db_path, out_dir, ens, passes, log), db_path, owner_id(), stale_after, result, log
         )
@@ -396,6 +392,16 @@ def run_study(
     return result
 
 
+def _printer(study: str, progress: bool) -> Callable[[str], None]:
+    """The driver's progress lines, ``[study] message``, printed only with ``progress``."""
+
+    def log(msg: str) -> None:
+        if progress:
+            print(f"[{study}] {msg}", flush=True)
+
+    return log
+
+
 def _run_on_cluster(
     study: Study,
     cells: list[StudyCell],
@@ -410,10 +416,7 @@ def _run_on_cluster(
     from rulab.study.launch import run_cluster
     from rulab.study.status import render_status, status_rows
 
-    def log(msg: str) -> None:
-        if progress:
-            print(f"[{study.name}] {msg}", flush=True)
-
+    log = _printer(study.name, progress)
     ran, skipped, states = run_cluster(study.name, cells, lcfg, store, evaluator, out_dir, log)
     result.ran, result.skipped = ran, skipped
     failed = [s for s in states if s.state == "failed"]

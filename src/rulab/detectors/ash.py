@@ -130,7 +130,7 @@ class _ASH(Detector):
 
     variant: ClassVar[str] = "s"
     requires = frozenset({"features", "head"})
-    paper = "Djurisic et al. 2023, arXiv:2209.09858"
+    paper = "Djurisic et al. 2023, ICLR, arXiv:2209.09858"
     grid = {"percentile": ASH_GRID}
 
     def __init__(self, percentile: float = 90.0, t: float = 1.0) -> None:
@@ -146,7 +146,7 @@ class _ASH(Detector):
 
 @DETECTORS.register("ash_p")
 class ASHP(_ASH):
-    """ASH-P (Djurisic et al. 2023, arXiv:2209.09858, method section): prune each image's penultimate features
+    """ASH-P (Djurisic et al. 2023, ICLR, arXiv:2209.09858, method section): prune each image's penultimate features
     below their own p-th percentile, then score the energy of the head.
 
     Args:
@@ -163,7 +163,7 @@ class ASHP(_ASH):
 
 @DETECTORS.register("ash_b")
 class ASHB(_ASH):
-    """ASH-B (Djurisic et al. 2023, arXiv:2209.09858, method section): prune as ASH-P, set the kept entries to
+    """ASH-B (Djurisic et al. 2023, ICLR, arXiv:2209.09858, method section): prune as ASH-P, set the kept entries to
     ``s₁ / k`` (the image's feature sum spread evenly over them), score the energy of the head.
 
     Args:
@@ -180,8 +180,8 @@ class ASHB(_ASH):
 
 @DETECTORS.register("ash_s")
 class ASHS(_ASH):
-    """ASH-S (Djurisic et al. 2023, arXiv:2209.09858, method section): prune as ASH-P and multiply the kept entries by
-    ``exp(s₁ / s₂)`` (sums before and after pruning), score the energy of the head.
+    """ASH-S (Djurisic et al. 2023, ICLR, arXiv:2209.09858, method section): prune as ASH-P and multiply the kept
+    entries by ``exp(s₁ / s₂)`` (sums before and after pruning), score the energy of the head.
 
     Args:
         percentile: p (paper, CIFAR: 95).

@@ -78,7 +78,7 @@ def dice_score(
 @DETECTORS.register("dice")
 class DICE(Detector):
     """Energy of the head with the weights of the lowest mean contribution removed (Sun & Li 2022,
-    arXiv:2111.09805, method section).
+    ECCV, arXiv:2111.09805, method section).
 
     Args:
         p: sparsity, the percentage of weights removed (paper, CIFAR: 90); tuned over :attr:`grid` on validation
@@ -89,7 +89,7 @@ class DICE(Detector):
     requires = frozenset({"features", "head"})
     formula = "`logsumexp((M ⊙ W) h + b)`, `M = 1[m ⊙ W > q_p]`, `m` the mean training feature"
     fits_on = "training features (their mean)"
-    paper = "Sun & Li 2022, arXiv:2111.09805"
+    paper = "Sun & Li 2022, ECCV, arXiv:2111.09805"
     grid = {"p": (10.0, 30.0, 50.0, 70.0, 90.0)}
 
     def __init__(self, p: float = 90.0, t: float = 1.0) -> None:

@@ -17,6 +17,11 @@ features (the λ at which both terms contribute equally on average; the OpenHAIV
 ``ncdia/algorithms/ood/dml.py``, balances its two terms the same way, dividing each by its sum over in-distribution
 images), and λ = ``scale`` · λ₀ with ``scale`` searched over :attr:`DML.grid` on the validation-OOD
 sets (default 1). ``scale → ∞`` ranks as MaxCosine, ``scale = 0`` as MaxNorm.
+
+The authors' code agrees on the balancing: their README writes the score as ``MaxCosine + λ · MaxNorm`` (λ on the
+norm term; the same ranking as here with the reciprocal λ), and their evaluation script ``test_DML+.py`` divides each
+term by its sum over the in-distribution TEST images before adding them, with equal weights (the first author's
+copy; the lab's copy weights the cosine term 3 : 1). rulab takes the sums over the training features instead.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ boundary distance, regularised by the distance to the mean training feature ``μ
     s(x) = (1 / (K − 1)) Σ_{c ≠ ŷ} |z_ŷ − z_c| / ‖w_ŷ − w_c‖  /  ‖h − μ‖.
 
 The authors' code (``e2e_timing.py``) sums over the classes without the ``1/(K − 1)``, a constant that changes no
-ranking. ``normalizer="norm"`` divides by ``‖h‖`` instead of ``‖h − μ‖`` (the paper's ablation). No tuned
-hyperparameters.
+ranking. ``normalizer="norm"`` divides by ``‖h‖`` instead of ``‖h − μ‖``: OpenOOD's ``fdbd_postprocessor.py``
+variant (``distance_as_normalizer=False``), which that file describes as a departure from the paper, chosen there on
+validation data. No tuned hyperparameters.
 """
 
 from __future__ import annotations
@@ -65,16 +66,17 @@ def fdbd_score(
 @DETECTORS.register("fdbd")
 class FDBD(Detector):
     """Mean feature-space distance to the decision boundaries of the other classes, over the distance to the mean
-    training feature (Liu & Qin 2024, arXiv:2312.11536, method section).
+    training feature (Liu & Qin 2024, ICML, arXiv:2312.11536, method section).
 
     Args:
-        normalizer: ``"mean"`` (divide by ``‖h − μ‖``, the paper's score) or ``"norm"`` (divide by ``‖h‖``).
+        normalizer: ``"mean"`` (divide by ``‖h − μ‖``, the paper's score) or ``"norm"`` (divide by ``‖h‖``, OpenOOD's
+            variant).
     """
 
     requires = frozenset({"logits", "features", "head"})
     formula = "`mean_{c≠ŷ} |z_ŷ − z_c| / ‖w_ŷ − w_c‖ / ‖h − μ‖`, μ the mean training feature"
     fits_on = "training features (their mean)"
-    paper = "Liu & Qin 2024, arXiv:2312.11536"
+    paper = "Liu & Qin 2024, ICML, arXiv:2312.11536"
 
     def __init__(self, normalizer: str = "mean") -> None:
         if normalizer not in ("mean", "norm"):

@@ -52,8 +52,8 @@ def gradnorm_score(features: torch.Tensor, logits: torch.Tensor, t: float = 1.0)
 
 @DETECTORS.register("gradnorm")
 class GradNorm(Detector):
-    """L1 norm of the last-layer weight gradient of KL(uniform ‖ softmax) (Huang et al. 2021, arXiv:2110.00218,
-    method section), in closed form from the cached features and logits.
+    """L1 norm of the last-layer weight gradient of KL(uniform ‖ softmax) (Huang et al. 2021, NeurIPS,
+    arXiv:2110.00218, method section), in closed form from the cached features and logits.
 
     Args:
         t: temperature T (paper: 1).
@@ -61,7 +61,7 @@ class GradNorm(Detector):
 
     requires = frozenset({"logits", "features"})
     formula = "`‖∂ KL(u ‖ softmax(z/T)) / ∂W‖₁ = (1/T) Σ_k |K p_k − 1| · ‖h‖₁`, T = 1"
-    paper = "Huang et al. 2021, arXiv:2110.00218"
+    paper = "Huang et al. 2021, NeurIPS, arXiv:2110.00218"
 
     def __init__(self, t: float = 1.0) -> None:
         if not t > 0:

@@ -101,7 +101,7 @@ def gram_deviation(g: torch.Tensor, mins: torch.Tensor, maxs: torch.Tensor) -> t
 @DETECTORS.register("gram")
 class Gram(Detector):
     """Deviation of the layers' higher-order Gram matrices from their per-class range on training data (Sastry & Oore
-    2020, arXiv:1912.12510, method section). Goes back to the model, in ``fit`` and in ``score``.
+    2020, ICML, arXiv:1912.12510, method section). Goes back to the model, in ``fit`` and in ``score``.
 
     Args:
         layers: feature-layer names (default: all of the model's feature layers).

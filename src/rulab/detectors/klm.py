@@ -1,4 +1,4 @@
-"""KL matching (Hendrycks et al. 2022, "Scaling out-of-distribution detection for real-world settings",
+"""KL matching (Hendrycks et al. 2022, ICML, "Scaling out-of-distribution detection for real-world settings",
 arXiv:1911.11132, §4)."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def klm_score(logits: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
 
 @DETECTORS.register("klm")
 class KLMatching(Detector):
-    """KL matching to class-conditional mean softmax templates (Hendrycks et al. 2022, arXiv:1911.11132).
+    """KL matching to class-conditional mean softmax templates (Hendrycks et al. 2022, ICML, arXiv:1911.11132).
 
     ``fit`` builds one template per class from the VALIDATION split's softmax outputs grouped by predicted class (the
     paper's choice); without a validation split it falls back to the training split.
@@ -65,7 +65,7 @@ class KLMatching(Detector):
     requires = frozenset({"logits"})
     formula = "`−min_c KL(p ‖ d_c)`, `d_c` the mean softmax of validation images predicted as c"
     fits_on = "validation logits"
-    paper = "Hendrycks et al. 2022, arXiv:1911.11132"
+    paper = "Hendrycks et al. 2022, ICML, arXiv:1911.11132"
     fit_splits = frozenset({"val"})
 
     def __init__(self) -> None:

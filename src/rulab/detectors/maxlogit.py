@@ -1,4 +1,4 @@
-"""Maximum logit (Hendrycks et al. 2022, "Scaling out-of-distribution detection for real-world settings",
+"""Maximum logit (Hendrycks et al. 2022, ICML, "Scaling out-of-distribution detection for real-world settings",
 arXiv:1911.11132)."""
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ def maxlogit_score(logits: torch.Tensor) -> torch.Tensor:
 
 @DETECTORS.register("maxlogit")
 class MaxLogit(Detector):
-    """The largest unnormalised logit (Hendrycks et al. 2022, arXiv:1911.11132)."""
+    """The largest unnormalised logit (Hendrycks et al. 2022, ICML, arXiv:1911.11132)."""
 
     requires = frozenset({"logits"})
     formula = "`max_k z_k`"
-    paper = "Hendrycks et al. 2022, arXiv:1911.11132"
+    paper = "Hendrycks et al. 2022, ICML, arXiv:1911.11132"
 
     def score(self, ex: Extracted, model: torch.nn.Module | None = None) -> torch.Tensor:
         return maxlogit_score(ex.logits)

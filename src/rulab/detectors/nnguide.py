@@ -63,7 +63,7 @@ def nnguide_score(features: torch.Tensor, logits: torch.Tensor, bank: torch.Tens
 
 @DETECTORS.register("nnguide")
 class NNGuide(Detector):
-    """Energy times the mean similarity to the k nearest confidence-scaled training features (Park et al. 2023,
+    """Energy times the mean similarity to the k nearest confidence-scaled training features (Park et al. 2023, ICCV,
     arXiv:2309.14888, method section).
 
     Args:
@@ -75,7 +75,7 @@ class NNGuide(Detector):
     requires = frozenset({"logits", "features"})
     formula = "`logsumexp(z) · mean_top-k ⟨h/‖h‖, E_i h_i/‖h_i‖⟩` over a 1% bank of training features"
     fits_on = "training features (1% bank)"
-    paper = "Park et al. 2023, arXiv:2309.14888"
+    paper = "Park et al. 2023, ICCV, arXiv:2309.14888"
     grid = {"k": (1, 5, 10, 20, 50)}
 
     def __init__(self, k: int = 10, bank_ratio: float = 0.01, seed: int = 0) -> None:

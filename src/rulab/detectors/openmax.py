@@ -9,7 +9,8 @@ OpenMax recalibrates the activation vector (AV, the logits ``v``) with extreme-v
   ``FitHigh``: the tail is translated by ``10000 − min(tail)`` before a maximum-likelihood fit with location 0, and
   queries are translated the same way).
 * **recalibrate** (Alg. 2): rank the classes by ``v``; the i-th of the top α gets weight ``(α + 1 − i) / α``
-  (the authors' code; 1 for the top class); ``ω_c = 1 − weight_c · WeibullCDF_c(d(v, μ_c))``; revised logits
+  (the authors' code; 1 for the top class; Alg. 2 as printed has ``(α − i) / α``, which gives the α-th class
+  weight 0); ``ω_c = 1 − weight_c · WeibullCDF_c(d(v, μ_c))``; revised logits
   ``v̂_c = v_c ω_c`` and an "unknown" logit ``v̂₀ = Σ_c v_c (1 − ω_c)``; the OpenMax probabilities are
   ``softmax(v̂₀, v̂₁, …, v̂_K)``.
 
@@ -177,8 +178,8 @@ def openmax_score(
 
 @DETECTORS.register("openmax")
 class OpenMax(Detector):
-    """Log-odds of a known class against OpenMax's unknown class (Bendale & Boult 2016, arXiv:1511.06233, Alg. 1-2):
-    logits recalibrated by per-class Weibull models of the distance to the mean logit vector.
+    """Log-odds of a known class against OpenMax's unknown class (Bendale & Boult 2016, CVPR, arXiv:1511.06233,
+    Alg. 1-2): logits recalibrated by per-class Weibull models of the distance to the mean logit vector.
 
     Args:
         tailsize: the largest training distances each Weibull is fitted to (authors: 20); tuned over :attr:`grid`

@@ -110,7 +110,7 @@ def _layers(model: nn.Module, layers: Sequence[str] | None) -> tuple[str, ...]:
 @DETECTORS.register("rankfeat")
 class RankFeat(Detector):
     """Energy of the logits after removing the rank-1 part of late feature maps, two blocks fused at the logit level
-    (Song et al. 2022, arXiv:2209.08590, method section). Goes back to the model.
+    (Song et al. 2022, NeurIPS, arXiv:2209.08590, method section). Goes back to the model.
 
     Args:
         layers: feature-layer names to edit, each in its own pass (default: the model's last two feature layers, the
@@ -121,7 +121,7 @@ class RankFeat(Detector):
 
     requires = frozenset({"logits", "model"})
     formula = "`logsumexp(mean_l f(x; X_l − s₁u₁v₁ᵀ))`, rank-1 part of the last two blocks' maps removed"
-    paper = "Song et al. 2022, arXiv:2209.08590"
+    paper = "Song et al. 2022, NeurIPS, arXiv:2209.08590"
 
     def __init__(self, layers: Sequence[str] | None = None, t: float = 1.0, batch_size: int = 256) -> None:
         if not t > 0 or batch_size < 1:

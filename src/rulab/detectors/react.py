@@ -1,4 +1,4 @@
-"""ReAct: rectified activations (Sun, Guo & Li 2021, "ReAct: Out-of-distribution detection with rectified
+"""ReAct: rectified activations (Sun, Guo & Li, NeurIPS 2021, "ReAct: Out-of-distribution detection with rectified
 activations", arXiv:2111.12797)."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def react_score(
 @DETECTORS.register("react")
 class ReAct(Detector):
     """Clip penultimate activations at the p-th percentile of the training features, then score the energy of the
-    model's linear head (Sun et al. 2021, arXiv:2111.12797).
+    model's linear head (Sun et al. 2021, NeurIPS, arXiv:2111.12797).
 
     Args:
         percentile: p in (0, 100] (paper: 90); tuned over :attr:`grid` on validation data when the evaluator tunes.
@@ -71,7 +71,7 @@ class ReAct(Detector):
     requires = frozenset({"features", "head"})
     formula = "`logsumexp(W · min(h, c) + b)`, `c` a percentile of the training features"
     fits_on = "training features"
-    paper = "Sun et al. 2021, arXiv:2111.12797"
+    paper = "Sun et al. 2021, NeurIPS, arXiv:2111.12797"
     grid = {"percentile": (85.0, 90.0, 95.0, 99.0)}
 
     def __init__(self, percentile: float = 90.0, t: float = 1.0, seed: int = 0) -> None:

@@ -1,15 +1,16 @@
 """Residual: the norm of the feature outside the principal subspace of the training features (Wang, Li, Feng &
 Zhang, CVPR 2022, "ViM: Out-of-distribution with virtual-logit matching", arXiv:2203.10807).
 
-The ViM paper's method builds its virtual logit from this residual and lists the residual norm alone as a feature-only
-score ("Residual" in its tables):
+The ViM paper defines the residual norm as a feature-only OOD score (CVPR 2022, §3 "OOD Score Based on Principal
+Space", Eq. 3: ``Residual(x) = ‖x^{P⊥}‖``; its tables' "Residual" baseline is "defined in Eq. (3)", §6) and builds its
+virtual logit from it (§4, Eq. 5). rulab returns the negative, so that higher = more in-distribution:
 
     s(x) = −‖(h − u) R‖,
 
-with ``u = −W⁺ b`` (the point the head maps to all-zero logits) and ``R`` the eigenvectors of the uncentred covariance
-of ``h − u`` on the training features outside the top ``dim`` (:func:`rulab.detectors.vim.vim_fit`, shared with ViM).
-The principal dimension follows the paper as ViM does (:func:`rulab.detectors.vim.vim_dim`). OpenOOD's
-``residual_postprocessor.py`` computes the same score.
+with ``u = −W⁺ b`` (the point the head maps to all-zero logits; §3, Eq. 1) and ``R`` the eigenvectors of the
+uncentred covariance of ``h − u`` on the training features outside the top ``dim`` (§4, Eq. 4;
+:func:`rulab.detectors.vim.vim_fit`, shared with ViM). The principal dimension follows the paper as ViM does
+(:func:`rulab.detectors.vim.vim_dim`). OpenOOD's ``residual_postprocessor.py`` computes the same score.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def residual_score(features: torch.Tensor, u: torch.Tensor, r: torch.Tensor) -> 
 @DETECTORS.register("residual")
 class Residual(Detector):
     """Minus the norm of the feature's residual outside the principal subspace of the training features (the
-    "Residual" score of Wang et al. 2022, arXiv:2203.10807).
+    "Residual" score of Wang et al. 2022, CVPR, arXiv:2203.10807, §3, Eq. 3).
 
     Args:
         dim: principal-subspace dimension; None chooses it from the feature dimension as ViM does. Must be smaller
@@ -52,7 +53,7 @@ class Residual(Detector):
     requires = frozenset({"features", "head"})
     formula = "`−‖(h − u) R‖`, R the residual of the principal subspace of the training features"
     fits_on = "training features"
-    paper = "Wang et al. 2022, arXiv:2203.10807"
+    paper = "Wang et al. 2022, CVPR, arXiv:2203.10807, §3"
 
     def __init__(self, dim: int | None = None) -> None:
         if dim is not None and dim < 1:

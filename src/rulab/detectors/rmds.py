@@ -1,5 +1,6 @@
 """RMDS: the relative Mahalanobis distance (Ren, Fort, Liu, Roy, Padhy & Lakshminarayanan 2021, "A simple fix to
-Mahalanobis distance for improving near-OOD detection", arXiv:2106.09022).
+Mahalanobis distance for improving near-OOD detection", ICML 2021 Uncertainty & Robustness in Deep Learning workshop,
+arXiv:2106.09022).
 
 The paper's method section: besides the class-conditional Gaussians of the Mahalanobis detector (class means ``μ_k``,
 one shared covariance ``Σ``; Lee et al. 2018), fit one "background" Gaussian to all training features regardless of
@@ -51,13 +52,14 @@ def rmds_score(
 
 @DETECTORS.register("rmds")
 class RMDS(Detector):
-    """Relative Mahalanobis distance: class-conditional minus background Mahalanobis distance (Ren et al. 2021,
-    arXiv:2106.09022, method section). Both Gaussians are fitted on the TRAINING split's penultimate features."""
+    """Relative Mahalanobis distance: class-conditional minus background Mahalanobis distance (Ren et al. 2021, ICML
+    UDL workshop, arXiv:2106.09022, method section). Both Gaussians are fitted on the TRAINING split's penultimate
+    features."""
 
     requires = frozenset({"features"})
     formula = "`−min_k [(h − μ_k)ᵀ Σ⁻¹ (h − μ_k) − (h − μ₀)ᵀ Σ₀⁻¹ (h − μ₀)]`, `μ₀, Σ₀` of all training features"
     fits_on = "training features"
-    paper = "Ren et al. 2021, arXiv:2106.09022"
+    paper = "Ren et al. 2021, ICML UDL workshop, arXiv:2106.09022"
 
     def __init__(self) -> None:
         self.means: torch.Tensor | None = None

@@ -70,7 +70,7 @@ def scale_score(
 @DETECTORS.register("scale")
 class SCALE(Detector):
     """Energy of the head applied to penultimate features multiplied by ``exp(s₁/s₂)`` (Xu et al. 2024,
-    arXiv:2310.00227, method section).
+    ICLR, arXiv:2310.00227, method section).
 
     Args:
         percentile: p (authors' default 85); tuned over :attr:`grid` on validation data when the evaluator tunes.
@@ -82,7 +82,7 @@ class SCALE(Detector):
         "`logsumexp(W · h · exp(s₁/s₂) + b)`, `s₁ = Σ h`, `s₂`: the sum of the image's entries above its p-th "
         "percentile"
     )
-    paper = "Xu et al. 2024, arXiv:2310.00227"
+    paper = "Xu et al. 2024, ICLR, arXiv:2310.00227"
     grid = {"percentile": (50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)}
 
     def __init__(self, percentile: float = 85.0, t: float = 1.0) -> None:

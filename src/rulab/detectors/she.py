@@ -1,5 +1,5 @@
-"""SHE: simplified Hopfield energy (Zhang, Fu, Liu, Yang, Wang & Jiao, ICLR 2023, "Out-of-distribution detection
-based on in-distribution data patterns memorization with modern Hopfield energy", OpenReview KkazG4lgKL).
+"""SHE: simplified Hopfield energy (Zhang, Fu, Chen, Du, Li, Wang, Liu, Han & Zhang, ICLR 2023, "Out-of-distribution
+detection based on in-distribution data patterns memorization with modern Hopfield energy", OpenReview KkazG4lgKL).
 
 The paper's method section stores one pattern per class, the mean penultimate feature of the TRAINING images of
 that class that the network classifies correctly,

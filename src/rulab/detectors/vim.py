@@ -1,5 +1,13 @@
-"""ViM: virtual-logit matching (Wang, Li, Feng & Zhang 2022, "ViM: Out-of-distribution with virtual-logit
-matching", arXiv:2203.10807)."""
+"""ViM: virtual-logit matching (Wang, Li, Feng & Zhang, CVPR 2022, "ViM: Out-of-distribution with virtual-logit
+matching", arXiv:2203.10807).
+
+Section and equation numbers are those of the CVPR 2022 paper (the same text as arXiv:2203.10807v1). The feature
+space is re-centred at ``u = −(Wᵀ)⁺ b`` (§3, Eq. 1); the principal subspace P is spanned by the top ``dim``
+eigenvectors of ``XᵀX`` over the re-centred training features (§4, Eq. 4), ``R`` holds the others; the virtual logit
+is ``α ‖(h − u) R‖`` (§4, Eq. 5) with the matching constant ``α = Σ_i max_j l_ij / Σ_i ‖(h_i − u) R‖`` over training
+examples (§4, Eq. 6). The ViM score is the softmax probability of the virtual logit (§4, Eq. 7); §4, Eq. 8 gives the
+equivalent ``α ‖(h − u) R‖ − ln Σ_i exp(l_i)``, whose negative :func:`vim_score` returns.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +24,11 @@ __all__ = ["vim_dim", "vim_fit", "vim_score", "ViM"]
 def vim_dim(feature_dim: int) -> int:
     """The principal-subspace dimension used when none is given.
 
-    The paper's choices (§4): 1000 for D ≥ 2048 (ResNet-50, BiT), 512 for D ≥ 768 (ViT-B, DeiT, Swin). Smaller
-    networks (CPU-scale models, CIFAR ResNets) get ``D // 2`` (OpenOOD's CIFAR setting: 256 of 512), so a residual
-    of at least half the feature space is always left.
+    The paper's rule (Wang et al. 2022, CVPR, §6 "Experiment Settings"): 1000 for feature dimension N > 1500, else
+    512 (§6.4: 1000 for BiT, 512 for ViT). rulab gives 1000 for D ≥ 2048 (ResNet-50, BiT) and 512 for D ≥ 768 (ViT-B,
+    DeiT, Swin); for 1500 < D < 2048 it gives 512 where the paper's rule gives 1000. Smaller networks (CPU-scale
+    models, CIFAR ResNets) get ``D // 2`` (OpenOOD's CIFAR setting: 256 of 512), inside the range [N/3, 2N/3] that
+    §6.4 suggests when N is below the number of classes, so a residual of at least half the feature space is left.
     """
     if feature_dim >= 2048:
         return 1000
@@ -36,11 +46,13 @@ def vim_fit(
     *,
     scaled: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Origin, residual basis and α from the training features (Wang et al. 2022, §4; the reference code's fit).
+    """Origin, residual basis and α from the training features (Wang et al. 2022, CVPR, §4; the reference code's fit).
 
-    * origin ``u = -pinv(W) b`` (the point the head maps to all-zero logits);
-    * ``R``: eigenvectors of the uncentred covariance of ``z - u`` outside the top ``dim`` (the residual space);
-    * ``α = mean_i max_k f_k(x_i) / mean_i ||(z_i - u) R||``.
+    * origin ``u = -pinv(W) b`` (the point the head maps to all-zero logits; §3, Eq. 1);
+    * ``R``: eigenvectors of the uncentred covariance of ``z - u`` outside the top ``dim`` (the residual space; §4,
+      Eq. 4);
+    * ``α = mean_i max_k f_k(x_i) / mean_i ||(z_i - u) R||`` (§4, Eq. 6, over all the given training features; the
+      paper samples K = 200,000 training images, §6).
 
     Everything runs in float64: ``z - u`` is formed and multiplied in float64, so the eigenvectors of the principal
     subspace are those of the data, not of float32 rounding noise (which would otherwise pick the principal subspace
@@ -122,8 +134,9 @@ def _rank(evals: torch.Tensor, features: torch.Tensor) -> int:
 def vim_score(
     features: torch.Tensor, logits: torch.Tensor, u: torch.Tensor, r: torch.Tensor, alpha: float
 ) -> torch.Tensor:
-    """``logsumexp_k f_k - α ||(z - u) R||``: the negative ViM score of the paper (its OOD score is the virtual logit's
-    softmax probability; the reference code returns this monotone equivalent).
+    """``logsumexp_k f_k - α ||(z - u) R||``: minus Eq. 8 of Wang et al. 2022 (CVPR, §4). Eq. 8 is a strictly
+    increasing function of the paper's OOD score, the virtual logit's softmax probability (Eq. 7), so this ranks as
+    that score's negative (the reference code returns the same).
 
     Args:
         features: ``[B, D]``.
@@ -143,8 +156,9 @@ def vim_score(
 
 @DETECTORS.register("vim")
 class ViM(Detector):
-    """Virtual-logit matching (Wang et al. 2022, arXiv:2203.10807): energy minus the scaled norm of the feature's
-    residual outside the principal subspace of the training features.
+    """Virtual-logit matching (Wang et al. 2022, CVPR, arXiv:2203.10807, §4, Eq. 7, computed as minus its equivalent
+    Eq. 8): energy minus the scaled norm of the feature's residual outside the principal subspace of the training
+    features.
 
     Args:
         dim: principal-subspace dimension; None chooses it from the feature dimension (:func:`vim_dim`), or half the
@@ -155,7 +169,7 @@ class ViM(Detector):
     requires = frozenset({"logits", "features", "head"})
     formula = "`logsumexp(z) − α ‖(h − u) R‖`, R the residual of the principal subspace"
     fits_on = "training features"
-    paper = "Wang et al. 2022, arXiv:2203.10807"
+    paper = "Wang et al. 2022, CVPR, arXiv:2203.10807, §4"
 
     def __init__(self, dim: int | None = None) -> None:
         if dim is not None and dim < 1:

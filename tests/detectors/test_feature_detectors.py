@@ -145,7 +145,9 @@ def test_vim_equals_the_reference_computation_in_numpy():
 
 
 def test_vim_dimension_choice_and_validation():
-    assert (vim_dim(2048), vim_dim(864), vim_dim(768), vim_dim(512), vim_dim(16)) == (1000, 512, 512, 256, 8)
+    # the paper's rule (CVPR 2022, §6): 1000 above 1500 dimensions (a 1536-d backbone too), else 512; small D: D // 2
+    dims = (2048, 1536, 1501, 1500, 864, 768, 512, 16)
+    assert tuple(vim_dim(d) for d in dims) == (1000, 1000, 1000, 512, 512, 512, 256, 8)
     z = torch.randn(50, 6, dtype=torch.float64)
     with pytest.raises(InputError, match="smaller than the feature dimension"):
         DETECTORS.create("vim", dim=6).fit(ex_of(z, torch.zeros(50, dtype=torch.long)))

@@ -24,13 +24,13 @@ __all__ = ["vim_dim", "vim_fit", "vim_score", "ViM"]
 def vim_dim(feature_dim: int) -> int:
     """The principal-subspace dimension used when none is given.
 
-    The paper's rule (Wang et al. 2022, CVPR, §6 "Experiment Settings"): 1000 for feature dimension N > 1500, else
-    512 (§6.4: 1000 for BiT, 512 for ViT). rulab gives 1000 for D ≥ 2048 (ResNet-50, BiT) and 512 for D ≥ 768 (ViT-B,
-    DeiT, Swin); for 1500 < D < 2048 it gives 512 where the paper's rule gives 1000. Smaller networks (CPU-scale
-    models, CIFAR ResNets) get ``D // 2`` (OpenOOD's CIFAR setting: 256 of 512), inside the range [N/3, 2N/3] that
-    §6.4 suggests when N is below the number of classes, so a residual of at least half the feature space is left.
+    The paper's rule (Wang et al. 2022, CVPR, §6 "Experiment Settings"): 1000 for a feature dimension N > 1500, else
+    512 (§6.4: 1000 for BiT, 512 for ViT); rulab applies it from N ≥ 768 (ResNet-50 and BiT: 1000; ViT-B, DeiT,
+    Swin: 512). Smaller networks (CPU-scale models, CIFAR ResNets), for which 512 would leave little or no residual,
+    get ``D // 2`` (OpenOOD's CIFAR setting: 256 of 512), inside the range [N/3, 2N/3] that §6.4 suggests when N is
+    below the number of classes, so a residual of at least half the feature space is left.
     """
-    if feature_dim >= 2048:
+    if feature_dim > 1500:
         return 1000
     if feature_dim >= 768:
         return 512

@@ -35,7 +35,7 @@ from rulab.data.splits import load_splits
 from rulab.data.tensors import TensorDataset
 from rulab.distributed import resolve_device
 from rulab.errors import ConfigError
-from rulab.eval.checkpoint import eval_config, shared_shift_cache
+from rulab.eval.checkpoint import eval_config, eval_dir, shared_shift_cache
 from rulab.eval.derived import derived_label, member_detectors, record_derived
 from rulab.eval.evaluate import resolve_benchmark, run_evaluation
 from rulab.io import atomic_write_json, atomic_write_text
@@ -43,7 +43,7 @@ from rulab.models.ensemble import Ensemble
 from rulab.results.store import run_id_for
 from rulab.results.table import ResultTable
 
-__all__ = ["EnsemblePlan", "plan_ensemble", "evaluate_ensemble"]
+__all__ = ["EnsemblePlan", "plan_ensemble", "evaluate_ensemble", "member_caches"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,14 @@ class EnsemblePlan:
     config: dict[str, Any]
     config_hash: str
     run_id: str
+
+
+def member_caches(plan: EnsemblePlan, benchmark: str) -> tuple[tuple[Path, str], ...]:
+    """Each member's extraction cache as its own evaluation wrote it: ``(<run dir>/eval/cache, checkpoint hash)``, in
+    member order. The ensemble's evaluation composes what the members already computed on the same data (the test
+    set, the shifted test sets) from these instead of running the members again (:func:`rulab.eval.extract.extract`)."""
+    hashes = plan.config["ensemble"]["checkpoint_hashes"]
+    return tuple((eval_dir(c, benchmark).parent / "cache", str(h)) for c, h in zip(plan.checkpoints, hashes))
 
 
 def _base(cfg: RunCfg) -> str:
@@ -269,6 +277,7 @@ def evaluate_ensemble(
         parity=cfg.parity,
         model_key=f"ens{len(models)}-{plan.config_hash}",
         on_stage=stage,
+        members_from=member_caches(plan, bench.name) if cache else (),
     )
     members = [
         {"run": m["config"].get("name", ""), "run_id": i, "checkpoint": str(c)}

@@ -249,6 +249,7 @@ def run_evaluation(
     val_ood_data: Mapping[str, TensorDataset] | None = None,
     shift: str | Sequence[tuple[str, float]] | None = None,
     fuse: bool = True,
+    members_from: Sequence[tuple[str | os.PathLike[str], str]] = (),
 ) -> ResultTable:
     """Evaluate ``model`` on a benchmark: calibration, OOD detection with every configured detector, shift, far-away.
 
@@ -278,6 +279,11 @@ def run_evaluation(
             the convolutions, pooling before ReLU, channels-last; the same function with logits equal to float rounding;
             1.6-1.9× faster than the channels-last model on rulab 0.1's fastcnn, 1.06-1.08× on the pool-first one, and
             about 3× faster than a contiguous model). ``False`` runs the model as given (the reference path).
+        members_from: for a deep ensemble (:class:`rulab.models.ensemble.Ensemble`), each member's extraction cache
+            ``(cache_dir, model_key)`` in member order: the data the members were evaluated on with the same key (the
+            test set, the shifted test sets) is composed from their stored outputs instead of running the members
+            again (:func:`rulab.eval.extract.from_members`). Ignored under ``eval.flip_tta`` (an ensemble of
+            flipped members is not the flipped ensemble).
 
     Returns:
         The result table (rows, ``meta``, ``arrays``); see the module docstring for its contents.
@@ -286,6 +292,7 @@ def run_evaluation(
     key = model_key or weights_hash(model)
     if eval_cfg.flip_tta:
         model, key = FlipTTA(model), f"{key}+flip_tta"  # other logits: never share the non-TTA cache entries
+        members_from = ()
     # evaluation only runs the network in eval mode: fold BatchNorm, pool before ReLU, channels-last (same function)
     net = inference_copy(model) if fuse else model
     channels_last = any(isinstance(m, nn.Conv2d) for m in net.modules())
@@ -307,6 +314,7 @@ def run_evaluation(
         ood_data or {},
         val_ood_data or {},
         eval_cfg.shift if shift is None else shift,
+        tuple(members_from),
     )
     table.meta["flip_tta"] = bool(eval_cfg.flip_tta)
     table.meta["inference_copy"] = {"folded": getattr(net, "folded", 0)} if fuse else False
@@ -331,6 +339,7 @@ def _evaluate(
     ood_data: Mapping[str, TensorDataset],
     val_ood_data: Mapping[str, TensorDataset],
     shift: str | Sequence[tuple[str, float]],
+    members_from: tuple[tuple[str | os.PathLike[str], str], ...] = (),
 ) -> ResultTable:
     bench = resolve_benchmark(benchmark)
     try:
@@ -366,6 +375,7 @@ def _evaluate(
             dataset_key(ds, split, ds_seed),
             key,
             channels_last=channels_last,
+            members_from=members_from,
         )
 
     # ---- 1. extraction (one pass per dataset)
@@ -551,6 +561,8 @@ def _evaluate(
                 clean_logits=ex_test.logits,
                 channels_last=channels_last,
                 resampler=resampler,
+                logits_cache=(cache_dir, key) if cache_dir is not None else None,
+                members_from=members_from,
             )
             table.extend(sub)
             table.meta["shift"] = sub.meta

@@ -7,12 +7,21 @@ stored as one safetensors file per (model, dataset): ``<cache_dir>/<model_key>/<
 ``model_key`` is the checkpoint's content hash (:func:`rulab.checkpoint.checkpoint_hash`, or a hash of the
 weights for an in-memory model) and the dataset key names the data (:func:`dataset_key`). A second call loads the
 file instead of running the model; a corrupt or mismatching file is recomputed and overwritten (atomically).
+
+**A deep ensemble reads its members' entries.** The members of an ensemble evaluated after them (a study's seeds)
+have already run on the data the ensemble shares with them (the test set, the shifted test sets). With
+``members_from`` (each member's cache directory and key, in member order) :func:`extract` composes the ensemble's
+outputs from those entries instead of running the members again: member logits ``[N, M, K]`` stacked, logits their
+:func:`~rulab.models.ensemble.average_logits`, features concatenated in member order. These are the outputs of
+:class:`~rulab.models.ensemble.Ensemble` on the same images, computed by the same networks in the same eval mode
+(``tests/eval/test_member_reuse.py`` checks the equality). A key that any member lacks is computed as usual.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +33,18 @@ from rulab.detectors.base import Extracted
 from rulab.errors import InputError
 from rulab.eval.predict import predict
 from rulab.io import atomic_path
-from rulab.models.ensemble import MemberAverage
+from rulab.models.ensemble import Ensemble, MemberAverage, average_logits
 
-__all__ = ["extract", "dataset_key", "weights_hash", "cache_path", "linear_head"]
+__all__ = [
+    "extract",
+    "dataset_key",
+    "weights_hash",
+    "cache_path",
+    "linear_head",
+    "load_cached",
+    "store_cached",
+    "from_members",
+]
 
 _FORMAT = "rulab-extract-1"
 
@@ -89,6 +107,55 @@ def _head(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     return None, None
 
 
+def load_cached(
+    cache_dir: str | os.PathLike[str], model_key: str, key: str, n: int, features: bool = False, members: bool = False
+) -> dict[str, torch.Tensor] | None:
+    """The tensors :func:`extract` (or :func:`store_cached`) stored for ``(model_key, key)``, or None when there are
+    none usable (absent, unreadable, another key, not ``n`` rows, without the features or member logits asked for).
+
+    Returns:
+        ``{"logits": [n, K], "labels": [n], ...}`` (``features``, ``head_weight``, ``head_bias``, ``members`` when
+        stored).
+    """
+    return _load(cache_path(cache_dir, model_key, key), key, n, features, members)
+
+
+def store_cached(cache_dir: str | os.PathLike[str], model_key: str, key: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Store ``tensors`` (at least ``logits [N, K]`` and ``labels [N]``) for ``(model_key, key)``, atomically."""
+    _save(cache_path(cache_dir, model_key, key), key, tensors)
+
+
+def from_members(
+    members_from: Sequence[tuple[str | os.PathLike[str], str]], key: str, n: int, features: bool = False
+) -> dict[str, torch.Tensor] | None:
+    """A deep ensemble's outputs composed from its members' cache entries of ``key`` (module docstring), or None
+    when a member has no usable entry.
+
+    Args:
+        members_from: ``(cache_dir, model_key)`` of each member, in the ensemble's member order.
+        key: the dataset key; n: its number of examples; features: the members' features are needed too.
+
+    Returns:
+        ``{"logits": float32 [n, K], "members": float32 [n, M, K], "labels": [n]}`` and ``"features": [n, Σ D_m]``
+        when asked (no head: an ensemble has no single linear head).
+    """
+    if not members_from:
+        return None
+    parts = []
+    for cache_dir, model_key in members_from:
+        part = load_cached(cache_dir, model_key, key, n, features)
+        if part is None:
+            return None
+        parts.append(part)
+    if len({tuple(p["logits"].shape) for p in parts}) != 1:
+        return None
+    stacked = torch.stack([p["logits"].float() for p in parts], dim=1)
+    out = {"logits": average_logits(stacked).float(), "labels": parts[0]["labels"], "members": stacked}
+    if features:
+        out["features"] = torch.cat([p["features"].float() for p in parts], dim=1)
+    return out
+
+
 def _load(path: Path, key: str, n: int, features: bool, members: bool = False) -> dict[str, torch.Tensor] | None:
     """The cached tensors, or None when absent, unreadable, for another key, the wrong size, or without the features
     or member logits asked for."""
@@ -137,6 +204,7 @@ def extract(
     model_key: str | None = None,
     keep_images: bool = True,
     channels_last: bool = False,
+    members_from: Sequence[tuple[str | os.PathLike[str], str]] = (),
 ) -> Extracted:
     """Logits (and features) of ``model`` on ``ds``: one forward pass, or none when cached.
 
@@ -151,6 +219,9 @@ def extract(
             (default: :func:`weights_hash` of the model).
         keep_images: set ``Extracted.x = ds.x`` (no copy) for detectors that go back to the model.
         channels_last: feed the batches in channels-last memory format (faster convolutions on CPUs; same values).
+        members_from: for a :class:`~rulab.models.ensemble.Ensemble` ``model``, each member's ``(cache_dir,
+            model_key)`` in member order: a key every member has cached is composed from those entries (module
+            docstring) instead of running the members.
 
     Returns:
         :class:`Extracted` with CPU tensors: ``logits float32 [N, K]``, ``labels int64 [N]``, ``features float32
@@ -167,6 +238,16 @@ def extract(
         cached = _load(path, key, len(ds), features, isinstance(model, MemberAverage))
         if cached is not None:
             return _build(cached, ds, key, keep_images)
+    if members_from:
+        if not isinstance(model, Ensemble) or len(members_from) != model.num_members:
+            raise InputError(
+                f"members_from names {len(members_from)} member caches, but the model is a "
+                f"{type(model).__name__}{f' of {model.num_members}' if isinstance(model, Ensemble) else ''}; pass "
+                "one (cache_dir, model_key) per member of a deep ensemble"
+            )
+        composed = from_members(members_from, key, len(ds), features)
+        if composed is not None and (not features or composed["features"].shape[1] == model.feature_dim):
+            return _build(composed, ds, key, keep_images)  # composing is cheap: not stored again
     out = predict(model, ds.x, batch_size=batch_size, features=features, channels_last=channels_last)
     for what, t in out.items():
         if not bool(torch.isfinite(t).all()):

@@ -28,6 +28,10 @@ one round per pixel. ``quantize=False`` feeds the float corruption output direct
 
 Cost: a shifted test set is the same for every checkpoint, so a study evaluating many checkpoints should pass one
 :class:`ShiftCache` (in memory and/or on disk) to every call; the remaining cost is one forward pass per cell.
+With ``logits_cache`` (the evaluation's extraction cache) each cell's logits are stored with the checkpoint's other
+cached outputs (about 0.4 MB per cell for 10,000 images and 10 classes), so evaluating the same checkpoint again
+runs no shifted image, and a deep ensemble evaluated after its members (``members_from``) averages its members'
+stored cell logits instead of running them (:func:`rulab.eval.extract.from_members`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from rulab.data.corruptions import apply_shift, is_level, level_label, shift_sui
 from rulab.data.corruptions import corruption as get_corruption
 from rulab.data.tensors import TensorDataset, unit_pixels
 from rulab.errors import InputError
+from rulab.eval.extract import dataset_key, from_members, load_cached, store_cached
 from rulab.eval.intervals import shift_replicates
 from rulab.eval.predict import model_device
 from rulab.eval.shift_cache import CHUNK, ShiftCache
@@ -280,6 +285,8 @@ def evaluate_shift(
     clean_logits: torch.Tensor | None = None,
     keep_logits: bool = False,
     resampler: Any = None,
+    logits_cache: tuple[str | os.PathLike[str], str] | None = None,
+    members_from: Sequence[tuple[str | os.PathLike[str], str]] = (),
 ) -> ResultTable:
     """Accuracy and calibration on every cell of a shift suite, plus means over levels, the clean reference and CE.
 
@@ -307,6 +314,11 @@ def evaluate_shift(
         keep_logits: store every cell's logits in ``table.arrays["shift/<corruption>/<level>/logits"]``.
         resampler: a :class:`rulab.eval.intervals.Resampler`: the raw cells' rows and their means over levels get
             bootstrap replicates and intervals over the test images (:func:`rulab.eval.intervals.shift_replicates`).
+        logits_cache: ``(cache_dir, model_key)``: each cell's logits are read from, or stored in, the extraction cache
+            of this checkpoint (:func:`rulab.eval.extract.load_cached`; the key names the test set, the corruption,
+            its level, the seed, the chunk and the rounding).
+        members_from: for a deep ensemble, each member's ``(cache_dir, model_key)``: a cell every member has stored
+            is the average of their predictives (:func:`rulab.eval.extract.from_members`), with no forward pass.
 
     Returns:
         A :class:`ResultTable` of kind ``"shift"`` rows; ``meta`` records the suite, seed, chunk, quantize and the
@@ -352,18 +364,27 @@ def evaluate_shift(
         _add_cell(table, z, test.y, t, shift=CLEAN, severity="0", **keys)
         kept: list[tuple[str, str, torch.Tensor]] = [(CLEAN, "0", z)] if resampler is not None else []
         errors: dict[tuple[str, str], float] = {}
+        base = dataset_key(test, "test", seed) if (logits_cache or members_from) else ""
+        reused = 0
         for corruption, level in cells:
-            if cache is not None:
-                shifted = cache.get(test, corruption, level, seed, chunk, fingerprint=fp)
-                z = _forward(net, shifted.x, dev, batch_size, channels_last)
-            else:
-                z = torch.cat(
-                    [
-                        _forward(net, x, dev, batch_size, channels_last)
-                        for x in shifted_batches(test, corruption, level, seed, chunk, quantize)
-                    ]
-                )
             sev = level_label(level)
+            cell_key = f"{base}|shift={corruption}@{sev}|chunk={chunk}|quantize={int(quantize)}"
+            z = _stored_cell(logits_cache, members_from, cell_key, len(test))
+            if z is not None:
+                reused += 1
+            else:
+                if cache is not None:
+                    shifted = cache.get(test, corruption, level, seed, chunk, fingerprint=fp)
+                    z = _forward(net, shifted.x, dev, batch_size, channels_last)
+                else:
+                    z = torch.cat(
+                        [
+                            _forward(net, x, dev, batch_size, channels_last)
+                            for x in shifted_batches(test, corruption, level, seed, chunk, quantize)
+                        ]
+                    )
+                if logits_cache is not None:
+                    store_cached(*logits_cache, cell_key, {"logits": z, "labels": test.y.cpu().clone()})
             errors[(corruption, sev)] = (
                 1.0 - _add_cell(table, z, test.y, t, shift=corruption, severity=sev, **keys)["acc"]
             )
@@ -384,4 +405,21 @@ def evaluate_shift(
         table.add("shift", "mce_rel", mce, dataset=test.name, n=len(test), extra={"corruptions": list(ce)})
     if cache is not None:
         table.meta["cache_hits"], table.meta["cache_misses"] = cache.hits, cache.misses
+    if logits_cache is not None or members_from:
+        table.meta["stored_cells"] = reused  # cells whose logits came from the cache or the members, not a forward
     return table
+
+
+def _stored_cell(
+    logits_cache: tuple[str | os.PathLike[str], str] | None,
+    members_from: Sequence[tuple[str | os.PathLike[str], str]],
+    key: str,
+    n: int,
+) -> torch.Tensor | None:
+    """A cell's logits ``[n, K]`` from this checkpoint's cache, else averaged from the members' caches, else None."""
+    if logits_cache is not None:
+        own = load_cached(*logits_cache, key, n)
+        if own is not None:
+            return own["logits"].float()
+    composed = from_members(members_from, key, n) if members_from else None
+    return None if composed is None else composed["logits"]

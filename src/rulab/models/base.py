@@ -25,7 +25,7 @@ from torch import nn
 
 from rulab.errors import ConfigError, InputError
 
-__all__ = ["Normalize", "Classifier", "LayerEdit"]
+__all__ = ["Normalize", "Classifier", "LayerEdit", "WrapsInner"]
 
 LayerEdit = Callable[[torch.Tensor], torch.Tensor]
 """An edit of a layer's output for :meth:`Classifier.forward_with`: ``[B, ...]`` → a tensor of the same shape."""
@@ -196,3 +196,21 @@ class Classifier(nn.Module):
     @property
     def std(self) -> list[float]:
         return self.normalize.std.flatten().tolist()
+
+
+class WrapsInner:
+    """Mixin for a classifier that wraps another one, held as ``self.inner`` (flip TTA, MC dropout): its linear head
+    ``fc`` and its input normalisation are the wrapped model's, so detectors that read the head's weights see them.
+    List it before the classifier base: ``class FlipTTA(WrapsInner, Classifier)``."""
+
+    inner: nn.Module
+
+    @property
+    def fc(self) -> nn.Module | None:
+        """The wrapped model's linear head, or None when it has none."""
+        return getattr(self.inner, "fc", None)
+
+    @property
+    def normalize(self) -> nn.Module:
+        """The wrapped model's input normalisation."""
+        return self.inner.normalize

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from rulab.errors import ConfigError, InputError
+from rulab.models.base import WrapsInner
 from rulab.models.ensemble import MemberAverage
 
 __all__ = ["SeededDropout", "MCDropout", "dropout_layers"]
@@ -115,7 +116,7 @@ class SeededDropout(nn.Module):
         )
 
 
-class MCDropout(MemberAverage):
+class MCDropout(WrapsInner, MemberAverage):
     """A classifier's MC-dropout predictive over ``passes`` seeded dropout masks (module docstring).
 
     Args:
@@ -173,15 +174,6 @@ class MCDropout(MemberAverage):
     def _seeded_layers(self) -> list[SeededDropout]:
         # modules(), not the list built in __init__: a deep copy (the evaluation's inference copy) has its own layers
         return [m for m in self.inner.modules() if isinstance(m, SeededDropout)]
-
-    @property
-    def fc(self) -> nn.Module | None:  # type: ignore[override]
-        """The wrapped model's head (read by detectors that need a linear head's weights)."""
-        return getattr(self.inner, "fc", None)
-
-    @property
-    def normalize(self) -> nn.Module:  # type: ignore[override]
-        return self.inner.normalize
 
     @property
     def feature_layers(self) -> tuple[str, ...]:  # type: ignore[override]

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from rulab.models.base import Classifier, LayerEdit
+from rulab.models.base import Classifier, LayerEdit, WrapsInner
 
 __all__ = ["FlipTTA"]
 
@@ -36,7 +36,7 @@ def _mirror(x: torch.Tensor) -> torch.Tensor:
     return x.flip(-1)
 
 
-class FlipTTA(Classifier):
+class FlipTTA(WrapsInner, Classifier):
     """A classifier's outputs averaged over the image and its horizontal mirror (module docstring).
 
     Args:
@@ -48,15 +48,6 @@ class FlipTTA(Classifier):
         self.inner = model
         self.num_classes = getattr(model, "num_classes", 0)
         self.feature_dim = getattr(model, "feature_dim", 0)
-
-    @property
-    def fc(self) -> nn.Module | None:  # type: ignore[override]
-        """The wrapped model's linear head (read by detectors that need the head's weights), or None."""
-        return getattr(self.inner, "fc", None)
-
-    @property
-    def normalize(self) -> nn.Module:  # type: ignore[override]
-        return self.inner.normalize
 
     @property
     def feature_layers(self) -> tuple[str, ...]:  # type: ignore[override]

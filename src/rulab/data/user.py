@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from rulab.data.tensors import TensorDataset, unit_pixels
-from rulab.errors import ConfigError, InputError
+from rulab.errors import ConfigError, InputError, RulabWarning
 
 __all__ = ["as_dataset", "to_pixels", "QUANTIZATION_TOLERANCE"]
 
@@ -134,6 +134,7 @@ def to_pixels(
         if err > _RANGE_TOLERANCE:
             warnings.warn(
                 f"'{name}' is not 8-bit image data: rounding it to the nearest 1/255 changes pixels by up to {err:.2g}",
+                RulabWarning,
                 stacklevel=2,
             )
         return levels.to(torch.uint8)

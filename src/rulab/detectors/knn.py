@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rulab.detectors.base import Detector, Extracted, need, tuning_objective
-from rulab.errors import InputError, RulabError
+from rulab.errors import InputError, RulabError, RulabWarning
 from rulab.registry import DETECTORS
 
 __all__ = ["BANK_BUDGET", "normalize_features", "knn_similarities", "knn_distances", "knn_score", "KNN"]
@@ -159,6 +159,7 @@ class KNN(Detector):
             )
             warnings.warn(
                 f"KNN keeps a random {keep:,} of the {n:,} training features in its bank ({why}); pass max_bank=0 to keep all",
+                RulabWarning,
                 stacklevel=2,
             )
             g = torch.Generator().manual_seed(self.seed)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from rulab.errors import InputError, RulabError
+from rulab.errors import InputError, RulabError, RulabWarning
 from rulab.metrics._checks import as_tensor, labels_1d, logits_2d
 
 __all__ = ["TemperatureFit", "temperature_fit", "fit_temperature", "TemperatureScaler", "T_RANGE"]
@@ -276,7 +276,7 @@ def fit_temperature(
     """
     fit = temperature_fit(logits, labels, method, lower=lower, upper=upper, eps=eps, max_iter=max_iter)
     if not fit.converged:
-        warnings.warn(f"temperature scaling did not converge: {fit.message}", stacklevel=2)
+        warnings.warn(f"temperature scaling did not converge: {fit.message}", RulabWarning, stacklevel=2)
     return fit.temperature
 
 
@@ -315,7 +315,9 @@ class TemperatureScaler:
         fit did not converge (``self.fit_result.message`` says why)."""
         self.fit_result = temperature_fit(logits, labels, self.method)
         if not self.fit_result.converged:
-            warnings.warn(f"temperature scaling did not converge: {self.fit_result.message}", stacklevel=2)
+            warnings.warn(
+                f"temperature scaling did not converge: {self.fit_result.message}", RulabWarning, stacklevel=2
+            )
         self.temperature = self.fit_result.temperature
         return self
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rulab.errors import CheckpointError, ConfigError
+from rulab.errors import CheckpointError, ConfigError, RulabWarning
 from rulab.models.base import Classifier, Normalize
 from rulab.models.spec import IMAGENET_MEAN, IMAGENET_STD, input_shape, resolve_stats
 from rulab.registry import MODELS
@@ -135,6 +135,7 @@ def load_torchvision_weights(model: TorchvisionResNet, path: str | os.PathLike[s
         if model.stem == "cifar":
             warnings.warn(
                 f"{p}: the 7×7 ImageNet stem cannot be used with stem='cifar'; conv1 stays freshly initialised",
+                RulabWarning,
                 stacklevel=3,
             )
             del state["conv1.weight"]

@@ -16,7 +16,7 @@ import torch
 
 from rulab.data.fetch.locate import ensure_files, ensure_folders, folder_stamp, locate_files, stat_file
 from rulab.data.fetch.sources import FoundFile, Source, dataset_root, get_source
-from rulab.errors import DatasetMissingError, RulabError
+from rulab.errors import DatasetMissingError, RulabError, RulabWarning
 from rulab.io import atomic_path
 
 __all__ = ["CACHE_FORMAT", "Prepared", "load_prepared", "load_prepared_folder"]
@@ -57,6 +57,7 @@ def _read_cache(path: Path, params: str, stamp: str | None) -> Prepared | None:
     except Exception as err:  # safetensors raises its own error types for a truncated or garbled file
         warnings.warn(
             f"the cached tensors {path} are corrupt ({type(err).__name__}: {err}); rebuilding them from the source",
+            RulabWarning,
             stacklevel=3,
         )
         return None
@@ -79,7 +80,9 @@ def _write_cache(path: Path, prep: Prepared, params: str, stamp: str) -> None:
             save_file({"x": x, "y": y}, str(tmp), metadata=md)
     except (RulabError, OSError) as err:
         warnings.warn(
-            f"could not cache the parsed data at {path} ({err}); it will be parsed again next time", stacklevel=3
+            f"could not cache the parsed data at {path} ({err}); it will be parsed again next time",
+            RulabWarning,
+            stacklevel=3,
         )
 
 

@@ -22,7 +22,7 @@ from rulab.data.fetch.sources import (
     get_source,
     system_data_dirs,
 )
-from rulab.errors import DataError, DatasetMissingError
+from rulab.errors import DataError, DatasetMissingError, RulabWarning
 
 __all__ = [
     "candidates",
@@ -179,7 +179,7 @@ def ensure_files(
         arcs = " or ".join(a.filename for a in src.archives)
         raise _missing(src, base, failures, names + (f" (or {arcs})" if arcs else ""))
     for err in errors:
-        warnings.warn(f"{err} (a good copy from another source was used instead)", stacklevel=2)
+        warnings.warn(f"{err} (a good copy from another source was used instead)", RulabWarning, stacklevel=2)
     return found
 
 

@@ -80,3 +80,20 @@ def test_data_fetch_says_where_each_dataset_came_from(capsys):
     assert main(["data", "fetch", "digits", "gaussian"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == ["digits: ok (bundled:scikit-learn)", "gaussian: ok (generated)"]
+
+
+def test_help_of_rulab_and_of_every_command_prints(capsys):
+    """argparse formats help strings with %: a bare '95%' in one command's help made `rulab --help` crash."""
+    import argparse
+
+    from rulab.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for argv in [["--help"], *([name, "--help"] for name in sub.choices)]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0, argv
+        out = capsys.readouterr().out
+        assert out.startswith("usage: rulab"), argv
+    assert "95% intervals" in parser.format_help()

@@ -565,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
-        "results", help="tables of stored results: mean +- std over seeds per method, with 95% intervals"
+        "results", help="tables of stored results: mean +- std over seeds per method, with 95%% intervals"
     )
     p.add_argument("--db", default="runs/results.db", help="results database (default: runs/results.db)")
     p.add_argument("--study", help="only the runs of this study")

@@ -248,15 +248,19 @@ class Measure:
         where: alternative row filters, tried in order; the first that matches any row of a run is used, and
             the run's value is the mean of the matching rows (e.g. the mean AUROC over all OOD sets).
         description: one line for captions.
+        exclude: rows matching any of these filters never count (e.g. a shift suite's clean reference and its
+            per-corruption means, which would otherwise enter the mean over its cells).
     """
 
     label: str
     metric: str
     where: tuple[Mapping[str, Any], ...]
     description: str = ""
+    exclude: tuple[Mapping[str, Any], ...] = ()
 
     def rows_of_run(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """The rows of one run the value is the mean of (those of the first matching alternative; ``[]`` for none)."""
+        rows = [r for r in rows if not any(_matches(r, ex) for ex in self.exclude)]
         for alt in self.where:
             sel = [r for r in rows if _matches(r, alt)]
             if sel:
@@ -315,6 +319,7 @@ SUMMARY_MEASURES: tuple[Measure, ...] = (
         "acc",
         ({"kind": "shift", "metric": "acc", "detector": ""}, {"kind": "shift", "metric": "acc"}),
         "accuracy under covariate shift, mean over corruptions and severities",
+        exclude=({"kind": "shift", "shift": "clean"}, {"kind": "shift", "severity": "mean"}),
     ),
     Measure(
         "MMC uniform",

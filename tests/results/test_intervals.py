@@ -328,3 +328,18 @@ def test_results_pivot_single_run_rows_keep_their_stored_interval(tmp_path):
     p = results_pivot(store.results(), metrics="auroc")
     s = p.cells[("plain", "digits")]
     assert s.n == 1 and s.method == "bootstrap-percentile-1000" and s.lo < s.mean < s.hi
+
+
+def test_compare_leaves_out_methods_it_cannot_pair_and_says_so(tmp_path):
+    """A study's ensembles are runs without a seed: nothing pairs them with a baseline that has seeds, so they get no
+    row of empty cells (the report showed five) but a note naming them."""
+    store = _runs_db(tmp_path)
+    rid = store.start_run(RunCfg(name="plain-ens", preset="plain+ensemble", seed=None), study="mini")
+    t = ResultTable()
+    t.add("id", "acc", 0.93, dataset="fashion_mnist")
+    store.write_results(rid, t)
+    store.finish_run(rid)
+    p = compare_pivot(store.results(), "plain")
+    assert p.rows == ["plain", "oe"]
+    assert any("not compared" in n and "plain+ensemble" in n for n in p.notes)
+    assert "plain+ensemble" not in to_markdown(p).split("\n\n")[0]

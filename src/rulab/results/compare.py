@@ -157,8 +157,12 @@ def compare_pivot(
                 stat = paired_difference(runs, base, replicates, metric=m.metric)
                 if stat is not None:
                     cells[(g, m.label)] = stat
-    rows = [baseline] + [g for g in groups if g != baseline]
+    paired = [g for g in groups if g != baseline and any((g, label) in cells for label, _ in columns)]
+    unpaired = [g for g in groups if g != baseline and g not in paired]
+    rows = [baseline] + paired
     notes = [f"{m.label}: {m.description}" for m in measures if (m.label, m.metric) in columns and m.description]
+    if unpaired:  # e.g. a study's ensembles (no seed) against a method with seeds: no pairing, so no empty rows
+        notes.append(f"not compared (no seed or test image in common with {baseline}): {', '.join(unpaired)}")
     caption = (
         f"{baseline}: mean ± std over seeds; other rows: difference to {baseline} (method − baseline), paired by seed "
         "(t over seeds) or, with one seed, by test image (paired bootstrap); * = the 95% interval excludes 0; fraction metrics in %"

@@ -44,6 +44,7 @@ __all__ = [
     "load_cached",
     "store_cached",
     "from_members",
+    "stored_outputs",
 ]
 
 _FORMAT = "rulab-extract-1"
@@ -139,8 +140,8 @@ def from_members(
         ``{"logits": float32 [n, K], "members": float32 [n, M, K], "labels": [n]}`` and ``"features": [n, Σ D_m]``
         when asked (no head: an ensemble has no single linear head).
     """
-    if not members_from:
-        return None
+    if not members_from or not all(cache_path(d, k, key).is_file() for d, k in members_from):
+        return None  # checked first: no member's file is read when another member has none
     parts = []
     for cache_dir, model_key in members_from:
         part = load_cached(cache_dir, model_key, key, n, features)
@@ -154,6 +155,26 @@ def from_members(
     if features:
         out["features"] = torch.cat([p["features"].float() for p in parts], dim=1)
     return out
+
+
+def stored_outputs(
+    cache_dir: str | os.PathLike[str] | None,
+    model_key: str,
+    key: str,
+    n: int,
+    features: bool = False,
+    members: bool = False,
+    members_from: Sequence[tuple[str | os.PathLike[str], str]] = (),
+) -> tuple[dict[str, torch.Tensor] | None, bool]:
+    """What is already stored for ``key``: this model's own cache entry (:func:`load_cached`), else a deep ensemble's
+    outputs composed from its members' entries (:func:`from_members`), else None. The flag says whether the outputs
+    were composed (so not stored under ``model_key``)."""
+    if cache_dir is not None:
+        own = load_cached(cache_dir, model_key, key, n, features, members)
+        if own is not None:
+            return own, False
+    composed = from_members(members_from, key, n, features)
+    return composed, composed is not None
 
 
 def _load(path: Path, key: str, n: int, features: bool, members: bool = False) -> dict[str, torch.Tensor] | None:
@@ -232,22 +253,20 @@ def extract(
         InputError: the images do not fit the model, or the model's outputs hold NaN/inf (broken weights).
     """
     key = key or dataset_key(ds)
-    path = None
-    if cache_dir is not None:
-        path = cache_path(cache_dir, model_key or weights_hash(model), key)
-        cached = _load(path, key, len(ds), features, isinstance(model, MemberAverage))
-        if cached is not None:
-            return _build(cached, ds, key, keep_images)
-    if members_from:
-        if not isinstance(model, Ensemble) or len(members_from) != model.num_members:
-            raise InputError(
-                f"members_from names {len(members_from)} member caches, but the model is a "
-                f"{type(model).__name__}{f' of {model.num_members}' if isinstance(model, Ensemble) else ''}; pass "
-                "one (cache_dir, model_key) per member of a deep ensemble"
-            )
-        composed = from_members(members_from, key, len(ds), features)
-        if composed is not None and (not features or composed["features"].shape[1] == model.feature_dim):
-            return _build(composed, ds, key, keep_images)  # composing is cheap: not stored again
+    if members_from and (not isinstance(model, Ensemble) or len(members_from) != model.num_members):
+        raise InputError(
+            f"members_from names {len(members_from)} member caches, but the model is a "
+            f"{type(model).__name__}{f' of {model.num_members}' if isinstance(model, Ensemble) else ''}; pass "
+            "one (cache_dir, model_key) per member of a deep ensemble"
+        )
+    mkey = model_key or weights_hash(model) if cache_dir is not None else ""
+    stored, composed = stored_outputs(
+        cache_dir, mkey, key, len(ds), features, isinstance(model, MemberAverage), members_from
+    )
+    # composing is cheap, so composed outputs are not stored again; their features must be the ensemble's
+    if stored is not None and (not composed or not features or stored["features"].shape[1] == model.feature_dim):
+        return _build(stored, ds, key, keep_images)
+    path = cache_path(cache_dir, mkey, key) if cache_dir is not None else None
     out = predict(model, ds.x, batch_size=batch_size, features=features, channels_last=channels_last)
     for what, t in out.items():
         if not bool(torch.isfinite(t).all()):

@@ -49,7 +49,7 @@ from rulab.data.corruptions import apply_shift, is_level, level_label, shift_sui
 from rulab.data.corruptions import corruption as get_corruption
 from rulab.data.tensors import TensorDataset, unit_pixels
 from rulab.errors import InputError
-from rulab.eval.extract import dataset_key, from_members, load_cached, store_cached
+from rulab.eval.extract import dataset_key, store_cached, stored_outputs
 from rulab.eval.intervals import shift_replicates
 from rulab.eval.predict import model_device
 from rulab.eval.shift_cache import CHUNK, ShiftCache
@@ -369,7 +369,9 @@ def evaluate_shift(
         for corruption, level in cells:
             sev = level_label(level)
             cell_key = f"{base}|shift={corruption}@{sev}|chunk={chunk}|quantize={int(quantize)}"
-            z = _stored_cell(logits_cache, members_from, cell_key, len(test))
+            cache_dir, model_key = logits_cache or (None, "")
+            stored, _ = stored_outputs(cache_dir, model_key, cell_key, len(test), members_from=members_from)
+            z = None if stored is None else stored["logits"].float()
             if z is not None:
                 reused += 1
             else:
@@ -408,18 +410,3 @@ def evaluate_shift(
     if logits_cache is not None or members_from:
         table.meta["stored_cells"] = reused  # cells whose logits came from the cache or the members, not a forward
     return table
-
-
-def _stored_cell(
-    logits_cache: tuple[str | os.PathLike[str], str] | None,
-    members_from: Sequence[tuple[str | os.PathLike[str], str]],
-    key: str,
-    n: int,
-) -> torch.Tensor | None:
-    """A cell's logits ``[n, K]`` from this checkpoint's cache, else averaged from the members' caches, else None."""
-    if logits_cache is not None:
-        own = load_cached(*logits_cache, key, n)
-        if own is not None:
-            return own["logits"].float()
-    composed = from_members(members_from, key, n) if members_from else None
-    return None if composed is None else composed["logits"]

@@ -125,6 +125,17 @@ def test_dry_runs_write_nothing(capsys, tmp_path):
     assert main([*argv, "--launcher.slurm.partition=gpu"]) == 0 and "launcher: slurm" in capsys.readouterr().out
     assert main([*argv, "--launcher.slurm.partitoin=gpu"]) == 2 and "partitoin" in capsys.readouterr().err
     assert not out.exists()
+    # the derived evaluations are named: the default study's ensembles, unless --no-ensemble; MC dropout's passes
+    assert main(["study", "fmnist-default", "--dry-run", f"--out={out}", "--seeds=0,1"]) == 0
+    text = capsys.readouterr().out
+    assert f"then 5 deep ensembles, each preset's seeds 0, 1 as one run (e.g. {out / 'fmnist-plain-ens-s0-s1'})" in text
+    assert "every cell: train.epochs=2, eval.benchmark=fmnist" in text
+    assert main(["study", "fmnist-default", "--dry-run", f"--out={out}", "--no-ensemble", "--mc-dropout=5"]) == 0
+    text = capsys.readouterr().out
+    assert "no deep ensembles" in text and "then MC dropout (5 passes)" in text and "then 5 deep" not in text
+    assert main(["study", "fmnist-default", "--dry-run", "--ensemble", "--no-ensemble"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert not out.exists()
     assert main(["train", "fmnist-plain", "--dry-run", "--optim.lr=-1"]) == 2  # validated: a bad value is refused
     assert "optim.lr" in capsys.readouterr().err
     assert main(["show", "fmnist-plainn"]) == 2

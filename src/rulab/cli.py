@@ -266,6 +266,8 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
 
         print(study_status(args.name, seeds=_seeds(args.seeds), out_dir=args.out_dir, db=args.db, overrides=overrides))
         return 0
+    if args.ensemble and args.no_ensemble:
+        raise ConfigError("give --ensemble or --no-ensemble, not both")
     if args.dry_run:
         from rulab.presets.study_spec import launcher_config
         from rulab.study.plan import get_study
@@ -279,6 +281,8 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
             _seeds(args.seeds),
             args.out_dir,
             [o for o in overrides if not o.lstrip("-").startswith("launcher.")],
+            ensemble=(bool(args.ensemble) if args.ensemble or args.no_ensemble else None),
+            mc_dropout=args.mc_dropout,
         )
         print(render_study(plan), end="")
         if plan.error:
@@ -295,8 +299,6 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> int:
         kw["report"] = False
     if args.no_eval:
         kw["evaluate"] = False
-    if args.ensemble and args.no_ensemble:
-        raise ConfigError("give --ensemble or --no-ensemble, not both")
     if args.ensemble or args.no_ensemble:
         kw["ensemble"] = bool(args.ensemble)
     if args.mc_dropout is not None:

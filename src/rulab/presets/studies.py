@@ -28,8 +28,8 @@ def fmnist_default() -> Study:
 
     * every method trains :data:`STUDY_EPOCHS` (2) epochs, plain cross-entropy included (``fmnist-plain`` alone trains
       5, the method presets 3), so the methods are compared at equal training length and the 15 runs with every
-      evaluation fit in 20 minutes (measured with rulab 0.1's evaluation: 14 min 35 s, 44% of it training;
-      docs/performance.md; the 95% intervals and the five ensembles of rulab 0.2 add to it, not re-measured yet);
+      evaluation fit in 20 minutes (rulab 0.1: 14 min 35 s, 44% of it training). The 95% intervals and the five
+      ensembles added since make it 31 min on the same 2 cores on a slower day (docs/performance.md);
     * ODIN tunes (T, ε) on the ``coarse`` grid (4 temperatures × 5 step sizes spanning the paper's ranges) rather
       than the paper's 10 × 21 (:data:`rulab.detectors.odin.ODIN_GRIDS`), 24× cheaper; the ODIN paper presets
       keep the paper's grid.

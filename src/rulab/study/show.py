@@ -163,6 +163,9 @@ class StudyPlan:
     cells: list[tuple[str, int, bool, str]]  # (preset, seed, evaluated, run directory)
     presets: dict[str, RunPlan]
     error: str = ""
+    settings: tuple[str, ...] = ()  # the study's overrides of every cell, then the user's
+    ensemble: bool = False  # each evaluated preset's seeds evaluated as one deep ensemble afterwards
+    mc_dropout: int = 0  # MC-dropout passes of every evaluated cell whose model has dropout (0: none)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -548,8 +551,14 @@ def plan_study(
     out_dir: str = "runs",
     overrides: Sequence[str] = (),
     measure: bool = False,
+    ensemble: bool | None = None,
+    mc_dropout: int | None = None,
 ) -> StudyPlan:
-    """The plan of a study: its cells and the plan of each preset (run with the study's overrides)."""
+    """The plan of a study: its cells and the plan of each preset (run with the study's overrides).
+
+    ``ensemble`` and ``mc_dropout`` are the command line's ``--ensemble`` / ``--no-ensemble`` and ``--mc-dropout``
+    (default: the study's own settings), so that the plan names the derived evaluations that will run.
+    """
     s = get_study(study)
     rows = {r["name"]: r for r in list_data()}
     seeds_used = tuple(int(x) for x in (seeds or s.seeds))
@@ -568,7 +577,17 @@ def plan_study(
     for p in s.presets:
         items = [o for o in (*s.overrides_for(p), *overrides) if "{run:" not in o]
         presets[p] = plan_preset(p, items, measure=measure, rows=rows, evaluated=s.evaluate and p not in s.skip_eval)
-    return StudyPlan(s.name, s.description, seeds_used, cells, presets, error)
+    return StudyPlan(
+        s.name,
+        s.description,
+        seeds_used,
+        cells,
+        presets,
+        error,
+        settings=(*s.overrides, *overrides),
+        ensemble=s.ensemble if ensemble is None else bool(ensemble),
+        mc_dropout=s.mc_dropout if mc_dropout is None else int(mc_dropout),
+    )
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -660,6 +679,28 @@ def render_run(plan: RunPlan, with_config: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _derived_lines(plan: StudyPlan) -> list[str]:
+    """The evaluations a study runs after its cells: MC dropout per cell, deep ensembles per preset."""
+    lines = []
+    if plan.mc_dropout:
+        lines.append(
+            f"  then MC dropout ({plan.mc_dropout} passes) of every evaluated cell whose model has dropout, each a run of its own"
+        )
+    evaluated = [p for p in plan.presets if any(c[0] == p and c[2] for c in plan.cells)]
+    if plan.ensemble and len(plan.seeds) >= 2 and evaluated:
+        tag = "-".join(f"s{seed}" for seed in plan.seeds)
+        out = Path(plan.cells[0][3]).parent if plan.cells else Path("runs")
+        lines.append(
+            f"  then {len(evaluated)} deep ensemble{'s' if len(evaluated) > 1 else ''}, each preset's seeds {', '.join(map(str, plan.seeds))} as one run "
+            f"(e.g. {out / f'{evaluated[0]}-ens-{tag}'}); --no-ensemble leaves them out"
+        )
+    elif plan.ensemble:
+        lines.append("  no deep ensembles: an ensemble needs at least two seeds of a preset")
+    else:
+        lines.append("  no deep ensembles (--ensemble evaluates each preset's seeds as one)")
+    return lines
+
+
 def render_study(plan: StudyPlan, with_config: bool = False) -> str:
     """A study's plan as text (what ``rulab show STUDY`` and ``rulab study --dry-run`` print)."""
     n_eval = sum(1 for c in plan.cells if c[2])
@@ -674,6 +715,11 @@ def render_study(plan: StudyPlan, with_config: bool = False) -> str:
         done = (Path(run_dir) / "model.safetensors").exists()
         lines.append(
             f"    {preset} seed {seed}: {run_dir}{'' if evaluated else ' (trained only)'}{' [trained before]' if done else ''}"
+        )
+    lines += _derived_lines(plan)
+    if plan.settings:
+        lines.append(
+            f"  every cell: {', '.join(o.lstrip('-') for o in plan.settings)} (over each preset's own settings)"
         )
     total_train = total_eval = 0.0
     seconds = 0.0

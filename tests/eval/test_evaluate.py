@@ -406,6 +406,7 @@ def test_tuned_odin_beats_msp_on_noise_for_the_default_model(request):
 
 def test_eval_config_keeps_detector_kwargs_only_for_the_detectors_run():
     from rulab.config import to_dict
+    from rulab.errors import ConfigError
     from rulab.eval.checkpoint import eval_config
     from rulab.presets import load_config
 
@@ -417,3 +418,16 @@ def test_eval_config_keeps_detector_kwargs_only_for_the_detectors_run():
     cfg = eval_config(meta, [], detectors="msp,odin")
     assert cfg.eval.detectors == ("msp", "odin") and cfg.eval.detector_kwargs == {"odin": {"search": "coarse"}}
     assert eval_config(meta, [], detectors=["msp"]).eval.detector_kwargs == {}
+    # the same through a config override (`rulab eval RUN --eval.detectors=[msp]` on a study's run used to be refused
+    # because of the ODIN grid the study had stored); an unknown name is then the error that is reported
+    assert eval_config(meta, ["eval.detectors=[msp,knn]"]).eval.detector_kwargs == {"knn": {"k": 5}}
+    assert eval_config(meta, ["detectors=[msp]"]).eval.detector_kwargs == {}
+    with pytest.raises(ConfigError, match=r"eval.detectors\[1\]' has unknown value 'nope'"):
+        eval_config(meta, ["eval.detectors=[msp,nope]"])
+    # arguments the overrides give themselves are kept and checked: a typo in a detector's name is still refused
+    cfg = eval_config(meta, ["eval.detectors=[msp,odin]", "eval.detector_kwargs.odin.search=paper"])
+    assert cfg.eval.detector_kwargs == {"odin": {"search": "paper"}}
+    with pytest.raises(ConfigError, match="'eval.detector_kwargs.odni' names a detector that eval.detectors does not"):
+        eval_config(meta, ["eval.detectors=[msp]", "eval.detector_kwargs.odni.search=coarse"])
+    with pytest.raises(ConfigError, match="'eval.detector_kwargs.odin' names a detector"):
+        eval_config(meta, ["eval.detectors=[msp]", "eval.detector_kwargs={odin: {search: coarse}}"])

@@ -63,10 +63,17 @@ def eval_config(meta: dict[str, Any], overrides: Sequence[str], **explicit: Any)
             f"the checkpoint's stored config no longer loads ({err}); "
             "evaluate it with rulab.eval.evaluate.run_evaluation(model, ...)"
         ) from None
-    cfg = apply_overrides(
-        cfg, [o if "." in o.split("=", 1)[0].lstrip("-") else f"eval.{o.lstrip('-')}" for o in overrides]
-    )
+    items = [o if "." in o.split("=", 1)[0].lstrip("-") else f"eval.{o.lstrip('-')}" for o in overrides]
+    cfg = apply_overrides(cfg, items)
     ev = cfg.eval
+    keys = {o.split("=", 1)[0].lstrip("-").strip() for o in items}
+    if "eval.detectors" in keys and "eval.detector_kwargs" not in keys:
+        # a new detector list drops the stored arguments of the detectors it leaves out (a study's ODIN grid), as
+        # --detectors does; arguments the overrides set themselves are kept, so a typo there is still refused
+        named = {k.split(".")[2] for k in keys if k.startswith("eval.detector_kwargs.") and k.count(".") >= 2}
+        ev = replace(
+            ev, detector_kwargs={k: v for k, v in ev.detector_kwargs.items() if k in ev.detectors or k in named}
+        )
     if explicit.get("detectors") is not None:
         det = explicit["detectors"]
         det = tuple(d.strip() for d in det.split(",") if d.strip()) if isinstance(det, str) else tuple(det)

@@ -9,12 +9,16 @@ low-pass noise (``hein``, built from the test set) and on adversarial noise (PGD
     python benchmarks/method_effects.py --out /tmp/effects            # all presets, 3 seeds (long: hours on 2 cores)
     python benchmarks/method_effects.py --quick --out /tmp/effects    # plain, ceda, acet; 1 seed
     python benchmarks/method_effects.py --table --out /tmp/effects
+
+Without ``--out`` the rows go to ``rulab-method-effects`` in the system's temporary directory (``make bench`` runs
+``--quick`` that way). A run ends by printing the table of what it has.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,6 +119,8 @@ def run(out: Path, seeds: list[int], labels: list[str]) -> None:
 
 
 def table(out: Path) -> None:
+    if not (out / "rows.jsonl").is_file():
+        raise SystemExit(f"{out} holds no rows.jsonl yet; run this script with --out {out} (without --table) first")
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     keys = ["acc", "mmc_id", "mmc_uniform", "mmc_hein", "mmc_adv_noise", "adv_acc", "train_cpu_s"]
     print("| run | seeds | " + " | ".join(keys) + " |")
@@ -137,7 +143,12 @@ def table(out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "rulab-method-effects",
+        help="folder of the runs and rows.jsonl (default: %(default)s)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", default=[label for label, _, _ in JOBS])
     p.add_argument("--quick", action="store_true", help="plain, ceda and acet with one seed")
@@ -149,6 +160,7 @@ def main() -> None:
         table(a.out)
         return
     run(a.out, [0] if a.quick else a.seeds, ["plain", "ceda", "acet"] if a.quick else a.only)
+    table(a.out)
 
 
 if __name__ == "__main__":

@@ -136,8 +136,8 @@ def table(out: Path) -> None:
                 cells.append("–")
                 continue
             scale = 1.0 if k == "train_cpu_s" else 100.0
-            std = v.std().item() * scale if len(v) > 1 else 0.0
-            cells.append(f"{v.mean().item() * scale:.1f} ± {std:.1f}")
+            mean = f"{v.mean().item() * scale:.1f}"
+            cells.append(f"{mean} ± {v.std().item() * scale:.1f}" if len(v) > 1 else mean)  # one seed: no spread
         print(f"| {label} | {len(sel)} | " + " | ".join(cells) + " |")
 
 
